@@ -1,0 +1,3 @@
+from skin_cnn.cli import main
+
+main()

@@ -1,0 +1,94 @@
+"""The ``skin-cnn`` command line: one click group, each command a thin layer over library code.
+
+Commands are registered here by name with a one-line summary and imported only when run, so
+``skin-cnn --help`` answers at once instead of waiting for TensorFlow to load. Each command lives
+in its own module ``skin_cnn/cli/<name>_cmd.py`` exposing a click command called ``command``.
+"""
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import os
+import sys
+
+import click
+
+from skin_cnn import __version__
+
+# name -> (module, one-line summary shown by --help)
+COMMANDS = {
+    "demo": ("skin_cnn.cli.demo_cmd", "Generate the synthetic demo set, train and evaluate end to end."),
+    "manifest": ("skin_cnn.cli.manifest_cmd", "Check a manifest CSV and report every problem by row."),
+    "split": ("skin_cnn.cli.split_cmd", "Split a manifest 80/10/10 by patient into train/val/test."),
+    "crop": ("skin_cnn.cli.crop_cmd", "Crop background away by hue clustering; write boxes and a contact sheet."),
+    "cleanse": ("skin_cnn.cli.cleanse_cmd", "Train or apply the skin/non-skin image filter."),
+    "preview": ("skin_cnn.cli.preview_cmd", "Draw a grid of augmented training images with their labels."),
+    "train": ("skin_cnn.cli.train_cmd", "Train a VGG-16 variant on a split manifest into a run folder."),
+    "evaluate": ("skin_cnn.cli.evaluate_cmd", "Metrics with 95% CIs and a STARD report for a run or predictions."),
+    "compare": ("skin_cnn.cli.compare_cmd", "Compare runs in one table with paired DeLong tests."),
+    "predict": ("skin_cnn.cli.predict_cmd", "Predict images or a manifest with a trained model (optional Grad-CAM)."),
+    "serve": ("skin_cnn.cli.serve_cmd", "Serve a trained model as a local web page and JSON API."),
+    "export": ("skin_cnn.cli.export_cmd", "Export a trained model to SavedModel or TFLite, checked against Keras."),
+}
+
+
+class UserError(click.ClickException):
+    """A mistake in the user's input: shown as one line, never as a traceback."""
+
+    def format_message(self):
+        return self.message
+
+
+class LazyGroup(click.Group):
+    """A click group whose subcommands are imported on first use."""
+
+    def list_commands(self, ctx):
+        return [name for name, (module, _) in COMMANDS.items() if importlib.util.find_spec(module)]
+
+    def get_command(self, ctx, name):
+        if name not in COMMANDS:
+            return None
+        module_name = COMMANDS[name][0]
+        if importlib.util.find_spec(module_name) is None:
+            return None
+        return importlib.import_module(module_name).command
+
+    def format_commands(self, ctx, formatter):
+        rows = [(name, COMMANDS[name][1]) for name in self.list_commands(ctx)]
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except (click.ClickException, click.exceptions.Exit, click.Abort, KeyboardInterrupt):
+            raise
+        except (FileNotFoundError, ValueError, OSError, RuntimeError) as exc:
+            if ctx.obj and ctx.obj.get("debug"):
+                raise
+            raise UserError(f"{exc} (run with --debug for the traceback)") from exc
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, "--version", prog_name="skin-cnn")
+@click.option("--debug", is_flag=True, help="Show full tracebacks instead of one-line errors.")
+@click.pass_context
+def cli(ctx, debug):
+    """skin-cnn: train and honestly evaluate a multi-task VGG-16 on clinical skin photos.
+
+    Tasks: psoriasis vs eczema, acne vs rosacea, CTCL vs eczema. A research tool, not a medical
+    device.
+    """
+    ctx.ensure_object(dict)
+    ctx.obj["debug"] = debug
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def main(argv=None):
+    """Console-script entry point."""
+    cli.main(args=argv, prog_name="skin-cnn", standalone_mode=True)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main(sys.argv[1:])

@@ -1,0 +1,74 @@
+"""The predictions table of DESIGN.md §3: one row per (image, task the image belongs to).
+
+Training (validation predictions), ``skin-cnn evaluate`` and ``skin-cnn predict`` all write this
+table through :func:`predictions_frame`, and evaluation reads it back with
+:func:`read_predictions`, so the contract lives in one place.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from skin_cnn.diseases import TASK_NAMES, TASKS
+
+PREDICTION_COLUMNS = ("image_path", "patient_id", "task", "y_true", "y_prob")
+
+
+def predictions_frame(manifest, probabilities, tasks=TASK_NAMES):
+    """Long-format predictions for the images of ``manifest``.
+
+    Parameters
+    ----------
+    manifest : pandas.DataFrame
+        Rows in the same order as the probabilities, with ``image_path``, ``patient_id``,
+        ``diagnosis`` and any extra columns (kept in the output).
+    probabilities : dict of str -> array of shape (n,) or (n, 1)
+        The model's probability of each task's positive class for every image.
+    tasks : sequence of str
+        Tasks to report; an image appears only under the tasks its diagnosis belongs to.
+    """
+    n = len(manifest)
+    extra = [c for c in manifest.columns if c not in PREDICTION_COLUMNS + ("diagnosis",)]
+    frames = []
+    for name in tasks:
+        task = TASKS[name]
+        prob = np.asarray(probabilities[name], dtype=float).reshape(-1)
+        if prob.shape[0] != n:
+            raise ValueError(f"task {name}: {prob.shape[0]} probabilities for {n} images")
+        labels = manifest["diagnosis"].map(task.label)
+        keep = labels.notna().to_numpy()
+        part = pd.DataFrame(
+            {
+                "image_path": manifest["image_path"].to_numpy()[keep],
+                "patient_id": manifest["patient_id"].fillna("").astype(str).to_numpy()[keep],
+                "task": name,
+                "y_true": labels[keep].astype(int).to_numpy(),
+                "y_prob": prob[keep],
+            }
+        )
+        for col in extra:
+            part[col] = manifest[col].to_numpy()[keep]
+        frames.append(part)
+    if not frames:
+        return pd.DataFrame(columns=list(PREDICTION_COLUMNS) + extra)
+    return pd.concat(frames, ignore_index=True)
+
+
+def read_predictions(path):
+    """Read and check a predictions CSV; one clear error naming the file for each problem."""
+    df = pd.read_csv(path, dtype={"patient_id": str}, keep_default_na=False, na_values=[""])
+    missing = [c for c in PREDICTION_COLUMNS if c not in df.columns]
+    if missing:
+        raise ValueError(f"{path}: predictions CSV lacks columns {', '.join(missing)}")
+    unknown = sorted(set(df["task"]) - set(TASK_NAMES))
+    if unknown:
+        raise ValueError(f"{path}: unknown task(s) {', '.join(map(str, unknown))}; expected {', '.join(TASK_NAMES)}")
+    if not set(pd.unique(df["y_true"])) <= {0, 1}:
+        raise ValueError(f"{path}: y_true must be 0 or 1")
+    prob = pd.to_numeric(df["y_prob"], errors="coerce")
+    if prob.isna().any() or (prob < 0).any() or (prob > 1).any():
+        bad = int(np.flatnonzero(prob.isna() | (prob < 0) | (prob > 1))[0]) + 2
+        raise ValueError(f"{path}: line {bad}: y_prob must be a probability in [0, 1]")
+    df["y_prob"] = prob.astype(float)
+    df["patient_id"] = df["patient_id"].fillna("")
+    return df
