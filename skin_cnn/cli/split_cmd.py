@@ -1,0 +1,80 @@
+"""``skin-cnn split``: validate a manifest, leave out broken rows, split the rest by patient."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from skin_cnn.cli.options import seed_option
+
+
+@click.command(name="split")
+@click.argument("manifest", type=click.Path(dir_okay=False))
+@click.option("-o", "--out", "out", required=True, type=click.Path(), help="Split CSV to write (a folder gets split.csv).")
+@seed_option
+@click.option("--fractions", nargs=3, type=float, default=(0.8, 0.1, 0.1), show_default=True, help="Train, val and test share of patients.")
+@click.option("--group-near-duplicates/--no-group-near-duplicates", default=False, show_default=True, help="Keep perceptually near-identical images in one split.")
+@click.option("--hash-distance", default=None, type=click.IntRange(0, 64), help="Largest pHash/dHash distance (bits) of a near-duplicate pair [default: 12].")
+@click.option("--icd10-map", type=click.Path(dir_okay=False), default=None, help="ICD-10 → category CSV for an icd10 column.")
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+def command(manifest, out, seed, fractions, group_near_duplicates, hash_distance, icd10_map, quiet):
+    """Split MANIFEST 80/10/10 by patient, stratified by diagnosis.
+
+    Every row is validated first; rows with errors (missing or unreadable file, unknown
+    diagnosis, duplicate, patient with two diagnoses) are left out and listed, on screen and in
+    SPLIT.flow.json beside the split, which holds the counts for a STARD flow diagram.
+    """
+    import warnings
+
+    from skin_cnn import atomic
+    from skin_cnn.manifest import validate_manifest
+    from skin_cnn.split import (
+        DEFAULT_HASH_DISTANCE,
+        check_fractions,
+        flow_counts,
+        patient_split,
+        split_table,
+        write_split,
+    )
+
+    fractions = tuple(check_fractions(fractions))
+    out = Path(out)
+    if out.is_dir() or out.suffix.lower() != ".csv":
+        out = out / "split.csv"
+    report = validate_manifest(manifest, icd10_map=icd10_map, check_images=True, progress=not quiet)
+    click.echo(report.summary())
+    excluded = report.excluded()
+    if not report.ok:
+        errors = report.problems[report.problems["severity"] == "error"]
+        click.echo(f"left out of the split: {len(excluded) or report.n_rows} rows with errors")
+        for _, p in errors.head(20).iterrows():
+            click.echo(f"  row {p['row']}: {p['code']}: {p['message']}  {p['image_path']}")
+        if len(errors) > 20:
+            click.echo(f"  … {len(errors) - 20} more (all in {out.with_suffix('.flow.json')})")
+    frame = report.clean_frame()
+    if frame.empty:
+        raise ValueError(f"{manifest}: no usable rows left to split; run `skin-cnn manifest check {manifest}`")
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        split = patient_split(
+            frame,
+            fractions=fractions,
+            seed=seed,
+            group_near_duplicates=group_near_duplicates,
+            hash_distance=DEFAULT_HASH_DISTANCE if hash_distance is None else hash_distance,
+            progress=not quiet,
+        )
+    for note in caught:
+        click.echo(f"warning: {note.message}")
+    info = split.attrs["split_info"]
+    if group_near_duplicates:
+        click.echo(
+            f"near duplicates: {info['near_duplicate_pairs']} pairs within {info['hash_distance']} bits, "
+            f"{info['merged_groups']} groups joining more than one patient; {info['groups']} groups in all"
+        )
+    write_split(split, out)
+    flow_path = out.with_suffix(".flow.json")
+    atomic.write_json(flow_path, flow_counts(report, split))
+    click.echo(split_table(split).to_string())
+    click.echo(f"wrote {out} and {flow_path}")

@@ -1,0 +1,5 @@
+"""Image data: robust reading, hue cropping, skin/non-skin cleansing and the tf.data input pipeline.
+
+Submodules are imported on their own (``from skin_cnn.data.reading import read_image``) so that
+reading an image never pulls in TensorFlow.
+"""

@@ -1,0 +1,226 @@
+"""Read any clinical photo into 8-bit RGB, or say exactly which file is wrong and why.
+
+Clinical image databases hold whatever cameras, scanners and export tools produced: phone JPEGs
+with an EXIF orientation tag, CMYK scans, 16-bit TIFFs, grayscale and palette PNGs, PNGs with
+transparency, and now and then a truncated upload or an HTML error page saved as ``.jpg``. Every
+part of skin-cnn reads images through :func:`read_image` so that all of them see the same pixels
+and a bad file fails with one message naming the file and the reason (:class:`ImageReadError`),
+never a Pillow traceback in the middle of a training run.
+
+Conversions, chosen once here:
+
+* EXIF orientation is applied (``ImageOps.exif_transpose``), so a portrait phone photo is upright.
+* Transparent pixels (RGBA, LA, palette with transparency) are composited on **white**, the way an
+  image viewer or web page shows them; the alpha channel is then dropped.
+* 16-bit images (``I;16`` and relatives, and ``I``, which Pillow uses for 16-bit PNG and TIFF) are
+  scaled from 0..65535 to 0..255 (``round(v / 257)``, so 65535 → 255 and 32768 → 128) rather than
+  clipped at 255 as a plain ``convert("L")`` would do. 32-bit float images (``F``) are read as
+  values in 0..1.
+* Grayscale, bilevel, palette, CMYK, YCbCr, LAB and HSV images are converted by Pillow to RGB.
+* Multi-frame files (animated GIF, multi-page TIFF) give their first frame.
+* Images with more than ``max_pixels`` pixels are refused before decoding, so a small file that
+  claims enormous dimensions (a decompression bomb) cannot exhaust memory.
+"""
+from __future__ import annotations
+
+import io
+import logging
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+logger = logging.getLogger(__name__)
+
+#: Pillow's own default limit (about 89.5 megapixels, a 9459 × 9459 image).
+DEFAULT_MAX_PIXELS = 89_478_485
+
+_ALPHA_MODES = {"RGBA", "LA", "PA", "RGBa", "La"}
+_SIXTEEN_BIT_MODES = {"I;16", "I;16L", "I;16B", "I;16N", "I"}
+
+
+class ImageReadError(ValueError):
+    """An image that cannot be read; ``str(err)`` is ``"PATH: reason"``.
+
+    Attributes
+    ----------
+    path : str
+        The file path, or the name given for in-memory data.
+    reason : str
+        What is wrong, in words (``"empty file (0 bytes)"``, ``"truncated or corrupt image
+        data: ..."``).
+    """
+
+    def __init__(self, path, reason):
+        self.path = os.fspath(path) if isinstance(path, os.PathLike) else str(path)
+        self.reason = str(reason)
+        super().__init__(f"{self.path}: {self.reason}")
+
+    def __reduce__(self):  # keep picklable across process pools
+        return (type(self), (self.path, self.reason))
+
+
+def _source_and_name(source, name):
+    """Return ``(fp, name)``: something ``Image.open`` accepts and the name used in messages."""
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        data = bytes(source)
+        name = name or "<bytes>"
+        if not data:
+            raise ImageReadError(name, "empty file (0 bytes)")
+        return io.BytesIO(data), name
+    if hasattr(source, "read"):
+        data = source.read()
+        return _source_and_name(data, name or getattr(source, "name", None) or "<stream>")
+    path = Path(source)
+    name = name or os.fspath(path)
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        raise ImageReadError(name, "file not found") from None
+    except PermissionError:
+        raise ImageReadError(name, "permission denied") from None
+    except OSError as exc:
+        raise ImageReadError(name, f"cannot access file ({exc.strerror or exc})") from None
+    if path.is_dir():
+        raise ImageReadError(name, "is a folder, not an image file")
+    if size == 0:
+        raise ImageReadError(name, "empty file (0 bytes)")
+    try:
+        with open(path, "rb") as fh:
+            return io.BytesIO(fh.read()), name
+    except PermissionError:
+        raise ImageReadError(name, "permission denied") from None
+    except OSError as exc:
+        raise ImageReadError(name, f"cannot read file ({exc.strerror or exc})") from None
+
+
+def _open_decoded(source, name, max_pixels):
+    """Open, size-check and fully decode the first frame; return the loaded PIL image."""
+    fp, name = _source_and_name(source, name)
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            # The max_pixels check below is the authority; Pillow's softer bomb warning and its
+            # notes on damaged metadata would only repeat what the error or the log says.
+            warnings.simplefilter("always")
+            image = Image.open(fp)
+        for note in caught:
+            if not issubclass(note.category, Image.DecompressionBombWarning):
+                logger.debug("%s: %s", name, note.message)
+    except Image.DecompressionBombError as exc:
+        raise ImageReadError(name, f"image too large, refused as a possible decompression bomb ({exc})") from None
+    except UnidentifiedImageError:
+        raise ImageReadError(name, "not an image file Pillow can read (unknown or damaged format)") from None
+    except MemoryError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any header parser failure means a damaged file
+        raise ImageReadError(name, f"damaged image header ({type(exc).__name__}: {exc})") from None
+
+    width, height = image.size
+    if width <= 0 or height <= 0:
+        raise ImageReadError(name, f"image has no pixels ({width}×{height})")
+    if max_pixels is not None and width * height > max_pixels:
+        raise ImageReadError(
+            name,
+            f"image too large: {width}×{height} = {width * height:,} pixels exceeds the limit of "
+            f"{int(max_pixels):,} (refused as a possible decompression bomb; raise max_pixels if "
+            "the image is genuine)",
+        )
+    try:
+        if getattr(image, "n_frames", 1) > 1:
+            image.seek(0)
+        image.load()
+    except MemoryError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - decoders raise many types for damaged data
+        raise ImageReadError(name, f"truncated or corrupt image data ({type(exc).__name__}: {exc})") from None
+    return image, name
+
+
+def _to_rgb(image, name):
+    """Apply EXIF orientation and convert any Pillow mode to an 8-bit RGB PIL image."""
+    try:
+        image = ImageOps.exif_transpose(image)
+    except MemoryError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a broken EXIF block must not make good pixels unreadable
+        logger.warning("%s: EXIF orientation ignored (%s)", name, exc)
+
+    mode = image.mode
+    if mode == "RGB":
+        return image
+    if mode == "P" and "transparency" in image.info:
+        image, mode = image.convert("RGBA"), "RGBA"
+    if mode in _ALPHA_MODES:
+        rgba = image.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(white, rgba).convert("RGB")
+    if mode in _SIXTEEN_BIT_MODES:
+        values = np.asarray(image).astype(np.float64)
+        gray = np.rint(np.clip(values, 0, 65535) / 257.0).astype(np.uint8)
+        return Image.fromarray(gray).convert("RGB")
+    if mode == "F":
+        values = np.asarray(image, dtype=np.float64)
+        gray = np.rint(np.clip(np.nan_to_num(values), 0.0, 1.0) * 255.0).astype(np.uint8)
+        return Image.fromarray(gray).convert("RGB")
+    if mode == "1":
+        image = image.convert("L")
+    try:
+        return image.convert("RGB")
+    except MemoryError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - reported with the file name instead
+        raise ImageReadError(name, f"cannot convert image mode {mode!r} to RGB ({exc})") from None
+
+
+def open_rgb(source, *, name=None, max_pixels=DEFAULT_MAX_PIXELS):
+    """Like :func:`read_image` but return a PIL ``Image`` in mode ``RGB``.
+
+    For code that goes on with Pillow operations (``reduce``, ``resize``, ``ImageDraw``) and would
+    otherwise convert the array straight back.
+    """
+    image, name = _open_decoded(source, name, max_pixels)
+    return _to_rgb(image, name)
+
+
+def read_image(source, *, name=None, max_pixels=DEFAULT_MAX_PIXELS):
+    """Decode an image file or bytes into an upright 8-bit RGB array.
+
+    Parameters
+    ----------
+    source : str, Path, bytes or binary file object
+        A path, or the encoded file contents (an upload, a blob from a database).
+    name : str, optional
+        Name used in error messages; defaults to the path (``"<bytes>"`` for raw bytes).
+    max_pixels : int or None
+        Refuse images with more pixels than this before decoding them. The default is Pillow's
+        own limit; ``None`` turns the check off (Pillow still refuses images over twice its own
+        limit).
+
+    Returns
+    -------
+    numpy.ndarray
+        ``uint8`` array of shape ``(height, width, 3)``, EXIF orientation applied.
+
+    Raises
+    ------
+    ImageReadError
+        Missing, empty, truncated, corrupt, non-image or too-large file; the message names the
+        file and the reason.
+    """
+    array = np.asarray(open_rgb(source, name=name, max_pixels=max_pixels), dtype=np.uint8)
+    return np.ascontiguousarray(array)
+
+
+def check_image(source, *, name=None, max_pixels=DEFAULT_MAX_PIXELS):
+    """Fully decode an image without converting it; return ``None`` if it reads, else the reason.
+
+    Used by manifest validation to find every unreadable file up front, so that a training run
+    does not stop on the one broken file among thousands.
+    """
+    try:
+        _open_decoded(source, name, max_pixels)
+    except ImageReadError as exc:
+        return exc.reason
+    return None

@@ -1,0 +1,590 @@
+"""Load a manifest CSV into a DataFrame, and validate every row of it before any training starts.
+
+A manifest lists one image per row: ``image_path`` (relative to the CSV's folder, or absolute),
+``patient_id`` (may be empty) and either ``diagnosis`` (one of
+:data:`skin_cnn.diseases.DISEASES`, any case) or ``icd10`` (mapped to a category by
+:func:`skin_cnn.diseases.load_icd10_map`). Every other column is kept as text, unchanged, so that
+results can later be grouped by source, Fitzpatrick type or anything else the database exports.
+
+:func:`load_manifest` is strict and cheap: it refuses a manifest whose rows cannot be labelled and
+says which rows. :func:`validate_manifest` is thorough: it opens every image, hashes its content and
+lists *every* problem by the row number as seen in a spreadsheet, so one pass fixes them all.
+"""
+from __future__ import annotations
+
+import csv
+import hashlib
+import os
+import re
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from skin_cnn import atomic
+from skin_cnn.diseases import DISEASES, ICD10Map, load_icd10_map
+
+#: Problem codes, their severity and a short human label (used in flow counts and docs).
+CODES = {
+    "missing_column": ("error", "missing column"),
+    "no_label_column": ("error", "no diagnosis or icd10 column"),
+    "both_label_columns": ("warning", "both diagnosis and icd10 columns"),
+    "duplicate_column": ("error", "duplicate column name"),
+    "no_patient_column": ("warning", "no patient_id column"),
+    "bad_row": ("error", "malformed row"),
+    "empty_image_path": ("error", "empty image path"),
+    "missing_file": ("error", "missing file"),
+    "unreadable_image": ("error", "unreadable image"),
+    "checksum_mismatch": ("error", "checksum mismatch"),
+    "missing_diagnosis": ("error", "missing diagnosis"),
+    "unknown_diagnosis": ("error", "unknown diagnosis"),
+    "unknown_icd10": ("error", "unknown ICD-10 code"),
+    "label_mismatch": ("error", "diagnosis and ICD-10 disagree"),
+    "duplicate_path": ("error", "duplicate image path"),
+    "duplicate_content": ("error", "duplicate image content"),
+    "patient_conflict": ("error", "patient with two diagnoses"),
+    "empty_patient_id": ("warning", "empty patient id"),
+}
+
+PROBLEM_COLUMNS = ("row", "image_path", "severity", "code", "message")
+_KNOWN_COLUMNS = ("image_path", "patient_id", "diagnosis", "icd10")
+
+
+def normalize_diagnosis(value):
+    """``'  Atopic  ECZEMA '`` style clean-up: strip, lower-case, collapse inner spaces."""
+    return re.sub(r"\s+", " ", str(value)).strip().lower()
+
+
+def _resolve_icd10_map(icd10_map):
+    if icd10_map is None or isinstance(icd10_map, ICD10Map):
+        return icd10_map if icd10_map is not None else load_icd10_map()
+    return load_icd10_map(icd10_map)
+
+
+def resolve_image_path(value, base):
+    """Absolute path of a manifest ``image_path`` entry (``~`` expanded, relative to ``base``)."""
+    path = os.path.expanduser(str(value).strip())
+    if not os.path.isabs(path):
+        path = os.path.join(os.fspath(base), path)
+    return os.path.normpath(os.path.abspath(path))
+
+
+# ---------------------------------------------------------------------------------------------
+# parsing
+
+
+@dataclass
+class _Parsed:
+    frame: pd.DataFrame
+    rows: list  # CSV line number of each frame row
+    problems: list  # dicts with PROBLEM_COLUMNS; frame-row index under "_index" (None: file-level)
+    has_patient_column: bool = True
+
+
+def _problem(problems, code, message, row=None, image_path="", index=None):
+    severity = CODES[code][0]
+    problems.append(
+        {"row": row, "image_path": image_path, "severity": severity, "code": code, "message": message, "_index": index}
+    )
+
+
+def _read_rows(path):
+    """Header and data records of a CSV, each record with the line number it starts on."""
+    with open(path, newline="", encoding="utf-8-sig") as fh:
+        reader = csv.reader(fh)
+        header, records, line = None, [], 1
+        for fields in reader:
+            start, line = line, reader.line_num + 1
+            if not fields or all(not f.strip() for f in fields):
+                continue
+            if header is None:
+                header = [f.strip() for f in fields]
+                continue
+            records.append((start, fields))
+    return header, records
+
+
+def _parse_manifest(path, icd10_map=None):
+    """Parse a manifest into the contract frame plus every problem found without opening images."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: manifest file not found")
+    try:
+        header, records = _read_rows(path)
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{path}: manifest is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    except csv.Error as exc:
+        raise ValueError(f"{path}: not a readable CSV file ({exc})") from None
+    if header is None:
+        raise ValueError(f"{path}: manifest is empty (no header row)")
+
+    problems = []
+    # Known columns match whatever their case; others keep their names unchanged.
+    names = [h if h.lower() not in _KNOWN_COLUMNS else h.lower() for h in header]
+    seen = Counter(names)
+    for name, count in seen.items():
+        if count > 1:
+            _problem(problems, "duplicate_column", f"column {name!r} appears {count} times in the header", row=1)
+    if "image_path" not in names:
+        _problem(problems, "missing_column", "required column image_path is missing", row=1)
+    has_diagnosis, has_icd10 = "diagnosis" in names, "icd10" in names
+    if not has_diagnosis and not has_icd10:
+        _problem(problems, "no_label_column", "the manifest needs a diagnosis column or an icd10 column", row=1)
+    elif has_diagnosis and has_icd10:
+        _problem(
+            problems,
+            "both_label_columns",
+            "both diagnosis and icd10 columns: diagnosis is used, icd10 fills empty diagnoses and is checked against it",
+            row=1,
+        )
+    has_patient = "patient_id" in names
+    if not has_patient:
+        _problem(problems, "no_patient_column", "no patient_id column: every image is treated as its own patient", row=1)
+
+    # Columns after a duplicate keep pandas' style suffix so no data is lost.
+    unique_names, counts = [], Counter()
+    for name in names:
+        unique_names.append(name if counts[name] == 0 else f"{name}.{counts[name]}")
+        counts[name] += 1
+
+    data, rows = [], []
+    for line, fields in records:
+        if len(fields) != len(unique_names):
+            extra = [f for f in fields[len(unique_names):] if f.strip()]
+            if len(fields) < len(unique_names) or extra:
+                _problem(
+                    problems,
+                    "bad_row",
+                    f"row has {len(fields)} fields but the header has {len(unique_names)}",
+                    row=line,
+                    image_path=fields[0] if fields else "",
+                    index=len(data),
+                )
+            fields = (list(fields) + [""] * len(unique_names))[: len(unique_names)]
+        data.append(fields)
+        rows.append(line)
+
+    frame = pd.DataFrame(data, columns=unique_names, dtype=str) if data else pd.DataFrame(columns=unique_names, dtype=str)
+    frame = frame.reset_index(drop=True)
+    if any(p["severity"] == "error" and p["row"] == 1 for p in problems):
+        return _Parsed(frame, rows, problems, has_patient)
+
+    base = path.resolve().parent
+    raw_paths = frame["image_path"].str.strip()
+    frame["image_path"] = [resolve_image_path(p, base) if p else "" for p in raw_paths]
+    if has_patient:
+        frame["patient_id"] = frame["patient_id"].str.strip()
+    else:
+        frame["patient_id"] = ""
+
+    cmap = _resolve_icd10_map(icd10_map) if has_icd10 else None
+    diagnoses = []
+    for i, line in enumerate(rows):
+        image = frame.at[i, "image_path"]
+        if not image:
+            _problem(problems, "empty_image_path", "image_path is empty", row=line, index=i)
+        diagnosis = ""
+        given = normalize_diagnosis(frame.at[i, "diagnosis"]) if has_diagnosis else ""
+        code = frame.at[i, "icd10"].strip() if has_icd10 else ""
+        mapped = cmap.lookup(code) if code else None
+        if given:
+            if given in DISEASES:
+                diagnosis = given
+            else:
+                _problem(
+                    problems,
+                    "unknown_diagnosis",
+                    f"unknown diagnosis {frame.at[i, 'diagnosis']!r}; expected one of {', '.join(DISEASES)}",
+                    row=line,
+                    image_path=image,
+                    index=i,
+                )
+            if code and mapped is None:
+                _problem(problems, "unknown_icd10", f"ICD-10 code {code!r} is not in {cmap.source}", line, image, i)
+                # a known diagnosis still labels the row, so this is only a warning there
+                problems[-1]["severity"] = "warning" if diagnosis else "error"
+            elif mapped is not None and diagnosis and mapped != diagnosis:
+                _problem(
+                    problems,
+                    "label_mismatch",
+                    f"diagnosis {diagnosis!r} but ICD-10 code {code} maps to {mapped!r}",
+                    line,
+                    image,
+                    i,
+                )
+                diagnosis = ""
+        elif code:
+            if mapped is None:
+                _problem(
+                    problems,
+                    "unknown_icd10",
+                    f"ICD-10 code {code!r} is not in {cmap.source}; add it to a mapping file (--icd10-map)",
+                    line,
+                    image,
+                    i,
+                )
+            else:
+                diagnosis = mapped
+        else:
+            what = " and ".join(c for c, has in (("diagnosis", has_diagnosis), ("icd10", has_icd10)) if has)
+            _problem(problems, "missing_diagnosis", f"{what} is empty", line, image, i)
+        diagnoses.append(diagnosis)
+    frame["diagnosis"] = diagnoses
+
+    _find_duplicate_paths(frame, rows, problems)
+    _find_patient_conflicts(frame, rows, problems)
+    for i in frame.index[frame["patient_id"] == ""]:
+        if has_patient:
+            _problem(
+                problems,
+                "empty_patient_id",
+                "patient_id is empty: the image is treated as its own patient",
+                rows[i],
+                frame.at[i, "image_path"],
+                i,
+            )
+    return _Parsed(frame, rows, problems, has_patient)
+
+
+def _find_duplicate_paths(frame, rows, problems):
+    first = {}
+    for i, image in enumerate(frame["image_path"]):
+        if not image:
+            continue
+        if image in first:
+            _problem(
+                problems,
+                "duplicate_path",
+                f"same image file as row {rows[first[image]]}",
+                rows[i],
+                image,
+                i,
+            )
+        else:
+            first[image] = i
+
+
+def _find_patient_conflicts(frame, rows, problems):
+    by_patient = defaultdict(list)
+    for i, (patient, diagnosis) in enumerate(zip(frame["patient_id"], frame["diagnosis"])):
+        if patient and diagnosis:
+            by_patient[patient].append((i, diagnosis))
+    for patient, items in by_patient.items():
+        counts = Counter(d for _, d in items)
+        if len(counts) < 2:
+            continue
+        listing = ", ".join(
+            f"{d} (rows {', '.join(str(rows[i]) for i, dd in items if dd == d)})" for d in sorted(counts)
+        )
+        for i, diagnosis in items:
+            _problem(
+                problems,
+                "patient_conflict",
+                f"patient {patient!r} has images of more than one diagnosis: {listing}",
+                rows[i],
+                frame.at[i, "image_path"],
+                i,
+            )
+
+
+def load_manifest(path, icd10_map=None):
+    """Read a manifest CSV into the manifest frame.
+
+    Parameters
+    ----------
+    path : str or Path
+        The manifest CSV (UTF-8, a header row; Excel's BOM is accepted).
+    icd10_map : str, Path or ICD10Map, optional
+        Mapping used when the CSV has an ``icd10`` column; defaults to the shipped table.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Index 0..n-1; ``image_path`` absolute, ``patient_id`` a string (``""`` when empty),
+        ``diagnosis`` one of ``DISEASES``; every other CSV column kept as text.
+
+    Raises
+    ------
+    ValueError
+        When a column is missing or any row cannot be given a diagnosis, has no image path,
+        repeats another row's image, or belongs to a patient with another diagnosis. The message
+        names the file and the first rows; ``skin-cnn manifest check`` lists them all. Image files
+        are not opened here (see :func:`validate_manifest`).
+    """
+    parsed = _parse_manifest(path, icd10_map)
+    errors = [p for p in parsed.problems if p["severity"] == "error"]
+    if errors:
+        shown = "; ".join(f"row {p['row']}: {p['message']}" for p in errors[:3])
+        more = f" (and {len(errors) - 3} more)" if len(errors) > 3 else ""
+        raise ValueError(
+            f"{path}: {len(errors)} problem(s) in the manifest: {shown}{more}; "
+            f"run `skin-cnn manifest check {path}` for the full list"
+        )
+    return parsed.frame
+
+
+# ---------------------------------------------------------------------------------------------
+# validation
+
+
+@dataclass
+class ValidationReport:
+    """Every problem of a manifest, by row, with counts for a summary line and a flow diagram.
+
+    Attributes
+    ----------
+    manifest : str
+        The manifest's path.
+    frame : pandas.DataFrame
+        All rows as parsed (diagnosis ``""`` where none could be assigned).
+    rows : list of int
+        CSV line number of each frame row (the header is line 1).
+    problems : pandas.DataFrame
+        Columns ``row, image_path, severity, code, message``; ``row`` is the CSV line number
+        (1 for problems with the header, empty for none).
+    images_checked : bool
+        Whether image files were opened and hashed.
+    n_images_ok : int
+        Rows whose image exists and decodes (or exists, when images were not checked).
+    """
+
+    manifest: str
+    frame: pd.DataFrame
+    rows: list
+    problems: pd.DataFrame
+    images_checked: bool
+    n_images_ok: int
+    _error_index: list = field(default_factory=list, repr=False)
+
+    @property
+    def n_rows(self):
+        return len(self.frame)
+
+    @property
+    def n_errors(self):
+        return int((self.problems["severity"] == "error").sum())
+
+    @property
+    def n_warnings(self):
+        return int((self.problems["severity"] == "warning").sum())
+
+    @property
+    def ok(self):
+        """True when there are no errors (warnings allowed)."""
+        return self.n_errors == 0
+
+    @property
+    def by_code(self):
+        """``{code: count}`` in the order of :data:`CODES`."""
+        counts = Counter(self.problems["code"])
+        return {code: counts[code] for code in CODES if counts[code]}
+
+    def error_indices(self):
+        """Frame indices of rows with at least one error (each listed once, in order)."""
+        return list(self._error_index)
+
+    def excluded(self):
+        """Rows that a split leaves out: ``{frame index: (code, message)}`` of each row's first error."""
+        out = {}
+        problems = self.problems[self.problems["severity"] == "error"]
+        for index, code, message in zip(problems["_index"], problems["code"], problems["message"]):
+            if not pd.isna(index) and int(index) not in out:
+                out[int(index)] = (code, message)
+        return out
+
+    def clean_frame(self):
+        """The frame without the rows that have errors, re-indexed 0..n-1."""
+        bad = set(self._error_index)
+        keep = [i for i in self.frame.index if i not in bad]
+        return self.frame.loc[keep].reset_index(drop=True)
+
+    def summary(self):
+        """One line: rows, images ok, errors, warnings, counts by code."""
+        images = f"{self.n_images_ok} images ok" if self.images_checked else f"{self.n_images_ok} files exist (not decoded)"
+        codes = ", ".join(f"{code} {n}" for code, n in self.by_code.items())
+        return (
+            f"{self.manifest}: {self.n_rows} rows, {images}, {self.n_errors} errors, {self.n_warnings} warnings"
+            + (f" ({codes})" if codes else "")
+        )
+
+    def table(self, max_lines=40, per_code=5):
+        """The problems as a text table for a terminal.
+
+        Errors come first. A code with more than ``per_code`` rows shows its first few and one
+        line saying how many more there are, so 942 empty patient ids take a few lines, not 942.
+        """
+        if self.problems.empty:
+            return "no problems found"
+        ordered = self.problems.assign(_sev=(self.problems["severity"] != "error").astype(int))
+        ordered = ordered.sort_values(["_sev", "row"], kind="stable", na_position="first")
+        lines, shown = [], 0
+        for code in list(dict.fromkeys(ordered["code"])):
+            group = ordered[ordered["code"] == code]
+            take = group if len(group) <= per_code else group.iloc[: max(1, per_code - 2)]
+            for _, p in take.iterrows():
+                if shown >= max_lines:
+                    break
+                row = "" if pd.isna(p["row"]) else int(p["row"])
+                lines.append((str(row), p["severity"], code, _short(p["image_path"]), p["message"]))
+                shown += 1
+            if len(take) < len(group):
+                rows = group["row"].iloc[len(take):].dropna().astype(int)
+                span = f" (rows {rows.min()}–{rows.max()})" if len(rows) else ""
+                lines.append(("…", group["severity"].iloc[0], code, "", f"{len(group) - len(take)} more{span}"))
+        hidden = len(self.problems) - sum(1 for line in lines if line[0] != "…")
+        header = ("row", "severity", "code", "image", "message")
+        widths = [max(len(h), *(len(line[k]) for line in lines)) for k, h in enumerate(header[:4])]
+        fmt = "  ".join(f"{{:<{w}}}" for w in widths) + "  {}"
+        out = [fmt.format(*header), fmt.format(*("-" * w for w in widths), "-------")]
+        out += [fmt.format(*line) for line in lines]
+        if shown >= max_lines and hidden > 0:
+            out.append(f"… output truncated; {len(self.problems)} problems in all (write the full report with -o)")
+        return "\n".join(out)
+
+    def to_frame(self):
+        """The problems table as written to CSV (row as an integer or empty)."""
+        frame = self.problems.loc[:, list(PROBLEM_COLUMNS)].copy()
+        frame["row"] = frame["row"].astype("Int64")
+        return frame
+
+    def to_dict(self):
+        return {
+            "manifest": self.manifest,
+            "rows": self.n_rows,
+            "images_checked": self.images_checked,
+            "images_ok": self.n_images_ok,
+            "errors": self.n_errors,
+            "warnings": self.n_warnings,
+            "by_code": self.by_code,
+            "problems": [
+                {k: (None if pd.isna(v) else (int(v) if k == "row" else v)) for k, v in p.items()}
+                for p in self.to_frame().astype(object).to_dict("records")
+            ],
+        }
+
+    def write(self, path):
+        """Write ``path`` (``.csv``) and the same name with ``.json``; a folder gets
+        ``manifest_report.csv`` and ``.json`` inside it. Returns the two paths."""
+        path = Path(path)
+        if path.suffix.lower() not in (".csv", ".json"):
+            path = path / "manifest_report.csv"
+        csv_path, json_path = path.with_suffix(".csv"), path.with_suffix(".json")
+        atomic.write_csv(csv_path, self.to_frame())
+        atomic.write_json(json_path, self.to_dict())
+        return csv_path, json_path
+
+
+def _short(path, width=48):
+    text = str(path)
+    return text if len(text) <= width else "…" + text[-(width - 1):]
+
+
+def _hash_and_check(image):
+    """Read a file once: its sha256 and the reason it does not decode (None when it does)."""
+    from skin_cnn.data.reading import check_image
+
+    with open(image, "rb") as fh:
+        data = fh.read()
+    reason = check_image(data, name=image) if data else "empty file (0 bytes)"
+    return hashlib.sha256(data).hexdigest(), reason
+
+
+def validate_manifest(path, icd10_map=None, check_images=True, progress=True):
+    """Find every problem of a manifest, row by row.
+
+    Parameters
+    ----------
+    path : str or Path
+        The manifest CSV.
+    icd10_map : str, Path or ICD10Map, optional
+        Mapping for an ``icd10`` column; defaults to the shipped table.
+    check_images : bool
+        Open, fully decode and hash every image (finds unreadable files and the same image
+        under two rows). Without it only the existence of each file is checked.
+    progress : bool
+        Show a progress bar while images are checked.
+
+    Returns
+    -------
+    ValidationReport
+        Errors: missing or malformed columns and rows, missing or unreadable files, unknown
+        diagnoses or ICD-10 codes, the same file or the same content (sha256) in two rows, a
+        patient with two diagnoses, and, when the manifest has a ``sha256`` column, a file
+        whose content does not match it. Warnings: empty patient ids, ICD-10 codes not in the
+        mapping on rows that have a diagnosis.
+
+    Raises
+    ------
+    FileNotFoundError, ValueError
+        Only when the manifest itself cannot be read as CSV.
+    """
+    parsed = _parse_manifest(path, icd10_map)
+    frame, rows, problems = parsed.frame, parsed.rows, parsed.problems
+    n_ok = 0
+    header_ok = not any(p["severity"] == "error" and p["row"] == 1 for p in problems)
+    if header_ok and len(frame):
+        from tqdm.auto import tqdm
+
+        expected = frame["sha256"] if "sha256" in frame.columns else None
+        first_by_digest = {}
+        iterator = tqdm(
+            frame["image_path"].items(),
+            total=len(frame),
+            desc="checking images" if check_images else "checking files",
+            unit="img",
+            disable=not progress,
+            leave=False,
+        )
+        for i, image in iterator:
+            if not image:
+                continue
+            if not os.path.isfile(image):
+                reason = "is a folder, not an image file" if os.path.isdir(image) else "file not found"
+                code = "unreadable_image" if os.path.isdir(image) else "missing_file"
+                _problem(problems, code, reason, rows[i], image, i)
+                continue
+            if not check_images:
+                n_ok += 1
+                continue
+            try:
+                digest, reason = _hash_and_check(image)
+            except OSError as exc:
+                _problem(problems, "unreadable_image", f"cannot read file ({exc.strerror or exc})", rows[i], image, i)
+                continue
+            if reason is not None:
+                _problem(problems, "unreadable_image", reason, rows[i], image, i)
+            else:
+                n_ok += 1
+            want = expected.iat[i].strip().lower() if expected is not None else ""
+            if want and want != digest:
+                _problem(problems, "checksum_mismatch", f"sha256 is {digest[:12]}…, manifest says {want[:12]}…", rows[i], image, i)
+            other = first_by_digest.get(digest)
+            if other is None:
+                first_by_digest[digest] = i
+            elif frame.at[other, "image_path"] != image:  # same path is already a duplicate_path
+                _problem(
+                    problems,
+                    "duplicate_content",
+                    f"same file content (sha256) as row {rows[other]} ({_short(frame.at[other, 'image_path'], 60)})",
+                    rows[i],
+                    image,
+                    i,
+                )
+
+    table = pd.DataFrame(problems, columns=list(PROBLEM_COLUMNS) + ["_index"])
+    table["_index"] = table["_index"].astype(object)
+    error_index = sorted(
+        {int(i) for i, s in zip(table["_index"], table["severity"]) if s == "error" and not pd.isna(i)}
+    )
+    if not header_ok:
+        error_index = list(range(len(frame)))
+    return ValidationReport(
+        manifest=os.fspath(path),
+        frame=frame,
+        rows=rows,
+        problems=table,
+        images_checked=bool(check_images),
+        n_images_ok=n_ok,
+        _error_index=error_index,
+    )

@@ -1,0 +1,247 @@
+"""patient_split keeps patients (and near duplicates) together and every disease in every split."""
+import json
+import warnings
+
+import broken_files as bf
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from PIL import Image
+
+from skin_cnn.diseases import DISEASES
+from skin_cnn.split import (
+    allocate_counts,
+    check_fractions,
+    group_images,
+    load_split,
+    near_duplicate_pairs,
+    patient_split,
+    write_split,
+)
+
+
+def _frame(patients, empty=0, seed=0):
+    """Rows for ``patients = {diagnosis: n_patients}``, 1-5 images each, plus ``empty`` rows with no id."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for dx, n in patients.items():
+        for p in range(n):
+            for k in range(int(rng.integers(1, 6))):
+                rows.append({"image_path": f"/x/{dx}{p}_{k}.jpg", "patient_id": f"{dx}-{p}", "diagnosis": dx})
+        for k in range(empty):
+            rows.append({"image_path": f"/x/{dx}_anon{k}.jpg", "patient_id": "", "diagnosis": dx})
+    return pd.DataFrame(rows)
+
+
+def _split_quiet(frame, **kwargs):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        return patient_split(frame, **kwargs)
+
+
+def _units(frame):
+    return np.where(frame["patient_id"] == "", "img:" + frame["image_path"], frame["patient_id"])
+
+
+manifests = st.builds(
+    lambda counts, empty, seed: (counts, empty, seed),
+    st.dictionaries(st.sampled_from(DISEASES), st.integers(1, 40), min_size=1, max_size=5),
+    st.integers(0, 6),
+    st.integers(0, 2**16),
+)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(manifests, st.integers(0, 1000))
+def test_split_properties_on_random_manifests(manifest, seed):
+    counts, empty, data_seed = manifest
+    frame = _frame(counts, empty, data_seed)
+    out = _split_quiet(frame, seed=seed)
+    # every image in exactly one split, rows unchanged
+    assert len(out) == len(frame) and set(out["split"]) <= {"train", "val", "test"}
+    pd.testing.assert_frame_equal(out[frame.columns], frame)
+    # no patient in two splits
+    units = _units(out)
+    assert (pd.Series(out["split"].values).groupby(units).nunique() == 1).all()
+    # every disease with >= 3 patients (groups) appears in every split
+    for dx in counts:
+        n_groups = len(set(units[out["diagnosis"] == dx]))
+        if n_groups >= 3:
+            assert set(out.loc[out["diagnosis"] == dx, "split"]) == {"train", "val", "test"}
+    # same seed, same split
+    again = _split_quiet(frame, seed=seed)
+    assert again["split"].tolist() == out["split"].tolist()
+
+
+@settings(max_examples=15, deadline=None)
+@given(st.lists(st.integers(30, 80), min_size=3, max_size=5), st.integers(0, 1000))
+def test_patient_level_fractions_are_close_to_the_request(sizes, seed):
+    frame = _frame(dict(zip(DISEASES, sizes)), empty=0, seed=seed)
+    out = _split_quiet(frame, seed=seed, fractions=(0.7, 0.2, 0.1))
+    per_patient = out.drop_duplicates("patient_id")["split"].value_counts(normalize=True)
+    for split, want in zip(("train", "val", "test"), (0.7, 0.2, 0.1)):
+        assert abs(per_patient.get(split, 0.0) - want) < 0.03
+
+
+def test_different_seeds_usually_give_different_splits():
+    frame = _frame({dx: 20 for dx in DISEASES})
+    splits = {tuple(_split_quiet(frame, seed=s)["split"]) for s in range(6)}
+    assert len(splits) == 6
+
+
+def test_allocation_by_hand():
+    # 12 groups at 0.8/0.1/0.1: 9.6/1.2/1.2 -> floors 9/1/1, the remaining one to train
+    assert allocate_counts({"a": 12}, (0.8, 0.1, 0.1))["a"].tolist() == [10, 1, 1]
+    # 3 groups: one per split although 0.8 * 3 = 2.4
+    assert allocate_counts({"a": 3}, (0.8, 0.1, 0.1))["a"].tolist() == [1, 1, 1]
+    # 2 groups cannot fill three splits: both to train
+    assert allocate_counts({"a": 2}, (0.8, 0.1, 0.1))["a"].tolist() == [2, 0, 0]
+    # five strata of 12: per-stratum rounding alone would give 50/5/5; the carried deficit 48/6/6
+    total = sum(allocate_counts({d: 12 for d in "abcde"}, (0.8, 0.1, 0.1)).values())
+    assert total.tolist() == [48, 6, 6]
+    # a zero fraction gets nothing
+    assert allocate_counts({"a": 10}, (0.9, 0.0, 0.1))["a"].tolist() == [9, 0, 1]
+
+
+def test_bad_fractions_are_refused():
+    for bad in [(0.8, 0.1), (0.8, 0.3, 0.1), (0.0, 0.5, 0.5), (1.2, -0.1, -0.1)]:
+        with pytest.raises(ValueError, match="fractions"):
+            check_fractions(bad)
+
+
+def test_empty_patient_ids_warn_and_are_own_groups():
+    frame = pd.DataFrame(
+        {"image_path": [f"/x/{i}.jpg" for i in range(4)], "patient_id": ["", "", "a", "a"], "diagnosis": ["acne"] * 4}
+    )
+    with pytest.warns(UserWarning, match="2 of 4 images have no patient id"):
+        out = patient_split(frame)
+    assert out["split_group"].tolist() == [0, 1, 2, 2]
+    assert out.attrs["split_info"]["images_without_patient_id"] == 2
+
+
+def test_majority_diagnosis_decides_a_mixed_patient():
+    frame = _frame({"acne": 10, "rosacea": 10})
+    frame.loc[len(frame)] = {"image_path": "/x/mixed.jpg", "patient_id": "acne-0", "diagnosis": "rosacea"}
+    out = _split_quiet(frame)
+    assert out.loc[out["patient_id"] == "acne-0", "split"].nunique() == 1
+
+
+def test_near_duplicate_pairs_by_hand():
+    hashes = np.zeros((4, 64), dtype=bool)
+    hashes[1, :3] = True  # 3 bits from row 0
+    hashes[2, :20] = True  # 20 bits from row 0, 17 from row 1
+    hashes[3] = ~hashes[0]  # 64 bits from row 0
+    assert near_duplicate_pairs(hashes, 3).tolist() == [[0, 1]]
+    assert sorted(map(tuple, near_duplicate_pairs(hashes, 17).tolist())) == [(0, 1), (1, 2)]
+    assert near_duplicate_pairs(hashes, 2).shape == (0, 2)
+    # blocks give the same pairs as one pass
+    many = np.random.default_rng(0).random((300, 2, 64)) < 0.5
+    many[150] = many[7]
+    many[151, :, 5:] = many[9, :, 5:]
+    many[151, :, :5] = ~many[9, :, :5]
+    one = near_duplicate_pairs(many, 6)
+    assert sorted(map(tuple, one.tolist())) == [(7, 150), (9, 151)]
+    assert (near_duplicate_pairs(many, 6, block=64) == one).all()
+
+
+def test_groups_join_patients_and_near_duplicates_transitively():
+    frame = pd.DataFrame(
+        {
+            "image_path": [f"/x/{i}.jpg" for i in range(6)],
+            "patient_id": ["a", "b", "", "", "c", "a"],
+            "diagnosis": ["acne"] * 6,
+        }
+    )
+    hashes = np.random.default_rng(1).random((6, 2, 64)) < 0.5
+    hashes[2] = hashes[1]  # image 2 duplicates patient b's image
+    hashes[4] = hashes[5]  # patient c's image duplicates patient a's second image
+    labels, info = group_images(frame, group_near_duplicates=True, hashes=hashes)
+    assert labels.tolist() == [0, 1, 1, 2, 0, 0]
+    assert info == {"near_duplicate_pairs": 2, "merged_groups": 2}
+
+
+def test_near_duplicate_files_stay_in_one_split(tmp_path):
+    # 30 patients of distinct images; 5 files are resized, re-compressed copies of others
+    rng = np.random.default_rng(0)
+    rows = []
+    for i in range(30):
+        array = (rng.random((8, 8, 3)) * 255).astype(np.uint8)
+        image = Image.fromarray(array).resize((64, 64), Image.BILINEAR)
+        image.save(tmp_path / f"{i}.png")
+        rows.append({"image_path": str(tmp_path / f"{i}.png"), "patient_id": "", "diagnosis": "acne"})
+        if i < 5:
+            image.resize((80, 80), Image.BICUBIC).save(tmp_path / f"{i}copy.jpg", quality=85)
+            rows.append({"image_path": str(tmp_path / f"{i}copy.jpg"), "patient_id": "", "diagnosis": "acne"})
+    frame = pd.DataFrame(rows)
+    for seed in range(3):
+        out = _split_quiet(frame, group_near_duplicates=True, seed=seed)
+        assert out.attrs["split_info"]["merged_groups"] == 5
+        for i in range(5):
+            pair = out["image_path"].isin([str(tmp_path / f"{i}.png"), str(tmp_path / f"{i}copy.jpg")])
+            assert out.loc[pair, "split"].nunique() == 1
+
+
+def test_write_and_load_split_round_trip(tmp_path):
+    folder = tmp_path / "data"
+    (folder / "img").mkdir(parents=True)
+    outside = tmp_path / "elsewhere.jpg"
+    bf.valid_jpeg(outside)
+    rows = []
+    for i in range(9):
+        bf.valid_jpeg(folder / "img" / f"{i}.jpg")
+        rows.append({"image_path": str(folder / "img" / f"{i}.jpg"), "patient_id": f"p{i // 2}", "diagnosis": "eczema", "site": f"s{i}"})
+    rows.append({"image_path": str(outside), "patient_id": "", "diagnosis": "acne", "site": "x"})
+    out = _split_quiet(pd.DataFrame(rows))
+    path = write_split(out, folder / "split.csv")
+    raw = pd.read_csv(path, dtype=str, keep_default_na=False)
+    assert raw["image_path"].tolist()[:2] == ["img/0.jpg", "img/1.jpg"]
+    assert raw["image_path"].tolist()[-1] == str(outside)
+    back = load_split(path)
+    assert back["image_path"].tolist() == out["image_path"].tolist()
+    assert back["split"].tolist() == out["split"].tolist()
+    assert back["site"].tolist() == out["site"].tolist()
+
+
+def test_load_split_refuses_bad_values_and_leaking_patients(tmp_path):
+    path = tmp_path / "s.csv"
+    path.write_text("image_path,patient_id,diagnosis,split\na.jpg,1,acne,train\nb.jpg,2,acne,holdout\n")
+    with pytest.raises(ValueError, match=r"row 3 \('holdout'\)"):
+        load_split(path)
+    path.write_text("image_path,patient_id,diagnosis,split\na.jpg,1,acne,train\nb.jpg,1,acne,TEST\n")
+    with pytest.raises(ValueError, match="more than one split"):
+        load_split(path)
+    path.write_text("image_path,patient_id,diagnosis\na.jpg,1,acne\n")
+    with pytest.raises(ValueError, match="no 'split' column"):
+        load_split(path)
+
+
+def test_split_command_excludes_broken_rows_and_writes_flow(tmp_path):
+    from click.testing import CliRunner
+
+    from skin_cnn.cli import cli
+
+    folder = tmp_path / "d"
+    folder.mkdir()
+    lines = ["image_path,patient_id,diagnosis"]
+    for i in range(12):
+        bf.valid_jpeg(folder / f"{i}.jpg", bf.gradient_rgb(16, 16, seed=i))
+        lines.append(f"{i}.jpg,p{i},{'acne' if i % 2 else 'rosacea'}")
+    bf.truncated_jpeg(folder / "t.jpg")
+    lines += ["t.jpg,p20,acne", "gone.jpg,p21,acne", "0.jpg,p22,acne"]
+    (folder / "m.csv").write_text("\n".join(lines) + "\n")
+    result = CliRunner().invoke(cli, ["split", str(folder / "m.csv"), "-o", str(tmp_path / "out"), "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert "left out of the split: 3 rows" in result.output
+    split = pd.read_csv(tmp_path / "out" / "split.csv", dtype=str, keep_default_na=False)
+    assert len(split) == 12 and not split["patient_id"].isin(["p20", "p21", "p22"]).any()
+    flow = json.loads((tmp_path / "out" / "split.flow.json").read_text())
+    names = [s["name"] for s in flow["steps"]]
+    assert names == ["manifest", "validation", "split"]
+    assert flow["steps"][0] == {"name": "manifest", "images": 15, "patients": 15}
+    assert flow["steps"][1]["excluded"] == {"unreadable image": 1, "missing file": 1, "duplicate image path": 1}
+    assert flow["steps"][1]["images"] == 12
+    counts = flow["steps"][2]
+    assert sum(counts[s]["images"] for s in ("train", "val", "test")) == 12
+    assert all(counts[s]["by_diagnosis"].keys() == {"acne", "rosacea"} for s in ("train", "val", "test"))
