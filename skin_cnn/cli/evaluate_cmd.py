@@ -1,0 +1,205 @@
+"""``skin-cnn evaluate``: metrics with 95% CIs, figures and a STARD report.
+
+For a run folder or a predictions CSV.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from skin_cnn.cli.options import seed_option
+
+
+@click.command(name="evaluate")
+@click.argument("run", required=False, type=click.Path(file_okay=False))
+@click.option(
+    "--predictions",
+    "predictions_csv",
+    type=click.Path(dir_okay=False),
+    help="Evaluate this predictions CSV instead of a run folder (no model needed).",
+)
+@click.option(
+    "-o",
+    "--out",
+    "out",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Output folder [default for a run: RUN/eval_<split>; required with --predictions].",
+)
+@click.option(
+    "--split",
+    default="test",
+    show_default=True,
+    type=click.Choice(["test", "val", "train"]),
+    help="Split of the run to evaluate.",
+)
+@click.option(
+    "--threshold",
+    default="0.5",
+    show_default=True,
+    help="A probability (y_prob >= threshold is positive), or 'youden' / 'sens:0.90' / "
+    "'spec:0.90' chosen on validation predictions.",
+)
+@click.option(
+    "--val-predictions",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Validation predictions CSV to choose a fitted threshold on.",
+)
+@click.option(
+    "--by",
+    multiple=True,
+    metavar="COLUMN",
+    help="Repeat the metrics per subgroup of COLUMN (e.g. source); may be repeated.",
+)
+@click.option(
+    "--n-bootstrap",
+    default=2000,
+    show_default=True,
+    type=click.IntRange(0),
+    help="Bootstrap resamples (0: none).",
+)
+@click.option(
+    "--bootstrap-method",
+    default="percentile",
+    show_default=True,
+    type=click.Choice(["percentile", "bca"]),
+    help="Bootstrap interval.",
+)
+@seed_option
+@click.option(
+    "--confidence",
+    default=0.95,
+    show_default=True,
+    type=click.FloatRange(0.5, 0.999),
+    help="Confidence level of every interval.",
+)
+@click.option(
+    "--flow",
+    "flow_json",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Flow JSON for the STARD diagram (e.g. the SPLIT.flow.json of `skin-cnn split`).",
+)
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+def command(
+    run,
+    predictions_csv,
+    out,
+    split,
+    threshold,
+    val_predictions,
+    by,
+    n_bootstrap,
+    bootstrap_method,
+    seed,
+    confidence,
+    flow_json,
+    quiet,
+):
+    """Evaluate RUN (a `skin-cnn train` folder) or a --predictions CSV.
+
+    Writes metrics.json (fractions with 95% CIs), metrics.csv, report.md/report.html,
+    roc_<task>.png, confusion_<task>.png, calibration.png and stard_flow.png into the output
+    folder. Sensitivity, specificity and accuracy: exact Clopper-Pearson; PPV/NPV: logit
+    (Mercaldo 2007); AUC: DeLong; plus a bootstrap resampling patients when ids exist.
+    """
+    from skin_cnn.evaluation.threshold import parse_threshold
+
+    if bool(run) == bool(predictions_csv):
+        raise click.UsageError("give either a run folder or --predictions FILE (exactly one)")
+    rule = parse_threshold(threshold)
+    common = dict(
+        n_bootstrap=n_bootstrap, seed=seed, confidence=confidence, bootstrap_method=bootstrap_method
+    )
+    flow = None
+    if flow_json:
+        from skin_cnn.evaluation.plots import load_flow
+
+        flow = load_flow(flow_json, split)
+    if run:
+        from skin_cnn.evaluation.report import evaluate_run
+
+        out = Path(out) if out else Path(run) / f"eval_{split}"
+        metrics = evaluate_run(
+            run,
+            split=split,
+            out=out,
+            threshold=rule,
+            val_predictions=val_predictions,
+            by=by,
+            flow=flow,
+            progress=not quiet,
+            **common,
+        )
+    else:
+        if out is None:
+            raise click.UsageError("-o/--out is required with --predictions")
+        metrics = _evaluate_file(
+            predictions_csv, out, rule, val_predictions, by, flow, quiet, common
+        )
+    _summary(metrics, out)
+
+
+def _evaluate_file(predictions_csv, out, rule, val_predictions, by, flow, quiet, common):
+    from skin_cnn.evaluation.report import write_evaluation
+    from skin_cnn.evaluation.threshold import resolve_thresholds
+    from skin_cnn.predictions import read_predictions
+
+    preds = read_predictions(predictions_csv)
+    tasks = list(dict.fromkeys(preds["task"]))
+    validation = None
+    if rule.needs_validation:
+        if val_predictions is None:
+            raise ValueError(
+                f"--threshold {rule.method} is fitted to data: give the validation predictions "
+                "with "
+                "--val-predictions FILE; it is never chosen on the predictions being evaluated"
+            )
+        if Path(val_predictions).resolve() == Path(predictions_csv).resolve():
+            raise ValueError(
+                f"{val_predictions}: the threshold must be chosen on validation "
+                "predictions, not on the predictions being evaluated"
+            )
+        validation = read_predictions(val_predictions)
+        if "split" in validation.columns and (validation["split"].astype(str) == "test").any():
+            raise ValueError(
+                f"{val_predictions}: contains test-split rows; choose the threshold "
+                "on validation predictions only"
+            )
+    thresholds, method = resolve_thresholds(rule, tasks, validation, str(val_predictions))
+    return write_evaluation(
+        preds,
+        out,
+        thresholds,
+        method,
+        by=by,
+        flow=flow,
+        source=str(predictions_csv),
+        progress=not quiet,
+        **common,
+    )
+
+
+def _summary(metrics, out):
+    def pct(e):
+        return "   n/a" if e["value"] is None else f"{100 * e['value']:6.2f}"
+
+    click.echo(
+        f"{'task':22s} {'n':>6s} {'sens%':>6s} {'spec%':>6s} {'ppv%':>6s} {'npv%':>6s} "
+        f"{'acc%':>6s} {'auc%':>6s}"
+    )
+    for task, e in metrics["tasks"].items():
+        click.echo(
+            f"{task:22s} {e['n_images']:6d} "
+            + " ".join(
+                pct(e[m]) for m in ("sensitivity", "specificity", "ppv", "npv", "accuracy", "auc")
+            )
+        )
+    th = metrics["threshold"]
+    if isinstance(th, dict):
+        th = ", ".join(f"{task} {value:.4g}" for task, value in th.items())
+    click.echo(f"threshold: {th} ({metrics['threshold_method']})")
+    click.echo(f"wrote {Path(out) / 'metrics.json'} and {Path(out) / 'report.html'}")

@@ -1,0 +1,275 @@
+"""Diagnostic metrics per task with confidence intervals, in the ``metrics.json`` layout.
+
+The layout is the contract of DESIGN.md §3: fractions in [0, 1]; per task the class names, image
+and patient counts, the 2×2 cells, each metric as ``{"value", "ci", "method"}`` and a
+``bootstrap`` block. Undefined quantities are ``None`` (JSON ``null``) with a ``note``, never NaN.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from skin_cnn.diseases import TASK_NAMES, TASKS
+from skin_cnn.evaluation import intervals
+from skin_cnn.evaluation.bootstrap import METRICS, bootstrap_intervals
+from skin_cnn.evaluation.delong import delong_ci
+
+METRIC_LABELS = {
+    "sensitivity": "Sensitivity",
+    "specificity": "Specificity",
+    "ppv": "PPV",
+    "npv": "NPV",
+    "accuracy": "Accuracy",
+    "auc": "AUC",
+}
+
+
+def confusion_counts(y_true, y_prob, threshold=0.5):
+    """``tp, fn, tn, fp`` with ``y_prob >= threshold`` counted as a positive prediction."""
+    y = np.asarray(y_true).astype(bool)
+    pred = np.asarray(y_prob, dtype=float) >= threshold
+    return (
+        int((y & pred).sum()),
+        int((y & ~pred).sum()),
+        int((~y & ~pred).sum()),
+        int((~y & pred).sum()),
+    )
+
+
+def auc_estimate(y_true, y_prob, confidence=0.95):
+    """AUC with its DeLong interval as a ``metrics.json`` entry."""
+    y = np.asarray(y_true).astype(bool)
+    n_pos, n_neg = int(y.sum()), int((~y).sum())
+    if n_pos == 0 or n_neg == 0:
+        missing = "positive" if n_pos == 0 else "negative"
+        return intervals.Estimate(
+            None, None, "delong", note=f"AUC undefined: no {missing} images"
+        ).as_dict()
+    value, ci, var = delong_ci(y, y_prob, confidence)
+    note = None
+    if ci is None:
+        note = "DeLong variance needs at least two positive and two negative images"
+    elif var == 0:
+        note = "DeLong variance is zero (the classes are perfectly separated or reversed)"
+    return intervals.Estimate(value, ci, "delong", note=note).as_dict()
+
+
+def _n_patients(patient_ids):
+    if patient_ids is None:
+        return None
+    ids = {str(p) for p in patient_ids if p is not None and str(p) not in ("", "nan")}
+    return len(ids) if ids else None
+
+
+def task_metrics(
+    y_true,
+    y_prob,
+    threshold=0.5,
+    patient_ids=None,
+    task=None,
+    n_bootstrap=2000,
+    seed=0,
+    confidence=0.95,
+    bootstrap_method="percentile",
+    progress=False,
+):
+    """Every metric of one binary task as a ``metrics.json`` task entry.
+
+    Parameters
+    ----------
+    y_true, y_prob : arrays of shape (n,)
+    threshold : float
+        ``y_prob >= threshold`` is a positive prediction.
+    patient_ids : sequence of str, optional
+        Counted in ``n_patients`` (``None`` when absent) and used as bootstrap clusters.
+    task : str, optional
+        Adds ``positive`` and ``negative`` class names.
+    n_bootstrap : int
+        0 skips the bootstrap.
+
+    Returns
+    -------
+    dict
+    """
+    y = np.asarray(y_true).astype(int)
+    p = np.asarray(y_prob, dtype=float)
+    if y.shape != p.shape:
+        raise ValueError(f"y_true has {y.size} values, y_prob {p.size}")
+    tp, fn, tn, fp = confusion_counts(y, p, threshold)
+    out = {}
+    if task is not None:
+        out["positive"], out["negative"] = TASKS[task].positive, TASKS[task].negative
+    out.update(
+        {
+            "n_images": int(y.size),
+            "n_patients": _n_patients(patient_ids),
+            "n_positive": tp + fn,
+            "n_negative": tn + fp,
+            "threshold": float(threshold),
+            "tp": tp,
+            "fn": fn,
+            "tn": tn,
+            "fp": fp,
+        }
+    )
+    sens = intervals.clopper_pearson(tp, tp + fn, confidence)
+    spec = intervals.clopper_pearson(tn, tn + fp, confidence)
+    acc = intervals.clopper_pearson(tp + tn, y.size, confidence)
+    if sens.value is None:
+        sens = intervals.Estimate(None, None, sens.method, note="no positive images")
+    if spec.value is None:
+        spec = intervals.Estimate(None, None, spec.method, note="no negative images")
+    if acc.value is None:
+        acc = intervals.Estimate(None, None, acc.method, note="no images")
+    out["sensitivity"] = sens.as_dict()
+    out["specificity"] = spec.as_dict()
+    out["ppv"] = intervals.ppv(tp, fn, tn, fp, confidence).as_dict()
+    out["npv"] = intervals.npv(tp, fn, tn, fp, confidence).as_dict()
+    out["accuracy"] = acc.as_dict()
+    out["auc"] = auc_estimate(y, p, confidence)
+    if n_bootstrap and y.size:
+        out["bootstrap"] = bootstrap_intervals(
+            y,
+            p,
+            threshold,
+            patient_ids,
+            n_resamples=n_bootstrap,
+            seed=seed,
+            confidence=confidence,
+            method=bootstrap_method,
+            progress=progress,
+        )
+    return out
+
+
+def evaluate_predictions(
+    predictions,
+    thresholds=0.5,
+    threshold_method="fixed",
+    n_bootstrap=2000,
+    seed=0,
+    confidence=0.95,
+    bootstrap_method="percentile",
+    progress=False,
+):
+    """``metrics.json`` content for a predictions frame (``skin_cnn.predictions`` layout).
+
+    Parameters
+    ----------
+    predictions : pandas.DataFrame
+    thresholds : float or dict of str -> float
+        One threshold for all tasks, or one per task.
+    threshold_method : str
+        How the thresholds were obtained (recorded as is).
+
+    Returns
+    -------
+    dict
+        ``threshold`` is a number when all tasks share one, else a mapping task -> threshold;
+        each task entry also carries its own ``threshold``.
+    """
+    tasks = [t for t in TASK_NAMES if (predictions["task"] == t).any()]
+    if not tasks:
+        raise ValueError("the predictions contain no rows for any task")
+    if not isinstance(thresholds, dict):
+        thresholds = {t: float(thresholds) for t in tasks}
+    missing = [t for t in tasks if t not in thresholds]
+    if missing:
+        raise ValueError(f"no threshold for task(s) {', '.join(missing)}")
+    values = {thresholds[t] for t in tasks}
+    result = {
+        "threshold": values.pop() if len(values) == 1 else {t: thresholds[t] for t in tasks},
+        "threshold_method": threshold_method,
+        "confidence": confidence,
+        "tasks": {},
+    }
+    for task in tasks:
+        part = predictions[predictions["task"] == task]
+        ids = part["patient_id"].tolist() if "patient_id" in part else None
+        result["tasks"][task] = task_metrics(
+            part["y_true"].to_numpy(),
+            part["y_prob"].to_numpy(),
+            thresholds[task],
+            ids,
+            task=task,
+            n_bootstrap=n_bootstrap,
+            seed=seed,
+            confidence=confidence,
+            bootstrap_method=bootstrap_method,
+            progress=progress,
+        )
+    return result
+
+
+def metrics_table(metrics, **extra):
+    """One row per task × metric: ``task, metric, value, ci_low, ci_high, method`` and the
+    bootstrap interval (``bootstrap_low, bootstrap_high``); ``extra`` columns go first."""
+    rows = []
+    for task, entry in metrics["tasks"].items():
+        boot = entry.get("bootstrap") or {}
+        for m in METRICS:
+            e = entry[m]
+            ci = e["ci"] or [None, None]
+            b = boot.get(m) or [None, None]
+            rows.append(
+                {
+                    **extra,
+                    "task": task,
+                    "metric": m,
+                    "value": e["value"],
+                    "ci_low": ci[0],
+                    "ci_high": ci[1],
+                    "method": e["method"],
+                    "bootstrap_low": b[0],
+                    "bootstrap_high": b[1],
+                    "n_images": entry["n_images"],
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def metrics_by(
+    predictions,
+    column,
+    thresholds=0.5,
+    n_bootstrap=2000,
+    seed=0,
+    confidence=0.95,
+    bootstrap_method="percentile",
+):
+    """Metrics per subgroup of ``column`` (e.g. source, Fitzpatrick type) as one long table.
+
+    The thresholds are those of the whole evaluation, never re-chosen per subgroup. Rows with an
+    empty value form the subgroup ``"(missing)"``.
+
+    Returns
+    -------
+    table : pandas.DataFrame
+        :func:`metrics_table` rows with ``column`` first.
+    per_group : dict
+        Subgroup value -> ``metrics.json``-style content.
+    """
+    if column not in predictions.columns:
+        raise ValueError(
+            f"--by {column}: the predictions have no column {column!r} "
+            f"(columns: {', '.join(map(str, predictions.columns))})"
+        )
+    keys = predictions[column].astype(object).where(predictions[column].notna(), "(missing)")
+    keys = keys.map(lambda v: "(missing)" if str(v) == "" else v)
+    frames, per_group = [], {}
+    for value in sorted(pd.unique(keys), key=str):
+        part = predictions[keys == value]
+        tasks = [t for t in TASK_NAMES if (part["task"] == t).any()]
+        th = thresholds if not isinstance(thresholds, dict) else {t: thresholds[t] for t in tasks}
+        res = evaluate_predictions(
+            part,
+            th,
+            n_bootstrap=n_bootstrap,
+            seed=seed,
+            confidence=confidence,
+            bootstrap_method=bootstrap_method,
+        )
+        per_group[value] = res
+        frames.append(metrics_table(res, **{column: value}))
+    return pd.concat(frames, ignore_index=True), per_group

@@ -1,0 +1,362 @@
+"""Figures of the evaluation report: ROC curves, 2×2 tables, calibration, STARD flow diagram.
+
+Figures are built on ``matplotlib.figure.Figure`` directly (no pyplot state), so they can be
+drawn from any thread and never open a window.
+"""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from pathlib import Path
+
+import numpy as np
+
+from skin_cnn.atomic import atomic_path
+from skin_cnn.diseases import TASKS
+
+DPI = 120
+
+
+def task_title(task):
+    t = TASKS[task]
+    return (
+        f"{t.positive.upper() if t.positive == 'ctcl' else t.positive.capitalize()} vs "
+        f"{t.negative.upper() if t.negative == 'ctcl' else t.negative}"
+    )
+
+
+def _figure(width, height):
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=(width, height), dpi=DPI, layout="constrained")
+
+
+def _save(fig, path):
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=DPI)
+    return path
+
+
+def _fmt_ci(entry, pct=False):
+    if entry["value"] is None:
+        return "undefined"
+    scale, unit = (100, "%") if pct else (1, "")
+    text = f"{entry['value'] * scale:.2f}{unit}" if pct else f"{entry['value']:.3f}"
+    if entry["ci"] is not None:
+        lo, hi = entry["ci"]
+        text += (
+            f" (95% CI {lo * scale:.2f}–{hi * scale:.2f}{unit})"
+            if pct
+            else f" (95% CI {lo:.3f}–{hi:.3f})"
+        )
+    return text
+
+
+def plot_roc(y_true, y_prob, entry, task, path):
+    """ROC curve with the AUC and its DeLong interval in the legend and the operating point at the
+    evaluation threshold marked."""
+    from sklearn.metrics import roc_curve
+
+    fig = _figure(4.6, 4.4)
+    ax = fig.add_subplot()
+    ax.plot([0, 1], [0, 1], color="0.7", lw=1, ls="--", label="chance")
+    y = np.asarray(y_true)
+    if 0 < y.sum() < y.size:
+        fpr, tpr, _ = roc_curve(y, y_prob)
+        label = f"AUC {_fmt_ci(entry['auc'])}"
+        ax.plot(fpr, tpr, color="C0", lw=2, label=label)
+    else:
+        ax.text(0.5, 0.5, "ROC undefined:\nonly one class present", ha="center", va="center")
+    sens, spec = entry["sensitivity"]["value"], entry["specificity"]["value"]
+    if sens is not None and spec is not None:
+        ax.plot(
+            [1 - spec],
+            [sens],
+            "o",
+            color="C3",
+            label=f"threshold {entry['threshold']:.3g}: sens {sens:.2f}, spec {spec:.2f}",
+        )
+    ax.set(
+        xlim=(-0.01, 1.01),
+        ylim=(-0.01, 1.01),
+        xlabel="1 − specificity (false positive rate)",
+        ylabel="sensitivity (true positive rate)",
+        aspect="equal",
+    )
+    ax.set_title(f"{task_title(task)}  (n = {entry['n_images']})", fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right", fontsize=7)
+    return _save(fig, path)
+
+
+def plot_confusion(entry, task, path):
+    """The 2×2 table of index test (rows) against reference standard (columns)."""
+    fig = _figure(4.2, 3.4)
+    ax = fig.add_subplot()
+    t = TASKS[task]
+    cells = np.array([[entry["tp"], entry["fp"]], [entry["fn"], entry["tn"]]])
+    ax.imshow(cells, cmap="Blues", vmin=0, vmax=max(1, cells.max()) * 1.3)
+    names = [["TP", "FP"], ["FN", "TN"]]
+    for i in range(2):
+        for j in range(2):
+            dark = cells[i, j] > 0.6 * max(1, cells.max())
+            ax.text(
+                j,
+                i,
+                f"{names[i][j]}\n{cells[i, j]}",
+                ha="center",
+                va="center",
+                fontsize=12,
+                color="white" if dark else "black",
+            )
+    ax.set_xticks([0, 1], [f"{t.positive}\n(reference)", f"{t.negative}\n(reference)"])
+    ax.set_yticks([0, 1], [f"predicted\n{t.positive}", f"predicted\n{t.negative}"])
+    ax.set_title(f"{task_title(task)} at threshold {entry['threshold']:.3g}", fontsize=10)
+    return _save(fig, path)
+
+
+def plot_calibration(predictions, path, n_bins=10):
+    """Reliability diagram per task: observed share of positives against the mean predicted
+    probability in equal-width bins, with the number of images per bin underneath."""
+    tasks = [t for t in TASKS if (predictions["task"] == t).any()]
+    fig = _figure(4.4 * max(1, len(tasks)), 4.8)
+    grid = fig.add_gridspec(2, max(1, len(tasks)), height_ratios=(3, 1))
+    edges = np.linspace(0, 1, n_bins + 1)
+    for k, task in enumerate(tasks):
+        part = predictions[predictions["task"] == task]
+        y, p = part["y_true"].to_numpy(), part["y_prob"].to_numpy()
+        which = np.clip(np.digitize(p, edges[1:-1]), 0, n_bins - 1)
+        count = np.bincount(which, minlength=n_bins)
+        used = count > 0
+        mean_p = np.bincount(which, weights=p, minlength=n_bins)[used] / count[used]
+        frac = np.bincount(which, weights=y, minlength=n_bins)[used] / count[used]
+        ax = fig.add_subplot(grid[0, k])
+        ax.plot([0, 1], [0, 1], color="0.7", ls="--", lw=1, label="perfect calibration")
+        ax.plot(mean_p, frac, "o-", color="C0", label="model")
+        ax.set(
+            xlim=(0, 1),
+            ylim=(-0.02, 1.02),
+            ylabel="observed share positive",
+            title=task_title(task),
+        )
+        ax.grid(alpha=0.3)
+        ax.legend(loc="upper left", fontsize=7)
+        hist = fig.add_subplot(grid[1, k], sharex=ax)
+        hist.bar(
+            edges[:-1],
+            count,
+            width=1 / n_bins,
+            align="edge",
+            color="C0",
+            alpha=0.6,
+            edgecolor="white",
+        )
+        hist.set(xlabel=f"predicted probability of {TASKS[task].positive}", ylabel="images")
+    if not tasks:
+        fig.add_subplot().text(0.5, 0.5, "no predictions", ha="center")
+    return _save(fig, path)
+
+
+# ---------------------------------------------------------------------------------------------
+# STARD flow diagram
+
+SPLIT_NAMES = ("train", "val", "test")
+
+
+def load_flow(path, split="test"):
+    """Read a flow JSON and return it in the form :func:`plot_stard_flow` draws.
+
+    The file holds ``{"steps": [{"name", "images", "patients", "excluded": {reason: n}}]}``, the
+    exclusions of a step being those between the previous step and it. A step written by
+    ``skin-cnn split`` (``SPLIT.flow.json``) that lists ``train``, ``val`` and ``test`` counts
+    instead of ``images`` becomes the step of the evaluated ``split``, the other splits shown as
+    set aside. Other keys are ignored.
+    """
+    path = Path(path)
+    try:
+        flow = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{path}: cannot read flow JSON: {exc}") from None
+    try:
+        return normalise_flow(flow, split)
+    except ValueError as exc:
+        raise ValueError(f"{path}: {exc}") from None
+
+
+def normalise_flow(flow, split="test"):
+    """Check flow steps; turn a per-split step into the step of ``split`` (:func:`load_flow`)."""
+    steps = flow.get("steps") if isinstance(flow, dict) else None
+    if not isinstance(steps, list) or not steps:
+        raise ValueError("flow JSON needs a non-empty list 'steps'")
+    out = []
+    for i, step in enumerate(steps):
+        if not isinstance(step, dict) or "name" not in step:
+            raise ValueError(f"steps[{i}] needs a 'name'")
+        step = dict(step)
+        if step.get("images") is None and isinstance(step.get(split), dict):
+            step["excluded"] = {
+                f"{s} split (not evaluated)": int(step[s].get("images", 0))
+                for s in SPLIT_NAMES
+                if s != split and isinstance(step.get(s), dict)
+            }
+            step["images"] = step[split].get("images")
+            step["patients"] = step[split].get("patients")
+            step["name"] = f"{step['name']}: {split} split"
+        for key in ("images", "patients"):
+            v = step.get(key)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 0):
+                raise ValueError(f"steps[{i}].{key} must be a non-negative integer or null")
+        excluded = step.get("excluded") or {}
+        if not isinstance(excluded, dict) or not all(isinstance(v, int) for v in excluded.values()):
+            raise ValueError(f"steps[{i}].excluded must map reasons to integer counts")
+        out.append(
+            {
+                "name": str(step["name"]),
+                "images": step.get("images"),
+                "patients": step.get("patients"),
+                "excluded": excluded,
+            }
+        )
+    return {"steps": out}
+
+
+def _count_text(images, patients):
+    parts = []
+    if images is not None:
+        parts.append(f"{images:,} images")
+    if patients is not None:
+        parts.append(f"{patients:,} patients")
+    return ", ".join(parts) if parts else "count not recorded"
+
+
+def flow_from_predictions(predictions):
+    """The steps known from a predictions table alone: the images that received predictions."""
+    ids = predictions["patient_id"].astype(str)
+    patients = int(ids[ids != ""].nunique()) or None
+    return {
+        "steps": [
+            {
+                "name": "Images with predictions",
+                "images": int(predictions["image_path"].nunique()),
+                "patients": patients,
+                "excluded": {},
+            }
+        ]
+    }
+
+
+def flow_from_split(split_frame, split):
+    """Steps known from a run's split table: all split images, then the evaluated split."""
+
+    def counts(frame):
+        ids = frame["patient_id"].fillna("").astype(str)
+        return int(len(frame)), (int(ids[ids != ""].nunique()) or None)
+
+    n_all, p_all = counts(split_frame)
+    chosen = split_frame[split_frame["split"] == split]
+    n_sel, p_sel = counts(chosen)
+    others = split_frame[split_frame["split"] != split]["split"].value_counts()
+    return {
+        "steps": [
+            {
+                "name": "Split table of the run (split.csv)",
+                "images": n_all,
+                "patients": p_all,
+                "excluded": {},
+            },
+            {
+                "name": f"{split.capitalize()} split",
+                "images": n_sel,
+                "patients": p_sel,
+                "excluded": {f"in {name} split": int(n) for name, n in others.items()},
+            },
+        ]
+    }
+
+
+def plot_stard_flow(flow, metrics, path):
+    """STARD 2015 flow diagram: one box per step, exclusions beside the arrows, and one box per
+    task for the images evaluated (with the reference-standard classes)."""
+    from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
+
+    steps = flow["steps"]
+    tasks = list(metrics["tasks"])
+    n_rows = len(steps) + 1
+    width = max(8.0, 3.1 * len(tasks))
+    fig = _figure(width, 1.45 * n_rows + 0.6)
+    ax = fig.add_subplot()
+    ax.set_axis_off()
+    ax.set_xlim(0, width)
+    ax.set_ylim(0, 1.45 * n_rows + 0.3)
+
+    def box(x, y, w, h, text, color):
+        ax.add_patch(
+            FancyBboxPatch(
+                (x - w / 2, y - h / 2), w, h, boxstyle="round,pad=0.04", fc=color, ec="0.25", lw=1
+            )
+        )
+        ax.text(x, y, text, ha="center", va="center", fontsize=8, wrap=True)
+
+    def arrow(x0, y0, x1, y1):
+        ax.add_patch(
+            FancyArrowPatch(
+                (x0, y0),
+                (x1, y1),
+                arrowstyle="-|>",
+                mutation_scale=12,
+                color="0.25",
+                lw=1,
+                shrinkA=0,
+                shrinkB=0,
+                zorder=3,
+            )
+        )
+
+    main_x = width * 0.38 if len(tasks) <= 2 else width / 2 - 1.0
+    bw, bh = 3.2, 0.8
+    ys = [1.45 * (n_rows - i) - 0.4 for i in range(n_rows)]
+    for i, step in enumerate(steps):
+        name = step["name"][:1].upper() + step["name"][1:]
+        box(
+            main_x,
+            ys[i],
+            bw,
+            bh,
+            f"{name}\n{_count_text(step.get('images'), step.get('patients'))}",
+            "#e8f0fb",
+        )
+        if i + 1 < len(steps):
+            arrow(main_x, ys[i] - bh / 2 - 0.05, main_x, ys[i + 1] + bh / 2 + 0.06)
+        excluded = steps[i + 1].get("excluded") if i + 1 < len(steps) else None
+        if excluded:
+            ym = (ys[i] + ys[i + 1]) / 2
+            lines = [
+                textwrap.shorten(f"{reason}: {n:,}", 48, placeholder="…")
+                if len(f"{reason}: {n:,}") > 48
+                else f"{reason}: {n:,}"
+                for reason, n in excluded.items()
+            ]
+            if len(lines) > 6:  # keep the box between the two steps
+                lines = lines[:5] + [f"… {len(lines) - 5} more reasons"]
+            text = "Excluded:\n" + "\n".join(lines)
+            ex_x = main_x + bw / 2 + 1.9
+            arrow(main_x, ym, ex_x - 1.45 - 0.06, ym)
+            box(ex_x, ym, 2.9, 0.26 + 0.17 * len(lines), text, "#fbeaea")
+    # per-task evaluated boxes
+    last_y = ys[len(steps) - 1]
+    ty = ys[-1]
+    slot = width / max(1, len(tasks))
+    for k, task in enumerate(tasks):
+        e = metrics["tasks"][task]
+        x = slot * (k + 0.5)
+        t = TASKS[task]
+        text = (
+            f"Evaluated: {task_title(task)}\n{_count_text(e['n_images'], e['n_patients'])}\n"
+            f"{t.positive} {e['n_positive']:,} / {t.negative} {e['n_negative']:,}"
+        )
+        arrow(main_x, last_y - bh / 2 - 0.05, x, ty + (bh + 0.1) / 2 + 0.06)
+        box(x, ty, min(2.9, slot - 0.2), bh + 0.1, text, "#e9f6ea")
+    ax.set_title("STARD flow diagram", fontsize=11)
+    return _save(fig, path)

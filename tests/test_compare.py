@@ -1,0 +1,121 @@
+"""``skin-cnn compare``: one table of models and paired DeLong tests on the same images."""
+
+import numpy as np
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+from sklearn.metrics import roc_auc_score
+
+from skin_cnn.cli import cli
+from skin_cnn.evaluation.compare import compare_predictions, holm
+from skin_cnn.evaluation.delong import delong_test
+
+
+def frame(seed, noise, n=80, tasks=("acne_vs_rosacea", "psoriasis_vs_eczema")):
+    rng = np.random.default_rng(0)
+    noise_rng = np.random.default_rng(seed)
+    rows = []
+    for task in tasks:
+        y = (rng.random(n) < 0.4).astype(int)
+        base = rng.normal(y * 1.2, 1.0)
+        p = 1 / (1 + np.exp(-(base + noise_rng.normal(0, noise, n))))
+        rows += [
+            {
+                "image_path": f"{task}/{i}.jpg",
+                "patient_id": f"p{i}",
+                "task": task,
+                "y_true": int(y[i]),
+                "y_prob": float(p[i]),
+            }
+            for i in range(n)
+        ]
+    return pd.DataFrame(rows)
+
+
+def test_table_and_tests_match_independent_computations():
+    frames = {"A": frame(1, 0.2), "B": frame(2, 1.0), "C": frame(3, 2.0)}
+    table, tests = compare_predictions(frames)
+    assert len(table) == 2 * 3 and len(tests) == 2 * 3
+    for _, r in table.iterrows():
+        f = frames[r["model"]]
+        part = f[f.task == r["task"]]
+        assert r["auc"] == pytest.approx(roc_auc_score(part.y_true, part.y_prob))
+        assert r["accuracy"] == pytest.approx(((part.y_prob >= 0.5) == part.y_true).mean())
+        assert r["auc_ci_low"] < r["auc"] < r["auc_ci_high"]
+    r = tests[
+        (tests.task == "acne_vs_rosacea") & (tests.model_a == "A") & (tests.model_b == "C")
+    ].iloc[0]
+    a, c = frames["A"], frames["C"]
+    ref = delong_test(
+        a[a.task == "acne_vs_rosacea"].y_true,
+        a[a.task == "acne_vs_rosacea"].y_prob,
+        c[c.task == "acne_vs_rosacea"].y_prob,
+    )
+    assert r["p_value"] == pytest.approx(ref["p_value"])
+    assert r["difference"] == pytest.approx(
+        roc_auc_score(a[a.task == "acne_vs_rosacea"].y_true, a[a.task == "acne_vs_rosacea"].y_prob)
+        - roc_auc_score(
+            c[c.task == "acne_vs_rosacea"].y_true, c[c.task == "acne_vs_rosacea"].y_prob
+        )
+    )
+
+
+def test_rows_are_matched_by_image_and_task_not_by_order():
+    a = frame(1, 0.5)
+    b = frame(2, 0.5)
+    shuffled = b.sample(frac=1, random_state=0)
+    _, t1 = compare_predictions({"A": a, "B": b})
+    _, t2 = compare_predictions({"A": a, "B": shuffled})
+    np.testing.assert_allclose(t1["p_value"], t2["p_value"])
+
+
+def test_different_image_sets_are_an_error():
+    a = frame(1, 0.5)
+    b = frame(2, 0.5).iloc[:-3]
+    with pytest.raises(ValueError, match="same images"):
+        compare_predictions({"A": a, "B": b})
+    c = frame(2, 0.5)
+    c.loc[0, "y_true"] = 1 - c.loc[0, "y_true"]
+    with pytest.raises(ValueError, match="disagree on the label"):
+        compare_predictions({"A": a, "B": c})
+
+
+def test_holm_adjustment_by_hand():
+    # sorted p: 0.01 (x3 = 0.03), 0.02 (x2 = 0.04), 0.04 (x1 = 0.04); original order kept
+    assert holm([0.04, 0.01, 0.02]) == pytest.approx([0.04, 0.03, 0.04])
+    assert holm([0.5, None]) == [0.5, None]
+    assert holm([0.6, 0.7]) == pytest.approx([1.0, 1.0])
+
+
+def test_compare_command_writes_table_and_tests(tmp_path):
+    frame(1, 0.3).to_csv(tmp_path / "VGG16P.csv", index=False)
+    run_b = tmp_path / "runs" / "VGG16N" / "eval_test"
+    run_b.mkdir(parents=True)
+    frame(2, 1.0).to_csv(run_b / "predictions_test.csv", index=False)
+    out = tmp_path / "cmp"
+    result = CliRunner().invoke(
+        cli,
+        [
+            "compare",
+            str(tmp_path / "VGG16P.csv"),
+            str(tmp_path / "runs" / "VGG16N"),
+            "-o",
+            str(out),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    table = pd.read_csv(out / "compare.csv")
+    assert set(table["model"]) == {"VGG16P", "VGG16N"}
+    tests = pd.read_csv(out / "compare_delong.csv")
+    assert len(tests) == 2 and tests["p_value"].between(0, 1).all()
+    md = (out / "compare.md").read_text()
+    assert "Paired DeLong" in md and "| Acne vs rosacea | VGG16P |" in md
+
+
+def test_run_folder_without_evaluation_is_a_clear_error(tmp_path):
+    (tmp_path / "runA").mkdir()
+    frame(1, 0.3).to_csv(tmp_path / "b.csv", index=False)
+    result = CliRunner().invoke(
+        cli, ["compare", str(tmp_path / "runA"), str(tmp_path / "b.csv"), "-o", str(tmp_path / "o")]
+    )
+    assert result.exit_code != 0 and "skin-cnn evaluate" in result.output

@@ -1,0 +1,279 @@
+"""``skin-cnn evaluate`` end to end on hand-made predictions files."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from skin_cnn.cli import cli
+
+# acne vs rosacea, counted by hand at threshold 0.5 (y_prob >= 0.5 positive):
+# TP: 0.9 0.7 0.5 | FN: 0.2 | FP: 0.6 | TN: 0.4 0.3 0.1 0.05 0.49
+ACNE = [
+    (1, 0.9),
+    (1, 0.7),
+    (1, 0.5),
+    (1, 0.2),
+    (0, 0.6),
+    (0, 0.4),
+    (0, 0.3),
+    (0, 0.1),
+    (0, 0.05),
+    (0, 0.49),
+]
+# ctcl vs eczema: TP 0.8 | FN 0.1 0.3 | TN 0.2 0.45 | FP 0.55 0.7
+CTCL = [(1, 0.8), (1, 0.1), (1, 0.3), (0, 0.2), (0, 0.45), (0, 0.55), (0, 0.7)]
+
+
+def write_predictions(path, shift=0.0):
+    rows = []
+    for task, data in (("acne_vs_rosacea", ACNE), ("ctcl_vs_eczema", CTCL)):
+        for i, (y, p) in enumerate(data):
+            rows.append(
+                {
+                    "image_path": f"img/{task}_{i}.jpg",
+                    "patient_id": f"{task[:4]}{i // 2}",
+                    "task": task,
+                    "y_true": y,
+                    "y_prob": min(1.0, max(0.0, p + shift)),
+                    "source": "clinic" if i % 2 else "home",
+                }
+            )
+    pd.DataFrame(rows).to_csv(path, index=False)
+    return path
+
+
+def run(*args):
+    result = CliRunner().invoke(cli, list(map(str, args)), catch_exceptions=False)
+    return result
+
+
+@pytest.fixture(scope="module")
+def evaluated(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("eval")
+    pred = write_predictions(tmp / "pred.csv")
+    out = tmp / "out"
+    result = run(
+        "evaluate",
+        "--predictions",
+        pred,
+        "-o",
+        out,
+        "--n-bootstrap",
+        200,
+        "--by",
+        "source",
+        "--quiet",
+    )
+    assert result.exit_code == 0, result.output
+    return out, result
+
+
+def test_metrics_json_has_hand_counted_values(evaluated):
+    out, _ = evaluated
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["threshold"] == 0.5 and m["threshold_method"] == "fixed"
+    a = m["tasks"]["acne_vs_rosacea"]
+    assert (a["tp"], a["fn"], a["tn"], a["fp"]) == (3, 1, 5, 1)
+    assert (a["n_images"], a["n_patients"], a["positive"], a["negative"]) == (
+        10,
+        5,
+        "acne",
+        "rosacea",
+    )
+    assert a["sensitivity"]["value"] == 0.75 and a["accuracy"]["value"] == 0.8
+    assert a["auc"]["value"] == pytest.approx(19 / 24)
+    c = m["tasks"]["ctcl_vs_eczema"]
+    assert (c["tp"], c["fn"], c["tn"], c["fp"]) == (1, 2, 2, 2)
+    assert c["ppv"]["value"] == pytest.approx(1 / 3) and c["npv"]["value"] == 0.5
+    # AUC: 0.8 beats all four negatives, 0.3 beats 0.2, 0.1 none -> 5 of 12 pairs
+    assert c["auc"]["value"] == pytest.approx(5 / 12)
+    assert c["bootstrap"]["unit"] == "patient" and c["bootstrap"]["n_resamples"] == 200
+    assert "psoriasis_vs_eczema" not in m["tasks"]
+
+
+def test_all_outputs_are_written_and_images_load(evaluated):
+    out, result = evaluated
+    for name in ("metrics.csv", "report.md", "report.html", "metrics_by_source.csv"):
+        assert (out / name).stat().st_size > 0
+    pngs = ["calibration.png", "stard_flow.png"] + [
+        f"{k}_{t}.png" for k in ("roc", "confusion") for t in ("acne_vs_rosacea", "ctcl_vs_eczema")
+    ]
+    for name in pngs:
+        with Image.open(out / name) as im:
+            im.load()
+            assert im.width > 300 and im.height > 300
+            assert np.asarray(im.convert("L")).std() > 5  # not a blank canvas
+    table = pd.read_csv(out / "metrics.csv")
+    assert len(table) == 2 * 6
+    row = table[(table.task == "acne_vs_rosacea") & (table.metric == "sensitivity")].iloc[0]
+    assert row["value"] == 0.75 and row["method"] == "clopper-pearson"
+    by = pd.read_csv(out / "metrics_by_source.csv")
+    assert set(by["source"]) == {"clinic", "home"}
+    assert "acne_vs_rosacea" in result.output
+
+
+def test_report_has_study_style_tables(evaluated):
+    out, _ = evaluated
+    html = (out / "report.html").read_text()
+    md = (out / "report.md").read_text()
+    assert html.count("<table>") >= 4 and "data:image/png;base64," in html
+    assert "75.00% (" in md and "80.00% (" in md  # sensitivity and accuracy, two decimals
+    assert "| predicted acne | 3 | 1 | 4 |" in md  # 2×2 table row: TP, FP, total
+    assert "STARD" in md and "**19**" in md and "**23**" in md
+    assert "Limitations" in md and "Subgroups by source" in md
+
+
+def test_fitted_threshold_needs_validation_predictions(tmp_path):
+    pred = write_predictions(tmp_path / "pred.csv")
+    result = CliRunner().invoke(
+        cli,
+        [
+            "evaluate",
+            "--predictions",
+            str(pred),
+            "-o",
+            str(tmp_path / "o"),
+            "--threshold",
+            "youden",
+        ],
+    )
+    assert result.exit_code != 0 and "--val-predictions" in result.output
+    result = CliRunner().invoke(
+        cli,
+        [
+            "evaluate",
+            "--predictions",
+            str(pred),
+            "-o",
+            str(tmp_path / "o"),
+            "--threshold",
+            "youden",
+            "--val-predictions",
+            str(pred),
+        ],
+    )
+    assert result.exit_code != 0 and "not on the predictions being evaluated" in result.output
+
+
+def test_youden_threshold_chosen_on_validation_is_applied_to_test(tmp_path):
+    pred = write_predictions(tmp_path / "test.csv")
+    val = write_predictions(tmp_path / "val.csv", shift=0.15)
+    out = tmp_path / "o"
+    result = run(
+        "evaluate",
+        "--predictions",
+        pred,
+        "-o",
+        out,
+        "--threshold",
+        "youden",
+        "--val-predictions",
+        val,
+        "--n-bootstrap",
+        0,
+        "--quiet",
+    )
+    assert result.exit_code == 0, result.output
+    m = json.loads((out / "metrics.json").read_text())
+    # on the shifted validation scores the best cut for acne is 0.65 (0.5 + 0.15): J = 3/4 + 5/6 - 1
+    assert m["tasks"]["acne_vs_rosacea"]["threshold"] == pytest.approx(0.65)
+    a = m["tasks"]["acne_vs_rosacea"]
+    assert (a["tp"], a["fn"], a["tn"], a["fp"]) == (2, 2, 6, 0)  # 0.9 0.7 ≥ 0.65 on test
+    assert "youden" in m["threshold_method"] and "val.csv" in m["threshold_method"]
+
+
+def test_flow_file_is_drawn_and_bad_flow_is_refused(tmp_path):
+    pred = write_predictions(tmp_path / "pred.csv")
+    flow = tmp_path / "flow.json"
+    flow.write_text(
+        json.dumps(
+            {
+                "steps": [
+                    {"name": "manifest", "images": 40, "patients": 20},
+                    {
+                        "name": "validation",
+                        "images": 30,
+                        "patients": 18,
+                        "excluded": {"missing file": 10},
+                    },
+                    {
+                        "name": "split",
+                        "train": {"images": 10, "patients": 6},
+                        "val": {"images": 3, "patients": 2},
+                        "test": {"images": 17, "patients": 10},
+                    },
+                ]
+            }
+        )
+    )
+    result = run(
+        "evaluate",
+        "--predictions",
+        pred,
+        "-o",
+        tmp_path / "o",
+        "--flow",
+        flow,
+        "--n-bootstrap",
+        0,
+        "--quiet",
+    )
+    assert result.exit_code == 0, result.output
+    with Image.open(tmp_path / "o" / "stard_flow.png") as im:
+        assert im.height > 500  # four rows of boxes
+    flow.write_text(json.dumps({"steps": [{"images": 3}]}))
+    result = CliRunner().invoke(
+        cli,
+        ["evaluate", "--predictions", str(pred), "-o", str(tmp_path / "p"), "--flow", str(flow)],
+    )
+    assert result.exit_code != 0 and "name" in result.output
+
+
+def test_needs_exactly_one_input(tmp_path):
+    result = CliRunner().invoke(cli, ["evaluate", "-o", str(tmp_path)])
+    assert result.exit_code != 0 and "exactly one" in result.output
+
+
+def test_run_folder_form_predicts_the_test_split(tmp_path):
+    pytest.importorskip("skin_cnn.data.pipeline")
+    keras = pytest.importorskip("keras")
+    from skin_cnn.diseases import TASK_NAMES
+
+    rng = np.random.default_rng(0)
+    rows = []
+    for i, (dx, split) in enumerate(
+        [
+            (d, s)
+            for s in ("val", "test")
+            for d in ("acne", "rosacea", "psoriasis", "eczema", "ctcl") * 2
+        ]
+    ):
+        path = tmp_path / "img" / f"{i}.png"
+        path.parent.mkdir(exist_ok=True)
+        Image.fromarray(rng.integers(0, 255, (40, 48, 3), dtype=np.uint8)).save(path)
+        rows.append(
+            {"image_path": str(path), "patient_id": f"p{i}", "diagnosis": dx, "split": split}
+        )
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    pd.DataFrame(rows).to_csv(run_dir / "split.csv", index=False)
+    inputs = keras.Input((32, 32, 3))
+    pooled = keras.layers.GlobalAveragePooling2D()(keras.layers.Rescaling(1 / 255)(inputs))
+    outputs = {t: keras.layers.Dense(1, activation="sigmoid", name=t)(pooled) for t in TASK_NAMES}
+    keras.Model(inputs, outputs).save(run_dir / "best.keras")
+    (run_dir / "config.json").write_text(
+        json.dumps({"preprocessing": {"image_size": [32, 32], "crop": False, "resize": "stretch"}})
+    )
+    result = run("evaluate", run_dir, "--n-bootstrap", 50, "--quiet")
+    assert result.exit_code == 0, result.output
+    out = run_dir / "eval_test"
+    preds = pd.read_csv(out / "predictions_test.csv")
+    assert len(preds) == 12  # 10 test images, the two eczema ones in two tasks
+    assert (
+        json.loads((out / "metrics.json").read_text())["tasks"]["ctcl_vs_eczema"]["n_images"] == 4
+    )
+    assert (out / "stard_flow.png").is_file() and (out / "report.html").is_file()
