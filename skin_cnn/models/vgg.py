@@ -1,0 +1,352 @@
+"""The four VGG-16 variants of the study and helpers to inspect and split them.
+
+Every variant is one flat functional model: ``image`` (RGB in [0, 255]) → [spatial
+transformer] → :class:`~skin_cnn.models.preprocessing.VGG16Preprocess` → the 18 VGG-16 layers
+under their Keras names (``block1_conv1`` … ``block5_pool``) → global average pooling → the
+multi-task heads. Keeping the VGG-16 layers flat, instead of nesting the Keras application as a
+sub-model, lets Grad-CAM and feature extraction reach ``model.get_layer("block5_conv3")``
+directly and lets :func:`split_at_frozen_boundary` cut the graph at any block.
+"""
+
+from dataclasses import dataclass
+
+import keras
+
+from skin_cnn.diseases import TASK_NAMES
+from skin_cnn.models.heads import multitask_heads
+from skin_cnn.models.preprocessing import VGG16Preprocess
+from skin_cnn.models.spatial_transformer import SpatialTransformer
+from skin_cnn.models.weights import (
+    WeightsFileError,
+    check_weights_file,
+    fetch_imagenet_weights,
+    resolve_weights,
+)
+
+VGG16_BLOCKS = 5
+GLOBAL_POOL = "global_pool"
+PREPROCESS = "vgg16_preprocess"
+SPATIAL_TRANSFORMER = "spatial_transformer"
+INPUT_NAME = "image"
+MIN_TRUNK_SIZE = 32  # VGG-16 halves the image five times
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One of the study's four models."""
+
+    name: str
+    pretrained: bool
+    spatial_transformer: bool
+    description: str
+
+    @property
+    def model_name(self):
+        return f"vgg16{self.name.lower()}"
+
+
+VARIANTS = {
+    v.name: v
+    for v in (
+        Variant("P", True, False, "ImageNet weights, conv layers frozen"),
+        Variant("N", False, False, "random initialisation, every layer trained"),
+        Variant("PS", True, True, "spatial transformer + ImageNet weights, conv layers frozen"),
+        Variant(
+            "NS", False, True, "spatial transformer + random initialisation, every layer trained"
+        ),
+    )
+}
+
+
+def resolve_variant(variant):
+    """The :class:`Variant` for ``"P"``, ``"VGG-16P"``, ``"vgg16p"``, ``"vgg16_ps"`` and so on."""
+    if isinstance(variant, Variant):
+        return variant
+    key = str(variant).upper().replace("-", "").replace("_", "").replace(" ", "")
+    key = key.removeprefix("VGG16")
+    if key not in VARIANTS:
+        raise ValueError(
+            f"unknown model variant {variant!r}; expected one of "
+            f"{', '.join('VGG-16' + k for k in VARIANTS)} (or just {', '.join(VARIANTS)})"
+        )
+    return VARIANTS[key]
+
+
+def trunk_block(layer_name):
+    """Block number (1–5) of a VGG-16 layer name such as ``block4_conv2``, else None."""
+    if layer_name.startswith("block") and "_" in layer_name:
+        head = layer_name.split("_", 1)[0][len("block") :]
+        if head.isdigit():
+            return int(head)
+    return None
+
+
+def _check_size(input_shape, stn_output_size, spatial_transformer):
+    input_shape = tuple(input_shape)
+    if len(input_shape) != 3 or input_shape[2] != 3:
+        raise ValueError(
+            f"input_shape must be (height, width, 3) for RGB images; got {input_shape}"
+        )
+    if stn_output_size is not None and not spatial_transformer:
+        raise ValueError("stn_output_size applies to the PS and NS variants only")
+    trunk = tuple(stn_output_size) if stn_output_size is not None else input_shape[:2]
+    if any(s is not None and s < MIN_TRUNK_SIZE for s in trunk):
+        raise ValueError(
+            f"VGG-16 needs images of at least {MIN_TRUNK_SIZE}×{MIN_TRUNK_SIZE} pixels; "
+            f"got {trunk}"
+        )
+    return input_shape, trunk + (3,)
+
+
+def _trunk_weights(spec, weights):
+    """Local weights file for a pretrained variant, or None for a random trunk."""
+    if not spec.pretrained:
+        if weights is not None and not (isinstance(weights, str) and weights.lower() == "imagenet"):
+            raise ValueError(
+                f"VGG-16{spec.name} is randomly initialised; weights={weights!r} applies to the "
+                "P and PS variants only (use P/PS with fine_tune_blocks=5 to train a pretrained "
+                "trunk end to end)"
+            )
+        return None
+    resolved = resolve_weights(weights)
+    if resolved == "imagenet":
+        resolved = fetch_imagenet_weights()
+    if resolved is not None:
+        check_weights_file(resolved)
+    return resolved
+
+
+def _vgg16_layers(trunk_shape, weights_path, seed):
+    """Fresh copies of the 18 VGG-16 notop layers, each paired with its weights source.
+
+    Returns ``(copy, source)`` pairs; ``source`` is the loaded ``keras.applications.VGG16``
+    layer whose weights the copy takes once built, or None for a random trunk.
+
+    The layers of ``keras.applications.VGG16`` already belong to that model's graph (their
+    first inbound node); fresh copies have a single node in the model built here, so
+    ``layer.output`` is unambiguous for Grad-CAM and for splitting the model.
+    """
+    base = keras.applications.VGG16(include_top=False, weights=None, input_shape=trunk_shape)
+    if weights_path is not None:
+        try:
+            base.load_weights(weights_path)
+        except Exception as exc:  # Keras' legacy loader raises ValueError, KeyError, OSError…
+            raise WeightsFileError(
+                f"{weights_path}: could not load as VGG-16 notop weights ({exc})"
+            ) from exc
+    layers = []
+    for i, layer in enumerate(base.layers[1:]):
+        config = layer.get_config()
+        if weights_path is None and seed is not None and "kernel_initializer" in config:
+            config["kernel_initializer"] = keras.initializers.serialize(
+                keras.initializers.GlorotUniform(seed=int(seed) + i)
+            )
+        copy = layer.__class__.from_config(config)
+        layers.append((copy, layer if weights_path is not None else None))
+    return layers
+
+
+def build_model(
+    variant,
+    input_shape=(250, 250, 3),
+    weights="imagenet",
+    fine_tune_blocks=0,
+    dense_units=64,
+    task_units=32,
+    l2=5e-4,
+    dropout=0.0,
+    seed=None,
+    stn_output_size=None,
+):
+    """Build one of the study's multi-task VGG-16 models.
+
+    Parameters
+    ----------
+    variant : str
+        ``"P"``, ``"N"``, ``"PS"`` or ``"NS"`` (``"VGG-16P"``, ``"vgg16p"`` … also accepted).
+    input_shape : (int, int, 3)
+        Image size the model takes; RGB float in [0, 255] (the VGG-16 preprocessing is the
+        model's first layer). The study used 250×250.
+    weights : "imagenet", None or path
+        Trunk weights of the P and PS variants: ``"imagenet"`` (``$SKIN_CNN_VGG16_WEIGHTS``,
+        Keras' cache, or a download — see :mod:`skin_cnn.models.weights`), a local notop ``.h5``
+        file, or None for a random but still frozen trunk (for tests). N and NS are always
+        randomly initialised: ``"imagenet"`` and None are accepted and ignored, a path is an error.
+    fine_tune_blocks : int
+        P/PS only: number of VGG-16 blocks, counted from the top (block 5), left trainable. 0
+        (default) freezes every conv layer as in the paper; 1 is the authors' released code
+        (block 5 trained).
+    dense_units, task_units, l2, dropout
+        Head sizes, L2 factor and dropout (see :func:`skin_cnn.models.heads.multitask_heads`).
+    seed : int, optional
+        Seeds every random initialiser (heads, random trunk, spatial transformer), so two builds
+        with the same seed are identical.
+    stn_output_size : (int, int), optional
+        PS/NS only: size of the image the spatial transformer hands to VGG-16; defaults to
+        ``input_shape[:2]``.
+
+    Returns
+    -------
+    keras.Model
+        Named ``vgg16p``, ``vgg16n``, ``vgg16ps`` or ``vgg16ns``; input ``image``; outputs a
+        dict keyed by ``skin_cnn.diseases.TASK_NAMES``, each ``(batch, 1)`` sigmoid.
+    """
+    spec = resolve_variant(variant)
+    input_shape, trunk_shape = _check_size(input_shape, stn_output_size, spec.spatial_transformer)
+    fine_tune_blocks = int(fine_tune_blocks)
+    if not 0 <= fine_tune_blocks <= VGG16_BLOCKS:
+        raise ValueError(
+            f"fine_tune_blocks must be between 0 and {VGG16_BLOCKS}; got {fine_tune_blocks}"
+        )
+    if fine_tune_blocks and not spec.pretrained:
+        raise ValueError(
+            f"fine_tune_blocks applies to P and PS; VGG-16{spec.name} trains every layer"
+        )
+    weights_path = _trunk_weights(spec, weights)
+
+    image = keras.Input(shape=input_shape, name=INPUT_NAME, dtype="float32")
+    x = image
+    if spec.spatial_transformer:
+        x = SpatialTransformer(output_size=stn_output_size, seed=seed, name=SPATIAL_TRANSFORMER)(x)
+    x = VGG16Preprocess(name=PREPROCESS)(x)
+    first_trained_block = VGG16_BLOCKS - fine_tune_blocks + 1 if spec.pretrained else 1
+    for layer, source in _vgg16_layers(trunk_shape, weights_path, seed):
+        x = layer(x)
+        if source is not None:
+            layer.set_weights(source.get_weights())
+        if trunk_block(layer.name) < first_trained_block:
+            layer.trainable = False
+    x = keras.layers.GlobalAveragePooling2D(name=GLOBAL_POOL)(x)
+    outputs = multitask_heads(
+        x,
+        TASK_NAMES,
+        dense_units=dense_units,
+        task_units=task_units,
+        l2=l2,
+        dropout=dropout,
+        seed=seed,
+    )
+    return keras.Model(image, outputs, name=spec.model_name)
+
+
+# ------------------------------------------------------------------------------------------
+# Splitting a frozen-trunk model for the feature cache
+
+
+def split_at_frozen_boundary(model):
+    """Split a frozen-trunk model into a fixed feature extractor and the part that trains.
+
+    The boundary is the last layer of the model's input chain before the first layer with
+    trainable weights: the global pooling when the whole trunk is frozen (features are 512-d
+    vectors), the last frozen block's pooling (e.g. ``block4_pool``) with ``fine_tune_blocks``.
+
+    Features from ``feature_model`` can be cached because everything before the boundary is a
+    fixed function of the image: no trainable weights, no batch statistics or dropout in VGG-16.
+    A cache is only exact for the images it was computed from, so random augmentation has to
+    happen before caching (e.g. a few augmented copies), not per epoch.
+
+    Returns
+    -------
+    feature_model, head_model : keras.Model
+        ``feature_model``: image → boundary features. ``head_model``: features → the task dict.
+        Both share their layers with ``model``: training ``head_model`` updates ``model`` in
+        place, and ``head_model(feature_model(x))`` equals ``model(x)``.
+
+    Raises
+    ------
+    ValueError
+        The model has a spatial transformer (trainable and in front of the trunk, so trunk
+        features change during training) or no frozen layer with weights (VGG-16N).
+    """
+    stns = [layer.name for layer in model.layers if isinstance(layer, SpatialTransformer)]
+    if stns:
+        raise ValueError(
+            f"model {model.name!r} cannot be split for a feature cache: its spatial transformer "
+            f"({stns[0]}) trains and sits in front of the trunk, so trunk features change with "
+            "every step; train the full model on images instead"
+        )
+    if len(model.inputs) != 1:
+        raise ValueError(
+            f"model {model.name!r} has {len(model.inputs)} inputs; expected one image input"
+        )
+    previous = model.inputs[0]
+    boundary = None
+    frozen_weights = 0
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.InputLayer):
+            continue
+        if (
+            layer.input is not previous
+            or layer.trainable_weights
+            or isinstance(layer, keras.layers.Dropout)
+        ):
+            break
+        boundary = layer
+        frozen_weights += len(layer.non_trainable_weights)
+        previous = layer.output
+    if boundary is None or frozen_weights == 0:
+        raise ValueError(
+            f"model {model.name!r} has no frozen trunk layers in front of its first trainable "
+            "layer (a fully trainable VGG-16N?), so there are no fixed features to cache"
+        )
+    output_names = set(getattr(model, "output_names", []) or [])
+    if boundary.name in output_names:
+        raise ValueError(f"model {model.name!r} is frozen up to its outputs; nothing would train")
+    feature_model = keras.Model(model.inputs[0], boundary.output, name=f"{model.name}_features")
+    head_model = keras.Model(boundary.output, model.output, name=f"{model.name}_head")
+    return feature_model, head_model
+
+
+# ------------------------------------------------------------------------------------------
+# Parameter counts
+
+
+def _size(variables):
+    total = 0
+    for v in variables:
+        n = 1
+        for d in v.shape:
+            n *= int(d)
+        total += n
+    return total
+
+
+def parameter_counts(model):
+    """``{"trainable": n, "non_trainable": n, "total": n}`` parameter counts of ``model``."""
+    trainable = _size(model.trainable_weights)
+    frozen = _size(model.non_trainable_weights)
+    return {"trainable": trainable, "non_trainable": frozen, "total": trainable + frozen}
+
+
+def model_summary_table(model):
+    """One row per layer: name, type, output shape, parameters, and how many of them train.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``layer, type, output_shape, parameters, trainable, frozen``; print it or write
+        it to a run folder to show what a variant fine-tunes.
+    """
+    import pandas as pd
+
+    rows = []
+    for layer in model.layers:
+        try:
+            shape = tuple(layer.output.shape)
+        except (AttributeError, ValueError):
+            shape = None
+        trainable = _size(layer.trainable_weights)
+        frozen = _size(layer.non_trainable_weights)
+        rows.append(
+            {
+                "layer": layer.name,
+                "type": type(layer).__name__,
+                "output_shape": str(shape),
+                "parameters": trainable + frozen,
+                "trainable": trainable,
+                "frozen": frozen,
+            }
+        )
+    return pd.DataFrame(
+        rows, columns=["layer", "type", "output_shape", "parameters", "trainable", "frozen"]
+    )
