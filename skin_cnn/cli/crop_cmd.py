@@ -1,0 +1,118 @@
+"""``skin-cnn crop``: hue-crop boxes for every image of a manifest or split, with a contact sheet."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import click
+
+from skin_cnn.cli.options import out_option, seed_option
+
+
+def _copy_destination(image_path, base, folder, index):
+    """Where the cropped copy of ``image_path`` goes: its path below the CSV's folder, kept."""
+    image_path, base = os.path.abspath(image_path), os.path.abspath(base)
+    try:
+        inside = os.path.commonpath([image_path, base]) == base
+    except ValueError:  # other drive
+        inside = False
+    relative = os.path.relpath(image_path, base) if inside else f"{index:06d}_{os.path.basename(image_path)}"
+    return Path(folder) / "images" / relative
+
+
+@click.command(name="crop")
+@click.argument("manifest", type=click.Path(dir_okay=False, exists=True))
+@out_option
+@click.option("--copies/--no-copies", default=False, show_default=True,
+              help="Also save cropped copies under OUT/images/ and a manifest pointing at them.")
+@click.option("--sample", default=16, show_default=True, type=click.IntRange(0, 200),
+              help="Images drawn on the before/after contact sheet (0: none).")
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64),
+              help="Processes computing boxes (about 5 ms per photo each).")
+@seed_option
+@click.option("--icd10-map", type=click.Path(dir_okay=False), default=None, help="ICD-10 → category CSV for an icd10 column.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def command(manifest, out, copies, sample, workers, seed, icd10_map, quiet):
+    """Compute the study's hue-clustering crop box of every image in MANIFEST (or a split CSV).
+
+    Writes into the folder OUT: crop_boxes.csv (image_path, crop_left, crop_top, crop_right,
+    crop_bottom, width, height), crop_errors.csv (every unreadable image and why; these rows
+    are left out of the outputs and counted on screen), manifest.csv or split.csv (the input
+    rows plus the box columns, for `skin-cnn train` and the pipeline, which crop on the fly),
+    and contact_sheet.png (a sample before and after). Boxes are in pixels of the upright
+    image (EXIF orientation applied), right/bottom exclusive.
+    """
+    import numpy as np
+
+    from skin_cnn import atomic
+    from skin_cnn.data.crop import BOX_COLUMNS, compute_crop_boxes, draw_contact_sheet
+    from skin_cnn.data.reading import ImageReadError, read_image
+    from skin_cnn.manifest import load_manifest
+
+    out = Path(out)
+    if out.suffix.lower() in (".csv", ".png"):
+        raise click.BadParameter(f"{out}: -o takes a folder, not a file", param_hint="-o/--out")
+    out.mkdir(parents=True, exist_ok=True)
+    frame = load_manifest(manifest, icd10_map=icd10_map)
+    is_split = "split" in frame.columns
+    if is_split:
+        from skin_cnn.split import load_split
+
+        frame = load_split(manifest, icd10_map=icd10_map)
+    frame = frame.drop(columns=[c for c in (*BOX_COLUMNS, "width", "height") if c in frame.columns])
+
+    base = Path(manifest).resolve().parent
+    destinations = None
+    if copies:
+        destinations = [_copy_destination(p, base, out, i) for i, p in enumerate(frame["image_path"])]
+    boxes, errors = compute_crop_boxes(frame["image_path"], copies_to=destinations, workers=workers,
+                                       progress=not quiet)
+    atomic.write_csv(out / "crop_boxes.csv", boxes)
+    atomic.write_csv(out / "crop_errors.csv", errors)
+
+    cropped = frame.merge(boxes, on="image_path", how="inner", validate="one_to_one")
+    name = "split.csv" if is_split else "manifest.csv"
+    if is_split:
+        from skin_cnn.split import write_split
+
+        write_split(cropped, out / name)
+    else:
+        atomic.write_csv(out / name, cropped)
+    written = [out / "crop_boxes.csv", out / "crop_errors.csv", out / name]
+    if copies:
+        ok_paths = set(boxes["image_path"])
+        keep = [p in ok_paths for p in frame["image_path"]]
+        copied = frame[keep].copy()
+        copied["image_path"] = [os.path.relpath(d, out) for d, k in zip(destinations, keep) if k]
+        copies_name = f"{Path(name).stem}_copies.csv"
+        atomic.write_csv(out / copies_name, copied)
+        written += [out / "images", out / copies_name]
+
+    if sample and len(boxes):
+        rng = np.random.default_rng(seed)
+        picks = np.sort(rng.choice(len(boxes), size=min(sample, len(boxes)), replace=False))
+        items = []
+        for row in boxes.iloc[picks].itertuples(index=False):
+            try:
+                image = read_image(row.image_path)
+            except ImageReadError as exc:  # changed since the boxes were computed
+                click.echo(f"contact sheet: {exc}")
+                continue
+            box = tuple(int(getattr(row, c)) for c in BOX_COLUMNS)
+            items.append((image, box, Path(row.image_path).name[:28]))
+        if items:
+            draw_contact_sheet(items, out / "contact_sheet.png")
+            written.append(out / "contact_sheet.png")
+
+    area = ((boxes["crop_right"] - boxes["crop_left"]) * (boxes["crop_bottom"] - boxes["crop_top"])
+            / (boxes["width"] * boxes["height"]))
+    untouched = int((area >= 1.0).sum())
+    click.echo(f"{len(boxes)} of {len(frame)} images cropped; mean kept area {area.mean():.1%}"
+               f" ({untouched} left whole)" if len(boxes) else f"0 of {len(frame)} images could be read")
+    if len(errors):
+        click.echo(f"{len(errors)} unreadable images left out (listed in {out / 'crop_errors.csv'}):")
+        for row in errors.head(10).itertuples(index=False):
+            click.echo(f"  {row.image_path}: {row.reason}")
+        if len(errors) > 10:
+            click.echo(f"  … {len(errors) - 10} more")
+    click.echo("wrote " + ", ".join(str(p) for p in written))
