@@ -588,3 +588,28 @@ def validate_manifest(path, icd10_map=None, check_images=True, progress=True):
         n_images_ok=n_ok,
         _error_index=error_index,
     )
+
+
+def write_manifest(frame, path):
+    """Write a manifest frame as CSV (atomically), with paths relative to the CSV when possible.
+
+    ``image_path`` becomes relative to the CSV's folder when the image lies below it, so a data
+    folder can be moved together with its CSV; other paths stay absolute. Used for every CSV that
+    lists images (split, cleansed and cropped manifests).
+    """
+    folder = Path(path).resolve().parent
+    out = frame.copy()
+    out["image_path"] = [_relative_to(p, folder) for p in out["image_path"]]
+    atomic.write_csv(path, out)
+    return Path(path)
+
+
+def _relative_to(path, folder):
+    """``path`` relative to ``folder`` when it lies below it, else unchanged."""
+    path, folder = os.path.abspath(path), os.path.abspath(folder)
+    try:
+        if os.path.commonpath([path, folder]) == folder:
+            return os.path.relpath(path, folder)
+    except ValueError:  # different drives on Windows
+        pass
+    return path

@@ -30,6 +30,7 @@ import pandas as pd
 
 from skin_cnn import atomic
 from skin_cnn.diseases import DISEASES
+from skin_cnn.manifest import write_manifest
 
 SPLITS = ("train", "val", "test")
 DEFAULT_FRACTIONS = (0.8, 0.1, 0.1)
@@ -320,27 +321,12 @@ def patient_split(
 # files and summaries
 
 
-def _relative_to(path, folder):
-    """``path`` relative to ``folder`` when it lies below it, else unchanged."""
-    path, folder = os.path.abspath(path), os.path.abspath(folder)
-    try:
-        if os.path.commonpath([path, folder]) == folder:
-            return os.path.relpath(path, folder)
-    except ValueError:  # different drives on Windows
-        pass
-    return path
-
-
 def write_split(frame, path):
     """Write a split frame as CSV (atomically); image paths below the CSV's folder become relative."""
     path = Path(path)
     if "split" not in frame.columns:
         raise ValueError("the frame has no 'split' column; make one with patient_split")
-    folder = path.resolve().parent
-    out = frame.copy()
-    out["image_path"] = [_relative_to(p, folder) for p in out["image_path"]]
-    atomic.write_csv(path, out)
-    return path
+    return write_manifest(frame, path)
 
 
 def load_split(path, icd10_map=None):

@@ -77,7 +77,9 @@ def command(manifest, out, copies, sample, workers, seed, icd10_map, quiet):
 
         write_split(cropped, out / name)
     else:
-        atomic.write_csv(out / name, cropped)
+        from skin_cnn.manifest import write_manifest
+
+        write_manifest(cropped, out / name)
     written = [out / "crop_boxes.csv", out / "crop_errors.csv", out / name]
     if copies:
         ok_paths = set(boxes["image_path"])

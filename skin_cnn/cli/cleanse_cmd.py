@@ -1,0 +1,145 @@
+"""``skin-cnn cleanse``: generate non-skin examples, train the skin/non-skin filter, apply it.
+
+TensorFlow is imported inside the subcommands, so ``skin-cnn cleanse --help`` answers at once.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from skin_cnn.cli.options import seed_option
+from skin_cnn.data.nonskin_examples import KINDS
+
+
+@click.group(name="cleanse")
+def command():
+    """Train or apply the skin/non-skin image filter.
+
+    Clinical photo folders also hold photos of patient-ID slips, patch-test sheets and forms.
+    The filter is a small CNN giving P(non-skin) for each image; `apply` removes those at or above
+    a threshold and lists every removed or unreadable image, so nothing disappears unseen.
+
+    \b
+    skin-cnn cleanse make-examples -o nonskin/ --n 200
+    skin-cnn cleanse train --skin manifest.csv --non-skin nonskin/ -o cleanse_model/
+    skin-cnn cleanse apply manifest.csv -o clean.csv --model cleanse_model/
+    """
+
+
+@command.command("make-examples")
+@click.option("-o", "--out", "out", required=True, type=click.Path(file_okay=False), help="Output folder.")
+@click.option("--n", "n", default=200, show_default=True, type=click.IntRange(min=1), help="Number of images.")
+@seed_option
+@click.option("--size", default=256, show_default=True, type=click.IntRange(min=32), help="Longer side in pixels.")
+@click.option(
+    "--kind", "kinds", multiple=True, type=click.Choice(KINDS),
+    help="Kinds to generate (repeat the option); all kinds, in turn, by default.",
+)
+def make_examples_command(out, n, seed, size, kinds):
+    """Generate photos of ID slips, patch-test sheets, forms, documents, sheets and objects.
+
+    Writes OUT/nonskin_NNNN_KIND.jpg and an index OUT/examples.csv; the same seed gives the same
+    images.
+    """
+    from collections import Counter
+
+    from skin_cnn.data.nonskin_examples import make_examples
+
+    index = make_examples(out, n, seed=seed, kinds=kinds or KINDS, size=size)
+    counts = Counter(index["kind"])
+    by_kind = ", ".join(f"{k} {v}" for k, v in counts.items())
+    click.echo(f"wrote {len(index)} non-skin examples to {out} ({by_kind})")
+    click.echo(f"index: {Path(out) / 'examples.csv'}")
+
+
+@command.command("train")
+@click.option(
+    "--skin", "skin", required=True, type=click.Path(exists=True),
+    help="Folder of skin photos, or a manifest CSV whose images are skin photos.",
+)
+@click.option(
+    "--non-skin", "non_skin", required=True, type=click.Path(exists=True, file_okay=False),
+    help="Folder of non-skin photos (e.g. from `skin-cnn cleanse make-examples`).",
+)
+@click.option("-o", "--out", "out", required=True, type=click.Path(file_okay=False), help="Model folder to write.")
+@click.option("--epochs", default=40, show_default=True, type=click.IntRange(min=1))
+@click.option("--batch-size", default=32, show_default=True, type=click.IntRange(min=1))
+@click.option("--input-size", default=64, show_default=True, type=click.IntRange(min=16), help="Square input side.")
+@click.option(
+    "--holdout", default=0.2, show_default=True, type=click.FloatRange(0, 1, min_open=True, max_open=True),
+    help="Fraction held out (stratified) to measure accuracy.",
+)
+@click.option(
+    "--max-per-class", default=None, type=click.IntRange(min=2),
+    help="Use a seeded random sample of at most this many images of each class.",
+)
+@click.option("--learning-rate", default=1e-3, show_default=True, type=float)
+@seed_option
+def train_command(skin, non_skin, out, epochs, batch_size, input_size, holdout, max_per_class, learning_rate, seed):
+    """Train the filter; report held-out accuracy and confusion counts.
+
+    Writes OUT/skin_classifier.keras, OUT/metrics.json, OUT/holdout_predictions.csv and
+    OUT/training_curve.png. Positive class: non-skin.
+    """
+    from skin_cnn.data import cleanse
+
+    skin_paths = cleanse.image_paths_from(skin, max_images=max_per_class, seed=seed)
+    nonskin_paths = cleanse.image_paths_from(non_skin, max_images=max_per_class, seed=seed)
+    click.echo(f"skin: {len(skin_paths)} images from {skin}; non-skin: {len(nonskin_paths)} images from {non_skin}")
+    result = cleanse.train_skin_classifier(
+        skin_paths, nonskin_paths, out, input_size=input_size, epochs=epochs, batch_size=batch_size,
+        holdout=holdout, learning_rate=learning_rate, seed=seed,
+    )
+    m = result.metrics
+    h = m["holdout"]
+    acc = h["accuracy"]
+    click.echo(f"trained on {m['n_train']} images, held out {m['n_holdout']} ({m['holdout_fraction']:.0%})")
+    auc = f", AUC {h['auc']['value']:.3f}" if h["auc"]["value"] is not None else ""
+    click.echo(f"held-out accuracy {acc['value']:.3f} (95% CI {acc['ci'][0]:.3f}-{acc['ci'][1]:.3f}){auc}")
+    click.echo("                    predicted non-skin  predicted skin")
+    click.echo(f"  true non-skin     {h['tp']:>18d}  {h['fn']:>14d}")
+    click.echo(f"  true skin         {h['fp']:>18d}  {h['tn']:>14d}")
+    if m["unreadable"]:
+        click.echo(f"skipped {len(m['unreadable'])} unreadable images (listed in metrics.json)")
+    click.echo(f"model: {result.model_path}")
+    click.echo(f"metrics: {Path(out) / cleanse.METRICS_FILENAME}")
+
+
+@command.command("apply")
+@click.argument("manifest", type=click.Path(exists=True, dir_okay=False))
+@click.option("-o", "--out", "out", required=True, type=click.Path(dir_okay=False), help="Filtered manifest CSV.")
+@click.option(
+    "--model", "model_dir", default=None, type=click.Path(exists=True),
+    help="Model folder from `cleanse train` (default: the model shipped with skin-cnn).",
+)
+@click.option(
+    "--threshold", default=0.5, show_default=True, type=click.FloatRange(0, 1),
+    help="Remove images with P(non-skin) at or above this.",
+)
+@click.option("--batch-size", default=64, show_default=True, type=click.IntRange(min=1))
+def apply_command(manifest, out, model_dir, threshold, batch_size):
+    """Remove non-skin images from MANIFEST; list removed and unreadable ones.
+
+    Writes OUT (the kept rows), OUT's name with .removed.csv (removed rows with p_nonskin) and
+    .unreadable.csv (rows whose image could not be read, with the reason). When MANIFEST has a
+    flow JSON beside it (MANIFEST's name with .flow.json), a "cleansing" step is appended and
+    written as OUT's name with .flow.json.
+    """
+    from skin_cnn.data import cleanse
+    from skin_cnn.manifest import load_manifest
+
+    frame = load_manifest(manifest)
+    model = cleanse.load_skin_classifier(model_dir)
+    result = cleanse.cleanse_frame(frame, model, threshold=threshold, batch_size=batch_size)
+    written = cleanse.write_cleansed(result, manifest, out)
+    click.echo(result.summary())
+    for key in ("kept", "removed", "unreadable", "flow"):
+        if key in written:
+            click.echo(f"{key + ':':<11} {written[key]}")
+    if len(result.unreadable):
+        shown = result.unreadable.head(5)
+        for path, reason in zip(shown["image_path"], shown["reason"]):
+            click.echo(f"  unreadable: {path}: {reason}")
+        if len(result.unreadable) > 5:
+            click.echo(f"  ... and {len(result.unreadable) - 5} more (see {written['unreadable']})")

@@ -1,0 +1,356 @@
+"""The skin/non-skin filter: generated non-skin examples, training it, and applying it to a manifest
+so that every input row ends up kept, removed (with its score) or listed as unreadable."""
+import colorsys
+import importlib.util
+import json
+import socket
+
+import numpy as np
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+from PIL import Image, ImageDraw, ImageFilter
+
+from skin_cnn.cli import cli
+from skin_cnn.data import nonskin_examples as nx
+from skin_cnn.data.reading import read_image
+
+SIZE = 32  # model input side in these tests: enough to tell paper from skin, and fast
+
+
+def synthetic_skin(rng, size=64):
+    """A close-up of skin: a skin tone with slow shading, reddish blotches and fine pore noise."""
+    hue, sat, val = rng.uniform(0.02, 0.08), rng.uniform(0.25, 0.6), rng.uniform(0.35, 0.95)
+    base = np.array(colorsys.hsv_to_rgb(hue, sat, val)) * 255
+    shade = Image.fromarray(rng.integers(0, 255, (4, 4), dtype=np.uint8)).resize((size, size), Image.BICUBIC)
+    arr = base * (0.85 + 0.3 * np.asarray(shade, dtype=np.float64)[..., None] / 255)
+    blotches = Image.new("L", (size, size), 0)
+    draw = ImageDraw.Draw(blotches)
+    for _ in range(int(rng.integers(2, 10))):
+        x, y, r = rng.uniform(0, size), rng.uniform(0, size), rng.uniform(size * 0.03, size * 0.12)
+        draw.ellipse((x - r, y - r, x + r, y + r), fill=int(rng.integers(120, 255)))
+    mask = np.asarray(blotches.filter(ImageFilter.GaussianBlur(size * 0.03)), dtype=np.float64)[..., None] / 255
+    red = np.array([200.0, 60.0, 60.0]) * rng.uniform(0.6, 1.0)
+    arr = arr * (1 - 0.6 * mask) + red * 0.6 * mask
+    arr += rng.normal(0, 4, arr.shape)
+    return Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8))
+
+
+def write_skin(folder, n, seed):
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    paths = []
+    for i in range(n):
+        path = folder / f"skin_{i:03d}.jpg"
+        synthetic_skin(rng).save(path, quality=92)
+        paths.append(path)
+    return paths
+
+
+@pytest.fixture(scope="module")
+def tiny_sets(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cleanse")
+    write_skin(root / "skin", 48, seed=11)
+    nx.make_examples(root / "nonskin", 48, seed=5, size=64, progress=False)
+    return root
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_sets):
+    """A filter trained through the CLI on the tiny sets; returns (model folder, CLI output)."""
+    out = tiny_sets / "model"
+    result = CliRunner().invoke(
+        cli,
+        ["cleanse", "train", "--skin", str(tiny_sets / "skin"), "--non-skin", str(tiny_sets / "nonskin"),
+         "-o", str(out), "--input-size", str(SIZE), "--epochs", "25", "--holdout", "0.25", "--seed", "1",
+         "--batch-size", "16", "--learning-rate", "3e-3"],
+        catch_exceptions=False,
+    )
+    assert result.exit_code == 0, result.output
+    return out, result.output
+
+
+# ---------------------------------------------------------------------------------------------
+# generated non-skin examples
+
+
+def _arrays(examples):
+    return [np.asarray(e.image) for e in examples]
+
+
+def test_examples_repeat_exactly_for_a_seed_and_change_with_it():
+    first = _arrays(nx.generate_examples(6, seed=3, size=64))
+    again = _arrays(nx.generate_examples(6, seed=3, size=64))
+    other = _arrays(nx.generate_examples(6, seed=4, size=64))
+    for a, b in zip(first, again):
+        np.testing.assert_array_equal(a, b)
+    assert all(a.shape != c.shape or not np.array_equal(a, c) for a, c in zip(first, other))
+
+
+def test_a_shorter_run_is_the_start_of_a_longer_one():
+    short = _arrays(nx.generate_examples(3, seed=9, size=48))
+    long = _arrays(nx.generate_examples(7, seed=9, size=48))
+    for a, b in zip(short, long):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_make_examples_writes_the_requested_kinds_in_turn(tmp_path):
+    index = nx.make_examples(tmp_path, 5, seed=0, kinds=("id_slip", "patch_test"), size=64, progress=False)
+    assert list(index["kind"]) == ["id_slip", "patch_test", "id_slip", "patch_test", "id_slip"]
+    on_disk = pd.read_csv(tmp_path / nx.INDEX_FILENAME, keep_default_na=False)
+    assert list(on_disk["image_path"]) == list(index["image_path"])
+    for name in index["image_path"]:
+        image = read_image(tmp_path / name)
+        assert max(image.shape[:2]) == 64 and image.shape[2] == 3
+
+
+def test_every_kind_is_generated_by_default():
+    kinds = [e.kind for e in nx.generate_examples(len(nx.KINDS), seed=1, size=48)]
+    assert kinds == list(nx.KINDS)
+
+
+def test_unknown_kind_is_refused_with_the_valid_ones_named():
+    with pytest.raises(ValueError, match="patch_test"):
+        list(nx.generate_examples(2, kinds=("selfie",)))
+
+
+def _yellow_fraction(image):
+    hsv = np.asarray(image.convert("HSV"), dtype=np.float64) / 255
+    hue_deg = hsv[..., 0] * 360
+    return float(np.mean((hue_deg > 35) & (hue_deg < 70) & (hsv[..., 1] > 0.35) & (hsv[..., 2] > 0.45)))
+
+
+def test_id_slips_are_yellow_and_document_pages_are_not():
+    slips = [e.image for e in nx.generate_examples(6, seed=2, kinds=("id_slip",), size=96)]
+    pages = [e.image for e in nx.generate_examples(6, seed=2, kinds=("document",), size=96)]
+    # A slip covers a good part of the frame (it may lie on a white card); a printed page has no yellow.
+    assert np.median([_yellow_fraction(im) for im in slips]) > 0.2
+    assert max(_yellow_fraction(im) for im in pages) < 0.05
+
+
+def test_photo_examples_come_from_bundled_non_face_photos():
+    examples = list(nx.generate_examples(5, seed=0, kinds=("photo",), size=64))
+    labels = {f"{pkg}:{name}" for pkg, name in nx.PHOTO_SOURCES}
+    assert all(e.source in labels for e in examples)
+    assert not any("astronaut" in e.source or "grace_hopper" in e.source for e in examples)
+
+
+def test_bundled_photos_load_without_any_network(monkeypatch):
+    def no_network(*args, **kwargs):
+        raise AssertionError("a sample photo tried to use the network")
+
+    monkeypatch.setattr(socket.socket, "connect", no_network)
+    monkeypatch.setattr(socket, "create_connection", no_network)
+    sources = nx.available_photo_sources()
+    expected = [(p, n) for p, n in nx.PHOTO_SOURCES if importlib.util.find_spec(p) is not None]
+    assert len(sources) == len(expected) >= 2  # matplotlib's sample data at least
+    for label, path in sources:
+        image = read_image(path)
+        assert image.ndim == 3 and min(image.shape[:2]) >= 64, label
+
+
+# ---------------------------------------------------------------------------------------------
+# the model
+
+
+def test_classifier_takes_plain_rgb_and_reloads_with_the_same_outputs(tmp_path):
+    import keras
+
+    from skin_cnn.data import cleanse
+
+    model = cleanse.build_skin_classifier(SIZE)
+    rescale = model.get_layer("rescale")
+    assert isinstance(rescale, keras.layers.Rescaling) and rescale.scale == pytest.approx(1 / 255)
+    assert model.input_shape == (None, SIZE, SIZE, 3) and model.output_shape == (None, 1)
+    x = np.random.default_rng(0).uniform(0, 255, (4, SIZE, SIZE, 3)).astype("float32")
+    p = model.predict(x, verbose=0)
+    assert np.all((p >= 0) & (p <= 1))
+    path = tmp_path / "m.keras"
+    model.save(path)
+    np.testing.assert_allclose(keras.models.load_model(path).predict(x, verbose=0), p, rtol=1e-6, atol=1e-7)
+
+
+def test_binary_metrics_match_hand_counts():
+    from skin_cnn.data.cleanse import binary_metrics
+
+    # non-skin = 1. Scores 0.9 and 0.5 catch two non-skin images, 0.4 misses one; 0.6 removes a skin image.
+    m = binary_metrics([1, 1, 0, 0, 1], [0.9, 0.4, 0.2, 0.6, 0.5], threshold=0.5)
+    assert (m["tp"], m["fn"], m["tn"], m["fp"]) == (2, 1, 1, 1)
+    assert m["accuracy"]["value"] == pytest.approx(3 / 5)
+    # Clopper-Pearson 95% interval for 3 of 5 (standard tables: 0.1466-0.9473).
+    assert m["accuracy"]["ci"] == pytest.approx([0.1466, 0.9473], abs=5e-4)
+    # AUC: of the 3 x 2 (non-skin, skin) pairs, 4 are ranked correctly.
+    assert m["auc"]["value"] == pytest.approx(4 / 6)
+    assert m["nonskin_recall"]["value"] == pytest.approx(2 / 3) and m["skin_recall"]["value"] == pytest.approx(1 / 2)
+
+
+def test_trained_filter_reports_consistent_held_out_counts(trained):
+    out, output = trained
+    metrics = json.loads((out / "metrics.json").read_text())
+    h = metrics["holdout"]
+    assert (out / "skin_classifier.keras").is_file() and (out / "training_curve.png").is_file()
+    assert metrics["n_holdout"] == h["n"] == h["tp"] + h["fn"] + h["tn"] + h["fp"] == 24  # 25% of 96
+    assert metrics["n_train"] == 72
+    assert h["n_nonskin"] == h["n_skin"] == 12  # stratified
+    rows = pd.read_csv(out / "holdout_predictions.csv")
+    caught = ((rows["label"] == "non-skin") & (rows["p_nonskin"] >= 0.5)).sum()
+    correct = ((rows["p_nonskin"] >= 0.5) == (rows["label"] == "non-skin")).sum()
+    assert h["tp"] == caught and h["accuracy"]["value"] == pytest.approx(correct / len(rows))
+    assert f"held-out accuracy {h['accuracy']['value']:.3f}" in output
+
+
+def test_trained_filter_separates_fresh_skin_from_fresh_non_skin(trained, tmp_path):
+    from skin_cnn.data import cleanse
+
+    out, _ = trained
+    model = cleanse.load_skin_classifier(out)
+    skin = write_skin(tmp_path / "skin", 20, seed=99)
+    nonskin = nx.make_examples(tmp_path / "nonskin", 20, seed=77, size=64, progress=False)
+    paths = [str(p) for p in skin] + [str(tmp_path / "nonskin" / n) for n in nonskin["image_path"]]
+    scores, reasons = cleanse.score_images(model, paths, batch_size=16, progress=False)
+    assert not reasons
+    truth = np.r_[np.zeros(20), np.ones(20)]
+    assert np.mean((scores >= 0.5) == truth) >= 0.85
+
+
+# ---------------------------------------------------------------------------------------------
+# applying the filter to a manifest
+
+
+def names(frame):
+    """File names of a frame's images (paths may be relative or absolute)."""
+    return [p.replace("\\", "/").rsplit("/", 1)[-1] for p in frame["image_path"]]
+
+
+@pytest.fixture
+def mixed_manifest(tiny_sets, tmp_path):
+    """Six skin photos, six non-skin photos, a corrupt file and a missing file; with a flow JSON."""
+    write_skin(tmp_path / "img", 6, seed=123)
+    nx.make_examples(tmp_path / "img", 6, seed=321, size=64, progress=False)
+    (tmp_path / "img" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    files = [f"skin_{i:03d}.jpg" for i in range(6)] + sorted(p.name for p in (tmp_path / "img").glob("nonskin_*.jpg"))
+    files += ["broken.jpg", "gone.jpg"]
+    frame = pd.DataFrame({
+        "image_path": [f"img/{n}" for n in files],
+        "patient_id": [f"P{i // 2}" for i in range(len(files))],
+        "diagnosis": ["psoriasis"] * len(files),
+        "site": [f"site{i}" for i in range(len(files))],
+    })
+    manifest = tmp_path / "manifest.csv"
+    frame.to_csv(manifest, index=False)
+    (tmp_path / "manifest.flow.json").write_text(json.dumps({"steps": [{"name": "manifest", "images": len(files)}]}))
+    return manifest, frame
+
+
+def test_apply_keeps_removes_or_lists_every_row_exactly_once(trained, mixed_manifest, tmp_path):
+    model_dir, _ = trained
+    manifest, frame = mixed_manifest
+    out = tmp_path / "clean" / "clean.csv"
+    result = CliRunner().invoke(
+        cli, ["cleanse", "apply", str(manifest), "-o", str(out), "--model", str(model_dir)], catch_exceptions=False
+    )
+    assert result.exit_code == 0, result.output
+    kept = pd.read_csv(out, keep_default_na=False)
+    removed = pd.read_csv(tmp_path / "clean" / "clean.removed.csv", keep_default_na=False)
+    unreadable = pd.read_csv(tmp_path / "clean" / "clean.unreadable.csv", keep_default_na=False)
+
+    all_out = names(kept) + names(removed) + names(unreadable)
+    assert sorted(all_out) == sorted(n.rsplit("/", 1)[-1] for n in frame["image_path"])  # nothing lost, nothing twice
+    assert sorted(names(unreadable)) == ["broken.jpg", "gone.jpg"]
+    reasons = dict(zip(names(unreadable), unreadable["reason"]))
+    assert reasons["gone.jpg"] == "file not found" and reasons["broken.jpg"]
+    assert (removed["p_nonskin"] >= 0.5).all()
+    assert set(kept.columns) >= {"image_path", "patient_id", "diagnosis", "site"}
+    # the filter trained on the tiny sets keeps most skin photos and removes most non-skin ones
+    assert sum(n.startswith("skin_") for n in names(kept)) >= 5
+    assert sum(n.startswith("nonskin_") for n in names(removed)) >= 5
+
+    flow = json.loads((tmp_path / "clean" / "clean.flow.json").read_text())
+    assert flow["steps"][0] == {"name": "manifest", "images": 14}
+    step = flow["steps"][1]
+    assert step["name"] == "cleansing" and step["images"] == len(kept)
+    assert step["patients"] == kept["patient_id"].nunique()
+    assert step["excluded"] == {"non-skin": len(removed), "unreadable": 2}
+    assert f"kept {len(kept)}" in result.output and "unreadable 2" in result.output
+
+
+def test_threshold_zero_removes_every_readable_image(trained, mixed_manifest):
+    from skin_cnn.data import cleanse
+    from skin_cnn.manifest import load_manifest
+
+    model = cleanse.load_skin_classifier(trained[0])
+    frame = load_manifest(mixed_manifest[0])
+    result = cleanse.cleanse_frame(frame, model, threshold=0.0, progress=False)
+    assert len(result.kept) == 0 and len(result.removed) == 12 and len(result.unreadable) == 2
+
+
+def test_apply_without_a_flow_file_writes_none_and_refuses_to_overwrite_its_input(trained, mixed_manifest, tmp_path):
+    manifest, _ = mixed_manifest
+    (tmp_path / "manifest.flow.json").unlink()
+    out = tmp_path / "clean.csv"
+    runner = CliRunner()
+    result = runner.invoke(cli, ["cleanse", "apply", str(manifest), "-o", str(out), "--model", str(trained[0])])
+    assert result.exit_code == 0, result.output
+    assert out.is_file() and not (tmp_path / "clean.flow.json").exists()
+    # paths of images below the output's folder are written relative to it, as the manifest had them
+    assert pd.read_csv(out)["image_path"].str.startswith("img/").all()
+    again = runner.invoke(cli, ["cleanse", "apply", str(manifest), "-o", str(manifest), "--model", str(trained[0])])
+    assert again.exit_code != 0 and "overwrite the input" in again.output
+
+
+def test_flow_step_of_a_split_counts_each_split_and_patients():
+    from skin_cnn.data.cleanse import CleanseResult
+
+    kept = pd.DataFrame({"image_path": ["a", "b", "c", "d"], "patient_id": ["P1", "P1", "", ""],
+                         "split": ["train", "train", "train", "test"]})
+    removed = pd.DataFrame({"image_path": ["e"], "patient_id": ["P2"], "split": ["val"], "p_nonskin": [0.9]})
+    unreadable = pd.DataFrame({"image_path": ["f"], "patient_id": ["P3"], "split": ["train"], "reason": ["x"]})
+    step = CleanseResult(kept, removed, unreadable, 0.5).flow_step()
+    # P1 (two images) and two images without an id, each its own patient: 3 patients kept.
+    assert (step["images"], step["patients"]) == (4, 3)
+    assert step["excluded"] == {"non-skin": 1, "unreadable": 1}
+    assert step["train"] == {"images": 3, "patients": 2, "excluded": {"non-skin": 0, "unreadable": 1}}
+    assert step["val"] == {"images": 0, "patients": 0, "excluded": {"non-skin": 1, "unreadable": 0}}
+    assert step["test"]["images"] == 1
+
+
+def test_a_missing_model_folder_is_named_in_the_error(tmp_path):
+    from skin_cnn.data import cleanse
+
+    with pytest.raises(FileNotFoundError, match="nowhere"):
+        cleanse.load_skin_classifier(tmp_path / "nowhere")
+
+
+def test_skin_images_can_come_from_a_manifest_sampled_with_a_seed(tmp_path):
+    from skin_cnn.data.cleanse import image_paths_from
+
+    for i in range(10):
+        Image.new("RGB", (8, 8), (200, 150, 120)).save(tmp_path / f"s{i}.png")
+    pd.DataFrame({"image_path": [f"s{i}.png" for i in range(10)], "patient_id": "", "diagnosis": "acne"}).to_csv(
+        tmp_path / "m.csv", index=False
+    )
+    everything = image_paths_from(tmp_path / "m.csv")
+    assert everything == [str(tmp_path / f"s{i}.png") for i in range(10)]
+    sample = image_paths_from(tmp_path / "m.csv", max_images=4, seed=2)
+    assert len(sample) == 4 and set(sample) <= set(everything)
+    assert sample == image_paths_from(tmp_path / "m.csv", max_images=4, seed=2)
+    assert image_paths_from(tmp_path, max_images=None) == sorted(everything)
+
+
+def test_shipped_model_keeps_real_skin_photos_and_removes_new_non_skin_examples(public_derm, tmp_path):
+    from skin_cnn.data import cleanse
+
+    if not (cleanse.DEFAULT_MODEL_DIR / cleanse.MODEL_FILENAME).is_file():
+        pytest.skip("no default model shipped in this installation")
+    model = cleanse.load_skin_classifier()  # the default: no training in this test
+    assert cleanse.model_input_size(model) == 64
+    # Real photos the shipped model was not trained on (it used a seed-0 sample of 500).
+    manifest = public_derm / "manifest.csv"
+    trained_on = set(cleanse.image_paths_from(manifest, max_images=500, seed=0))
+    unseen = [p for p in cleanse.image_paths_from(manifest) if p not in trained_on][::18][:24]
+    nonskin = nx.make_examples(tmp_path, 24, seed=2024, progress=False)  # its training used seed 0
+    skin_scores, bad = cleanse.score_images(model, unseen, progress=False)
+    non_scores, _ = cleanse.score_images(model, [tmp_path / n for n in nonskin["image_path"]], progress=False)
+    assert not bad and len(unseen) == 24
+    assert np.mean(skin_scores < 0.5) >= 0.85
+    assert np.mean(non_scores >= 0.5) >= 0.7
