@@ -1,0 +1,32 @@
+"""``skin-cnn demo``: generate the synthetic demo set, train and evaluate end to end."""
+from __future__ import annotations
+
+import click
+
+
+@click.command(context_settings={"show_default": True})
+@click.option("-o", "--out", default="runs/demo", type=click.Path(file_okay=False),
+              help="Folder for the synthetic data (OUT/data) and the run (OUT/run).")
+@click.option("--weights", default=None,
+              help="VGG-16 notop ImageNet weights (.h5). Default: $SKIN_CNN_VGG16_WEIGHTS or Keras' "
+                   "cache; without them a small VGG-16N is trained instead.")
+@click.option("--patients", type=int, default=None, help="Synthetic patients per disease (default 12).")
+@click.option("--epochs", type=int, default=None, help="Maximum epochs (default 40 for VGG-16P, 12 for VGG-16N).")
+@click.option("--image-size", type=int, default=None, help="Model input size (default 128 for P, 64 for N).")
+@click.option("--seed", type=int, default=0, help="Seed for the data, split and training.")
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+def command(out, weights, patients, epochs, image_size, seed, quiet):
+    """Run the whole pipeline offline on SYNTHETIC images: generate, validate, split, crop,
+    train, evaluate; then print where the report is. A few minutes on a 2-core CPU.
+
+    The images are drawn by a program; the results say nothing about real photos.
+    """
+    import os
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from skin_cnn.demo import run_demo
+    from skin_cnn.training.run_folder import check_new_run_folder
+
+    check_new_run_folder(os.path.join(out, "run"))
+    run_demo(out, weights, n_patients_per_disease=patients, epochs=epochs, image_size=image_size,
+             seed=seed, progress=not quiet, echo=click.echo)

@@ -1,0 +1,107 @@
+"""``skin-cnn train SPLIT.csv -o runs/NAME``: train a VGG-16 variant into a run folder."""
+from __future__ import annotations
+
+import click
+
+from skin_cnn.training.config import OPTIMIZERS, STRATEGIES, VARIANTS, TrainConfig
+
+D = TrainConfig()
+
+# click parameter name -> TrainConfig field
+_FIELDS = {
+    "variant": "variant", "weights": "weights", "image_size": "image_size", "crop": "crop",
+    "balanced": "balanced", "zoom": "zoom", "rotation": "rotation", "translation": "translation",
+    "flip": "flip", "epochs": "epochs", "batch_size": "batch_size", "optimizer": "optimizer",
+    "learning_rate": "learning_rate", "fine_tune_blocks": "fine_tune_blocks", "patience": "patience",
+    "seed": "seed", "feature_cache": "feature_cache", "cache_views": "cache_views",
+    "cache_dir": "cache_dir", "strategy": "strategy", "evaluate": "evaluate", "tensorboard": "tensorboard",
+}
+
+
+def user_settings(ctx, params):
+    """The settings the user typed on the command line (not click's defaults)."""
+    from click.core import ParameterSource
+
+    chosen = {}
+    for name, field in _FIELDS.items():
+        if ctx.get_parameter_source(name) in (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT):
+            chosen[field] = params[name]
+    return chosen
+
+
+@click.command(context_settings={"show_default": True})
+@click.argument("split_csv", required=False, type=click.Path(dir_okay=False))
+@click.option("-o", "--out", type=click.Path(file_okay=False), help="Run folder to create (runs/NAME).")
+@click.option("--resume", "resume_dir", type=click.Path(file_okay=False, exists=True),
+              help="Continue an interrupted run folder with its saved settings.")
+@click.option("--config", "config_file", type=click.Path(dir_okay=False, exists=True),
+              help="YAML or JSON file of settings; flags given on the command line override it.")
+@click.option("--variant", type=click.Choice(VARIANTS, case_sensitive=False), default=D.variant,
+              help="P: ImageNet frozen trunk; N: random trunk trained; PS/NS: with a spatial transformer.")
+@click.option("--weights", default=D.weights,
+              help="Trunk weights of P/PS: imagenet (Keras cache or $SKIN_CNN_VGG16_WEIGHTS), none, or a .h5 path.")
+@click.option("--image-size", type=int, default=D.image_size, help="Square model input size in pixels (study: 250).")
+@click.option("--crop/--no-crop", default=D.crop, help="Hue-crop background away before resizing.")
+@click.option("--balanced/--no-balanced", default=D.balanced, help="Oversample training images to balance diseases.")
+@click.option("--zoom", type=float, default=D.zoom, help="Random zoom strength (0 = off).")
+@click.option("--rotation", type=float, default=D.rotation, help="Random rotation, fraction of a full turn (0 = off).")
+@click.option("--translation", type=float, default=D.translation, help="Random shift, fraction of the size (0 = off).")
+@click.option("--flip/--no-flip", default=D.flip, help="Random horizontal and vertical flips.")
+@click.option("--epochs", type=int, default=D.epochs, help="Maximum number of epochs.")
+@click.option("--batch-size", type=int, default=D.batch_size, help="Images per step (try 32 on a small CPU).")
+@click.option("--optimizer", type=click.Choice(OPTIMIZERS), default=D.optimizer, help="Optimizer.")
+@click.option("--learning-rate", type=float, default=D.learning_rate,
+              help="Initial learning rate (1e-4 suits heads on a frozen trunk; ~2e-5 when the trunk trains).")
+@click.option("--fine-tune-blocks", type=int, default=D.fine_tune_blocks,
+              help="P/PS: let the last N VGG-16 blocks train (0: whole trunk frozen, as in the paper).")
+@click.option("--patience", type=int, default=D.patience, help="Early stopping: epochs without a better val mean AUC.")
+@click.option("--seed", type=int, default=D.seed, help="Seed for weights, shuffling and augmentation.")
+@click.option("--feature-cache", type=click.Choice(["auto", "on", "off"]), default=D.feature_cache,
+              help="Train heads on stored trunk features (auto: whenever the trunk is frozen, variant P).")
+@click.option("--no-feature-cache", "feature_cache", flag_value="off", help="Same as --feature-cache off.")
+@click.option("--cache-views", type=int, default=D.cache_views, help="Augmented views per training image in the cache.")
+@click.option("--cache-dir", type=click.Path(file_okay=False), default=None,
+              help="Shared feature-cache folder (default: RUN/feature_cache).")
+@click.option("--strategy", type=click.Choice(STRATEGIES), default=D.strategy,
+              help="tf.distribute strategy; multi-worker reads TF_CONFIG (docs/distributed.md).")
+@click.option("--evaluate/--no-evaluate", default=D.evaluate, help="Evaluate the best model on the test split afterwards.")
+@click.option("--tensorboard/--no-tensorboard", default=D.tensorboard, help="Write TensorBoard logs to RUN/tensorboard.")
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+@click.pass_context
+def command(ctx, split_csv, out, resume_dir, config_file, quiet, **params):
+    """Train a multi-task VGG-16 on SPLIT_CSV (from `skin-cnn split`) into the run folder -o.
+
+    Defaults follow the study: VGG-16P (ImageNet trunk, frozen), hue crop, 250×250, Adam at
+    1e-4, batch 64, up to 60 epochs, the epoch with the best validation mean AUC kept
+    (best.keras), early stopping and learning-rate reduction on that score. With a frozen trunk
+    the trunk features are computed once (feature cache), which makes CPU training practical.
+
+    \b
+    Examples:
+      skin-cnn train data/split.csv -o runs/p250
+      skin-cnn train data/split.csv -o runs/n128 --variant N --image-size 128 --learning-rate 2e-5
+      skin-cnn train --config exp.yaml data/split.csv -o runs/exp --epochs 10
+      skin-cnn train --resume runs/p250
+    """
+    import os
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from skin_cnn.training.config import load_config_file, resolve_config
+    from skin_cnn.training.trainer import load_resume_config, train
+
+    params["variant"] = params["variant"].upper()
+    overrides = user_settings(ctx, params)
+    if resume_dir:
+        if split_csv or out or config_file or overrides:
+            raise click.UsageError("--resume takes only the run folder; its saved settings are used")
+        config = load_resume_config(resume_dir)
+        resume = True
+    else:
+        if not split_csv or not out:
+            raise click.UsageError("give SPLIT_CSV and -o/--out (or --resume RUN)")
+        file_settings = load_config_file(config_file) if config_file else {}
+        overrides.update(split=split_csv, out=out)
+        source = config_file or "command line"
+        config = resolve_config(file_settings, overrides, source=source)
+        resume = False
+    train(config, resume=resume, progress=not quiet, echo=click.echo)

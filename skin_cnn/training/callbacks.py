@@ -1,0 +1,328 @@
+"""Keras callbacks of a training run: the validation score, atomic checkpoints, history, resume.
+
+The order in which :func:`skin_cnn.training.trainer.train` lists them matters, because they
+share one ``logs`` dict at the end of every epoch:
+
+1. :class:`TaskAUC` adds the exact ``val_<task>_auc`` and ``val_mean_auc`` to ``logs``;
+2. ``EarlyStopping`` and ``ReduceLROnPlateau`` watch ``val_mean_auc``;
+3. :class:`AtomicCheckpoint` writes ``best.keras`` on a better ``val_mean_auc`` and ``last.keras``
+   at the end (temporary name, then ``os.replace``: a killed run never leaves half a model);
+4. :class:`HistoryCSV` rewrites ``history.csv``;
+5. :class:`TrainingState` stores everything a resumed run needs: weights, optimizer variables
+   (moments, iteration count, learning rate), the epoch, and the counters of the callbacks above.
+
+A run killed at any moment restarts from the last completed epoch; because the data order and the
+augmentation of every epoch are functions of (seed, epoch) (:mod:`skin_cnn.training.trainer`),
+the resumed run replays the interrupted epoch exactly and ends with the same weights as an
+uninterrupted one.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+import pandas as pd
+
+from skin_cnn import atomic
+from skin_cnn.diseases import TASK_NAMES
+
+STATE_FILE = "state.npz"
+
+
+# ----------------------------------------------------------------------------------------------
+def task_aucs(probabilities, labels, masks, tasks=TASK_NAMES):
+    """ROC AUC per task over the images that belong to it; NaN when a task lacks a class.
+
+    Parameters
+    ----------
+    probabilities, labels, masks : dict of str -> array of shape (n,)
+    """
+    from sklearn.metrics import roc_auc_score
+
+    out = {}
+    for task in tasks:
+        keep = np.asarray(masks[task]).reshape(-1) > 0
+        y = np.asarray(labels[task]).reshape(-1)[keep]
+        p = np.asarray(probabilities[task]).reshape(-1)[keep]
+        out[task] = float(roc_auc_score(y, p)) if len(np.unique(y)) == 2 else float("nan")
+    return out
+
+
+def mean_auc(aucs):
+    """Mean of the defined task AUCs; 0.5 (chance) when no task has both classes."""
+    values = [v for v in aucs.values() if not math.isnan(v)]
+    return float(np.mean(values)) if values else 0.5
+
+
+def predict_batches(model, x, batch_size=64, transform=None):
+    """Run ``model`` on ``x`` in batches, locally and without tf.distribute, as NumPy arrays.
+
+    Calling the model directly (not ``model.predict``) keeps the computation on this process:
+    under MultiWorkerMirroredStrategy every worker holds the same weights, and a collective
+    ``predict`` inside a callback would make the workers wait on each other.
+    """
+    outputs = {task: [] for task in TASK_NAMES}
+    for start in range(0, len(x), batch_size):
+        batch = np.asarray(x[start:start + batch_size])
+        batch = batch.astype("float32") if transform is None else transform(batch)
+        pred = model(batch, training=False)
+        for task in TASK_NAMES:
+            outputs[task].append(np.asarray(keras.ops.convert_to_numpy(pred[task])).reshape(-1))
+    return {task: np.concatenate(v) if v else np.zeros(0) for task, v in outputs.items()}
+
+
+class TaskAUC(keras.callbacks.Callback):
+    """Exact per-task and mean ROC AUC on the validation set after every epoch.
+
+    Keras' streaming AUC is an approximation on a threshold grid, and the study keeps the epoch
+    with the best *validation* score; the exact AUC of the model's probabilities on the images of
+    each task is cheap next to an epoch of training. Adds ``val_<task>_auc`` (replacing Keras'
+    streaming value of the same name when present), ``val_mean_auc``, and ``mean_auc``: the mean
+    of the training-set streaming ``<task>_auc`` values Keras already logged.
+
+    Parameters
+    ----------
+    val : tuple (x, labels, masks)
+        Validation inputs (images or cached features) with per-task labels and masks.
+    """
+
+    def __init__(self, val, batch_size=64, echo=None):
+        super().__init__()
+        self.val = val
+        self.batch_size = batch_size
+        self.echo = echo
+        self._warned = False
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs if logs is not None else {}
+        x, labels, masks = self.val
+        aucs = task_aucs(predict_batches(self.model, x, self.batch_size), labels, masks)
+        if all(math.isnan(v) for v in aucs.values()) and not self._warned and self.echo:
+            self.echo("warning: no task has both classes in the validation split; "
+                      "val_mean_auc is set to 0.5 and the best epoch cannot be chosen by it")
+            self._warned = True
+        for task, value in aucs.items():
+            logs[f"val_{task}_auc"] = value
+        logs["val_mean_auc"] = mean_auc(aucs)
+        train = {t: float(logs[f"{t}_auc"]) for t in TASK_NAMES if f"{t}_auc" in logs}
+        if train:
+            logs["mean_auc"] = mean_auc(train)
+
+
+# ----------------------------------------------------------------------------------------------
+def save_model_atomic(model, path):
+    """``model.save(path)`` through a temporary file and ``os.replace``."""
+    with atomic.atomic_path(path) as tmp:
+        model.save(tmp)
+
+
+class AtomicCheckpoint(keras.callbacks.Callback):
+    """Write ``best.keras`` whenever ``monitor`` improves and ``last.keras`` when training ends.
+
+    Parameters
+    ----------
+    model_to_save : keras.Model
+        The full image-in model. With the feature cache the model being trained is the head,
+        which shares its layers with this one, so saving this one always gives a model that
+        takes images.
+    """
+
+    def __init__(self, model_to_save, run_dir, monitor="val_mean_auc", enabled=True):
+        super().__init__()
+        self.model_to_save = model_to_save
+        self.run_dir = Path(run_dir)
+        self.monitor = monitor
+        self.enabled = enabled
+        self.best = -math.inf
+        self.best_epoch = 0
+
+    def on_epoch_end(self, epoch, logs=None):
+        score = float((logs or {}).get(self.monitor, math.nan))
+        improved = not math.isnan(score) and score > self.best
+        if improved:
+            self.best, self.best_epoch = score, epoch + 1
+        if not self.enabled:
+            return
+        if improved:
+            save_model_atomic(self.model_to_save, self.run_dir / "best.keras")
+
+    def on_train_end(self, logs=None):
+        # Resuming needs only backup/state.npz, so the full model is written once at the end
+        # instead of every epoch (a VGG-16 is ~60 MB).
+        if self.enabled:
+            save_model_atomic(self.model_to_save, self.run_dir / "last.keras")
+
+    def get_state(self):
+        return {"best": self.best, "best_epoch": self.best_epoch}
+
+    def set_state(self, state):
+        self.best, self.best_epoch = float(state["best"]), int(state["best_epoch"])
+
+
+class HistoryCSV(keras.callbacks.Callback):
+    """Rewrite ``history.csv`` (one row per completed epoch, 1-based) after every epoch.
+
+    Besides Keras' logs each row holds the learning rate and ``epoch_time_s`` (wall time of the
+    epoch including the validation AUC).
+
+    On resume the rows of the epochs already completed are kept and the replayed epochs
+    replace anything written after the last saved state, so the file never holds an epoch twice.
+    """
+
+    def __init__(self, path, previous_rows=None, enabled=True):
+        super().__init__()
+        self.path = Path(path)
+        self.rows = list(previous_rows or [])
+        self.enabled = enabled
+
+    @staticmethod
+    def read_rows(path, up_to_epoch):
+        """Rows of an existing history.csv with ``epoch <= up_to_epoch``."""
+        path = Path(path)
+        if not path.is_file() or up_to_epoch <= 0:
+            return []
+        frame = pd.read_csv(path)
+        return frame[frame["epoch"] <= up_to_epoch].to_dict("records")
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._started = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        row = {"epoch": epoch + 1}
+        if getattr(self, "_started", None) is not None:
+            row["epoch_time_s"] = time.perf_counter() - self._started
+        try:
+            row["learning_rate"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+        except (AttributeError, TypeError, ValueError):
+            pass
+        for key, value in sorted((logs or {}).items()):
+            if key in row:
+                continue
+            try:
+                row[key] = float(value)
+            except (TypeError, ValueError):
+                continue
+        self.rows = [r for r in self.rows if int(r["epoch"]) < epoch + 1] + [row]
+        if self.enabled:
+            atomic.write_csv(self.path, pd.DataFrame(self.rows))
+
+
+# ----------------------------------------------------------------------------------------------
+_CALLBACK_FIELDS = {
+    "EarlyStopping": ("wait", "best", "best_epoch", "stopped_epoch"),
+    "ReduceLROnPlateau": ("wait", "best", "cooldown_counter"),
+}
+
+
+def callback_state(callback):
+    """The counters of a callback that a resumed run must carry on with."""
+    if hasattr(callback, "get_state"):
+        return callback.get_state()
+    fields = _CALLBACK_FIELDS.get(type(callback).__name__, ())
+    state = {}
+    for name in fields:
+        value = getattr(callback, name, None)
+        if value is not None:
+            state[name] = float(value) if isinstance(value, (float, np.floating)) else value
+    return state
+
+
+def set_callback_state(callback, state):
+    if hasattr(callback, "set_state"):
+        callback.set_state(state)
+        return
+    for name, value in state.items():
+        setattr(callback, name, value)
+
+
+class TrainingState(keras.callbacks.Callback):
+    """Save, after every epoch, all a killed run needs to continue; restore it on resume.
+
+    Everything goes into one ``.npz`` file written under a temporary name and renamed, so the
+    saved state is always a complete epoch: model weights, optimizer variables, the number of
+    completed epochs, and the counters of ``tracked`` callbacks (early stopping, learning-rate
+    schedule, best checkpoint). Put this callback last so it sees their end-of-epoch values.
+    """
+
+    def __init__(self, path, tracked=(), restore=None, enabled=True):
+        super().__init__()
+        self.path = Path(path)
+        self.tracked = dict(tracked)
+        self._restore = restore
+        self.enabled = enabled
+
+    def on_train_begin(self, logs=None):
+        # Other callbacks reset their counters in their own on_train_begin; put ours back after.
+        if self._restore:
+            for name, state in self._restore.get("callbacks", {}).items():
+                if name in self.tracked:
+                    set_callback_state(self.tracked[name], state)
+
+    def on_epoch_end(self, epoch, logs=None):
+        meta = {
+            "epoch": epoch + 1,
+            "stop_training": bool(getattr(self.model, "stop_training", False)),
+            "callbacks": {name: callback_state(cb) for name, cb in self.tracked.items()},
+        }
+        if self.enabled:
+            save_state(self.path, self.model, meta)
+
+    def on_train_end(self, logs=None):
+        if self.enabled and self.path.is_file():
+            state = load_state_meta(self.path)
+            state["finished"] = True
+            save_state(self.path, self.model, state)
+
+
+def save_state(path, model, meta):
+    """Write weights, optimizer variables and ``meta`` (JSON) into one ``.npz``, atomically."""
+    arrays = {f"w{i}": np.asarray(w) for i, w in enumerate(model.get_weights())}
+    optimizer = getattr(model, "optimizer", None)
+    if optimizer is not None and optimizer.built:
+        for i, v in enumerate(optimizer.variables):
+            arrays[f"o{i}"] = np.asarray(keras.ops.convert_to_numpy(v.value))
+    arrays["meta"] = np.array(json.dumps(meta))
+    with atomic.atomic_path(path) as tmp:
+        with open(tmp, "wb") as fh:
+            np.savez(fh, **arrays)
+
+
+def load_state_meta(path):
+    with np.load(path, allow_pickle=False) as data:
+        return json.loads(str(data["meta"]))
+
+
+def restore_state(path, model, strategy=None):
+    """Load weights and optimizer variables saved by :func:`save_state`; return the meta dict."""
+    import contextlib
+
+    with np.load(path, allow_pickle=False) as data:
+        meta = json.loads(str(data["meta"]))
+        weights = [data[f"w{i}"] for i in range(sum(k.startswith("w") for k in data.files))]
+        opt_values = [data[f"o{i}"] for i in range(sum(k.startswith("o") for k in data.files))]
+    model.set_weights(weights)
+    if opt_values:
+        scope = strategy.scope() if strategy is not None else contextlib.nullcontext()
+        with scope:
+            if not model.optimizer.built:
+                model.optimizer.build(model.trainable_variables)
+        variables = model.optimizer.variables
+        if len(variables) != len(opt_values):
+            raise ValueError(f"{path}: saved optimizer state has {len(opt_values)} variables, "
+                             f"the model's optimizer {len(variables)}; was the configuration changed?")
+        for var, value in zip(variables, opt_values):
+            var.assign(value)
+    return meta
+
+
+def state_path(run_dir):
+    return Path(run_dir) / "backup" / STATE_FILE
+
+
+def has_state(run_dir):
+    return os.path.isfile(state_path(run_dir))

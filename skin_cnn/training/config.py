@@ -1,0 +1,323 @@
+"""Every setting of a training run in one dataclass, resolved once and written to ``config.json``.
+
+A run is described by three layers of settings, each overriding the one before it:
+
+1. the defaults below (study-like: Adam, learning rate 1e-4 for heads on a frozen trunk, batch
+   64, 60 epochs, the epoch with the best validation mean AUC kept);
+2. a YAML or JSON file given with ``--config`` (keys are the field names below; ``-`` and ``_``
+   are interchangeable);
+3. the command-line flags the user actually typed.
+
+The resolved configuration, plus library versions and the split file's SHA-256, is what a run
+folder's ``config.json`` holds and what ``skin-cnn train --resume`` reads back, so a resumed run
+uses exactly the settings of the run it continues. This module imports neither TensorFlow nor
+Keras: the CLI reads it just to show ``--help``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import platform
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+VARIANTS = ("P", "N", "PS", "NS")
+OPTIMIZERS = ("adam", "sgd")
+STRATEGIES = ("auto", "mirrored", "multi-worker")
+
+#: Variants whose convolutional trunk starts from ImageNet weights and stays frozen.
+PRETRAINED_VARIANTS = ("P", "PS")
+
+
+@dataclass
+class TrainConfig:
+    """All settings of one training run.
+
+    Attributes
+    ----------
+    split : str
+        Split CSV (manifest plus ``split`` column) to train on.
+    out : str
+        Run folder to write.
+    variant : {"P", "N", "PS", "NS"}
+        VGG-16P (ImageNet, frozen trunk), VGG-16N (random, trained trunk), and the same two with
+        a spatial transformer in front (PS, NS).
+    weights : str
+        ``"imagenet"``, ``"none"`` or a path to a VGG-16 notop weights file. Only used by the
+        pretrained variants; ``"imagenet"`` resolves through the Keras cache or the
+        ``SKIN_CNN_VGG16_WEIGHTS`` environment variable.
+    image_size : int
+        Height and width of the square model input (the study: 250).
+    crop : bool
+        Hue-crop the background away before resizing (the study's best data version).
+    balanced : bool
+        Oversample the training split so each disease is seen equally often.
+    zoom, rotation, translation : float
+        Augmentation strengths (fractions, as Keras' RandomZoom, RandomRotation and
+        RandomTranslation take them; 0 turns one off).
+    flip : bool
+        Random horizontal and vertical flips.
+    epochs, batch_size, optimizer, learning_rate : ...
+        Optimisation settings.
+    fine_tune_blocks : int
+        Let the last N VGG-16 blocks train (0: the whole trunk frozen, as the paper says).
+    patience : int
+        Epochs without a better validation mean AUC before training stops early.
+    lr_patience, lr_factor : int, float
+        Epochs without improvement before the learning rate is multiplied by ``lr_factor``.
+    seed : int
+        Fixes Python, NumPy and TensorFlow, the shuffling order and the augmentation of every
+        epoch (a function of seed and epoch, so a resumed run replays identically).
+    feature_cache : {"auto", "on", "off"}
+        Train the heads on stored trunk features. ``auto`` uses it whenever the trunk is frozen
+        and no spatial transformer sits before it (variant P).
+    cache_views : int
+        Augmented views per training image stored in the feature cache, besides the clean view.
+    cache_dir : str or None
+        Shared folder for feature caches, keyed by a hash of everything they depend on;
+        default ``<run folder>/feature_cache``.
+    strategy : {"auto", "mirrored", "multi-worker"}
+        tf.distribute strategy (docs/distributed.md).
+    evaluate : bool
+        Evaluate the best model on the test split into ``<run folder>/eval_test`` afterwards.
+    tensorboard : bool
+        Write TensorBoard logs into ``<run folder>/tensorboard``.
+    """
+
+    split: str = ""
+    out: str = ""
+    variant: str = "P"
+    weights: str = "imagenet"
+    image_size: int = 250
+    crop: bool = True
+    balanced: bool = False
+    zoom: float = 0.2
+    rotation: float = 0.1
+    translation: float = 0.1
+    flip: bool = True
+    epochs: int = 60
+    batch_size: int = 64
+    optimizer: str = "adam"
+    learning_rate: float = 1e-4
+    fine_tune_blocks: int = 0
+    patience: int = 10
+    lr_patience: int = 5
+    lr_factor: float = 0.5
+    seed: int = 0
+    feature_cache: str = "auto"
+    cache_views: int = 4
+    cache_dir: str | None = None
+    strategy: str = "auto"
+    evaluate: bool = True
+    tensorboard: bool = True
+
+    # -------------------------------------------------------------------------------------
+    def validate(self, source="configuration"):
+        """Raise one ValueError naming ``source`` and the first bad setting."""
+        def bad(name, why):
+            raise ValueError(f"{source}: {name}={getattr(self, name)!r}: {why}")
+
+        if self.variant not in VARIANTS:
+            bad("variant", f"expected one of {', '.join(VARIANTS)}")
+        if self.optimizer not in OPTIMIZERS:
+            bad("optimizer", f"expected one of {', '.join(OPTIMIZERS)}")
+        if self.strategy not in STRATEGIES:
+            bad("strategy", f"expected one of {', '.join(STRATEGIES)}")
+        if self.feature_cache not in ("auto", "on", "off"):
+            bad("feature_cache", "expected auto, on or off")
+        for name in ("image_size", "epochs", "batch_size"):
+            if int(getattr(self, name)) < 1:
+                bad(name, "must be at least 1")
+        if self.image_size < 32:
+            bad("image_size", "VGG-16 needs at least 32x32 pixels")
+        for name in ("fine_tune_blocks", "patience", "lr_patience", "cache_views"):
+            if int(getattr(self, name)) < 0:
+                bad(name, "must not be negative")
+        if self.fine_tune_blocks > 5:
+            bad("fine_tune_blocks", "VGG-16 has 5 blocks")
+        if not self.learning_rate > 0:
+            bad("learning_rate", "must be positive")
+        if not 0 < self.lr_factor < 1:
+            bad("lr_factor", "must lie strictly between 0 and 1")
+        for name in ("zoom", "rotation", "translation"):
+            if not 0 <= float(getattr(self, name)) < 1:
+                bad(name, "augmentation strength must lie in [0, 1)")
+        if self.feature_cache == "on" and not self.trunk_frozen_without_stn():
+            bad("feature_cache", f"variant {self.variant} trains layers in front of the trunk's end "
+                "(trunk or spatial transformer); the feature cache needs variant P")
+        return self
+
+    # -------------------------------------------------------------------------------------
+    @property
+    def pretrained(self):
+        return self.variant in PRETRAINED_VARIANTS
+
+    @property
+    def has_stn(self):
+        return self.variant.endswith("S")
+
+    def trunk_frozen_without_stn(self):
+        """True when the model's images pass a fixed function before the first trainable layer.
+
+        Only then can the output of that function be computed once and stored: variant P (all
+        blocks frozen, or the first ``5 - fine_tune_blocks`` blocks frozen). A spatial
+        transformer in front trains, so PS and NS cannot be cached; N trains its trunk.
+        """
+        return self.variant == "P" and self.fine_tune_blocks < 5
+
+    def use_feature_cache(self):
+        """Resolve ``feature_cache="auto"`` to a bool."""
+        if self.feature_cache == "off":
+            return False
+        return self.trunk_frozen_without_stn()
+
+    def model_weights(self):
+        """The ``weights`` argument for the trunk: None for random variants and ``"none"``."""
+        if not self.pretrained or str(self.weights).lower() in ("none", "random", ""):
+            return None
+        return self.weights
+
+    def preprocessing(self, crop_params=None):
+        """The ``preprocessing`` entry of ``config.json`` that predict, serve and evaluate read."""
+        return {
+            "image_size": [int(self.image_size), int(self.image_size)],
+            "crop": bool(self.crop),
+            "crop_params": dict(crop_params or {}) if self.crop else {},
+            "resize": "stretch",
+        }
+
+    def to_dict(self):
+        return dataclasses.asdict(self)
+
+
+FIELD_NAMES = tuple(f.name for f in dataclasses.fields(TrainConfig))
+
+
+# ----------------------------------------------------------------------------------------------
+def load_config_file(path):
+    """Read a YAML or JSON settings file into a dict of TrainConfig field names.
+
+    A run folder's ``config.json`` is accepted too: its ``train`` entry holds the settings.
+    Unknown keys are an error (a misspelt setting would otherwise be ignored in silence).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: configuration file not found")
+    text = path.read_text(encoding="utf-8")
+    try:
+        if path.suffix.lower() == ".json":
+            data = json.loads(text)
+        else:
+            import yaml
+
+            data = yaml.safe_load(text)
+    except Exception as exc:  # yaml and json raise different types
+        raise ValueError(f"{path}: not a valid {path.suffix.lstrip('.').upper() or 'YAML'} file: {exc}") from exc
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a mapping of setting names to values")
+    if "train" in data and isinstance(data["train"], dict):
+        data = data["train"]
+    settings = {}
+    for key, value in data.items():
+        name = str(key).replace("-", "_")
+        if name not in FIELD_NAMES:
+            raise ValueError(f"{path}: unknown setting {key!r}; known settings: {', '.join(FIELD_NAMES)}")
+        settings[name] = value
+    return settings
+
+
+def _coerce(name, value):
+    """Convert a value from YAML/JSON/CLI to the type of the TrainConfig field."""
+    default = TrainConfig.__dataclass_fields__[name].default
+    if value is None or name == "cache_dir":
+        return None if value in (None, "") else str(value)
+    if isinstance(default, bool):
+        if isinstance(value, str):
+            low = value.strip().lower()
+            if low in ("1", "true", "yes", "on"):
+                return True
+            if low in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(f"{name}: expected true or false, got {value!r}")
+        return bool(value)
+    if name == "feature_cache" and isinstance(value, bool):
+        return "on" if value else "off"
+    if isinstance(default, int):
+        return int(value)
+    if isinstance(default, float):
+        return float(value)
+    return str(value)
+
+
+def resolve_config(file_settings=None, overrides=None, source="configuration"):
+    """Defaults, then the file's settings, then explicit overrides; validated.
+
+    Parameters
+    ----------
+    file_settings : dict, optional
+        Settings read from ``--config`` (or a run's saved config when resuming).
+    overrides : dict, optional
+        Settings the user set on the command line; they win over the file.
+    """
+    merged = {}
+    for layer in (file_settings or {}, overrides or {}):
+        for name, value in layer.items():
+            if name not in FIELD_NAMES:
+                raise ValueError(f"{source}: unknown setting {name!r}")
+            merged[name] = _coerce(name, value)
+    return TrainConfig(**merged).validate(source)
+
+
+# ----------------------------------------------------------------------------------------------
+def sha256_file(path, chunk=1 << 20):
+    """SHA-256 of a file, so a run records exactly which split it was trained on."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(chunk), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def library_versions():
+    """Versions of the package and of every library whose behaviour a run depends on."""
+    from importlib import metadata
+
+    import skin_cnn
+
+    versions = {"skin_cnn": skin_cnn.__version__, "python": sys.version.split()[0],
+                "platform": platform.platform()}
+    for dist, name in (("tensorflow", "tensorflow"), ("tensorflow-cpu", "tensorflow"),
+                       ("keras", "keras"), ("numpy", "numpy"), ("pandas", "pandas"),
+                       ("scikit-learn", "scikit-learn"), ("pillow", "pillow")):
+        if name in versions:
+            continue
+        try:
+            versions[name] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+def run_config_document(config, *, split_sha256, crop_params=None, data=None, resolved=None):
+    """The full ``config.json`` document of a run folder."""
+    return {
+        "train": config.to_dict(),
+        "preprocessing": config.preprocessing(crop_params),
+        "split_sha256": split_sha256,
+        "versions": library_versions(),
+        "resolved": dict(resolved or {}),
+        "data": dict(data or {}),
+        "created": _now(),
+        "command": " ".join([os.path.basename(sys.argv[0])] + sys.argv[1:]) if sys.argv else "",
+    }
+
+
+def _now():
+    import datetime
+
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")

@@ -1,0 +1,176 @@
+"""The run folder ``runs/NAME``: what ``skin-cnn train`` writes and how a run is summarised.
+
+::
+
+    runs/NAME/
+      config.json            every resolved setting, versions, split SHA-256, preprocessing
+      split.csv              the split used
+      best.keras             full image-in model, best validation mean AUC
+      last.keras             full model after the last epoch
+      history.csv            one row per epoch (loss, per-task AUC, learning rate)
+      training_curves.png    loss and per-task AUC, training vs validation
+      val_predictions.csv    predictions table of the best model on the validation split
+      skipped_images.csv     images that could not be read, with the reason
+      model_card.md          intended use, data, metrics, limitations
+      tensorboard/           TensorBoard logs
+      feature_cache/         stored trunk features (variant P), keyed by a hash
+      backup/state.npz       what ``--resume`` continues from
+      eval_test/             ``skin-cnn evaluate`` of the best model on the test split
+"""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pandas as pd
+
+from skin_cnn import atomic
+from skin_cnn.diseases import DISEASES, TASK_NAMES
+
+SPLITS = ("train", "val", "test")
+SKIPPED_COLUMNS = ("image_path", "split", "reason")
+
+
+def check_new_run_folder(out):
+    """Refuse to overwrite a finished or interrupted run unless resuming."""
+    out = Path(out)
+    if (out / "config.json").is_file():
+        raise FileExistsError(
+            f"{out}: already holds a training run (config.json); continue it with "
+            f"`skin-cnn train --resume {out}` or choose another -o folder"
+        )
+    return out
+
+
+def read_run_config(run_dir):
+    """The ``config.json`` document of a run folder, with one clear error when missing or bad."""
+    path = Path(run_dir) / "config.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: not found; --resume needs a run folder written by `skin-cnn train`")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path}: not valid JSON ({exc})") from exc
+
+
+def write_skipped(path, skipped):
+    """``skipped_images.csv``: every image left out, with its split and the reason (may be empty)."""
+    frame = pd.DataFrame(list(skipped), columns=list(SKIPPED_COLUMNS))
+    atomic.write_csv(path, frame)
+    return frame
+
+
+def data_counts(frame):
+    """Images per split and disease, and patients per split (a table for the model card)."""
+    table = pd.crosstab(frame["diagnosis"], frame["split"]).reindex(index=list(DISEASES), columns=list(SPLITS), fill_value=0)
+    patients = {}
+    for split in SPLITS:
+        part = frame[frame["split"] == split]
+        ids = part["patient_id"].astype(str)
+        patients[split] = int(ids[ids != ""].nunique()) if (ids != "").any() else None
+    return table, patients
+
+
+def _fmt(value):
+    return "–" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.3f}"
+
+
+def model_card(*, config, frame, val_aucs, best_epoch, epochs_run, skipped, test_metrics=None,
+               synthetic=False):
+    """``model_card.md`` text, filled from the run's settings, data and validation results."""
+    table, patients = data_counts(frame)
+    name = f"VGG-16{config.variant}"
+    lines = [f"# Model card: {name} ({Path(config.out).name})", ""]
+    if synthetic:
+        lines += ["> **SYNTHETIC DEMO.** Trained on generated images that only imitate the look of the",
+                  "> diseases. Its numbers say nothing about real photos.", ""]
+    lines += [
+        "## Intended use",
+        "",
+        "A research tool for studying multi-task CNNs on ordinary clinical photos of look-alike",
+        "multiple-lesion skin diseases (psoriasis vs eczema, acne vs rosacea, CTCL vs eczema).",
+        "**It is not a medical device** and must not be used to diagnose or treat anyone. Each output",
+        "is the probability of one task's positive class and is meaningful only for images known to",
+        "show one of that task's two diseases.",
+        "",
+        "## Model",
+        "",
+        f"- Architecture: {name}, input {config.image_size}×{config.image_size} RGB, "
+        f"{'hue crop' if config.crop else 'no crop'}, stretched to size.",
+        f"- Trunk weights: {config.weights if config.pretrained else 'random initialisation'}; "
+        f"fine-tuned blocks: {config.fine_tune_blocks}.",
+        f"- Training: {config.optimizer}, learning rate {config.learning_rate:g}, batch {config.batch_size}, "
+        f"{epochs_run} of at most {config.epochs} epochs, best epoch {best_epoch} by validation mean AUC; "
+        f"seed {config.seed}.",
+        "",
+        "## Data",
+        "",
+        f"Split file: `{config.split}`. Images per disease and split"
+        f"{' (synthetic)' if synthetic else ''}:",
+        "",
+        "| disease | " + " | ".join(SPLITS) + " |",
+        "|---|" + "---|" * len(SPLITS),
+    ]
+    for disease, row in table.iterrows():
+        lines.append(f"| {disease} | " + " | ".join(str(int(row[s])) for s in SPLITS) + " |")
+    lines.append("| **total** | " + " | ".join(str(int(table[s].sum())) for s in SPLITS) + " |")
+    if any(v is not None for v in patients.values()):
+        lines += ["", "Patients: " + ", ".join(f"{s} {patients[s] if patients[s] is not None else 'unknown'}" for s in SPLITS) + "."]
+    lines += ["", f"Images that could not be read and were left out: {len(skipped)} (see `skipped_images.csv`).", ""]
+    lines += ["## Metrics", "", "| task | validation AUC |" + (" test AUC |" if test_metrics else ""),
+              "|---|---|" + ("---|" if test_metrics else "")]
+    for task in TASK_NAMES:
+        row = f"| {task} | {_fmt(val_aucs.get(task))} |"
+        if test_metrics:
+            entry = test_metrics.get("tasks", {}).get(task, {}).get("auc", {})
+            ci = entry.get("ci")
+            row += f" {_fmt(entry.get('value'))}" + (f" ({ci[0]:.3f}–{ci[1]:.3f})" if ci else "") + " |"
+        lines.append(row)
+    lines += [
+        "",
+        "Validation AUCs chose the epoch and are optimistic; the test split "
+        + ("(`eval_test/report.md`) gives the honest estimate." if test_metrics else "was not evaluated in this run."),
+        "",
+        "## Limitations",
+        "",
+        "- Small data: confidence intervals are wide; a few patients can move the AUC a lot.",
+        "- Images come from the sources listed in the data's documentation; photos from other clinics,",
+        "  cameras or populations may look different (distribution shift).",
+        "- Only the five diseases are modelled: any other condition still receives an answer.",
+        "- **Skin types.** Performance on darker skin (Fitzpatrick types IV–VI) is unknown unless the",
+        "  data's Fitzpatrick column shows enough such images; public clinical atlases are dominated by",
+        "  light skin. Report metrics by skin type (`skin-cnn evaluate --by fitzpatrick_scale`) before",
+        "  drawing conclusions.",
+        "- Near-duplicate photos of one patient across splits inflate results; split with",
+        "  `--group-near-duplicates` when patient ids are missing.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def summary_text(*, run_dir, config, epochs_run, best_epoch, val_aucs, wall_s, skipped, feature_cache=None,
+                 eval_dir=None, test_metrics=None):
+    """The one-screen summary printed at the end of training."""
+    rule = "─" * 64
+    lines = [rule, f"VGG-16{config.variant}  →  {run_dir}", rule,
+             f"epochs run      {epochs_run} of {config.epochs} (best epoch {best_epoch})",
+             f"wall time       {wall_s / 60:.1f} min",
+             f"images skipped  {len(skipped)}" + (" (see skipped_images.csv)" if skipped else "")]
+    if feature_cache:
+        lines.append(f"feature cache   {feature_cache}")
+    lines.append("validation AUC (best epoch):")
+    for task in TASK_NAMES:
+        test = ""
+        if test_metrics:
+            value = test_metrics.get("tasks", {}).get(task, {}).get("auc", {}).get("value")
+            test = f"   test {_fmt(value)}"
+        lines.append(f"  {task:<22}{_fmt(val_aucs.get(task))}{test}")
+    mean = [v for v in val_aucs.values() if v is not None and not math.isnan(v)]
+    lines.append(f"  {'mean':<22}{_fmt(sum(mean) / len(mean) if mean else None)}")
+    lines += [f"best model      {Path(run_dir) / 'best.keras'}",
+              f"curves          {Path(run_dir) / 'training_curves.png'}"]
+    if eval_dir:
+        lines.append(f"test report     {Path(eval_dir) / 'report.md'}")
+    lines.append(rule)
+    return "\n".join(lines)

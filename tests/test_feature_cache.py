@@ -1,0 +1,82 @@
+"""Frozen-trunk feature cache: same predictions as the image model, reused when unchanged."""
+import json
+import os
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from test_training import tiny_config, tiny_split
+
+
+@pytest.fixture(scope="module")
+def split_csv(tmp_path_factory):
+    return tiny_split(tmp_path_factory.mktemp("cache"), broken=False)
+
+
+def test_saved_model_on_images_matches_the_heads_on_cached_features(split_csv, tmp_path):
+    import keras
+
+    from skin_cnn.predict import predict_frame
+    from skin_cnn.predictions import read_predictions
+    from skin_cnn.split import load_split
+    from skin_cnn.training import train
+
+    cache_dir = tmp_path / "shared-cache"
+    messages = []
+    train(tiny_config(split_csv, tmp_path / "a", epochs=2, cache_dir=str(cache_dir)), progress=False,
+          echo=messages.append)
+    assert any("building feature cache" in m for m in messages)
+
+    # val_predictions.csv came from the head on cached features; predict the images with the saved
+    # full model and the run's recorded preprocessing instead
+    config = json.loads((tmp_path / "a" / "config.json").read_text())
+    model = keras.models.load_model(tmp_path / "a" / "best.keras", compile=False)
+    frame = load_split(split_csv)
+    val = frame[frame["split"] == "val"].reset_index(drop=True)
+    probs = predict_frame(model, val, config["preprocessing"], progress=False)
+    cached = read_predictions(tmp_path / "a" / "val_predictions.csv")
+    assert len(cached)
+    for task, part in cached.groupby("task"):
+        by_path = dict(zip(val["image_path"], probs[task]))
+        np.testing.assert_allclose(part["y_prob"], [by_path[p] for p in part["image_path"]], atol=1e-4)
+
+    # unchanged inputs: the cache is reused; another image size: a new cache is built
+    messages = []
+    train(tiny_config(split_csv, tmp_path / "b", epochs=1, cache_dir=str(cache_dir)), progress=False,
+          echo=messages.append)
+    assert any("reusing feature cache" in m for m in messages)
+    messages = []
+    train(tiny_config(split_csv, tmp_path / "c", epochs=1, cache_dir=str(cache_dir), image_size=40),
+          progress=False, echo=messages.append)
+    assert any("building feature cache" in m for m in messages)
+    assert len([p for p in cache_dir.iterdir() if not p.name.startswith(".")]) == 2
+
+
+def test_cache_key_changes_with_the_image_files_and_settings(split_csv):
+    from skin_cnn.split import load_split
+    from skin_cnn.training.feature_cache import cache_key
+    from skin_cnn.training.trainer import image_fingerprints
+
+    frame = load_split(split_csv)
+    base = dict(preprocessing={"image_size": [32, 32]}, trunk_digest="t", augmentation={}, views=2, seed=0)
+    key = cache_key(image_fingerprints(frame), **base)
+    assert key == cache_key(image_fingerprints(frame), **base)
+    assert key != cache_key(image_fingerprints(frame), **dict(base, views=3))
+    assert key != cache_key(image_fingerprints(frame), **dict(base, trunk_digest="u"))
+    path = frame["image_path"].iloc[0]
+    st = os.stat(path)
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    assert key != cache_key(image_fingerprints(frame), **base)
+
+
+def test_each_epoch_draws_one_stored_view_per_image_from_seed_and_epoch():
+    from skin_cnn.training.feature_cache import epoch_views
+
+    views = epoch_views(0, 3, 1000, 3)
+    assert views.shape == (1000,) and set(np.unique(views)) == {0, 1, 2}
+    assert np.array_equal(views, epoch_views(0, 3, 1000, 3))
+    assert not np.array_equal(views, epoch_views(0, 4, 1000, 3))
+    assert not epoch_views(0, 3, 10, 1).any()
+    counts = pd.Series(views).value_counts(normalize=True)
+    assert counts.between(0.28, 0.39).all()
