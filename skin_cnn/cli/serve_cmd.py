@@ -1,0 +1,73 @@
+"""``skin-cnn serve``: a trained model as a local web page and JSON API."""
+
+from __future__ import annotations
+
+import click
+
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+@click.command("serve")
+@click.argument("model", type=click.Path(exists=True))
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address to listen on. The default answers this computer only; 0.0.0.0 exposes "
+    "the page to the network.",
+)
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535))
+@click.option(
+    "--max-upload-mb",
+    default=10.0,
+    show_default=True,
+    type=click.FloatRange(min=0.01),
+    help="Largest accepted upload, in megabytes (10^6 bytes).",
+)
+@click.option(
+    "--max-megapixels",
+    default=50.0,
+    show_default=True,
+    type=click.FloatRange(min=0.01),
+    help="Refuse photos with more pixels than this before decoding them.",
+)
+@click.option(
+    "--workers",
+    default=2,
+    show_default=True,
+    type=click.IntRange(1, 64),
+    help="Requests decoded and predicted at the same time; the rest queue.",
+)
+def command(model, host, port, max_upload_mb, max_megapixels, workers):
+    """Serve MODEL (a run folder or .keras file) at http://HOST:PORT/.
+
+    \b
+    The page: upload or drop a photo, pick a task, see the crop box, the predicted class and
+    probability per task and a Grad-CAM heat map. JSON API: POST /api/predict (multipart field
+    'file'), GET /healthz, GET /openapi.json, an offline API page at /docs.
+    Photos are processed in memory and never written to disk; file names and image content are
+    never logged. A research tool, not a medical device.
+    """
+    import copy
+
+    import uvicorn
+    import uvicorn.config
+
+    from skin_cnn.predict import load_predictor
+    from skin_cnn.serve.app import create_app
+
+    predictor = load_predictor(model, max_pixels=int(max_megapixels * 1e6))
+    app = create_app(predictor, max_upload_bytes=int(max_upload_mb * 1e6), workers=workers)
+    if host not in LOOPBACK:
+        click.echo(
+            f"warning: listening on {host}: anyone who can reach this address can use the page. "
+            "There is no authentication.",
+            err=True,
+        )
+    shown = f"[{host}]" if ":" in host else host
+    click.echo(
+        f"skin-cnn serving {predictor.name} at http://{shown}:{port}/  (Ctrl+C to stop)", err=True
+    )
+    log_config = copy.deepcopy(uvicorn.config.LOGGING_CONFIG)
+    log_config["loggers"]["skin_cnn"] = {"handlers": ["default"], "level": "INFO", "propagate": False}
+    uvicorn.run(app, host=host, port=port, log_level="info", access_log=True, log_config=log_config)

@@ -1,0 +1,252 @@
+"""Grad-CAM: which part of the photo pushed a task's prediction, as a heat map.
+
+Grad-CAM (Selvaraju et al., ICCV 2017) weighs each channel of a convolutional layer's output by
+the mean gradient of the class score with respect to that channel, sums the weighted channels,
+keeps the positive part and scales it to [0, 1]. Here the class score is the *logit* of the
+task's sigmoid head (the input of the sigmoid), not the probability: the gradient of a
+saturated probability (0.9999) vanishes and would give an empty map, while the logit's gradient
+points the same way (``dp/dz = p(1 - p) > 0``) without vanishing.
+
+The default layer is the last ``Conv2D`` of the model (``block5_conv3`` for the VGG-16 trunk), the
+coarsest map that still has a spatial layout (``H/16 × W/16`` cells), upsampled bilinearly to the
+input's resolution. Each task has its own head, so each task has its own map.
+
+By default the map explains the *predicted* class of each task: the positive class when its
+probability is at least 0.5 (score ``+logit``), the negative class otherwise (score ``-logit``),
+so the map always shows the evidence for what the page or table reports.
+
+Models with a spatial transformer (VGG-16PS/NS) warp the image before the trunk; their heat map
+lives in the warped frame and is drawn over the unwarped input as if the two frames were the same.
+It is still a picture of what the trunk attended to, but its position on the photo is only
+approximate where the transformer zoomed or shifted a lot.
+"""
+
+from __future__ import annotations
+
+import weakref
+
+import numpy as np
+
+TARGETS = ("predicted", "positive", "negative")
+
+# keras.Model -> {(layer_name, tasks): gradient model}; built once per model and layer.
+_GRAD_MODELS = weakref.WeakKeyDictionary()
+
+
+def last_conv_layer(model):
+    """Name of the last ``Conv2D`` layer of ``model`` (``block5_conv3`` for VGG-16).
+
+    Only the model's own layers are searched: a spatial transformer's localisation network lives
+    inside its layer and is never picked, and it runs before the trunk anyway.
+    """
+    import keras
+
+    for layer in reversed(model.layers):
+        if isinstance(layer, keras.layers.Conv2D):
+            return layer.name
+    nested = [layer.name for layer in model.layers if isinstance(layer, keras.Model)]
+    hint = (
+        f" (nested models {', '.join(nested)} are not searched; pass layer_name)" if nested else ""
+    )
+    raise ValueError(f"model {model.name!r} has no Conv2D layer for Grad-CAM{hint}")
+
+
+def _output_tensors(model):
+    """The model's outputs as a dict ``{task: KerasTensor}``."""
+    outputs = model.output
+    if isinstance(outputs, dict):
+        return dict(outputs)
+    outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
+    return dict(zip(model.output_names, outputs))
+
+
+def _score_tensor(tensor):
+    """The tensor to differentiate for one task head, and how to turn it into the logit.
+
+    Returns ``(tensor, kind, layer)`` where ``kind`` is ``"dense"`` (``tensor`` is the input of
+    a sigmoid ``Dense`` layer: logit = ``tensor @ kernel + bias``), ``"logit"`` (``tensor`` is
+    the input of a sigmoid ``Activation``) or ``"probability"`` (the head is something else; the
+    logit is computed from the probability, which saturates near 0 and 1).
+    """
+    import keras
+
+    layer = tensor._keras_history.operation
+    activation = getattr(layer, "activation", None)
+    is_sigmoid = (
+        activation is keras.activations.sigmoid or getattr(activation, "__name__", "") == "sigmoid"
+    )
+    if isinstance(layer, keras.layers.Dense) and is_sigmoid:
+        return layer.input, "dense", layer
+    if isinstance(layer, keras.layers.Activation) and is_sigmoid:
+        return layer.input, "logit", layer
+    return tensor, "probability", layer
+
+
+def _grad_model(model, layer_name, tasks):
+    """A model mapping the input to the conv layer's output and each task's score tensor."""
+    import keras
+
+    key = (layer_name, tuple(tasks))
+    cache = _GRAD_MODELS.setdefault(model, {})
+    if key not in cache:
+        try:
+            conv = model.get_layer(layer_name)
+        except ValueError:
+            raise ValueError(f"model {model.name!r} has no layer named {layer_name!r}") from None
+        outputs = _output_tensors(model)
+        scores, kinds = {}, {}
+        for task in tasks:
+            tensor, kind, layer = _score_tensor(outputs[task])
+            scores[task], kinds[task] = tensor, (kind, layer)
+        sub = keras.Model(model.inputs, [conv.output, scores], name=f"{model.name}_gradcam")
+        cache[key] = (sub, kinds)
+    return cache[key]
+
+
+def gradcam_batch(model, images, tasks=None, layer_name=None, target="predicted"):
+    """Grad-CAM maps and probabilities for a batch of model-ready images and several tasks.
+
+    One forward pass serves every task (the gradients of each task's score are taken from the
+    same recorded pass), so explaining all three tasks costs about one prediction plus three
+    cheap backward passes through the heads and the last conv block.
+
+    Parameters
+    ----------
+    model : keras.Model
+        A skin-cnn model (dict of sigmoid outputs) or any model with sigmoid outputs.
+    images : array of shape (batch, H, W, 3) or (H, W, 3)
+        What the model takes: float RGB in [0, 255] at the model's input size.
+    tasks : sequence of str, optional
+        Output names to explain; default every output.
+    layer_name : str, optional
+        Convolutional layer whose activations are weighed; default :func:`last_conv_layer`.
+    target : {"predicted", "positive", "negative"}
+        Which class each map explains (see the module notes).
+
+    Returns
+    -------
+    heatmaps : dict of str -> numpy.ndarray of shape (batch, H, W)
+        float32 in [0, 1], 1 at each map's maximum; all zeros when no location speaks for the
+        target class.
+    probabilities : dict of str -> numpy.ndarray of shape (batch,)
+        The positive-class probability of each task, from the same forward pass.
+    """
+    import tensorflow as tf
+
+    if target not in TARGETS:
+        raise ValueError(f"target must be one of {', '.join(TARGETS)}; got {target!r}")
+    images = np.asarray(images, dtype=np.float32)
+    if images.ndim == 3:
+        images = images[None]
+    if images.ndim != 4 or images.shape[-1] != 3:
+        raise ValueError(f"expected images of shape (batch, H, W, 3); got {images.shape}")
+    expected = tuple(model.inputs[0].shape[1:3])
+    if None not in expected and tuple(images.shape[1:3]) != expected:
+        raise ValueError(
+            f"images are {images.shape[1]}×{images.shape[2]} but the model takes "
+            f"{expected[0]}×{expected[1]}; preprocess them first "
+            "(skin_cnn.predict.Predictor.preprocess)"
+        )
+    all_tasks = tuple(_output_tensors(model))
+    tasks = all_tasks if tasks is None else tuple(tasks)
+    unknown = [t for t in tasks if t not in all_tasks]
+    if unknown:
+        raise ValueError(f"model has no output {', '.join(unknown)}; it has {', '.join(all_tasks)}")
+    layer_name = layer_name or last_conv_layer(model)
+    sub, kinds = _grad_model(model, layer_name, tasks)
+
+    x = tf.convert_to_tensor(images)
+    with tf.GradientTape(persistent=True) as tape:
+        conv, scores = sub(x, training=False)
+        logits, targets = {}, {}
+        for task in tasks:
+            kind, layer = kinds[task]
+            s = scores[task]
+            if kind == "dense":
+                s = tf.matmul(s, layer.kernel) + (layer.bias if layer.use_bias else 0.0)
+            elif kind == "probability":
+                p = tf.clip_by_value(s, 1e-7, 1.0 - 1e-7)
+                s = tf.math.log(p) - tf.math.log1p(-p)
+            z = tf.reshape(s, (-1,))
+            if target == "predicted":
+                sign = tf.where(z >= 0.0, 1.0, -1.0)  # p >= 0.5 exactly when the logit >= 0
+            else:
+                sign = tf.fill(tf.shape(z), 1.0 if target == "positive" else -1.0)
+            logits[task] = z
+            targets[task] = z * tf.stop_gradient(sign)
+
+    heatmaps, probabilities = {}, {}
+    for task in tasks:
+        grads = tape.gradient(targets[task], conv)
+        weights = tf.reduce_mean(grads, axis=(1, 2), keepdims=True)
+        cam = tf.nn.relu(tf.reduce_sum(weights * conv, axis=-1))[..., None]
+        peak = tf.reduce_max(cam, axis=(1, 2, 3), keepdims=True)
+        cam = tf.math.divide_no_nan(cam, peak)
+        cam = tf.image.resize(cam, images.shape[1:3], method="bilinear")
+        heatmaps[task] = np.clip(cam.numpy()[..., 0], 0.0, 1.0).astype(np.float32)
+        probabilities[task] = tf.math.sigmoid(logits[task]).numpy().astype(np.float32)
+    del tape
+    return heatmaps, probabilities
+
+
+def gradcam(model, image, task, layer_name=None, target="predicted"):
+    """Grad-CAM heat map of one task for one model-ready image.
+
+    Parameters
+    ----------
+    model : keras.Model
+    image : array of shape (H, W, 3)
+        Float RGB in [0, 255] at the model's input size (the output of
+        :meth:`skin_cnn.predict.Predictor.preprocess`).
+    task : str
+        The task (output name) to explain.
+    layer_name : str, optional
+        Default: the last ``Conv2D`` layer (``block5_conv3``).
+    target : {"predicted", "positive", "negative"}
+        Which class to explain; default the one the model predicts.
+
+    Returns
+    -------
+    numpy.ndarray
+        float32 (H, W) in [0, 1] at the image's resolution.
+    """
+    heatmaps, _ = gradcam_batch(model, image, (task,), layer_name=layer_name, target=target)
+    return heatmaps[task][0]
+
+
+def overlay(image, heatmap, alpha=0.45, colormap="jet"):
+    """Blend a heat map over an image with a colour map, for people to look at.
+
+    Parameters
+    ----------
+    image : array of shape (H, W, 3)
+        RGB, uint8 or float in [0, 255].
+    heatmap : array of shape (h, w)
+        Values in [0, 1]; resized bilinearly to the image when the sizes differ.
+    alpha : float
+        Weight of the coloured heat map (0: the image alone, 1: the heat map alone).
+    colormap : str
+        A matplotlib colour map name.
+
+    Returns
+    -------
+    numpy.ndarray
+        uint8 RGB of the image's shape: ``round((1 - alpha) * image + alpha * 255 * cmap(heat))``.
+    """
+    from matplotlib import colormaps
+    from PIL import Image
+
+    image = np.asarray(image)
+    if image.ndim != 3 or image.shape[2] != 3:
+        raise ValueError(f"expected an RGB image of shape (H, W, 3); got {image.shape}")
+    heat = np.asarray(heatmap, dtype=np.float32)
+    if heat.ndim != 2:
+        raise ValueError(f"expected a heat map of shape (h, w); got {heat.shape}")
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"alpha must lie in [0, 1]; got {alpha!r}")
+    height, width = image.shape[:2]
+    if heat.shape != (height, width):
+        heat = np.asarray(Image.fromarray(heat).resize((width, height), Image.BILINEAR))
+    colours = colormaps[colormap](np.clip(heat, 0.0, 1.0))[..., :3] * 255.0
+    blended = (1.0 - alpha) * np.clip(image.astype(np.float32), 0, 255) + alpha * colours
+    return np.clip(np.rint(blended), 0, 255).astype(np.uint8)

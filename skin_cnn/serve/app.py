@@ -1,0 +1,441 @@
+"""The FastAPI application behind ``skin-cnn serve``: a local web page and a JSON API.
+
+Safety rules, each enforced here rather than left to the web framework's defaults:
+
+* **Uploads stay in memory.** The request body is read chunk by chunk from ``request.stream()``
+  and the multipart form is parsed in memory (``python_multipart``), so a photo never touches the
+  disk (Starlette's own form parser spools parts over 1 MB to a temporary file).
+* **Size limit while reading.** A declared ``Content-Length`` over the limit is refused at once;
+  the bytes actually received are counted as well, so a chunked upload or a lying header is
+  stopped as soon as it passes the limit: ``413``.
+* **Content, not names.** Whether an upload is an image is decided by decoding it
+  (:func:`skin_cnn.data.reading.read_image`): ``415`` for something that is not an image,
+  ``422`` for a damaged one, ``413`` for one with more pixels than the limit (a decompression
+  bomb is refused before it is decoded).
+* **Nothing personal in logs.** File names and image content are never logged; the log says how
+  long a prediction took and its status, nothing else.
+* **One model, shared.** The model is loaded once; model calls run one at a time (the
+  :class:`skin_cnn.predict.Predictor` lock) and decoding runs in at most ``workers`` threads, so
+  a burst of requests queues instead of exhausting memory.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import logging
+import time
+from importlib import resources
+
+import anyio
+from fastapi import FastAPI, Query, Request
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+from python_multipart.multipart import MultipartParser, parse_options_header
+
+from skin_cnn import __version__
+from skin_cnn.data.reading import ImageReadError
+from skin_cnn.diseases import TASKS, resolve_task
+
+logger = logging.getLogger("skin_cnn.serve")
+
+DISCLAIMER = (
+    "skin-cnn is a research tool, not a medical device. Its output is not a diagnosis and must "
+    "not be used to make clinical decisions."
+)
+
+#: Room for the multipart boundaries, part headers and small form fields around the file.
+MULTIPART_OVERHEAD = 64 * 1024
+#: Longest accepted value of a text form field (``task``, ``gradcam``).
+MAX_FIELD_BYTES = 256
+#: Most parts accepted in one multipart body.
+MAX_PARTS = 8
+
+_STATIC = resources.files("skin_cnn.serve") / "static"
+
+
+class UploadError(Exception):
+    """A request the API refuses; ``status`` is the HTTP status, ``message`` what to tell the user."""
+
+    def __init__(self, status, message):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def _megabytes(n):
+    return f"{n / 1e6:g} MB"
+
+
+# ---------------------------------------------------------------------------------------------
+# reading the upload
+
+
+class _FormCollector:
+    """Callbacks for ``python_multipart.MultipartParser`` keeping the parts in memory."""
+
+    def __init__(self, max_file_bytes):
+        self.max_file_bytes = max_file_bytes
+        self.fields = {}
+        self.file = None
+        self.n_parts = 0
+        self._header_field = bytearray()
+        self._header_value = bytearray()
+        self._headers = {}
+        self._name = None
+        self._is_file = False
+        self._data = bytearray()
+
+    def callbacks(self):
+        return {
+            "on_part_begin": self.on_part_begin,
+            "on_part_data": self.on_part_data,
+            "on_part_end": self.on_part_end,
+            "on_header_field": self.on_header_field,
+            "on_header_value": self.on_header_value,
+            "on_header_end": self.on_header_end,
+            "on_headers_finished": self.on_headers_finished,
+        }
+
+    def on_part_begin(self):
+        self.n_parts += 1
+        if self.n_parts > MAX_PARTS:
+            raise UploadError(422, f"too many form fields (at most {MAX_PARTS})")
+        self._headers, self._name, self._is_file, self._data = {}, None, False, bytearray()
+
+    def on_header_field(self, data, start, end):
+        self._header_field += data[start:end]
+
+    def on_header_value(self, data, start, end):
+        self._header_value += data[start:end]
+
+    def on_header_end(self):
+        self._headers[bytes(self._header_field).lower()] = bytes(self._header_value)
+        self._header_field, self._header_value = bytearray(), bytearray()
+
+    def on_headers_finished(self):
+        _, options = parse_options_header(self._headers.get(b"content-disposition", b""))
+        self._name = options.get(b"name", b"").decode("latin-1")
+        self._is_file = b"filename" in options  # the name itself is never kept
+
+    def on_part_data(self, data, start, end):
+        limit = self.max_file_bytes if self._is_file else MAX_FIELD_BYTES
+        if len(self._data) + (end - start) > limit:
+            if self._is_file:
+                raise UploadError(413, f"upload too large: the limit is {_megabytes(limit)}")
+            raise UploadError(422, f"form field {self._name!r} is too long")
+        self._data += data[start:end]
+
+    def on_part_end(self):
+        if self._name == "file":
+            if self.file is None:
+                self.file = bytes(self._data)
+        elif not self._is_file and self._name:
+            self.fields[self._name] = bytes(self._data).decode("utf-8", errors="replace")
+        self._data = bytearray()
+
+
+async def read_upload(request, max_bytes):
+    """Read the uploaded image of a request into memory, enforcing the size limit while reading.
+
+    Accepts ``multipart/form-data`` with the image in the field ``file`` (other text fields are
+    returned), or a bare image body (``image/*`` or ``application/octet-stream``).
+
+    Returns
+    -------
+    data : bytes
+    fields : dict of str -> str
+
+    Raises
+    ------
+    UploadError
+        413 over the limit, 415 for an unsupported content type, 422 for a malformed form or a
+        missing file.
+    """
+    content_type = request.headers.get("content-type", "")
+    kind, options = parse_options_header(content_type)
+    kind = kind.decode("latin-1").lower()
+    multipart = kind == "multipart/form-data"
+    if not multipart and not (kind.startswith("image/") or kind == "application/octet-stream"):
+        raise UploadError(
+            415, "send the photo as multipart/form-data (field 'file') or as an image body"
+        )
+    limit = max_bytes + (MULTIPART_OVERHEAD if multipart else 0)
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise UploadError(413, f"upload too large: the limit is {_megabytes(max_bytes)}")
+
+    collector = parser = None
+    body = bytearray()
+    if multipart:
+        boundary = options.get(b"boundary")
+        if not boundary:
+            raise UploadError(422, "multipart/form-data without a boundary")
+        collector = _FormCollector(max_bytes)
+        parser = MultipartParser(boundary, collector.callbacks())
+    received = 0
+    async for chunk in request.stream():
+        received += len(chunk)
+        if received > limit:
+            raise UploadError(413, f"upload too large: the limit is {_megabytes(max_bytes)}")
+        if parser is not None:
+            try:
+                parser.write(chunk)
+            except UploadError:
+                raise
+            except Exception as exc:  # noqa: BLE001 (parse errors share no base)
+                raise UploadError(422, f"malformed multipart body ({type(exc).__name__})") from None
+        else:
+            body += chunk
+    if parser is None:
+        if not body:
+            raise UploadError(422, "empty upload")
+        return bytes(body), {}
+    try:
+        parser.finalize()
+    except Exception as exc:  # noqa: BLE001 (as above)
+        raise UploadError(422, f"malformed multipart body ({type(exc).__name__})") from None
+    if collector.file is None:
+        raise UploadError(422, "no file: send the photo in the form field 'file'")
+    if not collector.file:
+        raise UploadError(422, "the uploaded file is empty")
+    return collector.file, collector.fields
+
+
+# ---------------------------------------------------------------------------------------------
+# prediction
+
+
+def _status_for(error):
+    """HTTP status for an :class:`ImageReadError` (bombs 413, non-images 415, damaged 422)."""
+    reason = error.reason
+    if "decompression bomb" in reason or reason.startswith("image too large"):
+        return 413
+    if reason.startswith("not an image file"):
+        return 415
+    return 422
+
+
+def _png_base64(array):
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, format="PNG", optimize=True)
+    return base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def predict_upload(predictor, data, tasks, gradcam=False, threshold=0.5):
+    """Decode, crop, resize and predict one uploaded photo held in memory; the API's answer.
+
+    Returns
+    -------
+    dict
+        ``image`` (width, height of the decoded photo), ``crop_box`` (left, top, right, bottom in
+        its pixels), ``input_size``, ``threshold``, and per task ``positive``, ``negative``,
+        ``probability_positive``, ``predicted_class``, ``probability`` (of the predicted class)
+        and, with ``gradcam``, ``gradcam_png`` (base64 PNG of the heat map over the model's
+        input: the cropped, resized photo).
+    """
+    from skin_cnn.explain import overlay
+
+    try:
+        image = predictor.read(data, name="upload")
+    except ImageReadError as exc:
+        raise UploadError(_status_for(exc), exc.reason) from None
+    try:
+        tensor, box = predictor.preprocess(image)
+    except ValueError as exc:
+        raise UploadError(422, f"cannot preprocess the image ({exc})") from None
+    heatmaps = {}
+    if gradcam:
+        heatmaps, probs = predictor.explain(tensor[None], tasks)
+    else:
+        probs = predictor.predict_tensors(tensor[None])
+    answer = {
+        "image": {"width": int(image.shape[1]), "height": int(image.shape[0])},
+        "crop_box": dict(zip(("left", "top", "right", "bottom"), (int(v) for v in box))),
+        "input_size": {"height": predictor.image_size[0], "width": predictor.image_size[1]},
+        "threshold": threshold,
+        "tasks": {},
+    }
+    for task in tasks:
+        p = float(probs[task][0])
+        spec = TASKS.get(task)
+        positive = spec.positive if spec else "positive"
+        negative = spec.negative if spec else "negative"
+        is_positive = p >= threshold
+        entry = {
+            "positive": positive,
+            "negative": negative,
+            "probability_positive": p,
+            "predicted_class": positive if is_positive else negative,
+            "probability": p if is_positive else 1.0 - p,
+        }
+        if gradcam:
+            entry["gradcam_png"] = _png_base64(overlay(tensor, heatmaps[task][0]))
+        answer["tasks"][task] = entry
+    return answer
+
+
+def _truthy(value):
+    return str(value).strip().lower() in ("1", "true", "yes", "on")
+
+
+# ---------------------------------------------------------------------------------------------
+# the application
+
+
+def create_app(predictor, *, max_upload_bytes=10_000_000, workers=2):
+    """Build the FastAPI application around a loaded :class:`skin_cnn.predict.Predictor`.
+
+    Parameters
+    ----------
+    predictor : skin_cnn.predict.Predictor
+        Loaded once and shared by every request.
+    max_upload_bytes : int
+        Largest accepted upload (413 above it).
+    workers : int
+        Requests decoding or predicting at the same time; the rest wait their turn.
+    """
+    app = FastAPI(
+        title="skin-cnn",
+        version=__version__,
+        description=f"Local prediction API for a trained skin-cnn model. {DISCLAIMER}",
+        docs_url=None,  # FastAPI's page loads Swagger UI from a CDN; /docs below works offline
+        redoc_url=None,
+    )
+    app.state.predictor = predictor
+    app.state.max_upload_bytes = int(max_upload_bytes)
+    limiter = anyio.CapacityLimiter(max(1, int(workers)))
+    tasks_available = tuple(predictor.tasks)
+
+    @app.middleware("http")
+    async def security_headers(request, call_next):
+        response = await call_next(request)
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("Referrer-Policy", "no-referrer")
+        response.headers.setdefault(
+            "Content-Security-Policy",
+            "default-src 'self'; img-src 'self' data: blob:; style-src 'self'; script-src 'self'; "
+            "connect-src 'self'; frame-ancestors 'none'",
+        )
+        return response
+
+    @app.exception_handler(UploadError)
+    async def upload_error(request, exc):
+        logger.info("%s %s -> %d", request.method, request.url.path, exc.status)
+        return JSONResponse({"detail": exc.message}, status_code=exc.status)
+
+    @app.get("/", include_in_schema=False)
+    async def index():
+        return FileResponse(str(_STATIC / "index.html"), media_type="text/html")
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs():
+        return FileResponse(str(_STATIC / "api.html"), media_type="text/html")
+
+    @app.get("/healthz", summary="Liveness check")
+    async def healthz():
+        """`{"status": "ok"}` with the model's name, tasks and input size."""
+        return {
+            "status": "ok",
+            "model": predictor.name,
+            "tasks": list(tasks_available),
+            "image_size": list(predictor.image_size),
+        }
+
+    @app.get("/api/info", summary="Model, tasks and limits")
+    async def info():
+        """What the page needs: the tasks with their classes, the upload limit, the disclaimer."""
+        return {
+            "model": predictor.name,
+            "version": __version__,
+            "tasks": {
+                t: {"positive": TASKS[t].positive, "negative": TASKS[t].negative}
+                if t in TASKS
+                else {}
+                for t in tasks_available
+            },
+            "image_size": list(predictor.image_size),
+            "crop": predictor.preprocessing["crop"],
+            "max_upload_bytes": app.state.max_upload_bytes,
+            "disclaimer": DISCLAIMER,
+        }
+
+    @app.post(
+        "/api/predict",
+        summary="Predict one photo",
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "multipart/form-data": {
+                        "schema": {
+                            "type": "object",
+                            "required": ["file"],
+                            "properties": {
+                                "file": {
+                                    "type": "string",
+                                    "format": "binary",
+                                    "description": "the photo",
+                                },
+                                "task": {"type": "string", "description": "a task name or 'all'"},
+                                "gradcam": {
+                                    "type": "boolean",
+                                    "description": "include Grad-CAM overlays",
+                                },
+                            },
+                        }
+                    },
+                    "image/*": {"schema": {"type": "string", "format": "binary"}},
+                },
+            }
+        },
+    )
+    async def api_predict(
+        request: Request,
+        task: str = Query("all", description="A task name or 'all'."),
+        gradcam: bool = Query(
+            False, description="Include a Grad-CAM overlay per task (base64 PNG)."
+        ),
+    ):
+        """Predict the tasks for an uploaded photo.
+
+        Answers per task the predicted class, its probability and the positive-class
+        probability, the hue-crop box in the photo's pixels and, with `gradcam=true`, a base64
+        PNG of the Grad-CAM heat map over the cropped, resized photo the model saw. Form fields
+        `task` and `gradcam` override the query parameters. 413: too large; 415: not an
+        image; 422: damaged image or malformed request.
+        """
+        started = time.perf_counter()
+        data, fields = await read_upload(request, app.state.max_upload_bytes)
+        task = fields.get("task", task)
+        gradcam = _truthy(fields["gradcam"]) if "gradcam" in fields else gradcam
+        try:
+            tasks = resolve_task(task)
+        except ValueError as exc:
+            raise UploadError(422, str(exc)) from None
+        tasks = tuple(t for t in tasks if t in tasks_available)
+        if not tasks:
+            raise UploadError(422, f"the model has no output for task {task!r}")
+        try:
+            answer = await anyio.to_thread.run_sync(
+                predict_upload, predictor, data, tasks, gradcam, limiter=limiter
+            )
+        except UploadError:
+            raise
+        except Exception as exc:  # noqa: BLE001 (never echo the upload; name the kind of failure)
+            logger.error("predict failed: %s", type(exc).__name__)
+            raise UploadError(500, "prediction failed on the server; see the server log") from None
+        answer["model"] = predictor.name
+        answer["disclaimer"] = DISCLAIMER
+        logger.info(
+            "predict: %d task(s), gradcam=%s, %.0f ms",
+            len(tasks),
+            gradcam,
+            1000 * (time.perf_counter() - started),
+        )
+        return answer
+
+    app.mount("/static", StaticFiles(directory=str(_STATIC)), name="static")
+    return app

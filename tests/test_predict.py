@@ -1,0 +1,258 @@
+"""Prediction with a trained model: the run's own preprocessing, bad files skipped one by one,
+and ``skin-cnn predict`` tables for photos and manifests."""
+
+import json
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+from model_fixtures import preprocessing_for, shared_run, write_manifest, write_photos
+
+
+@pytest.fixture(scope="module")
+def run():
+    return shared_run()
+
+
+@pytest.fixture(scope="module")
+def predictor(run):
+    from skin_cnn.predict import load_predictor
+
+    return load_predictor(run)
+
+
+@pytest.fixture()
+def photos(tmp_path):
+    return write_photos(tmp_path / "photos", 4, seed=5)
+
+
+def _reference_input(path, size, crop=True):
+    """What the model should see, assembled from the crop and pipeline modules directly."""
+    from skin_cnn.data.crop import hue_crop_box
+    from skin_cnn.data.pipeline import preprocess_image
+    from skin_cnn.data.reading import read_image
+
+    image = read_image(path)
+    left, top, right, bottom = (
+        hue_crop_box(image) if crop else (0, 0, image.shape[1], image.shape[0])
+    )
+    return preprocess_image(image[top:bottom, left:right], (size, size), resize="stretch"), (
+        left,
+        top,
+        right,
+        bottom,
+    )
+
+
+def test_preprocess_is_the_hue_crop_then_the_pipeline_resize(predictor, photos):
+    for path in photos:
+        expected, box = _reference_input(path, 32)
+        tensor, got_box = predictor.preprocess(predictor.read(path))
+        assert got_box == box
+        assert tensor.dtype == np.float32 and tensor.shape == (32, 32, 3)
+        np.testing.assert_array_equal(tensor, expected)
+
+
+def test_probabilities_equal_the_model_on_the_reference_inputs(predictor, photos):
+    from skin_cnn.data.reading import read_image
+
+    reference = np.stack([_reference_input(p, 32)[0] for p in photos])
+    expected = predictor.model.predict(reference, verbose=0)
+    probs = predictor.predict_images([read_image(p) for p in photos], batch_size=3)
+    for task in predictor.tasks:
+        np.testing.assert_allclose(probs[task], expected[task][:, 0], atol=1e-6)
+    # the trained heads learned the synthetic task: the square photos score higher
+    assert probs["acne_vs_rosacea"][1] > probs["acne_vs_rosacea"][0]
+
+
+def test_run_folder_preprocessing_is_read_from_config_json(run, tmp_path):
+    from skin_cnn.predict import load_predictor
+
+    other = tmp_path / "run_nocrop"
+    shutil.copytree(run, other)
+    config = json.loads((other / "config.json").read_text())
+    config["preprocessing"] = preprocessing_for(32, crop=False)
+    (other / "config.json").write_text(json.dumps(config))
+
+    from_dir = load_predictor(other)
+    from_file = load_predictor(other / "best.keras")
+    assert from_dir.preprocessing["crop"] is False and from_file.preprocessing["crop"] is False
+    image = np.zeros((20, 30, 3), np.uint8)
+    assert from_dir.preprocess(image)[1] == (0, 0, 30, 20)
+
+    alone = tmp_path / "elsewhere" / "model.keras"
+    alone.parent.mkdir()
+    shutil.copy(run / "best.keras", alone)
+    default = load_predictor(alone)
+    assert default.preprocessing["crop"] is True
+    assert default.preprocessing["image_size"] == [32, 32]
+    assert default.preprocessing["resize"] == "stretch"
+
+
+def test_missing_model_and_bad_config_are_clear_errors(run, tmp_path):
+    from skin_cnn.predict import load_predictor
+
+    with pytest.raises(FileNotFoundError, match="no such model file or run folder"):
+        load_predictor(tmp_path / "nothing")
+    (tmp_path / "empty_run").mkdir()
+    with pytest.raises(FileNotFoundError, match="none of best.keras, last.keras"):
+        load_predictor(tmp_path / "empty_run")
+    broken = tmp_path / "broken"
+    shutil.copytree(run, broken)
+    (broken / "config.json").write_text(json.dumps({"preprocessing": {"image_size": [64, 64]}}))
+    with pytest.raises(ValueError, match="64×64 but model"):
+        load_predictor(broken)
+    (broken / "config.json").write_text("{}")
+    with pytest.raises(ValueError, match="no 'preprocessing' entry"):
+        load_predictor(broken)
+
+
+def test_predict_frame_skips_unreadable_files_and_keeps_row_order(predictor, photos, tmp_path):
+    from skin_cnn.data.reading import read_image
+    from skin_cnn.predict import predict_frame
+
+    garbage = tmp_path / "not_an_image.jpg"
+    garbage.write_text("<html>error page</html>")
+    paths = [photos[0], tmp_path / "missing.png", photos[1], garbage, photos[2]]
+    frame = pd.DataFrame({"image_path": [str(p) for p in paths]}, index=[10, 11, 12, 13, 14])
+    result = predict_frame(predictor, frame, batch_size=2, progress=False)
+
+    assert result.ok.tolist() == [True, False, True, False, True]
+    assert [s["index"] for s in result.skipped] == [11, 13]
+    assert "file not found" in result.skipped[0]["reason"]
+    assert "not an image" in result.skipped[1]["reason"]
+    expected = predictor.predict_images([read_image(p) for p in (photos[0], photos[1], photos[2])])
+    kept, probs = result.kept(frame)
+    assert kept.index.tolist() == [10, 12, 14]
+    for task in predictor.tasks:
+        assert np.isnan(result[task][[1, 3]]).all()
+        np.testing.assert_allclose(probs[task], expected[task], atol=1e-6)
+
+
+def test_predict_frame_uses_the_frames_crop_boxes(predictor, photos):
+    from skin_cnn.predict import predict_frame
+
+    box = (5, 3, 30, 25)
+    frame = pd.DataFrame(
+        {
+            "image_path": [str(photos[1])],
+            "crop_left": [box[0]],
+            "crop_top": [box[1]],
+            "crop_right": [box[2]],
+            "crop_bottom": [box[3]],
+        }
+    )
+    result = predict_frame(predictor.model, frame, predictor.preprocessing, progress=False)
+    tensor, used = predictor.preprocess(predictor.read(photos[1]), box)
+    assert used == box
+    expected = predictor.predict_tensors(tensor[None])
+    for task in predictor.tasks:
+        assert result[task][0] == pytest.approx(expected[task][0], abs=1e-6)
+
+
+# ----------------------------------------------------------------------------------------------
+# the command line
+
+
+def _invoke(*args):
+    from skin_cnn.cli import cli
+
+    return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
+
+
+def test_cli_photos_give_a_table_of_classes_and_gradcam_overlays(run, predictor, photos, tmp_path):
+    from PIL import Image
+
+    from skin_cnn.data.reading import read_image
+    from skin_cnn.diseases import TASKS
+
+    bad = tmp_path / "truncated.png"
+    bad.write_bytes(photos[0].read_bytes()[:60])
+    out = tmp_path / "out.csv"
+    result = _invoke(
+        "predict",
+        run,
+        photos[0],
+        photos[1],
+        bad,
+        "-o",
+        out,
+        "--gradcam",
+        tmp_path / "cam",
+        "--quiet",
+    )
+    assert result.exit_code == 0, result.output
+    assert f"skipped {bad}" in result.stderr
+
+    table = pd.read_csv(out)
+    assert len(table) == 2 * 3
+    expected = predictor.predict_images([read_image(photos[0]), read_image(photos[1])])
+    for i, path in enumerate(photos[:2]):
+        for task in predictor.tasks:
+            row = table[(table.image_path == str(path)) & (table.task == task)].iloc[0]
+            p = expected[task][i]
+            assert row.y_prob == pytest.approx(p, abs=1e-6)
+            assert row.predicted == (TASKS[task].positive if p >= 0.5 else TASKS[task].negative)
+            assert row.probability == pytest.approx(max(p, 1 - p), abs=1e-6)
+            overlay = tmp_path / "cam" / f"{path.stem}_{task}_gradcam.png"
+            assert Image.open(overlay).size == (32, 32)
+
+
+def test_cli_prints_a_table_and_writes_json_for_one_task(run, photos, tmp_path):
+    printed = _invoke("predict", run, photos[0], "--task", "acne_vs_rosacea", "--quiet")
+    assert printed.exit_code == 0
+    lines = printed.stdout.strip().splitlines()
+    assert lines[0].split() == ["image_path", "task", "predicted", "probability"]
+    assert len(lines) == 2 and "acne_vs_rosacea" in lines[1]
+
+    out = tmp_path / "one.json"
+    result = _invoke(
+        "predict", run, photos[0], photos[1], "--task", "ctcl_vs_eczema", "-o", out, "--quiet"
+    )
+    assert result.exit_code == 0
+    records = json.loads(out.read_text())
+    assert [r["task"] for r in records] == ["ctcl_vs_eczema"] * 2
+    assert {r["predicted"] for r in records} <= {"ctcl", "eczema"}
+
+
+def test_cli_manifest_gives_the_predictions_csv_of_each_images_tasks(run, tmp_path):
+    from skin_cnn.predictions import read_predictions
+
+    manifest, frame = write_manifest(tmp_path / "m", n=5)  # acne, rosacea, psoriasis, eczema, ctcl
+    out = tmp_path / "preds.csv"
+    result = _invoke("predict", run, manifest, "-o", out, "--quiet")
+    assert result.exit_code == 0, result.output
+    preds = read_predictions(out)
+    got = sorted(
+        zip(preds.image_path.map(lambda p: p.rsplit("/", 1)[-1]), preds.task, preds.y_true)
+    )
+    names = [p.rsplit("/", 1)[-1] for p in frame.image_path]
+    assert got == sorted(
+        [
+            (names[0], "acne_vs_rosacea", 1),
+            (names[1], "acne_vs_rosacea", 0),
+            (names[2], "psoriasis_vs_eczema", 1),
+            (names[3], "psoriasis_vs_eczema", 0),
+            (names[3], "ctcl_vs_eczema", 0),
+            (names[4], "ctcl_vs_eczema", 1),
+        ]
+    )
+    assert set(preds.site) == {"site0", "site1"}  # the manifest's other columns are kept
+
+
+def test_cli_fails_only_when_nothing_could_be_predicted(run, tmp_path):
+    bad = tmp_path / "a.jpg"
+    bad.write_bytes(b"")
+    result = _invoke("predict", run, bad, tmp_path / "gone.png", "--quiet")
+    assert result.exit_code != 0
+    assert "no image could be predicted" in result.output
+    assert "empty file" in result.stderr and "file not found" in result.stderr
+
+
+def test_cli_refuses_mixed_inputs_and_unknown_tasks(run, photos, tmp_path):
+    manifest, _ = write_manifest(tmp_path / "m", n=2)
+    assert _invoke("predict", run, photos[0], manifest).exit_code == 2
+    result = _invoke("predict", run, photos[0], "--task", "warts")
+    assert result.exit_code != 0 and "unknown task 'warts'" in result.output

@@ -1,0 +1,309 @@
+"""The web API of ``skin-cnn serve``: answers, limits, content checks, privacy and concurrency."""
+
+import asyncio
+import base64
+import builtins
+import io
+import logging
+import os
+import socket
+import struct
+import tempfile
+import threading
+import time
+import zlib
+
+import numpy as np
+import pytest
+from model_fixtures import shared_run, write_photos
+from PIL import Image
+
+fastapi = pytest.importorskip("fastapi")
+from fastapi.testclient import TestClient
+
+
+@pytest.fixture(scope="module")
+def predictor():
+    from skin_cnn.predict import load_predictor
+
+    return load_predictor(shared_run())
+
+
+@pytest.fixture(scope="module")
+def client(predictor):
+    from skin_cnn.serve.app import create_app
+
+    return TestClient(create_app(predictor, max_upload_bytes=3_000_000))
+
+
+@pytest.fixture(scope="module")
+def photo(tmp_path_factory):
+    return write_photos(tmp_path_factory.mktemp("photos"), 2, seed=7)[1]
+
+
+def _png_bytes(array):
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def _header_only_png(width, height):
+    """A PNG whose header claims ``width × height`` pixels and that holds no pixel data."""
+
+    def chunk(kind, data):
+        return (
+            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        )
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IEND", b"")
+
+
+def test_healthz_and_info_describe_the_model(client, predictor):
+    health = client.get("/healthz").json()
+    assert health == {
+        "status": "ok",
+        "model": predictor.name,
+        "tasks": list(predictor.tasks),
+        "image_size": [32, 32],
+    }
+    info = client.get("/api/info").json()
+    assert info["tasks"]["acne_vs_rosacea"] == {"positive": "acne", "negative": "rosacea"}
+    assert info["max_upload_bytes"] == 3_000_000
+    assert "not a medical device" in info["disclaimer"]
+
+
+def test_prediction_matches_the_predictor_and_returns_crop_box_and_heat_maps(
+    client, predictor, photo
+):
+    from skin_cnn.data.crop import hue_crop_box
+    from skin_cnn.data.reading import read_image
+
+    image = read_image(photo)
+    expected = predictor.predict_images([image])
+    response = client.post(
+        "/api/predict?gradcam=true", files={"file": ("p.png", photo.read_bytes(), "image/png")}
+    )
+    assert response.status_code == 200
+    answer = response.json()
+    left, top, right, bottom = hue_crop_box(image)
+    assert answer["crop_box"] == {"left": left, "top": top, "right": right, "bottom": bottom}
+    assert answer["image"] == {"width": image.shape[1], "height": image.shape[0]}
+    assert set(answer["tasks"]) == set(predictor.tasks)
+    for task, result in answer["tasks"].items():
+        p = float(expected[task][0])
+        assert result["probability_positive"] == pytest.approx(p, abs=1e-6)
+        assert result["predicted_class"] == (result["positive"] if p >= 0.5 else result["negative"])
+        assert result["probability"] == pytest.approx(max(p, 1 - p), abs=1e-6)
+        heat = Image.open(io.BytesIO(base64.b64decode(result["gradcam_png"])))
+        assert heat.format == "PNG" and heat.size == (32, 32) and heat.mode == "RGB"
+
+
+def test_form_fields_choose_one_task_and_no_heat_map(client, photo):
+    response = client.post(
+        "/api/predict",
+        files={"file": ("p.png", photo.read_bytes(), "image/png")},
+        data={"task": "psoriasis_vs_eczema", "gradcam": "false"},
+    )
+    assert response.status_code == 200
+    tasks = response.json()["tasks"]
+    assert (
+        list(tasks) == ["psoriasis_vs_eczema"] and "gradcam_png" not in tasks["psoriasis_vs_eczema"]
+    )
+    bad = client.post(
+        "/api/predict?task=warts", files={"file": ("p.png", photo.read_bytes(), "image/png")}
+    )
+    assert bad.status_code == 422 and "unknown task 'warts'" in bad.json()["detail"]
+
+
+def test_a_bare_image_body_is_accepted(client, photo):
+    response = client.post(
+        "/api/predict", content=photo.read_bytes(), headers={"content-type": "image/png"}
+    )
+    assert response.status_code == 200 and len(response.json()["tasks"]) == 3
+
+
+def test_uploads_over_the_limit_are_refused_even_without_a_content_length(predictor, photo):
+    from skin_cnn.serve.app import create_app
+
+    small = TestClient(create_app(predictor, max_upload_bytes=2_000))
+    big = photo.read_bytes() + b"\0" * 5_000
+    response = small.post("/api/predict", files={"file": ("p.png", big, "image/png")})
+    assert response.status_code == 413 and "limit is 0.002 MB" in response.json()["detail"]
+
+    def chunks():  # a chunked upload: no Content-Length to trust or distrust
+        for _ in range(100):
+            yield b"\0" * 1000
+
+    response = small.post("/api/predict", content=chunks(), headers={"content-type": "image/png"})
+    assert response.status_code == 413
+
+
+def test_non_images_damaged_images_and_bombs_get_clear_statuses(predictor, client, photo):
+    from skin_cnn.predict import Predictor
+    from skin_cnn.serve.app import create_app
+
+    def post(data, c=client):
+        return c.post("/api/predict", files={"file": ("upload.jpg", data, "image/jpeg")})
+
+    html = post(b"<html><body>502 Bad Gateway</body></html>")
+    assert html.status_code == 415 and "not an image" in html.json()["detail"]
+    truncated = post(photo.read_bytes()[:80])
+    assert truncated.status_code == 422 and "truncated" in truncated.json()["detail"]
+    bomb = post(_header_only_png(200_000, 200_000))
+    assert bomb.status_code == 413 and "decompression bomb" in bomb.json()["detail"]
+
+    strict = TestClient(
+        create_app(Predictor(predictor.model, predictor.preprocessing, max_pixels=1_000))
+    )
+    too_many_pixels = post(photo.read_bytes(), strict)  # 48 × 40 = 1920 pixels
+    assert (
+        too_many_pixels.status_code == 413
+        and "exceeds the limit of 1,000" in too_many_pixels.json()["detail"]
+    )
+    assert (
+        client.post(
+            "/api/predict", content=b"x", headers={"content-type": "text/plain"}
+        ).status_code
+        == 415
+    )
+    assert (
+        client.post("/api/predict", files={"other": ("a.png", b"x", "image/png")}).status_code
+        == 422
+    )
+
+
+def test_uploads_are_never_written_to_disk(client, monkeypatch):
+    """A 1.5 MB upload (over Starlette's 1 MB spooling threshold) opens no file for writing."""
+    import starlette.formparsers
+
+    noise = np.random.default_rng(0).integers(0, 256, size=(720, 720, 3), dtype=np.uint8)
+    data = _png_bytes(noise)
+    assert len(data) > 1_100_000
+    from skin_cnn.explain import overlay
+
+    overlay(np.zeros((2, 2, 3), np.uint8), np.zeros((2, 2)))  # first matplotlib import may write caches
+    written = []
+
+    def refuse(*args, **kwargs):
+        written.append(args)
+        raise AssertionError("a temporary file was created")
+
+    real_open, real_os_open = builtins.open, os.open
+
+    def watching_open(file, mode="r", *args, **kwargs):
+        if any(m in mode for m in "wax+"):
+            written.append(file)
+        return real_open(file, mode, *args, **kwargs)
+
+    def watching_os_open(path, flags, *args, **kwargs):
+        if flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT):
+            written.append(path)
+        return real_os_open(path, flags, *args, **kwargs)
+
+    for name in ("SpooledTemporaryFile", "TemporaryFile", "NamedTemporaryFile", "mkstemp"):
+        monkeypatch.setattr(tempfile, name, refuse)
+    monkeypatch.setattr(starlette.formparsers, "SpooledTemporaryFile", refuse)
+    monkeypatch.setattr(builtins, "open", watching_open)
+    monkeypatch.setattr(os, "open", watching_os_open)
+    response = client.post(
+        "/api/predict?gradcam=true", files={"file": ("big.png", data, "image/png")}
+    )
+    monkeypatch.undo()
+    assert response.status_code == 200, response.text
+    assert written == []
+
+
+def test_file_names_and_image_content_never_reach_the_log(client, photo, caplog):
+    secret = "jane-doe-1984-03-02"
+    with caplog.at_level(logging.DEBUG):
+        ok = client.post(
+            "/api/predict?gradcam=true",
+            files={"file": (f"{secret}.png", photo.read_bytes(), "image/png")},
+        )
+        bad = client.post(
+            "/api/predict",
+            files={"file": (f"{secret}.jpg", b"GIF89a" + secret.encode(), "image/gif")},
+        )
+    assert ok.status_code == 200 and bad.status_code in (415, 422)
+    assert any("predict" in r.getMessage() for r in caplog.records)  # the log does say something
+    logged = caplog.text + " ".join(str(r.args) for r in caplog.records)
+    assert secret not in logged and "jane" not in logged
+    assert secret not in bad.text
+
+
+def test_docs_page_and_openapi_work_offline(client):
+    spec = client.get("/openapi.json").json()
+    assert "/api/predict" in spec["paths"] and "/healthz" in spec["paths"]
+    page = client.get("/docs")
+    assert page.status_code == 200 and "openapi.json" in page.text
+    assert "cdn" not in page.text.lower()
+    index = client.get("/")
+    assert "not a medical device" in index.text
+    assert (
+        "http://" not in index.text and "https://" not in index.text
+    )  # nothing fetched from outside
+    assert index.headers["x-content-type-options"] == "nosniff"
+
+
+def test_serve_binds_to_loopback_unless_told_otherwise():
+    from skin_cnn.cli.serve_cmd import command
+
+    defaults = {p.name: p.default for p in command.params}
+    assert defaults["host"] == "127.0.0.1" and defaults["max_upload_mb"] == 10.0
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_fifty_concurrent_requests_on_a_real_server_all_succeed(predictor, photo):
+    import httpx
+    import uvicorn
+
+    from skin_cnn.serve.app import create_app
+
+    port = _free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(predictor), host="127.0.0.1", port=port, log_level="warning")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert server.started
+    data = photo.read_bytes()
+
+    async def burst():
+        limits = httpx.Limits(max_connections=50)
+        async with httpx.AsyncClient(
+            base_url=f"http://127.0.0.1:{port}", timeout=120, limits=limits
+        ) as http:
+            requests = [
+                http.post(
+                    "/api/predict",
+                    params={"gradcam": str(i % 2 == 0).lower()},
+                    files={"file": ("p.png", data, "image/png")},
+                )
+                for i in range(50)
+            ]
+            responses = await asyncio.gather(*requests)
+            health = await http.get("/healthz")
+        return responses, health
+
+    try:
+        responses, health = asyncio.run(burst())
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+    assert [r.status_code for r in responses] == [200] * 50
+    first = responses[0].json()["tasks"]["acne_vs_rosacea"]["probability_positive"]
+    assert all(
+        r.json()["tasks"]["acne_vs_rosacea"]["probability_positive"]
+        == pytest.approx(first, abs=1e-6)
+        for r in responses
+    )
+    assert health.status_code == 200

@@ -1,0 +1,144 @@
+"""The ``skin-cnn serve`` page in a real headless Chromium: upload a real photo, see the answer.
+
+Needs Debian's ``chromium`` at /usr/bin/chromium and Playwright for Python; skipped otherwise.
+Set ``SKIN_CNN_SCREENSHOT=PATH`` to keep the screenshot (the docs' ``docs/screenshots/serve.png``
+is made this way), ``SKIN_CNN_SCREENSHOT_MODEL=RUN_OR_KERAS`` to serve a real trained model
+instead of the tiny test model and ``SKIN_CNN_SCREENSHOT_PHOTO=PATH`` to upload another photo
+(e.g. one from that run's test split).
+"""
+
+import os
+import socket
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from model_fixtures import shared_run
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
+#: A photo with a clearly visible lesion and some background, from the shared public set.
+PHOTO = "psoriasis"
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server_url():
+    import uvicorn
+
+    from skin_cnn.predict import load_predictor
+    from skin_cnn.serve.app import create_app
+
+    predictor = load_predictor(os.environ.get("SKIN_CNN_SCREENSHOT_MODEL") or shared_run())
+    port = _free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(predictor), host="127.0.0.1", port=port, log_level="warning")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert server.started, "uvicorn did not start"
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(timeout=30)
+
+
+def _photo(public_derm):
+    import pandas as pd
+
+    if os.environ.get("SKIN_CNN_SCREENSHOT_PHOTO"):
+        return Path(os.environ["SKIN_CNN_SCREENSHOT_PHOTO"])
+
+    manifest = pd.read_csv(public_derm / "manifest.csv")
+    rows = manifest[manifest["diagnosis"] == PHOTO]
+    return public_derm / rows["image_path"].iloc[0]
+
+
+def test_page_shows_prediction_crop_box_and_heat_maps_for_an_uploaded_photo(
+    server_url, public_derm, tmp_path
+):
+    if not CHROMIUM.is_file():
+        pytest.skip("/usr/bin/chromium is not installed (apt-get install chromium)")
+    sync_api = pytest.importorskip(
+        "playwright.sync_api", reason="Playwright for Python is not installed"
+    )
+
+    photo = _photo(public_derm)
+    shot = Path(os.environ.get("SKIN_CNN_SCREENSHOT") or tmp_path / "serve.png")
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1200, "height": 900})
+            outside = []
+            page.on(
+                "request",
+                lambda r: (
+                    outside.append(r.url)
+                    if not r.url.startswith((server_url, "data:", "blob:"))
+                    else None
+                ),
+            )
+            errors = []
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.goto(server_url + "/")
+            assert "not a medical device" in page.locator("#disclaimer").inner_text()
+            page.wait_for_selector(
+                "#task option[value=acne_vs_rosacea]", state="attached", timeout=15_000
+            )
+
+            page.set_input_files("#file-input", str(photo))
+            page.wait_for_selector(".task-result .gradcam img", timeout=45_000)
+
+            cards = page.locator(".task-result")
+            assert cards.count() == 3
+            for i in range(3):
+                text = cards.nth(i).inner_text()
+                assert "%" in text
+                assert cards.nth(i).locator(".predicted-class").inner_text().strip()
+            assert page.locator(".gradcam img").count() == 3
+            assert page.evaluate("document.querySelector('.gradcam img').naturalWidth") > 0
+            assert page.evaluate("document.getElementById('photo').naturalWidth") > 0
+            box = page.locator("#crop-box").bounding_box()
+            frame = page.locator("#photo").bounding_box()
+            assert box["width"] > 0 and box["width"] <= frame["width"] + 1
+            assert "error" not in page.locator("#status").get_attribute("class")
+
+            # choosing one task re-asks the server for that task only
+            page.select_option("#task", "acne_vs_rosacea")
+            sync_api.expect(page.locator(".task-result")).to_have_count(1, timeout=30_000)
+            sync_api.expect(page.locator(".task-result h2")).to_have_text("Acne vs rosacea")
+            page.select_option("#task", "all")
+            sync_api.expect(page.locator(".task-result .gradcam img")).to_have_count(
+                3, timeout=30_000
+            )
+            shot.parent.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(shot), full_page=True)
+        finally:
+            browser.close()
+    assert errors == []
+    assert outside == []  # the page works offline: nothing requested from anywhere else
+    assert shot.stat().st_size > 10_000
+    if os.environ.get("SKIN_CNN_SCREENSHOT"):  # for the docs: a 256-colour PNG is a third the size
+        from PIL import Image
+
+        Image.open(shot).convert("RGB").quantize(256, method=Image.Quantize.MEDIANCUT).save(
+            shot, optimize=True
+        )
