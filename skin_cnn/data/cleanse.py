@@ -264,12 +264,10 @@ def binary_metrics(y_true, p_nonskin, threshold=0.5):
 
 
 def _plot_history(history, path):
-    import matplotlib
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 2, figsize=(8, 3))
+    fig = Figure(figsize=(8, 3))
+    axes = fig.subplots(1, 2)
     epochs = np.arange(1, len(history.get("loss", [])) + 1)
     for ax, key in zip(axes, ("loss", "accuracy")):
         ax.plot(epochs, history.get(key, []), marker=".")
@@ -279,7 +277,6 @@ def _plot_history(history, path):
     fig.tight_layout()
     with atomic.atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=100, format="png")
-    plt.close(fig)
 
 
 @dataclass

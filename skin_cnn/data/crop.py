@@ -401,10 +401,7 @@ def draw_contact_sheet(items, path, *, columns=4, thumb=3.0):
     columns : int
         Before/after pairs per row.
     """
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
     from matplotlib.patches import Rectangle
 
     from skin_cnn.atomic import atomic_path
@@ -414,7 +411,8 @@ def draw_contact_sheet(items, path, *, columns=4, thumb=3.0):
         raise ValueError("no images for the contact sheet")
     columns = max(1, min(columns, len(items)))
     rows = -(-len(items) // columns)
-    fig, axes = plt.subplots(rows, 2 * columns, figsize=(2 * columns * thumb, rows * thumb), squeeze=False)
+    fig = Figure(figsize=(2 * columns * thumb, rows * thumb))
+    axes = fig.subplots(rows, 2 * columns, squeeze=False)
     for ax in axes.ravel():
         ax.axis("off")
     for k, (image, box, title) in enumerate(items):
@@ -430,5 +428,4 @@ def draw_contact_sheet(items, path, *, columns=4, thumb=3.0):
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=80, format="png")
-    plt.close(fig)
     return path

@@ -42,10 +42,7 @@ def augmented_images(frame, config, *, seed=0):
 
 def draw_preview(images, titles, path, *, columns=None, thumb=2.2, suptitle=None):
     """Save images (float 0..255 or uint8) in a grid with one title each; return the path."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     from skin_cnn.atomic import atomic_path
 
@@ -54,7 +51,8 @@ def draw_preview(images, titles, path, *, columns=None, thumb=2.2, suptitle=None
         raise ValueError("no images to draw")
     columns = columns or int(np.ceil(np.sqrt(n)))
     rows = int(np.ceil(n / columns))
-    fig, axes = plt.subplots(rows, columns, figsize=(columns * thumb, rows * thumb + 0.4), squeeze=False)
+    fig = Figure(figsize=(columns * thumb, rows * thumb + 0.4))
+    axes = fig.subplots(rows, columns, squeeze=False)
     for ax in axes.ravel():
         ax.axis("off")
     for ax, image, title in zip(axes.ravel(), images, titles):
@@ -65,7 +63,6 @@ def draw_preview(images, titles, path, *, columns=None, thumb=2.2, suptitle=None
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=90, format="png")
-    plt.close(fig)
     return path
 
 

@@ -18,15 +18,13 @@ def plot_training_curves(history, path, title=None):
     path : path
         Output PNG.
     """
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     panels = [("loss", "loss")] + [(f"{t}_auc", t.replace("_", " ") + " AUC") for t in TASK_NAMES] + [("mean_auc", "mean AUC")]
     cols = 3
     rows = math.ceil(len(panels) / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.2 * rows), squeeze=False)
+    fig = Figure(figsize=(4.2 * cols, 3.2 * rows))
+    axes = fig.subplots(rows, cols, squeeze=False)
     epochs = history["epoch"] if "epoch" in history else range(1, len(history) + 1)
     best = None
     if "val_mean_auc" in history and len(history):
@@ -50,5 +48,4 @@ def plot_training_curves(history, path, title=None):
     fig.tight_layout()
     with atomic.atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=110, format="png")
-    plt.close(fig)
     return path

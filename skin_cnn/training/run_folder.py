@@ -140,7 +140,7 @@ def model_card(*, config, frame, val_aucs, best_epoch, epochs_run, skipped, test
         "- Only the five diseases are modelled: any other condition still receives an answer.",
         "- **Skin types.** Performance on darker skin (Fitzpatrick types IV–VI) is unknown unless the",
         "  data's Fitzpatrick column shows enough such images; public clinical atlases are dominated by",
-        "  light skin. Report metrics by skin type (`skin-cnn evaluate --by fitzpatrick_scale`) before",
+        "  light skin. Report metrics by skin type (`skin-cnn evaluate --by <skin-type column>`) before",
         "  drawing conclusions.",
         "- Near-duplicate photos of one patient across splits inflate results; split with",
         "  `--group-near-duplicates` when patient ids are missing.",
