@@ -207,7 +207,9 @@ def _clutter(canvas, rng, h, w):
             area = (slice(0, h), [slice(0, depth), slice(w - depth, w)][side - 2])
             shape = (h, depth)
         if kind == 0:  # clothing: a saturated colour with woven stripes
-            colour = np.array([(40, 60, 160), (30, 120, 60), (150, 30, 120), (60, 60, 60)][rng.integers(0, 4)], np.float32)
+            colour = np.array(
+                [(40, 60, 160), (30, 120, 60), (150, 30, 120), (60, 60, 60)][rng.integers(0, 4)], np.float32
+            )
             stripes = (np.add.outer(np.arange(shape[0]), np.arange(shape[1])) // 3 % 2).astype(np.float32)
             canvas[area] = colour * (0.8 + 0.25 * stripes[..., None])
         elif kind == 1:  # a plain coloured strip (a sheet, a towel)

@@ -135,12 +135,15 @@ def _parse_manifest(path, icd10_map=None):
         _problem(
             problems,
             "both_label_columns",
-            "both diagnosis and icd10 columns: diagnosis is used, icd10 fills empty diagnoses and is checked against it",
+            "both diagnosis and icd10 columns: diagnosis is used, icd10 fills empty diagnoses"
+            " and is checked against it",
             row=1,
         )
     has_patient = "patient_id" in names
     if not has_patient:
-        _problem(problems, "no_patient_column", "no patient_id column: every image is treated as its own patient", row=1)
+        _problem(
+            problems, "no_patient_column", "no patient_id column: every image is treated as its own patient", row=1
+        )
 
     # Columns after a duplicate keep pandas' style suffix so no data is lost.
     unique_names, counts = [], Counter()
@@ -165,7 +168,9 @@ def _parse_manifest(path, icd10_map=None):
         data.append(fields)
         rows.append(line)
 
-    frame = pd.DataFrame(data, columns=unique_names, dtype=str) if data else pd.DataFrame(columns=unique_names, dtype=str)
+    frame = (
+        pd.DataFrame(data, columns=unique_names, dtype=str) if data else pd.DataFrame(columns=unique_names, dtype=str)
+    )
     frame = frame.reset_index(drop=True)
     if any(p["severity"] == "error" and p["row"] == 1 for p in problems):
         return _Parsed(frame, rows, problems, has_patient)
@@ -401,7 +406,9 @@ class ValidationReport:
 
     def summary(self):
         """One line: rows, images ok, errors, warnings, counts by code."""
-        images = f"{self.n_images_ok} images ok" if self.images_checked else f"{self.n_images_ok} files exist (not decoded)"
+        images = (
+            f"{self.n_images_ok} images ok" if self.images_checked else f"{self.n_images_ok} files exist (not decoded)"
+        )
         codes = ", ".join(f"{code} {n}" for code, n in self.by_code.items())
         return (
             f"{self.manifest}: {self.n_rows} rows, {images}, {self.n_errors} errors, {self.n_warnings} warnings"
@@ -558,7 +565,14 @@ def validate_manifest(path, icd10_map=None, check_images=True, progress=True):
                 n_ok += 1
             want = expected.iat[i].strip().lower() if expected is not None else ""
             if want and want != digest:
-                _problem(problems, "checksum_mismatch", f"sha256 is {digest[:12]}…, manifest says {want[:12]}…", rows[i], image, i)
+                _problem(
+                    problems,
+                    "checksum_mismatch",
+                    f"sha256 is {digest[:12]}…, manifest says {want[:12]}…",
+                    rows[i],
+                    image,
+                    i,
+                )
             other = first_by_digest.get(digest)
             if other is None:
                 first_by_digest[digest] = i

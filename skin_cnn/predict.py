@@ -255,7 +255,9 @@ class Predictor:
             height, width = self.image_size
             model = self.model
             spec = tf.TensorSpec((None, height, width, 3), tf.float32, name="images")
-            self._forward = tf.function(lambda x: model(x, training=False), input_signature=[spec])
+            self._forward = tf.function(
+                lambda x: model(x, training=False), input_signature=[spec], autograph=False
+            )
         outputs = self._forward(tf.convert_to_tensor(batch, dtype=tf.float32))
         return {
             task: np.asarray(outputs[task]).reshape(-1).astype(np.float32) for task in self.tasks

@@ -20,7 +20,6 @@ groups within each diagnosis; the result is exactly reproducible for a seed.
 """
 from __future__ import annotations
 
-import os
 import warnings
 from collections import Counter
 from pathlib import Path
@@ -28,7 +27,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from skin_cnn import atomic
 from skin_cnn.diseases import DISEASES
 from skin_cnn.manifest import write_manifest
 
@@ -224,7 +222,9 @@ def _shuffle_split_groups(groups, counts, random_state):
             return pool, pool[:0]
         if n_out == len(pool):
             return pool[:0], pool
-        keep, out = next(GroupShuffleSplit(n_splits=1, test_size=int(n_out), random_state=state).split(pool, groups=pool))
+        keep, out = next(
+            GroupShuffleSplit(n_splits=1, test_size=int(n_out), random_state=state).split(pool, groups=pool)
+        )
         return pool[keep], pool[out]
 
     n_train, n_val, n_test = (int(c) for c in counts)
@@ -378,7 +378,10 @@ def split_table(frame):
 def _counts(frame):
     units = patient_units(frame)
     by_dx = {
-        dx: {"images": int((frame["diagnosis"] == dx).sum()), "patients": int(units[frame["diagnosis"] == dx].nunique())}
+        dx: {
+            "images": int((frame["diagnosis"] == dx).sum()),
+            "patients": int(units[frame["diagnosis"] == dx].nunique()),
+        }
         for dx in DISEASES
         if (frame["diagnosis"] == dx).any()
     }

@@ -273,7 +273,15 @@ def test_crop_command_writes_boxes_errors_manifest_copies_and_sheet(tmp_path):
     assert "1 unreadable" in result.output and "broken.jpg" in result.output
 
     boxes = pd.read_csv(out / "crop_boxes.csv")
-    assert list(boxes.columns) == ["image_path", "crop_left", "crop_top", "crop_right", "crop_bottom", "width", "height"]
+    assert list(boxes.columns) == [
+        "image_path",
+        "crop_left",
+        "crop_top",
+        "crop_right",
+        "crop_bottom",
+        "width",
+        "height",
+    ]
     for row in boxes.itertuples(index=False):
         box = (row.crop_left, row.crop_top, row.crop_right, row.crop_bottom)
         assert box == rects[str(Path(row.image_path).resolve())]

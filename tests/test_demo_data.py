@@ -14,7 +14,9 @@ from skin_cnn.split import patient_split
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
     folder = tmp_path_factory.mktemp("demo")
-    return generate_demo_dataset(folder, n_patients_per_disease=6, images_per_patient=(2, 3), image_size=(96, 128), seed=3)
+    return generate_demo_dataset(
+        folder, n_patients_per_disease=6, images_per_patient=(2, 3), image_size=(96, 128), seed=3
+    )
 
 
 def test_manifest_is_labelled_synthetic_everywhere(demo):
@@ -51,16 +53,24 @@ def test_demo_set_validates_and_splits_without_leakage(demo):
 
 
 def test_same_seed_same_files(tmp_path):
-    a = generate_demo_dataset(tmp_path / "a", n_patients_per_disease=1, images_per_patient=1, image_size=(48, 64), seed=7)
-    b = generate_demo_dataset(tmp_path / "b", n_patients_per_disease=1, images_per_patient=1, image_size=(48, 64), seed=7)
-    c = generate_demo_dataset(tmp_path / "c", n_patients_per_disease=1, images_per_patient=1, image_size=(48, 64), seed=8)
+    a = generate_demo_dataset(
+        tmp_path / "a", n_patients_per_disease=1, images_per_patient=1, image_size=(48, 64), seed=7
+    )
+    b = generate_demo_dataset(
+        tmp_path / "b", n_patients_per_disease=1, images_per_patient=1, image_size=(48, 64), seed=7
+    )
+    c = generate_demo_dataset(
+        tmp_path / "c", n_patients_per_disease=1, images_per_patient=1, image_size=(48, 64), seed=8
+    )
     names = pd.read_csv(a)["image_path"]
     assert all((a.parent / n).read_bytes() == (b.parent / n).read_bytes() for n in names)
     assert any((a.parent / n).read_bytes() != (c.parent / n).read_bytes() for n in names)
 
 
 def _signature(dx, tone=2):
-    images = np.stack([draw_image(dx, np.random.default_rng(s), (96, 128), skin_tone=tone) for s in range(4)]).astype(float)
+    images = np.stack(
+        [draw_image(dx, np.random.default_rng(s), (96, 128), skin_tone=tone) for s in range(4)]
+    ).astype(float)
     skin = np.asarray(SKIN_TONES[tone], float)
     r, g, b = images[..., 0], images[..., 1], images[..., 2]
     redness = (r - g) - (skin[0] - skin[1])

@@ -178,9 +178,14 @@ def test_missing_patient_column_warns_once(tmp_path):
 
 def test_ragged_rows_are_errors(tmp_path):
     report = validate_manifest(
-        _write(tmp_path, "image_path,patient_id,diagnosis\na.jpg,1\nb.jpg,2,acne,extra\n"), check_images=False, progress=False
+        _write(tmp_path, "image_path,patient_id,diagnosis\na.jpg,1\nb.jpg,2,acne,extra\n"),
+        check_images=False,
+        progress=False,
     )
-    assert sorted(zip(report.problems["row"], report.problems["code"]))[:2] == [(2, "bad_row"), (2, "missing_diagnosis")]
+    assert sorted(zip(report.problems["row"], report.problems["code"]))[:2] == [
+        (2, "bad_row"),
+        (2, "missing_diagnosis"),
+    ]
     assert (3, "bad_row") in set(zip(report.problems["row"], report.problems["code"]))
 
 

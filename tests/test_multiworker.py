@@ -46,7 +46,9 @@ def test_two_workers_train_in_step_and_only_the_chief_writes_the_run_folder(tmp_
     outputs = [p.communicate(timeout=240)[0] for p in procs]
     for p, text in zip(procs, outputs):
         assert p.returncode == 0, text[-3000:]
-    run_dirs = [next(line.split(" ", 1)[1] for line in text.splitlines() if line.startswith("RUN_DIR")) for text in outputs]
+    run_dirs = [
+        next(line.split(" ", 1)[1] for line in text.splitlines() if line.startswith("RUN_DIR")) for text in outputs
+    ]
     assert run_dirs[0] == str(out) and run_dirs[1] != str(out)  # worker 0 is the chief
     with np.load(tmp_path / "w0.npz") as a, np.load(tmp_path / "w1.npz") as b:
         assert len(a.files) == len(b.files) > 0

@@ -56,6 +56,8 @@ def test_a_run_killed_mid_epoch_resumes_to_the_same_weights_and_history(tmp_path
     for name in ("last.keras", "best.keras"):
         for a, b in zip(_weights(killed / name), _weights(reference / name)):
             np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
-    resumed, uninterrupted = (pd.read_csv(run / "history.csv").drop(columns="epoch_time_s") for run in (killed, reference))
+    resumed, uninterrupted = (
+        pd.read_csv(run / "history.csv").drop(columns="epoch_time_s") for run in (killed, reference)
+    )
     assert resumed["epoch"].tolist() == uninterrupted["epoch"].tolist()  # no epoch twice, none missing
     np.testing.assert_allclose(resumed.to_numpy(float), uninterrupted.to_numpy(float), rtol=1e-5, atol=1e-6)

@@ -191,7 +191,14 @@ def test_write_and_load_split_round_trip(tmp_path):
     rows = []
     for i in range(9):
         bf.valid_jpeg(folder / "img" / f"{i}.jpg")
-        rows.append({"image_path": str(folder / "img" / f"{i}.jpg"), "patient_id": f"p{i // 2}", "diagnosis": "eczema", "site": f"s{i}"})
+        rows.append(
+            {
+                "image_path": str(folder / "img" / f"{i}.jpg"),
+                "patient_id": f"p{i // 2}",
+                "diagnosis": "eczema",
+                "site": f"s{i}",
+            }
+        )
     rows.append({"image_path": str(outside), "patient_id": "", "diagnosis": "acne", "site": "x"})
     out = _split_quiet(pd.DataFrame(rows))
     path = write_split(out, folder / "split.csv")

@@ -81,6 +81,8 @@ def source_rows(folder, column):
         for v, lo, hi in zip(df["value"], df["ci_low"], df["ci_high"])
     ]
     df["AUC"] = df["AUC"] + " n=" + df["n_images"].astype(str)
+    # Short source names: the text before the first " (" or ",".
+    df[column] = df[column].astype(str).str.split(r" \(|,", regex=True).str[0]
     return df.pivot_table(index=["task", "model"], columns=column, values="AUC", aggfunc="first").reset_index()
 
 

@@ -30,7 +30,8 @@ def _copy_destination(image_path, base, folder, index):
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64),
               help="Processes computing boxes (about 5 ms per photo each).")
 @seed_option
-@click.option("--icd10-map", type=click.Path(dir_okay=False), default=None, help="ICD-10 → category CSV for an icd10 column.")
+@click.option("--icd10-map", type=click.Path(dir_okay=False), default=None,
+              help="ICD-10 → category CSV for an icd10 column.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def command(manifest, out, copies, sample, workers, seed, icd10_map, quiet):
     """Compute the study's hue-clustering crop box of every image in MANIFEST (or a split CSV).

@@ -11,11 +11,16 @@ def command():
 
 @command.command(name="check", short_help="Validate every row; exit status 1 on errors.")
 @click.argument("manifest", type=click.Path(dir_okay=False))
-@click.option("--icd10-map", type=click.Path(dir_okay=False), default=None, help="ICD-10 → category CSV (code, category) for an icd10 column.")
-@click.option("-o", "--out", "out_dir", type=click.Path(file_okay=False), default=None, help="Folder for manifest_report.csv and manifest_report.json.")
-@click.option("--report", "report_path", type=click.Path(dir_okay=False), default=None, help="Report file (.csv); the JSON goes beside it.")
-@click.option("--images/--no-images", "check_images", default=True, show_default=True, help="Decode and hash every image (off: only check that files exist).")
-@click.option("--max-lines", default=40, show_default=True, type=int, help="Problem lines shown on screen; the report file has all.")
+@click.option("--icd10-map", type=click.Path(dir_okay=False), default=None,
+              help="ICD-10 → category CSV (code, category) for an icd10 column.")
+@click.option("-o", "--out", "out_dir", type=click.Path(file_okay=False), default=None,
+              help="Folder for manifest_report.csv and manifest_report.json.")
+@click.option("--report", "report_path", type=click.Path(dir_okay=False), default=None,
+              help="Report file (.csv); the JSON goes beside it.")
+@click.option("--images/--no-images", "check_images", default=True, show_default=True,
+              help="Decode and hash every image (off: only check that files exist).")
+@click.option("--max-lines", default=40, show_default=True, type=int,
+              help="Problem lines shown on screen; the report file has all.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def check(manifest, icd10_map, out_dir, report_path, check_images, max_lines, quiet):
     """Validate MANIFEST: files exist and decode, labels are known, no duplicates or conflicts.

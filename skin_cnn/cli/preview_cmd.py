@@ -13,12 +13,14 @@ from skin_cnn.cli.options import out_option, seed_option
 @out_option
 @click.option("--n", "n", default=16, show_default=True, type=click.IntRange(1, 256), help="Images in the grid.")
 @seed_option
-@click.option("--image-size", default=250, show_default=True, type=click.IntRange(8, 2048), help="Model input size (square).")
+@click.option("--image-size", default=250, show_default=True, type=click.IntRange(8, 2048),
+              help="Model input size (square).")
 @click.option("--crop", type=click.Choice(["auto", "boxes", "hue", "none"]), default="auto", show_default=True,
               help="auto: use crop_* columns when the CSV has them; hue: compute boxes on the fly.")
 @click.option("--resize", type=click.Choice(["stretch", "pad"]), default="stretch", show_default=True)
 @click.option("--augment/--no-augment", default=True, show_default=True, help="Apply the training augmentation.")
-@click.option("--icd10-map", type=click.Path(dir_okay=False), default=None, help="ICD-10 → category CSV for an icd10 column.")
+@click.option("--icd10-map", type=click.Path(dir_okay=False), default=None,
+              help="ICD-10 → category CSV for an icd10 column.")
 def command(split, out, n, seed, image_size, crop, resize, augment, icd10_map):
     """Draw N training images of SPLIT (a split or manifest CSV) as the network sees them.
 

@@ -10,12 +10,17 @@ from skin_cnn.cli.options import seed_option
 
 @click.command(name="split")
 @click.argument("manifest", type=click.Path(dir_okay=False))
-@click.option("-o", "--out", "out", required=True, type=click.Path(), help="Split CSV to write (a folder gets split.csv).")
+@click.option("-o", "--out", "out", required=True, type=click.Path(),
+              help="Split CSV to write (a folder gets split.csv).")
 @seed_option
-@click.option("--fractions", nargs=3, type=float, default=(0.8, 0.1, 0.1), show_default=True, help="Train, val and test share of patients.")
-@click.option("--group-near-duplicates/--no-group-near-duplicates", default=False, show_default=True, help="Keep perceptually near-identical images in one split.")
-@click.option("--hash-distance", default=None, type=click.IntRange(0, 64), help="Largest pHash/dHash distance (bits) of a near-duplicate pair [default: 12].")
-@click.option("--icd10-map", type=click.Path(dir_okay=False), default=None, help="ICD-10 → category CSV for an icd10 column.")
+@click.option("--fractions", nargs=3, type=float, default=(0.8, 0.1, 0.1), show_default=True,
+              help="Train, val and test share of patients.")
+@click.option("--group-near-duplicates/--no-group-near-duplicates", default=False, show_default=True,
+              help="Keep perceptually near-identical images in one split.")
+@click.option("--hash-distance", default=None, type=click.IntRange(0, 64),
+              help="Largest pHash/dHash distance (bits) of a near-duplicate pair [default: 12].")
+@click.option("--icd10-map", type=click.Path(dir_okay=False), default=None,
+              help="ICD-10 → category CSV for an icd10 column.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def command(manifest, out, seed, fractions, group_near_duplicates, hash_distance, icd10_map, quiet):
     """Split MANIFEST 80/10/10 by patient, stratified by diagnosis.

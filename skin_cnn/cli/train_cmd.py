@@ -64,8 +64,10 @@ def user_settings(ctx, params):
               help="Shared feature-cache folder (default: RUN/feature_cache).")
 @click.option("--strategy", type=click.Choice(STRATEGIES), default=D.strategy,
               help="tf.distribute strategy; multi-worker reads TF_CONFIG (docs/distributed.md).")
-@click.option("--evaluate/--no-evaluate", default=D.evaluate, help="Evaluate the best model on the test split afterwards.")
-@click.option("--tensorboard/--no-tensorboard", default=D.tensorboard, help="Write TensorBoard logs to RUN/tensorboard.")
+@click.option("--evaluate/--no-evaluate", default=D.evaluate,
+              help="Evaluate the best model on the test split afterwards.")
+@click.option("--tensorboard/--no-tensorboard", default=D.tensorboard,
+              help="Write TensorBoard logs to RUN/tensorboard.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 @click.pass_context
 def command(ctx, split_csv, out, resume_dir, config_file, quiet, **params):

@@ -53,6 +53,21 @@ def task_aucs(probabilities, labels, masks, tasks=TASK_NAMES):
     return out
 
 
+def task_losses(probabilities, labels, masks, tasks=TASK_NAMES, eps=1e-7):
+    """Binary cross-entropy per task, averaged over the images that belong to it (NaN if none).
+
+    The same quantity the masked training loss sums over tasks (``compile_model``'s default
+    ``mean_with_sample_weight`` reduction), so training and validation curves are comparable.
+    """
+    out = {}
+    for task in tasks:
+        keep = np.asarray(masks[task]).reshape(-1) > 0
+        y = np.asarray(labels[task], dtype=float).reshape(-1)[keep]
+        p = np.clip(np.asarray(probabilities[task], dtype=float).reshape(-1)[keep], eps, 1 - eps)
+        out[task] = float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p))) if keep.any() else float("nan")
+    return out
+
+
 def mean_auc(aucs):
     """Mean of the defined task AUCs; 0.5 (chance) when no task has both classes."""
     values = [v for v in aucs.values() if not math.isnan(v)]
@@ -101,7 +116,15 @@ class TaskAUC(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         logs = logs if logs is not None else {}
         x, labels, masks = self.val
-        aucs = task_aucs(predict_batches(self.model, x, self.batch_size), labels, masks)
+        probabilities = predict_batches(self.model, x, self.batch_size)
+        aucs = task_aucs(probabilities, labels, masks)
+        losses = task_losses(probabilities, labels, masks)
+        for task, value in losses.items():
+            logs[f"val_{task}_loss"] = value
+        defined = [v for v in losses.values() if not math.isnan(v)]
+        if defined:
+            regularisation = sum(float(keras.ops.convert_to_numpy(v)) for v in self.model.losses)
+            logs["val_loss"] = float(np.sum(defined)) + regularisation
         if all(math.isnan(v) for v in aucs.values()) and not self._warned and self.echo:
             self.echo("warning: no task has both classes in the validation split; "
                       "val_mean_auc is set to 0.5 and the best epoch cannot be chosen by it")

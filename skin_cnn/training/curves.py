@@ -20,7 +20,11 @@ def plot_training_curves(history, path, title=None):
     """
     from matplotlib.figure import Figure
 
-    panels = [("loss", "loss")] + [(f"{t}_auc", t.replace("_", " ") + " AUC") for t in TASK_NAMES] + [("mean_auc", "mean AUC")]
+    panels = (
+        [("loss", "loss")]
+        + [(f"{t}_auc", t.replace("_", " ") + " AUC") for t in TASK_NAMES]
+        + [("mean_auc", "mean AUC")]
+    )
     cols = 3
     rows = math.ceil(len(panels) / cols)
     fig = Figure(figsize=(4.2 * cols, 3.2 * rows))

@@ -63,7 +63,9 @@ def write_skipped(path, skipped):
 
 def data_counts(frame):
     """Images per split and disease, and patients per split (a table for the model card)."""
-    table = pd.crosstab(frame["diagnosis"], frame["split"]).reindex(index=list(DISEASES), columns=list(SPLITS), fill_value=0)
+    table = pd.crosstab(frame["diagnosis"], frame["split"]).reindex(
+        index=list(DISEASES), columns=list(SPLITS), fill_value=0
+    )
     patients = {}
     for split in SPLITS:
         part = frame[frame["split"] == split]
@@ -116,7 +118,12 @@ def model_card(*, config, frame, val_aucs, best_epoch, epochs_run, skipped, test
         lines.append(f"| {disease} | " + " | ".join(str(int(row[s])) for s in SPLITS) + " |")
     lines.append("| **total** | " + " | ".join(str(int(table[s].sum())) for s in SPLITS) + " |")
     if any(v is not None for v in patients.values()):
-        lines += ["", "Patients: " + ", ".join(f"{s} {patients[s] if patients[s] is not None else 'unknown'}" for s in SPLITS) + "."]
+        lines += [
+            "",
+            "Patients: "
+            + ", ".join(f"{s} {patients[s] if patients[s] is not None else 'unknown'}" for s in SPLITS)
+            + ".",
+        ]
     lines += ["", f"Images that could not be read and were left out: {len(skipped)} (see `skipped_images.csv`).", ""]
     lines += ["## Metrics", "", "| task | validation AUC |" + (" test AUC |" if test_metrics else ""),
               "|---|---|" + ("---|" if test_metrics else "")]
