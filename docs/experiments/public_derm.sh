@@ -29,7 +29,7 @@ skin-cnn manifest check "$DATA/manifest.csv" -o "$OUT/manifest_check"
 NOAUG="--zoom 0 --rotation 0 --translation 0 --no-flip --cache-views 0"
 run() {  # run NAME [train flags...]: train, evaluate on test (pooled and per image source)
   local name=$1; shift
-  if [ ! -f "$OUT/$name/best.keras" ]; then
+  if [ ! -f "$OUT/$name/last.keras" ]; then  # last.keras is written when training ends
     if [ -f "$OUT/$name/config.json" ]; then
       skin-cnn train --resume "$OUT/$name" --quiet
     else
@@ -61,5 +61,5 @@ done
 
 # 5. One table of everything, beside the study's; paired DeLong tests between all models
 python docs/experiments/summarise.py "$OUT" -o "$OUT/summary.md" --by "$BY"
-skin-cnn compare "$OUT"/*/eval_test/predictions_test.csv -o "$OUT/compare"
+skin-cnn compare $(dirname $(dirname $(ls "$OUT"/*/eval_test/predictions_test.csv))) -o "$OUT/compare"
 echo "summary: $OUT/summary.md and $OUT/compare/compare.md"
