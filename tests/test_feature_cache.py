@@ -80,3 +80,40 @@ def test_each_epoch_draws_one_stored_view_per_image_from_seed_and_epoch():
     assert not epoch_views(0, 3, 10, 1).any()
     counts = pd.Series(views).value_counts(normalize=True)
     assert counts.between(0.28, 0.39).all()
+
+
+@pytest.mark.parametrize("balanced", [False, True])
+def test_in_memory_batches_are_the_stored_views_drawn_for_each_epoch(balanced):
+    from skin_cnn.diseases import TASK_NAMES
+    from skin_cnn.training.feature_cache import epoch_views
+    from skin_cnn.training.trainer import epoch_order, steps_for, training_dataset
+
+    class Config:  # the settings training_dataset reads
+        seed, epochs, batch_size = 5, 4, 4
+
+    n_views, n = 3, 10
+    # Feature value encodes (view, image), so every gathered row can be decoded by hand.
+    features = (np.arange(n_views)[:, None, None] * 100 + np.arange(n)[None, :, None]
+                + np.zeros((1, 1, 2))).astype("float32")
+    labels = {t: (np.arange(n) % 2).astype("float32") for t in TASK_NAMES}
+    masks = {t: (np.arange(n) % 3 > 0).astype("float32") for t in TASK_NAMES}
+    groups = np.array(["a"] * 7 + ["b"] * 3) if balanced else None
+    steps = steps_for(Config, n, groups)
+    assert steps == (4 if balanced else 3)  # 14 (two diseases × 7) or 10 images in batches of 4
+    for limit in (1 << 30, 0):  # in-memory tf.data path, and the generator path for large caches
+        batches = list(training_dataset(features, labels, masks, config=Config, initial_epoch=1, steps_per_epoch=steps,
+                                        groups=groups, views=True, in_memory_limit=limit))
+        assert len(batches) == (Config.epochs - 1) * steps
+        for epoch in range(1, Config.epochs):
+            order = epoch_order(Config.seed, epoch, n, groups)
+            view_of_image = epoch_views(Config.seed, epoch, n, n_views)
+            got = np.concatenate([np.asarray(b[0]) for b in batches[(epoch - 1) * steps:epoch * steps]])
+            np.testing.assert_array_equal(got[:, 0] // 100, view_of_image[order])
+            np.testing.assert_array_equal(got[:, 0] % 100, order)
+            last = batches[epoch * steps - 1]
+            assert len(np.asarray(last[0])) == len(order) - 4 * (steps - 1)  # partial last batch, per epoch
+        x, y, w = batches[0]
+        images = np.asarray(x)[:, 0].astype(int) % 100
+        for t in TASK_NAMES:
+            np.testing.assert_array_equal(np.asarray(y[t]).reshape(-1), images % 2)
+            np.testing.assert_array_equal(np.asarray(w[t]), (images % 3 > 0).astype("float32"))

@@ -162,3 +162,39 @@ def test_epoch_order_depends_only_on_seed_and_epoch():
     counts = pd.Series(groups[balanced]).value_counts()
     assert counts["a"] == counts["b"] == 6
     assert set(np.flatnonzero(groups == "b")) <= set(balanced.tolist())
+
+
+@pytest.mark.parametrize("defer_best", [False, True])
+def test_best_keras_holds_the_best_epoch_and_last_keras_the_final_one(tmp_path, defer_best):
+    import keras
+
+    from skin_cnn.training.callbacks import AtomicCheckpoint, TrainingState, restore_state
+
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    model.compile(optimizer="sgd", loss="mse")
+    checkpoint = AtomicCheckpoint(model, tmp_path, defer_best=defer_best)
+    state = TrainingState(tmp_path / "backup" / "state.npz", tracked={"checkpoint": checkpoint})
+    for cb in (checkpoint, state):
+        cb.set_model(model)
+    scores = [0.6, 0.9, 0.7]  # the second epoch is the best
+    weights_of_epoch = []
+    for epoch, score in enumerate(scores):
+        model.set_weights([np.full_like(w, epoch + 1) for w in model.get_weights()])
+        weights_of_epoch.append(model.get_weights())
+        for cb in (checkpoint, state):
+            cb.on_epoch_end(epoch, {"val_mean_auc": score})
+    assert (tmp_path / "best.keras").is_file() != defer_best  # deferred: nothing written mid-run
+    # A run resumed from the saved state still knows the best weights.
+    fresh = AtomicCheckpoint(model, tmp_path, defer_best=defer_best)
+    resumed = TrainingState(tmp_path / "backup" / "state.npz", tracked={"checkpoint": fresh},
+                            restore=restore_state(tmp_path / "backup" / "state.npz", model))
+    resumed.on_train_begin()
+    assert fresh.best_epoch == 2
+    fresh.set_model(model)
+    fresh.on_train_end()
+    for name, expected in (("best.keras", weights_of_epoch[1]), ("last.keras", weights_of_epoch[2])):
+        saved = keras.models.load_model(tmp_path / name, compile=False).get_weights()
+        for a, b in zip(saved, expected):
+            np.testing.assert_array_equal(a, b)
+    for a, b in zip(model.get_weights(), weights_of_epoch[2]):  # the model itself keeps its final weights
+        np.testing.assert_array_equal(a, b)

@@ -5,8 +5,9 @@ share one ``logs`` dict at the end of every epoch:
 
 1. :class:`TaskAUC` adds the exact ``val_<task>_auc`` and ``val_mean_auc`` to ``logs``;
 2. ``EarlyStopping`` and ``ReduceLROnPlateau`` watch ``val_mean_auc``;
-3. :class:`AtomicCheckpoint` writes ``best.keras`` on a better ``val_mean_auc`` and ``last.keras``
-   at the end (temporary name, then ``os.replace``: a killed run never leaves half a model);
+3. :class:`AtomicCheckpoint` writes ``best.keras`` on a better ``val_mean_auc`` (on cached
+   features: keeps that epoch's weights and writes it at the end) and ``last.keras`` at the end
+   (temporary name, then ``os.replace``: a killed run never leaves half a model);
 4. :class:`HistoryCSV` rewrites ``history.csv``;
 5. :class:`TrainingState` stores everything a resumed run needs: weights, optimizer variables
    (moments, iteration count, learning rate), the epoch, and the counters of the callbacks above.
@@ -74,21 +75,38 @@ def mean_auc(aucs):
     return float(np.mean(values)) if values else 0.5
 
 
-def predict_batches(model, x, batch_size=64, transform=None):
+def predict_batches(model, x, batch_size=64, transform=None, call=None):
     """Run ``model`` on ``x`` in batches, locally and without tf.distribute, as NumPy arrays.
 
     Calling the model directly (not ``model.predict``) keeps the computation on this process:
     under MultiWorkerMirroredStrategy every worker holds the same weights, and a collective
     ``predict`` inside a callback would make the workers wait on each other.
+
+    Parameters
+    ----------
+    call : callable, optional
+        ``call(batch) -> outputs`` used instead of ``model(batch, training=False)``, e.g. a
+        traced :func:`inference_function` when the same model is run after every epoch.
     """
     outputs = {task: [] for task in TASK_NAMES}
     for start in range(0, len(x), batch_size):
         batch = np.asarray(x[start:start + batch_size])
         batch = batch.astype("float32") if transform is None else transform(batch)
-        pred = model(batch, training=False)
+        pred = model(batch, training=False) if call is None else call(batch)
         for task in TASK_NAMES:
             outputs[task].append(np.asarray(keras.ops.convert_to_numpy(pred[task])).reshape(-1))
     return {task: np.concatenate(v) if v else np.zeros(0) for task, v in outputs.items()}
+
+
+def inference_function(model):
+    """``model(batch, training=False)`` traced once by ``tf.function`` (any batch size).
+
+    An eager call of a Keras model runs layer by layer from Python; after every epoch on cached
+    features that costs more than the epoch itself.
+    """
+    import tensorflow as tf
+
+    return tf.function(lambda batch: model(batch, training=False), reduce_retracing=True)
 
 
 class TaskAUC(keras.callbacks.Callback):
@@ -112,11 +130,14 @@ class TaskAUC(keras.callbacks.Callback):
         self.batch_size = batch_size
         self.echo = echo
         self._warned = False
+        self._traced = (None, None)
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs if logs is not None else {}
         x, labels, masks = self.val
-        probabilities = predict_batches(self.model, x, self.batch_size)
+        if self._traced[0] is not self.model:
+            self._traced = (self.model, inference_function(self.model))
+        probabilities = predict_batches(self.model, x, self.batch_size, call=self._traced[1])
         aucs = task_aucs(probabilities, labels, masks)
         losses = task_losses(probabilities, labels, masks)
         for task, value in losses.items():
@@ -145,7 +166,7 @@ def save_model_atomic(model, path):
 
 
 class AtomicCheckpoint(keras.callbacks.Callback):
-    """Write ``best.keras`` whenever ``monitor`` improves and ``last.keras`` when training ends.
+    """Write ``best.keras`` for the best ``monitor`` value and ``last.keras`` when training ends.
 
     Parameters
     ----------
@@ -153,32 +174,48 @@ class AtomicCheckpoint(keras.callbacks.Callback):
         The full image-in model. With the feature cache the model being trained is the head,
         which shares its layers with this one, so saving this one always gives a model that
         takes images.
+    defer_best : bool
+        False: write ``best.keras`` at every improvement. True: keep the trained model's weights
+        of the best epoch in memory (and in the resume state, see :class:`TrainingState`) and
+        write ``best.keras`` once, when training ends. Saving a full VGG-16 (~60 MB) takes longer
+        than a whole epoch on cached features, so the feature-cache path defers it.
     """
 
-    def __init__(self, model_to_save, run_dir, monitor="val_mean_auc", enabled=True):
+    def __init__(self, model_to_save, run_dir, monitor="val_mean_auc", enabled=True, defer_best=False):
         super().__init__()
         self.model_to_save = model_to_save
         self.run_dir = Path(run_dir)
         self.monitor = monitor
         self.enabled = enabled
+        self.defer_best = defer_best
         self.best = -math.inf
         self.best_epoch = 0
+        self.best_weights = None
 
     def on_epoch_end(self, epoch, logs=None):
         score = float((logs or {}).get(self.monitor, math.nan))
         improved = not math.isnan(score) and score > self.best
-        if improved:
-            self.best, self.best_epoch = score, epoch + 1
-        if not self.enabled:
+        if not improved:
             return
-        if improved:
+        self.best, self.best_epoch = score, epoch + 1
+        if self.defer_best:
+            self.best_weights = [np.array(w, copy=True) for w in self.model.get_weights()]
+        elif self.enabled:
             save_model_atomic(self.model_to_save, self.run_dir / "best.keras")
 
     def on_train_end(self, logs=None):
         # Resuming needs only backup/state.npz, so the full model is written once at the end
         # instead of every epoch (a VGG-16 is ~60 MB).
-        if self.enabled:
-            save_model_atomic(self.model_to_save, self.run_dir / "last.keras")
+        if not self.enabled:
+            return
+        save_model_atomic(self.model_to_save, self.run_dir / "last.keras")
+        if self.defer_best and self.best_weights is not None:
+            last = self.model.get_weights()
+            self.model.set_weights(self.best_weights)
+            try:
+                save_model_atomic(self.model_to_save, self.run_dir / "best.keras")
+            finally:
+                self.model.set_weights(last)
 
     def get_state(self):
         return {"best": self.best, "best_epoch": self.best_epoch}
@@ -186,12 +223,20 @@ class AtomicCheckpoint(keras.callbacks.Callback):
     def set_state(self, state):
         self.best, self.best_epoch = float(state["best"]), int(state["best_epoch"])
 
+    def get_arrays(self):
+        """The deferred best weights, which a resumed run needs to write ``best.keras``."""
+        return list(self.best_weights) if self.best_weights is not None else []
+
+    def set_arrays(self, arrays):
+        self.best_weights = [np.asarray(a) for a in arrays] if arrays else None
+
 
 class HistoryCSV(keras.callbacks.Callback):
     """Rewrite ``history.csv`` (one row per completed epoch, 1-based) after every epoch.
 
-    Besides Keras' logs each row holds the learning rate and ``epoch_time_s`` (wall time of the
-    epoch including the validation AUC).
+    Besides Keras' logs each row holds the learning rate and ``epoch_time_s``: the wall time
+    from the previous row (or the start of training) to this one, so it covers the whole cycle
+    of an epoch, every callback of the previous epoch's end included.
 
     On resume the rows of the epochs already completed are kept and the replayed epochs
     replace anything written after the last saved state, so the file never holds an epoch twice.
@@ -212,13 +257,15 @@ class HistoryCSV(keras.callbacks.Callback):
         frame = pd.read_csv(path)
         return frame[frame["epoch"] <= up_to_epoch].to_dict("records")
 
-    def on_epoch_begin(self, epoch, logs=None):
-        self._started = time.perf_counter()
+    def on_train_begin(self, logs=None):
+        self._last = time.perf_counter()
 
     def on_epoch_end(self, epoch, logs=None):
         row = {"epoch": epoch + 1}
-        if getattr(self, "_started", None) is not None:
-            row["epoch_time_s"] = time.perf_counter() - self._started
+        now = time.perf_counter()
+        if getattr(self, "_last", None) is not None:
+            row["epoch_time_s"] = now - self._last
+        self._last = now
         try:
             row["learning_rate"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
         except (AttributeError, TypeError, ValueError):
@@ -285,6 +332,12 @@ class TrainingState(keras.callbacks.Callback):
             for name, state in self._restore.get("callbacks", {}).items():
                 if name in self.tracked:
                     set_callback_state(self.tracked[name], state)
+            for name, arrays in self._restore.get("arrays", {}).items():
+                if name in self.tracked and hasattr(self.tracked[name], "set_arrays"):
+                    self.tracked[name].set_arrays(arrays)
+
+    def _arrays(self):
+        return {name: cb.get_arrays() for name, cb in self.tracked.items() if hasattr(cb, "get_arrays")}
 
     def on_epoch_end(self, epoch, logs=None):
         meta = {
@@ -293,22 +346,30 @@ class TrainingState(keras.callbacks.Callback):
             "callbacks": {name: callback_state(cb) for name, cb in self.tracked.items()},
         }
         if self.enabled:
-            save_state(self.path, self.model, meta)
+            save_state(self.path, self.model, meta, extra=self._arrays())
 
     def on_train_end(self, logs=None):
         if self.enabled and self.path.is_file():
             state = load_state_meta(self.path)
             state["finished"] = True
-            save_state(self.path, self.model, state)
+            save_state(self.path, self.model, state, extra=self._arrays())
 
 
-def save_state(path, model, meta):
-    """Write weights, optimizer variables and ``meta`` (JSON) into one ``.npz``, atomically."""
+def save_state(path, model, meta, extra=None):
+    """Write weights, optimizer variables and ``meta`` (JSON) into one ``.npz``, atomically.
+
+    ``extra`` maps names to lists of arrays (e.g. the checkpoint's deferred best weights);
+    :func:`restore_state` returns them as ``meta["arrays"]``.
+    """
     arrays = {f"w{i}": np.asarray(w) for i, w in enumerate(model.get_weights())}
     optimizer = getattr(model, "optimizer", None)
     if optimizer is not None and optimizer.built:
         for i, v in enumerate(optimizer.variables):
             arrays[f"o{i}"] = np.asarray(keras.ops.convert_to_numpy(v.value))
+    meta = dict(meta, extra_arrays={name: len(values) for name, values in (extra or {}).items()})
+    for name, values in (extra or {}).items():
+        for i, value in enumerate(values):
+            arrays[f"x{i}_{name}"] = np.asarray(value)
     arrays["meta"] = np.array(json.dumps(meta))
     with atomic.atomic_path(path) as tmp:
         with open(tmp, "wb") as fh:
@@ -328,6 +389,8 @@ def restore_state(path, model, strategy=None):
         meta = json.loads(str(data["meta"]))
         weights = [data[f"w{i}"] for i in range(sum(k.startswith("w") for k in data.files))]
         opt_values = [data[f"o{i}"] for i in range(sum(k.startswith("o") for k in data.files))]
+        meta["arrays"] = {name: [data[f"x{i}_{name}"] for i in range(count)]
+                          for name, count in meta.pop("extra_arrays", {}).items()}
     model.set_weights(weights)
     if opt_values:
         scope = strategy.scope() if strategy is not None else contextlib.nullcontext()

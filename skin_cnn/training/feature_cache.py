@@ -9,7 +9,9 @@ them. Every epoch draws one stored view per training image, as a function of (se
 
 On a 2-core CPU this turns VGG-16P training from ~3 images/s into thousands of images/s after
 the one-off extraction. The price: augmentation is limited to the ``K`` stored views instead of a
-fresh random view every epoch.
+fresh random view every epoch. Training reads the stored features into memory when they fit
+(:func:`skin_cnn.training.trainer.cached_feature_dataset`) and streams them from the memory map
+otherwise.
 
 A cache is identified by a hash of everything its contents depend on (:func:`cache_key`): the
 images (path, size, modification time, crop box), the preprocessing, the frozen layers' weights,

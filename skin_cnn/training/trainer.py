@@ -251,13 +251,22 @@ def targets(frame, positions):
             {t: np.asarray(masks[t], dtype="float32") for t in TASK_NAMES})
 
 
+# Cached features up to this size are gathered inside TensorFlow; larger ones (e.g. the
+# block outputs cached with ``fine_tune_blocks``) stream from their memory map.
+IN_MEMORY_FEATURES_BYTES = 1 << 30
+
+
 def training_dataset(x, labels, masks, *, config, initial_epoch, steps_per_epoch, groups=None,
-                     augmenter=None, views=None):
+                     augmenter=None, views=None, in_memory_limit=IN_MEMORY_FEATURES_BYTES):
     """The batches of epochs ``initial_epoch .. config.epochs - 1`` as one tf.data stream.
 
     ``x`` holds images (n, H, W, 3), or cached features with a leading view axis
-    (1 + K, n, ...) when ``views`` is True.
+    (1 + K, n, ...) when ``views`` is True. Cached features that fit in ``in_memory_limit``
+    bytes go through :func:`cached_feature_dataset`; everything else through a generator.
     """
+    if views and x.nbytes <= in_memory_limit:
+        return cached_feature_dataset(x, labels, masks, config=config, initial_epoch=initial_epoch,
+                                      steps_per_epoch=steps_per_epoch, groups=groups)
     import tensorflow as tf
 
     from skin_cnn.training.feature_cache import epoch_views
@@ -288,6 +297,50 @@ def training_dataset(x, labels, masks, *, config, initial_epoch, steps_per_epoch
         {t: tf.TensorSpec((None,), tf.float32) for t in TASK_NAMES},
     )
     dataset = tf.data.Dataset.from_generator(generate, output_signature=signature).prefetch(2)
+    return _with_training_options(dataset)
+
+
+def cached_feature_dataset(features, labels, masks, *, config, initial_epoch, steps_per_epoch, groups=None):
+    """Batches of cached features, gathered by TensorFlow from in-memory tensors.
+
+    The same batches as the generator of :func:`training_dataset`: the image order and the
+    stored view of every image are still drawn in NumPy from (seed, epoch), for all remaining
+    epochs up front (a few integers per image and epoch), and tf.data only gathers rows. With no
+    Python call per batch, an epoch on cached features costs little more than the head's
+    arithmetic, which is the point of the cache.
+    """
+    import tensorflow as tf
+
+    from skin_cnn.training.feature_cache import epoch_views
+
+    n_views, n = int(features.shape[0]), int(features.shape[1])
+    epochs = range(initial_epoch, config.epochs)
+    orders = np.stack([epoch_order(config.seed, e, n, groups) for e in epochs]).astype(np.int64)
+    chosen = np.stack([epoch_views(config.seed, e, n, n_views)[order] for e, order in zip(epochs, orders)])
+    bs = int(config.batch_size)
+    if math.ceil(orders.shape[1] / bs) != steps_per_epoch:
+        raise ValueError(f"{steps_per_epoch} steps per epoch do not cover {orders.shape[1]} images "
+                         f"in batches of {bs}")
+    table = tf.constant(np.asarray(features, dtype="float32"))
+    label_table = {t: tf.constant(np.asarray(labels[t], dtype="float32")) for t in TASK_NAMES}
+    mask_table = {t: tf.constant(np.asarray(masks[t], dtype="float32")) for t in TASK_NAMES}
+
+    def epoch_batches(order, view):
+        return tf.data.Dataset.from_tensor_slices((order, view)).batch(bs)
+
+    def gather(order, view):
+        x = tf.gather_nd(table, tf.stack([view, order], axis=1))
+        return (x, {t: tf.reshape(tf.gather(label_table[t], order), (-1, 1)) for t in TASK_NAMES},
+                {t: tf.gather(mask_table[t], order) for t in TASK_NAMES})
+
+    dataset = tf.data.Dataset.from_tensor_slices((orders, chosen.astype(np.int64)))
+    dataset = dataset.flat_map(epoch_batches).map(gather).prefetch(2)
+    return _with_training_options(dataset)
+
+
+def _with_training_options(dataset):
+    import tensorflow as tf
+
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
     options.deterministic = True
@@ -439,7 +492,11 @@ def train(config, *, resume=False, progress=True, echo=print, synthetic=False):
         steps = steps_for(config, len(positions["train"]), groups)
 
         with info.strategy.scope():
-            compile_model(train_model, optimizer=config.optimizer, learning_rate=config.learning_rate)
+            # On cached features a step is tiny next to a Python round trip: run a whole epoch per
+            # call (one device only: collectives inside Keras' step loop fail across workers).
+            whole_epoch = use_cache and info.name == "default"
+            compile_model(train_model, optimizer=config.optimizer, learning_rate=config.learning_rate,
+                          steps_per_execution=steps if whole_epoch else 1)
 
         # -- resume ---------------------------------------------------------------------------
         initial_epoch, restored = 0, None
@@ -455,13 +512,14 @@ def train(config, *, resume=False, progress=True, echo=print, synthetic=False):
         early = keras.callbacks.EarlyStopping(monitor="val_mean_auc", mode="max", patience=config.patience)
         plateau = keras.callbacks.ReduceLROnPlateau(monitor="val_mean_auc", mode="max", factor=config.lr_factor,
                                                     patience=config.lr_patience, min_lr=1e-7, verbose=0)
-        checkpoint = cb.AtomicCheckpoint(model, run_dir)
+        checkpoint = cb.AtomicCheckpoint(model, run_dir, defer_best=use_cache)
         history = cb.HistoryCSV(run_dir / "history.csv",
                                 cb.HistoryCSV.read_rows(out / "history.csv", initial_epoch))
         state = cb.TrainingState(state_path(run_dir),
                                  tracked={"early_stopping": early, "reduce_lr": plateau, "checkpoint": checkpoint},
                                  restore=restored, enabled=True)
-        callbacks = [TaskAUC((data["val"], y_val, m_val), batch_size=max(config.batch_size, 64), echo=echo),
+        val_batch = 1024 if use_cache and data["val"].ndim == 2 else max(config.batch_size, 64)  # pooled: tiny rows
+        callbacks = [TaskAUC((data["val"], y_val, m_val), batch_size=val_batch, echo=echo),
                      early, plateau, checkpoint, history]
         if config.tensorboard and not tensorboard_available():
             echo("TensorBoard is not installed (pip install tensorboard); no TensorBoard logs written")
