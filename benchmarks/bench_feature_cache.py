@@ -8,7 +8,7 @@ of an epoch, validation and every callback included), their ratio, the one-off e
 and the validation AUC per task and mean (best epoch) of both runs.
 
 The figures in docs/training.md come from the defaults (250², every image of the split, K = 4,
-8 epochs at learning rate 1e-3; about 70 min on 2 CPU cores)::
+8 epochs at learning rate 1e-3; about 65 min on 2 CPU cores)::
 
     python benchmarks/bench_feature_cache.py --split runs/experiment/crop/split.csv \\
         --weights ../shared/weights/vgg16_imagenet_notop_caffe_input.h5
