@@ -22,6 +22,7 @@ from skin_cnn.evaluation.bootstrap import (
     bootstrap_distribution,
     cluster_units,
     iter_resample_indices,
+    unit_strata,
 )
 
 
@@ -57,7 +58,8 @@ def main(argv=None):
     members = [np.flatnonzero(units == u) for u in range(n_units)]
     start = time.perf_counter()
     loop = []
-    for batch in iter_resample_indices(n_units, args.resamples, args.seed):
+    strata = unit_strata(y, units, n_units)  # the same stratified draws as the vectorised code
+    for batch in iter_resample_indices(n_units, args.resamples, args.seed, strata):
         for drawn in batch:
             rows = drawn if ids is None else np.concatenate([members[u] for u in drawn])
             loop.append(roc_auc_score(y[rows], p[rows]))

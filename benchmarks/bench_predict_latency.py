@@ -45,10 +45,10 @@ def main(argv=None):
 
     import tensorflow as tf
 
-    from skin_cnn.data.crop import hue_crop_box
-    from skin_cnn.data.pipeline import preprocess_image
+    from skin_cnn.data.crop import crop_image, hue_crop_box
+    from skin_cnn.data.preprocessing import Preprocessing, resize_to_model
     from skin_cnn.models import build_model
-    from skin_cnn.predict import Predictor, default_preprocessing
+    from skin_cnn.predict import Predictor
 
     manifest = pd.read_csv(args.data / "manifest.csv")
     rng = np.random.default_rng(args.seed)
@@ -58,7 +58,8 @@ def main(argv=None):
     model = build_model(
         "P", input_shape=(args.size, args.size, 3), weights=str(args.weights), seed=args.seed
     )
-    predictor = Predictor(model, default_preprocessing((args.size, args.size)))
+    preprocessing = Preprocessing(image_size=(args.size, args.size))
+    predictor = Predictor(model, preprocessing)
     spec = tf.TensorSpec((None, args.size, args.size, 3), tf.float32)
     forward = tf.function(lambda x: model(x, training=False), input_signature=[spec])
 
@@ -91,10 +92,10 @@ def main(argv=None):
         t_decode.append(time.perf_counter() - start)
         megapixels.append(image.shape[0] * image.shape[1] / 1e6)
         start = time.perf_counter()
-        left, top, right, bottom = hue_crop_box(image)
+        box = hue_crop_box(image)
         t_crop.append(time.perf_counter() - start)
         start = time.perf_counter()
-        preprocess_image(image[top:bottom, left:right], (args.size, args.size))
+        resize_to_model(crop_image(image, box), preprocessing)
         t_resize.append(time.perf_counter() - start)
 
     def ms(values):

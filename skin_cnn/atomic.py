@@ -14,20 +14,41 @@ from pathlib import Path
 
 @contextlib.contextmanager
 def atomic_path(path):
-    """Yield a temporary path beside ``path``; on success it replaces ``path`` atomically."""
+    """Yield a temporary path beside ``path``; on success it replaces ``path`` atomically.
+
+    An ``OSError`` without a file name (``ENOSPC`` from ``write``) is raised again naming
+    ``path``, so that "No space left on device" says where.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent)
+    except OSError as exc:
+        raise _naming(exc, path) from exc
     os.close(fd)
     try:
-        yield Path(tmp)
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the usual mode
-        os.replace(tmp, path)
+        try:
+            yield Path(tmp)
+            with open(tmp, "rb+") as fh:
+                os.fsync(fh.fileno())
+            os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the usual mode
+            os.replace(tmp, path)
+        except OSError as exc:
+            raise _naming(exc, path) from exc
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def _naming(exc, path):
+    """``exc`` as an error naming the file being written (``No space left on device: 'PATH'``).
+
+    Errors from writing (a full disk, a quota) carry no file name; the user must learn which
+    file, and so which disk, ran out. An error that already names a file is returned unchanged.
+    """
+    if exc.filename is not None or exc.errno is None:
+        return exc
+    return type(exc)(exc.errno, exc.strerror or str(exc), os.fspath(path))
 
 
 def _umask():

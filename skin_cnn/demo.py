@@ -16,7 +16,17 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tqdm.auto import tqdm
+
 from skin_cnn import atomic
+from skin_cnn.data.crop import BOX_COLUMNS, DEFAULT_CROP_PARAMS, hue_crop_box
+from skin_cnn.data.reading import read_image
+from skin_cnn.demo_data import generate_demo_dataset
+from skin_cnn.manifest import load_manifest, validate_manifest
+from skin_cnn.models.weights import imagenet_weights_available
+from skin_cnn.split import patient_split, write_split
+from skin_cnn.training.config import resolve_config
+from skin_cnn.training.trainer import train
 
 #: Settings of the default demo, measured to finish in a few minutes on a 2-core CPU.
 DEMO_DEFAULTS = {
@@ -44,11 +54,6 @@ class DemoResult:
 
 def crop_boxes_frame(frame, params=None, progress=True):
     """Add hue-crop box columns to a frame (one decode per image; tqdm progress)."""
-    from tqdm.auto import tqdm
-
-    from skin_cnn.data.crop import BOX_COLUMNS, DEFAULT_CROP_PARAMS, hue_crop_box
-    from skin_cnn.data.reading import read_image
-
     params = dict(DEFAULT_CROP_PARAMS, **(params or {}))
     boxes = []
     for path in tqdm(frame["image_path"], desc="hue crop", unit="img", disable=not progress):
@@ -74,12 +79,6 @@ def run_demo(out="runs/demo", weights=None, *, n_patients_per_disease=None, imag
     cache_views : optional
         Override :data:`DEMO_DEFAULTS` (tests use the smallest values).
     """
-    from skin_cnn.demo_data import generate_demo_dataset
-    from skin_cnn.manifest import load_manifest, validate_manifest
-    from skin_cnn.models.weights import imagenet_weights_available
-    from skin_cnn.split import patient_split, write_split
-    from skin_cnn.training.config import resolve_config
-
     out = Path(out)
     d = DEMO_DEFAULTS
     steps = {}
@@ -120,13 +119,12 @@ def run_demo(out="runs/demo", weights=None, *, n_patients_per_disease=None, imag
              "falling back to a small-input VGG-16N trained from scratch.")
         settings = {"variant": "N", "weights": "none", "image_size": image_size or d["n_image_size"],
                     "epochs": epochs or d["n_epochs"], "learning_rate": 1e-4}
+    # The demo is the whole path, so it evaluates the test split once, right after training.
     settings.update(split=str(split_path), out=str(out / "run"), batch_size=batch_size, seed=seed,
-                    patience=max(5, (epochs or 10) // 2), lr_patience=3)
+                    patience=max(5, (epochs or 10) // 2), lr_patience=3, evaluate=True)
     config = resolve_config(settings, source="skin-cnn demo")
     echo(f"[4/5] training VGG-16{config.variant} at {config.image_size}x{config.image_size} "
          f"for up to {config.epochs} epochs")
-    from skin_cnn.training.trainer import train
-
     t = time.time()
     result = train(config, progress=progress, echo=echo, synthetic=True)
     steps["train_and_evaluate_s"] = time.time() - t

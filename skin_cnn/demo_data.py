@@ -27,7 +27,9 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
+from tqdm.auto import tqdm
 
+from skin_cnn import atomic
 from skin_cnn.diseases import DISEASES
 
 SOURCE = "synthetic-demo"
@@ -298,10 +300,6 @@ def generate_demo_dataset(
         ``out_dir/manifest.csv`` with ``image_path`` (relative), ``patient_id``, ``diagnosis``,
         ``source`` (``synthetic-demo``), ``fitzpatrick_type`` and ``synthetic`` (``true``).
     """
-    from tqdm.auto import tqdm
-
-    from skin_cnn import atomic
-
     out_dir = Path(out_dir)
     lo, hi = (images_per_patient, images_per_patient) if np.isscalar(images_per_patient) else images_per_patient
     if not 1 <= int(lo) <= int(hi):

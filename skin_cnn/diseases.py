@@ -9,6 +9,7 @@ import csv
 import os
 import re
 from dataclasses import dataclass
+from importlib.resources import files
 from pathlib import Path
 
 DISEASES = ("acne", "rosacea", "psoriasis", "eczema", "ctcl")
@@ -84,8 +85,6 @@ def resolve_task(name):
 def default_icd10_map_path():
     """Path of the ICD-10 → category table shipped with skin-cnn (installed or in a checkout)."""
     try:
-        from importlib.resources import files
-
         shipped = files("skin_cnn.data_manifests") / "icd10_categories.csv"
         if shipped.is_file():
             return Path(str(shipped))

@@ -25,7 +25,11 @@ from __future__ import annotations
 
 import weakref
 
+import keras
 import numpy as np
+import tensorflow as tf
+from matplotlib import colormaps
+from PIL import Image
 
 TARGETS = ("predicted", "positive", "negative")
 
@@ -39,8 +43,6 @@ def last_conv_layer(model):
     Only the model's own layers are searched: a spatial transformer's localisation network lives
     inside its layer and is never picked, and it runs before the trunk anyway.
     """
-    import keras
-
     for layer in reversed(model.layers):
         if isinstance(layer, keras.layers.Conv2D):
             return layer.name
@@ -68,8 +70,6 @@ def _score_tensor(tensor):
     the input of a sigmoid ``Activation``) or ``"probability"`` (the head is something else; the
     logit is computed from the probability, which saturates near 0 and 1).
     """
-    import keras
-
     layer = tensor._keras_history.operation
     activation = getattr(layer, "activation", None)
     is_sigmoid = (
@@ -84,8 +84,6 @@ def _score_tensor(tensor):
 
 def _grad_model(model, layer_name, tasks):
     """A model mapping the input to the conv layer's output and each task's score tensor."""
-    import keras
-
     key = (layer_name, tuple(tasks))
     cache = _GRAD_MODELS.setdefault(model, {})
     if key not in cache:
@@ -131,8 +129,6 @@ def gradcam_batch(model, images, tasks=None, layer_name=None, target="predicted"
     probabilities : dict of str -> numpy.ndarray of shape (batch,)
         The positive-class probability of each task, from the same forward pass.
     """
-    import tensorflow as tf
-
     if target not in TARGETS:
         raise ValueError(f"target must be one of {', '.join(TARGETS)}; got {target!r}")
     images = np.asarray(images, dtype=np.float32)
@@ -233,9 +229,6 @@ def overlay(image, heatmap, alpha=0.45, colormap="jet"):
     numpy.ndarray
         uint8 RGB of the image's shape: ``round((1 - alpha) * image + alpha * 255 * cmap(heat))``.
     """
-    from matplotlib import colormaps
-    from PIL import Image
-
     image = np.asarray(image)
     if image.ndim != 3 or image.shape[2] != 3:
         raise ValueError(f"expected an RGB image of shape (H, W, 3); got {image.shape}")

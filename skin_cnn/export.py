@@ -20,11 +20,21 @@ import logging
 import os
 import shutil
 import tempfile
+import warnings
 from pathlib import Path
 
+import keras
 import numpy as np
+import tensorflow as tf
 
 from skin_cnn.atomic import atomic_path, write_json
+from skin_cnn.predict import load_predictor, resolve_model_path
+from skin_cnn.split import load_split
+
+try:  # LiteRT, the successor of TensorFlow's own TFLite interpreter; optional
+    from ai_edge_litert.interpreter import Interpreter as LiteRTInterpreter
+except ImportError:
+    LiteRTInterpreter = None
 
 logger = logging.getLogger(__name__)
 
@@ -42,16 +52,12 @@ def check_path(out):
 
 
 def _input_spec(model):
-    import tensorflow as tf
-
     shape = tuple(model.inputs[0].shape[1:])
     return tf.TensorSpec((None, *shape), tf.float32, name=INPUT_NAME)
 
 
 def _write_savedmodel(model, directory):
     """Write a SavedModel with a ``serving_default`` signature: ``images`` → ``{task: (B, 1)}``."""
-    import keras
-
     archive = keras.export.ExportArchive()
     archive.track(model)
     archive.add_endpoint(
@@ -85,8 +91,6 @@ def export_tflite(model, out):
     but a custom layer might add some) fall back to TensorFlow ops, which need the Flex
     delegate at run time; a warning says so.
     """
-    import tensorflow as tf
-
     with tempfile.TemporaryDirectory(prefix="skin-cnn-export-") as tmp:
         _write_savedmodel(model, Path(tmp) / "saved")
         converter = tf.lite.TFLiteConverter.from_saved_model(
@@ -117,8 +121,6 @@ def export_tflite(model, out):
 
 def run_savedmodel(path, images):
     """Probabilities ``{task: (n,)}`` from a SavedModel's serving signature."""
-    import tensorflow as tf
-
     loaded = tf.saved_model.load(os.fspath(path))
     fn = loaded.signatures[SIGNATURE]
     out = fn(**{INPUT_NAME: tf.convert_to_tensor(np.asarray(images, np.float32))})
@@ -127,18 +129,12 @@ def run_savedmodel(path, images):
 
 def run_tflite(path, images):
     """Probabilities ``{task: (n,)}`` from a TFLite file, one image per invocation."""
-    try:  # TensorFlow's own interpreter is deprecated in favour of LiteRT
-        from ai_edge_litert.interpreter import Interpreter
-    except ImportError:
-        import warnings
-
-        import tensorflow as tf
-
+    if LiteRTInterpreter is not None:
+        interpreter = LiteRTInterpreter(model_path=os.fspath(path))
+    else:  # TensorFlow's own interpreter, deprecated in favour of LiteRT
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
             interpreter = tf.lite.Interpreter(model_path=os.fspath(path))
-    else:
-        interpreter = Interpreter(model_path=os.fspath(path))
     runner = interpreter.get_signature_runner(SIGNATURE)
     results = {}
     for image in np.asarray(images, np.float32):
@@ -161,8 +157,6 @@ def sample_images(predictor, n, run_dir=None, seed=0):
     images, source = [], None
     split = Path(run_dir) / "split.csv" if run_dir is not None else None
     if split is not None and split.is_file() and n > 0:
-        from skin_cnn.split import load_split
-
         frame = load_split(split)
         if (frame["split"] == "test").any():
             frame = frame[frame["split"] == "test"]
@@ -219,8 +213,6 @@ def export_model(model_or_run_path, fmt, out, check_images=8, seed=0):
         ``images`` (where they came from), ``max_abs_diff`` per task, ``max_abs_diff_all``,
         ``tolerance`` and ``passed``.
     """
-    from skin_cnn.predict import load_predictor, resolve_model_path
-
     if fmt not in FORMATS:
         raise ValueError(f"unknown export format {fmt!r}; expected one of {', '.join(FORMATS)}")
     predictor = load_predictor(model_or_run_path)
@@ -243,7 +235,7 @@ def export_model(model_or_run_path, fmt, out, check_images=8, seed=0):
             "dtype": "float32",
             "range": [0, 255],
         },
-        "preprocessing": predictor.preprocessing,
+        "preprocessing": predictor.preprocessing.to_dict(),
         "tolerance": TOLERANCES[fmt],
     }
     if check_images > 0:

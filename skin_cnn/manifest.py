@@ -16,6 +16,7 @@ import csv
 import hashlib
 import os
 import re
+import unicodedata
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +29,7 @@ from skin_cnn.diseases import DISEASES, ICD10Map, load_icd10_map
 #: Problem codes, their severity and a short human label (used in flow counts and docs).
 CODES = {
     "missing_column": ("error", "missing column"),
+    "no_rows": ("error", "no data rows"),
     "no_label_column": ("error", "no diagnosis or icd10 column"),
     "both_label_columns": ("warning", "both diagnosis and icd10 columns"),
     "duplicate_column": ("error", "duplicate column name"),
@@ -45,6 +47,7 @@ CODES = {
     "duplicate_content": ("error", "duplicate image content"),
     "patient_conflict": ("error", "patient with two diagnoses"),
     "empty_patient_id": ("warning", "empty patient id"),
+    "patient_id_normalized": ("warning", "patient id spelt another way"),
 }
 
 PROBLEM_COLUMNS = ("row", "image_path", "severity", "code", "message")
@@ -54,6 +57,29 @@ _KNOWN_COLUMNS = ("image_path", "patient_id", "diagnosis", "icd10")
 def normalize_diagnosis(value):
     """``'  Atopic  ECZEMA '`` style clean-up: strip, lower-case, collapse inner spaces."""
     return re.sub(r"\s+", " ", str(value)).strip().lower()
+
+
+def clean_patient_id(value):
+    """A patient id as written, minus what no one can see: the spelling skin-cnn stores.
+
+    Unicode NFC composition (``"e\u0301"`` and ``"é"`` are one id), control and format characters
+    removed (NUL, zero-width spaces, byte-order marks, direction marks: they come from copy and
+    paste or export tools, never from a clinician), runs of whitespace made one space, and
+    surrounding whitespace stripped. Letter case is kept here; :func:`patient_key` ignores it.
+    """
+    text = unicodedata.normalize("NFC", str(value))
+    text = "".join(ch for ch in text if unicodedata.category(ch) not in ("Cc", "Cf") or ch in " \t\n\r")
+    return re.sub(r"\s+", " ", text).strip()
+
+
+def patient_key(value):
+    """The identity of a patient id: :func:`clean_patient_id`, then case-folded.
+
+    Ids that differ only in case (``p2``, ``P2``) are the same patient. Splitting two patients that
+    a database happens to tell apart by case is a smaller harm than one patient in both the
+    training and the test set, which inflates every test metric.
+    """
+    return clean_patient_id(value).casefold()
 
 
 def _resolve_icd10_map(icd10_map):
@@ -127,10 +153,15 @@ def _parse_manifest(path, icd10_map=None):
         if count > 1:
             _problem(problems, "duplicate_column", f"column {name!r} appears {count} times in the header", row=1)
     if "image_path" not in names:
-        _problem(problems, "missing_column", "required column image_path is missing", row=1)
+        _problem(problems, "missing_column", f"required column image_path is missing; {_header_read(header)}", row=1)
     has_diagnosis, has_icd10 = "diagnosis" in names, "icd10" in names
     if not has_diagnosis and not has_icd10:
-        _problem(problems, "no_label_column", "the manifest needs a diagnosis column or an icd10 column", row=1)
+        _problem(
+            problems,
+            "no_label_column",
+            f"the manifest needs a diagnosis column or an icd10 column; {_header_read(header)}",
+            row=1,
+        )
     elif has_diagnosis and has_icd10:
         _problem(
             problems,
@@ -172,6 +203,8 @@ def _parse_manifest(path, icd10_map=None):
         pd.DataFrame(data, columns=unique_names, dtype=str) if data else pd.DataFrame(columns=unique_names, dtype=str)
     )
     frame = frame.reset_index(drop=True)
+    if not records:
+        _problem(problems, "no_rows", "the manifest has a header but no data rows", row=1)
     if any(p["severity"] == "error" and p["row"] == 1 for p in problems):
         return _Parsed(frame, rows, problems, has_patient)
 
@@ -179,7 +212,7 @@ def _parse_manifest(path, icd10_map=None):
     raw_paths = frame["image_path"].str.strip()
     frame["image_path"] = [resolve_image_path(p, base) if p else "" for p in raw_paths]
     if has_patient:
-        frame["patient_id"] = frame["patient_id"].str.strip()
+        frame["patient_id"] = _normalize_patient_ids(frame["patient_id"], rows, frame["image_path"], problems)
     else:
         frame["patient_id"] = ""
 
@@ -250,6 +283,43 @@ def _parse_manifest(path, icd10_map=None):
                 i,
             )
     return _Parsed(frame, rows, problems, has_patient)
+
+
+def _header_read(header):
+    """``the header read was [...]``, with a hint when it looks like another separator was used."""
+    text = f"the header read was {header!r}"
+    if len(header) == 1 and any(sep in header[0] for sep in (";", "\t", "|")):
+        sep = next(sep for sep in (";", "\t", "|") if sep in header[0])
+        text += f" (one column: the file seems to be separated by {sep!r}; save it as comma-separated CSV)"
+    return text
+
+
+def _normalize_patient_ids(ids, rows, images, problems):
+    """Give every spelling of one patient id the same value, its first spelling in the file.
+
+    Spellings are the same patient when :func:`patient_key` agrees; a row whose id was changed
+    (beyond surrounding spaces) gets a ``patient_id_normalized`` warning, so that the manifest can
+    be corrected at its source.
+    """
+    first = {}
+    out = []
+    for i, raw in enumerate(ids):
+        raw = "" if raw is None else str(raw)
+        cleaned = clean_patient_id(raw)
+        key = cleaned.casefold()
+        canonical = first.setdefault(key, cleaned)
+        out.append(canonical)
+        if canonical != raw.strip():
+            _problem(
+                problems,
+                "patient_id_normalized",
+                f"patient id {raw.strip()!r} read as {canonical!r} (ids are compared without case, "
+                "invisible and control characters removed)",
+                rows[i],
+                images.iat[i],
+                i,
+            )
+    return out
 
 
 def _find_duplicate_paths(frame, rows, problems):

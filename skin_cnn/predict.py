@@ -2,38 +2,34 @@
 
 A model is only as good as the match between what it saw in training and what it is shown
 afterwards: a photo that is cropped differently, or stretched instead of padded, is a different
-input. :func:`load_predictor` therefore reads the preprocessing from the run folder the model
-was trained in (``runs/NAME/config.json``, entry ``preprocessing``) and every path through this
-module — :class:`Predictor`, :func:`predict_frame` (used by ``skin-cnn evaluate``), ``skin-cnn
-predict`` and ``skin-cnn serve`` — applies it the same way:
-
-1. decode with :func:`skin_cnn.data.reading.read_image` (EXIF orientation, any mode → RGB,
-   decompression bombs refused);
-2. when ``crop`` is on, cut the hue-clustering box (:func:`skin_cnn.data.crop.hue_crop_box` with
-   the run's ``crop_params``; a frame's own ``crop_*`` columns are used when present, as in
-   training);
-3. resize to ``image_size`` with the training pipeline's own function
-   (:func:`skin_cnn.data.pipeline.preprocess_image`);
-4. feed float32 RGB in [0, 255]: the VGG-16 normalisation is the model's first layer.
+input. :func:`load_predictor` therefore reads the :class:`~skin_cnn.data.preprocessing.Preprocessing`
+from the run folder the model was trained in (``runs/NAME/config.json``, entry
+``preprocessing``), and every path through this module — :class:`Predictor`,
+:func:`predict_frame` (used by ``skin-cnn evaluate``), ``skin-cnn predict`` and ``skin-cnn
+serve`` — turns a photo into the model's input with
+:func:`skin_cnn.data.preprocessing.model_input`, the function training prepared its images with:
+decode, crop (a frame's own ``crop_*`` columns when present, as in training), resize, round to
+uint8, then float32 RGB in [0, 255] to the model (whose first layer normalises).
 
 A ``.keras`` file outside a run folder carries no record of its preprocessing. It is then taken
-from the model itself: ``image_size`` from its input shape, the study's hue crop on
-(:data:`skin_cnn.data.crop.DEFAULT_CROP_PARAMS`), ``resize="stretch"``. Pass ``preprocessing=``
-to :func:`load_predictor` when the model was trained otherwise.
+from the model itself: ``image_size`` from its input shape, the study's hue crop on,
+``resize="stretch"``. Pass ``preprocessing=`` to :func:`load_predictor` when the model was
+trained otherwise.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
+from tqdm.auto import tqdm
 
+from skin_cnn.data.preprocessing import Preprocessing, box_from_row, crop_box, model_input
 from skin_cnn.data.reading import DEFAULT_MAX_PIXELS, ImageReadError, read_image
 from skin_cnn.diseases import TASKS
 
@@ -47,66 +43,8 @@ RUN_MODEL_FILES = ("best.keras", "last.keras")
 # preprocessing settings
 
 
-def default_preprocessing(image_size):
-    """Preprocessing assumed for a model with no run folder: the study's crop, stretched."""
-    from skin_cnn.data.crop import DEFAULT_CROP_PARAMS
-
-    return {
-        "image_size": [int(image_size[0]), int(image_size[1])],
-        "crop": True,
-        "crop_params": dict(DEFAULT_CROP_PARAMS),
-        "resize": "stretch",
-    }
-
-
-def check_preprocessing(preprocessing, source="preprocessing"):
-    """Return a normalised copy of a ``preprocessing`` mapping or raise one clear ValueError.
-
-    Parameters
-    ----------
-    preprocessing : mapping
-        ``{"image_size": [H, W], "crop": bool, "crop_params": {...}, "resize": str}`` as stored
-        in a run's ``config.json``; ``crop`` defaults to True, ``crop_params`` to the study's,
-        ``resize`` to ``"stretch"``.
-    source : str
-        Where the mapping came from, named in error messages (a config.json path).
-    """
-    from skin_cnn.data.crop import DEFAULT_CROP_PARAMS
-
-    if hasattr(preprocessing, "__dataclass_fields__"):
-        from dataclasses import asdict
-
-        preprocessing = asdict(preprocessing)
-    if not isinstance(preprocessing, dict):
-        kind = type(preprocessing).__name__
-        raise ValueError(f"{source}: preprocessing must be a mapping; got {kind}")  # noqa: TRY004
-    size = preprocessing.get("image_size")
-    if isinstance(size, int):
-        size = [size, size]
-    if not (
-        isinstance(size, (list, tuple))
-        and len(size) == 2
-        and all(int(s) == s and s > 0 for s in size)
-    ):
-        raise ValueError(
-            f"{source}: preprocessing.image_size must be [height, width]; got {size!r}"
-        )
-    params = dict(DEFAULT_CROP_PARAMS)
-    params.update(preprocessing.get("crop_params") or {})
-    if isinstance(params.get("ratio_bounds"), list):
-        params["ratio_bounds"] = tuple(params["ratio_bounds"])
-    out = dict(preprocessing)
-    out.update(
-        image_size=[int(size[0]), int(size[1])],
-        crop=bool(preprocessing.get("crop", True)),
-        crop_params=params,
-        resize=str(preprocessing.get("resize", "stretch")),
-    )
-    return out
-
-
 def read_run_preprocessing(run_dir):
-    """The ``preprocessing`` entry of ``run_dir/config.json``, checked."""
+    """The :class:`Preprocessing` recorded in ``run_dir/config.json``."""
     path = Path(run_dir) / "config.json"
     try:
         config = json.loads(path.read_text(encoding="utf-8"))
@@ -118,7 +56,7 @@ def read_run_preprocessing(run_dir):
         raise ValueError(
             f"{path}: no 'preprocessing' entry; cannot repeat the training preprocessing"
         )
-    return check_preprocessing(config["preprocessing"], source=os.fspath(path))
+    return Preprocessing.from_dict(config["preprocessing"], source=os.fspath(path))
 
 
 def resolve_model_path(path):
@@ -165,8 +103,9 @@ class Predictor:
     ----------
     model : keras.Model
         Takes float32 RGB in [0, 255] of shape (batch, H, W, 3); returns ``{task: (batch, 1)}``.
-    preprocessing : mapping
-        See :func:`check_preprocessing`; its ``image_size`` must match the model's input.
+    preprocessing : Preprocessing or mapping
+        A run's ``preprocessing`` (:meth:`Preprocessing.from_dict` reads a mapping); its
+        ``image_size`` must match the model's input.
     name : str, optional
         Shown by ``skin-cnn serve`` (``/healthz``).
     max_pixels : int or None
@@ -175,12 +114,12 @@ class Predictor:
 
     def __init__(self, model, preprocessing, *, name=None, max_pixels=DEFAULT_MAX_PIXELS):
         self.model = model
-        self.preprocessing = check_preprocessing(preprocessing)
+        self.preprocessing = Preprocessing.from_dict(preprocessing)
         self.name = name or model.name
         self.max_pixels = max_pixels
         self.tasks = tuple(model.output_names)
         self._lock = threading.Lock()
-        height, width = self.preprocessing["image_size"]
+        height, width = self.preprocessing.image_size
         expected = tuple(model.inputs[0].shape[1:3])
         if None not in expected and expected != (height, width):
             raise ValueError(
@@ -192,7 +131,7 @@ class Predictor:
     @property
     def image_size(self):
         """``(height, width)`` of the model input."""
-        return tuple(self.preprocessing["image_size"])
+        return tuple(self.preprocessing.image_size)
 
     # -- single images ------------------------------------------------------------------------
 
@@ -202,14 +141,10 @@ class Predictor:
 
     def crop_box(self, image):
         """The crop box ``(left, top, right, bottom)`` of a photo; the whole photo if crop is off."""
-        from skin_cnn.data.crop import hue_crop_box
-
-        if not self.preprocessing["crop"]:
-            return (0, 0, int(image.shape[1]), int(image.shape[0]))
-        return hue_crop_box(image, **self.preprocessing["crop_params"])
+        return crop_box(np.asarray(image), self.preprocessing)
 
     def preprocess(self, image, box=None):
-        """Turn a decoded photo into the model's input.
+        """Turn a decoded photo into the model's input (:func:`~skin_cnn.data.preprocessing.model_input`).
 
         Parameters
         ----------
@@ -222,29 +157,13 @@ class Predictor:
         Returns
         -------
         tensor : numpy.ndarray
-            float32 (height, width, 3) in [0, 255] at the model's input size.
+            float32 (height, width, 3), whole numbers in [0, 255], at the model's input size.
         crop_box : tuple of 4 int
             ``(left, top, right, bottom)`` in the photo's pixels (right/bottom exclusive); the
             whole photo when cropping is off.
         """
-        from skin_cnn.data.crop import crop_image
-        from skin_cnn.data.pipeline import preprocess_image
-
-        image = np.asarray(image)
-        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-            raise ValueError(
-                f"expected a uint8 RGB image of shape (H, W, 3); got {image.dtype} {image.shape}"
-            )
-        if box is None:
-            box = self.crop_box(image)
-        elif not self.preprocessing["crop"]:
-            box = (0, 0, int(image.shape[1]), int(image.shape[0]))
-        box = tuple(int(v) for v in box)
-        cropped = crop_image(image, box)
-        tensor = preprocess_image(
-            cropped, self.preprocessing["image_size"], resize=self.preprocessing["resize"]
-        )
-        return np.asarray(tensor, dtype=np.float32), box
+        pixels, box = model_input(image, self.preprocessing, box)
+        return pixels.astype(np.float32), box
 
     # -- model calls ----------------------------------------------------------------------------
 
@@ -335,7 +254,7 @@ def load_predictor(model_or_run_path, preprocessing=None, *, max_pixels=DEFAULT_
                     f"{model_file}: the model's input size is not fixed and there is no run folder "
                     "config.json; pass preprocessing={'image_size': [H, W], ...}"
                 )
-            preprocessing = default_preprocessing(size)
+            preprocessing = Preprocessing(image_size=size)
             logger.info("%s: no run folder; assuming %s", model_file, preprocessing)
     name = run_dir.name if run_dir is not None else model_file.stem
     return Predictor(model, preprocessing, name=name, max_pixels=max_pixels)
@@ -357,8 +276,8 @@ class FramePredictions(dict):
     ok : numpy.ndarray of bool, shape (n,)
         True where the image was predicted.
     skipped : list of dict
-        One ``{"index": frame index label, "image_path": str, "reason": str}`` per unreadable
-        image, in frame order.
+        One ``{"image_path", "split", "reason"}`` (the columns of ``skipped_images.csv``) plus
+        ``"index"`` (the frame's row label) per unreadable image, in frame order.
     """
 
     def __init__(self, probabilities, ok, skipped):
@@ -369,15 +288,6 @@ class FramePredictions(dict):
     def kept(self, frame):
         """``(frame rows that were predicted, {task: their probabilities})``."""
         return frame[self.ok], {task: prob[self.ok] for task, prob in self.items()}
-
-
-def _box_from_row(row):
-    from skin_cnn.data.crop import BOX_COLUMNS
-
-    values = [row.get(c) for c in BOX_COLUMNS]
-    if any(v is None or v == "" or (isinstance(v, float) and math.isnan(v)) for v in values):
-        return None
-    return tuple(int(float(v)) for v in values)
 
 
 def predict_frame(model, frame, preprocessing=None, *, batch_size=32, progress=True, workers=2):
@@ -407,8 +317,6 @@ def predict_frame(model, frame, preprocessing=None, *, batch_size=32, progress=T
         ``.skipped`` (``[{"index", "image_path", "reason"}]``, also logged at INFO level).
         ``result.kept(frame)`` gives the predicted rows and their probabilities.
     """
-    from tqdm.auto import tqdm
-
     if not isinstance(model, Predictor):
         if preprocessing is None:
             raise ValueError(
@@ -427,7 +335,7 @@ def predict_frame(model, frame, preprocessing=None, *, batch_size=32, progress=T
         path = str(row["image_path"])
         try:
             image = predictor.read(path)
-            return predictor.preprocess(image, _box_from_row(row))[0], None
+            return predictor.preprocess(image, box_from_row(row))[0], None
         except (ImageReadError, ValueError) as exc:
             return None, getattr(exc, "reason", str(exc))
 
@@ -453,9 +361,10 @@ def predict_frame(model, frame, preprocessing=None, *, batch_size=32, progress=T
                 if tensor is None:
                     skipped.append(
                         {
-                            "index": frame.index[i],
                             "image_path": str(rows[i]["image_path"]),
+                            "split": str(rows[i].get("split", "")),
                             "reason": reason,
+                            "index": frame.index[i],
                         }
                     )
                     logger.info("skipped %s: %s", rows[i]["image_path"], reason)

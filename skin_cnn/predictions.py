@@ -1,10 +1,12 @@
-"""The predictions table of DESIGN.md §3: one row per (image, task the image belongs to).
+"""The predictions table (docs/predict.md): one row per (image, task the image belongs to).
 
 Training (validation predictions), ``skin-cnn evaluate`` and ``skin-cnn predict`` all write this
 table through :func:`predictions_frame`, and evaluation reads it back with
 :func:`read_predictions`, so the contract lives in one place.
 """
 from __future__ import annotations
+
+import os
 
 import numpy as np
 import pandas as pd
@@ -54,21 +56,71 @@ def predictions_frame(manifest, probabilities, tasks=TASK_NAMES):
     return pd.concat(frames, ignore_index=True)
 
 
+def check_unique_rows(frame, name):
+    """Refuse a predictions table that lists one (image, task) pair more than once.
+
+    A repeated row would count one image twice in every metric and interval.
+    """
+    dup = frame.duplicated(["image_path", "task"], keep=False)
+    if dup.any():
+        first = frame[dup].iloc[0]
+        raise ValueError(
+            f"{name}: {int(dup.sum())} rows repeat an (image, task) pair, e.g. "
+            f"{first['image_path']} / {first['task']}; each image may appear once per task"
+        )
+
+
+def _read_csv(path):
+    """The CSV as a frame; one ValueError naming the file when it is empty, binary or header-only."""
+    path_text = str(path)
+    try:
+        if os.path.getsize(path) == 0:
+            raise ValueError(f"{path_text}: empty file (0 bytes); expected a predictions CSV with the columns "
+                             f"{', '.join(PREDICTION_COLUMNS)}")
+        with open(path, "rb") as fh:
+            head = fh.read(1 << 16)
+        try:
+            head.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            if exc.start < len(head) - 4:  # not just a character cut at the end of the sample
+                raise ValueError(f"{path_text}: not a text CSV file (byte {exc.start} is not UTF-8)") from None
+        if b"\x00" in head:
+            raise ValueError(f"{path_text}: not a text CSV file (it contains NUL bytes)")
+        df = pd.read_csv(path, dtype={"patient_id": str}, keep_default_na=False, na_values=[""])
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path_text}: predictions file not found") from None
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{path_text}: not a text CSV file (byte {exc.start} is not UTF-8)") from None
+    except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        raise ValueError(f"{path_text}: not a readable CSV file ({exc})") from None
+    if len(df) == 0:
+        raise ValueError(f"{path_text}: no rows (only a header)")
+    return df
+
+
 def read_predictions(path):
     """Read and check a predictions CSV; one clear error naming the file for each problem."""
-    df = pd.read_csv(path, dtype={"patient_id": str}, keep_default_na=False, na_values=[""])
+    df = _read_csv(path)
     missing = [c for c in PREDICTION_COLUMNS if c not in df.columns]
     if missing:
         raise ValueError(f"{path}: predictions CSV lacks columns {', '.join(missing)}")
     unknown = sorted(set(df["task"]) - set(TASK_NAMES))
     if unknown:
-        raise ValueError(f"{path}: unknown task(s) {', '.join(map(str, unknown))}; expected {', '.join(TASK_NAMES)}")
-    if not set(pd.unique(df["y_true"])) <= {0, 1}:
-        raise ValueError(f"{path}: y_true must be 0 or 1")
+        raise ValueError(
+            f"{path}: unknown task(s) {', '.join(map(str, unknown))}; expected {', '.join(TASK_NAMES)}"
+        )
+    labels = pd.to_numeric(df["y_true"], errors="coerce")
+    bad_labels = ~labels.isin([0, 1])
+    if bad_labels.any():
+        first = int(np.flatnonzero(bad_labels.to_numpy())[0])
+        raise ValueError(f"{path}: line {first + 2}: y_true must be 0 or 1, got {df['y_true'].iloc[first]!r}")
+    df["y_true"] = labels.astype(int)
     prob = pd.to_numeric(df["y_prob"], errors="coerce")
     if prob.isna().any() or (prob < 0).any() or (prob > 1).any():
         bad = int(np.flatnonzero(prob.isna() | (prob < 0) | (prob > 1))[0]) + 2
         raise ValueError(f"{path}: line {bad}: y_prob must be a probability in [0, 1]")
     df["y_prob"] = prob.astype(float)
     df["patient_id"] = df["patient_id"].fillna("")
+    check_unique_rows(df, path)
+    df.attrs["path"] = str(path)
     return df

@@ -5,11 +5,15 @@ test set measures how well the network recognises a person rather than a disease
 goes two steps further, because clinical image exports rarely have clean patient ids:
 
 * images whose ``patient_id`` is empty each form their own group (with a warning), and
-* with ``group_near_duplicates=True`` images whose perceptual hashes (pHash and dHash) are both
-  within ``hash_distance`` bits of each other are put in one group too (the same photo saved twice,
-  resized or re-compressed; often two shots of the same patient), joined with the patient ids as
-  connected components, so a patient whose photos appear under two ids still cannot straddle
-  splits.
+* near-duplicate images — perceptual hashes (pHash and dHash) both within ``hash_distance`` bits
+  of each other: the same photo saved twice, resized or re-compressed, often two shots of the same
+  patient — are put in one group too, joined with the patient ids as connected components, so a
+  patient whose photos appear under two ids (or none) still cannot straddle splits. This is on by
+  default whenever an image has no patient id (``group_near_duplicates=None``), because then
+  nothing else keeps one patient's photos together; it can be turned off or forced on.
+
+The groups are recorded in the ``split_group`` column; the evaluation's bootstrap resamples them.
+:func:`split_problems` lists splits that came out empty and diseases missing from a split.
 
 Groups are then allocated per diagnosis, so every disease with at least three groups is present in
 every split, with rounding that keeps the overall patient-level fractions close to the request.
@@ -237,7 +241,7 @@ def patient_split(
     frame,
     fractions=DEFAULT_FRACTIONS,
     seed=0,
-    group_near_duplicates=False,
+    group_near_duplicates=None,
     hash_distance=DEFAULT_HASH_DISTANCE,
     progress=False,
     hashes=None,
@@ -252,8 +256,9 @@ def patient_split(
         Share of *patients* (groups) per split, per diagnosis.
     seed : int
         Seed of the shuffle; the same frame and seed always give the same split.
-    group_near_duplicates : bool
-        Also keep perceptually near-identical images together (reads every image once).
+    group_near_duplicates : bool or None
+        Also keep perceptually near-identical images together (reads every image once). None
+        (the default): only when some image has no patient id.
     hash_distance : int
         Largest Hamming distance (of 64 bits, for pHash and for dHash) of a near-duplicate pair.
     hashes : array, optional
@@ -277,9 +282,13 @@ def patient_split(
             raise ValueError(f"the frame needs a {column!r} column to be split")
     frame = frame.reset_index(drop=True)
     n_empty = int((frame["patient_id"].fillna("").astype(str).str.strip() == "").sum())
+    if group_near_duplicates is None:
+        group_near_duplicates = n_empty > 0
     if n_empty:
+        joined = "joined with its near duplicates" if group_near_duplicates else "not grouped further"
         warnings.warn(
-            f"{n_empty} of {len(frame)} images have no patient id; each is treated as its own patient",
+            f"{n_empty} of {len(frame)} images have no patient id; each is treated as its own "
+            f"patient, {joined}",
             UserWarning,
             stacklevel=2,
         )
@@ -315,6 +324,33 @@ def patient_split(
     )
     out.attrs["split_info"] = info
     return out
+
+
+def split_problems(split_frame, fractions=DEFAULT_FRACTIONS):
+    """What would make the split unusable for an evaluation, one sentence each.
+
+    A split with a non-zero fraction that received no image, and a disease of the frame absent
+    from the validation or test split (its tasks would then have no positives or no negatives
+    there, and their AUC, sensitivity or specificity no value).
+
+    Returns
+    -------
+    list of str
+        Empty when the split is usable.
+    """
+    fractions = check_fractions(fractions)
+    problems = []
+    wanted = [name for name, f in zip(SPLITS, fractions) if f > 0]
+    for name in wanted:
+        if not (split_frame["split"] == name).any():
+            problems.append(f"the {name} split is empty")
+    diseases = [d for d in DISEASES if (split_frame["diagnosis"] == d).any()]
+    for name in (n for n in ("val", "test") if n in wanted):
+        present = set(split_frame.loc[split_frame["split"] == name, "diagnosis"])
+        missing = [d for d in diseases if d not in present]
+        if missing and present:
+            problems.append(f"no {', '.join(missing)} in the {name} split")
+    return problems
 
 
 # ---------------------------------------------------------------------------------------------

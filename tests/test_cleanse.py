@@ -4,16 +4,22 @@ import colorsys
 import importlib.util
 import json
 import socket
+from pathlib import Path
 
+import keras
 import numpy as np
 import pandas as pd
 import pytest
 from click.testing import CliRunner
 from PIL import Image, ImageDraw, ImageFilter
 
+import skin_cnn.data
+from skin_cnn.cleanse import classifier
+from skin_cnn.cleanse import nonskin_examples as nx
+from skin_cnn.cleanse.apply import CleanseResult, cleanse_frame, score_images
 from skin_cnn.cli import cli
-from skin_cnn.data import nonskin_examples as nx
 from skin_cnn.data.reading import read_image
+from skin_cnn.manifest import load_manifest
 
 SIZE = 32  # model input side in these tests: enough to tell paper from skin, and fast
 
@@ -142,8 +148,7 @@ def test_bundled_photos_load_without_any_network(monkeypatch):
     monkeypatch.setattr(socket.socket, "connect", no_network)
     monkeypatch.setattr(socket, "create_connection", no_network)
     sources = nx.available_photo_sources()
-    expected = [(p, n) for p, n in nx.PHOTO_SOURCES if importlib.util.find_spec(p) is not None]
-    assert len(sources) == len(expected) >= 2  # matplotlib's sample data at least
+    assert [label for label, _ in sources] == [f"{p}:{n}" for p, n in nx.PHOTO_SOURCES]  # all installed
     for label, path in sources:
         image = read_image(path)
         assert image.ndim == 3 and min(image.shape[:2]) >= 64, label
@@ -154,11 +159,7 @@ def test_bundled_photos_load_without_any_network(monkeypatch):
 
 
 def test_classifier_takes_plain_rgb_and_reloads_with_the_same_outputs(tmp_path):
-    import keras
-
-    from skin_cnn.data import cleanse
-
-    model = cleanse.build_skin_classifier(SIZE)
+    model = classifier.build_skin_classifier(SIZE)
     rescale = model.get_layer("rescale")
     assert isinstance(rescale, keras.layers.Rescaling) and rescale.scale == pytest.approx(1 / 255)
     assert model.input_shape == (None, SIZE, SIZE, 3) and model.output_shape == (None, 1)
@@ -171,10 +172,8 @@ def test_classifier_takes_plain_rgb_and_reloads_with_the_same_outputs(tmp_path):
 
 
 def test_binary_metrics_match_hand_counts():
-    from skin_cnn.data.cleanse import binary_metrics
-
     # non-skin = 1. Scores 0.9 and 0.5 catch two non-skin images, 0.4 misses one; 0.6 removes a skin image.
-    m = binary_metrics([1, 1, 0, 0, 1], [0.9, 0.4, 0.2, 0.6, 0.5], threshold=0.5)
+    m = classifier.binary_metrics([1, 1, 0, 0, 1], [0.9, 0.4, 0.2, 0.6, 0.5], threshold=0.5)
     assert (m["tp"], m["fn"], m["tn"], m["fp"]) == (2, 1, 1, 1)
     assert m["accuracy"]["value"] == pytest.approx(3 / 5)
     # Clopper-Pearson 95% interval for 3 of 5 (standard tables: 0.1466-0.9473).
@@ -200,14 +199,12 @@ def test_trained_filter_reports_consistent_held_out_counts(trained):
 
 
 def test_trained_filter_separates_fresh_skin_from_fresh_non_skin(trained, tmp_path):
-    from skin_cnn.data import cleanse
-
     out, _ = trained
-    model = cleanse.load_skin_classifier(out)
+    model = classifier.load_skin_classifier(out)
     skin = write_skin(tmp_path / "skin", 20, seed=99)
     nonskin = nx.make_examples(tmp_path / "nonskin", 20, seed=77, size=64, progress=False)
     paths = [str(p) for p in skin] + [str(tmp_path / "nonskin" / n) for n in nonskin["image_path"]]
-    scores, reasons = cleanse.score_images(model, paths, batch_size=16, progress=False)
+    scores, reasons = score_images(model, paths, batch_size=16, progress=False)
     assert not reasons
     truth = np.r_[np.zeros(20), np.ones(20)]
     assert np.mean((scores >= 0.5) == truth) >= 0.85
@@ -275,12 +272,9 @@ def test_apply_keeps_removes_or_lists_every_row_exactly_once(trained, mixed_mani
 
 
 def test_threshold_zero_removes_every_readable_image(trained, mixed_manifest):
-    from skin_cnn.data import cleanse
-    from skin_cnn.manifest import load_manifest
-
-    model = cleanse.load_skin_classifier(trained[0])
+    model = classifier.load_skin_classifier(trained[0])
     frame = load_manifest(mixed_manifest[0])
-    result = cleanse.cleanse_frame(frame, model, threshold=0.0, progress=False)
+    result = cleanse_frame(frame, model, threshold=0.0, progress=False)
     assert len(result.kept) == 0 and len(result.removed) == 12 and len(result.unreadable) == 2
 
 
@@ -299,8 +293,6 @@ def test_apply_without_a_flow_file_writes_none_and_refuses_to_overwrite_its_inpu
 
 
 def test_flow_step_of_a_split_counts_each_split_and_patients():
-    from skin_cnn.data.cleanse import CleanseResult
-
     kept = pd.DataFrame({"image_path": ["a", "b", "c", "d"], "patient_id": ["P1", "P1", "", ""],
                          "split": ["train", "train", "train", "test"]})
     removed = pd.DataFrame({"image_path": ["e"], "patient_id": ["P2"], "split": ["val"], "p_nonskin": [0.9]})
@@ -315,42 +307,42 @@ def test_flow_step_of_a_split_counts_each_split_and_patients():
 
 
 def test_a_missing_model_folder_is_named_in_the_error(tmp_path):
-    from skin_cnn.data import cleanse
-
     with pytest.raises(FileNotFoundError, match="nowhere"):
-        cleanse.load_skin_classifier(tmp_path / "nowhere")
+        classifier.load_skin_classifier(tmp_path / "nowhere")
 
 
 def test_skin_images_can_come_from_a_manifest_sampled_with_a_seed(tmp_path):
-    from skin_cnn.data.cleanse import image_paths_from
-
     for i in range(10):
         Image.new("RGB", (8, 8), (200, 150, 120)).save(tmp_path / f"s{i}.png")
     pd.DataFrame({"image_path": [f"s{i}.png" for i in range(10)], "patient_id": "", "diagnosis": "acne"}).to_csv(
         tmp_path / "m.csv", index=False
     )
-    everything = image_paths_from(tmp_path / "m.csv")
+    everything = classifier.image_paths_from(tmp_path / "m.csv")
     assert everything == [str(tmp_path / f"s{i}.png") for i in range(10)]
-    sample = image_paths_from(tmp_path / "m.csv", max_images=4, seed=2)
+    sample = classifier.image_paths_from(tmp_path / "m.csv", max_images=4, seed=2)
     assert len(sample) == 4 and set(sample) <= set(everything)
-    assert sample == image_paths_from(tmp_path / "m.csv", max_images=4, seed=2)
-    assert image_paths_from(tmp_path, max_images=None) == sorted(everything)
+    assert sample == classifier.image_paths_from(tmp_path / "m.csv", max_images=4, seed=2)
+    assert classifier.image_paths_from(tmp_path, max_images=None) == sorted(everything)
 
 
 def test_shipped_model_keeps_real_skin_photos_and_removes_new_non_skin_examples(public_derm, tmp_path):
-    from skin_cnn.data import cleanse
-
-    if not (cleanse.DEFAULT_MODEL_DIR / cleanse.MODEL_FILENAME).is_file():
-        pytest.skip("no default model shipped in this installation")
-    model = cleanse.load_skin_classifier()  # the default: no training in this test
-    assert cleanse.model_input_size(model) == 64
+    assert (classifier.DEFAULT_MODEL_DIR / classifier.MODEL_FILENAME).is_file()  # shipped as package data
+    model = classifier.load_skin_classifier()  # the default: no training in this test
+    assert classifier.model_input_size(model) == 64
     # Real photos the shipped model was not trained on (it used a seed-0 sample of 500).
     manifest = public_derm / "manifest.csv"
-    trained_on = set(cleanse.image_paths_from(manifest, max_images=500, seed=0))
-    unseen = [p for p in cleanse.image_paths_from(manifest) if p not in trained_on][::18][:24]
+    trained_on = set(classifier.image_paths_from(manifest, max_images=500, seed=0))
+    unseen = [p for p in classifier.image_paths_from(manifest) if p not in trained_on][::18][:24]
     nonskin = nx.make_examples(tmp_path, 24, seed=2024, progress=False)  # its training used seed 0
-    skin_scores, bad = cleanse.score_images(model, unseen, progress=False)
-    non_scores, _ = cleanse.score_images(model, [tmp_path / n for n in nonskin["image_path"]], progress=False)
+    skin_scores, bad = score_images(model, unseen, progress=False)
+    non_scores, _ = score_images(model, [tmp_path / n for n in nonskin["image_path"]], progress=False)
     assert not bad and len(unseen) == 24
     assert np.mean(skin_scores < 0.5) >= 0.85
     assert np.mean(non_scores >= 0.5) >= 0.7
+
+
+def test_the_filter_lives_only_in_the_cleanse_package():
+    for old in ("skin_cnn.data.cleanse", "skin_cnn.data.nonskin_examples"):
+        assert importlib.util.find_spec(old) is None, old
+    assert not (Path(skin_cnn.data.__file__).parent / "skin_classifier").exists()
+    assert classifier.DEFAULT_MODEL_DIR == Path(classifier.__file__).parent / "skin_classifier"

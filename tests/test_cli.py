@@ -95,3 +95,53 @@ def test_manifest_check_on_public_derm(public_derm, tmp_path):
     assert result.exit_code == 0
     assert "942 rows, 942 images ok, 0 errors, 942 warnings (empty_patient_id 942)" in result.output
     assert len(result.output.splitlines()) < 15
+
+
+def test_crop_exits_non_zero_when_no_image_could_be_read(tmp_path):
+    # Two rows, both unreadable: there is nothing to crop, and a pipeline must stop here.
+    bf.text_as_jpg(tmp_path / "a.jpg")
+    bf.truncated_jpeg(tmp_path / "b.jpg", keep=0.05)
+    (tmp_path / "m.csv").write_text("image_path,patient_id,diagnosis\na.jpg,p1,acne\nb.jpg,p2,rosacea\n")
+    result = _run("crop", str(tmp_path / "m.csv"), "-o", str(tmp_path / "crops"), "--quiet")
+    assert result.exit_code == 1, result.output
+    assert "0 of 2 images could be read" in result.output
+    # one readable image is enough to go on
+    bf.valid_jpeg(tmp_path / "b.jpg")
+    result = _run("crop", str(tmp_path / "m.csv"), "-o", str(tmp_path / "crops2"), "--quiet", "--sample", "0")
+    assert result.exit_code == 0, result.output
+    assert "1 of 2 images cropped" in result.output
+
+
+def test_manifest_check_refuses_a_header_only_manifest(tmp_path):
+    (tmp_path / "m.csv").write_text("image_path,patient_id,diagnosis\n")
+    result = _run("manifest", "check", str(tmp_path / "m.csv"), "--quiet")
+    assert result.exit_code == 1 and "no_rows" in result.output and "no data rows" in result.output
+
+
+def test_manifest_check_of_a_semicolon_file_shows_the_header_it_read(tmp_path):
+    (tmp_path / "m.csv").write_text("image_path;patient_id;diagnosis\na.jpg;p1;acne\n")
+    result = _run("manifest", "check", str(tmp_path / "m.csv"), "--quiet")
+    assert result.exit_code == 1
+    assert "the header read was ['image_path;patient_id;diagnosis']" in result.output
+    assert "separated by ';'" in result.output
+
+
+def test_a_full_disk_is_reported_with_the_file_being_written(tmp_path, monkeypatch):
+    import errno
+    import os
+
+    from skin_cnn import atomic
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))  # as os.fsync raises it: no file name
+
+    monkeypatch.setattr(os, "fsync", full)
+    target = tmp_path / "out" / "report.json"
+    try:
+        atomic.write_json(target, {"a": 1})
+    except OSError as exc:
+        message = str(exc)
+    else:
+        raise AssertionError("no error")
+    assert "No space left on device" in message and str(target) in message
+    assert not target.exists() and list((tmp_path / "out").iterdir()) == []  # no temporary left

@@ -7,8 +7,10 @@ from click.testing import CliRunner
 from sklearn.metrics import roc_auc_score
 
 from skin_cnn.cli import cli
+from skin_cnn.evaluation.bootstrap import iter_resample_indices, paired_auc_difference
 from skin_cnn.evaluation.compare import compare_predictions, holm
 from skin_cnn.evaluation.delong import delong_test
+from skin_cnn.evaluation.threshold import choose_threshold
 
 
 def frame(seed, noise, n=80, tasks=("acne_vs_rosacea", "psoriasis_vs_eczema")):
@@ -109,7 +111,8 @@ def test_compare_command_writes_table_and_tests(tmp_path):
     tests = pd.read_csv(out / "compare_delong.csv")
     assert len(tests) == 2 and tests["p_value"].between(0, 1).all()
     md = (out / "compare.md").read_text()
-    assert "Paired DeLong" in md and "| Acne vs rosacea | VGG16P |" in md
+    assert "Paired tests" in md and "| Acne vs rosacea | VGG16P |" in md
+    assert "Bootstrap 95% CI" in md and "resampling unit: **patient**" in md
 
 
 def test_run_folder_without_evaluation_is_a_clear_error(tmp_path):
@@ -119,3 +122,80 @@ def test_run_folder_without_evaluation_is_a_clear_error(tmp_path):
         cli, ["compare", str(tmp_path / "runA"), str(tmp_path / "b.csv"), "-o", str(tmp_path / "o")]
     )
     assert result.exit_code != 0 and "skin-cnn evaluate" in result.output
+
+
+def test_paired_bootstrap_equals_a_plain_loop_over_whole_patients():
+    rng = np.random.default_rng(5)
+    n = 90
+    ids = [f"p{i}" for i in rng.integers(0, 30, n)]
+    y = (rng.random(n) < 0.4).astype(int)
+    a, b = rng.normal(y * 1.5, 1.0), rng.normal(y * 0.5, 1.0)
+    res = paired_auc_difference(y, a, b, patient_ids=ids, n_resamples=300, seed=2)
+    # units by hand: patients in order of first appearance; strata: all negative, all positive, both
+    order = list(dict.fromkeys(ids))
+    members = [np.flatnonzero(np.array(ids) == pid) for pid in order]
+    strata = [0 if not y[m].any() else 1 if y[m].all() else 2 for m in members]
+    diffs = []
+    for batch in iter_resample_indices(len(order), 300, 2, strata=strata):
+        for drawn in batch:
+            rows = np.concatenate([members[u] for u in drawn])
+            diffs.append(roc_auc_score(y[rows], a[rows]) - roc_auc_score(y[rows], b[rows]))
+    assert res["unit"] == "patient" and res["n_units"] == len(order)
+    assert res["difference"] == pytest.approx(roc_auc_score(y, a) - roc_auc_score(y, b))
+    assert res["ci"] == pytest.approx(list(np.quantile(diffs, [0.025, 0.975])), abs=1e-12)
+    diffs = np.array(diffs)
+    assert res["p_value"] == pytest.approx(min(1, 2 * min((diffs <= 0).mean(), (diffs >= 0).mean())))
+
+
+def test_compare_reports_the_paired_bootstrap_beside_delong():
+    frames = {"A": frame(1, 0.2), "B": frame(2, 1.5)}
+    _, tests = compare_predictions(frames, n_bootstrap=200)
+    assert {"boot_ci_low", "boot_ci_high", "boot_p_value", "boot_unit"} <= set(tests.columns)
+    assert (tests["boot_unit"] == "patient").all()
+    assert (tests["boot_ci_low"] <= tests["difference"]).all() and (tests["difference"] <= tests["boot_ci_high"]).all()
+    same = compare_predictions({"A": frames["A"], "B": frames["A"].copy()}, n_bootstrap=100)[1]
+    assert (same["boot_ci_low"] == 0).all() and (same["boot_ci_high"] == 0).all()
+
+
+def _relabelled(df, prefix):
+    """The same scores on other images of other patients."""
+    return df.assign(image_path=prefix + df["image_path"], patient_id=prefix + df["patient_id"])
+
+
+def test_fitted_threshold_in_compare_refuses_validation_that_overlaps_the_test_images(tmp_path):
+    a, b = frame(1, 0.3), frame(2, 1.0)
+    a.to_csv(tmp_path / "A.csv", index=False)
+    b.to_csv(tmp_path / "B.csv", index=False)
+    # a copy of A's test predictions that calls itself validation
+    a.assign(split="val").to_csv(tmp_path / "A_val.csv", index=False)
+    _relabelled(frame(4, 1.0), "v/").to_csv(tmp_path / "B_val.csv", index=False)
+    args = ["compare", str(tmp_path / "A.csv"), str(tmp_path / "B.csv"), "-o", str(tmp_path / "o"),
+            "--threshold", "youden", "--n-bootstrap", "0"]
+    result = CliRunner().invoke(
+        cli, args + ["--val-predictions", str(tmp_path / "A_val.csv"), "--val-predictions", str(tmp_path / "B_val.csv")]
+    )
+    assert result.exit_code != 0 and "A_val.csv" in result.output and "images" in result.output
+    val_a = _relabelled(frame(3, 0.3), "v/")
+    val_a.to_csv(tmp_path / "A_val.csv", index=False)
+    result = CliRunner().invoke(
+        cli, args + ["--val-predictions", str(tmp_path / "A_val.csv"), "--val-predictions", str(tmp_path / "B_val.csv")]
+    )
+    assert result.exit_code == 0, result.output
+    table = pd.read_csv(tmp_path / "o" / "compare.csv")
+    row = table[(table.model == "A") & (table.task == "acne_vs_rosacea")].iloc[0]
+    part = val_a[val_a.task == "acne_vs_rosacea"]
+    assert row["threshold"] == pytest.approx(choose_threshold(part.y_true, part.y_prob, "youden"))
+
+
+def test_compare_report_shows_how_often_each_run_test_split_was_evaluated(tmp_path):
+    run = tmp_path / "runP"
+    (run / "eval_test").mkdir(parents=True)
+    frame(1, 0.3).to_csv(run / "eval_test" / "predictions_test.csv", index=False)
+    (run / "test_evaluations.json").write_text('{"count": 3, "evaluations": []}')
+    frame(2, 1.0).to_csv(tmp_path / "b.csv", index=False)
+    result = CliRunner().invoke(
+        cli, ["compare", str(run), str(tmp_path / "b.csv"), "-o", str(tmp_path / "o"), "--n-bootstrap", "0"]
+    )
+    assert result.exit_code == 0, result.output
+    md = (tmp_path / "o" / "compare.md").read_text()
+    assert "test split evaluated 3 time(s)" in md and "test-split evaluations not known" in md

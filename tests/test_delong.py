@@ -119,3 +119,62 @@ def test_too_few_cases_give_no_interval_and_one_class_is_an_error():
     assert value == 1.0 and ci is None and var is None
     with pytest.raises(ValueError, match="positive and one negative"):
         delong_ci([0, 0, 0], [0.1, 0.2, 0.3])
+
+
+def test_logit_interval_is_the_delta_method_interval_of_the_slow_variance(data):
+    y, a, _ = data
+    auc, cov = slow_covariance(y, [a])
+    se = math.sqrt(cov[0, 0]) / (auc[0] * (1 - auc[0]))  # delta method: d logit(A)/dA = 1/(A(1-A))
+    z = stats.norm.ppf(0.975)
+    expected = 1 / (1 + np.exp(-(np.log(auc[0] / (1 - auc[0])) + np.array([-z, z]) * se)))
+    value, ci, var = delong_ci(y, a, scale="logit")
+    assert value == pytest.approx(auc[0]) and var == pytest.approx(cov[0, 0])
+    assert ci == pytest.approx(tuple(expected), abs=1e-12)
+
+
+def test_logit_interval_stays_inside_zero_one_where_wald_is_clipped():
+    y = np.array([0] * 5 + [1] * 5)
+    s = np.array([0.1, 0.2, 0.3, 0.4, 0.95, 0.5, 0.6, 0.7, 0.8, 0.9])  # AUC 0.96
+    _, wald, _ = delong_ci(y, s)
+    value, logit, _ = delong_ci(y, s, scale="logit")
+    assert wald[1] == 1.0  # clipped
+    assert 0 < logit[0] < value < logit[1] < 1
+    assert logit[1] - value < value - logit[0]  # asymmetric: shorter towards 1
+
+
+def _hanley_mcneil(theta, m, n):
+    """Hanley & McNeil (Radiology 1982) variance, written with Q1 and Q2, with Newcombe's (2006)
+    m − 1 and n − 1 both replaced by (m + n)/2 − 1."""
+    q1, q2 = theta / (2 - theta), 2 * theta**2 / (1 + theta)
+    k = (m + n) / 2 - 1
+    return (theta * (1 - theta) + k * (q1 - theta**2) + k * (q2 - theta**2)) / (m * n)
+
+
+@pytest.mark.parametrize("m, n", [(5, 5), (3, 8), (20, 20)])
+def test_logit_option_does_not_collapse_to_one_one_on_perfect_separation(m, n):
+    from skin_cnn.evaluation.delong import auc_interval
+
+    y = np.array([1] * m + [0] * n)
+    s = np.r_[np.arange(m) + n + 1.0, np.arange(n, dtype=float)]  # every positive above every negative
+    assert delong_ci(y, s)[1] == (1.0, 1.0)  # the Wald interval collapses
+    value, (low, high), _, method = auc_interval(y, s, scale="logit")
+    assert value == 1.0 and high == 1.0 and 0.5 < low < 1 and method == "newcombe-score"
+    # the lower bound is the score-interval root: (1 - L)^2 = z^2 V_HM(L)
+    z = stats.norm.ppf(0.975)
+    assert (1 - low) ** 2 == pytest.approx(z**2 * _hanley_mcneil(low, m, n), rel=1e-9)
+    # and no other root lies between it and 1 (a grid check of the sign)
+    grid = np.linspace(low + 1e-6, 1 - 1e-9, 2000)
+    assert np.all((1 - grid) ** 2 < z**2 * _hanley_mcneil(grid, m, n))
+
+
+def test_more_perfectly_separated_images_give_a_higher_lower_bound():
+    from skin_cnn.evaluation.delong import newcombe_score_interval
+
+    lows = [newcombe_score_interval(1.0, k, k)[0] for k in (3, 5, 10, 40)]
+    assert lows == sorted(lows) and lows[-1] > 0.95
+    assert newcombe_score_interval(0.0, 5, 5) == pytest.approx((0.0, 1 - lows[1]))  # mirror image
+
+
+def test_unknown_scale_is_refused():
+    with pytest.raises(ValueError, match="wald, logit"):
+        delong_ci([0, 0, 1, 1], [0.1, 0.2, 0.3, 0.4], scale="log")

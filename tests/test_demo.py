@@ -3,11 +3,11 @@ import json
 
 import pandas as pd
 
+from skin_cnn.demo import run_demo
+from skin_cnn.diseases import DISEASES
+
 
 def test_tiny_demo_produces_a_labelled_run_folder_and_report(tmp_path, monkeypatch):
-    from skin_cnn.demo import run_demo
-    from skin_cnn.diseases import DISEASES
-
     monkeypatch.delenv("SKIN_CNN_VGG16_WEIGHTS", raising=False)
     messages = []
     result = run_demo(tmp_path / "demo", n_patients_per_disease=3, images_per_patient=(1, 1),

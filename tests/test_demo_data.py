@@ -5,6 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from skin_cnn.data.reading import read_image
 from skin_cnn.demo_data import SKIN_TONES, draw_image, generate_demo_dataset
 from skin_cnn.diseases import DISEASES
 from skin_cnn.manifest import validate_manifest
@@ -35,8 +36,6 @@ def test_counts_sizes_and_skin_tones(demo):
     assert (frame.groupby("patient_id")["diagnosis"].nunique() == 1).all()
     assert (frame.groupby("diagnosis")["patient_id"].nunique() == 6).all()
     assert frame["fitzpatrick_type"].astype(int).between(1, 6).all()
-    from skin_cnn.data.reading import read_image
-
     assert read_image(demo.parent / frame["image_path"][0]).shape == (96, 128, 3)
 
 

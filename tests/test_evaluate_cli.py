@@ -28,14 +28,14 @@ ACNE = [
 CTCL = [(1, 0.8), (1, 0.1), (1, 0.3), (0, 0.2), (0, 0.45), (0, 0.55), (0, 0.7)]
 
 
-def write_predictions(path, shift=0.0):
+def write_predictions(path, shift=0.0, prefix=""):
     rows = []
     for task, data in (("acne_vs_rosacea", ACNE), ("ctcl_vs_eczema", CTCL)):
         for i, (y, p) in enumerate(data):
             rows.append(
                 {
-                    "image_path": f"img/{task}_{i}.jpg",
-                    "patient_id": f"{task[:4]}{i // 2}",
+                    "image_path": f"img/{prefix}{task}_{i}.jpg",
+                    "patient_id": f"{prefix}{task[:4]}{i // 2}",
                     "task": task,
                     "y_true": y,
                     "y_prob": min(1.0, max(0.0, p + shift)),
@@ -161,7 +161,7 @@ def test_fitted_threshold_needs_validation_predictions(tmp_path):
 
 def test_youden_threshold_chosen_on_validation_is_applied_to_test(tmp_path):
     pred = write_predictions(tmp_path / "test.csv")
-    val = write_predictions(tmp_path / "val.csv", shift=0.15)
+    val = write_predictions(tmp_path / "val.csv", shift=0.15, prefix="val_")
     out = tmp_path / "o"
     result = run(
         "evaluate",
@@ -239,8 +239,8 @@ def test_needs_exactly_one_input(tmp_path):
 
 
 def test_run_folder_form_predicts_the_test_split(tmp_path):
-    pytest.importorskip("skin_cnn.data.pipeline")
-    keras = pytest.importorskip("keras")
+    import keras
+
     from skin_cnn.diseases import TASK_NAMES
 
     rng = np.random.default_rng(0)
@@ -277,3 +277,17 @@ def test_run_folder_form_predicts_the_test_split(tmp_path):
         json.loads((out / "metrics.json").read_text())["tasks"]["ctcl_vs_eczema"]["n_images"] == 4
     )
     assert (out / "stard_flow.png").is_file() and (out / "report.html").is_file()
+
+
+def test_report_states_the_resampling_unit_it_used(evaluated, tmp_path):
+    out, _ = evaluated
+    md = (out / "report.md").read_text()
+    assert "Resampling unit: **patient**" in md and "within each class" in md
+    pred = pd.read_csv(write_predictions(tmp_path / "p.csv")).assign(patient_id="")
+    pred.to_csv(tmp_path / "anon.csv", index=False)
+    result = run("evaluate", "--predictions", tmp_path / "anon.csv", "-o", tmp_path / "o",
+                 "--n-bootstrap", 50, "--quiet")
+    assert result.exit_code == 0, result.output
+    md = (tmp_path / "o" / "report.md").read_text()
+    assert "Resampling unit: **image**" in md and "images are treated as independent" in md
+    assert "patient-level" not in md

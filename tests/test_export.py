@@ -4,8 +4,13 @@ import json
 
 import numpy as np
 import pytest
+import tensorflow as tf
 from click.testing import CliRunner
 from model_fixtures import shared_run
+
+from skin_cnn.cli import cli
+from skin_cnn.export import check_path, export_model
+from skin_cnn.predict import load_keras_model
 
 
 @pytest.fixture(scope="module")
@@ -15,8 +20,6 @@ def run():
 
 @pytest.fixture(scope="module")
 def keras_model(run):
-    from skin_cnn.predict import load_keras_model
-
     return load_keras_model(run / "best.keras")
 
 
@@ -25,10 +28,6 @@ def _images(n=3, seed=11):
 
 
 def test_savedmodel_serving_signature_reproduces_the_keras_model(run, keras_model, tmp_path):
-    import tensorflow as tf
-
-    from skin_cnn.cli import cli
-
     out = tmp_path / "export" / "savedmodel"
     result = CliRunner().invoke(
         cli, ["export", str(run), "--format", "savedmodel", "-o", str(out), "--check-images", "3"]
@@ -54,10 +53,6 @@ def test_savedmodel_serving_signature_reproduces_the_keras_model(run, keras_mode
 
 @pytest.mark.filterwarnings("ignore:.*tf.lite.Interpreter is deprecated:UserWarning")
 def test_tflite_file_reproduces_the_keras_model(run, keras_model, tmp_path):
-    import tensorflow as tf
-
-    from skin_cnn.export import check_path, export_model
-
     out = tmp_path / "model.tflite"
     check = export_model(run, "tflite", out, check_images=2)
     assert check["passed"] is True and check["max_abs_diff_all"] < 1e-2
@@ -75,7 +70,5 @@ def test_tflite_file_reproduces_the_keras_model(run, keras_model, tmp_path):
 
 
 def test_unknown_format_is_refused(run, tmp_path):
-    from skin_cnn.export import export_model
-
     with pytest.raises(ValueError, match="unknown export format 'onnx'"):
         export_model(run, "onnx", tmp_path / "m.onnx")

@@ -56,7 +56,7 @@ def test_saved_model_on_images_matches_the_heads_on_cached_features(split_csv, t
 def test_cache_key_changes_with_the_image_files_and_settings(split_csv):
     from skin_cnn.split import load_split
     from skin_cnn.training.feature_cache import cache_key
-    from skin_cnn.training.trainer import image_fingerprints
+    from skin_cnn.training.feature_cache import image_fingerprints
 
     frame = load_split(split_csv)
     base = dict(preprocessing={"image_size": [32, 32]}, trunk_digest="t", augmentation={}, views=2, seed=0)
@@ -71,7 +71,7 @@ def test_cache_key_changes_with_the_image_files_and_settings(split_csv):
 
 
 def test_each_epoch_draws_one_stored_view_per_image_from_seed_and_epoch():
-    from skin_cnn.training.feature_cache import epoch_views
+    from skin_cnn.data.pipeline import epoch_views
 
     views = epoch_views(0, 3, 1000, 3)
     assert views.shape == (1000,) and set(np.unique(views)) == {0, 1, 2}
@@ -82,38 +82,52 @@ def test_each_epoch_draws_one_stored_view_per_image_from_seed_and_epoch():
     assert counts.between(0.28, 0.39).all()
 
 
-@pytest.mark.parametrize("balanced", [False, True])
-def test_in_memory_batches_are_the_stored_views_drawn_for_each_epoch(balanced):
-    from skin_cnn.diseases import TASK_NAMES
-    from skin_cnn.training.feature_cache import epoch_views
-    from skin_cnn.training.trainer import epoch_order, steps_for, training_dataset
+def test_leftovers_of_killed_processes_are_removed_and_live_ones_kept(tmp_path):
+    import subprocess
+    import sys
 
-    class Config:  # the settings training_dataset reads
-        seed, epochs, batch_size = 5, 4, 4
+    from skin_cnn.training.feature_cache import remove_stale_partials
+    from skin_cnn.training.trainer import preparation_folder
 
-    n_views, n = 3, 10
-    # Feature value encodes (view, image), so every gathered row can be decoded by hand.
-    features = (np.arange(n_views)[:, None, None] * 100 + np.arange(n)[None, :, None]
-                + np.zeros((1, 1, 2))).astype("float32")
-    labels = {t: (np.arange(n) % 2).astype("float32") for t in TASK_NAMES}
-    masks = {t: (np.arange(n) % 3 > 0).astype("float32") for t in TASK_NAMES}
-    groups = np.array(["a"] * 7 + ["b"] * 3) if balanced else None
-    steps = steps_for(Config, n, groups)
-    assert steps == (4 if balanced else 3)  # 14 (two diseases × 7) or 10 images in batches of 4
-    for limit in (1 << 30, 0):  # in-memory tf.data path, and the generator path for large caches
-        batches = list(training_dataset(features, labels, masks, config=Config, initial_epoch=1, steps_per_epoch=steps,
-                                        groups=groups, views=True, in_memory_limit=limit))
-        assert len(batches) == (Config.epochs - 1) * steps
-        for epoch in range(1, Config.epochs):
-            order = epoch_order(Config.seed, epoch, n, groups)
-            view_of_image = epoch_views(Config.seed, epoch, n, n_views)
-            got = np.concatenate([np.asarray(b[0]) for b in batches[(epoch - 1) * steps:epoch * steps]])
-            np.testing.assert_array_equal(got[:, 0] // 100, view_of_image[order])
-            np.testing.assert_array_equal(got[:, 0] % 100, order)
-            last = batches[epoch * steps - 1]
-            assert len(np.asarray(last[0])) == len(order) - 4 * (steps - 1)  # partial last batch, per epoch
-        x, y, w = batches[0]
-        images = np.asarray(x)[:, 0].astype(int) % 100
-        for t in TASK_NAMES:
-            np.testing.assert_array_equal(np.asarray(y[t]).reshape(-1), images % 2)
-            np.testing.assert_array_equal(np.asarray(w[t]), (images % 3 > 0).astype("float32"))
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead_pid = int(dead.stdout)  # a process that has exited
+    cache = tmp_path / "feature_cache"
+    for pid in (dead_pid, os.getpid()):
+        (cache / f".abc.partial-{pid}-x1").mkdir(parents=True)
+        (tmp_path / f".prepared-{pid}-y1").mkdir()
+    removed = remove_stale_partials(cache)
+    assert [p.name for p in removed] == [f".abc.partial-{dead_pid}-x1"]
+    assert (cache / f".abc.partial-{os.getpid()}-x1").is_dir()
+    with preparation_folder(tmp_path) as work:
+        assert work.is_dir() and work.name.startswith(f".prepared-{os.getpid()}-")
+        assert not (tmp_path / f".prepared-{dead_pid}-y1").exists()
+    assert not work.exists()
+    assert (tmp_path / f".prepared-{os.getpid()}-y1").is_dir()  # a live process's folder is not touched
+
+
+def test_the_cache_holds_no_test_images_and_the_views_extraction_used(split_csv, tmp_path):
+    """Stored view v of image i is the trunk applied to view_images(..., v) of that image."""
+    import keras
+
+    from skin_cnn.data.pipeline import view_images
+    from skin_cnn.data.preprocessing import prepare_images
+    from skin_cnn.models import split_at_frozen_boundary
+    from skin_cnn.split import load_split
+    from skin_cnn.training import train
+    from skin_cnn.training.feature_cache import open_cache
+    from skin_cnn.training.trainer import augment_config
+
+    config = tiny_config(split_csv, tmp_path / "run", epochs=1, cache_views=2)
+    train(config, progress=False, echo=lambda m: None)
+    cache = open_cache(next((tmp_path / "run" / "feature_cache").glob("*/index.json")).parent)
+    frame = load_split(split_csv)
+    assert len(cache.index["positions"]["train"]) == (frame["split"] == "train").sum()
+    assert not hasattr(cache, "test")
+    prepared, _ = prepare_images(frame, config.preprocessing(), tmp_path / "prep", splits=("train",), progress=False)
+    model = keras.models.load_model(tmp_path / "run" / "best.keras", compile=False)
+    trunk, _ = split_at_frozen_boundary(model)
+    idx = np.arange(min(3, len(prepared["train"].store)))
+    for view in range(cache.num_views):
+        images = view_images(prepared["train"].store, idx, view, seed=config.seed, augment=augment_config(config))
+        np.testing.assert_allclose(np.asarray(trunk(images, training=False)), cache.train[view, idx], atol=1e-4)
+    assert not np.allclose(cache.train[0, idx], cache.train[1, idx])  # augmented views differ from the clean one

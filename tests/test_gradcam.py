@@ -2,9 +2,13 @@
 layer of the study's architecture, and a trained model whose heat map finds the region that
 carries the signal."""
 
+import keras
 import numpy as np
 import pytest
 from model_fixtures import patch_images, train_heads
+
+from skin_cnn.explain import gradcam, gradcam_batch, last_conv_layer, overlay
+from skin_cnn.models import build_model
 
 
 def _one_by_one_model(height=6, width=5, seed=0):
@@ -14,8 +18,6 @@ def _one_by_one_model(height=6, width=5, seed=0):
     ``A = relu(x W + c)``, so the gradient with respect to ``A_ijc`` is ``k_c / (h w)`` at every
     location and the map is ``relu(Σ_c k_c A_ijc)`` up to a positive factor.
     """
-    import keras
-
     rng = np.random.default_rng(seed)
     image = keras.Input((height, width, 3), name="image")
     conv = keras.layers.Conv2D(4, 1, activation="relu", name="conv")
@@ -41,8 +43,6 @@ def _expected_map(x, w, c, k, sign):
 
 @pytest.mark.parametrize("target", ["positive", "negative", "predicted"])
 def test_map_equals_the_hand_computed_grad_cam_of_a_one_by_one_conv_model(target):
-    from skin_cnn.explain import gradcam_batch
-
     model, w, c, k = _one_by_one_model()
     x = np.random.default_rng(1).normal(size=(3, 6, 5, 3)).astype("float32")
     heatmaps, probs = gradcam_batch(model, x, layer_name="conv", target=target)
@@ -57,8 +57,6 @@ def test_map_equals_the_hand_computed_grad_cam_of_a_one_by_one_conv_model(target
 
 
 def test_positive_and_negative_maps_never_light_up_the_same_place():
-    from skin_cnn.explain import gradcam_batch
-
     model, *_ = _one_by_one_model(seed=3)
     x = np.random.default_rng(2).normal(size=(4, 6, 5, 3)).astype("float32")
     pos, _ = gradcam_batch(model, x, layer_name="conv", target="positive")
@@ -67,9 +65,6 @@ def test_positive_and_negative_maps_never_light_up_the_same_place():
 
 
 def test_default_layer_is_block5_conv3_and_maps_have_the_image_resolution():
-    from skin_cnn.explain import gradcam, last_conv_layer
-    from skin_cnn.models import build_model
-
     model = build_model("P", input_shape=(32, 32, 3), weights=None, seed=0)
     assert last_conv_layer(model) == "block5_conv3"
     image = np.random.default_rng(0).uniform(0, 255, size=(32, 32, 3)).astype("float32")
@@ -80,9 +75,6 @@ def test_default_layer_is_block5_conv3_and_maps_have_the_image_resolution():
 
 
 def test_model_with_a_spatial_transformer_gives_a_map_of_the_input_size():
-    from skin_cnn.explain import gradcam_batch, last_conv_layer
-    from skin_cnn.models import build_model
-
     model = build_model("NS", input_shape=(32, 32, 3), weights=None, seed=0)
     assert last_conv_layer(model) == "block5_conv3"
     images = np.random.default_rng(0).uniform(0, 255, size=(2, 32, 32, 3)).astype("float32")
@@ -95,8 +87,6 @@ def test_model_with_a_spatial_transformer_gives_a_map_of_the_input_size():
 
 
 def test_wrong_image_size_unknown_task_and_unknown_layer_are_clear_errors():
-    from skin_cnn.explain import gradcam, gradcam_batch
-
     model, *_ = _one_by_one_model()
     with pytest.raises(ValueError, match="model takes 6×5"):
         gradcam(model, np.zeros((8, 8, 3)), "acne_vs_rosacea")
@@ -109,8 +99,6 @@ def test_wrong_image_size_unknown_task_and_unknown_layer_are_clear_errors():
 
 
 def test_overlay_blends_the_colour_map_by_alpha():
-    from skin_cnn.explain import overlay
-
     image = np.full((4, 6, 3), 100, dtype=np.uint8)
     # jet(0) is dark blue (0, 0, 0.5); jet(1) is dark red (0.5, 0, 0).
     cold = overlay(image, np.zeros((4, 6)), alpha=0.5)
@@ -124,8 +112,6 @@ def test_overlay_blends_the_colour_map_by_alpha():
 @pytest.fixture(scope="module")
 def patch_model(vgg16_weights):
     """The study's VGG-16P at 64×64 (ImageNet trunk), heads trained on 'bright square top left'."""
-    from skin_cnn.models import build_model
-
     model = build_model("P", input_shape=(64, 64, 3), weights=str(vgg16_weights), seed=0)
     images, labels, _ = patch_images(64, 64, seed=0, quadrant="top_left")
     return train_heads(model, images, labels, steps=60, seed=0)
@@ -133,8 +119,6 @@ def patch_model(vgg16_weights):
 
 @pytest.mark.parametrize("quadrant", ["top_left", "bottom_right"])
 def test_heat_map_peak_lies_in_the_quadrant_holding_the_signal(patch_model, quadrant):
-    from skin_cnn.explain import gradcam_batch
-
     # Trained on top-left squares; the bottom-right case checks that the map follows the square
     # rather than remembering where squares used to be.
     images, labels, _ = patch_images(16, 64, seed=1, quadrant=quadrant)

@@ -14,12 +14,29 @@ Z = stats.norm.ppf(0.975)
 @pytest.mark.parametrize(
     "k,n", [(0, 1), (1, 1), (0, 10), (3, 10), (10, 10), (41, 48), (154, 172), (500, 1000)]
 )
-def test_clopper_pearson_matches_scipy_binomtest(k, n):
+def test_clopper_pearson_bounds_have_the_defining_binomial_tails(k, n):
+    # Clopper & Pearson (1934): the lower bound is the p with P(X >= k) = 2.5%, the upper the p
+    # with P(X <= k) = 2.5%; 0 and 1 at the ends. Checked with binomial tails, not beta quantiles.
     est = clopper_pearson(k, n)
-    ref = stats.binomtest(k, n).proportion_ci(confidence_level=0.95, method="exact")
+    low, high = est.ci
     assert est.value == pytest.approx(k / n)
-    assert est.ci == pytest.approx((ref.low, ref.high), abs=1e-12)
     assert est.method == "clopper-pearson"
+    if k == 0:
+        assert low == 0.0 and high == pytest.approx(1 - 0.025 ** (1 / n), abs=1e-12)
+    else:
+        assert stats.binom.sf(k - 1, n, low) == pytest.approx(0.025, abs=1e-9)
+    if k == n:
+        assert high == 1.0 and low == pytest.approx(0.025 ** (1 / n), abs=1e-12)
+    else:
+        assert stats.binom.cdf(k, n, high) == pytest.approx(0.025, abs=1e-9)
+
+
+def test_clopper_pearson_reproduces_textbook_values():
+    # 95% exact intervals as printed in tables (e.g. Newcombe, Stat Med 1998, Table II):
+    # 5/10 -> 0.1871-0.8129, 1/10 -> 0.0025-0.4450, 81/263 -> 0.2527-0.3676.
+    assert clopper_pearson(5, 10).ci == pytest.approx((0.1871, 0.8129), abs=5e-5)
+    assert clopper_pearson(1, 10).ci == pytest.approx((0.0025, 0.4450), abs=5e-5)
+    assert clopper_pearson(81, 263).ci == pytest.approx((0.2527, 0.3676), abs=5e-5)
 
 
 @pytest.mark.parametrize("confidence", [0.9, 0.95, 0.99])

@@ -229,3 +229,81 @@ def test_example_manifests_agree():
     assert by_name["diagnosis"].tolist() == by_code["diagnosis"].tolist()
     assert set(by_name["diagnosis"]) == {"acne", "rosacea", "psoriasis", "eczema", "ctcl"}
     assert by_name["image_path"].tolist() == by_code["image_path"].tolist()
+
+
+# ---------------------------------------------------------------------------------------------
+# patient ids that differ only in what a reader cannot see
+
+
+def test_spellings_of_one_patient_id_are_one_patient_and_reveal_a_conflict(tmp_path):
+    # p2, P2, p2 + zero-width space and p2 + NUL are one patient: the eczema photo conflicts
+    # with the three psoriasis photos. Read as four patients, the conflict was invisible.
+    _images(tmp_path, "a.jpg", "b.jpg", "c.jpg", "d.jpg")
+    path = _write(
+        tmp_path,
+        "image_path,patient_id,diagnosis\n"
+        "img/a.jpg,p2,psoriasis\nimg/b.jpg,P2,eczema\nimg/c.jpg,p2\u200b,psoriasis\nimg/d.jpg,p2\x00,psoriasis\n",
+    )
+    report = validate_manifest(path, progress=False)
+    conflicts = report.problems[report.problems["code"] == "patient_conflict"]
+    assert sorted(conflicts["row"]) == [2, 3, 4, 5]
+    notes = report.problems[report.problems["code"] == "patient_id_normalized"]
+    assert sorted(notes["row"]) == [3, 4, 5] and set(notes["severity"]) == {"warning"}
+    with pytest.raises(ValueError, match="more than one diagnosis"):
+        load_manifest(path)
+
+
+def test_unicode_composition_and_invisible_characters_do_not_make_new_patients(tmp_path):
+    _images(tmp_path, "a.jpg", "b.jpg", "c.jpg", "d.jpg", "e.jpg")
+    path = _write(
+        tmp_path,
+        "image_path,patient_id,diagnosis\n"
+        "img/a.jpg,Jos\u00e9,acne\n"  # é precomposed
+        "img/b.jpg,Jose\u0301,acne\n"  # e + combining acute accent (NFD)
+        "img/c.jpg,\ufeffJOS\u00c9,acne\n"  # byte-order mark, upper case
+        "img/d.jpg,jos\u00e9\u200d,acne\n"  # zero-width joiner
+        "img/e.jpg,  p 7\u00a0,rosacea\n",  # spaces, a no-break space
+    )
+    frame = load_manifest(path)
+    assert frame["patient_id"].tolist() == ["Jos\u00e9"] * 4 + ["p 7"]
+
+
+def test_the_split_keeps_every_spelling_of_a_patient_in_one_split(tmp_path):
+    from skin_cnn.split import patient_split
+
+    rows, names = [], []
+    for k in range(30):  # 30 patients of two photos each; patient 0 written four ways
+        for j in range(2):
+            names.append(f"{k}_{j}.jpg")
+            rows.append(f"img/{k}_{j}.jpg,q{k},acne")
+    for j, spelling in enumerate(["Q0", "q0\u200b", "q0\x00", " q0"]):
+        names.append(f"0_extra{j}.jpg")
+        rows.append(f"img/0_extra{j}.jpg,{spelling},acne")
+    _images(tmp_path, *names)
+    path = _write(tmp_path, "image_path,patient_id,diagnosis\n" + "\n".join(rows) + "\n")
+    frame = load_manifest(path)
+    for seed in range(5):
+        split = patient_split(frame, seed=seed)
+        split = split[0] if isinstance(split, tuple) else split
+        patient0 = split.loc[[i for i, p in enumerate(names) if p.startswith("0_")], "split"]
+        assert patient0.nunique() == 1, seed
+
+
+# ---------------------------------------------------------------------------------------------
+# manifests that are not what they look like
+
+
+def test_a_header_only_manifest_is_an_error(tmp_path):
+    path = _write(tmp_path, "image_path,patient_id,diagnosis\n")
+    report = validate_manifest(path, progress=False)
+    assert not report.ok and report.by_code == {"no_rows": 1}
+    with pytest.raises(ValueError, match="no data rows"):
+        load_manifest(path)
+
+
+def test_a_semicolon_manifest_shows_the_header_it_read(tmp_path):
+    # Excel in many locales saves "CSV" with semicolons: one column named after the whole line.
+    path = _write(tmp_path, "image_path;patient_id;diagnosis\nimg/a.jpg;p1;acne\n")
+    report = validate_manifest(path, progress=False)
+    message = report.problems.loc[report.problems["code"] == "missing_column", "message"].iloc[0]
+    assert "['image_path;patient_id;diagnosis']" in message and "';'" in message

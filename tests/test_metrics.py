@@ -196,9 +196,52 @@ def test_fitted_threshold_without_validation_is_refused():
     with pytest.raises(ValueError, match="validation"):
         resolve_thresholds("youden", ["acne_vs_rosacea"], None)
     val = _frame()
-    th, method = resolve_thresholds("youden", ["acne_vs_rosacea"], val, "val.csv")
+    test = _frame().assign(image_path=lambda f: "test/" + f.image_path, patient_id=lambda f: "t" + f.patient_id)
+    with pytest.raises(ValueError, match="evaluated predictions"):
+        resolve_thresholds("youden", ["acne_vs_rosacea"], val, "val.csv")
+    th, method = resolve_thresholds("youden", ["acne_vs_rosacea"], val, "val.csv", evaluated=test)
     part = val[val.task == "acne_vs_rosacea"]
     assert th["acne_vs_rosacea"] == choose_threshold(part.y_true, part.y_prob, "youden")
     assert "youden" in method and "val.csv" in method
     with pytest.raises(ValueError, match="both classes"):
         choose_threshold([1, 1], [0.2, 0.3])
+
+
+def test_a_repeated_image_and_task_is_refused():
+    df = _frame()
+    doubled = pd.concat([df, df.iloc[[3]]], ignore_index=True)
+    with pytest.raises(ValueError, match="repeat an \\(image, task\\) pair.*acne_vs_rosacea/3.jpg"):
+        evaluate_predictions(doubled, n_bootstrap=0)
+    # the same image under two tasks is two rows of the table, not a repeat
+    both = df.iloc[[0]].assign(task="psoriasis_vs_eczema")
+    evaluate_predictions(pd.concat([df, both], ignore_index=True), n_bootstrap=0)
+
+
+def test_logit_auc_interval_is_recorded_and_stays_inside_zero_one():
+    # perfectly separated: the Wald interval collapses to [1, 1], the logit option does not
+    y = np.array([1, 1, 1, 0, 0, 0, 0])
+    p = np.array([0.9, 0.8, 0.7, 0.3, 0.2, 0.1, 0.05])
+    wald = task_metrics(y, p, n_bootstrap=0)["auc"]
+    logit = task_metrics(y, p, n_bootstrap=0, auc_ci="logit")["auc"]
+    assert wald["ci"] == [1.0, 1.0] and wald["method"] == "delong"
+    assert logit["value"] == 1.0 and 0 < logit["ci"][0] < 0.95 and logit["ci"][1] == 1.0
+    assert logit["method"] == "newcombe-score" and "logit" in logit["note"]
+    df = _frame()
+    m = evaluate_predictions(df, n_bootstrap=0, auc_ci="logit")
+    assert m["auc_ci"] == "logit"
+    assert all(e["auc"]["method"] == "delong-logit" for e in m["tasks"].values())
+
+
+def test_bootstrap_resamples_the_split_groups_when_the_predictions_carry_them():
+    df = _frame()
+    # no patient ids, but the split grouped images three by three (near duplicates)
+    df = df.assign(patient_id="", split_group=[i // 3 for i in range(len(df))])
+    m = evaluate_predictions(df, n_bootstrap=50)
+    acne = m["tasks"]["acne_vs_rosacea"]["bootstrap"]
+    assert acne["unit"] == "split group" and acne["n_units"] == 17  # 50 images, groups of 3: 16 + 1 of 2
+    table = metrics_table(m)
+    assert set(table["bootstrap_unit"]) == {"split group"}
+    # without ids and groups the unit is the image, and it says so
+    plain = evaluate_predictions(df.drop(columns="split_group"), n_bootstrap=50)
+    assert plain["tasks"]["acne_vs_rosacea"]["bootstrap"]["unit"] == "image"
+    assert plain["tasks"]["acne_vs_rosacea"]["bootstrap"]["n_units"] == 50

@@ -7,11 +7,11 @@ import subprocess
 import sys
 import textwrap
 
+import keras
 import numpy as np
 import pytest
-
-keras = pytest.importorskip("keras")
-tf = pytest.importorskip("tensorflow")
+import tensorflow as tf
+from sklearn import metrics as sklearn_metrics
 
 from skin_cnn.diseases import TASK_NAMES, TASKS, task_targets
 from skin_cnn.models import (
@@ -286,7 +286,6 @@ def test_loss_of_a_built_model_adds_the_l2_penalty_of_the_hidden_layers():
 
 
 def test_task_auc_counts_only_the_images_of_the_task():
-    sklearn_metrics = pytest.importorskip("sklearn.metrics")
     diagnoses = ["acne", "rosacea", "acne", "rosacea", "psoriasis", "eczema", "ctcl", "eczema"]
     x = np.array([[2.0], [-1.0], [-0.5], [0.5], [3.0], [-3.0], [-2.0], [1.0]], "float32")
     slopes = {t: 1.0 for t in TASK_NAMES}

@@ -12,8 +12,20 @@ from test_training import tiny_config, tiny_split
 SCRIPT = """
 import json, sys
 import numpy as np
+import skin_cnn.training.trainer as trainer
+
 from skin_cnn.training import resolve_config, train
+
+original, seen = trainer.feature_stream, []
+
+def recording(*args, **kwargs):  # what this worker's stream reads
+    dataset = original(*args, **kwargs)
+    seen.append({"shard": kwargs.get("shard"), "batch_sizes": [int(len(b[0])) for b in dataset]})
+    return dataset
+
+trainer.feature_stream = recording
 result = train(resolve_config(json.loads(sys.argv[1])), progress=False, echo=print)
+print("STREAMS", json.dumps(seen))
 import keras
 np.savez(sys.argv[2], *keras.models.load_model(result.run_dir / "last.keras", compile=False).get_weights())
 print("RUN_DIR", result.run_dir)
@@ -33,7 +45,7 @@ def _free_ports(n):
 def test_two_workers_train_in_step_and_only_the_chief_writes_the_run_folder(tmp_path):
     split = tiny_split(tmp_path, broken=False)
     out = tmp_path / "run"
-    config = tiny_config(split, out, variant="P", epochs=2, batch_size=4, strategy="multi-worker", cache_views=0,
+    config = tiny_config(split, out, variant="P", epochs=2, batch_size=4, strategy="multi-worker", cache_views=0, save_last=True,
                          tensorboard=False)
     cluster = {"worker": [f"127.0.0.1:{p}" for p in _free_ports(2)]}
     procs = []
@@ -54,5 +66,17 @@ def test_two_workers_train_in_step_and_only_the_chief_writes_the_run_folder(tmp_
         assert len(a.files) == len(b.files) > 0
         for name in a.files:
             np.testing.assert_allclose(a[name], b[name], rtol=0, atol=1e-6)
+    # each worker streams only its own part of every global batch of 4: 2 + 2 (3 → 2 + 1, ...)
+    from skin_cnn.split import load_split
+
+    n_train = int((load_split(split)["split"] == "train").sum())
+    per_epoch = [4] * (n_train // 4) + ([n_train % 4] if n_train % 4 else [])
+    sizes = []
+    for index, text in enumerate(outputs):
+        streams = json.loads(next(line.split(" ", 1)[1] for line in text.splitlines() if line.startswith("STREAMS")))
+        assert streams and all(s["shard"] == [index, 2] for s in streams)
+        sizes.append(streams[0]["batch_sizes"])
+    assert [a + b for a, b in zip(*sizes)] == per_epoch * 2
+    assert sizes[0] == [(g + 1) // 2 for g in per_epoch * 2] and sizes[1] == [g // 2 for g in per_epoch * 2]
     history = json.loads((out / "config.json").read_text())["resolved"]
     assert history["strategy"] == "multi-worker" and history["workers"] == 2

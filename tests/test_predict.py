@@ -28,38 +28,33 @@ def photos(tmp_path):
     return write_photos(tmp_path / "photos", 4, seed=5)
 
 
-def _reference_input(path, size, crop=True):
-    """What the model should see, assembled from the crop and pipeline modules directly."""
-    from skin_cnn.data.crop import hue_crop_box
-    from skin_cnn.data.pipeline import preprocess_image
+def _bordered_photo(path, skin=(200, 150, 120), border=(0, 0, 255), size=(200, 160), width=32):
+    """A photo of uniform skin colour framed by a saturated blue band of known width."""
+    from PIL import Image
+
+    pixels = np.empty((size[1], size[0], 3), np.uint8)
+    pixels[:] = border
+    pixels[width:-width, width:-width] = skin
+    Image.fromarray(pixels).save(path)
+    return (width, width, size[0] - width, size[1] - width)
+
+
+def test_preprocess_cuts_the_skin_out_and_resizes_it_to_the_model(predictor, tmp_path):
+    """The model sees the skin region only (a constant image), as whole numbers in 0..255."""
+    known = _bordered_photo(tmp_path / "framed.png")
+    tensor, box = predictor.preprocess(predictor.read(tmp_path / "framed.png"))
+    assert max(abs(a - b) for a, b in zip(box, known)) <= 4
+    assert tensor.dtype == np.float32 and tensor.shape == (32, 32, 3)
+    np.testing.assert_array_equal(tensor, np.round(tensor))  # prepared as uint8, like training
+    np.testing.assert_allclose(tensor.reshape(-1, 3).mean(axis=0), (200, 150, 120), atol=3)
+    assert np.abs(tensor - np.array([200, 150, 120])).max() <= 12  # no blue band left
+
+
+def test_probabilities_equal_the_model_on_the_prepared_inputs(predictor, photos):
     from skin_cnn.data.reading import read_image
 
-    image = read_image(path)
-    left, top, right, bottom = (
-        hue_crop_box(image) if crop else (0, 0, image.shape[1], image.shape[0])
-    )
-    return preprocess_image(image[top:bottom, left:right], (size, size), resize="stretch"), (
-        left,
-        top,
-        right,
-        bottom,
-    )
-
-
-def test_preprocess_is_the_hue_crop_then_the_pipeline_resize(predictor, photos):
-    for path in photos:
-        expected, box = _reference_input(path, 32)
-        tensor, got_box = predictor.preprocess(predictor.read(path))
-        assert got_box == box
-        assert tensor.dtype == np.float32 and tensor.shape == (32, 32, 3)
-        np.testing.assert_array_equal(tensor, expected)
-
-
-def test_probabilities_equal_the_model_on_the_reference_inputs(predictor, photos):
-    from skin_cnn.data.reading import read_image
-
-    reference = np.stack([_reference_input(p, 32)[0] for p in photos])
-    expected = predictor.model.predict(reference, verbose=0)
+    tensors = np.stack([predictor.preprocess(read_image(p))[0] for p in photos])
+    expected = predictor.model.predict(tensors, verbose=0)
     probs = predictor.predict_images([read_image(p) for p in photos], batch_size=3)
     for task in predictor.tasks:
         np.testing.assert_allclose(probs[task], expected[task][:, 0], atol=1e-6)
@@ -78,7 +73,7 @@ def test_run_folder_preprocessing_is_read_from_config_json(run, tmp_path):
 
     from_dir = load_predictor(other)
     from_file = load_predictor(other / "best.keras")
-    assert from_dir.preprocessing["crop"] is False and from_file.preprocessing["crop"] is False
+    assert from_dir.preprocessing.crop is False and from_file.preprocessing.crop is False
     image = np.zeros((20, 30, 3), np.uint8)
     assert from_dir.preprocess(image)[1] == (0, 0, 30, 20)
 
@@ -86,9 +81,9 @@ def test_run_folder_preprocessing_is_read_from_config_json(run, tmp_path):
     alone.parent.mkdir()
     shutil.copy(run / "best.keras", alone)
     default = load_predictor(alone)
-    assert default.preprocessing["crop"] is True
-    assert default.preprocessing["image_size"] == [32, 32]
-    assert default.preprocessing["resize"] == "stretch"
+    assert default.preprocessing.crop is True
+    assert default.preprocessing.image_size == (32, 32)
+    assert default.preprocessing.resize == "stretch"
 
 
 def test_missing_model_and_bad_config_are_clear_errors(run, tmp_path):

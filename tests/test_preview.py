@@ -1,61 +1,101 @@
-"""skin-cnn preview: a grid of augmented training images with their diagnoses."""
+"""skin-cnn preview: the batch training fed, pixel for pixel, and the grid drawn from it."""
 import numpy as np
 import pandas as pd
 import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from skin_cnn.data.augment import AugmentConfig
-from skin_cnn.data.pipeline import PipelineConfig, load_images
-from skin_cnn.data.preview import augmented_images, sample_rows
+from test_training import tiny_config, tiny_split
 
 
-def _split(tmp_path, n_train=6, n_val=3):
-    rows = []
-    diseases = ["acne", "rosacea", "psoriasis", "eczema", "ctcl"]
-    for i in range(n_train + n_val):
-        colour = np.array([40 * (i % 6), 200 - 20 * i, 90], dtype=np.uint8)
-        image = np.broadcast_to(colour, (20, 28, 3)).copy()
-        image[:5, :7] = 255  # asymmetric: flips move the white corner
-        path = tmp_path / f"img{i}.png"
-        Image.fromarray(image).save(path)
-        rows.append({"image_path": str(path), "patient_id": f"p{i}", "diagnosis": diseases[i % 5],
-                     "split": "train" if i < n_train else "val"})
-    return pd.DataFrame(rows)
+@pytest.fixture(scope="module")
+def split_csv(tmp_path_factory):
+    return tiny_split(tmp_path_factory.mktemp("preview"))  # with one unreadable training photo
 
 
-def test_sample_rows_draws_only_training_rows_reproducibly(tmp_path):
-    frame = _split(tmp_path)
-    a, b = sample_rows(frame, n=4, seed=1), sample_rows(frame, n=4, seed=1)
-    assert list(a["image_path"]) == list(b["image_path"])
-    assert set(a["split"]) == {"train"} and a["image_path"].is_unique
-    assert len(sample_rows(frame, n=50)) == 6  # never more than there are
-    with pytest.raises(ValueError, match="no training rows"):
-        sample_rows(frame[frame["split"] == "val"])
+def test_preview_of_a_run_is_the_batch_training_fed(split_csv, tmp_path, monkeypatch):
+    import skin_cnn.training.trainer as trainer
+    from skin_cnn.training import train
+    from skin_cnn.training.preview import run_training_batch
+
+    streams = []
+    original = trainer.image_stream
+
+    def recording(*args, **kwargs):
+        dataset = original(*args, **kwargs)
+        streams.append(dataset)
+        return dataset
+
+    monkeypatch.setattr(trainer, "image_stream", recording)
+    out = tmp_path / "run"
+    train(tiny_config(split_csv, out, variant="N", epochs=3, batch_size=3, balanced=True), progress=False,
+          echo=lambda m: None)
+    assert len(streams) == 1  # the stream that fit consumed: epochs 1..3
+    fed = [np.asarray(batch[0]) for batch in streams[0]]
+    steps = len(fed) // 3
+    for epoch, batch in ((1, 0), (2, 1), (3, steps - 1)):
+        (images, rows), _ = run_training_batch(out, epoch=epoch, batch=batch)
+        np.testing.assert_array_equal(images, fed[(epoch - 1) * steps + batch])
+        assert not rows["image_path"].str.endswith("broken.jpg").any()
+    # a different epoch is a different batch (order or augmentation)
+    (first, _), _ = run_training_batch(out, epoch=1, batch=0)
+    (second, _), _ = run_training_batch(out, epoch=2, batch=0)
+    assert first.shape != second.shape or not np.array_equal(first, second)
 
 
-def test_augmented_images_are_pipeline_images_transformed(tmp_path):
-    frame = _split(tmp_path).head(4)
-    plain = PipelineConfig(image_size=(20, 28), crop="none",
-                           augment=AugmentConfig(0, 0, 0, False, False))
-    np.testing.assert_array_equal(augmented_images(frame, plain), load_images(frame, plain, progress=False))
-    flips = PipelineConfig(image_size=(20, 28), crop="none", augment=AugmentConfig(0, 0, 0, True, True))
-    flipped = augmented_images(frame, flips, seed=0)
-    originals = load_images(frame, plain, progress=False)
-    for out, original in zip(flipped, originals):  # each output is one of the four flips
-        candidates = [original, original[::-1], original[:, ::-1], original[::-1, ::-1]]
-        assert min(np.abs(out - c).max() for c in candidates) < 1e-3
+def test_preview_of_a_cached_run_shows_the_stored_view_of_each_image(split_csv, tmp_path):
+    """With the feature cache, the trunk applied to the preview equals the features trained on."""
+    import keras
+
+    from skin_cnn.data.pipeline import epoch_order
+    from skin_cnn.models import split_at_frozen_boundary
+    from skin_cnn.training import train
+    from skin_cnn.training.feature_cache import open_cache
+    from skin_cnn.training.preview import run_training_batch
+
+    out = tmp_path / "run"
+    config = tiny_config(split_csv, out, variant="P", epochs=2, batch_size=4, cache_views=2)
+    train(config, progress=False, echo=lambda m: None)
+    (images, rows), _ = run_training_batch(out, epoch=2, batch=0)
+    assert set(rows["view"]) <= {0, 1, 2}
+    cache = open_cache(next((out / "feature_cache").glob("*/index.json")).parent)
+    positions = cache.index["positions"]["train"]
+    diseases = pd.read_csv(out / "split.csv").loc[positions, "diagnosis"].to_numpy()
+    idx = epoch_order(config.seed, 1, diseases)[:4]
+    trunk, _ = split_at_frozen_boundary(keras.models.load_model(out / "best.keras", compile=False))
+    expected = cache.train[rows["view"].to_numpy(), idx]
+    np.testing.assert_allclose(np.asarray(trunk(images, training=False)), expected, atol=1e-4)
 
 
-def test_preview_command_writes_a_grid(tmp_path):
+def test_preview_command_draws_a_run_and_a_split(split_csv, tmp_path):
     from skin_cnn.cli import cli
+    from skin_cnn.training import train
 
-    frame = _split(tmp_path)
-    csv = tmp_path / "split.csv"
-    frame.to_csv(csv, index=False)
-    out = tmp_path / "grid.png"
-    result = CliRunner().invoke(cli, ["preview", str(csv), "-o", str(out), "--n", "4", "--image-size", "16"])
+    out = tmp_path / "run"
+    train(tiny_config(split_csv, out, variant="N", epochs=1), progress=False, echo=lambda m: None)
+    runner = CliRunner()
+    result = runner.invoke(cli, ["preview", str(out), "-o", str(tmp_path / "run.png"), "--epoch", "1", "--n", "3"])
     assert result.exit_code == 0, result.output
-    assert "4 images" in result.output
-    with Image.open(out) as grid:
+    assert "epoch 1, batch 0" in result.output
+    result = runner.invoke(cli, ["preview", str(split_csv), "-o", str(tmp_path / "grid"), "--image-size", "32",
+                                 "--batch-size", "4"])
+    assert result.exit_code == 0, result.output
+    with Image.open(tmp_path / "grid" / "preview.png") as grid:
         assert grid.format == "PNG" and grid.size[0] > 100
+    result = runner.invoke(cli, ["preview", str(out), "-o", str(tmp_path / "x.png"), "--epoch", "9"])
+    assert result.exit_code != 0 and "outside 1..1" in result.output
+    result = runner.invoke(cli, ["preview", str(out), "-o", str(tmp_path / "x.png"), "--image-size", "64"])
+    assert result.exit_code != 0 and "run folder's settings" in result.output
+
+
+def test_preview_of_a_split_uses_the_training_defaults(split_csv):
+    """Crop on, augmentation on, as `skin-cnn train SPLIT` would: the clean view differs from the raw photo."""
+    from skin_cnn.split import load_split
+    from skin_cnn.training.config import resolve_config
+    from skin_cnn.training.preview import training_batch
+
+    config = resolve_config({"split": str(split_csv), "out": "", "image_size": 32, "batch_size": 4})
+    assert config.crop and config.zoom > 0
+    images, rows = training_batch(config, load_split(split_csv), epoch=1, batch=0)
+    assert images.shape == (4, 32, 32, 3) and images.dtype == np.float32
+    assert set(rows["split"]) == {"train"}

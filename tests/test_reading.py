@@ -1,6 +1,7 @@
 """read_image gives upright 8-bit RGB for every kind of file and names the file when it cannot."""
 import io
 import pickle
+import time
 
 import broken_files as bf
 import numpy as np
@@ -254,3 +255,107 @@ def test_32_bit_integer_and_float_tiffs_follow_the_documented_ranges(tmp_path):
     floats = np.array([[0.0, 0.5, 1.0, 2.0]], dtype=np.float32)  # "F": 0..1
     Image.fromarray(floats, mode="F").save(tmp_path / "f.tif")
     assert read_image(tmp_path / "f.tif")[0, :, 0].tolist() == [0, 128, 255, 255]
+
+
+# ---------------------------------------------------------------------------------------------
+# accepted formats only, and only the first frame
+
+
+def _minimal_eps():
+    """A valid EPS file (a 10 × 10 point black square) that Pillow's EPS plugin would open."""
+    return (
+        b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 10 10\n%%EndComments\n"
+        b"0 0 moveto 10 0 lineto 10 10 lineto 0 10 lineto closepath fill\nshowpage\n%%EOF\n"
+    )
+
+
+def test_eps_never_reaches_pillows_postscript_plugin_or_the_disk(tmp_path, monkeypatch):
+    # Pillow's EPS plugin opens this file (reading its header) and, to decode it, runs
+    # Ghostscript on a temporary copy: neither may happen for an upload or a manifest image.
+    from PIL import EpsImagePlugin
+
+    opened = []
+    monkeypatch.setattr(EpsImagePlugin.EpsImageFile, "_open", lambda self: opened.append(1))
+
+    def no_disk(*args, **kwargs):
+        raise AssertionError("a temporary file was created")
+
+    import subprocess
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "mkstemp", no_disk)
+    monkeypatch.setattr(subprocess, "Popen", no_disk)
+    path = tmp_path / "photo.jpg"
+    path.write_bytes(_minimal_eps())
+    for source in (path, _minimal_eps()):
+        with pytest.raises(ImageReadError) as info:
+            read_image(source, name="photo.jpg")
+        assert "PostScript" in info.value.reason and "damaged" not in info.value.reason
+    assert check_image(path) is not None
+    assert opened == []
+
+
+@pytest.mark.parametrize("fmt", ["PPM", "TGA", "PCX", "ICO", "SGI"])
+def test_formats_outside_the_raster_allow_list_are_refused(fmt):
+    # Pillow reads each of these; skin-cnn accepts only JPEG, PNG, WebP, BMP, TIFF and GIF.
+    buffer = io.BytesIO()
+    Image.new("RGB", (16, 16), (200, 10, 10)).save(buffer, format=fmt)
+    assert Image.open(io.BytesIO(buffer.getvalue())).format == fmt  # Pillow alone would read it
+    with pytest.raises(ImageReadError, match="JPEG, PNG, WebP, BMP, TIFF or GIF"):
+        read_image(buffer.getvalue(), name=f"x.{fmt.lower()}")
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "WEBP", "BMP", "TIFF", "GIF"])
+def test_every_accepted_format_still_reads(fmt):
+    buffer = io.BytesIO()
+    Image.new("RGB", (16, 16), (200, 10, 10)).save(buffer, format=fmt, **({"lossless": True} if fmt == "WEBP" else {}))
+    pixel = read_image(buffer.getvalue())[8, 8].astype(int)
+    assert np.abs(pixel - [200, 10, 10]).max() <= 3  # JPEG rounds a little
+
+
+@pytest.mark.parametrize(
+    "head, kind",
+    [
+        (b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic", "HEIC"),  # iPhone photo
+        (b"\x00\x00\x00\x1cftypmif1\x00\x00\x00\x00mif1heic", "HEIC"),
+        (b"\x00\x00\x00\x1cftypavif\x00\x00\x00\x00avifmif1", "AVIF"),
+        (b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n", "PDF"),
+    ],
+)
+def test_heic_and_other_known_formats_say_convert_not_damaged(head, kind):
+    data = head + bytes(2000)
+    with pytest.raises(ImageReadError) as info:
+        read_image(data, name="IMG_0001.HEIC")
+    assert kind in info.value.reason and "not supported" in info.value.reason
+    assert "convert" in info.value.reason or "export" in info.value.reason
+    assert "damaged" not in info.value.reason
+
+
+def _many_frame_gif(n_frames):
+    """A GIF of ``n_frames`` 1×1 frames, 15 bytes each: frame 0 red (palette 0), all others blue."""
+    import struct
+
+    header = b"GIF89a" + struct.pack("<HHBBB", 1, 1, 0x80, 0, 0) + b"\xff\x00\x00" + b"\x00\x00\xff"
+    # image descriptor (1×1 at 0,0) + LZW minimum code size 2 + one sub-block coding index 0
+    red = b"\x2c" + struct.pack("<HHHHB", 0, 0, 1, 1, 0) + b"\x02\x02\x44\x01\x00"
+    blue = b"\x2c" + struct.pack("<HHHHB", 0, 0, 1, 1, 0) + b"\x02\x02\x4c\x01\x00"
+    return header + red + blue * (n_frames - 1) + b"\x3b"
+
+
+def test_a_gif_with_660000_frames_is_read_from_its_first_frame_only(monkeypatch):
+    # 9.9 MB, the size of a largest upload: counting its frames walks all 660,000 headers
+    # (seconds of CPU per request); only the first frame is needed.
+    from PIL import GifImagePlugin
+
+    data = _many_frame_gif(660_000)
+    assert len(data) == 9_900_020
+    seeks = []
+    original = GifImagePlugin.GifImageFile._seek
+    monkeypatch.setattr(GifImagePlugin.GifImageFile, "_seek", lambda self, frame, *a, **k: (
+        seeks.append(frame), original(self, frame, *a, **k))[1])
+    started = time.perf_counter()
+    out = read_image(data, name="anim.gif")
+    elapsed = time.perf_counter() - started
+    assert out.shape == (1, 1, 3) and out[0, 0].tolist() == [255, 0, 0]
+    assert max(seeks) == 0  # no frame header after the first was parsed
+    assert elapsed < 1.0  # first frame only: milliseconds (walking every frame took 2–8 s)

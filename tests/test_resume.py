@@ -8,6 +8,7 @@ import time
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from test_training import tiny_config, tiny_split
 
@@ -24,11 +25,14 @@ def _weights(path):
     return keras.models.load_model(path, compile=False).get_weights()
 
 
-def test_a_run_killed_mid_epoch_resumes_to_the_same_weights_and_history(tmp_path):
+@pytest.mark.parametrize("variant", ["P", "N"])
+def test_a_run_killed_mid_epoch_resumes_to_the_same_weights_and_history(tmp_path, variant):
+    """P trains on cached features, N on augmented images: both replay the killed epoch exactly."""
     from skin_cnn.training import load_resume_config, train
 
     split = tiny_split(tmp_path, broken=False)
-    settings = dict(variant="P", epochs=6, batch_size=2, cache_views=2, patience=2, lr_patience=1)
+    settings = dict(variant=variant, epochs=6 if variant == "P" else 4, batch_size=2, cache_views=2, patience=2,
+                    lr_patience=1, save_last=True)
     killed = tmp_path / "killed"
     config = tiny_config(split, killed, **settings)
     proc = subprocess.Popen([sys.executable, "-c", SCRIPT, json.dumps(config.to_dict())],
@@ -43,12 +47,16 @@ def test_a_run_killed_mid_epoch_resumes_to_the_same_weights_and_history(tmp_path
     assert proc.wait() == -signal.SIGKILL
     with np.load(state) as saved:
         interrupted_after = json.loads(str(saved["meta"]))["epoch"]
-    assert interrupted_after < 6
+    assert interrupted_after < settings["epochs"]
 
     messages = []
     train(load_resume_config(killed), resume=True, progress=False, echo=messages.append)
     assert any(f"after epoch {interrupted_after}" in m for m in messages)
-    assert any("reusing feature cache" in m for m in messages)
+    if variant == "P":
+        assert any("reusing feature cache" in m for m in messages)
+    # the killed process's preparation folder and partial cache are gone
+    assert not list(killed.glob(".prepared-*"))
+    assert not list(killed.glob("feature_cache/.*"))
 
     reference = tmp_path / "reference"
     train(tiny_config(split, reference, **settings), progress=False, echo=lambda m: None)

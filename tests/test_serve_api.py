@@ -16,9 +16,9 @@ import zlib
 import numpy as np
 import pytest
 from model_fixtures import shared_run, write_photos
+from serve_fakes import FakePredictor
 from PIL import Image
 
-fastapi = pytest.importorskip("fastapi")
 from fastapi.testclient import TestClient
 
 
@@ -307,3 +307,129 @@ def test_fifty_concurrent_requests_on_a_real_server_all_succeed(predictor, photo
         for r in responses
     )
     assert health.status_code == 200
+
+
+# ---------------------------------------------------------------------------------------------
+# formats outside the allow-list, bounded memory, first frames only
+
+
+def test_eps_and_heic_uploads_are_refused_as_formats_not_as_damage(client):
+    def post(data):
+        return client.post("/api/predict", files={"file": ("photo.jpg", data, "image/jpeg")})
+
+    eps = post(
+        b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 10 10\n0 0 moveto 10 10 lineto stroke\n%%EOF\n"
+    )
+    assert eps.status_code == 415 and "PostScript" in eps.json()["detail"]
+    heic = post(b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic" + bytes(4000))
+    assert heic.status_code == 415
+    assert "HEIC" in heic.json()["detail"] and "convert" in heic.json()["detail"]
+
+
+SERVER = """
+import sys, time, tracemalloc
+sys.path.insert(0, sys.argv[4])
+import uvicorn
+from serve_fakes import FakePredictor
+from skin_cnn.serve.app import create_app
+
+app = create_app(FakePredictor(delay=float(sys.argv[3])), max_upload_bytes=2_500_000, workers=1,
+                 max_concurrent_uploads=int(sys.argv[2]))
+
+@app.get("/peak-traced-bytes")
+def peak():
+    return {"peak": tracemalloc.get_traced_memory()[1]}
+
+from PIL import Image
+
+Image.init()  # plugins imported before measuring
+tracemalloc.start()
+uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="warning")
+"""
+
+
+def _burst_of_junk_uploads(slots, n=40, size=2_000_000, delay=0.05):
+    """Start a server in its own process, send ``n`` concurrent ``size``-byte junk uploads.
+
+    Returns the status codes and the server's peak Python heap (``tracemalloc``) over the burst.
+    """
+    import subprocess
+    import sys
+
+    import httpx
+
+    port = _free_port()
+    here = os.path.dirname(os.path.abspath(__file__))
+    proc = subprocess.Popen(
+        [sys.executable, "-c", SERVER, str(port), str(slots), str(delay), here],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                httpx.get(f"{base}/healthz", timeout=1)
+                break
+            except httpx.TransportError:
+                assert proc.poll() is None and time.monotonic() < deadline, "server did not start"
+                time.sleep(0.1)
+        junk = np.random.default_rng(1).integers(0, 256, size, dtype=np.uint8).tobytes()
+
+        async def burst():
+            limits = httpx.Limits(max_connections=n)
+            async with httpx.AsyncClient(base_url=base, timeout=60, limits=limits) as http:
+                requests = [
+                    http.post("/api/predict", content=junk, headers={"content-type": "image/jpeg"})
+                    for _ in range(n)
+                ]
+                return await asyncio.gather(*requests)
+
+        statuses = [r.status_code for r in asyncio.run(burst())]
+        peak = httpx.get(f"{base}/peak-traced-bytes", timeout=10).json()["peak"]
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    return statuses, peak
+
+
+def test_concurrent_uploads_are_bounded_in_memory():
+    # 40 junk uploads of 2 MB at once (80 MB of bodies) against a server that holds at most two
+    # in memory. Unbounded, every body is read while earlier ones wait for the one worker:
+    # a peak of at least 40 × 2 MB. Bounded: two bodies with one copy each (8 MB) plus the
+    # server's read buffers of the 38 waiting connections (at most a few hundred kB each).
+    statuses, peak = _burst_of_junk_uploads(slots=2)
+    assert statuses == [415] * 40
+    assert peak < 30e6, f"peak {peak / 1e6:.0f} MB"
+
+
+def test_the_memory_measurement_sees_unbounded_uploads():
+    # The same burst with room for all 40: the measurement must show the 80 MB of bodies,
+    # or the bounded test above could not fail.
+    statuses, peak = _burst_of_junk_uploads(slots=40)
+    assert statuses == [415] * 40
+    assert peak > 60e6, f"peak {peak / 1e6:.0f} MB"
+
+
+def test_a_gif_of_660000_frames_is_answered_from_its_first_frame_without_stalling():
+    from skin_cnn.serve.app import create_app
+
+    import test_reading
+
+    gif = test_reading._many_frame_gif(660_000)  # 9.9 MB: under the 10 MB default limit
+    http = TestClient(create_app(FakePredictor()))
+    started = time.perf_counter()
+    answer = http.post("/api/predict", files={"file": ("a.gif", gif, "image/gif")})
+    elapsed = time.perf_counter() - started
+    assert answer.status_code == 200
+    assert answer.json()["image"] == {"width": 1, "height": 1}
+    assert elapsed < 2.0, f"{elapsed:.1f} s"  # walking every frame header took 2–8 s
+
+
+def test_max_concurrent_uploads_defaults_to_twice_the_workers():
+    from skin_cnn.cli.serve_cmd import command
+    from skin_cnn.serve.app import create_app
+
+    assert create_app(FakePredictor(), workers=3).state.max_concurrent_uploads == 6
+    assert create_app(FakePredictor(), workers=3, max_concurrent_uploads=1).state.max_concurrent_uploads == 1
+    assert "max_concurrent_uploads" in {p.name for p in command.params}

@@ -1,12 +1,11 @@
 """SpatialTransformer: identity at initialisation, bilinear sampling against scipy, no shear,
 gradients into the localisation network, serialisation."""
 
+import keras
 import numpy as np
 import pytest
-
-keras = pytest.importorskip("keras")
-tf = pytest.importorskip("tensorflow")
-ndimage = pytest.importorskip("scipy.ndimage")
+import tensorflow as tf
+from scipy import ndimage
 
 from skin_cnn.models import SpatialTransformer
 

@@ -18,6 +18,7 @@ from skin_cnn.split import (
     load_split,
     near_duplicate_pairs,
     patient_split,
+    split_problems,
     write_split,
 )
 
@@ -36,6 +37,7 @@ def _frame(patients, empty=0, seed=0):
 
 
 def _split_quiet(frame, **kwargs):
+    kwargs.setdefault("group_near_duplicates", False)  # the /x/ paths of _frame are not files
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         return patient_split(frame, **kwargs)
@@ -115,8 +117,8 @@ def test_empty_patient_ids_warn_and_are_own_groups():
     frame = pd.DataFrame(
         {"image_path": [f"/x/{i}.jpg" for i in range(4)], "patient_id": ["", "", "a", "a"], "diagnosis": ["acne"] * 4}
     )
-    with pytest.warns(UserWarning, match="2 of 4 images have no patient id"):
-        out = patient_split(frame)
+    with pytest.warns(UserWarning, match="2 of 4 images have no patient id.*not grouped further"):
+        out = patient_split(frame, group_near_duplicates=False)
     assert out["split_group"].tolist() == [0, 1, 2, 2]
     assert out.attrs["split_info"]["images_without_patient_id"] == 2
 
@@ -176,7 +178,10 @@ def test_near_duplicate_files_stay_in_one_split(tmp_path):
             rows.append({"image_path": str(tmp_path / f"{i}copy.jpg"), "patient_id": "", "diagnosis": "acne"})
     frame = pd.DataFrame(rows)
     for seed in range(3):
-        out = _split_quiet(frame, group_near_duplicates=True, seed=seed)
+        # no patient ids: near duplicates are grouped without asking
+        with pytest.warns(UserWarning, match="joined with its near duplicates"):
+            out = patient_split(frame, seed=seed)
+        assert out.attrs["split_info"]["group_near_duplicates"] is True
         assert out.attrs["split_info"]["merged_groups"] == 5
         for i in range(5):
             pair = out["image_path"].isin([str(tmp_path / f"{i}.png"), str(tmp_path / f"{i}copy.jpg")])
@@ -252,3 +257,53 @@ def test_split_command_excludes_broken_rows_and_writes_flow(tmp_path):
     counts = flow["steps"][2]
     assert sum(counts[s]["images"] for s in ("train", "val", "test")) == 12
     assert all(counts[s]["by_diagnosis"].keys() == {"acne", "rosacea"} for s in ("train", "val", "test"))
+
+
+def test_near_duplicates_are_not_looked_for_when_every_image_has_a_patient_id():
+    # the paths are not files: grouping near duplicates would have to read them
+    out = patient_split(_frame({"acne": 6, "rosacea": 6}))
+    assert out.attrs["split_info"]["group_near_duplicates"] is False
+    with pytest.raises(Exception, match="file not found"):
+        patient_split(_frame({"acne": 6}), group_near_duplicates=True)
+
+
+def test_split_problems_by_hand():
+    # acne: 10 patients, one in each split at least; ctcl: 1 patient, so only in train
+    out = _split_quiet(_frame({"acne": 10, "ctcl": 1}))
+    assert set(out.loc[out.diagnosis == "ctcl", "split"]) == {"train"}
+    assert split_problems(out) == ["no ctcl in the val split", "no ctcl in the test split"]
+    # a fraction of 0 asks for no test split: its absence is not a problem
+    out = _split_quiet(_frame({"acne": 10, "rosacea": 10}), fractions=(0.9, 0.1, 0.0))
+    assert split_problems(out, (0.9, 0.1, 0.0)) == []
+    # two patients in all: the test split stays empty
+    out = _split_quiet(_frame({"acne": 1, "rosacea": 1}))
+    assert "the test split is empty" in split_problems(out)
+
+
+def _manifest(folder, patients):
+    folder.mkdir()
+    lines = ["image_path,patient_id,diagnosis"]
+    k = 0
+    for dx, n in patients.items():
+        for i in range(n):
+            bf.valid_jpeg(folder / f"{k}.jpg", bf.gradient_rgb(16, 16, seed=k))
+            lines.append(f"{k}.jpg,{dx}{i},{dx}")
+            k += 1
+    (folder / "m.csv").write_text("\n".join(lines) + "\n")
+    return folder / "m.csv"
+
+
+def test_split_command_refuses_a_disease_missing_from_val_and_test(tmp_path):
+    from click.testing import CliRunner
+
+    from skin_cnn.cli import cli
+
+    manifest = _manifest(tmp_path / "d", {"psoriasis": 10, "eczema": 10, "ctcl": 2})
+    out = tmp_path / "out"
+    result = CliRunner().invoke(cli, ["split", str(manifest), "-o", str(out), "--quiet"])
+    assert result.exit_code == 1
+    assert "m.csv: no ctcl in the" in result.output and "--allow-empty" in result.output
+    assert not (out / "split.csv").exists()
+    result = CliRunner().invoke(cli, ["split", str(manifest), "-o", str(out), "--quiet", "--allow-empty"])
+    assert result.exit_code == 0, result.output
+    assert "WARNING: no ctcl in the" in result.output and (out / "split.csv").is_file()

@@ -53,9 +53,19 @@ def test_one_epoch_of_each_variant_writes_a_complete_run_folder(split_csv, tmp_p
     result = train(tiny_config(split_csv, out, variant=variant, evaluate=(variant == "P")),
                    progress=False, echo=messages.append)
 
-    for name in ("config.json", "best.keras", "last.keras", "history.csv", "training_curves.png", "split.csv",
-                 "val_predictions.csv", "skipped_images.csv", "model_card.md"):
+    for name in ("config.json", "best.keras", "history.csv", "training_curves.png", "split.csv",
+                 "val_predictions.csv", "skipped_images.csv", "model_card.md", "status.json"):
         assert (out / name).is_file(), name
+    # a finished run keeps no resume state and, without --save-last, no second model
+    assert not (out / "last.keras").exists() and not (out / "backup").exists()
+    import zipfile
+
+    with zipfile.ZipFile(out / "best.keras") as saved:  # no optimizer moments in the saved model
+        with saved.open("model.weights.h5") as fh:
+            import h5py
+
+            with h5py.File(fh, "r") as weights:
+                assert "optimizer" not in weights or not len(weights["optimizer"].get("vars", {}))
     from skin_cnn.training.trainer import tensorboard_available
 
     if tensorboard_available():
@@ -150,18 +160,58 @@ def test_two_runs_with_the_same_seed_give_the_same_history(split_csv, tmp_path, 
     assert not math.isclose(float(a["loss"].iloc[-1]), float(c["loss"].iloc[-1]), rel_tol=1e-6)
 
 
-def test_epoch_order_depends_only_on_seed_and_epoch():
-    from skin_cnn.training.trainer import epoch_order
+def test_training_never_reads_the_test_split(tmp_path):
+    """An unreadable test photo is not even noticed: training prepares train and val only."""
+    from skin_cnn.split import load_split, write_split
+    from skin_cnn.training import train
 
-    first = epoch_order(5, 3, 20)
-    assert sorted(first.tolist()) == list(range(20))
-    assert np.array_equal(first, epoch_order(5, 3, 20))
-    assert not np.array_equal(first, epoch_order(5, 4, 20))
-    groups = np.array(["a"] * 6 + ["b"] * 2)
-    balanced = epoch_order(0, 0, 8, groups)
-    counts = pd.Series(groups[balanced]).value_counts()
-    assert counts["a"] == counts["b"] == 6
-    assert set(np.flatnonzero(groups == "b")) <= set(balanced.tolist())
+    split = tiny_split(tmp_path, broken=False)
+    frame = load_split(split)
+    bad = tmp_path / "data" / "images" / "unreadable-test.jpg"
+    bad.write_bytes(b"not an image")
+    test_rows = frame.index[frame["split"] == "test"]
+    frame.loc[test_rows[0], "image_path"] = str(bad)
+    write_split(frame, split)
+    for variant in ("N", "P"):
+        out = tmp_path / variant
+        train(tiny_config(split, out, variant=variant, epochs=1), progress=False, echo=lambda m: None)
+        assert pd.read_csv(out / "skipped_images.csv").empty
+        assert not (out / "eval_test").exists()  # looking at the test split is a deliberate act
+        assert not list(out.glob(".prepared-*"))
+    index = json.loads(next((tmp_path / "P" / "feature_cache").glob("*/index.json")).read_text())
+    assert set(index["positions"]) == {"train", "val"}
+
+
+def test_resume_of_a_finished_run_keeps_its_model_card_and_summary(split_csv, tmp_path):
+    from skin_cnn.training import load_resume_config, train
+
+    out = tmp_path / "run"
+    first = train(tiny_config(split_csv, out, variant="P", epochs=3), progress=False, echo=lambda m: None)
+    card = (out / "model_card.md").read_text()
+    assert first.best_epoch >= 1
+    messages = []
+    again = train(load_resume_config(out), resume=True, progress=False, echo=messages.append)
+    assert any("already finished" in m for m in messages)
+    assert (again.best_epoch, again.epochs_run) == (first.best_epoch, first.epochs_run)
+    assert again.val_aucs == pytest.approx(first.val_aucs, nan_ok=True)
+    assert (out / "model_card.md").read_text() == card
+    assert f"best epoch {first.best_epoch})" in again.summary
+
+
+def test_a_run_whose_best_epoch_is_its_last_is_flagged_as_not_converged(split_csv, tmp_path):
+    from skin_cnn.training.run_folder import model_card
+    from skin_cnn.training.trainer import has_converged
+
+    assert not has_converged(best_epoch=8, epochs_run=8, max_epochs=8)   # still improving at the end
+    assert has_converged(best_epoch=5, epochs_run=8, max_epochs=8)       # three epochs without gain
+    assert has_converged(best_epoch=4, epochs_run=14, max_epochs=60)     # stopped early
+    assert has_converged(best_epoch=1, epochs_run=1, max_epochs=1)       # one epoch: nothing to compare
+    from skin_cnn.split import load_split
+
+    config = tiny_config(split_csv, tmp_path / "run", epochs=8)
+    card = model_card(config=config, frame=load_split(split_csv), val_aucs={}, best_epoch=8, epochs_run=8,
+                      skipped=[], converged=False)
+    assert "Not converged" in card and "best epoch 8" in card
 
 
 @pytest.mark.parametrize("defer_best", [False, True])

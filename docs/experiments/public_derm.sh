@@ -29,12 +29,12 @@ skin-cnn manifest check "$DATA/manifest.csv" -o "$OUT/manifest_check"
 NOAUG="--zoom 0 --rotation 0 --translation 0 --no-flip --cache-views 0"
 run() {  # run NAME [train flags...]: train, evaluate on test (pooled and per image source)
   local name=$1; shift
-  if [ ! -f "$OUT/$name/last.keras" ]; then  # last.keras is written when training ends
+  if [ ! -f "$OUT/$name/status.json" ]; then  # status.json is written when training ends
     if [ -f "$OUT/$name/config.json" ]; then
       skin-cnn train --resume "$OUT/$name" --quiet
     else
       skin-cnn train "$OUT/crop/split.csv" -o "$OUT/$name" --weights "$WEIGHTS" --batch-size 32 \
-        --seed 0 --cache-dir "$CACHE" --no-evaluate --quiet "$@"
+        --seed 0 --cache-dir "$CACHE" --quiet "$@"
     fi
   fi
   [ -f "$OUT/$name/eval_test/metrics.json" ] || skin-cnn evaluate "$OUT/$name" --split test \

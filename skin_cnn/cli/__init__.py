@@ -22,7 +22,7 @@ COMMANDS = {
     "split": ("skin_cnn.cli.split_cmd", "Split a manifest 80/10/10 by patient into train/val/test."),
     "crop": ("skin_cnn.cli.crop_cmd", "Crop background away by hue clustering; write boxes and a contact sheet."),
     "cleanse": ("skin_cnn.cli.cleanse_cmd", "Train or apply the skin/non-skin image filter."),
-    "preview": ("skin_cnn.cli.preview_cmd", "Draw a grid of augmented training images with their labels."),
+    "preview": ("skin_cnn.cli.preview_cmd", "Draw the batch training fed (a run) or would feed (a split)."),
     "train": ("skin_cnn.cli.train_cmd", "Train a VGG-16 variant on a split manifest into a run folder."),
     "evaluate": ("skin_cnn.cli.evaluate_cmd", "Metrics with 95% CIs and a STARD report for a run or predictions."),
     "compare": ("skin_cnn.cli.compare_cmd", "Compare runs in one table with paired DeLong tests."),

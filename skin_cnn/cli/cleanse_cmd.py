@@ -1,15 +1,18 @@
 """``skin-cnn cleanse``: generate non-skin examples, train the skin/non-skin filter, apply it.
 
-TensorFlow is imported inside the subcommands, so ``skin-cnn cleanse --help`` answers at once.
+The filter's classifier, and with it TensorFlow, is imported inside the ``train`` and ``apply``
+subcommands, so ``skin-cnn cleanse --help`` and ``make-examples`` never load it.
 """
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 
 import click
 
+from skin_cnn.cleanse.nonskin_examples import INDEX_FILENAME, KINDS, make_examples
 from skin_cnn.cli.options import seed_option
-from skin_cnn.data.nonskin_examples import KINDS
+from skin_cnn.manifest import load_manifest
 
 
 @click.group(name="cleanse")
@@ -17,13 +20,15 @@ def command():
     """Train or apply the skin/non-skin image filter.
 
     Clinical photo folders also hold photos of patient-ID slips, patch-test sheets and forms.
-    The filter is a small CNN giving P(non-skin) for each image; `apply` removes those at or above
-    a threshold and lists every removed or unreadable image, so nothing disappears unseen.
+    The filter is a small CNN giving P(non-skin) for each image, trained on your own
+    training-split photos and generated non-skin examples (no model ships with skin-cnn).
+    `apply` first writes a review of what it would remove (contact sheet and CSV) and changes
+    nothing; with --apply it removes those images and lists every removed or unreadable one.
 
     \b
-    skin-cnn cleanse make-examples -o nonskin/ --n 200
-    skin-cnn cleanse train --skin manifest.csv --non-skin nonskin/ -o cleanse_model/
-    skin-cnn cleanse apply manifest.csv -o clean.csv --model cleanse_model/
+    skin-cnn cleanse train --skin split.csv -o cleanse_model/
+    skin-cnn cleanse apply split.csv -o clean.csv --model cleanse_model/           # review
+    skin-cnn cleanse apply split.csv -o clean.csv --model cleanse_model/ --apply   # remove
     """
 
 
@@ -42,25 +47,25 @@ def make_examples_command(out, n, seed, size, kinds):
     Writes OUT/nonskin_NNNN_KIND.jpg and an index OUT/examples.csv; the same seed gives the same
     images.
     """
-    from collections import Counter
-
-    from skin_cnn.data.nonskin_examples import make_examples
-
     index = make_examples(out, n, seed=seed, kinds=kinds or KINDS, size=size)
     counts = Counter(index["kind"])
     by_kind = ", ".join(f"{k} {v}" for k, v in counts.items())
     click.echo(f"wrote {len(index)} non-skin examples to {out} ({by_kind})")
-    click.echo(f"index: {Path(out) / 'examples.csv'}")
+    click.echo(f"index: {Path(out) / INDEX_FILENAME}")
 
 
 @command.command("train")
 @click.option(
     "--skin", "skin", required=True, type=click.Path(exists=True),
-    help="Folder of skin photos, or a manifest CSV whose images are skin photos.",
+    help="Split CSV (its train rows are used), manifest CSV or folder of skin photos.",
 )
 @click.option(
-    "--non-skin", "non_skin", required=True, type=click.Path(exists=True, file_okay=False),
-    help="Folder of non-skin photos (e.g. from `skin-cnn cleanse make-examples`).",
+    "--non-skin", "non_skin", default=None, type=click.Path(exists=True, file_okay=False),
+    help="Folder of non-skin photos. Default: generate --n-nonskin examples into OUT/nonskin_examples.",
+)
+@click.option(
+    "--n-nonskin", default=None, type=click.IntRange(min=2),
+    help="Non-skin examples to generate when --non-skin is not given.  [default: as many as skin photos]",
 )
 @click.option("-o", "--out", "out", required=True, type=click.Path(file_okay=False), help="Model folder to write.")
 @click.option("--epochs", default=40, show_default=True, type=click.IntRange(min=1))
@@ -76,18 +81,26 @@ def make_examples_command(out, n, seed, size, kinds):
 )
 @click.option("--learning-rate", default=1e-3, show_default=True, type=float)
 @seed_option
-def train_command(skin, non_skin, out, epochs, batch_size, input_size, holdout, max_per_class, learning_rate, seed):
-    """Train the filter; report held-out accuracy and confusion counts.
+def train_command(skin, non_skin, n_nonskin, out, epochs, batch_size, input_size, holdout, max_per_class,
+                  learning_rate, seed):
+    """Train the filter on your own skin photos; report the held-out false-removal rate.
 
-    Writes OUT/skin_classifier.keras, OUT/metrics.json, OUT/holdout_predictions.csv and
+    Skin photos come from --skin: of a split CSV only the train rows, so validation and test
+    photos stay unseen. Non-skin photos come from --non-skin or are generated. Writes
+    OUT/skin_classifier.keras, OUT/metrics.json, OUT/holdout_predictions.csv and
     OUT/training_curve.png. Positive class: non-skin.
     """
-    from skin_cnn.data import cleanse
+    from skin_cnn.cleanse import classifier
 
-    skin_paths = cleanse.image_paths_from(skin, max_images=max_per_class, seed=seed)
-    nonskin_paths = cleanse.image_paths_from(non_skin, max_images=max_per_class, seed=seed)
+    skin_paths = classifier.image_paths_from(skin, max_images=max_per_class, seed=seed)
+    if non_skin is None:
+        non_skin = Path(out) / "nonskin_examples"
+        count = n_nonskin or len(skin_paths)
+        click.echo(f"generating {count} non-skin examples in {non_skin}")
+        make_examples(non_skin, count, seed=seed)
+    nonskin_paths = classifier.image_paths_from(non_skin, max_images=max_per_class, seed=seed)
     click.echo(f"skin: {len(skin_paths)} images from {skin}; non-skin: {len(nonskin_paths)} images from {non_skin}")
-    result = cleanse.train_skin_classifier(
+    result = classifier.train_skin_classifier(
         skin_paths, nonskin_paths, out, input_size=input_size, epochs=epochs, batch_size=batch_size,
         holdout=holdout, learning_rate=learning_rate, seed=seed,
     )
@@ -97,43 +110,61 @@ def train_command(skin, non_skin, out, epochs, batch_size, input_size, holdout, 
     click.echo(f"trained on {m['n_train']} images, held out {m['n_holdout']} ({m['holdout_fraction']:.0%})")
     auc = f", AUC {h['auc']['value']:.3f}" if h["auc"]["value"] is not None else ""
     click.echo(f"held-out accuracy {acc['value']:.3f} (95% CI {acc['ci'][0]:.3f}-{acc['ci'][1]:.3f}){auc}")
+    fr = h["skin_false_removal"]
+    click.echo(
+        f"held-out skin photos it would remove: {h['fp']} of {h['n_skin']} = {fr['value']:.3f} "
+        f"(95% CI {fr['ci'][0]:.3f}-{fr['ci'][1]:.3f}, Clopper-Pearson)"
+    )
     click.echo("                    predicted non-skin  predicted skin")
     click.echo(f"  true non-skin     {h['tp']:>18d}  {h['fn']:>14d}")
     click.echo(f"  true skin         {h['fp']:>18d}  {h['tn']:>14d}")
     if m["unreadable"]:
         click.echo(f"skipped {len(m['unreadable'])} unreadable images (listed in metrics.json)")
     click.echo(f"model: {result.model_path}")
-    click.echo(f"metrics: {Path(out) / cleanse.METRICS_FILENAME}")
+    click.echo(f"metrics: {Path(out) / classifier.METRICS_FILENAME}")
 
 
 @command.command("apply")
 @click.argument("manifest", type=click.Path(exists=True, dir_okay=False))
 @click.option("-o", "--out", "out", required=True, type=click.Path(dir_okay=False), help="Filtered manifest CSV.")
 @click.option(
-    "--model", "model_dir", default=None, type=click.Path(exists=True),
-    help="Model folder from `cleanse train` (default: the model shipped with skin-cnn).",
+    "--model", "model_dir", required=True, type=click.Path(exists=True),
+    help="Model folder (or .keras file) from `skin-cnn cleanse train`.",
 )
 @click.option(
     "--threshold", default=0.5, show_default=True, type=click.FloatRange(0, 1),
     help="Remove images with P(non-skin) at or above this.",
 )
 @click.option("--batch-size", default=64, show_default=True, type=click.IntRange(min=1))
-def apply_command(manifest, out, model_dir, threshold, batch_size):
-    """Remove non-skin images from MANIFEST; list removed and unreadable ones.
+@click.option(
+    "--apply", "apply_", is_flag=True,
+    help="Remove the images and write OUT. Without it only the review is written.",
+)
+def apply_command(manifest, out, model_dir, threshold, batch_size, apply_):
+    """Review, then remove, the non-skin images of MANIFEST.
 
-    Writes OUT (the kept rows), OUT's name with .removed.csv (removed rows with p_nonskin) and
-    .unreadable.csv (rows whose image could not be read, with the reason). When MANIFEST has a
-    flow JSON beside it (MANIFEST's name with .flow.json), a "cleansing" step is appended and
-    written as OUT's name with .flow.json.
+    Always writes the review: OUT's name with .review.png (contact sheet of the images that would
+    be removed, with their p_nonskin) and .review.csv (those rows and the unreadable ones, with
+    the reason). Without --apply nothing else is written. With --apply: OUT (the kept rows),
+    .removed.csv (removed rows with p_nonskin) and .unreadable.csv; when MANIFEST has a flow JSON
+    beside it (MANIFEST's name with .flow.json), a "cleansing" step is appended and written as
+    OUT's name with .flow.json.
     """
-    from skin_cnn.data import cleanse
-    from skin_cnn.manifest import load_manifest
+    from skin_cnn.cleanse.apply import cleanse_frame, write_cleansed, write_review
+    from skin_cnn.cleanse.classifier import load_skin_classifier
 
     frame = load_manifest(manifest)
-    model = cleanse.load_skin_classifier(model_dir)
-    result = cleanse.cleanse_frame(frame, model, threshold=threshold, batch_size=batch_size)
-    written = cleanse.write_cleansed(result, manifest, out)
+    model = load_skin_classifier(model_dir)
+    result = cleanse_frame(frame, model, threshold=threshold, batch_size=batch_size)
+    review = write_review(result, manifest, out)
     click.echo(result.summary())
+    click.echo(f"{'review:':<11} {review['review']}")
+    for sheet in review["sheets"]:
+        click.echo(f"{'sheet:':<11} {sheet}")
+    if not apply_:
+        click.echo("nothing removed yet: look through the review, then run again with --apply")
+        return
+    written = write_cleansed(result, manifest, out)
     for key in ("kept", "removed", "unreadable", "flow"):
         if key in written:
             click.echo(f"{key + ':':<11} {written[key]}")

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import click
 
+from skin_cnn.cli.options import seed_option
+
 
 @click.command(name="compare")
 @click.argument("sources", nargs=-1, required=True, type=click.Path(exists=True))
@@ -20,11 +22,33 @@ import click
 )
 @click.option(
     "--threshold",
-    default=0.5,
+    default="0.5",
     show_default=True,
-    type=click.FloatRange(0, 1),
-    help="Threshold for accuracy (y_prob >= threshold is positive).",
+    help="Threshold for accuracy (y_prob >= threshold is positive), or 'youden' / 'sens:0.90' / "
+    "'spec:0.90' chosen per model on its validation predictions.",
 )
+@click.option(
+    "--val-predictions",
+    multiple=True,
+    type=click.Path(dir_okay=False),
+    help="Validation predictions for a fitted threshold, once per source in order [default for a "
+    "run folder: its val_predictions.csv].",
+)
+@click.option(
+    "--n-bootstrap",
+    default=2000,
+    show_default=True,
+    type=click.IntRange(0),
+    help="Resamples of the paired cluster bootstrap of AUC differences (0: none).",
+)
+@click.option(
+    "--auc-ci",
+    default="wald",
+    show_default=True,
+    type=click.Choice(["wald", "logit"]),
+    help="DeLong AUC interval on the AUC scale (as the study) or the logit scale.",
+)
+@seed_option
 @click.option(
     "--confidence",
     default=0.95,
@@ -32,17 +56,28 @@ import click
     type=click.FloatRange(0.5, 0.999),
     help="Confidence level of the intervals.",
 )
-def command(sources, out, threshold, confidence):
+def command(sources, out, threshold, val_predictions, n_bootstrap, auc_ci, seed, confidence):
     """Compare SOURCES (run folders evaluated with `skin-cnn evaluate`, or predictions CSVs).
 
     All models must have been evaluated on the same images (matched by image_path and task).
-    Writes AUC (DeLong CI) and accuracy (Clopper-Pearson CI) per task and model, and the paired
-    DeLong test of every pair of models per task (p-values raw and Holm-adjusted).
+    Writes AUC and accuracy per task and model, and for every pair of models per task the paired
+    DeLong test (p-values raw and Holm-adjusted) and a paired bootstrap of the AUC difference
+    that resamples patients (or split groups) within each class.
     """
     from skin_cnn.evaluation.compare import write_comparison
+    from skin_cnn.evaluation.threshold import parse_threshold
 
     if len(sources) < 2:
         raise click.UsageError("give at least two runs or predictions CSVs to compare")
-    table, tests = write_comparison(sources, out, threshold=threshold, confidence=confidence)
+    write_comparison(
+        sources,
+        out,
+        threshold=parse_threshold(threshold),
+        confidence=confidence,
+        val_predictions=val_predictions,
+        n_bootstrap=n_bootstrap,
+        seed=seed,
+        auc_ci=auc_ci,
+    )
     click.echo((Path(out) / "compare.md").read_text(encoding="utf-8"))
     click.echo(f"wrote {Path(out) / 'compare.md'}, compare.csv and compare_delong.csv")

@@ -41,7 +41,8 @@ def command(manifest, out, copies, sample, workers, seed, icd10_map, quiet):
     are left out of the outputs and counted on screen), manifest.csv or split.csv (the input
     rows plus the box columns, for `skin-cnn train` and the pipeline, which crop on the fly),
     and contact_sheet.png (a sample before and after). Boxes are in pixels of the upright
-    image (EXIF orientation applied), right/bottom exclusive.
+    image (EXIF orientation applied), right/bottom exclusive. Exit status 1 when no image at
+    all could be read.
     """
     import numpy as np
 
@@ -119,3 +120,6 @@ def command(manifest, out, copies, sample, workers, seed, icd10_map, quiet):
         if len(errors) > 10:
             click.echo(f"  … {len(errors) - 10} more")
     click.echo("wrote " + ", ".join(str(p) for p in written))
+    if len(frame) and not len(boxes):
+        # Nothing to train on: a pipeline must stop here, not on an empty manifest later.
+        raise SystemExit(1)

@@ -1,5 +1,11 @@
-"""``skin-cnn demo``: generate the synthetic demo set, train and evaluate end to end."""
+"""``skin-cnn demo``: generate the synthetic demo set, train and evaluate end to end.
+
+The demo and the run-folder code (pandas, TensorFlow) are imported inside the command, so
+``skin-cnn demo --help`` answers at once.
+"""
 from __future__ import annotations
+
+import os
 
 import click
 
@@ -21,8 +27,6 @@ def command(out, weights, patients, epochs, image_size, seed, quiet):
 
     The images are drawn by a program; the results say nothing about real photos.
     """
-    import os
-
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from skin_cnn.demo import run_demo
     from skin_cnn.training.run_folder import check_new_run_folder

@@ -68,6 +68,14 @@ from skin_cnn.cli.options import seed_option
     type=click.Choice(["percentile", "bca"]),
     help="Bootstrap interval.",
 )
+@click.option(
+    "--auc-ci",
+    default="wald",
+    show_default=True,
+    type=click.Choice(["wald", "logit"]),
+    help="DeLong AUC interval: on the AUC scale clipped to [0, 1] (as the study), or on the "
+    "logit scale (inside (0, 1); Newcombe score interval where the logit does not exist).",
+)
 @seed_option
 @click.option(
     "--confidence",
@@ -94,6 +102,7 @@ def command(
     by,
     n_bootstrap,
     bootstrap_method,
+    auc_ci,
     seed,
     confidence,
     flow_json,
@@ -104,7 +113,8 @@ def command(
     Writes metrics.json (fractions with 95% CIs), metrics.csv, report.md/report.html,
     roc_<task>.png, confusion_<task>.png, calibration.png and stard_flow.png into the output
     folder. Sensitivity, specificity and accuracy: exact Clopper-Pearson; PPV/NPV: logit
-    (Mercaldo 2007); AUC: DeLong; plus a bootstrap resampling patients when ids exist.
+    (Mercaldo 2007); AUC: DeLong; plus a bootstrap resampling split groups or patients
+    within each class. Evaluating a run's test split adds one to its test_evaluations.json.
     """
     from skin_cnn.evaluation.threshold import parse_threshold
 
@@ -112,7 +122,11 @@ def command(
         raise click.UsageError("give either a run folder or --predictions FILE (exactly one)")
     rule = parse_threshold(threshold)
     common = dict(
-        n_bootstrap=n_bootstrap, seed=seed, confidence=confidence, bootstrap_method=bootstrap_method
+        n_bootstrap=n_bootstrap,
+        seed=seed,
+        confidence=confidence,
+        bootstrap_method=bootstrap_method,
+        auc_ci=auc_ci,
     )
     flow = None
     if flow_json:
@@ -120,7 +134,7 @@ def command(
 
         flow = load_flow(flow_json, split)
     if run:
-        from skin_cnn.evaluation.report import evaluate_run
+        from skin_cnn.run_evaluation import evaluate_run
 
         out = Path(out) if out else Path(run) / f"eval_{split}"
         metrics = evaluate_run(
@@ -149,14 +163,12 @@ def _evaluate_file(predictions_csv, out, rule, val_predictions, by, flow, quiet,
     from skin_cnn.predictions import read_predictions
 
     preds = read_predictions(predictions_csv)
-    tasks = list(dict.fromkeys(preds["task"]))
     validation = None
     if rule.needs_validation:
         if val_predictions is None:
             raise ValueError(
                 f"--threshold {rule.method} is fitted to data: give the validation predictions "
-                "with "
-                "--val-predictions FILE; it is never chosen on the predictions being evaluated"
+                "with --val-predictions FILE; it is never chosen on the predictions being evaluated"
             )
         if Path(val_predictions).resolve() == Path(predictions_csv).resolve():
             raise ValueError(
@@ -164,13 +176,18 @@ def _evaluate_file(predictions_csv, out, rule, val_predictions, by, flow, quiet,
                 "predictions, not on the predictions being evaluated"
             )
         validation = read_predictions(val_predictions)
-        if "split" in validation.columns and (validation["split"].astype(str) == "test").any():
-            raise ValueError(
-                f"{val_predictions}: contains test-split rows; choose the threshold "
-                "on validation predictions only"
-            )
-    thresholds, method = resolve_thresholds(rule, tasks, validation, str(val_predictions))
-    return write_evaluation(
+    thresholds, method = resolve_thresholds(
+        rule,
+        list(dict.fromkeys(preds["task"])),
+        validation,
+        str(val_predictions),
+        evaluated=preds,
+        evaluated_name=str(predictions_csv),
+    )
+    from skin_cnn.run_evaluation import record_test_evaluation
+
+    run_dir, record = _test_record(predictions_csv)
+    metrics = write_evaluation(
         preds,
         out,
         thresholds,
@@ -179,8 +196,25 @@ def _evaluate_file(predictions_csv, out, rule, val_predictions, by, flow, quiet,
         flow=flow,
         source=str(predictions_csv),
         progress=not quiet,
+        test_evaluations=record,
         **common,
     )
+    if record and record["split"] == "test":
+        record_test_evaluation(run_dir, out, method)
+    return metrics
+
+
+def _test_record(predictions_csv):
+    """``(run folder, test_evaluations entry)`` for a predictions CSV inside a run folder, else
+    ``(None, None)``. The run's test predictions (``predictions_test.csv``) evaluated again are
+    one more look at its test split, counted in the entry."""
+    from skin_cnn.run_evaluation import run_folder_of, test_evaluation_count
+
+    run_dir = run_folder_of(predictions_csv)
+    if run_dir is None:
+        return None, None
+    is_test = Path(predictions_csv).name == "predictions_test.csv"
+    return run_dir, {"count": test_evaluation_count(run_dir) + is_test, "split": "test" if is_test else None}
 
 
 def _summary(metrics, out):
@@ -202,4 +236,7 @@ def _summary(metrics, out):
     if isinstance(th, dict):
         th = ", ".join(f"{task} {value:.4g}" for task, value in th.items())
     click.echo(f"threshold: {th} ({metrics['threshold_method']})")
+    record = metrics.get("test_evaluations")
+    if record:
+        click.echo(f"test split evaluated {record['count']} time(s) in this run folder")
     click.echo(f"wrote {Path(out) / 'metrics.json'} and {Path(out) / 'report.html'}")

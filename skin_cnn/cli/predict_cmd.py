@@ -1,8 +1,17 @@
-"""``skin-cnn predict``: run a trained model on photos or manifests, optionally with Grad-CAM."""
+"""``skin-cnn predict``: run a trained model on photos or manifests, optionally with Grad-CAM.
+
+NumPy, pandas, Pillow and the model code (TensorFlow) are imported inside the command, so
+``skin-cnn predict --help`` answers at once.
+"""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
+
+from skin_cnn.atomic import atomic_path, write_csv, write_text
+from skin_cnn.diseases import resolve_task
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".gif", ".webp")
 
@@ -54,10 +63,6 @@ def command(model, inputs, task, out, gradcam_dir, batch_size, quiet):
     Unreadable files are reported one by one on stderr and skipped; the exit status is non-zero
     only when no image at all could be predicted.
     """
-    from pathlib import Path
-
-    from skin_cnn.diseases import resolve_task
-
     tasks = resolve_task(task)
     paths = [Path(p) for p in inputs]
     manifests = [p for p in paths if p.suffix.lower() == ".csv"]
@@ -164,12 +169,9 @@ def _predict_manifests(predictor, manifests, tasks, batch_size, quiet):
 
 def _write_gradcams(predictor, frame, table, folder, quiet):
     """One overlay per row of ``table`` (image × task), named ``<stem>_<task>_gradcam.png``."""
-    from pathlib import Path
-
     from PIL import Image
     from tqdm.auto import tqdm
 
-    from skin_cnn.atomic import atomic_path
     from skin_cnn.explain import overlay
 
     folder = Path(folder)
@@ -194,10 +196,6 @@ def _write_gradcams(predictor, frame, table, folder, quiet):
 
 
 def _write_table(table, out):
-    from pathlib import Path
-
-    from skin_cnn.atomic import write_csv, write_text
-
     if Path(out).suffix.lower() == ".json":
         write_text(out, table.to_json(orient="records", indent=2) + "\n")
     else:

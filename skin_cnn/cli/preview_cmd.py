@@ -1,48 +1,58 @@
-"""``skin-cnn preview``: a grid of augmented training images with their diagnoses."""
+"""``skin-cnn preview``: the batch training fed (a run) or would feed (a split), as a grid."""
 from __future__ import annotations
 
 from pathlib import Path
 
 import click
 
-from skin_cnn.cli.options import out_option, seed_option
+from skin_cnn.cli.options import out_option
 
 
 @click.command(name="preview")
-@click.argument("split", type=click.Path(dir_okay=False, exists=True))
+@click.argument("source", type=click.Path(exists=True))
 @out_option
-@click.option("--n", "n", default=16, show_default=True, type=click.IntRange(1, 256), help="Images in the grid.")
-@seed_option
-@click.option("--image-size", default=250, show_default=True, type=click.IntRange(8, 2048),
-              help="Model input size (square).")
-@click.option("--crop", type=click.Choice(["auto", "boxes", "hue", "none"]), default="auto", show_default=True,
-              help="auto: use crop_* columns when the CSV has them; hue: compute boxes on the fly.")
-@click.option("--resize", type=click.Choice(["stretch", "pad"]), default="stretch", show_default=True)
-@click.option("--augment/--no-augment", default=True, show_default=True, help="Apply the training augmentation.")
-@click.option("--icd10-map", type=click.Path(dir_okay=False), default=None,
-              help="ICD-10 → category CSV for an icd10 column.")
-def command(split, out, n, seed, image_size, crop, resize, augment, icd10_map):
-    """Draw N training images of SPLIT (a split or manifest CSV) as the network sees them.
+@click.option("--epoch", default=1, show_default=True, type=click.IntRange(1), help="Epoch (1-based, as history.csv).")
+@click.option("--batch", "batch_index", default=0, show_default=True, type=click.IntRange(0),
+              help="Batch within the epoch (0-based).")
+@click.option("--n", "n", default=16, show_default=True, type=click.IntRange(1, 256),
+              help="Images of the batch drawn in the grid.")
+@click.option("--variant", default=None, help="SPLIT only: the variant training would use (default P).")
+@click.option("--image-size", default=None, type=click.IntRange(32, 2048), help="SPLIT only: model input size.")
+@click.option("--crop/--no-crop", default=None, help="SPLIT only: hue crop (training's default: on).")
+@click.option("--augment/--no-augment", default=None, help="SPLIT only: the training augmentation (default on).")
+@click.option("--balanced/--no-balanced", default=None, help="SPLIT only: balanced epochs.")
+@click.option("--seed", default=None, type=int, help="SPLIT only: the run's seed (default 0).")
+@click.option("--batch-size", default=None, type=click.IntRange(1), help="SPLIT only: images per batch.")
+def command(source, out, epoch, batch_index, n, variant, image_size, crop, augment, balanced, seed, batch_size):
+    """Draw batch --batch of epoch --epoch as the network saw it.
 
-    Rows of the train split are sampled (all rows of a manifest without a split column),
-    cropped and resized like training batches and augmented once at random. OUT is a PNG (a
-    folder gets preview.png).
+    SOURCE is a run folder (its config.json, split.csv and skipped_images.csv: the exact batch
+    training fed, same images, crop and augmentation, or with the feature cache the stored view
+    of each image) or a split CSV (what `skin-cnn train SPLIT` with the given settings would
+    feed). OUT is a PNG (a folder gets preview.png).
     """
-    from skin_cnn.data.augment import AugmentConfig
-    from skin_cnn.data.pipeline import PipelineConfig
-    from skin_cnn.data.preview import preview_grid
-    from skin_cnn.manifest import load_manifest
+    from skin_cnn.split import load_split
+    from skin_cnn.training.config import resolve_config
+    from skin_cnn.training.preview import draw_training_batch, run_training_batch, training_batch
 
     out = Path(out)
     if out.suffix.lower() != ".png":
         out = out / "preview.png"
-    frame = load_manifest(split, icd10_map=icd10_map)
-    if "split" in frame.columns:
-        from skin_cnn.split import load_split
-
-        frame = load_split(split, icd10_map=icd10_map)
-    aug = AugmentConfig() if augment else AugmentConfig(0, 0, 0, False, False)
-    config = PipelineConfig(image_size=(image_size, image_size), crop=crop, resize=resize, augment=aug, seed=seed)
-    rows = preview_grid(frame, config, out, n=n, seed=seed)
-    counts = rows["diagnosis"].value_counts().to_dict()
-    click.echo(f"{len(rows)} images ({', '.join(f'{k} {v}' for k, v in counts.items())}); wrote {out}")
+    split_only = {"variant": variant, "image_size": image_size, "crop": crop, "balanced": balanced, "seed": seed,
+                  "batch_size": batch_size}
+    if Path(source).is_dir():
+        if any(v is not None for v in split_only.values()) or augment is not None:
+            raise click.UsageError("a run folder's settings are used as they are; the SPLIT-only options do not apply")
+        (images, rows), config = run_training_batch(source, epoch=epoch, batch=batch_index)
+    else:
+        settings = {k: v for k, v in split_only.items() if v is not None}
+        if variant is not None:
+            settings["variant"] = variant.upper()
+        if augment is False:
+            settings.update(zoom=0, rotation=0, translation=0, flip=False)
+        config = resolve_config(dict(settings, split=source, out=""), source="skin-cnn preview")
+        images, rows = training_batch(config, load_split(source), epoch=epoch, batch=batch_index)
+    draw_training_batch(images, rows, out, config=config, epoch=epoch, batch=batch_index, n=n)
+    counts = rows["diagnosis"][:n].value_counts().to_dict()
+    click.echo(f"epoch {epoch}, batch {batch_index}: {len(rows)} images; drew {min(n, len(rows))} "
+               f"({', '.join(f'{k} {v}' for k, v in counts.items())}) to {out}")

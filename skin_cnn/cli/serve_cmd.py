@@ -38,7 +38,14 @@ LOOPBACK = ("127.0.0.1", "localhost", "::1")
     type=click.IntRange(1, 64),
     help="Requests decoded and predicted at the same time; the rest queue.",
 )
-def command(model, host, port, max_upload_mb, max_megapixels, workers):
+@click.option(
+    "--max-concurrent-uploads",
+    default=None,
+    type=click.IntRange(1, 1024),
+    help="Uploads held in memory at the same time; later requests wait before their body is "
+    "read. Peak memory grows with this times --max-upload-mb.  [default: 2 × --workers]",
+)
+def command(model, host, port, max_upload_mb, max_megapixels, workers, max_concurrent_uploads):
     """Serve MODEL (a run folder or .keras file) at http://HOST:PORT/.
 
     \b
@@ -57,7 +64,12 @@ def command(model, host, port, max_upload_mb, max_megapixels, workers):
     from skin_cnn.serve.app import create_app
 
     predictor = load_predictor(model, max_pixels=int(max_megapixels * 1e6))
-    app = create_app(predictor, max_upload_bytes=int(max_upload_mb * 1e6), workers=workers)
+    app = create_app(
+        predictor,
+        max_upload_bytes=int(max_upload_mb * 1e6),
+        workers=workers,
+        max_concurrent_uploads=max_concurrent_uploads,
+    )
     if host not in LOOPBACK:
         click.echo(
             f"warning: listening on {host}: anyone who can reach this address can use the page. "

@@ -15,19 +15,26 @@ from skin_cnn.cli.options import seed_option
 @seed_option
 @click.option("--fractions", nargs=3, type=float, default=(0.8, 0.1, 0.1), show_default=True,
               help="Train, val and test share of patients.")
-@click.option("--group-near-duplicates/--no-group-near-duplicates", default=False, show_default=True,
-              help="Keep perceptually near-identical images in one split.")
+@click.option("--group-near-duplicates/--no-group-near-duplicates", default=None,
+              help="Keep perceptually near-identical images in one split [default: on when some "
+              "image has no patient id].")
 @click.option("--hash-distance", default=None, type=click.IntRange(0, 64),
               help="Largest pHash/dHash distance (bits) of a near-duplicate pair [default: 12].")
 @click.option("--icd10-map", type=click.Path(dir_okay=False), default=None,
               help="ICD-10 → category CSV for an icd10 column.")
+@click.option("--allow-empty", is_flag=True,
+              help="Write the split even when a split is empty or a disease is missing from val or "
+              "test (with warnings); without it that is an error and nothing is written.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
-def command(manifest, out, seed, fractions, group_near_duplicates, hash_distance, icd10_map, quiet):
+def command(manifest, out, seed, fractions, group_near_duplicates, hash_distance, icd10_map, allow_empty, quiet):
     """Split MANIFEST 80/10/10 by patient, stratified by diagnosis.
 
     Every row is validated first; rows with errors (missing or unreadable file, unknown
     diagnosis, duplicate, patient with two diagnoses) are left out and listed, on screen and in
     SPLIT.flow.json beside the split, which holds the counts for a STARD flow diagram.
+    Near-duplicate images are grouped by default when some image has no patient id. A split that
+    comes out empty, or a disease missing from val or test, stops the command (exit code 1)
+    unless --allow-empty is given.
     """
     import warnings
 
@@ -38,6 +45,7 @@ def command(manifest, out, seed, fractions, group_near_duplicates, hash_distance
         check_fractions,
         flow_counts,
         patient_split,
+        split_problems,
         split_table,
         write_split,
     )
@@ -73,11 +81,20 @@ def command(manifest, out, seed, fractions, group_near_duplicates, hash_distance
     for note in caught:
         click.echo(f"warning: {note.message}")
     info = split.attrs["split_info"]
-    if group_near_duplicates:
+    if info["group_near_duplicates"]:
         click.echo(
             f"near duplicates: {info['near_duplicate_pairs']} pairs within {info['hash_distance']} bits, "
             f"{info['merged_groups']} groups joining more than one patient; {info['groups']} groups in all"
         )
+    problems = split_problems(split, fractions)
+    if problems and not allow_empty:
+        click.echo(split_table(split).to_string())
+        raise click.ClickException(
+            f"{manifest}: {'; '.join(problems)}; nothing written (add patients, change --fractions, "
+            "or pass --allow-empty)"
+        )
+    for problem in problems:
+        click.secho(f"WARNING: {problem} (written anyway: --allow-empty)", fg="red", bold=True, err=True)
     write_split(split, out)
     flow_path = out.with_suffix(".flow.json")
     atomic.write_json(flow_path, flow_counts(report, split))

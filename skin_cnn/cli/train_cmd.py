@@ -15,6 +15,7 @@ _FIELDS = {
     "learning_rate": "learning_rate", "fine_tune_blocks": "fine_tune_blocks", "patience": "patience",
     "seed": "seed", "feature_cache": "feature_cache", "cache_views": "cache_views",
     "cache_dir": "cache_dir", "strategy": "strategy", "evaluate": "evaluate", "tensorboard": "tensorboard",
+    "save_last": "save_last",
 }
 
 
@@ -42,7 +43,7 @@ def user_settings(ctx, params):
               help="Trunk weights of P/PS: imagenet (Keras cache or $SKIN_CNN_VGG16_WEIGHTS), none, or a .h5 path.")
 @click.option("--image-size", type=int, default=D.image_size, help="Square model input size in pixels (study: 250).")
 @click.option("--crop/--no-crop", default=D.crop, help="Hue-crop background away before resizing.")
-@click.option("--balanced/--no-balanced", default=D.balanced, help="Oversample training images to balance diseases.")
+@click.option("--balanced/--no-balanced", default=D.balanced, help="Epochs of the same size with an equal share per disease (docs/training.md).")
 @click.option("--zoom", type=float, default=D.zoom, help="Random zoom strength (0 = off).")
 @click.option("--rotation", type=float, default=D.rotation, help="Random rotation, fraction of a full turn (0 = off).")
 @click.option("--translation", type=float, default=D.translation, help="Random shift, fraction of the size (0 = off).")
@@ -64,10 +65,13 @@ def user_settings(ctx, params):
               help="Shared feature-cache folder (default: RUN/feature_cache).")
 @click.option("--strategy", type=click.Choice(STRATEGIES), default=D.strategy,
               help="tf.distribute strategy; multi-worker reads TF_CONFIG (docs/distributed.md).")
-@click.option("--evaluate/--no-evaluate", default=D.evaluate,
-              help="Evaluate the best model on the test split afterwards.")
+@click.option("--evaluate-test/--no-evaluate-test", "evaluate", default=D.evaluate,
+              help="Also evaluate the best model on the test split (a deliberate look; "
+                   "normally `skin-cnn evaluate RUN` once the model is final).")
 @click.option("--tensorboard/--no-tensorboard", default=D.tensorboard,
               help="Write TensorBoard logs to RUN/tensorboard.")
+@click.option("--save-last/--no-save-last", default=D.save_last,
+              help="Also write last.keras, the model after the last epoch (about 60 MB).")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 @click.pass_context
 def command(ctx, split_csv, out, resume_dir, config_file, quiet, **params):
@@ -77,6 +81,7 @@ def command(ctx, split_csv, out, resume_dir, config_file, quiet, **params):
     1e-4, batch 64, up to 60 epochs, the epoch with the best validation mean AUC kept
     (best.keras), early stopping and learning-rate reduction on that score. With a frozen trunk
     the trunk features are computed once (feature cache), which makes CPU training practical.
+    Training reports validation results only and never reads the test split.
 
     \b
     Examples:

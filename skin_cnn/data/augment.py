@@ -1,17 +1,31 @@
-"""Training-time augmentation: random zoom in and out, flips, rotation and shift (Keras layers).
+"""Training-time augmentation: random zoom in and out, flips, rotation and shift, seeded per image.
 
 The study augmented training images with random zoom in or out, horizontal and vertical flips,
-rotation and shift. The same four transformations are Keras preprocessing layers here, so they
-run inside a ``tf.data`` pipeline, inside a model, or on a NumPy batch (the training feature
-cache calls :func:`augmentation_layers` to make augmented views), always with the same code.
+rotation and shift. Here every image's transformation is a pure function of
+``(seed, key, image index)``: :func:`augmentation_params` draws its numbers with NumPy from
+exactly that, and :func:`apply_augmentation` applies them in TensorFlow as one projective
+transform per image (``ImageProjectiveTransformV3``, the op Keras' random layers use). Nothing
+carries state from one call to the next, so
 
-Keras is imported only when the layers are built, so reading a configuration stays cheap.
+* a run resumed at epoch ``k`` shows every image exactly as an uninterrupted run does;
+* an image's augmentation does not depend on which batch it lands in or on how many workers
+  share the batch;
+* ``skin-cnn preview RUN --epoch E`` redraws, pixel for pixel, what training fed in epoch ``E``.
+
+The training stream uses the key ``(EPOCH, e)``; the feature cache's stored view ``v`` uses
+``(CACHED_VIEW, v)``, so the two never draw the same numbers by accident.
 """
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+import numpy as np
+
 FILL_MODES = ("reflect", "wrap", "constant", "nearest")
+#: First element of the key of an epoch's augmentation and of a cached view's.
+EPOCH, CACHED_VIEW = 0, 1
+#: Columns of :func:`augmentation_params`.
+PARAM_NAMES = ("scale", "angle", "shift_x", "shift_y", "flip_x", "flip_y")
 
 
 @dataclass
@@ -21,18 +35,19 @@ class AugmentConfig:
     Attributes
     ----------
     zoom : float
-        Maximum zoom as a fraction of the size, both in and out: 0.2 draws a zoom factor in
-        ``[-20 %, +20 %]`` (Keras ``RandomZoom(height_factor=(-zoom, zoom))``, width the same).
+        Maximum zoom, both in and out: the sampled region's size is multiplied by a factor
+        drawn uniformly from ``[1 - zoom, 1 + zoom]`` (the same for height and width, so skin
+        texture is not distorted); above 1 shows more of the photo (zoom out).
     rotation : float
-        Maximum rotation as a fraction of a full turn, both directions (Keras
-        ``RandomRotation``): 0.1 is up to ±36°. Skin photos have no canonical "up".
+        Maximum rotation as a fraction of a full turn, both directions: 0.1 is up to ±36°.
+        Skin photos have no canonical "up".
     translation : float
         Maximum shift as a fraction of height and width, both directions.
     horizontal_flip, vertical_flip : bool
-        Random mirror images left-right and top-bottom.
+        Mirror left-right and top-bottom, each with probability 1/2.
     fill_mode : {"reflect", "wrap", "constant", "nearest"}
-        How pixels uncovered by zoom-out, rotation or shift are filled. ``reflect`` (Keras'
-        default) continues the skin texture instead of adding black corners.
+        How pixels uncovered by zoom-out, rotation or shift are filled. ``reflect`` continues
+        the skin texture instead of adding black corners.
     """
 
     zoom: float = 0.2
@@ -76,57 +91,71 @@ class AugmentConfig:
         return cls(**values)
 
 
-def augmentation_layers(config=None, *, seed=0):
-    """A ``keras.Sequential`` applying the configured random transformations.
+NO_AUGMENTATION = AugmentConfig(0.0, 0.0, 0.0, False, False)
+
+
+def augmentation_params(seed, key, indices, config):
+    """The transformation of every image in ``indices``, a function of (seed, key, index) only.
 
     Parameters
     ----------
-    config : AugmentConfig, PipelineConfig or None
-        The strengths; a :class:`~skin_cnn.data.pipeline.PipelineConfig` contributes its
-        ``augment`` field and its ``seed``. ``None`` means the defaults.
     seed : int
-        Base seed; each layer gets its own seed derived from it, so two models built with the
-        same seed draw the same transformations.
+        The run's seed.
+    key : tuple of int
+        ``(EPOCH, epoch)`` in the training stream, ``(CACHED_VIEW, view)`` for the feature cache.
+    indices : array of int
+        Image indices (rows of the prepared training images); repeats draw the same numbers.
+    config : AugmentConfig
 
     Returns
     -------
-    keras.Sequential
-        Called with ``training=True`` it transforms a float batch ``(B, H, W, 3)`` and keeps its
-        shape and value range; with ``training=False`` it returns the batch unchanged. An
-        all-off configuration gives an identity model.
+    numpy.ndarray
+        float32 (len(indices), 6): scale, angle (radians), shift x and y (fractions of the
+        width and height), flip x and flip y (0 or 1); the identity for switched-off parts.
     """
-    import keras
+    indices = np.asarray(indices, dtype=np.int64).reshape(-1)
+    out = np.zeros((len(indices), len(PARAM_NAMES)), dtype=np.float32)
+    out[:, 0] = 1.0
+    if not config.enabled:
+        return out
+    base = [int(seed)] + [int(k) for k in key]
+    for row, index in enumerate(indices):
+        u = np.random.default_rng(base + [int(index)]).random(6)
+        out[row] = (1.0 + config.zoom * (2 * u[0] - 1),
+                    2 * np.pi * config.rotation * (2 * u[1] - 1),
+                    config.translation * (2 * u[2] - 1),
+                    config.translation * (2 * u[3] - 1),
+                    float(config.horizontal_flip and u[4] < 0.5),
+                    float(config.vertical_flip and u[5] < 0.5))
+    return out
 
-    if config is None:
-        config = AugmentConfig()
-    if not isinstance(config, AugmentConfig):
-        seed = int(getattr(config, "seed", seed))
-        config = getattr(config, "augment", None)
-        if not isinstance(config, AugmentConfig):
-            raise TypeError(f"expected an AugmentConfig or a PipelineConfig; got {type(config).__name__}")
-    layers = []
-    if config.horizontal_flip or config.vertical_flip:
-        mode = "horizontal_and_vertical"
-        if not config.vertical_flip:
-            mode = "horizontal"
-        elif not config.horizontal_flip:
-            mode = "vertical"
-        layers.append(keras.layers.RandomFlip(mode, seed=seed, name="random_flip"))
-    if config.rotation:
-        layers.append(
-            keras.layers.RandomRotation(config.rotation, fill_mode=config.fill_mode, seed=seed + 1,
-                                        name="random_rotation")
-        )
-    if config.zoom:
-        layers.append(
-            keras.layers.RandomZoom((-config.zoom, config.zoom), (-config.zoom, config.zoom),
-                                    fill_mode=config.fill_mode, seed=seed + 2, name="random_zoom")
-        )
-    if config.translation:
-        layers.append(
-            keras.layers.RandomTranslation(config.translation, config.translation, fill_mode=config.fill_mode,
-                                           seed=seed + 3, name="random_translation")
-        )
-    if not layers:
-        layers.append(keras.layers.Identity(name="no_augmentation"))
-    return keras.Sequential(layers, name="augmentation")
+
+def apply_augmentation(images, params, fill_mode="reflect"):
+    """Transform a float batch ``(B, H, W, C)`` by per-image ``params`` (:func:`augmentation_params`).
+
+    Output pixel ``p`` samples the input at ``c + s·R(angle)·F·(p - c) - shift`` (bilinear), with
+    ``c`` the image centre, ``F`` the flips and ``s`` the scale. Identity parameters return the
+    batch unchanged, bit for bit; pure flips are exact mirror images.
+    """
+    import tensorflow as tf
+
+    images = tf.convert_to_tensor(images, tf.float32)
+    params = tf.convert_to_tensor(params, tf.float32)
+    height, width = images.shape[1], images.shape[2]
+    if height is None or width is None:
+        shape = tf.shape(images)
+        height, width = shape[1], shape[2]
+    h, w = tf.cast(height, tf.float32), tf.cast(width, tf.float32)
+    scale, angle, shift_x, shift_y, flip_x, flip_y = tf.unstack(params, axis=1)
+    fx, fy = 1.0 - 2.0 * flip_x, 1.0 - 2.0 * flip_y
+    cos, sin = tf.cos(angle), tf.sin(angle)
+    a, b = scale * cos * fx, -scale * sin * fy
+    c, d = scale * sin * fx, scale * cos * fy
+    cx, cy = (w - 1.0) / 2.0, (h - 1.0) / 2.0
+    zeros = tf.zeros_like(scale)
+    transforms = tf.stack([a, b, cx - a * cx - b * cy - shift_x * w,
+                           c, d, cy - c * cx - d * cy - shift_y * h, zeros, zeros], axis=1)
+    out = tf.raw_ops.ImageProjectiveTransformV3(
+        images=images, transforms=transforms, output_shape=tf.stack([height, width]),
+        fill_value=0.0, interpolation="BILINEAR", fill_mode=fill_mode.upper())
+    return tf.clip_by_value(out, 0.0, 255.0)

@@ -2,7 +2,7 @@
 
 The study segmented each photo into two hue clusters (skin and not skin) and scanned inwards
 from each edge until a row or column held enough of both clusters, then cropped there
-(DESIGN.md §2). The published code ran a mini-batch k-means and a Python loop over lines for
+(the study's Methods). The published code ran a mini-batch k-means and a Python loop over lines for
 every image; here the same procedure is computed exactly and vectorised:
 
 * in one dimension the optimal two-cluster k-means partition is a threshold on the sorted values,
@@ -192,7 +192,7 @@ def hue_crop_box(
 ):
     """The study's hue-clustering crop box of an RGB image, in full-resolution pixels.
 
-    Steps (DESIGN.md §2):
+    Steps (as in the study's Methods):
 
     1. Reduce the image by ``downscale`` (block means, Pillow ``Image.reduce``) and take the
        HSV hue in floating point (:func:`downscaled_hue`; grey pixels have hue 0).

@@ -17,9 +17,17 @@ Conversions, chosen once here:
   clipped at 255 as a plain ``convert("L")`` would do. 32-bit float images (``F``) are read as
   values in 0..1.
 * Grayscale, bilevel, palette, CMYK, YCbCr, LAB and HSV images are converted by Pillow to RGB.
-* Multi-frame files (animated GIF, multi-page TIFF) give their first frame.
+* Multi-frame files (animated GIF, multi-page TIFF) give their first frame, and only the first
+  frame is ever parsed: counting the frames of a 10 MB GIF can mean walking 660,000 of them.
 * Images with more than ``max_pixels`` pixels are refused before decoding, so a small file that
   claims enormous dimensions (a decompression bomb) cannot exhaust memory.
+
+Only the raster formats in :data:`ACCEPTED_FORMATS` are ever handed to Pillow. Pillow would
+otherwise try every plugin it has, including EPS, which runs Ghostscript (a PostScript
+interpreter) on the file and writes it to a temporary file: an uploaded photo must reach neither
+an interpreter nor the disk. Files in a recognisable but refused format (HEIC from an iPhone,
+PDF, PostScript, SVG, Photoshop) are named as such, with the advice to convert them, instead of
+being called damaged.
 """
 from __future__ import annotations
 
@@ -36,6 +44,16 @@ logger = logging.getLogger(__name__)
 
 #: Pillow's own default limit (about 89.5 megapixels, a 9459 × 9459 image).
 DEFAULT_MAX_PIXELS = 89_478_485
+
+#: Pillow format names read by skin-cnn: camera and scanner raster formats. The multi-picture
+#: JPEGs (MPO) many phones write open through the JPEG plugin and give their main picture.
+ACCEPTED_FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "TIFF", "GIF")
+
+#: Human-readable list for messages and documentation.
+ACCEPTED_NAMES = "JPEG, PNG, WebP, BMP, TIFF or GIF"
+
+# ISO base-media "ftyp" brands of HEIF containers (HEIC photos, AVIF).
+_HEIF_BRANDS = {b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"mif1", b"msf1", b"avif", b"avis"}
 
 _ALPHA_MODES = {"RGBA", "LA", "PA", "RGBa", "La"}
 _SIXTEEN_BIT_MODES = {"I;16", "I;16L", "I;16B", "I;16N", "I"}
@@ -96,22 +114,65 @@ def _source_and_name(source, name):
         raise ImageReadError(name, f"cannot read file ({exc.strerror or exc})") from None
 
 
+def accepted_formats():
+    """The names in :data:`ACCEPTED_FORMATS` this Pillow build can open, for ``Image.open(...,
+    formats=...)`` (WebP support is optional in Pillow, and an unknown name there is an error).
+
+    Any other code that opens an image with Pillow directly should pass this list too, so that
+    no plugin outside the allow-list ever parses a file.
+    """
+    Image.init()
+    return [name for name in ACCEPTED_FORMATS if name in Image.OPEN]
+
+
+def _refused_format(head):
+    """Name the format of a file Pillow is not allowed to read, from its first bytes, or ``None``.
+
+    Only signatures are compared; no parser sees the data. Used to replace "not an image" with
+    advice the user can act on (an iPhone photo is HEIC and needs converting, not replacing).
+    """
+    if head[4:8] == b"ftyp" and head[8:12] in _HEIF_BRANDS:
+        kind = "AVIF" if head[8:12] in (b"avif", b"avis") else "HEIC/HEIF"
+        return f"{kind} is not supported; convert it to JPEG or PNG"
+    stripped = head.lstrip()
+    if head.startswith(b"%!PS") or head.startswith(b"\xc5\xd0\xd3\xc6"):
+        return "PostScript/EPS is not supported (never interpreted); convert it to PNG or JPEG"
+    if head.startswith(b"%PDF"):
+        return "PDF is not supported; export the page as PNG or JPEG"
+    if stripped.startswith(b"<svg") or (stripped.startswith(b"<?xml") and b"<svg" in head):
+        return "SVG (vector drawing) is not supported; export it as PNG"
+    if head.startswith(b"8BPS"):
+        return "Photoshop PSD is not supported; export it as PNG or JPEG"
+    if head.startswith(b"\x00\x00\x00\x0cjP  ") or head.startswith(b"\xff\x4f\xff\x51"):
+        return "JPEG 2000 is not supported; convert it to JPEG or PNG"
+    return None
+
+
 def _open_decoded(source, name, max_pixels):
     """Open, size-check and fully decode the first frame; return the loaded PIL image."""
     fp, name = _source_and_name(source, name)
+    head = fp.read(64)
+    fp.seek(0)
+    refused = _refused_format(head)
+    if refused is not None:
+        raise ImageReadError(name, f"format not accepted: {refused}")
     try:
         with warnings.catch_warnings(record=True) as caught:
             # The max_pixels check below is the authority; Pillow's softer bomb warning and its
             # notes on damaged metadata would only repeat what the error or the log says.
             warnings.simplefilter("always")
-            image = Image.open(fp)
+            # ``formats`` restricts the plugins Pillow tries: nothing outside the raster
+            # allow-list (EPS runs Ghostscript, for one) ever parses the data.
+            image = Image.open(fp, formats=accepted_formats())
         for note in caught:
             if not issubclass(note.category, Image.DecompressionBombWarning):
                 logger.debug("%s: %s", name, note.message)
     except Image.DecompressionBombError as exc:
         raise ImageReadError(name, f"image too large, refused as a possible decompression bomb ({exc})") from None
     except UnidentifiedImageError:
-        raise ImageReadError(name, "not an image file Pillow can read (unknown or damaged format)") from None
+        raise ImageReadError(
+            name, f"not an image file skin-cnn reads (expected {ACCEPTED_NAMES}; unknown or damaged format)"
+        ) from None
     except MemoryError:
         raise
     except Exception as exc:  # noqa: BLE001 - any header parser failure means a damaged file
@@ -128,8 +189,9 @@ def _open_decoded(source, name, max_pixels):
             "the image is genuine)",
         )
     try:
-        if getattr(image, "n_frames", 1) > 1:
-            image.seek(0)
+        # The file is positioned on its first frame after opening. ``n_frames`` or ``seek`` would
+        # parse every frame header first (seconds for a GIF of 660,000 one-pixel frames), so
+        # neither is called.
         image.load()
     except MemoryError:
         raise

@@ -6,17 +6,19 @@ Public API::
 
 * :func:`evaluate_predictions` — ``metrics.json`` content for a predictions table;
 * :func:`write_evaluation` — the same plus ``metrics.csv``, figures and ``report.md``/``.html``;
-* :func:`evaluate_run` — predict a run's test split with its model, then :func:`write_evaluation`;
 * :func:`choose_threshold` — a threshold fitted on validation predictions;
-* :func:`compare_predictions` — AUC and accuracy of several models with paired DeLong tests.
+* :func:`check_disjoint` — refuse threshold-fitting predictions that overlap the evaluated ones;
+* :func:`compare_predictions` — AUC and accuracy of several models with paired DeLong tests and
+  a paired cluster bootstrap of the AUC differences.
 
-The CI methods are documented in ``docs/statistics.md``. Only :func:`evaluate_run` loads
-TensorFlow (through ``skin_cnn.predict``), and only when called.
+The CI methods are documented in ``docs/statistics.md``. This package works on predictions
+tables only and never loads a model; evaluating a run folder's split with its model is
+:func:`skin_cnn.run_evaluation.evaluate_run`.
 """
 
-from skin_cnn.evaluation.bootstrap import bootstrap_intervals
+from skin_cnn.evaluation.bootstrap import bootstrap_intervals, paired_auc_difference
 from skin_cnn.evaluation.compare import compare_predictions, write_comparison
-from skin_cnn.evaluation.delong import delong_ci, delong_test
+from skin_cnn.evaluation.delong import auc_interval, delong_ci, delong_test
 from skin_cnn.evaluation.intervals import clopper_pearson, npv, ppv
 from skin_cnn.evaluation.metrics import (
     evaluate_predictions,
@@ -24,21 +26,24 @@ from skin_cnn.evaluation.metrics import (
     metrics_table,
     task_metrics,
 )
-from skin_cnn.evaluation.report import evaluate_run, write_evaluation
+from skin_cnn.evaluation.leakage import check_disjoint
+from skin_cnn.evaluation.report import write_evaluation
 from skin_cnn.evaluation.threshold import choose_threshold, parse_threshold, resolve_thresholds
 
 __all__ = [
+    "auc_interval",
     "bootstrap_intervals",
+    "check_disjoint",
     "choose_threshold",
     "clopper_pearson",
     "compare_predictions",
     "delong_ci",
     "delong_test",
     "evaluate_predictions",
-    "evaluate_run",
     "metrics_by",
     "metrics_table",
     "npv",
+    "paired_auc_difference",
     "parse_threshold",
     "ppv",
     "resolve_thresholds",

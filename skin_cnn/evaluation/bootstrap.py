@@ -1,9 +1,14 @@
-"""Seeded, vectorised bootstrap of the diagnostic metrics, resampling patients when known.
+"""Seeded, vectorised, stratified cluster bootstrap of the diagnostic metrics.
 
-Images of one patient are not independent (same skin, same camera, same day), so when patient
-ids exist the bootstrap draws *patients* with replacement and takes all their images (a cluster
-bootstrap); images without a patient id are their own cluster. Without patient ids it draws
-images.
+Images of one patient are not independent (same skin, same camera, same day), so the bootstrap
+draws *clusters* with replacement and takes all their images. A cluster is a patient; when the
+predictions carry the ``split_group`` of ``skin-cnn split`` (patients joined with their
+near-duplicate images), clusters are those groups joined with the patient ids; an image with
+neither is a cluster of its own. Without any of them it draws images.
+
+Clusters are drawn *within each class* (all-positive, all-negative, and mixed clusters are three
+strata, each resampled to its own size), so every resample has as many positive and negative
+clusters as the data: sensitivity, specificity and AUC are defined in every resample.
 
 A resample is represented by how many times each unit was drawn (a count vector), never by a
 copied table. Every metric is then a weighted sum:
@@ -34,14 +39,23 @@ METHODS = ("percentile", "bca")
 BATCH = 250
 
 
-def cluster_units(patient_ids, n=None):
-    """Map images to resampling units.
+def _clean_ids(values):
+    """Strings with ``""`` for missing (None, NaN, empty)."""
+    return ["" if v is None or (isinstance(v, float) and v != v) else str(v).strip() for v in values]
+
+
+def cluster_units(patient_ids, n=None, groups=None):
+    """Map images to resampling units (clusters).
 
     Parameters
     ----------
     patient_ids : sequence of str or None
         Patient id per image; empty strings or None mean unknown. ``None`` for the whole argument
-        means no ids at all (then ``n`` is required).
+        means no ids at all (then ``n`` or ``groups`` is required).
+    groups : sequence, optional
+        A grouping that must stay together as well (the ``split_group`` column of a split:
+        patients joined with their near-duplicate images). Images sharing a patient id *or* a
+        group are one unit (connected components of both relations).
 
     Returns
     -------
@@ -49,35 +63,79 @@ def cluster_units(patient_ids, n=None):
         Unit index of each image, 0..n_units−1, numbered in order of first appearance.
     n_units : int
     unit : str
-        ``"patient"`` when at least one image has a patient id, else ``"image"``.
+        ``"split group"`` when ``groups`` is given, else ``"patient"`` when at least one image has
+        a patient id, else ``"image"``.
     """
-    if patient_ids is None:
+    if patient_ids is None and groups is None:
         if n is None:
-            raise ValueError("give patient_ids or n")
+            raise ValueError("give patient_ids, groups or n")
         return np.arange(n), int(n), "image"
-    ids = ["" if p is None or (isinstance(p, float) and p != p) else str(p) for p in patient_ids]
+    size = len(patient_ids) if patient_ids is not None else len(groups)
+    ids = _clean_ids(patient_ids) if patient_ids is not None else [""] * size
+    keys = [("p", pid) if pid else None for pid in ids]
+    if groups is not None:
+        gids = _clean_ids(groups)
+        if len(gids) != size:
+            raise ValueError(f"{len(gids)} groups for {size} images")
+        return _components(keys, [("g", g) if g else None for g in gids]) + ("split group",)
     if not any(ids):
-        return np.arange(len(ids)), len(ids), "image"
-    seen = {}
-    units = np.empty(len(ids), dtype=np.int64)
-    for i, pid in enumerate(ids):
-        key = pid if pid else ("", i)  # an image without id is a cluster of its own
-        units[i] = seen.setdefault(key, len(seen))
-    return units, len(seen), "patient"
+        return np.arange(size), size, "image"
+    return _components(keys, [None] * size) + ("patient",)
 
 
-def iter_resample_indices(n_units, n_resamples, seed):
+def _components(keys_a, keys_b):
+    """Units joining images that share a non-None key of either list (union of two relations)."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    n = len(keys_a)
+    edges = []
+    for keys in (keys_a, keys_b):
+        first = {}
+        edges += [(first.setdefault(k, i), i) for i, k in enumerate(keys) if k is not None]
+    edges = np.asarray(edges + [(i, i) for i in range(n)], dtype=np.int64).reshape(-1, 2)
+    graph = coo_matrix((np.ones(len(edges)), (edges[:, 0], edges[:, 1])), shape=(n, n))
+    _, raw = connected_components(graph, directed=False)
+    _, first = np.unique(raw, return_index=True)  # renumber by first appearance
+    order = np.argsort(np.argsort(first))
+    units = order[raw].astype(np.int64)
+    return units, int(units.max() + 1) if n else 0
+
+
+def unit_strata(y_true, units, n_units):
+    """Stratum of each unit: 0 all images negative, 1 all positive, 2 mixed.
+
+    Drawing within these strata keeps the number of positive and negative clusters of the data
+    in every resample.
+    """
+    y = np.asarray(y_true).astype(bool)
+    pos = np.bincount(units, weights=y, minlength=n_units)
+    size = np.bincount(units, minlength=n_units)
+    return np.where(pos == 0, 0, np.where(pos == size, 1, 2)).astype(np.int64)
+
+
+def iter_resample_indices(n_units, n_resamples, seed, strata=None):
     """Yield batches of resampled unit indices, arrays of shape (≤ BATCH, n_units).
 
-    Row ``b`` lists the units drawn (with replacement) in resample ``b``. Batches come from one
-    ``numpy.random.default_rng(seed)`` in a fixed order, so the resamples depend only on the seed,
-    and any other implementation given the same indices sees exactly the same resamples.
+    Row ``b`` lists the units drawn (with replacement) in resample ``b``. With ``strata`` (one
+    label per unit, see :func:`unit_strata`) each stratum is resampled to its own size, strata in
+    ascending order, so every resample holds as many units of each stratum as the data. Batches
+    come from one ``numpy.random.default_rng(seed)`` in a fixed order, so the resamples depend
+    only on the seed, and any other implementation given the same indices sees exactly the same
+    resamples.
     """
     rng = np.random.default_rng(seed)
+    if strata is None:
+        members = [np.arange(n_units)]
+    else:
+        strata = np.asarray(strata)
+        members = [np.flatnonzero(strata == s) for s in np.unique(strata)]
     done = 0
     while done < n_resamples:
         size = min(BATCH, n_resamples - done)
-        yield rng.integers(0, n_units, size=(size, n_units))
+        yield np.concatenate(
+            [m[rng.integers(0, m.size, size=(size, m.size))] for m in members], axis=1
+        )
         done += size
 
 
@@ -166,9 +224,11 @@ def _bca_interval(dist, theta_hat, jackknife, alpha):
     ``scipy.stats.bootstrap`` does. Returns None when the correction is undefined (all
     resamples on one side of the estimate, or a constant jackknife).
     """
-    share = (np.count_nonzero(dist < theta_hat) + np.count_nonzero(dist <= theta_hat)) / (
-        2 * dist.size
-    )
+    # values within rounding error of the estimate are ties: with class-stratified resampling the
+    # AUC of every resample has the estimate's denominator, so exact ties are common
+    tol = 1e-12 * max(1.0, abs(theta_hat))
+    below, tied = np.count_nonzero(dist < theta_hat - tol), np.count_nonzero(np.abs(dist - theta_hat) <= tol)
+    share = (below + 0.5 * tied) / dist.size
     z0 = special.ndtri(share)
     d = jackknife.mean() - jackknife
     den = (d**2).sum()
@@ -191,26 +251,33 @@ def bootstrap_distribution(
     seed=0,
     progress=False,
     metrics=METRICS,
+    groups=None,
 ):
     """Bootstrap replicates of the metrics (all six, or those named in ``metrics``).
+
+    Units (see :func:`cluster_units`) are drawn within their class stratum
+    (:func:`unit_strata`), the draws being those of :func:`iter_resample_indices`.
 
     Returns
     -------
     dist : dict of str -> array of shape (n_resamples,)
-        NaN where a resample leaves the metric undefined (e.g. no positives drawn).
+        NaN where a resample leaves the metric undefined (e.g. no positive prediction drawn,
+        for the PPV).
     unit : str
-        ``"patient"`` or ``"image"``.
+        ``"split group"``, ``"patient"`` or ``"image"``.
+    design : _Design
     """
     y = np.asarray(y_true)
-    units, n_units, unit = cluster_units(patient_ids, n=len(y))
+    units, n_units, unit = cluster_units(patient_ids, n=len(y), groups=groups)
     design = _Design(y, y_prob, threshold, units, n_units)
+    strata = unit_strata(y, units, n_units)
     unknown = set(metrics) - set(METRICS)
     if unknown:
         raise ValueError(
             f"unknown metric(s) {', '.join(sorted(unknown))}; expected {', '.join(METRICS)}"
         )
     parts = {m: [] for m in metrics}
-    batches = iter_resample_indices(n_units, n_resamples, seed)
+    batches = iter_resample_indices(n_units, n_resamples, seed, strata)
     if progress:
         from tqdm.auto import tqdm
 
@@ -251,6 +318,7 @@ def bootstrap_intervals(
     confidence=0.95,
     method="percentile",
     progress=False,
+    groups=None,
 ):
     """Bootstrap confidence intervals of the diagnostic metrics of one task.
 
@@ -262,6 +330,8 @@ def bootstrap_intervals(
     patient_ids : sequence of str, optional
         Cluster the resampling by patient; images with an empty id are their own cluster.
     n_resamples, seed : int
+    groups : sequence, optional
+        ``split_group`` labels; clusters then join patients and groups (:func:`cluster_units`).
     confidence : float
     method : {"percentile", "bca"}
 
@@ -280,11 +350,13 @@ def bootstrap_intervals(
         raise ValueError("n_resamples must be at least 1")
     alpha = 1 - confidence
     dist, unit, design = bootstrap_distribution(
-        y_true, y_prob, threshold, patient_ids, n_resamples, seed, progress
+        y_true, y_prob, threshold, patient_ids, n_resamples, seed, progress, groups=groups
     )
     out = {
         "n_resamples": int(n_resamples),
         "unit": unit,
+        "n_units": int(design.n_units),
+        "stratified": True,
         "seed": int(seed),
         "method": method,
         "confidence": confidence,
@@ -317,3 +389,52 @@ def bootstrap_intervals(
     if fallback:
         out["percentile_fallback"] = fallback
     return out
+
+
+def paired_auc_difference(
+    y_true,
+    score_a,
+    score_b,
+    patient_ids=None,
+    groups=None,
+    n_resamples=2000,
+    seed=0,
+    confidence=0.95,
+):
+    """Paired cluster bootstrap of ``AUC_a − AUC_b`` on the same images.
+
+    Both models see the same resamples (the same count vector per resample), so the correlation
+    of their AUCs is kept, as in DeLong's paired test; unlike that test, images of one cluster
+    (patient or split group) are drawn together, within their class stratum.
+
+    Returns
+    -------
+    dict
+        ``difference`` (on all images), ``ci`` (percentile interval), ``p_value`` (two-sided: twice
+        the smaller share of resampled differences at or beyond zero on either side, at most 1),
+        ``unit``, ``n_units``, ``n_resamples``, ``seed``.
+    """
+    y = np.asarray(y_true)
+    units, n_units, unit = cluster_units(patient_ids, n=len(y), groups=groups)
+    design_a = _Design(y, score_a, 0.5, units, n_units)
+    design_b = _Design(y, score_b, 0.5, units, n_units)
+    strata = unit_strata(y, units, n_units)
+    full = np.ones((1, n_units), dtype=np.float32)
+    diff = float(design_a.auc(full)[0] - design_b.auc(full)[0])
+    parts = []
+    for idx in iter_resample_indices(n_units, n_resamples, seed, strata):
+        counts = indices_to_counts(idx, n_units)
+        parts.append(design_a.auc(counts) - design_b.auc(counts))
+    dist = np.concatenate(parts)
+    dist = dist[np.isfinite(dist)]
+    ci = _percentile_interval(dist, 1 - confidence)
+    p = min(1.0, 2 * min(np.mean(dist <= 0), np.mean(dist >= 0)))
+    return {
+        "difference": diff,
+        "ci": [float(ci[0]), float(ci[1])],
+        "p_value": float(p),
+        "unit": unit,
+        "n_units": int(n_units),
+        "n_resamples": int(n_resamples),
+        "seed": int(seed),
+    }

@@ -1,8 +1,13 @@
-"""Compare models evaluated on the same test images: one table and paired DeLong tests.
+"""Compare models evaluated on the same test images: one table, paired DeLong tests and a
+paired cluster bootstrap of the AUC differences.
 
 AUCs of two models measured on the same images are correlated, so their difference is tested
-with DeLong's paired test rather than by looking at overlapping intervals. The images must be
-identical: predictions are matched by ``(image_path, task)`` and any difference is an error.
+with DeLong's paired test rather than by looking at overlapping intervals. DeLong's test treats
+images as independent; the paired bootstrap beside it draws whole patients (or split groups)
+within each class, the same resamples for both models. The images must be identical: predictions
+are matched by ``(image_path, task)`` and any difference is an error. A fitted threshold (for
+accuracy) is chosen per model on that model's validation predictions, which may share no image,
+patient or split group with its test predictions.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import pandas as pd
 from skin_cnn.atomic import write_csv, write_text
 from skin_cnn.diseases import TASK_NAMES
 from skin_cnn.evaluation import intervals
+from skin_cnn.evaluation.bootstrap import paired_auc_difference
 from skin_cnn.evaluation.delong import delong_test
 from skin_cnn.evaluation.metrics import auc_estimate, confusion_counts
 from skin_cnn.evaluation.plots import task_title
@@ -24,6 +30,8 @@ from skin_cnn.predictions import read_predictions
 
 KEY = ["image_path", "task"]
 RUN_PREDICTION_FILES = ("eval_test/predictions_test.csv", "predictions_test.csv")
+RUN_VALIDATION_FILES = ("val_predictions.csv", "eval_test/predictions_val.csv", "predictions_val.csv")
+CLUSTER_COLUMNS = ("patient_id", "split_group")
 
 
 def load_variant(source):
@@ -59,7 +67,8 @@ def _unique_names(names):
 
 def aligned(frames):
     """Check that all models predicted the same (image, task) pairs with the same labels and
-    return one frame with ``image_path, task, y_true`` and one probability column per model."""
+    return one frame with ``image_path, task, y_true``, the first model's ``patient_id`` (and
+    ``split_group``) and one probability column per model."""
     names = list(frames)
     if len(names) < 2:
         raise ValueError("comparing needs at least two models")
@@ -76,6 +85,8 @@ def aligned(frames):
             columns={"y_prob": name, "y_true": f"y_true:{name}"}
         )
         if base is None:
+            clusters = [c for c in CLUSTER_COLUMNS if c in df.columns]
+            part = part.join(df[clusters])
             base, first = part, name
             continue
         merged = base.merge(part, on=KEY, how="outer", indicator=True)
@@ -114,24 +125,81 @@ def holm(p_values):
     return adjusted
 
 
-def compare_predictions(frames, threshold=0.5, confidence=0.95):
-    """AUC and accuracy of every model per task, and paired DeLong tests of every pair.
+def _threshold_of(threshold, name, task):
+    """The accuracy threshold of one model and task: a number, or per model (and per task)."""
+    value = threshold.get(name, 0.5) if isinstance(threshold, dict) else threshold
+    return float(value.get(task, 0.5) if isinstance(value, dict) else value)
+
+
+def _model_row(task, name, y, p, threshold, confidence, auc_ci):
+    auc = auc_estimate(y, p, confidence, auc_ci)
+    tp, fn, tn, fp = confusion_counts(y, p, threshold)
+    acc = intervals.clopper_pearson(tp + tn, len(y), confidence)
+    return {
+        "task": task,
+        "model": name,
+        "n_images": len(y),
+        "auc": auc["value"],
+        "auc_ci_low": (auc["ci"] or [None, None])[0],
+        "auc_ci_high": (auc["ci"] or [None, None])[1],
+        "auc_method": auc["method"],
+        "threshold": threshold,
+        "accuracy": acc.value,
+        "accuracy_ci_low": acc.ci[0],
+        "accuracy_ci_high": acc.ci[1],
+    }
+
+
+def _pair_test(part, a, b, confidence, n_bootstrap, seed):
+    """DeLong's paired test and the paired cluster bootstrap of ``AUC_a − AUC_b``."""
+    y = part["y_true"].to_numpy().astype(int)
+    sa, sb = part[a].to_numpy(dtype=float), part[b].to_numpy(dtype=float)
+    entry = {"model_a": a, "model_b": b}
+    try:
+        r = delong_test(y, sa, sb, confidence)
+    except ValueError as exc:  # too few positives or negatives for DeLong
+        return {**entry, "auc_a": None, "auc_b": None, "difference": None, "ci_low": None,
+                "ci_high": None, "z": None, "p_value": None, "note": str(exc)}
+    entry.update(auc_a=r["auc_a"], auc_b=r["auc_b"], difference=r["difference"],
+                 ci_low=r["ci"][0], ci_high=r["ci"][1], z=r["z"], p_value=r["p_value"])
+    if n_bootstrap:
+        boot = paired_auc_difference(
+            y, sa, sb,
+            patient_ids=part["patient_id"].tolist() if "patient_id" in part else None,
+            groups=part["split_group"].tolist() if "split_group" in part else None,
+            n_resamples=n_bootstrap, seed=seed, confidence=confidence,
+        )
+        entry.update(boot_ci_low=boot["ci"][0], boot_ci_high=boot["ci"][1],
+                     boot_p_value=boot["p_value"], boot_unit=boot["unit"], boot_n_units=boot["n_units"])
+    return entry
+
+
+def compare_predictions(frames, threshold=0.5, confidence=0.95, n_bootstrap=2000, seed=0, auc_ci="wald"):
+    """AUC and accuracy of every model per task, paired DeLong tests and a paired cluster
+    bootstrap of every pair.
 
     Parameters
     ----------
     frames : dict of str -> pandas.DataFrame
         Predictions tables keyed by model name, all on the same (image, task) pairs.
-    threshold : float
-        For accuracy: ``y_prob >= threshold`` is positive.
+    threshold : float or dict
+        For accuracy: ``y_prob >= threshold`` is positive. One number, or per model a number or
+        a task -> number mapping (fitted thresholds).
+    n_bootstrap, seed : int
+        Resamples of the paired bootstrap (0: none) and its seed. Units are the first model's
+        patients, joined with its ``split_group`` when present, drawn within each class.
+    auc_ci : {"wald", "logit"}
+        Scale of the DeLong AUC intervals.
 
     Returns
     -------
     table : pandas.DataFrame
-        ``task, model, n_images, auc, auc_ci_low, auc_ci_high, auc_method, accuracy,
+        ``task, model, n_images, auc, auc_ci_low, auc_ci_high, auc_method, threshold, accuracy,
         accuracy_ci_low, accuracy_ci_high``.
     tests : pandas.DataFrame
         ``task, model_a, model_b, auc_a, auc_b, difference, ci_low, ci_high, z, p_value, p_holm``
-        (Holm-adjusted within each task over all pairs).
+        (Holm-adjusted within each task over all pairs) and, with the bootstrap,
+        ``boot_ci_low, boot_ci_high, boot_p_value, boot_unit, boot_n_units``.
     """
     data = aligned(frames)
     names = list(frames)
@@ -143,51 +211,11 @@ def compare_predictions(frames, threshold=0.5, confidence=0.95):
         y = part["y_true"].to_numpy().astype(int)
         for name in names:
             p = part[name].to_numpy(dtype=float)
-            auc = auc_estimate(y, p, confidence)
-            tp, fn, tn, fp = confusion_counts(y, p, threshold)
-            acc = intervals.clopper_pearson(tp + tn, len(y), confidence)
-            rows.append(
-                {
-                    "task": task,
-                    "model": name,
-                    "n_images": len(y),
-                    "auc": auc["value"],
-                    "auc_ci_low": (auc["ci"] or [None, None])[0],
-                    "auc_ci_high": (auc["ci"] or [None, None])[1],
-                    "auc_method": auc["method"],
-                    "accuracy": acc.value,
-                    "accuracy_ci_low": acc.ci[0],
-                    "accuracy_ci_high": acc.ci[1],
-                }
-            )
-        task_tests = []
-        for a, b in combinations(names, 2):
-            entry = {"task": task, "model_a": a, "model_b": b}
-            try:
-                r = delong_test(
-                    y, part[a].to_numpy(dtype=float), part[b].to_numpy(dtype=float), confidence
-                )
-                entry.update(
-                    auc_a=r["auc_a"],
-                    auc_b=r["auc_b"],
-                    difference=r["difference"],
-                    ci_low=r["ci"][0],
-                    ci_high=r["ci"][1],
-                    z=r["z"],
-                    p_value=r["p_value"],
-                )
-            except ValueError as exc:  # too few positives or negatives for DeLong
-                entry.update(
-                    auc_a=None,
-                    auc_b=None,
-                    difference=None,
-                    ci_low=None,
-                    ci_high=None,
-                    z=None,
-                    p_value=None,
-                    note=str(exc),
-                )
-            task_tests.append(entry)
+            rows.append(_model_row(task, name, y, p, _threshold_of(threshold, name, task), confidence, auc_ci))
+        task_tests = [
+            {"task": task, **_pair_test(part, a, b, confidence, n_bootstrap, seed)}
+            for a, b in combinations(names, 2)
+        ]
         for entry, adj in zip(task_tests, holm([t["p_value"] for t in task_tests])):
             entry["p_holm"] = adj
         tests += task_tests
@@ -206,10 +234,53 @@ def _entry(value, low, high):
     return {"value": value if ok else None, "ci": ci}
 
 
-def comparison_report(table, tests, sources, threshold):
-    """The Markdown report of a comparison (Table-3 style, then the paired tests)."""
+def _pp(value):
+    return "n/a" if value is None or pd.isna(value) else f"{100 * value:+.2f}"
+
+
+def _tests_rows(tests):
+    boot = "boot_ci_low" in tests.columns
+    rows = []
+    for _, r in tests.iterrows():
+        row = [
+            task_title(r["task"]),
+            r["model_a"],
+            r["model_b"],
+            "n/a" if pd.isna(r["difference"]) else f"{_pp(r['difference'])} pp",
+            "n/a" if pd.isna(r["ci_low"]) else f"{_pp(r['ci_low'])} to {_pp(r['ci_high'])} pp",
+            _p(None if pd.isna(r["p_value"]) else r["p_value"]),
+            _p(None if pd.isna(r["p_holm"]) else r["p_holm"]),
+        ]
+        if boot:
+            ok = not pd.isna(r.get("boot_ci_low"))
+            row += [
+                f"{_pp(r['boot_ci_low'])} to {_pp(r['boot_ci_high'])} pp" if ok else "n/a",
+                _p(r["boot_p_value"]) if ok else "n/a",
+            ]
+        rows.append(row)
+    return rows
+
+
+def _threshold_words(threshold):
+    if isinstance(threshold, dict):
+        return "thresholds chosen per model on its validation predictions (see compare.csv)"
+    return f"threshold {threshold:g}"
+
+
+def comparison_report(table, tests, sources, threshold, test_counts=None):
+    """The Markdown report of a comparison (Table-3 style, then the paired tests).
+
+    ``test_counts`` maps a model to how many times its run's test split has been evaluated
+    (None where the source is not a run folder keeping that count).
+    """
     rep = Report("Model comparison")
-    rep.items([f"**{name}**: `{src}`" for name, src in sources.items()])
+    counts = test_counts or {}
+
+    def looks(name):
+        n = counts.get(name)
+        return "test-split evaluations not known" if n is None else f"test split evaluated {n} time(s)"
+
+    rep.items([f"**{name}**: `{src}` ({looks(name)})" for name, src in sources.items()])
     rep.heading("AUC and accuracy")
     rows = []
     for task, part in table.groupby("task", sort=False):
@@ -224,46 +295,103 @@ def comparison_report(table, tests, sources, threshold):
                 ]
             )
     rep.table(["Task", "Model", "n images", "AUC", "Accuracy"], rows)
+    methods = ", ".join(sorted(set(table["auc_method"]))) if len(table) else "delong"
     rep.para(
-        f"AUC with DeLong 95% intervals; accuracy at threshold {threshold:g} with exact "
+        f"AUC with 95% intervals ({methods}); accuracy at {_threshold_words(threshold)} with exact "
         "Clopper–Pearson intervals. Every model was evaluated on the same images."
     )
-    rep.heading("Paired DeLong tests of AUC differences")
-    rep.table(
-        ["Task", "A", "B", "AUC A − AUC B", "95% CI", "p", "p (Holm)"],
-        [
-            [
-                task_title(r["task"]),
-                r["model_a"],
-                r["model_b"],
-                "n/a" if pd.isna(r["difference"]) else f"{100 * r['difference']:+.2f} pp",
-                "n/a"
-                if pd.isna(r["ci_low"])
-                else f"{100 * r['ci_low']:+.2f} to {100 * r['ci_high']:+.2f} pp",
-                _p(None if pd.isna(r["p_value"]) else r["p_value"]),
-                _p(None if pd.isna(r["p_holm"]) else r["p_holm"]),
-            ]
-            for _, r in tests.iterrows()
-        ],
-    )
-    rep.para(
+    rep.heading("Paired tests of AUC differences")
+    header = ["Task", "A", "B", "AUC A − AUC B", "DeLong 95% CI", "DeLong p", "p (Holm)"]
+    boot = "boot_ci_low" in tests.columns and tests["boot_ci_low"].notna().any()
+    if boot:
+        header += ["Bootstrap 95% CI", "Bootstrap p"]
+    rep.table(header, _tests_rows(tests))
+    text = (
         "Two-sided p-values of DeLong's test for correlated AUCs (same images); Holm's "
-        "adjustment over the pairs within each task. The test treats images as independent."
+        "adjustment over the pairs within each task. DeLong's test treats images as independent."
     )
+    if boot:
+        unit = tests["boot_unit"].dropna().iloc[0]
+        text += (
+            f" The paired bootstrap draws whole units (resampling unit: **{unit}**) within each "
+            "class, the same resamples for both models; percentile interval, p-value twice the "
+            "smaller share of resampled differences on either side of zero."
+        )
+    rep.para(text)
     return rep
 
 
-def write_comparison(sources, out, threshold=0.5, confidence=0.95):
+def _validation_for(source, given):
+    """Validation predictions of one model: the given file, or the run folder's own."""
+    if given is not None:
+        return read_predictions(given), str(given)
+    path = Path(source)
+    if path.is_dir():
+        for rel in RUN_VALIDATION_FILES:
+            if (path / rel).is_file():
+                return read_predictions(path / rel), str(path / rel)
+    raise ValueError(
+        f"{source}: a fitted threshold needs this model's validation predictions; give "
+        "--val-predictions FILE once per source, in the same order"
+    )
+
+
+def resolve_model_thresholds(rule, sources, frames, val_predictions=None):
+    """Accuracy thresholds per model: the fixed value, or fitted per model and task on its
+    validation predictions (which may not overlap its test predictions)."""
+    from skin_cnn.evaluation.threshold import parse_threshold, resolve_thresholds
+
+    rule = parse_threshold(rule)
+    if not rule.needs_validation:
+        return float(rule.value), "fixed"
+    given = list(val_predictions or [])
+    if given and len(given) != len(sources):
+        raise ValueError(f"--val-predictions given {len(given)} times for {len(sources)} sources; give one per source")
+    out = {}
+    for k, (name, frame) in enumerate(frames.items()):
+        validation, where = _validation_for(sources[k], given[k] if given else None)
+        out[name], method = resolve_thresholds(
+            rule, list(dict.fromkeys(frame["task"])), validation, where,
+            evaluated=frame, evaluated_name=str(sources[k]),
+        )
+    return out, rule.describe()
+
+
+def write_comparison(
+    sources, out, threshold=0.5, confidence=0.95, val_predictions=None, n_bootstrap=2000, seed=0, auc_ci="wald"
+):
     """Load each source (run folder or predictions CSV), compare, write ``compare.csv``,
-    ``compare_delong.csv`` and ``compare.md`` into ``out``; returns (table, tests)."""
+    ``compare_delong.csv`` and ``compare.md`` into ``out``; returns (table, tests).
+
+    ``threshold`` is a number or a fitted rule (``youden``, ``sens:0.90``, ``spec:0.90``), chosen
+    per model on ``val_predictions`` (one file per source) or a run folder's own validation
+    predictions.
+    """
     loaded = [load_variant(s) for s in sources]
     names = _unique_names([name for name, _ in loaded])
     frames = {name: frame for name, (_, frame) in zip(names, loaded)}
-    table, tests = compare_predictions(frames, threshold, confidence)
+    thresholds, _ = resolve_model_thresholds(threshold, list(sources), frames, val_predictions)
+    table, tests = compare_predictions(frames, thresholds, confidence, n_bootstrap, seed, auc_ci)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     write_csv(out / "compare.csv", table)
     write_csv(out / "compare_delong.csv", tests)
-    rep = comparison_report(table, tests, dict(zip(names, map(str, sources))), threshold)
+    counts = {name: _test_count(src) for name, src in zip(names, sources)}
+    rep = comparison_report(table, tests, dict(zip(names, map(str, sources))), thresholds, counts)
     write_text(out / "compare.md", rep.markdown(out))
     return table, tests
+
+
+def _test_count(source):
+    """How many times the run folder behind ``source`` has had its test split evaluated."""
+    import json
+
+    path = Path(source)
+    for folder in [path] if path.is_dir() else list(path.resolve().parents)[:2]:
+        record = folder / "test_evaluations.json"
+        if record.is_file():
+            try:
+                return int(json.loads(record.read_text(encoding="utf-8"))["count"])
+            except (OSError, ValueError, KeyError, TypeError):
+                return None
+    return None

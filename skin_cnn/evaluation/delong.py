@@ -78,29 +78,92 @@ def delong_covariance(y_true, scores):
     return auc, s10 / m + s01 / n
 
 
-def delong_ci(y_true, y_score, confidence=0.95):
-    """AUC with DeLong's Wald interval ``AUC ± z·sqrt(var)``, clipped to [0, 1].
+AUC_SCALES = ("wald", "logit")
 
-    The interval is on the AUC scale, as in the study's Table 3 (symmetric around the AUC). When
-    all positives outscore all negatives the variance is zero and the interval is ``[1, 1]``;
-    the bootstrap interval is the more honest statement of uncertainty then.
+
+def delong_ci(y_true, y_score, confidence=0.95, scale="wald"):
+    """AUC with a DeLong interval on the AUC scale (``wald``) or the logit scale (``logit``).
+
+    ``wald``: ``AUC ± z·sqrt(var)`` clipped to [0, 1], as in the study's Table 3 (symmetric
+    around the AUC). When all positives outscore all negatives the variance is zero and the
+    interval is ``[1, 1]``.
+
+    ``logit``: ``expit(logit(AUC) ± z·sqrt(var) / (AUC·(1 − AUC)))`` (delta method), which stays
+    inside (0, 1) and is asymmetric near 1. Where the logit does not exist (AUC of 0 or 1, or a
+    zero DeLong variance) the score interval of Newcombe (2006, method 5,
+    :func:`newcombe_score_interval`) is used instead, so perfect separation of a few images gives
+    a wide interval rather than ``[1, 1]``. :func:`auc_interval` also says which was used.
 
     Returns
     -------
     auc : float
     ci : tuple of float, or None when there are fewer than two positives or negatives
     variance : float or None
+        The DeLong variance (on the AUC scale).
     """
+    auc, ci, var, _ = auc_interval(y_true, y_score, confidence, scale)
+    return auc, ci, var
+
+
+def auc_interval(y_true, y_score, confidence=0.95, scale="wald"):
+    """:func:`delong_ci` plus the name of the interval used: ``delong``, ``delong-logit`` or
+    ``newcombe-score`` (the logit fallback)."""
+    if scale not in AUC_SCALES:
+        raise ValueError(f"AUC interval scale must be one of {', '.join(AUC_SCALES)}, got {scale!r}")
     y = _as_binary(y_true)
     auc, _, _ = structural_components(y, y_score)
+    method = "delong" if scale == "wald" else "delong-logit"
     if y.sum() < 2 or (~y).sum() < 2:
-        return float(auc[0]), None, None
+        return float(auc[0]), None, None, method
     auc, cov = delong_covariance(y, y_score)
     var = float(max(cov[0, 0], 0.0))
-    z = float(special.ndtri(0.5 + confidence / 2))
-    half = z * math.sqrt(var)
     a = float(auc[0])
-    return a, (max(0.0, a - half), min(1.0, a + half)), var
+    z = float(special.ndtri(0.5 + confidence / 2))
+    if scale == "wald":
+        half = z * math.sqrt(var)
+        return a, (max(0.0, a - half), min(1.0, a + half)), var, method
+    if 0 < a < 1 and var > 0:
+        centre, half = special.logit(a), z * math.sqrt(var) / (a * (1 - a))
+        return a, (float(special.expit(centre - half)), float(special.expit(centre + half))), var, method
+    m, n = int(y.sum()), int((~y).sum())
+    return a, newcombe_score_interval(a, m, n, confidence), var, "newcombe-score"
+
+
+def hanley_mcneil_variance(theta, m, n):
+    """Variance of the AUC at ``theta`` by Hanley & McNeil (1982), with Newcombe's (2006)
+    ``m − 1`` and ``n − 1`` both replaced by ``(m + n)/2 − 1``.
+
+    ``θ(1−θ)/(mn) · [1 + (N* − 1)·((1−θ)/(2−θ) + θ/(1+θ))]``, ``N* = (m + n)/2``; it depends on
+    θ only, not on the data, which is what the score interval needs.
+    """
+    n_star = (m + n) / 2
+    return theta * (1 - theta) / (m * n) * (
+        1 + (n_star - 1) * ((1 - theta) / (2 - theta) + theta / (1 + theta))
+    )
+
+
+def newcombe_score_interval(auc, m, n, confidence=0.95):
+    """Score interval for an AUC (Newcombe 2006, Stat Med 25:559–573, method 5).
+
+    The bounds are the θ for which ``(AUC − θ)² = z²·V(θ)`` with the variance
+    :func:`hanley_mcneil_variance` *at θ* (as the Wilson interval of a proportion), so it exists
+    at an AUC of 0 or 1 and stays within [0, 1].
+    """
+    from scipy.optimize import brentq
+
+    z2 = float(special.ndtri(0.5 + confidence / 2)) ** 2
+
+    def f(theta):
+        return (auc - theta) ** 2 - z2 * hanley_mcneil_variance(theta, m, n)
+
+    # f > 0 at the far ends (θ = 0 or 1, unless the AUC is there) and < 0 just beside the AUC
+    near_low, near_high = max(auc - 1e-12, 0.0), min(auc + 1e-12, 1.0)
+    low, high = min(max(auc, 0.0), 1.0), min(max(auc, 0.0), 1.0)
+    if auc > 0 and f(near_low) < 0:
+        low = brentq(f, 0.0, near_low)
+    if auc < 1 and f(near_high) < 0:
+        high = brentq(f, near_high, 1.0)
+    return float(low), float(high)
 
 
 def delong_test(y_true, score_a, score_b, confidence=0.95):

@@ -61,8 +61,9 @@ def clopper_pearson(k, n, confidence=0.95):
     """Exact Clopper–Pearson interval for ``k`` successes out of ``n``.
 
     The bounds are beta quantiles, ``Beta(α/2; k, n−k+1)`` and ``Beta(1−α/2; k+1, n−k)``, with
-    the lower bound 0 when ``k = 0`` and the upper bound 1 when ``k = n``: the same interval as
-    ``scipy.stats.binomtest(k, n).proportion_ci(method="exact")``.
+    the lower bound 0 when ``k = 0`` and the upper bound 1 when ``k = n``. They are computed by
+    ``scipy.stats.binomtest(k, n).proportion_ci(method="exact")``, SciPy's maintained
+    implementation, rather than by hand.
 
     Returns
     -------
@@ -75,10 +76,8 @@ def clopper_pearson(k, n, confidence=0.95):
     _z(confidence)
     if n == 0:
         return Estimate(None, None, CLOPPER_PEARSON, note="no cases in the denominator")
-    alpha = 1 - confidence
-    low = 0.0 if k == 0 else float(stats.beta.ppf(alpha / 2, k, n - k + 1))
-    high = 1.0 if k == n else float(stats.beta.ppf(1 - alpha / 2, k + 1, n - k))
-    return Estimate(k / n, (low, high), CLOPPER_PEARSON)
+    interval = stats.binomtest(k, n).proportion_ci(confidence_level=confidence, method="exact")
+    return Estimate(k / n, (float(interval.low), float(interval.high)), CLOPPER_PEARSON)
 
 
 def _logit_interval(value, variance, confidence):

@@ -1,6 +1,6 @@
 """Diagnostic metrics per task with confidence intervals, in the ``metrics.json`` layout.
 
-The layout is the contract of DESIGN.md §3: fractions in [0, 1]; per task the class names, image
+The layout (docs/evaluate.md) is a contract with its readers: fractions in [0, 1]; per task the class names, image
 and patient counts, the 2×2 cells, each metric as ``{"value", "ci", "method"}`` and a
 ``bootstrap`` block. Undefined quantities are ``None`` (JSON ``null``) with a ``note``, never NaN.
 """
@@ -13,7 +13,7 @@ import pandas as pd
 from skin_cnn.diseases import TASK_NAMES, TASKS
 from skin_cnn.evaluation import intervals
 from skin_cnn.evaluation.bootstrap import METRICS, bootstrap_intervals
-from skin_cnn.evaluation.delong import delong_ci
+from skin_cnn.evaluation.delong import auc_interval
 
 METRIC_LABELS = {
     "sensitivity": "Sensitivity",
@@ -37,22 +37,29 @@ def confusion_counts(y_true, y_prob, threshold=0.5):
     )
 
 
-def auc_estimate(y_true, y_prob, confidence=0.95):
-    """AUC with its DeLong interval as a ``metrics.json`` entry."""
+def auc_estimate(y_true, y_prob, confidence=0.95, scale="wald"):
+    """AUC with its DeLong interval as a ``metrics.json`` entry.
+
+    ``scale`` is ``wald`` (the AUC scale, as the study) or ``logit``; ``method`` names the
+    interval actually used (see :func:`skin_cnn.evaluation.delong.auc_interval`).
+    """
+    method = "delong" if scale == "wald" else "delong-logit"
     y = np.asarray(y_true).astype(bool)
     n_pos, n_neg = int(y.sum()), int((~y).sum())
     if n_pos == 0 or n_neg == 0:
         missing = "positive" if n_pos == 0 else "negative"
         return intervals.Estimate(
-            None, None, "delong", note=f"AUC undefined: no {missing} images"
+            None, None, method, note=f"AUC undefined: no {missing} images"
         ).as_dict()
-    value, ci, var = delong_ci(y, y_prob, confidence)
+    value, ci, var, method = auc_interval(y, y_prob, confidence, scale)
     note = None
     if ci is None:
         note = "DeLong variance needs at least two positive and two negative images"
-    elif var == 0:
+    elif var == 0 and method == "delong":
         note = "DeLong variance is zero (the classes are perfectly separated or reversed)"
-    return intervals.Estimate(value, ci, "delong", note=note).as_dict()
+    elif method == "newcombe-score":
+        note = "logit interval undefined (AUC of 0 or 1, or zero DeLong variance): Newcombe score interval"
+    return intervals.Estimate(value, ci, method, note=note).as_dict()
 
 
 def _n_patients(patient_ids):
@@ -73,6 +80,8 @@ def task_metrics(
     confidence=0.95,
     bootstrap_method="percentile",
     progress=False,
+    groups=None,
+    auc_ci="wald",
 ):
     """Every metric of one binary task as a ``metrics.json`` task entry.
 
@@ -87,6 +96,10 @@ def task_metrics(
         Adds ``positive`` and ``negative`` class names.
     n_bootstrap : int
         0 skips the bootstrap.
+    groups : sequence, optional
+        ``split_group`` labels: bootstrap clusters join them with the patient ids.
+    auc_ci : {"wald", "logit"}
+        Scale of the DeLong AUC interval.
 
     Returns
     -------
@@ -127,7 +140,7 @@ def task_metrics(
     out["ppv"] = intervals.ppv(tp, fn, tn, fp, confidence).as_dict()
     out["npv"] = intervals.npv(tp, fn, tn, fp, confidence).as_dict()
     out["accuracy"] = acc.as_dict()
-    out["auc"] = auc_estimate(y, p, confidence)
+    out["auc"] = auc_estimate(y, p, confidence, auc_ci)
     if n_bootstrap and y.size:
         out["bootstrap"] = bootstrap_intervals(
             y,
@@ -139,6 +152,7 @@ def task_metrics(
             confidence=confidence,
             method=bootstrap_method,
             progress=progress,
+            groups=groups,
         )
     return out
 
@@ -152,16 +166,21 @@ def evaluate_predictions(
     confidence=0.95,
     bootstrap_method="percentile",
     progress=False,
+    auc_ci="wald",
 ):
     """``metrics.json`` content for a predictions frame (``skin_cnn.predictions`` layout).
 
     Parameters
     ----------
     predictions : pandas.DataFrame
+        One row per (image, task); a repeated pair is refused, since it would count one image
+        twice. A ``split_group`` column (from ``skin-cnn split``) joins the bootstrap clusters.
     thresholds : float or dict of str -> float
         One threshold for all tasks, or one per task.
     threshold_method : str
         How the thresholds were obtained (recorded as is).
+    auc_ci : {"wald", "logit"}
+        Scale of the DeLong AUC interval (recorded in ``auc_ci``).
 
     Returns
     -------
@@ -169,6 +188,9 @@ def evaluate_predictions(
         ``threshold`` is a number when all tasks share one, else a mapping task -> threshold;
         each task entry also carries its own ``threshold``.
     """
+    from skin_cnn.predictions import check_unique_rows
+
+    check_unique_rows(predictions, "the predictions")
     tasks = [t for t in TASK_NAMES if (predictions["task"] == t).any()]
     if not tasks:
         raise ValueError("the predictions contain no rows for any task")
@@ -182,29 +204,32 @@ def evaluate_predictions(
         "threshold": values.pop() if len(values) == 1 else {t: thresholds[t] for t in tasks},
         "threshold_method": threshold_method,
         "confidence": confidence,
+        "auc_ci": auc_ci,
         "tasks": {},
     }
     for task in tasks:
         part = predictions[predictions["task"] == task]
-        ids = part["patient_id"].tolist() if "patient_id" in part else None
         result["tasks"][task] = task_metrics(
             part["y_true"].to_numpy(),
             part["y_prob"].to_numpy(),
             thresholds[task],
-            ids,
+            part["patient_id"].tolist() if "patient_id" in part else None,
             task=task,
             n_bootstrap=n_bootstrap,
             seed=seed,
             confidence=confidence,
             bootstrap_method=bootstrap_method,
             progress=progress,
+            groups=part["split_group"].tolist() if "split_group" in part else None,
+            auc_ci=auc_ci,
         )
     return result
 
 
 def metrics_table(metrics, **extra):
-    """One row per task × metric: ``task, metric, value, ci_low, ci_high, method`` and the
-    bootstrap interval (``bootstrap_low, bootstrap_high``); ``extra`` columns go first."""
+    """One row per task × metric: ``task, metric, value, ci_low, ci_high, method``, the
+    bootstrap interval (``bootstrap_low, bootstrap_high``) and the unit it resampled
+    (``bootstrap_unit``); ``extra`` columns go first."""
     rows = []
     for task, entry in metrics["tasks"].items():
         boot = entry.get("bootstrap") or {}
@@ -223,6 +248,7 @@ def metrics_table(metrics, **extra):
                     "method": e["method"],
                     "bootstrap_low": b[0],
                     "bootstrap_high": b[1],
+                    "bootstrap_unit": boot.get("unit"),
                     "n_images": entry["n_images"],
                 }
             )
@@ -237,6 +263,7 @@ def metrics_by(
     seed=0,
     confidence=0.95,
     bootstrap_method="percentile",
+    auc_ci="wald",
 ):
     """Metrics per subgroup of ``column`` (e.g. source, Fitzpatrick type) as one long table.
 
@@ -269,6 +296,7 @@ def metrics_by(
             seed=seed,
             confidence=confidence,
             bootstrap_method=bootstrap_method,
+            auc_ci=auc_ci,
         )
         per_group[value] = res
         frames.append(metrics_table(res, **{column: value}))

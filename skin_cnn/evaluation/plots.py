@@ -162,64 +162,35 @@ def plot_calibration(predictions, path, n_bins=10):
 # ---------------------------------------------------------------------------------------------
 # STARD flow diagram
 
-SPLIT_NAMES = ("train", "val", "test")
-
-
 def load_flow(path, split="test"):
-    """Read a flow JSON and return it in the form :func:`plot_stard_flow` draws.
+    """Read a flow record (``NAME.flow.json``) and return the chain of ``split`` that
+    :func:`plot_stard_flow` draws (see :func:`skin_cnn.evaluation.flow.chain`).
 
-    The file holds ``{"steps": [{"name", "images", "patients", "excluded": {reason: n}}]}``, the
-    exclusions of a step being those between the previous step and it. A step written by
-    ``skin-cnn split`` (``SPLIT.flow.json``) that lists ``train``, ``val`` and ``test`` counts
-    instead of ``images`` becomes the step of the evaluated ``split``, the other splits shown as
-    set aside. Other keys are ignored.
+    Raises
+    ------
+    ValueError
+        The file cannot be read or is not a flow record; the message names the file.
     """
     path = Path(path)
     try:
-        flow = json.loads(path.read_text(encoding="utf-8"))
+        record = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as exc:
         raise ValueError(f"{path}: cannot read flow JSON: {exc}") from None
     try:
-        return normalise_flow(flow, split)
+        return normalise_flow(record, split)
     except ValueError as exc:
         raise ValueError(f"{path}: {exc}") from None
 
 
 def normalise_flow(flow, split="test"):
-    """Check flow steps; turn a per-split step into the step of ``split`` (:func:`load_flow`)."""
-    steps = flow.get("steps") if isinstance(flow, dict) else None
-    if not isinstance(steps, list) or not steps:
-        raise ValueError("flow JSON needs a non-empty list 'steps'")
-    out = []
-    for i, step in enumerate(steps):
-        if not isinstance(step, dict) or "name" not in step:
-            raise ValueError(f"steps[{i}] needs a 'name'")
-        step = dict(step)
-        if step.get("images") is None and isinstance(step.get(split), dict):
-            step["excluded"] = {
-                f"{s} split (not evaluated)": int(step[s].get("images", 0))
-                for s in SPLIT_NAMES
-                if s != split and isinstance(step.get(s), dict)
-            }
-            step["images"] = step[split].get("images")
-            step["patients"] = step[split].get("patients")
-            step["name"] = f"{step['name']}: {split} split"
-        for key in ("images", "patients"):
-            v = step.get(key)
-            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 0):
-                raise ValueError(f"steps[{i}].{key} must be a non-negative integer or null")
-        excluded = step.get("excluded") or {}
-        if not isinstance(excluded, dict) or not all(isinstance(v, int) for v in excluded.values()):
-            raise ValueError(f"steps[{i}].excluded must map reasons to integer counts")
-        out.append(
-            {
-                "name": str(step["name"]),
-                "images": step.get("images"),
-                "patients": step.get("patients"),
-                "excluded": excluded,
-            }
-        )
-    return {"steps": out}
+    """The chain of ``split`` of a flow record; an already normalised chain is returned as is."""
+    from skin_cnn.evaluation.flow import chain
+
+    if isinstance(flow, dict) and flow.get("split") and all(
+        isinstance(s, dict) and "assigned" in s for s in flow.get("steps") or [None]
+    ):
+        return flow
+    return chain(flow, split)
 
 
 def _count_text(images, patients):
@@ -231,49 +202,21 @@ def _count_text(images, patients):
     return ", ".join(parts) if parts else "count not recorded"
 
 
-def flow_from_predictions(predictions):
-    """The steps known from a predictions table alone: the images that received predictions."""
-    ids = predictions["patient_id"].astype(str)
-    patients = int(ids[ids != ""].nunique()) or None
-    return {
-        "steps": [
-            {
-                "name": "Images with predictions",
-                "images": int(predictions["image_path"].nunique()),
-                "patients": patients,
-                "excluded": {},
-            }
-        ]
-    }
+def flow_from_predictions(predictions, split="evaluated"):
+    """The chain known from a predictions table alone: the images that received predictions."""
+    from skin_cnn.evaluation.flow import evaluation_step
+
+    return {"split": split, "steps": [dict(evaluation_step(predictions, []), unexplained=0)]}
 
 
 def flow_from_split(split_frame, split):
-    """Steps known from a run's split table: all split images, then the evaluated split."""
+    """The chain known from a run's split table alone: its images, then the evaluated split,
+    the other splits shown as assigned elsewhere."""
+    from skin_cnn.evaluation.flow import chain, make_step
 
-    def counts(frame):
-        ids = frame["patient_id"].fillna("").astype(str)
-        return int(len(frame)), (int(ids[ids != ""].nunique()) or None)
-
-    n_all, p_all = counts(split_frame)
-    chosen = split_frame[split_frame["split"] == split]
-    n_sel, p_sel = counts(chosen)
-    others = split_frame[split_frame["split"] != split]["split"].value_counts()
-    return {
-        "steps": [
-            {
-                "name": "Split table of the run (split.csv)",
-                "images": n_all,
-                "patients": p_all,
-                "excluded": {},
-            },
-            {
-                "name": f"{split.capitalize()} split",
-                "images": n_sel,
-                "patients": p_sel,
-                "excluded": {f"in {name} split": int(n) for name, n in others.items()},
-            },
-        ]
-    }
+    step = make_step("input", split_frame)
+    step.update(file="split.csv of the run", excluded={})
+    return chain({"steps": [step]}, split)
 
 
 def plot_stard_flow(flow, metrics, path):

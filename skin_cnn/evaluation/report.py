@@ -173,6 +173,56 @@ def _threshold_text(metrics):
     )
 
 
+UNIT_TEXT = {
+    "split group": "whole **split groups** (the groups of `skin-cnn split`: patients joined with "
+    "their near-duplicate images, an image with neither its own group), so that images of one "
+    "patient or near-duplicate photos stay together",
+    "patient": "whole **patients** (an image without a patient id is its own cluster), so that "
+    "images of one patient stay together",
+    "image": "single **images**: the predictions carry neither patient ids nor split groups, so "
+    "images are treated as independent",
+}
+
+
+def bootstrap_text(boot):
+    """One sentence saying how the bootstrap was run and which unit it really resampled."""
+    return (
+        f"{boot['n_resamples']:,} {boot['method']} bootstrap resamples (seed {boot['seed']}), "
+        f"drawing {UNIT_TEXT.get(boot['unit'], boot['unit'])}. Resampling unit: "
+        f"**{boot['unit']}**; units are drawn within each class (stratified), so every resample "
+        "has as many positive and negative units as the data."
+    )
+
+
+def auc_method_text(metrics):
+    """Which DeLong interval the AUC rows carry."""
+    if metrics.get("auc_ci", "wald") == "logit":
+        return (
+            "DeLong variance, interval on the logit scale (inside (0, 1)); where the logit does not "
+            "exist (AUC 0 or 1, or zero variance) the Newcombe (2006) score interval"
+        )
+    return "DeLong variance, Wald interval on the AUC scale clipped to [0, 1] (as the study)"
+
+
+def test_evaluations_text(record):
+    """The test-evaluation count, so a reader can tell a pre-specified test from a tuned one."""
+    if not record:
+        return (
+            "How many times the test split has been evaluated is not known: these predictions "
+            "do not come from a run folder that keeps the count."
+        )
+    n = record["count"]
+    where = "this evaluation included" if record.get("split") == "test" else "this one is not of the test split"
+    verdict = (
+        "a single look, as a pre-specified test should be."
+        if n == 1
+        else "not once: results after the first may have been tuned against the test split."
+        if n > 1
+        else "never so far."
+    )
+    return f"The test split of this run has been evaluated **{n}** time(s) ({where}): {verdict}"
+
+
 def build_report(metrics, folder, figures, source="", by_tables=None, bootstrap_note=True):
     """Assemble the report.
 
@@ -192,6 +242,8 @@ def build_report(metrics, folder, figures, source="", by_tables=None, bootstrap_
     """
     rep = Report("Diagnostic accuracy report")
     tasks = metrics["tasks"]
+    boots = {t: e["bootstrap"] for t, e in tasks.items() if e.get("bootstrap")}
+    unit = next(iter(boots.values()))["unit"] if boots else None
     if source:
         rep.para(f"Evaluated: `{source}`.")
     rep.para(
@@ -200,6 +252,8 @@ def build_report(metrics, folder, figures, source="", by_tables=None, bootstrap_
     )
     rep.heading("Threshold")
     rep.para(_threshold_text(metrics))
+    rep.heading("Looks at the test split")
+    rep.para(test_evaluations_text(metrics.get("test_evaluations")))
 
     rep.heading("Sensitivity, specificity and predictive values")
     rep.table(
@@ -227,7 +281,7 @@ def build_report(metrics, folder, figures, source="", by_tables=None, bootstrap_
         ["Task", "AUC", "Accuracy"],
         [[task_title(t), fmt_pct(e["auc"]), fmt_pct(e["accuracy"])] for t, e in tasks.items()],
     )
-    rep.para("AUC interval: DeLong; accuracy interval: exact Clopper–Pearson.")
+    rep.para(f"AUC interval: {auc_method_text(metrics)}; accuracy interval: exact Clopper–Pearson.")
     notes = [
         f"{task_title(t)}, {METRIC_LABELS[m]}: {e[m]['note']}"
         for t, e in tasks.items()
@@ -243,19 +297,10 @@ def build_report(metrics, folder, figures, source="", by_tables=None, bootstrap_
     if notes:
         rep.items(notes)
 
-    boots = {t: e["bootstrap"] for t, e in tasks.items() if e.get("bootstrap")}
     if boots:
         rep.heading("Bootstrap intervals")
         first = next(iter(boots.values()))
-        rep.para(
-            f"{first['n_resamples']:,} {first['method']} bootstrap resamples (seed "
-            f"{first['seed']}), resampling whole **{first['unit']}s** with replacement"
-            + (
-                " so that images of one patient stay together."
-                if first["unit"] == "patient"
-                else "; no patient ids were available, so images are treated as independent."
-            )
-        )
+        rep.para(bootstrap_text(first))
         rep.table(
             ["Task"] + [METRIC_LABELS[m] for m in METRICS],
             [[task_title(t)] + [fmt_interval(b.get(m)) for m in METRICS] for t, b in boots.items()],
@@ -328,11 +373,12 @@ def build_report(metrics, folder, figures, source="", by_tables=None, bootstrap_
             "PPV, NPV: logit interval of Mercaldo, Lau & Zhou (Stat Med 2007) with the sample "
             "prevalence (as MedCalc); exact Clopper–Pearson on the predicted-positive (-negative) "
             "count where the logit interval does not exist (a value of 0% or 100%).",
-            "AUC: DeLong variance (fast midrank algorithm of Sun & Xu 2014), Wald interval on the "
-            "AUC "
-            "scale clipped to [0, 1].",
-            "Bootstrap: seeded; percentile or BCa intervals; resampling patients where patient ids "
-            "exist.",
+            "AUC: DeLong variance (fast midrank algorithm of Sun & Xu 2014); "
+            + auc_method_text(metrics)
+            + ".",
+            "Bootstrap: seeded; percentile or BCa intervals; clusters (split groups, patients, or "
+            "images when neither is known) drawn with replacement within each class; "
+            + (f"the unit here: {unit}." if unit else "not run."),
             "Every image received a probability, so there are no indeterminate index test results; "
             "images that could not be read never reach the predictions table.",
         ]
@@ -348,15 +394,14 @@ def build_report(metrics, folder, figures, source="", by_tables=None, bootstrap_
         "funding) describe the study and must be written by its authors."
     )
     rep.heading("Limitations")
-    unit = next(iter(boots.values()))["unit"] if boots else None
     lim = [
         "Clopper–Pearson, logit and DeLong intervals treat images as independent; several images "
         "of one patient are correlated, so these intervals are too narrow when patients contribute "
         "many images"
         + (
-            " (the patient-level bootstrap intervals above account for this)."
-            if unit == "patient"
-            else "."
+            f" (the {unit}-level bootstrap intervals above account for this)."
+            if unit in ("patient", "split group")
+            else "; without patient ids or split groups the bootstrap cannot correct this."
         ),
         "PPV and NPV depend on the prevalence of the evaluated set, which is not the prevalence in "
         "any clinical population; they cannot be carried over to practice.",
@@ -397,6 +442,8 @@ def write_evaluation(
     bootstrap_method="percentile",
     source="",
     progress=False,
+    auc_ci="wald",
+    test_evaluations=None,
 ):
     """Evaluate a predictions frame and write every output into the folder ``out``.
 
@@ -415,6 +462,12 @@ def write_evaluation(
     flow : dict, optional
         Flow steps (see :func:`skin_cnn.evaluation.plots.load_flow`); default: what the
         predictions alone tell.
+    auc_ci : {"wald", "logit"}
+        Scale of the DeLong AUC interval.
+    test_evaluations : dict, optional
+        ``{"count": n, "split": split}``: how many times the run's test split has been evaluated
+        (this evaluation included when ``split`` is test), stored in ``metrics.json`` and shown
+        in the report; None when not known (a predictions file outside a run folder).
 
     Returns
     -------
@@ -444,7 +497,9 @@ def write_evaluation(
         confidence=confidence,
         bootstrap_method=bootstrap_method,
         progress=progress,
+        auc_ci=auc_ci,
     )
+    metrics["test_evaluations"] = test_evaluations
     if source:
         metrics["source"] = str(source)
     # JSON has no NaN: fail loudly here rather than write an unreadable file
@@ -475,173 +530,9 @@ def write_evaluation(
             seed=seed,
             confidence=confidence,
             bootstrap_method=bootstrap_method,
+            auc_ci=auc_ci,
         )
         write_csv(out / f"metrics_by_{column}.csv", table)
         by_tables[column] = table
     write_report(metrics, out, figures, source=source, by_tables=by_tables)
     return metrics
-
-
-VAL_PREDICTION_FILES = (
-    "val_predictions.csv",
-    "predictions_val.csv",
-    "eval_val/predictions_val.csv",
-)
-
-
-def run_flow(run_dir, split, split_frame, predictions, skipped):
-    """Flow steps of a run evaluation: the split's own flow file when it can be found (the
-    ``SPLIT.flow.json`` that ``skin-cnn split`` writes beside the split, or one in the run folder),
-    else what the run's ``split.csv`` tells, then the images actually evaluated."""
-    import json
-
-    from skin_cnn.evaluation import plots
-
-    candidates = [Path(run_dir) / "split.flow.json", Path(run_dir) / "flow.json"]
-    config = Path(run_dir) / "config.json"
-    if config.is_file():
-        try:
-            original = json.loads(config.read_text(encoding="utf-8")).get("split")
-        except (OSError, json.JSONDecodeError):
-            original = None
-        if original:
-            candidates.insert(0, Path(original).with_suffix(".flow.json"))
-    flow = None
-    for path in candidates:
-        if path.is_file():
-            flow = plots.load_flow(path, split)
-            break
-    if flow is None:
-        flow = plots.flow_from_split(split_frame, split)
-    reasons = {"image could not be read": len(skipped)} if skipped else {}
-    evaluated = plots.flow_from_predictions(predictions)["steps"][0]
-    evaluated.update(name="Evaluated", excluded=reasons)
-    flow["steps"].append(evaluated)
-    return flow
-
-
-def predict_run_split(run_dir, split, predictor=None, progress=True):
-    """Predict one split of a run with the run's model and preprocessing.
-
-    Uses :func:`skin_cnn.predict.load_predictor` (the run's ``best.keras`` and its
-    ``config.json`` preprocessing) and :func:`skin_cnn.predict.predict_frame` on the rows of the
-    run's ``split.csv`` in ``split``.
-
-    Returns
-    -------
-    predictions : pandas.DataFrame
-        Predictions table; unreadable images left out.
-    skipped : list of dict
-        The images that could not be read.
-    split_frame : pandas.DataFrame
-        The whole split table.
-    predictor : skin_cnn.predict.Predictor
-        For reuse on another split.
-    """
-    from skin_cnn.predict import load_predictor, predict_frame
-    from skin_cnn.predictions import predictions_frame
-    from skin_cnn.split import load_split
-
-    run_dir = Path(run_dir)
-    split_csv = run_dir / "split.csv"
-    if not split_csv.is_file():
-        raise FileNotFoundError(
-            f"{run_dir}: no split.csv in the run folder; is it a `skin-cnn train` run?"
-        )
-    frame = load_split(split_csv)
-    part = frame[frame["split"] == split].reset_index(drop=True)
-    if part.empty:
-        raise ValueError(f"{split_csv}: no images in the {split} split")
-    if predictor is None:
-        predictor = load_predictor(run_dir)
-    result = predict_frame(predictor, part, progress=progress)
-    kept, probs = result.kept(part)
-    preds = predictions_frame(kept.reset_index(drop=True), probs, tasks=list(probs))
-    return preds, result.skipped, frame, predictor
-
-
-def evaluate_run(
-    run_dir,
-    split="test",
-    out=None,
-    threshold="0.5",
-    val_predictions=None,
-    by=(),
-    flow=None,
-    n_bootstrap=2000,
-    seed=0,
-    confidence=0.95,
-    bootstrap_method="percentile",
-    predictor=None,
-    progress=True,
-):
-    """Predict a run's split with its best model, write ``predictions_<split>.csv`` and evaluate.
-
-    Parameters
-    ----------
-    run_dir : str or Path
-        A ``skin-cnn train`` run folder (``best.keras``, ``config.json``, ``split.csv``).
-    split : {"test", "val", "train"}
-    out : str or Path, optional
-        Default ``<run_dir>/eval_<split>``.
-    threshold : str or float
-        Fixed, or chosen on validation predictions (``youden``, ``sens:0.90``): those are read
-        from ``val_predictions``, else from the run folder (``val_predictions.csv``, written by
-        training), else the
-        validation split is predicted.
-    flow : dict, optional
-        Flow steps; default from the split's flow file or ``split.csv``.
-    predictor : skin_cnn.predict.Predictor, optional
-        An already loaded model (e.g. at the end of training).
-
-    Returns
-    -------
-    dict
-        ``metrics.json`` content.
-    """
-    from skin_cnn.atomic import write_csv
-    from skin_cnn.evaluation.threshold import parse_threshold, resolve_thresholds
-    from skin_cnn.predictions import read_predictions
-
-    run_dir = Path(run_dir)
-    out = Path(out) if out is not None else run_dir / f"eval_{split}"
-    rule = parse_threshold(threshold)
-    preds, skipped, frame, predictor = predict_run_split(run_dir, split, predictor, progress)
-    out.mkdir(parents=True, exist_ok=True)
-    write_csv(out / f"predictions_{split}.csv", preds)
-    tasks = list(dict.fromkeys(preds["task"]))
-    validation, source = None, ""
-    if rule.needs_validation:
-        if split == "val":
-            raise ValueError(
-                "a fitted threshold cannot be chosen on the split it is evaluated on; "
-                "evaluate the test split, or use a fixed --threshold"
-            )
-        if val_predictions is not None:
-            validation, source = read_predictions(val_predictions), str(val_predictions)
-        else:
-            for rel in VAL_PREDICTION_FILES:
-                if (run_dir / rel).is_file():
-                    validation, source = read_predictions(run_dir / rel), str(run_dir / rel)
-                    break
-            else:
-                validation, _, _, _ = predict_run_split(run_dir, "val", predictor, progress)
-                write_csv(out / "predictions_val.csv", validation)
-                source = f"{run_dir} val split"
-    thresholds, method = resolve_thresholds(rule, tasks, validation, source)
-    if flow is None:
-        flow = run_flow(run_dir, split, frame, preds, skipped)
-    return write_evaluation(
-        preds,
-        out,
-        thresholds,
-        method,
-        by=by,
-        flow=flow,
-        n_bootstrap=n_bootstrap,
-        seed=seed,
-        confidence=confidence,
-        bootstrap_method=bootstrap_method,
-        source=f"{run_dir} ({split} split)",
-        progress=progress,
-    )

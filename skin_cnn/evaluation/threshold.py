@@ -120,7 +120,9 @@ def choose_threshold(y_true, y_prob, method="youden", target=0.9):
     )
 
 
-def resolve_thresholds(rule, tasks, validation=None, source="validation predictions"):
+def resolve_thresholds(
+    rule, tasks, validation=None, source="validation predictions", evaluated=None, evaluated_name=None
+):
     """Thresholds per task for a :class:`ThresholdRule`.
 
     Parameters
@@ -131,6 +133,12 @@ def resolve_thresholds(rule, tasks, validation=None, source="validation predicti
         Validation predictions (predictions CSV layout); required unless the rule is fixed.
     source : str
         Where the validation predictions came from, recorded in the method text.
+    evaluated : pandas.DataFrame
+        The predictions the thresholds will be applied to; required with a fitted rule. The
+        validation predictions may share no image, patient or split group with them
+        (:func:`skin_cnn.evaluation.leakage.check_disjoint`).
+    evaluated_name : str, optional
+        How to name ``evaluated`` in an error.
 
     Returns
     -------
@@ -147,6 +155,11 @@ def resolve_thresholds(rule, tasks, validation=None, source="validation predicti
             "predictions, never on the test split: pass --val-predictions FILE (or evaluate a run "
             "folder, whose validation split is used)"
         )
+    if evaluated is None:
+        raise ValueError("a fitted threshold needs the evaluated predictions, to check they differ")
+    from skin_cnn.evaluation.leakage import check_disjoint
+
+    check_disjoint(validation, evaluated, source, evaluated_name or "the evaluated predictions")
     out = {}
     for task in tasks:
         part = validation[validation["task"] == task]

@@ -1,46 +1,55 @@
 """The study's four VGG-16 variants, the spatial transformer, the masked loss and weights.
 
-Attributes load on first use (``from skin_cnn.models import build_model``), so importing the
-package, e.g. for ``skin_cnn.models.weights.imagenet_weights_available``, does not import Keras.
+``from skin_cnn.models import build_model`` imports Keras: the package is only used where a model
+is built, trained or loaded.
 """
 
-import importlib
+from skin_cnn.models.heads import multitask_heads
+from skin_cnn.models.losses import compile_model, masked_task_losses, masked_task_metrics
+from skin_cnn.models.preprocessing import VGG16Preprocess
+from skin_cnn.models.spatial_transformer import SpatialTransformer
+from skin_cnn.models.vgg import (
+    GLOBAL_POOL,
+    VARIANTS,
+    Variant,
+    build_model,
+    model_summary_table,
+    parameter_counts,
+    resolve_variant,
+    split_at_frozen_boundary,
+    trunk_block,
+)
+from skin_cnn.models.weights import (
+    WEIGHTS_ENV_VAR,
+    WeightsFileError,
+    WeightsUnavailableError,
+    check_weights_file,
+    fetch_imagenet_weights,
+    imagenet_weights_available,
+    resolve_weights,
+)
 
-_EXPORTS = {
-    "build_model": "skin_cnn.models.vgg",
-    "resolve_variant": "skin_cnn.models.vgg",
-    "split_at_frozen_boundary": "skin_cnn.models.vgg",
-    "parameter_counts": "skin_cnn.models.vgg",
-    "model_summary_table": "skin_cnn.models.vgg",
-    "trunk_block": "skin_cnn.models.vgg",
-    "Variant": "skin_cnn.models.vgg",
-    "VARIANTS": "skin_cnn.models.vgg",
-    "GLOBAL_POOL": "skin_cnn.models.vgg",
-    "SpatialTransformer": "skin_cnn.models.spatial_transformer",
-    "VGG16Preprocess": "skin_cnn.models.preprocessing",
-    "multitask_heads": "skin_cnn.models.heads",
-    "compile_model": "skin_cnn.models.losses",
-    "masked_task_losses": "skin_cnn.models.losses",
-    "masked_task_metrics": "skin_cnn.models.losses",
-    "resolve_weights": "skin_cnn.models.weights",
-    "imagenet_weights_available": "skin_cnn.models.weights",
-    "fetch_imagenet_weights": "skin_cnn.models.weights",
-    "check_weights_file": "skin_cnn.models.weights",
-    "WeightsUnavailableError": "skin_cnn.models.weights",
-    "WeightsFileError": "skin_cnn.models.weights",
-    "WEIGHTS_ENV_VAR": "skin_cnn.models.weights",
-}
-
-__all__ = list(_EXPORTS)
-
-
-def __getattr__(name):
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'skin_cnn.models' has no attribute {name!r}")
-    value = getattr(importlib.import_module(_EXPORTS[name]), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__():
-    return sorted(set(globals()) | set(_EXPORTS))
+__all__ = [
+    "build_model",
+    "resolve_variant",
+    "split_at_frozen_boundary",
+    "parameter_counts",
+    "model_summary_table",
+    "trunk_block",
+    "Variant",
+    "VARIANTS",
+    "GLOBAL_POOL",
+    "SpatialTransformer",
+    "VGG16Preprocess",
+    "multitask_heads",
+    "compile_model",
+    "masked_task_losses",
+    "masked_task_metrics",
+    "resolve_weights",
+    "imagenet_weights_available",
+    "fetch_imagenet_weights",
+    "check_weights_file",
+    "WeightsUnavailableError",
+    "WeightsFileError",
+    "WEIGHTS_ENV_VAR",
+]

@@ -19,6 +19,7 @@ selects it.
 """
 
 import keras
+import tensorflow as tf
 
 from skin_cnn.diseases import TASK_NAMES
 
@@ -94,8 +95,6 @@ def compile_model(
             {"class_name": optimizer, "config": {"learning_rate": learning_rate}}
         )
     if jit_compile is None:
-        import tensorflow as tf
-
         jit_compile = "auto" if tf.config.list_physical_devices("GPU") else False
     tasks = [name for name in model.output_names if name in TASK_NAMES] or list(TASK_NAMES)
     model.compile(

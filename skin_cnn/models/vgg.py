@@ -11,6 +11,7 @@ directly and lets :func:`split_at_frozen_boundary` cut the graph at any block.
 from dataclasses import dataclass
 
 import keras
+import pandas as pd
 
 from skin_cnn.diseases import TASK_NAMES
 from skin_cnn.models.heads import multitask_heads
@@ -327,8 +328,6 @@ def model_summary_table(model):
         Columns ``layer, type, output_shape, parameters, trainable, frozen``; print it or write
         it to a run folder to show what a variant fine-tunes.
     """
-    import pandas as pd
-
     rows = []
     for layer in model.layers:
         try:

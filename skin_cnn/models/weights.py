@@ -12,8 +12,8 @@ into one error that says what to do:
 3. ``weights="imagenet"`` otherwise: Keras' cached file when present and intact, else a
    download, with a socket timeout so a network that drops packets fails instead of hanging.
 
-Importing this module does not import Keras, so the CLI and the demo can ask
-:func:`imagenet_weights_available` cheaply.
+:func:`imagenet_weights_available` tells, without touching the network, whether the weights can be
+served locally, so the demo can fall back to VGG-16N up front.
 """
 
 import hashlib
@@ -21,6 +21,9 @@ import os
 import socket
 from contextlib import contextmanager
 from pathlib import Path
+
+import h5py
+import keras
 
 WEIGHTS_ENV_VAR = "SKIN_CNN_VGG16_WEIGHTS"
 # The file keras.applications.VGG16(weights="imagenet", include_top=False) downloads.
@@ -72,7 +75,7 @@ def _how_to():
 def keras_cache_dir():
     """Keras' download cache: ``$KERAS_HOME``, else ``~/.keras`` (or ``/tmp/.keras``).
 
-    Mirrors ``keras.utils.get_file`` without importing Keras.
+    Mirrors where ``keras.utils.get_file`` puts its files.
     """
     home = os.environ.get("KERAS_HOME")
     if not home:
@@ -192,8 +195,6 @@ def fetch_imagenet_weights(timeout=None, origin=None):
     cached = keras_cached_weights()
     if cached is not None:
         return os.fspath(cached)
-    import keras
-
     timeout = DOWNLOAD_TIMEOUT_S if timeout is None else timeout
     origin = KERAS_NOTOP_URL if origin is None else origin
     try:
@@ -220,8 +221,6 @@ def check_weights_file(path):
         Not HDF5, not Keras' legacy weights layout, or not the 13 VGG-16 conv layers (a file with
         the classifier top, for instance), with the file name and the reason.
     """
-    import h5py
-
     try:
         fh = h5py.File(path, "r")
     except OSError as exc:

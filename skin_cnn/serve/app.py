@@ -14,6 +14,13 @@ Safety rules, each enforced here rather than left to the web framework's default
   bomb is refused before it is decoded).
 * **Nothing personal in logs.** File names and image content are never logged; the log says how
   long a prediction took and its status, nothing else.
+* **Bounded memory.** At most ``max_concurrent_uploads`` request bodies are held in memory at a
+  time; further requests wait *before* their body is read (uvicorn stops reading a waiting
+  connection once 64 KiB of its body are buffered), so a burst of large uploads costs about
+  ``max_concurrent_uploads × max_upload_bytes`` (times two for the copy made while reading),
+  however many clients send at once. Only the first frame of a multi-frame file is ever parsed
+  (:mod:`skin_cnn.data.reading`), so a small GIF with hundreds of thousands of frames cannot
+  hold a worker for seconds.
 * **One model, shared.** The model is loaded once; model calls run one at a time (the
   :class:`skin_cnn.predict.Predictor` lock) and decoding runs in at most ``workers`` threads, so
   a burst of requests queues instead of exhausting memory.
@@ -135,6 +142,34 @@ class _FormCollector:
         self._data = bytearray()
 
 
+def check_headers(request, max_bytes):
+    """Refuse a request from its headers alone: wrong content type (415), declared size (413).
+
+    Called before a request waits for an upload slot, so that what can be refused at once is.
+
+    Returns
+    -------
+    multipart : bool
+    options : dict
+        The ``Content-Type`` parameters (the multipart boundary).
+    limit : int
+        Most body bytes accepted (the upload limit plus room for the form around it).
+    """
+    content_type = request.headers.get("content-type", "")
+    kind, options = parse_options_header(content_type)
+    kind = kind.decode("latin-1").lower()
+    multipart = kind == "multipart/form-data"
+    if not multipart and not (kind.startswith("image/") or kind == "application/octet-stream"):
+        raise UploadError(
+            415, "send the photo as multipart/form-data (field 'file') or as an image body"
+        )
+    limit = max_bytes + (MULTIPART_OVERHEAD if multipart else 0)
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise UploadError(413, f"upload too large: the limit is {_megabytes(max_bytes)}")
+    return multipart, options, limit
+
+
 async def read_upload(request, max_bytes):
     """Read the uploaded image of a request into memory, enforcing the size limit while reading.
 
@@ -152,19 +187,7 @@ async def read_upload(request, max_bytes):
         413 over the limit, 415 for an unsupported content type, 422 for a malformed form or a
         missing file.
     """
-    content_type = request.headers.get("content-type", "")
-    kind, options = parse_options_header(content_type)
-    kind = kind.decode("latin-1").lower()
-    multipart = kind == "multipart/form-data"
-    if not multipart and not (kind.startswith("image/") or kind == "application/octet-stream"):
-        raise UploadError(
-            415, "send the photo as multipart/form-data (field 'file') or as an image body"
-        )
-    limit = max_bytes + (MULTIPART_OVERHEAD if multipart else 0)
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        raise UploadError(413, f"upload too large: the limit is {_megabytes(max_bytes)}")
-
+    multipart, options, limit = check_headers(request, max_bytes)
     collector = parser = None
     body = bytearray()
     if multipart:
@@ -211,7 +234,7 @@ def _status_for(error):
     reason = error.reason
     if "decompression bomb" in reason or reason.startswith("image too large"):
         return 413
-    if reason.startswith("not an image file"):
+    if reason.startswith(("not an image file", "format not accepted")):
         return 415
     return 422
 
@@ -236,8 +259,6 @@ def predict_upload(predictor, data, tasks, gradcam=False, threshold=0.5):
         and, with ``gradcam``, ``gradcam_png`` (base64 PNG of the heat map over the model's
         input: the cropped, resized photo).
     """
-    from skin_cnn.explain import overlay
-
     try:
         image = predictor.read(data, name="upload")
     except ImageReadError as exc:
@@ -272,6 +293,8 @@ def predict_upload(predictor, data, tasks, gradcam=False, threshold=0.5):
             "probability": p if is_positive else 1.0 - p,
         }
         if gradcam:
+            from skin_cnn.explain import overlay  # TensorFlow: only when heat maps are asked for
+
             entry["gradcam_png"] = _png_base64(overlay(tensor, heatmaps[task][0]))
         answer["tasks"][task] = entry
     return answer
@@ -285,7 +308,7 @@ def _truthy(value):
 # the application
 
 
-def create_app(predictor, *, max_upload_bytes=10_000_000, workers=2):
+def create_app(predictor, *, max_upload_bytes=10_000_000, workers=2, max_concurrent_uploads=None):
     """Build the FastAPI application around a loaded :class:`skin_cnn.predict.Predictor`.
 
     Parameters
@@ -296,6 +319,11 @@ def create_app(predictor, *, max_upload_bytes=10_000_000, workers=2):
         Largest accepted upload (413 above it).
     workers : int
         Requests decoding or predicting at the same time; the rest wait their turn.
+    max_concurrent_uploads : int, optional
+        Requests whose body is held in memory at the same time, from the first byte read to the
+        answer (default ``2 * workers``: one batch being decoded, the next one read). Others wait
+        before their body is read, so memory stays bounded by about this many uploads however
+        many clients send at once.
     """
     app = FastAPI(
         title="skin-cnn",
@@ -306,7 +334,11 @@ def create_app(predictor, *, max_upload_bytes=10_000_000, workers=2):
     )
     app.state.predictor = predictor
     app.state.max_upload_bytes = int(max_upload_bytes)
-    limiter = anyio.CapacityLimiter(max(1, int(workers)))
+    workers = max(1, int(workers))
+    limiter = anyio.CapacityLimiter(workers)
+    slots = max(1, int(max_concurrent_uploads if max_concurrent_uploads is not None else 2 * workers))
+    app.state.max_concurrent_uploads = slots
+    upload_slots = anyio.Semaphore(slots)
     tasks_available = tuple(predictor.tasks)
 
     @app.middleware("http")
@@ -357,7 +389,7 @@ def create_app(predictor, *, max_upload_bytes=10_000_000, workers=2):
                 for t in tasks_available
             },
             "image_size": list(predictor.image_size),
-            "crop": predictor.preprocessing["crop"],
+            "crop": predictor.preprocessing.crop,
             "max_upload_bytes": app.state.max_upload_bytes,
             "disclaimer": DISCLAIMER,
         }
@@ -408,6 +440,13 @@ def create_app(predictor, *, max_upload_bytes=10_000_000, workers=2):
         image; 422: damaged image or malformed request.
         """
         started = time.perf_counter()
+        check_headers(request, app.state.max_upload_bytes)
+        # The whole request, from reading the body to the answer, holds one slot: the body is in
+        # memory until then. Waiting requests have not been read yet.
+        async with upload_slots:
+            return await _predict_request(request, task, gradcam, started)
+
+    async def _predict_request(request, task, gradcam, started):
         data, fields = await read_upload(request, app.state.max_upload_bytes)
         task = fields.get("task", task)
         gradcam = _truthy(fields["gradcam"]) if "gradcam" in fields else gradcam

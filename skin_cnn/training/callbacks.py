@@ -6,14 +6,15 @@ share one ``logs`` dict at the end of every epoch:
 1. :class:`TaskAUC` adds the exact ``val_<task>_auc`` and ``val_mean_auc`` to ``logs``;
 2. ``EarlyStopping`` and ``ReduceLROnPlateau`` watch ``val_mean_auc``;
 3. :class:`AtomicCheckpoint` writes ``best.keras`` on a better ``val_mean_auc`` (on cached
-   features: keeps that epoch's weights and writes it at the end) and ``last.keras`` at the end
+   features: keeps that epoch's weights and writes it at the end) and, with ``--save-last``,
+   ``last.keras`` at the end
    (temporary name, then ``os.replace``: a killed run never leaves half a model);
 4. :class:`HistoryCSV` rewrites ``history.csv``;
 5. :class:`TrainingState` stores everything a resumed run needs: weights, optimizer variables
    (moments, iteration count, learning rate), the epoch, and the counters of the callbacks above.
 
 A run killed at any moment restarts from the last completed epoch; because the data order and the
-augmentation of every epoch are functions of (seed, epoch) (:mod:`skin_cnn.training.trainer`),
+augmentation of every epoch are functions of (seed, epoch) (:mod:`skin_cnn.data.pipeline`),
 the resumed run replays the interrupted epoch exactly and ends with the same weights as an
 uninterrupted one.
 """
@@ -23,6 +24,7 @@ import json
 import math
 import os
 import time
+import zipfile
 from pathlib import Path
 
 import keras
@@ -160,13 +162,24 @@ class TaskAUC(keras.callbacks.Callback):
 
 # ----------------------------------------------------------------------------------------------
 def save_model_atomic(model, path):
-    """``model.save(path)`` through a temporary file and ``os.replace``."""
+    """``model.save(path)`` without optimizer state, through a temporary file and ``os.replace``.
+
+    A saved model is for predicting; what resuming needs (optimizer moments included) is in
+    ``backup/state.npz``. Leaving the optimizer out makes ``best.keras`` a third of the size.
+    """
+    optimizer = getattr(model, "optimizer", None)
     with atomic.atomic_path(path) as tmp:
-        model.save(tmp)
+        try:
+            if optimizer is not None:
+                model.optimizer = None
+            model.save(tmp)
+        finally:
+            if optimizer is not None:
+                model.optimizer = optimizer
 
 
 class AtomicCheckpoint(keras.callbacks.Callback):
-    """Write ``best.keras`` for the best ``monitor`` value and ``last.keras`` when training ends.
+    """Write ``best.keras`` for the best ``monitor`` value (and ``last.keras`` when training ends).
 
     Parameters
     ----------
@@ -181,8 +194,10 @@ class AtomicCheckpoint(keras.callbacks.Callback):
         than a whole epoch on cached features, so the feature-cache path defers it.
     """
 
-    def __init__(self, model_to_save, run_dir, monitor="val_mean_auc", enabled=True, defer_best=False):
+    def __init__(self, model_to_save, run_dir, monitor="val_mean_auc", enabled=True, defer_best=False,
+                 save_last=True):
         super().__init__()
+        self.save_last = save_last
         self.model_to_save = model_to_save
         self.run_dir = Path(run_dir)
         self.monitor = monitor
@@ -208,7 +223,8 @@ class AtomicCheckpoint(keras.callbacks.Callback):
         # instead of every epoch (a VGG-16 is ~60 MB).
         if not self.enabled:
             return
-        save_model_atomic(self.model_to_save, self.run_dir / "last.keras")
+        if self.save_last:
+            save_model_atomic(self.model_to_save, self.run_dir / "last.keras")
         if self.defer_best and self.best_weights is not None:
             last = self.model.get_weights()
             self.model.set_weights(self.best_weights)
@@ -328,6 +344,10 @@ class TrainingState(keras.callbacks.Callback):
 
     def on_train_begin(self, logs=None):
         # Other callbacks reset their counters in their own on_train_begin; put ours back after.
+        self.apply_restored()
+
+    def apply_restored(self):
+        """Give the tracked callbacks their saved counters and arrays (no-op for a new run)."""
         if self._restore:
             for name, state in self._restore.get("callbacks", {}).items():
                 if name in self.tracked:
@@ -385,12 +405,17 @@ def restore_state(path, model, strategy=None):
     """Load weights and optimizer variables saved by :func:`save_state`; return the meta dict."""
     import contextlib
 
-    with np.load(path, allow_pickle=False) as data:
-        meta = json.loads(str(data["meta"]))
-        weights = [data[f"w{i}"] for i in range(sum(k.startswith("w") for k in data.files))]
-        opt_values = [data[f"o{i}"] for i in range(sum(k.startswith("o") for k in data.files))]
-        meta["arrays"] = {name: [data[f"x{i}_{name}"] for i in range(count)]
-                          for name, count in meta.pop("extra_arrays", {}).items()}
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            meta = json.loads(str(data["meta"]))
+            weights = [data[f"w{i}"] for i in range(sum(k.startswith("w") for k in data.files))]
+            opt_values = [data[f"o{i}"] for i in range(sum(k.startswith("o") for k in data.files))]
+            meta["arrays"] = {name: [data[f"x{i}_{name}"] for i in range(count)]
+                              for name, count in meta.pop("extra_arrays", {}).items()}
+    except (zipfile.BadZipFile, ValueError, OSError, KeyError, EOFError) as exc:
+        raise ValueError(f"{path}: saved training state is damaged or incomplete ({type(exc).__name__}: "
+                         f"{str(exc).splitlines()[0] if str(exc) else ''}); delete {path} to train from the "
+                         "start") from None
     model.set_weights(weights)
     if opt_values:
         scope = strategy.scope() if strategy is not None else contextlib.nullcontext()

@@ -82,9 +82,14 @@ class TrainConfig:
     strategy : {"auto", "mirrored", "multi-worker"}
         tf.distribute strategy (docs/distributed.md).
     evaluate : bool
-        Evaluate the best model on the test split into ``<run folder>/eval_test`` afterwards.
+        Evaluate the best model on the test split into ``<run folder>/eval_test`` afterwards
+        (``--evaluate-test``). Off by default: looking at the test split is a deliberate act,
+        normally ``skin-cnn evaluate RUN`` once the model is final.
     tensorboard : bool
         Write TensorBoard logs into ``<run folder>/tensorboard``.
+    save_last : bool
+        Also write ``last.keras``, the model after the last epoch (``best.keras`` is always
+        written; each is a full VGG-16 of about 60 MB).
     """
 
     split: str = ""
@@ -111,8 +116,9 @@ class TrainConfig:
     cache_views: int = 4
     cache_dir: str | None = None
     strategy: str = "auto"
-    evaluate: bool = True
+    evaluate: bool = False
     tensorboard: bool = True
+    save_last: bool = False
 
     # -------------------------------------------------------------------------------------
     def validate(self, source="configuration"):
@@ -180,14 +186,11 @@ class TrainConfig:
             return None
         return self.weights
 
-    def preprocessing(self, crop_params=None):
-        """The ``preprocessing`` entry of ``config.json`` that predict, serve and evaluate read."""
-        return {
-            "image_size": [int(self.image_size), int(self.image_size)],
-            "crop": bool(self.crop),
-            "crop_params": dict(crop_params or {}) if self.crop else {},
-            "resize": "stretch",
-        }
+    def preprocessing(self):
+        """The run's :class:`~skin_cnn.data.preprocessing.Preprocessing` (the study's crop parameters)."""
+        from skin_cnn.data.preprocessing import Preprocessing
+
+        return Preprocessing(image_size=(int(self.image_size), int(self.image_size)), crop=bool(self.crop))
 
     def to_dict(self):
         return dataclasses.asdict(self)
@@ -303,11 +306,11 @@ def library_versions():
     return versions
 
 
-def run_config_document(config, *, split_sha256, crop_params=None, data=None, resolved=None):
+def run_config_document(config, *, split_sha256, data=None, resolved=None):
     """The full ``config.json`` document of a run folder."""
     return {
         "train": config.to_dict(),
-        "preprocessing": config.preprocessing(crop_params),
+        "preprocessing": config.preprocessing().to_dict(),
         "split_sha256": split_sha256,
         "versions": library_versions(),
         "resolved": dict(resolved or {}),

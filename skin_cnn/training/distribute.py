@@ -14,13 +14,29 @@ the box (keras-team/keras#20585): its symbolic build and its log reduction call
 before ``fit``, and the per-step logs (loss and metrics, used only for display and callbacks) are
 averaged over the local replicas. Gradients are still all-reduced across every worker by the
 strategy, so all workers keep identical weights; the multi-worker test checks exactly that.
+
+The log reduction is decided by a private Keras function,
+``keras.src.backend.tensorflow.trainer._collective_all_reduce_multi_worker``. It is wrapped, not
+replaced: the wrapper answers ``False`` only for the strategy objects handed to
+:func:`patch_keras_for_multi_worker` and defers to Keras for every other one, so nothing else in
+the process changes. When that function or the model methods used here are missing (Keras moved
+them), :func:`patch_keras_for_multi_worker` says so instead of failing inside ``fit``; the test
+suite checks both that they still exist and that an unpatched Keras still fails, so a Keras release
+that fixes the bug is noticed and the workaround can go.
 """
 from __future__ import annotations
 
 import json
 import os
 import tempfile
+import weakref
 from dataclasses import dataclass
+
+#: Keras releases the workaround was checked against (the test suite checks the installed one).
+KERAS_CHECKED = "3.7 to 3.15"
+_PRIVATE_FUNCTION = "_collective_all_reduce_multi_worker"
+# Strategies whose per-step logs are reduced locally; weak so that a finished strategy is dropped.
+_LOCAL_LOG_STRATEGIES = weakref.WeakSet()
 
 
 @dataclass
@@ -106,13 +122,60 @@ def patch_keras_for_multi_worker(model, strategy, first_batch):
         One local (non-distributed) batch ``(x, y, sample_weight)`` to build the model on.
     """
     import tensorflow as tf
-    from keras.src.backend.tensorflow import trainer as tf_trainer
 
     if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
         return model
+    tf_trainer = keras_private_hooks(model)
     with strategy.scope():
         model._symbolic_build(data_batch=first_batch)
     model._maybe_symbolic_build = lambda *args, **kwargs: None
     # Logs are reduced over local replicas only; gradients are still all-reduced by the strategy.
-    tf_trainer._collective_all_reduce_multi_worker = lambda strategy: False
+    _LOCAL_LOG_STRATEGIES.add(strategy)
+    current = getattr(tf_trainer, _PRIVATE_FUNCTION)
+    if not getattr(current, "skin_cnn_wrapper", False):
+        def collective_all_reduce_multi_worker(strategy):
+            if strategy in _LOCAL_LOG_STRATEGIES:
+                return False
+            return current(strategy)
+
+        collective_all_reduce_multi_worker.skin_cnn_wrapper = True
+        collective_all_reduce_multi_worker.wrapped = current
+        setattr(tf_trainer, _PRIVATE_FUNCTION, collective_all_reduce_multi_worker)
     return model
+
+
+def keras_private_hooks(model=None):
+    """The Keras trainer module whose private function is wrapped; a clear error if it moved.
+
+    Parameters
+    ----------
+    model : keras.Model, optional
+        Also checked for the private ``_symbolic_build`` and ``_maybe_symbolic_build`` methods.
+
+    Raises
+    ------
+    RuntimeError
+        Naming the installed Keras version and what is missing: multi-worker training needs a
+        Keras release in which the workaround was checked (:data:`KERAS_CHECKED`).
+    """
+    import keras
+
+    try:
+        from keras.src.backend.tensorflow import trainer as tf_trainer
+    except ImportError:
+        tf_trainer = None
+    missing = []
+    if tf_trainer is None:
+        missing.append("keras.src.backend.tensorflow.trainer")
+    elif not callable(getattr(tf_trainer, _PRIVATE_FUNCTION, None)):
+        missing.append(f"keras.src.backend.tensorflow.trainer.{_PRIVATE_FUNCTION}")
+    for name in ("_symbolic_build", "_maybe_symbolic_build"):
+        if model is not None and not callable(getattr(model, name, None)):
+            missing.append(f"Model.{name}")
+    if missing:
+        raise RuntimeError(
+            f"--strategy multi-worker: Keras {keras.__version__} lacks {', '.join(missing)}, which the "
+            f"multi-worker workaround relies on (checked with Keras {KERAS_CHECKED}); "
+            "use --strategy auto or a checked Keras release"
+        )
+    return tf_trainer

@@ -2,16 +2,18 @@
 
 With the convolutional trunk frozen and no spatial transformer before it (variant P), everything
 up to the first trainable layer is a fixed function of the input image. Its output is computed
-once for the clean view of every image and for ``K`` augmented views of every training image,
-stored as ``.npy`` files (memory-mapped, so sets larger than memory work), and the trainable part
-of the model (:func:`skin_cnn.models.split_at_frozen_boundary`'s ``head_model``) is trained on
-them. Every epoch draws one stored view per training image, as a function of (seed, epoch).
+once for the clean view of every training and validation image and for ``K`` augmented views of
+every training image, stored as ``.npy`` files, and the trainable part of the model
+(:func:`skin_cnn.models.split_at_frozen_boundary`'s ``head_model``) is trained on them. The test
+split is never read. The images come from the one preparation path
+(:func:`skin_cnn.data.preprocessing.prepare_images`); view ``v`` of image ``i`` is augmented by
+:func:`skin_cnn.data.augment.augmentation_params` with the key ``(CACHED_VIEW, v)``, and every
+epoch draws one stored view per image from (seed, epoch) (:func:`skin_cnn.data.pipeline.epoch_views`).
 
 On a 2-core CPU this turns VGG-16P training from ~3 images/s into thousands of images/s after
 the one-off extraction. The price: augmentation is limited to the ``K`` stored views instead of a
-fresh random view every epoch. Training reads the stored features into memory when they fit
-(:func:`skin_cnn.training.trainer.cached_feature_dataset`) and streams them from the memory map
-otherwise.
+fresh random view every epoch. Training gathers the stored features in memory when they fit
+(:func:`skin_cnn.data.pipeline.feature_stream`) and reads them row by row otherwise.
 
 A cache is identified by a hash of everything its contents depend on (:func:`cache_key`): the
 images (path, size, modification time, crop box), the preprocessing, the frozen layers' weights,
@@ -30,11 +32,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from skin_cnn import atomic
+from skin_cnn.data.pipeline import view_images
+from skin_cnn.data.preprocessing import box_from_row
 
 INDEX_FILE = "index.json"
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2
+SPLITS = ("train", "val")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -42,6 +48,23 @@ def file_fingerprint(path):
     """``(path, size, mtime_ns)`` of a file: cheap, and changes whenever the file is rewritten."""
     st = os.stat(path)
     return [os.fspath(path), int(st.st_size), int(st.st_mtime_ns)]
+
+
+def image_fingerprints(frame, splits=SPLITS):
+    """Per row of ``splits``: ``[path, size, mtime_ns, crop box or None, split]`` for the cache key."""
+    out = []
+    for row in frame[frame["split"].isin(splits)].to_dict("records"):
+        path = str(row["image_path"])
+        try:
+            stat = file_fingerprint(path)[1:]
+        except OSError:
+            stat = [None, None]
+        try:
+            box = box_from_row(row)
+        except ValueError as exc:
+            box = str(exc)
+        out.append([path] + stat + [list(box) if isinstance(box, tuple) else box, row["split"]])
+    return out
 
 
 def weights_digest(model):
@@ -93,11 +116,11 @@ class FeatureCache:
     path : Path
     train : numpy.ndarray, shape (1 + K, n_train, ...)
         View 0 is the clean image, views 1..K the augmented ones.
-    val, test : numpy.ndarray, shape (n, ...)
+    val : numpy.ndarray, shape (n_val, ...)
         Clean views only.
     index : dict
-        ``key``, ``feature_shape`` and per split the positions (row labels of the split frame)
-        the arrays' rows belong to.
+        ``key``, ``feature_shape``, per split the positions (row labels of the split frame) the
+        arrays' rows belong to, and the images that could not be read (``skipped``).
     reused : bool
         True when the cache existed and was opened rather than built.
     """
@@ -105,7 +128,6 @@ class FeatureCache:
     path: Path
     train: np.ndarray
     val: np.ndarray
-    test: np.ndarray
     index: dict
     reused: bool = False
 
@@ -119,8 +141,8 @@ def open_cache(path, reused=True):
     path = Path(path)
     with open(path / INDEX_FILE, encoding="utf-8") as fh:
         index = json.load(fh)
-    arrays = {name: np.load(path / f"{name}.npy", mmap_mode="r") for name in ("train", "val", "test")}
-    return FeatureCache(path, arrays["train"], arrays["val"], arrays["test"], index, reused)
+    arrays = {name: np.load(path / f"{name}.npy", mmap_mode="r") for name in SPLITS}
+    return FeatureCache(path, arrays["train"], arrays["val"], index, reused)
 
 
 def find_cache(cache_dir, key):
@@ -134,9 +156,49 @@ def find_cache(cache_dir, key):
     return None
 
 
-def build_cache(cache_dir, key, feature_model, images, *, augment=None, views=0, batch_size=32,
+def remove_stale_partials(cache_dir):
+    """Delete ``.<key>.partial-<pid>-*`` folders left by extractions whose process is gone."""
+    cache_dir = Path(cache_dir)
+    if not cache_dir.is_dir():
+        return []
+    removed = []
+    for folder in cache_dir.glob(".*.partial-*"):
+        if not pid_alive(_pid_of(folder.name)):
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder)
+    return removed
+
+
+def _pid_of(name):
+    try:
+        return int(name.rsplit(".partial-", 1)[1].split("-", 1)[0])
+    except (IndexError, ValueError):
+        return None
+
+
+def pid_alive(pid):
+    """True when a process with ``pid`` exists on this machine (None: unknown, so False)."""
+    if pid is None:
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def view_batches(store, view, *, seed, augment, batch_size=32):
+    """Batches ``(start, float32 images)`` of stored view ``view`` of every row of ``store``."""
+    for start in range(0, len(store), batch_size):
+        idx = np.arange(start, min(start + batch_size, len(store)))
+        yield start, view_images(store, idx, view, seed=seed, augment=augment)
+
+
+def build_cache(cache_dir, key, feature_model, prepared, *, augment, views=0, seed=0, batch_size=32,
                 progress=True, extra_index=None):
-    """Extract features of every split and store them as a complete cache folder.
+    """Extract features of the training and validation images into a complete cache folder.
 
     Parameters
     ----------
@@ -144,51 +206,40 @@ def build_cache(cache_dir, key, feature_model, images, *, augment=None, views=0,
         Parent folder; the cache becomes ``cache_dir/key``.
     feature_model : keras.Model
         The frozen part of the model: images in, features out.
-    images : dict of str -> (array (n, H, W, 3) float32 in [0, 255], positions)
-        Preprocessed clean images and their row labels for ``train``, ``val`` and ``test``.
-    augment : callable, optional
-        ``augment(batch, view, batch_index) -> batch``, deterministic in its arguments.
+    prepared : dict of split -> PreparedSplit
+        The prepared uint8 images of ``train`` and ``val``.
+    augment : AugmentConfig
+        Augmentation of the stored views 1..K.
     views : int
         Augmented views per training image (``K``).
     """
-    from tqdm.auto import tqdm
+    import tensorflow as tf
 
     cache_dir = Path(cache_dir)
     cache_dir.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f".{key}.partial-", dir=cache_dir))
+    work = Path(tempfile.mkdtemp(prefix=f".{key}.partial-{os.getpid()}-", dir=cache_dir))
+    forward = tf.function(lambda x: feature_model(x, training=False), reduce_retracing=True)
     try:
-        probe = np.asarray(images["train"][0][:1], dtype="float32") if len(images["train"][0]) else \
-            np.zeros((1,) + tuple(images["val"][0].shape[1:]), "float32")
-        feature_shape = tuple(int(s) for s in np.asarray(feature_model(probe, training=False)).shape[1:])
-        n_views = 1 + (int(views) if augment is not None else 0)
-        total = sum(len(images[s][0]) for s in ("val", "test")) + n_views * len(images["train"][0])
-        bar = tqdm(total=total, desc="feature cache", unit="img", disable=not progress)
-        for split in ("train", "val", "test"):
-            array, _ = images[split]
-            n = len(array)
-            shape = ((n_views, n) if split == "train" else (n,)) + feature_shape
+        height, width = prepared["val"].store.row_shape[:2]
+        feature_shape = tuple(int(s) for s in forward(tf.zeros((1, height, width, 3))).shape[1:])
+        n_views = 1 + (int(views) if augment.enabled else 0)
+        sizes = {s: len(prepared[s].store) for s in SPLITS}
+        bar = tqdm(total=sizes["val"] + n_views * sizes["train"], desc="feature cache", unit="img",
+                   disable=not progress)
+        for split in SPLITS:
+            store = prepared[split].store
+            shape = ((n_views, sizes[split]) if split == "train" else (sizes[split],)) + feature_shape
             out = np.lib.format.open_memmap(work / f"{split}.npy", mode="w+", dtype="float32", shape=shape)
             for view in range(n_views if split == "train" else 1):
-                for b, start in enumerate(range(0, n, batch_size)):
-                    batch = np.asarray(array[start:start + batch_size], dtype="float32")
-                    if view > 0:
-                        batch = augment(batch, view, b)
-                    feats = np.asarray(feature_model(batch, training=False))
-                    if split == "train":
-                        out[view, start:start + len(batch)] = feats
-                    else:
-                        out[start:start + len(batch)] = feats
-                    bar.update(len(batch))
+                target = out[view] if split == "train" else out
+                for start, images in view_batches(store, view, seed=seed, augment=augment, batch_size=batch_size):
+                    target[start:start + len(images)] = np.asarray(forward(tf.constant(images)))
+                    bar.update(len(images))
             out.flush()
             del out
         bar.close()
-        index = {
-            "key": key,
-            "format": CACHE_FORMAT,
-            "feature_shape": list(feature_shape),
-            "views": n_views - 1,
-            "positions": {s: [int(p) for p in images[s][1]] for s in ("train", "val", "test")},
-        }
+        index = {"key": key, "format": CACHE_FORMAT, "feature_shape": list(feature_shape), "views": n_views - 1,
+                 "positions": {s: [int(p) for p in prepared[s].positions] for s in SPLITS}}
         index.update(extra_index or {})
         atomic.write_json(work / INDEX_FILE, index)
         final = cache_dir / key
@@ -200,10 +251,3 @@ def build_cache(cache_dir, key, feature_model, images, *, augment=None, views=0,
     finally:
         if work.exists():
             shutil.rmtree(work, ignore_errors=True)
-
-
-def epoch_views(seed, epoch, n_images, n_views):
-    """Which stored view each training image shows in ``epoch`` (a function of seed and epoch)."""
-    if n_views <= 1:
-        return np.zeros(n_images, dtype=np.int64)
-    return np.random.default_rng([int(seed), int(epoch), 1]).integers(0, n_views, size=n_images)

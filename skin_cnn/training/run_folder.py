@@ -5,8 +5,8 @@
     runs/NAME/
       config.json            every resolved setting, versions, split SHA-256, preprocessing
       split.csv              the split used
-      best.keras             full image-in model, best validation mean AUC
-      last.keras             full model after the last epoch
+      best.keras             full image-in model, best validation mean AUC (no optimizer state)
+      last.keras             full model after the last epoch (only with ``--save-last``)
       history.csv            one row per epoch (loss, per-task AUC, learning rate)
       training_curves.png    loss and per-task AUC, training vs validation
       val_predictions.csv    predictions table of the best model on the validation split
@@ -14,7 +14,8 @@
       model_card.md          intended use, data, metrics, limitations
       tensorboard/           TensorBoard logs
       feature_cache/         stored trunk features (variant P), keyed by a hash
-      backup/state.npz       what ``--resume`` continues from
+      backup/state.npz       what ``--resume`` continues from (removed when the run finishes)
+      status.json            written when training ends: finished, best epoch, epochs run
       eval_test/             ``skin-cnn evaluate`` of the best model on the test split
 """
 from __future__ import annotations
@@ -26,10 +27,11 @@ from pathlib import Path
 import pandas as pd
 
 from skin_cnn import atomic
+from skin_cnn.data.preprocessing import SKIPPED_COLUMNS
 from skin_cnn.diseases import DISEASES, TASK_NAMES
 
 SPLITS = ("train", "val", "test")
-SKIPPED_COLUMNS = ("image_path", "split", "reason")
+STATUS_FILE = "status.json"
 
 
 def check_new_run_folder(out):
@@ -61,6 +63,39 @@ def write_skipped(path, skipped):
     return frame
 
 
+def read_skipped(path):
+    """The rows of a ``skipped_images.csv`` as a list of dicts (empty when the file is absent)."""
+    path = Path(path)
+    if not path.is_file():
+        return []
+    frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    return frame.reindex(columns=list(SKIPPED_COLUMNS), fill_value="").to_dict("records")
+
+
+def read_history(run_dir):
+    """``history.csv`` of a run (an empty frame before the first epoch)."""
+    path = Path(run_dir) / "history.csv"
+    return pd.read_csv(path) if path.is_file() else pd.DataFrame(columns=["epoch"])
+
+
+def mark_finished(run_dir, best_epoch, epochs_run):
+    """Record in ``status.json`` that training ended, with the best epoch (``--resume`` reads it)."""
+    atomic.write_json(Path(run_dir) / STATUS_FILE,
+                      {"finished": True, "best_epoch": int(best_epoch), "epochs_run": int(epochs_run)})
+
+
+def is_finished(run_dir):
+    """The ``status.json`` entry of a finished run, or None."""
+    path = Path(run_dir) / STATUS_FILE
+    if not path.is_file():
+        return None
+    try:
+        status = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path}: not valid JSON ({exc})") from exc
+    return status if status.get("finished") else None
+
+
 def data_counts(frame):
     """Images per split and disease, and patients per split (a table for the model card)."""
     table = pd.crosstab(frame["diagnosis"], frame["split"]).reindex(
@@ -79,7 +114,7 @@ def _fmt(value):
 
 
 def model_card(*, config, frame, val_aucs, best_epoch, epochs_run, skipped, test_metrics=None,
-               synthetic=False):
+               synthetic=False, converged=True):
     """``model_card.md`` text, filled from the run's settings, data and validation results."""
     table, patients = data_counts(frame)
     name = f"VGG-16{config.variant}"
@@ -105,6 +140,13 @@ def model_card(*, config, frame, val_aucs, best_epoch, epochs_run, skipped, test
         f"- Training: {config.optimizer}, learning rate {config.learning_rate:g}, batch {config.batch_size}, "
         f"{epochs_run} of at most {config.epochs} epochs, best epoch {best_epoch} by validation mean AUC; "
         f"seed {config.seed}.",
+    ]
+    if not converged:
+        lines += [
+            f"- **Not converged:** the best epoch is the last of the {epochs_run} run; the validation AUC was",
+            "  still improving when training stopped. Train for more epochs before trusting this model.",
+        ]
+    lines += [
         "",
         "## Data",
         "",
@@ -137,7 +179,8 @@ def model_card(*, config, frame, val_aucs, best_epoch, epochs_run, skipped, test
     lines += [
         "",
         "Validation AUCs chose the epoch and are optimistic; the test split "
-        + ("(`eval_test/report.md`) gives the honest estimate." if test_metrics else "was not evaluated in this run."),
+        + ("(`eval_test/report.md`) gives the honest estimate." if test_metrics
+           else "was not looked at by training; `skin-cnn evaluate RUN` gives the honest estimate."),
         "",
         "## Limitations",
         "",

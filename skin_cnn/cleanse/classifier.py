@@ -1,44 +1,50 @@
-"""Find the photos in a clinical image set that do not show skin, and take them out, visibly.
+"""The skin/non-skin classifier: its model, the images it reads, and its training.
 
 Clinical photo archives are filed by patient and date, not by content: the series of a visit
 often starts with a photo of the yellow patient-identification slip, and a patch-test visit
 includes the reading sheet. The study removed such images with a small skin/non-skin CNN trained on
-about 200 images of each kind (99% accuracy). This module is that filter:
+about 200 images of each kind (99% accuracy). This module is that CNN:
 
 * :func:`build_skin_classifier` — four small convolution blocks on a low-resolution copy of the
   image (64×64 by default), global average pooling, and one sigmoid unit giving
   **P(non-skin)**: the probability that the image does *not* show skin. The model takes plain RGB
   values 0..255 (a ``Rescaling`` layer inside divides by 255), so a saved ``.keras`` file needs no
   preprocessing code beside it, only the resize to its input size (:func:`prepare_image`).
-* :func:`train_skin_classifier` — trains it on a folder (or manifest) of skin photos and a folder of
-  non-skin photos (see :mod:`skin_cnn.data.nonskin_examples` to generate those), scores a held-out
-  fraction that took no part in training or model selection, and writes the model, ``metrics.json``
-  (accuracy with its exact 95% CI, the confusion counts, AUC) and the held-out predictions.
-* :func:`cleanse_frame` — scores every image of a manifest frame and splits it into kept rows,
-  removed rows (with their score) and unreadable rows (with the reason), so the three together are
-  always exactly the input: nothing vanishes unseen.
+* :func:`load_images` — the filter's own image loading: the whole photo squeezed to the model's
+  square input, unreadable files reported rather than fatal. It is unrelated to the training
+  input pipeline of the main model (:mod:`skin_cnn.data.pipeline`).
+* :func:`train_skin_classifier` — trains it on the user's own skin photos (the training split of
+  their manifest) and a folder of non-skin photos (see :mod:`skin_cnn.cleanse.nonskin_examples` to
+  generate those), scores a held-out fraction that took no part in training or model selection,
+  and writes the model, ``metrics.json`` (accuracy, the false-removal rate of skin photos, each
+  with its exact 95% CI, the confusion counts, AUC) and the held-out predictions.
 
-A package ships a default model trained on real public clinical photos and generated non-skin
-examples (:data:`DEFAULT_MODEL_DIR`), so the filter works before anyone has trained one.
-
-TensorFlow/Keras are imported inside the functions that need them, so importing this module (for
-help texts, or for the file listing helpers) stays cheap.
+No trained model ships with the package. A filter learnt from somebody else's clinical photos
+carries their licence and their idea of what skin looks like; one trained on the user's own
+training photos, as the study trained its filter on its own images, has neither problem and fits
+the archive it will clean. Applying a model to a manifest is :mod:`skin_cnn.cleanse.apply`.
 """
 from __future__ import annotations
 
-import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import keras
 import numpy as np
 import pandas as pd
+from keras import layers
+from matplotlib.figure import Figure
 from PIL import Image
+from sklearn.model_selection import train_test_split
+from tqdm.auto import tqdm
+from tqdm.keras import TqdmCallback
 
 from skin_cnn import atomic
 from skin_cnn.data.reading import ImageReadError, open_rgb
-
-logger = logging.getLogger(__name__)
+from skin_cnn.evaluation.intervals import clopper_pearson
+from skin_cnn.evaluation.metrics import auc_estimate, confusion_counts
+from skin_cnn.manifest import load_manifest
 
 #: Files inside a model folder.
 MODEL_FILENAME = "skin_classifier.keras"
@@ -46,20 +52,17 @@ METRICS_FILENAME = "metrics.json"
 PREDICTIONS_FILENAME = "holdout_predictions.csv"
 HISTORY_PLOT_FILENAME = "training_curve.png"
 
-#: The model folder shipped with the package (``skin-cnn cleanse apply`` uses it by default).
-DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "skin_classifier"
-
 #: Name of the model's single output: the probability that an image does not show skin.
 OUTPUT_NAME = "p_nonskin"
 
-#: Column added to removed rows (and to the held-out predictions).
+#: Column holding that probability in the held-out predictions (and in removed manifest rows).
 SCORE_COLUMN = "p_nonskin"
+
+#: The rows of a split CSV the filter learns from by default.
+TRAIN_SPLIT = "train"
 
 #: File name endings listed as images when a folder is given.
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".gif", ".webp")
-
-#: The step name written into a flow JSON.
-FLOW_STEP = "cleansing"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -92,9 +95,6 @@ def build_skin_classifier(input_size=64, *, width=16, dropout=0.3, augment=True)
         Input ``(None, input_size, input_size, 3)`` float RGB 0..255; output ``p_nonskin``
         ``(None, 1)`` sigmoid probability that the image is **not** skin.
     """
-    import keras
-    from keras import layers
-
     if int(input_size) < 16:
         raise ValueError(f"input_size must be at least 16 pixels, got {input_size}")
     size = int(input_size)
@@ -119,20 +119,18 @@ def model_input_size(model):
     return int(shape[1])
 
 
-def load_skin_classifier(model_dir=None):
+def load_skin_classifier(model_dir):
     """Load ``skin_classifier.keras`` from a model folder (or the file itself).
 
-    ``None`` loads the model shipped with the package (:data:`DEFAULT_MODEL_DIR`).
+    There is no default: the package ships no trained filter, so the model is always one the
+    user trained (``skin-cnn cleanse train``) and whose training images they know.
     """
-    import keras
-
-    path = Path(DEFAULT_MODEL_DIR if model_dir is None else model_dir)
+    path = Path(model_dir)
     if path.is_dir():
         path = path / MODEL_FILENAME
     if not path.is_file():
-        where = "the package's default model" if model_dir is None else f"{model_dir}"
         raise FileNotFoundError(
-            f"{path}: skin classifier not found ({where}); train one with `skin-cnn cleanse train`"
+            f"{path}: skin classifier not found; train one with `skin-cnn cleanse train`"
         )
     model = keras.models.load_model(path, compile=False)
     model_input_size(model)
@@ -156,7 +154,7 @@ def list_images(folder):
     return paths
 
 
-def image_paths_from(source, *, max_images=None, seed=0):
+def image_paths_from(source, *, max_images=None, seed=0, split=TRAIN_SPLIT):
     """Image paths from a folder, or from a manifest CSV's ``image_path`` column.
 
     Parameters
@@ -167,14 +165,22 @@ def image_paths_from(source, *, max_images=None, seed=0):
     max_images : int, optional
         Keep a random sample of at most this many (seeded), so a large archive can train the
         filter in seconds.
+    split : str or None
+        For a split CSV (one with a ``split`` column), take only the rows of this split. The
+        default, ``"train"``, keeps the validation and test photos out of the filter's training,
+        so the false-removal rate can be checked on them and the filter never learns from the
+        images the main model is judged on. ``None`` takes every row.
     """
     source = Path(source)
     if source.is_dir():
         paths = list_images(source)
     elif source.suffix.lower() == ".csv":
-        from skin_cnn.manifest import load_manifest
-
-        paths = list(load_manifest(source)["image_path"])
+        frame = load_manifest(source)
+        if split is not None and "split" in frame.columns:
+            frame = frame[frame["split"].astype(str) == split]
+            if frame.empty:
+                raise ValueError(f"{source}: no rows with split '{split}'")
+        paths = list(frame["image_path"])
         if not paths:
             raise ValueError(f"{source}: the manifest lists no images")
     else:
@@ -212,8 +218,6 @@ def load_images(paths, size, *, desc="images", progress=True):
     reasons : dict of str -> str
         Path -> why it could not be read, for the others.
     """
-    from tqdm.auto import tqdm
-
     arrays, ok, reasons = [], np.zeros(len(paths), dtype=bool), {}
     for i, path in enumerate(tqdm(paths, desc=desc, unit="img", disable=not progress)):
         try:
@@ -233,13 +237,12 @@ def binary_metrics(y_true, p_nonskin, threshold=0.5):
     """Accuracy and recalls (exact 95% CIs), confusion counts and AUC, non-skin positive.
 
     ``tp`` is a non-skin image caught, ``fn`` a non-skin image let through, ``fp`` a skin image
-    wrongly removed, ``tn`` a skin image kept. The entries have the ``{"value", "ci", "method"}``
+    wrongly removed, ``tn`` a skin image kept. ``skin_false_removal`` is ``fp / (fp + tn)``: the
+    share of real skin photos the filter would throw away, the error that costs patients' images
+    and so the figure to check before applying it. The entries have the ``{"value", "ci", "method"}``
     layout of ``metrics.json`` (fractions in [0, 1]) and come from :mod:`skin_cnn.evaluation`,
     so they are computed exactly as the diagnostic metrics of the main model are.
     """
-    from skin_cnn.evaluation.intervals import clopper_pearson
-    from skin_cnn.evaluation.metrics import auc_estimate, confusion_counts
-
     y_true = np.asarray(y_true).astype(int).ravel()
     p_nonskin = np.asarray(p_nonskin, dtype=float).ravel()
     if len(y_true) == 0:
@@ -259,13 +262,12 @@ def binary_metrics(y_true, p_nonskin, threshold=0.5):
         "accuracy": clopper_pearson(tp + tn, n).as_dict(),
         "nonskin_recall": clopper_pearson(tp, tp + fn).as_dict(),
         "skin_recall": clopper_pearson(tn, tn + fp).as_dict(),
+        "skin_false_removal": clopper_pearson(fp, tn + fp).as_dict(),
         "auc": auc_estimate(y_true, p_nonskin),
     }
 
 
 def _plot_history(history, path):
-    from matplotlib.figure import Figure
-
     fig = Figure(figsize=(8, 3))
     axes = fig.subplots(1, 2)
     epochs = np.arange(1, len(history.get("loss", [])) + 1)
@@ -323,9 +325,6 @@ def train_skin_classifier(
     -------
     TrainingResult
     """
-    import keras
-    from sklearn.model_selection import train_test_split
-
     if not 0.0 < float(holdout) < 1.0:
         raise ValueError(f"holdout must be a fraction between 0 and 1, got {holdout}")
     if int(epochs) < 1:
@@ -357,8 +356,6 @@ def train_skin_classifier(
     class_weight = {0: len(idx_train) / (2 * n_neg), 1: len(idx_train) / (2 * n_pos)}
     callbacks = []
     if progress and not verbose:
-        from tqdm.keras import TqdmCallback
-
         callbacks.append(TqdmCallback(verbose=0, desc="training"))
     history = model.fit(
         x[idx_train], y[idx_train], epochs=int(epochs), batch_size=int(batch_size), shuffle=True,
@@ -408,169 +405,3 @@ def train_skin_classifier(
     atomic.write_json(out_dir / METRICS_FILENAME, report)
     _plot_history(history.history, out_dir / HISTORY_PLOT_FILENAME)
     return TrainingResult(model_path, report, holdout_frame)
-
-
-# ---------------------------------------------------------------------------------------------
-# applying
-
-
-def score_images(model, paths, *, batch_size=64, progress=True):
-    """P(non-skin) for each path (NaN where unreadable) and the reasons for unreadable ones.
-
-    Images are read and scored one batch at a time, so memory stays flat for any manifest size.
-    """
-    from tqdm.auto import tqdm
-
-    size = model_input_size(model)
-    paths = [os.fspath(p) for p in paths]
-    scores = np.full(len(paths), np.nan, dtype=np.float64)
-    reasons = {}
-    with tqdm(total=len(paths), desc="cleansing", unit="img", disable=not progress) as bar:
-        for start in range(0, len(paths), int(batch_size)):
-            chunk = paths[start:start + int(batch_size)]
-            images, ok, bad = load_images(chunk, size, progress=False)
-            reasons.update(bad)
-            if len(images):
-                p = np.asarray(model.predict_on_batch(images)).reshape(-1)
-                scores[start + np.flatnonzero(ok)] = p
-            bar.update(len(chunk))
-    return scores, reasons
-
-
-@dataclass
-class CleanseResult:
-    """A manifest frame split three ways; together the parts are exactly the input rows.
-
-    Attributes
-    ----------
-    kept : pandas.DataFrame
-        Rows that show skin (``p_nonskin < threshold``), input columns only.
-    removed : pandas.DataFrame
-        Rows judged non-skin, with their ``p_nonskin``, lowest (most doubtful) first.
-    unreadable : pandas.DataFrame
-        Rows whose image could not be read, with the ``reason``.
-    threshold : float
-    """
-
-    kept: pd.DataFrame
-    removed: pd.DataFrame
-    unreadable: pd.DataFrame
-    threshold: float
-
-    @property
-    def n_input(self):
-        return len(self.kept) + len(self.removed) + len(self.unreadable)
-
-    def flow_step(self):
-        """The cleansing step of a flow diagram (patients: distinct ids, an image without one
-        counting as its own patient, as in :func:`skin_cnn.split.patient_units`)."""
-        from skin_cnn.split import SPLITS, patient_units
-
-        def patients(frame):
-            return int(patient_units(frame).nunique()) if "patient_id" in frame.columns else None
-
-        step = {
-            "name": FLOW_STEP,
-            "images": int(len(self.kept)),
-            "patients": patients(self.kept),
-            "excluded": {"non-skin": int(len(self.removed)), "unreadable": int(len(self.unreadable))},
-        }
-        if "split" in self.kept.columns:  # a split CSV: the same counts per split, as the split step has them
-            for name in SPLITS:
-                parts = [f[f["split"] == name] if "split" in f.columns else f.iloc[:0]
-                         for f in (self.kept, self.removed, self.unreadable)]
-                step[name] = {
-                    "images": int(len(parts[0])),
-                    "patients": patients(parts[0]),
-                    "excluded": {"non-skin": int(len(parts[1])), "unreadable": int(len(parts[2]))},
-                }
-        return step
-
-    def summary(self):
-        return (
-            f"{self.n_input} images: kept {len(self.kept)}, removed as non-skin {len(self.removed)} "
-            f"(p_nonskin >= {self.threshold:g}), unreadable {len(self.unreadable)}"
-        )
-
-
-def cleanse_frame(frame, model, *, threshold=0.5, batch_size=64, progress=True):
-    """Split a manifest frame into kept, removed (non-skin) and unreadable rows.
-
-    Parameters
-    ----------
-    frame : pandas.DataFrame
-        A manifest frame (:func:`skin_cnn.manifest.load_manifest`) with absolute ``image_path``.
-    model : keras.Model
-        A skin classifier (:func:`load_skin_classifier`).
-    threshold : float
-        Images with ``p_nonskin >= threshold`` are removed.
-
-    Returns
-    -------
-    CleanseResult
-    """
-    if "image_path" not in frame.columns:
-        raise ValueError("the frame has no image_path column")
-    if not 0.0 <= float(threshold) <= 1.0:
-        raise ValueError(f"threshold must lie in [0, 1], got {threshold}")
-    scores, reasons = score_images(model, list(frame["image_path"]), batch_size=batch_size, progress=progress)
-    readable = ~np.isnan(scores)
-    nonskin = readable & (scores >= float(threshold))
-    kept = frame.loc[readable & ~nonskin].reset_index(drop=True)
-    # Most doubtful (lowest score) first: the rows worth a look before they are dropped.
-    removed = (
-        frame.loc[nonskin].assign(**{SCORE_COLUMN: scores[nonskin]})
-        .sort_values(SCORE_COLUMN, kind="stable").reset_index(drop=True)
-    )
-    unreadable = frame.loc[~readable].copy()
-    unreadable["reason"] = [reasons.get(os.fspath(p), "unreadable") for p in unreadable["image_path"]]
-    return CleanseResult(kept, removed, unreadable.reset_index(drop=True), float(threshold))
-
-
-def output_paths(out_csv):
-    """The files ``cleanse apply`` writes for ``CLEAN.csv``: kept, removed, unreadable, flow."""
-    out_csv = Path(out_csv)
-    stem = out_csv.with_suffix("")
-    return {
-        "kept": out_csv,
-        "removed": Path(f"{stem}.removed.csv"),
-        "unreadable": Path(f"{stem}.unreadable.csv"),
-        "flow": Path(f"{stem}.flow.json"),
-    }
-
-
-def flow_path(csv_path):
-    """``INPUT.flow.json`` beside ``INPUT.csv``: the flow-diagram counts of earlier steps."""
-    return Path(csv_path).with_suffix(".flow.json")
-
-
-def write_cleansed(result, input_csv, out_csv):
-    """Write kept, removed and unreadable lists, and extend the input's flow JSON if it has one.
-
-    Returns
-    -------
-    dict of str -> Path
-        What was written (``flow`` only when ``INPUT.flow.json`` exists).
-    """
-    import json
-
-    paths = output_paths(out_csv)
-    if Path(out_csv).resolve() == Path(input_csv).resolve():
-        raise ValueError(f"{out_csv}: the output would overwrite the input manifest; choose another name")
-    from skin_cnn.manifest import write_manifest
-
-    for part in ("kept", "removed", "unreadable"):
-        write_manifest(getattr(result, part), paths[part])
-    written = {k: paths[k] for k in ("kept", "removed", "unreadable")}
-    source_flow = flow_path(input_csv)
-    if source_flow.is_file():
-        try:
-            flow = json.loads(source_flow.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as exc:
-            raise ValueError(f"{source_flow}: not a readable flow JSON ({exc})") from None
-        if not isinstance(flow, dict) or not isinstance(flow.get("steps"), list):
-            raise ValueError(f'{source_flow}: a flow JSON must be an object with a "steps" list')
-        flow = dict(flow, steps=[*flow["steps"], result.flow_step()])
-        atomic.write_json(paths["flow"], flow)
-        written["flow"] = paths["flow"]
-    return written

@@ -1,0 +1,383 @@
+"""Photo → model-ready tensor: the one place that decodes, crops and resizes for a model.
+
+Training, the feature cache, evaluation, ``predict``, ``serve``, ``export`` checks and
+``preview`` all turn a photo into the model's input through :func:`model_input`, with the
+settings of one :class:`Preprocessing` value that a run writes into ``config.json`` and every
+consumer reads back. A photo's path::
+
+    file ─► read_image (Pillow: EXIF orientation, any mode → 8-bit RGB, bombs refused)
+         ─► crop box (the frame's crop_* columns, else the hue-clustering box, when crop is on)
+         ─► resize to image_size (antialiased bilinear, stretched or padded)
+         ─► rounded to uint8 (H, W, 3)
+
+The result is **uint8**: that is what training stores once per image (:func:`prepare_images`,
+a quarter of the bytes of float32) and what every consumer feeds, as float32 in [0, 255], to the
+model, whose first layer does the VGG-16 normalisation. Because rounding happens in one place,
+a photo gives the same model input in training, evaluation and prediction, bit for bit.
+
+Many photos are prepared by :func:`prepare_images` into an :class:`ImageStore`: one raw file of
+fixed-size uint8 rows per split, written sequentially and read back row by row with
+``os.pread``. Rows go through the page cache instead of the process's memory, so preparing and
+training on 8,000 photos needs about the memory of 1,000.
+"""
+from __future__ import annotations
+
+import math
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from skin_cnn.data.crop import BOX_COLUMNS, DEFAULT_CROP_PARAMS, crop_image, hue_crop_box
+from skin_cnn.data.reading import DEFAULT_MAX_PIXELS, ImageReadError, read_image
+
+RESIZE_MODES = ("stretch", "pad")
+#: Columns of every list of images left out (``skipped_images.csv`` and friends).
+SKIPPED_COLUMNS = ("image_path", "split", "reason")
+
+
+def _json_params(params):
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in params.items()}
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """How a photo becomes the model's input; stored in ``config.json`` as ``preprocessing``.
+
+    Attributes
+    ----------
+    image_size : (int, int)
+        ``(height, width)`` of the model input (the study: 250 × 250).
+    crop : bool
+        Cut the hue-clustering box out of the photo before resizing (the study's best data
+        version); a frame's ``crop_*`` columns, when present, give the box.
+    crop_params : dict
+        Keyword arguments of :func:`~skin_cnn.data.crop.hue_crop_box` (default: the study's).
+    resize : {"stretch", "pad"}
+        ``"stretch"`` distorts the aspect ratio to the model size, as the study's Keras loader
+        did; ``"pad"`` keeps it and pads with black.
+    antialias : bool
+        Low-pass filter when shrinking (TensorFlow's ``antialias=True``), so a 4000-pixel photo
+        shrunk to 250 keeps texture instead of aliasing into moiré.
+    """
+
+    image_size: tuple = (250, 250)
+    crop: bool = True
+    crop_params: dict = field(default_factory=lambda: dict(DEFAULT_CROP_PARAMS))
+    resize: str = "stretch"
+    antialias: bool = True
+
+    def __post_init__(self):
+        size = self.image_size
+        if isinstance(size, (int, np.integer)):
+            size = (size, size)
+        if not (isinstance(size, (list, tuple)) and len(size) == 2
+                and all(isinstance(s, (int, np.integer)) and s > 0 for s in size)):
+            raise ValueError(f"image_size must be [height, width] of positive integers; got {self.image_size!r}")
+        object.__setattr__(self, "image_size", (int(size[0]), int(size[1])))
+        params = dict(DEFAULT_CROP_PARAMS)
+        params.update(self.crop_params or {})
+        unknown = sorted(set(params) - set(DEFAULT_CROP_PARAMS))
+        if unknown:
+            raise ValueError(f"unknown crop_params {unknown}; expected some of {sorted(DEFAULT_CROP_PARAMS)}")
+        params["ratio_bounds"] = tuple(float(v) for v in params["ratio_bounds"])
+        object.__setattr__(self, "crop_params", params)
+        if self.resize not in RESIZE_MODES:
+            raise ValueError(f"resize must be one of {', '.join(RESIZE_MODES)}; got {self.resize!r}")
+        object.__setattr__(self, "crop", bool(self.crop))
+        object.__setattr__(self, "antialias", bool(self.antialias))
+
+    def to_dict(self):
+        """The JSON-ready ``preprocessing`` entry of ``config.json``."""
+        return {"image_size": list(self.image_size), "crop": self.crop,
+                "crop_params": _json_params(self.crop_params), "resize": self.resize,
+                "antialias": self.antialias}
+
+    @classmethod
+    def from_dict(cls, values, source="preprocessing"):
+        """Read a ``preprocessing`` entry; one ValueError naming ``source`` when it is bad.
+
+        Missing keys take the defaults (crop on with the study's parameters, stretched,
+        antialiased), so an entry written before ``antialias`` existed still loads.
+        """
+        if isinstance(values, cls):
+            return values
+        if not isinstance(values, dict):
+            raise ValueError(f"{source}: preprocessing must be a mapping; got {type(values).__name__}")
+        known = {"image_size", "crop", "crop_params", "resize", "antialias"}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"{source}: unknown preprocessing settings {unknown}; expected some of {sorted(known)}")
+        if "image_size" not in values:
+            raise ValueError(f"{source}: preprocessing needs image_size")
+        try:
+            return cls(**values)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"{source}: {exc}") from None
+
+    def describe(self):
+        """One line for reports and previews."""
+        height, width = self.image_size
+        crop = "hue crop" if self.crop else "no crop"
+        return f"{height}×{width}, {crop}, {self.resize}{'' if self.antialias else ', no antialias'}"
+
+
+# ----------------------------------------------------------------------------------------------
+# One photo
+
+
+def box_from_row(row):
+    """The crop box ``(left, top, right, bottom)`` in a frame row, or None when it has none.
+
+    The one parser of ``crop_*`` columns: empty or NaN cells mean "no box" (the hue box is then
+    computed on the fly); a box that is not four integers with ``left < right`` and
+    ``top < bottom`` is a ValueError naming it.
+    """
+    values = [row.get(c) if hasattr(row, "get") else getattr(row, c, None) for c in BOX_COLUMNS]
+    if any(v is None or (isinstance(v, str) and not v.strip()) or (isinstance(v, float) and math.isnan(v))
+           for v in values):
+        return None
+    try:
+        box = tuple(int(float(v)) for v in values)
+    except (TypeError, ValueError):
+        raise ValueError(f"crop box {tuple(values)} is not four integers") from None
+    left, top, right, bottom = box
+    if right <= left or bottom <= top or min(left, top) < 0:
+        raise ValueError(f"invalid crop box {box} (needs 0 <= left < right and 0 <= top < bottom)")
+    return box
+
+
+def crop_box(image, preprocessing, box=None):
+    """The box :func:`model_input` cuts: ``box`` if given, the hue box, or the whole photo."""
+    height, width = image.shape[:2]
+    if not preprocessing.crop:
+        return (0, 0, int(width), int(height))
+    if box is not None:
+        return tuple(int(v) for v in box)
+    return hue_crop_box(image, **preprocessing.crop_params)
+
+
+def resize_to_model(image, preprocessing):
+    """An (already cropped) uint8 RGB photo at the model size, as uint8.
+
+    TensorFlow's antialiased bilinear resize, rounded half to even and clipped to 0..255.
+    """
+    import tensorflow as tf
+
+    height, width = preprocessing.image_size
+    pixels = tf.cast(tf.convert_to_tensor(np.asarray(image)), tf.float32)
+    if preprocessing.resize == "pad":
+        out = tf.image.resize_with_pad(pixels, height, width, method="bilinear",
+                                       antialias=preprocessing.antialias)
+    else:
+        out = tf.image.resize(pixels, (height, width), method="bilinear", antialias=preprocessing.antialias)
+    return np.asarray(tf.cast(tf.clip_by_value(tf.round(out), 0.0, 255.0), tf.uint8))
+
+
+def model_input(image, preprocessing, box=None):
+    """Turn a decoded photo into the model's input.
+
+    Parameters
+    ----------
+    image : numpy.ndarray
+        uint8 RGB (H, W, 3), the whole photo as :func:`~skin_cnn.data.reading.read_image`
+        returns it.
+    preprocessing : Preprocessing
+    box : tuple of 4 int, optional
+        A crop box computed earlier (a frame's ``crop_*`` columns); computed here when cropping
+        is on and none is given, ignored when cropping is off.
+
+    Returns
+    -------
+    pixels : numpy.ndarray
+        uint8 (height, width, 3) at the model's input size.
+    box : tuple of 4 int
+        ``(left, top, right, bottom)`` cut from the photo (the whole photo when crop is off).
+    """
+    image = np.asarray(image)
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise ValueError(f"expected a uint8 RGB image of shape (H, W, 3); got {image.dtype} {image.shape}")
+    box = crop_box(image, preprocessing, box)
+    return resize_to_model(crop_image(image, box), preprocessing), box
+
+
+def load_model_input(path, preprocessing, box=None, *, max_pixels=DEFAULT_MAX_PIXELS):
+    """:func:`model_input` of the photo at ``path``; :class:`ImageReadError` when unreadable."""
+    return model_input(read_image(path, max_pixels=max_pixels), preprocessing, box)
+
+
+# ----------------------------------------------------------------------------------------------
+# Many photos
+
+
+class ImageStore:
+    """Fixed-shape rows in one raw file, read back with ``os.pread`` (page cache, not RSS).
+
+    Used for a split's prepared uint8 images and, with a byte ``offset`` past a ``.npy``
+    header, for feature-cache arrays too large to hold in memory.
+
+    Parameters
+    ----------
+    path : path
+    shape : tuple
+        Shape of one row.
+    dtype : numpy dtype
+    rows : int
+        Number of rows in the file.
+    offset : int
+        Bytes before the first row.
+    """
+
+    def __init__(self, path, shape, dtype, rows, offset=0):
+        self.path = Path(path)
+        self.row_shape = tuple(int(s) for s in shape)
+        self.dtype = np.dtype(dtype)
+        self.rows = int(rows)
+        self.offset = int(offset)
+        self.row_bytes = int(np.prod(self.row_shape)) * self.dtype.itemsize
+        self._fd = None
+
+    @classmethod
+    def from_npy(cls, path, leading_axes=1):
+        """A store over a ``.npy`` file whose first ``leading_axes`` axes index the rows.
+
+        With ``leading_axes=2`` an array of shape (views, n, ...) becomes ``views * n`` rows,
+        row ``v * n + i`` holding view ``v`` of image ``i``.
+        """
+        array = np.load(path, mmap_mode="r")
+        rows = int(np.prod(array.shape[:leading_axes]))
+        store = cls(path, array.shape[leading_axes:], array.dtype, rows, offset=array.offset)
+        del array
+        return store
+
+    @property
+    def shape(self):
+        return (self.rows,) + self.row_shape
+
+    @property
+    def ndim(self):
+        return 1 + len(self.row_shape)
+
+    @property
+    def nbytes(self):
+        return self.rows * self.row_bytes
+
+    def __len__(self):
+        return self.rows
+
+    def _descriptor(self):
+        if self._fd is None:
+            self._fd = os.open(self.path, os.O_RDONLY)
+        return self._fd
+
+    def read(self, indices):
+        """Rows at ``indices`` (any order, repeats allowed) as one array."""
+        indices = np.asarray(indices, dtype=np.int64).reshape(-1)
+        out = np.empty((len(indices),) + self.row_shape, dtype=self.dtype)
+        if len(indices) == 0:
+            return out
+        flat = out.reshape(len(indices), -1).view(np.uint8)
+        fd = self._descriptor()
+        for k, i in enumerate(indices):
+            if not 0 <= i < self.rows:
+                raise IndexError(f"{self.path}: row {i} outside 0..{self.rows - 1}")
+            flat[k] = np.frombuffer(os.pread(fd, self.row_bytes, self.offset + int(i) * self.row_bytes), np.uint8)
+        return out
+
+    def __getitem__(self, item):
+        if isinstance(item, slice):
+            return self.read(np.arange(self.rows)[item])
+        return self.read(item)
+
+    def close(self):
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:  # noqa: BLE001 - interpreter shutdown
+            pass
+
+
+@dataclass
+class PreparedSplit:
+    """The prepared images of one split: a uint8 :class:`ImageStore` and whose rows they are.
+
+    Attributes
+    ----------
+    store : ImageStore
+        Row ``i`` is the model input of the frame row labelled ``positions[i]``.
+    positions : numpy.ndarray of int
+        Frame row labels of the readable images, in frame order.
+    """
+
+    store: ImageStore
+    positions: np.ndarray
+
+
+def _prepare_one(row, preprocessing):
+    try:
+        pixels, _ = load_model_input(str(row["image_path"]), preprocessing, box_from_row(row))
+        return pixels, None
+    except (ImageReadError, ValueError, OSError) as exc:
+        return None, getattr(exc, "reason", None) or str(exc)
+
+
+def prepare_images(frame, preprocessing, folder, *, splits=("train", "val"), progress=True, workers=2,
+                   rows=None):
+    """Decode, crop and resize the images of ``splits`` once, into uint8 stores under ``folder``.
+
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+        A split frame (``image_path`` absolute, ``split``, optional ``crop_*`` columns).
+    preprocessing : Preprocessing
+    folder : path
+        Where the raw ``<split>.u8`` files go (a run's temporary preparation folder).
+    splits : tuple of str
+        Which splits to prepare; training never prepares ``test``.
+    rows : dict of split -> set of int, optional
+        Prepare only these positions within each split (``preview`` needs one batch); the other
+        rows stay zero and are never read.
+
+    Returns
+    -------
+    prepared : dict of split -> PreparedSplit
+    skipped : list of dict
+        ``{"image_path", "split", "reason"}`` (:data:`SKIPPED_COLUMNS`) of every unreadable image.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    height, width = preprocessing.image_size
+    row_bytes = height * width * 3
+    prepared, skipped = {}, []
+    parts = {s: frame[frame["split"] == s] for s in splits}
+    total = sum(len(p) if rows is None else len(rows.get(s, ())) for s, p in parts.items())
+    bar = tqdm(total=total, desc="prepare images", unit="img", disable=not progress)
+    blank = bytes(row_bytes)
+    with ThreadPoolExecutor(max_workers=max(1, int(workers))) as pool:
+        for split, part in parts.items():
+            wanted = None if rows is None else set(rows.get(split, ()))
+            records = part.to_dict("records")
+            todo = [r if wanted is None or i in wanted else None for i, r in enumerate(records)]
+            results = pool.map(lambda r: (None, None) if r is None else _prepare_one(r, preprocessing), todo)
+            path = folder / f"{split}.u8"
+            positions = []
+            with open(path, "wb") as fh:
+                for label, record, (pixels, reason) in zip(part.index, todo, results):
+                    if record is not None and pixels is None:
+                        skipped.append({"image_path": str(record["image_path"]), "split": split, "reason": reason})
+                    else:
+                        fh.write(blank if pixels is None else pixels.tobytes())
+                        positions.append(int(label))
+                    if record is not None:
+                        bar.update(1)
+            store = ImageStore(path, (height, width, 3), np.uint8, len(positions))
+            prepared[split] = PreparedSplit(store, np.asarray(positions, dtype=np.int64))
+    bar.close()
+    return prepared, skipped

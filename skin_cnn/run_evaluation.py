@@ -1,0 +1,249 @@
+"""Evaluate a training run's split with the run's own model, and count looks at its test split.
+
+:mod:`skin_cnn.evaluation` turns predictions into metrics and reports and never loads a model;
+this module is the step before it for a run folder: it predicts a split of the run's
+``split.csv`` with ``best.keras`` (through :mod:`skin_cnn.predict`), finds the validation
+predictions a fitted threshold is chosen on, draws the run's STARD flow, and records in the run
+folder how many times its test split has been evaluated (``test_evaluations.json``), a count
+every report shows: a test split evaluated once is a pre-specified test, one evaluated many times
+may have been tuned against.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from pathlib import Path
+
+VAL_PREDICTION_FILES = (
+    "val_predictions.csv",
+    "predictions_val.csv",
+    "eval_val/predictions_val.csv",
+)
+TEST_EVALUATIONS = "test_evaluations.json"
+
+
+# ---------------------------------------------------------------------------------------------
+# the test-evaluation counter
+
+
+def test_evaluation_count(run_dir):
+    """How many times the test split of ``run_dir`` has been evaluated (0 without a record)."""
+    path = Path(run_dir) / TEST_EVALUATIONS
+    if not path.is_file():
+        return 0
+    try:
+        return int(json.loads(path.read_text(encoding="utf-8"))["count"])
+    except (OSError, ValueError, KeyError, TypeError):
+        raise ValueError(f"{path}: unreadable test-evaluation record; it must hold a 'count'") from None
+
+
+def record_test_evaluation(run_dir, out, how=""):
+    """Add one evaluation of the test split to ``run_dir/test_evaluations.json``.
+
+    Returns
+    -------
+    int
+        The count including this evaluation.
+    """
+    from skin_cnn.atomic import write_json
+
+    path = Path(run_dir) / TEST_EVALUATIONS
+    record = {"count": 0, "evaluations": []}
+    if path.is_file():
+        record = json.loads(path.read_text(encoding="utf-8"))
+        record["count"] = test_evaluation_count(run_dir)
+    record["count"] += 1
+    record.setdefault("evaluations", []).append(
+        {"time": datetime.now(timezone.utc).isoformat(timespec="seconds"), "out": str(out), "how": how}
+    )
+    write_json(path, record)
+    return record["count"]
+
+
+def run_folder_of(predictions_csv):
+    """The run folder holding a predictions CSV (its folder or the one above, e.g.
+    ``RUN/eval_test/predictions_test.csv``), or None."""
+    for folder in list(Path(predictions_csv).resolve().parents)[:2]:
+        if (folder / "config.json").is_file() and (folder / "split.csv").is_file():
+            return folder
+    return None
+
+
+# ---------------------------------------------------------------------------------------------
+# prediction and flow
+
+
+def run_flow(run_dir, split, split_frame, predictions, skipped):
+    """Flow steps of a run evaluation: the split's own flow file when it can be found (the
+    ``SPLIT.flow.json`` that ``skin-cnn split`` writes beside the split, or one in the run folder),
+    else what the run's ``split.csv`` tells, then the images actually evaluated."""
+    from skin_cnn.evaluation import plots
+
+    candidates = [Path(run_dir) / "split.flow.json", Path(run_dir) / "flow.json"]
+    original = _config(run_dir).get("split")
+    if original:
+        candidates.insert(0, Path(original).with_suffix(".flow.json"))
+    found = next((path for path in candidates if path.is_file()), None)
+    flow = plots.load_flow(found, split) if found else plots.flow_from_split(split_frame, split)
+    reasons = {"image could not be read": len(skipped)} if skipped else {}
+    evaluated = plots.flow_from_predictions(predictions)["steps"][0]
+    evaluated.update(name="Evaluated", excluded=reasons)
+    flow["steps"].append(evaluated)
+    return flow
+
+
+def _config(run_dir):
+    path = Path(run_dir) / "config.json"
+    try:
+        return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    except (OSError, json.JSONDecodeError):
+        return {}
+
+
+def predict_run_split(run_dir, split, predictor=None, progress=True):
+    """Predict one split of a run with the run's model and preprocessing.
+
+    Uses :func:`skin_cnn.predict.load_predictor` (the run's ``best.keras`` and its
+    ``config.json`` preprocessing) and :func:`skin_cnn.predict.predict_frame` on the rows of the
+    run's ``split.csv`` in ``split``.
+
+    Returns
+    -------
+    predictions : pandas.DataFrame
+        Predictions table; unreadable images left out.
+    skipped : list of dict
+        The images that could not be read.
+    split_frame : pandas.DataFrame
+        The whole split table.
+    predictor : skin_cnn.predict.Predictor
+        For reuse on another split.
+    """
+    from skin_cnn.predict import load_predictor, predict_frame
+    from skin_cnn.predictions import predictions_frame
+    from skin_cnn.split import load_split
+
+    run_dir = Path(run_dir)
+    split_csv = run_dir / "split.csv"
+    if not split_csv.is_file():
+        raise FileNotFoundError(f"{run_dir}: no split.csv in the run folder; is it a `skin-cnn train` run?")
+    frame = load_split(split_csv)
+    part = frame[frame["split"] == split].reset_index(drop=True)
+    if part.empty:
+        raise ValueError(f"{split_csv}: no images in the {split} split")
+    if predictor is None:
+        predictor = load_predictor(run_dir)
+    result = predict_frame(predictor, part, progress=progress)
+    kept, probs = result.kept(part)
+    preds = predictions_frame(kept.reset_index(drop=True), probs, tasks=list(probs))
+    return preds, result.skipped, frame, predictor
+
+
+def _validation(run_dir, val_predictions, predictor, progress, out):
+    """Validation predictions for a fitted threshold: the given file, else the run folder's,
+    else a fresh prediction of the val split. Returns ``(frame, source)``."""
+    from skin_cnn.atomic import write_csv
+    from skin_cnn.predictions import read_predictions
+
+    if val_predictions is not None:
+        return read_predictions(val_predictions), str(val_predictions)
+    for rel in VAL_PREDICTION_FILES:
+        if (run_dir / rel).is_file():
+            return read_predictions(run_dir / rel), str(run_dir / rel)
+    validation, _, _, _ = predict_run_split(run_dir, "val", predictor, progress)
+    write_csv(out / "predictions_val.csv", validation)
+    return validation, f"{run_dir} val split"
+
+
+# ---------------------------------------------------------------------------------------------
+# the evaluation
+
+
+def evaluate_run(
+    run_dir,
+    split="test",
+    out=None,
+    threshold="0.5",
+    val_predictions=None,
+    by=(),
+    flow=None,
+    n_bootstrap=2000,
+    seed=0,
+    confidence=0.95,
+    bootstrap_method="percentile",
+    predictor=None,
+    progress=True,
+    auc_ci="wald",
+):
+    """Predict a run's split with its best model, write ``predictions_<split>.csv`` and evaluate.
+
+    Evaluating the test split adds one to the run's ``test_evaluations.json``; the count is in
+    ``metrics.json`` (``test_evaluations``) and in the report, whatever the split.
+
+    Parameters
+    ----------
+    run_dir : str or Path
+        A ``skin-cnn train`` run folder (``best.keras``, ``config.json``, ``split.csv``).
+    split : {"test", "val", "train"}
+    out : str or Path, optional
+        Default ``<run_dir>/eval_<split>``.
+    threshold : str or float
+        Fixed, or chosen on validation predictions (``youden``, ``sens:0.90``): those are read
+        from ``val_predictions``, else from the run folder (``val_predictions.csv``, written by
+        training), else the validation split is predicted. They must share no image, patient or
+        split group with the evaluated split.
+    flow : dict, optional
+        Flow steps; default from the split's flow file or ``split.csv``.
+    predictor : skin_cnn.predict.Predictor, optional
+        An already loaded model (e.g. at the end of training).
+    auc_ci : {"wald", "logit"}
+        Scale of the DeLong AUC interval.
+
+    Returns
+    -------
+    dict
+        ``metrics.json`` content.
+    """
+    from skin_cnn.atomic import write_csv
+    from skin_cnn.evaluation.report import write_evaluation
+    from skin_cnn.evaluation.threshold import parse_threshold, resolve_thresholds
+
+    run_dir = Path(run_dir)
+    out = Path(out) if out is not None else run_dir / f"eval_{split}"
+    rule = parse_threshold(threshold)
+    if rule.needs_validation and split == "val":
+        raise ValueError(
+            "a fitted threshold cannot be chosen on the split it is evaluated on; "
+            "evaluate the test split, or use a fixed --threshold"
+        )
+    preds, skipped, frame, predictor = predict_run_split(run_dir, split, predictor, progress)
+    out.mkdir(parents=True, exist_ok=True)
+    write_csv(out / f"predictions_{split}.csv", preds)
+    validation, source = None, ""
+    if rule.needs_validation:
+        validation, source = _validation(run_dir, val_predictions, predictor, progress, out)
+    thresholds, method = resolve_thresholds(
+        rule, list(dict.fromkeys(preds["task"])), validation, source,
+        evaluated=preds, evaluated_name=f"the {split} split of {run_dir}",
+    )
+    # shown in the report as including this evaluation; recorded once the report exists
+    count = test_evaluation_count(run_dir) + (split == "test")
+    metrics = write_evaluation(
+        preds,
+        out,
+        thresholds,
+        method,
+        by=by,
+        flow=flow if flow is not None else run_flow(run_dir, split, frame, preds, skipped),
+        n_bootstrap=n_bootstrap,
+        seed=seed,
+        confidence=confidence,
+        bootstrap_method=bootstrap_method,
+        source=f"{run_dir} ({split} split)",
+        progress=progress,
+        auc_ci=auc_ci,
+        test_evaluations={"count": count, "split": split},
+    )
+    if split == "test":
+        record_test_evaluation(run_dir, out, method)
+    return metrics
