@@ -57,8 +57,8 @@ def main(argv=None):
                                      progress=False)
         n_images = len(prepared["val"].store) + (1 + args.views) * len(prepared["train"].store)
         forward = tf.function(lambda x: trunk(x, training=False))
-        batch = tf.constant(np.asarray(prepared["train"].store.read(np.arange(args.batch) % len(prepared["train"].store)),
-                                       dtype="float32"))
+        train_store = prepared["train"].store
+        batch = tf.constant(np.asarray(train_store.read(np.arange(args.batch) % len(train_store)), dtype="float32"))
         forward(batch)  # tracing is not throughput
         extraction, bare = [], []
         for r in range(args.rounds):

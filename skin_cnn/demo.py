@@ -128,7 +128,7 @@ def run_demo(out="runs/demo", weights=None, *, n_patients_per_disease=None, imag
     t = time.time()
     result = train(config, progress=progress, echo=echo, synthetic=True)
     steps["train_and_evaluate_s"] = time.time() - t
-    report_path = result.eval_dir / "report.md" if result.eval_dir else None
+    report_path = result.eval_dir / "report.html" if result.eval_dir else None
     atomic.write_json(out / "demo.json", {"synthetic": True, "variant": config.variant,
                                           "image_size": config.image_size, "steps_s": steps,
                                           "run": str(result.run_dir),

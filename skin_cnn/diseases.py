@@ -23,6 +23,11 @@ class Task:
     positive: str
     negative: str
 
+    @property
+    def short(self):
+        """A compact name for narrow places (progress lines, figure titles): ``psor/ecz``."""
+        return f"{self.positive[:4]}/{self.negative[:3]}"
+
     def label(self, diagnosis):
         """1 for the positive class, 0 for the negative, None when the disease is not in the task."""
         if diagnosis == self.positive:

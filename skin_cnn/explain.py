@@ -12,8 +12,15 @@ coarsest map that still has a spatial layout (``H/16 × W/16`` cells), upsampled
 input's resolution. Each task has its own head, so each task has its own map.
 
 By default the map explains the *predicted* class of each task: the positive class when its
-probability is at least 0.5 (score ``+logit``), the negative class otherwise (score ``-logit``),
-so the map always shows the evidence for what the page or table reports.
+probability is at least the task's threshold (0.5 unless one was chosen on validation; score
+``+logit``), the negative class otherwise (score ``-logit``), so the map always shows the
+evidence for what the page or table reports.
+
+:func:`gradcam_figure` draws a map for people: on the whole photo at its own resolution (the map
+mapped back through the resize into the crop box it was computed on), with the question, the
+answer, its probability and threshold written under it and a colour bar saying what the colours
+mean. A heat map shown on the 250-pixel model input alone loses the photo's detail and its
+context, and one without a legend cannot be read.
 
 Models with a spatial transformer (VGG-16PS/NS) warp the image before the trunk; their heat map
 lives in the warped frame and is drawn over the unwarped input as if the two frames were the same.
@@ -32,6 +39,8 @@ from matplotlib import colormaps
 from PIL import Image
 
 TARGETS = ("predicted", "positive", "negative")
+#: Narrowest caption of :func:`gradcam_figure`, in pixels; narrower photos get white beside them.
+MIN_CAPTION_WIDTH = 360
 
 # keras.Model -> {(layer_name, tasks): gradient model}; built once per model and layer.
 _GRAD_MODELS = weakref.WeakKeyDictionary()
@@ -101,7 +110,19 @@ def _grad_model(model, layer_name, tasks):
     return cache[key]
 
 
-def gradcam_batch(model, images, tasks=None, layer_name=None, target="predicted"):
+def _logit_cut(threshold):
+    """The logit at which the probability reaches ``threshold`` (±inf at 0 and 1)."""
+    t = float(threshold)
+    if not 0.0 <= t <= 1.0:
+        raise ValueError(f"threshold must lie in [0, 1]; got {threshold!r}")
+    if t <= 0.0:
+        return -np.inf
+    if t >= 1.0:
+        return np.inf
+    return float(np.log(t) - np.log1p(-t))
+
+
+def gradcam_batch(model, images, tasks=None, layer_name=None, target="predicted", thresholds=None):
     """Grad-CAM maps and probabilities for a batch of model-ready images and several tasks.
 
     One forward pass serves every task (the gradients of each task's score are taken from the
@@ -120,6 +141,9 @@ def gradcam_batch(model, images, tasks=None, layer_name=None, target="predicted"
         Convolutional layer whose activations are weighed; default :func:`last_conv_layer`.
     target : {"predicted", "positive", "negative"}
         Which class each map explains (see the module notes).
+    thresholds : dict of str -> float, optional
+        With ``target="predicted"``: the threshold deciding each task's predicted class
+        (default 0.5), so the map explains the class that is reported.
 
     Returns
     -------
@@ -150,6 +174,7 @@ def gradcam_batch(model, images, tasks=None, layer_name=None, target="predicted"
         raise ValueError(f"model has no output {', '.join(unknown)}; it has {', '.join(all_tasks)}")
     layer_name = layer_name or last_conv_layer(model)
     sub, kinds = _grad_model(model, layer_name, tasks)
+    cuts = {task: _logit_cut((thresholds or {}).get(task, 0.5)) for task in tasks}
 
     x = tf.convert_to_tensor(images)
     with tf.GradientTape(persistent=True) as tape:
@@ -164,8 +189,8 @@ def gradcam_batch(model, images, tasks=None, layer_name=None, target="predicted"
                 p = tf.clip_by_value(s, 1e-7, 1.0 - 1e-7)
                 s = tf.math.log(p) - tf.math.log1p(-p)
             z = tf.reshape(s, (-1,))
-            if target == "predicted":
-                sign = tf.where(z >= 0.0, 1.0, -1.0)  # p >= 0.5 exactly when the logit >= 0
+            if target == "predicted":  # p >= threshold exactly when the logit >= its logit
+                sign = tf.where(z >= tf.constant(cuts[task], z.dtype), 1.0, -1.0)
             else:
                 sign = tf.fill(tf.shape(z), 1.0 if target == "positive" else -1.0)
             logits[task] = z
@@ -243,3 +268,169 @@ def overlay(image, heatmap, alpha=0.45, colormap="jet"):
     colours = colormaps[colormap](np.clip(heat, 0.0, 1.0))[..., :3] * 255.0
     blended = (1.0 - alpha) * np.clip(image.astype(np.float32), 0, 255) + alpha * colours
     return np.clip(np.rint(blended), 0, 255).astype(np.uint8)
+
+
+# ---------------------------------------------------------------------------------------------
+# the heat map on the photo, for people
+
+
+def heatmap_on_photo(heatmap, photo_shape, box, resize="stretch"):
+    """Map a heat map of the model input back onto the photo it was computed from.
+
+    The model input is the crop box of the photo, stretched (or, with ``resize="pad"``, scaled
+    and centred with black borders, as ``tf.image.resize_with_pad`` does) to the model's size.
+    This undoes that: the borders are cut off and the map is resized bilinearly to the box.
+
+    Parameters
+    ----------
+    heatmap : array of shape (h, w)
+        At the model input's resolution.
+    photo_shape : tuple
+        ``(H, W, ...)`` of the photo.
+    box : tuple of 4 int
+        ``(left, top, right, bottom)`` cut from the photo (right and bottom exclusive).
+    resize : {"stretch", "pad"}
+
+    Returns
+    -------
+    numpy.ndarray
+        float32 (H, W): the map inside the box, NaN outside it (the model never saw there).
+    """
+    heat = np.asarray(heatmap, dtype=np.float32)
+    height, width = int(photo_shape[0]), int(photo_shape[1])
+    left, top = max(0, int(box[0])), max(0, int(box[1]))
+    right, bottom = min(width, int(box[2])), min(height, int(box[3]))
+    if right <= left or bottom <= top:
+        raise ValueError(f"crop box {tuple(box)} lies outside the {width}×{height} photo")
+    box_w, box_h = int(box[2]) - int(box[0]), int(box[3]) - int(box[1])
+    if resize == "pad":
+        in_h, in_w = heat.shape
+        ratio = max(box_w / in_w, box_h / in_h)
+        used_h, used_w = int(box_h / ratio), int(box_w / ratio)
+        pad_top, pad_left = int((in_h - box_h / ratio) / 2), int((in_w - box_w / ratio) / 2)
+        heat = heat[pad_top : pad_top + max(1, used_h), pad_left : pad_left + max(1, used_w)]
+    region = np.asarray(Image.fromarray(heat).resize((box_w, box_h), Image.BILINEAR))
+    out = np.full((height, width), np.nan, dtype=np.float32)
+    out[top:bottom, left:right] = region[top - int(box[1]) : bottom - int(box[1]),
+                                         left - int(box[0]) : right - int(box[0])]
+    return out
+
+
+def _font(size, bold=False):
+    from matplotlib import font_manager
+
+    path = font_manager.findfont(
+        font_manager.FontProperties(family="DejaVu Sans", weight="bold" if bold else "normal")
+    )
+    from PIL import ImageFont
+
+    return ImageFont.truetype(path, size)
+
+
+def _wrap(draw, text, font, width):
+    lines, line = [], ""
+    for word in text.split():
+        candidate = f"{line} {word}".strip()
+        if line and draw.textlength(candidate, font=font) > width:
+            lines.append(line)
+            line = word
+        else:
+            line = candidate
+    return lines + ([line] if line else [])
+
+
+def gradcam_figure(photo, heatmap, box, *, resize="stretch", title="", lines=(),
+                   bar_label="Grad-CAM", alpha=0.45, colormap="jet", max_side=None):
+    """The Grad-CAM map drawn on the whole photo at its own resolution, with text and a colour bar.
+
+    Parameters
+    ----------
+    photo : array of shape (H, W, 3)
+        The decoded photo, uint8 RGB (what :meth:`skin_cnn.predict.Predictor.read` returns).
+    heatmap : array of shape (h, w)
+        The map at the model input's resolution (:func:`gradcam_batch`).
+    box : tuple of 4 int
+        The crop box the model input was cut from (``Predictor.preprocess``).
+    resize : {"stretch", "pad"}
+        How the box was resized to the model input (the run's ``preprocessing.resize``).
+    title : str
+        First line under the picture, in bold (the question and its answer).
+    lines : sequence of str
+        Further lines (probability, threshold, …); wrapped to the picture's width.
+    bar_label : str
+        Written just above the colour bar: what the colours measure.
+    alpha : float
+        Weight of the colours inside the crop box.
+    colormap : str
+        A matplotlib colour map name.
+    max_side : int, optional
+        Shrink photos whose longer side exceeds this first (the web page's previews); None keeps
+        the photo's resolution.
+
+    Returns
+    -------
+    numpy.ndarray
+        uint8 RGB: the photo at the top left, pixel for pixel, with the map blended inside the
+        crop box and the box outlined when it is not the whole photo; the caption below it. As
+        wide as the photo, or :data:`MIN_CAPTION_WIDTH` for narrower photos (white beside them).
+    """
+    from PIL import ImageDraw
+
+    photo = np.asarray(photo)
+    if photo.ndim != 3 or photo.shape[2] != 3:
+        raise ValueError(f"expected an RGB photo of shape (H, W, 3); got {photo.shape}")
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"alpha must lie in [0, 1]; got {alpha!r}")
+    height, width = photo.shape[:2]
+    box = tuple(int(v) for v in box)
+    if max_side is not None and max(height, width) > max_side:
+        scale = max_side / max(height, width)
+        new_w, new_h = max(1, round(width * scale)), max(1, round(height * scale))
+        photo = np.asarray(Image.fromarray(photo.astype(np.uint8)).resize((new_w, new_h), Image.LANCZOS))
+        box = (int(box[0] * new_w / width), int(box[1] * new_h / height),
+               max(int(box[0] * new_w / width) + 1, round(box[2] * new_w / width)),
+               max(int(box[1] * new_h / height) + 1, round(box[3] * new_h / height)))
+        height, width = new_h, new_w
+    heat = heatmap_on_photo(heatmap, photo.shape, box, resize)
+    inside = ~np.isnan(heat)
+    colours = colormaps[colormap](np.nan_to_num(np.clip(heat, 0.0, 1.0)))[..., :3] * 255.0
+    picture = photo.astype(np.float32)
+    picture[inside] = (1.0 - alpha) * picture[inside] + alpha * colours[inside]
+    canvas_photo = Image.fromarray(np.clip(np.rint(picture), 0, 255).astype(np.uint8))
+
+    canvas_w = max(width, MIN_CAPTION_WIDTH)  # a caption narrower than this cannot be read
+    size = max(11, round(canvas_w / 55))
+    regular, bold = _font(size), _font(size, bold=True)
+    margin = max(4, size // 2)
+    draw = ImageDraw.Draw(canvas_photo)
+    if box != (0, 0, width, height):
+        line = max(1, width // 400)
+        draw.rectangle((box[0], box[1], box[2] - 1, box[3] - 1), outline=(255, 255, 255), width=line)
+    text_width = canvas_w - 2 * margin
+    measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    wrapped = [(t, bold) for t in _wrap(measure, title, bold, text_width)]
+    for extra in (*lines, bar_label):
+        wrapped += [(t, regular) for t in _wrap(measure, extra, regular, text_width)]
+    line_h = round(size * 1.3)
+    bar_h = max(8, size)
+    caption_h = margin + line_h * len(wrapped) + margin // 2 + bar_h + line_h + margin
+    canvas = Image.new("RGB", (canvas_w, height + caption_h), (255, 255, 255))
+    canvas.paste(canvas_photo, (0, 0))
+    draw = ImageDraw.Draw(canvas)
+    y = height + margin
+    for text, font in wrapped:
+        draw.text((margin, y), text, fill=(20, 20, 20), font=font)
+        y += line_h
+    y += margin // 2
+    bar_w = max(20, min(text_width, round(canvas_w * 0.6)))
+    ramp = colormaps[colormap](np.linspace(0.0, 1.0, bar_w))[:, :3] * 255.0
+    ramp = (1.0 - alpha) * 255.0 + alpha * ramp  # as blended over a white photo
+    bar = np.repeat(np.clip(np.rint(ramp), 0, 255).astype(np.uint8)[None], bar_h, axis=0)
+    canvas.paste(Image.fromarray(bar), (margin, y))
+    draw.rectangle((margin, y, margin + bar_w - 1, y + bar_h - 1), outline=(90, 90, 90))
+    y += bar_h + 2
+    draw.text((margin, y), "0 (none)", fill=(60, 60, 60), font=regular)
+    high = "1 (strongest)"
+    draw.text((margin + bar_w - draw.textlength(high, font=regular), y), high, fill=(60, 60, 60),
+              font=regular)
+    return np.asarray(canvas)

@@ -1,17 +1,30 @@
-"""Export a trained model for TF Serving (SavedModel) or phones and edge devices (TFLite).
+"""Export a trained model that takes a photo: SavedModel (TF Serving) or TFLite (phones).
 
-Both exports take what the Keras model takes, float32 RGB in [0, 255] of shape
-``(batch, H, W, 3)`` (the VGG-16 normalisation is inside the model), and return one
-``(batch, 1)`` positive-class probability per task under the task's name. They do not crop or
-resize: callers repeat the run's ``preprocessing`` (``config.json``) themselves, as
-:class:`skin_cnn.predict.Predictor` does.
+An export takes what a camera gives, a uint8 RGB photo of any size ``(H, W, 3)`` under the
+input name ``photo``, and repeats inside the graph what :func:`skin_cnn.predict.load_predictor`
+does in Python (:func:`skin_cnn.data.preprocessing.model_input`): the run's hue crop, the
+antialiased bilinear resize to the model size, rounding to whole numbers, then the model. It
+returns one positive-class probability per task, shape ``(1,)``, under the task's name.
 
-An export is only trusted once it gives the Keras model's numbers: every export is run on sample
-images next to the Keras model and the largest absolute probability difference is printed and
-written to ``PATH.check.json``. Goals: below 1e-4 for a SavedModel (the same TensorFlow graph)
-and below 1e-2 for TFLite (a different kernel library). Sample images are the run's own test
-photos, preprocessed as in training, when the model comes from a run folder with a
-``split.csv``; otherwise seeded random images (stated in the check file).
+* **SavedModel**: the whole path, crop included (:mod:`skin_cnn.data.crop_tf`, equal box for
+  box to :func:`~skin_cnn.data.crop.hue_crop_box`), the resize by the very TensorFlow op
+  training used; it also returns the crop box as ``crop_box`` (int32 ``left, top, right,
+  bottom``; the whole photo when the run does not crop).
+* **TFLite**: resize and model only. The exact crop needs float64 arithmetic (float32 moves
+  hue cluster boundaries, hence crop edges) and a loop over tensor lists; TFLite's built-in
+  kernels have neither (the converter asks for Flex ops, which a phone app would have to ship),
+  so a phone app crops first, with the box a SavedModel or :func:`~skin_cnn.data.crop.hue_crop_box`
+  gives, or sends the whole photo when the run does not crop. The antialiased resize is
+  written as two matrix products with TensorFlow's triangle-kernel weights, so the file needs
+  only built-in ops.
+
+An export is only trusted once it gives ``skin-cnn predict``'s numbers: every export is run on
+sample photos next to :class:`~skin_cnn.predict.Predictor` and the largest absolute
+probability difference (and, for a SavedModel, whether every crop box is equal) is printed and
+written to ``PATH.check.json``. Goals: below 1e-4 for a SavedModel (the same TensorFlow ops)
+and below 1e-2 for TFLite (other kernels; its resize rounds a pixel differently now and then).
+Sample photos are the run's own test photos when the model comes from a run folder with a
+``split.csv``; otherwise seeded random photos of several sizes (stated in the check file).
 """
 
 from __future__ import annotations
@@ -28,6 +41,8 @@ import numpy as np
 import tensorflow as tf
 
 from skin_cnn.atomic import atomic_path, write_json
+from skin_cnn.data.crop import crop_image
+from skin_cnn.data.preprocessing import Preprocessing
 from skin_cnn.predict import load_predictor, resolve_model_path
 from skin_cnn.split import load_split
 
@@ -39,10 +54,20 @@ except ImportError:
 logger = logging.getLogger(__name__)
 
 FORMATS = ("savedmodel", "tflite")
-#: Largest accepted absolute probability difference between export and Keras model.
+#: Largest accepted absolute probability difference between export and ``skin-cnn predict``.
 TOLERANCES = {"savedmodel": 1e-4, "tflite": 1e-2}
 SIGNATURE = "serving_default"
-INPUT_NAME = "images"
+INPUT_NAME = "photo"
+#: Output of a SavedModel holding the crop box it cut.
+BOX_NAME = "crop_box"
+#: What the check file says about cropping in each format.
+CROP_NOTES = {
+    "savedmodel": "in the export: the hue crop runs inside the graph (output crop_box)",
+    "tflite": (
+        "not in the export: the exact hue crop needs float64 ops and tensor lists that TFLite's "
+        "built-in kernels lack; send the photo cut to hue_crop_box (or a SavedModel's crop_box)"
+    ),
+}
 
 
 def check_path(out):
@@ -51,30 +76,156 @@ def check_path(out):
     return out.with_name(out.name + ".check.json")
 
 
-def _input_spec(model):
-    shape = tuple(model.inputs[0].shape[1:])
-    return tf.TensorSpec((None, *shape), tf.float32, name=INPUT_NAME)
+# ---------------------------------------------------------------------------------------------
+# photo -> model input, in TensorFlow ops
 
 
-def _write_savedmodel(model, directory):
-    """Write a SavedModel with a ``serving_default`` signature: ``images`` → ``{task: (B, 1)}``."""
+def _to_model_pixels(resized):
+    """Round half to even and clip to 0..255, as :func:`resize_to_model` does before the model."""
+    return tf.cast(tf.cast(tf.clip_by_value(tf.round(resized), 0.0, 255.0), tf.uint8), tf.float32)
+
+
+def graph_model_input(photo, preprocessing):
+    """``(pixels, box)``: :func:`~skin_cnn.data.preprocessing.model_input` in TensorFlow ops.
+
+    ``pixels`` is float32 ``(height, width, 3)`` holding whole numbers, ``box`` int32
+    ``(left, top, right, bottom)``. The crop is :func:`skin_cnn.data.crop_tf.hue_crop_box`; the
+    resize is the same ``tf.image`` call as :func:`~skin_cnn.data.preprocessing.resize_to_model`
+    on the same float32 pixels, so the result is equal, not merely close.
+    """
+    from skin_cnn.data.crop_tf import hue_crop_box
+
+    photo = tf.convert_to_tensor(photo, tf.uint8)
+    shape = tf.shape(photo)
+    if preprocessing.crop:
+        box = hue_crop_box(photo, **preprocessing.crop_params)
+        photo = photo[box[1]:box[3], box[0]:box[2]]
+    else:
+        box = tf.stack([0, 0, shape[1], shape[0]])
+    pixels = tf.cast(photo, tf.float32)
+    height, width = preprocessing.image_size
+    if preprocessing.resize == "pad":
+        resized = tf.image.resize_with_pad(pixels, height, width, method="bilinear",
+                                           antialias=preprocessing.antialias)
+    else:
+        resized = tf.image.resize(pixels, (height, width), method="bilinear",
+                                  antialias=preprocessing.antialias)
+    return _to_model_pixels(resized), box
+
+
+def _triangle_weights(in_size, out_size):
+    """``(out_size, in_size)`` float32 weights of TensorFlow's antialiased bilinear resize.
+
+    ``tf.image.resize(..., antialias=True)`` is the ``ScaleAndTranslate`` op with a triangle
+    kernel widened by the shrink factor; it is not a TFLite built-in, but its weights are plain
+    arithmetic on the sizes, and the resize is then two matrix products. Same formula as the op
+    (sample at ``(i + 0.5) / scale``, kernel ``max(0, 1 - |x| / max(1 / scale, 1))``, weights
+    normalised by their sum); the sums run in another order, so an output can differ from the
+    op's in the last bits.
+    """
+    in_f = tf.cast(in_size, tf.float32)
+    inv_scale = 1.0 / (tf.cast(out_size, tf.float32) / in_f)
+    inv_kernel_scale = 1.0 / tf.maximum(inv_scale, 1.0)
+    sample = (tf.cast(tf.range(out_size), tf.float32) + 0.5) * inv_scale
+    position = tf.cast(tf.range(in_size), tf.float32)[None, :] + 0.5 - sample[:, None]
+    weight = tf.maximum(0.0, 1.0 - tf.abs(position * inv_kernel_scale))
+    # A division, not a product with the reciprocal the op uses: TFLite's XNNPACK delegate
+    # computes ``1 / tensor`` wrongly on dynamically shaped inputs (seen in TF 2.21).
+    return weight / tf.reduce_sum(weight, axis=1, keepdims=True)
+
+
+def _padded_weights(in_size, out_size, offset, target):
+    """Triangle weights to ``out_size`` placed at ``offset`` in ``target`` rows (zeros elsewhere)."""
+    weight = _triangle_weights(in_size, out_size)
+    return tf.pad(weight, [[offset, target - offset - out_size], [0, 0]])
+
+
+def _pad_layout(height, width, target_height, target_width):
+    """Resized size and offsets of ``tf.image.resize_with_pad``, computed as it does (float32)."""
+    f_height, f_width = tf.cast(height, tf.float32), tf.cast(width, tf.float32)
+    ratio = tf.maximum(f_width / float(target_width), f_height / float(target_height))
+    resized_h, resized_w = f_height / ratio, f_width / ratio
+    top = tf.maximum(0, tf.cast(tf.floor((float(target_height) - resized_h) / 2), tf.int32))
+    left = tf.maximum(0, tf.cast(tf.floor((float(target_width) - resized_w) / 2), tf.int32))
+    return (tf.cast(tf.floor(resized_h), tf.int32), tf.cast(tf.floor(resized_w), tf.int32), top, left)
+
+
+def builtin_resize(photo, preprocessing):
+    """The resize of :func:`graph_model_input` (no crop) in TFLite built-in ops; float32 pixels.
+
+    Without antialiasing ``tf.image`` already maps to TFLite's bilinear resize; with it, the
+    image is multiplied by :func:`_triangle_weights` along columns, then rows (the order of
+    ``ScaleAndTranslate``).
+    """
+    pixels = tf.cast(tf.convert_to_tensor(photo, tf.uint8), tf.float32)
+    target_h, target_w = preprocessing.image_size
+    if not preprocessing.antialias:
+        if preprocessing.resize == "pad":
+            resized = tf.image.resize_with_pad(pixels, target_h, target_w, method="bilinear")
+        else:
+            resized = tf.image.resize(pixels, (target_h, target_w), method="bilinear")
+        return _to_model_pixels(resized)
+    shape = tf.shape(pixels)
+    height, width = shape[0], shape[1]
+    if preprocessing.resize == "pad":
+        out_h, out_w, top, left = _pad_layout(height, width, target_h, target_w)
+        rows = _padded_weights(height, out_h, top, target_h)
+        cols = _padded_weights(width, out_w, left, target_w)
+    else:
+        rows = _triangle_weights(height, target_h)
+        cols = _triangle_weights(width, target_w)
+    # columns: (target_w, W) @ (W, H * 3)
+    by_column = tf.reshape(tf.transpose(pixels, [1, 0, 2]), [width, height * 3])
+    by_column = tf.transpose(tf.reshape(tf.matmul(cols, by_column), [target_w, height, 3]), [1, 0, 2])
+    # rows: (target_h, H) @ (H, target_w * 3)
+    resized = tf.matmul(rows, tf.reshape(by_column, [height, target_w * 3]))
+    return _to_model_pixels(tf.reshape(resized, [target_h, target_w, 3]))
+
+
+# ---------------------------------------------------------------------------------------------
+# writing
+
+
+def _photo_spec():
+    return tf.TensorSpec((None, None, 3), tf.uint8, name=INPUT_NAME)
+
+
+def _write_savedmodel(model, preprocessing, directory, *, builtin_only=False):
+    """Write a SavedModel whose ``serving_default`` maps ``photo`` to ``{task: (1,)}``.
+
+    ``builtin_only`` writes the TFLite graph (no crop, :func:`builtin_resize`, no box output);
+    otherwise the full :func:`graph_model_input` path and a ``crop_box`` output.
+    """
+    tasks = tuple(model.output_names)
+
+    def serve(photo):
+        if builtin_only:
+            pixels, box = builtin_resize(photo, preprocessing), None
+        else:
+            pixels, box = graph_model_input(photo, preprocessing)
+        outputs = model(pixels[None], training=False)
+        result = {task: tf.reshape(outputs[task], [1]) for task in tasks}
+        if box is not None:
+            result[BOX_NAME] = box
+        return result
+
     archive = keras.export.ExportArchive()
     archive.track(model)
-    archive.add_endpoint(
-        name=SIGNATURE,
-        fn=lambda images: model(images, training=False),
-        input_signature=[_input_spec(model)],
-    )
+    archive.add_endpoint(name=SIGNATURE, fn=serve, input_signature=[_photo_spec()])
     archive.write_out(os.fspath(directory), verbose=False)
 
 
-def export_savedmodel(model, out):
-    """Export ``model`` as a SavedModel folder at ``out`` (written beside it, then renamed)."""
+def export_savedmodel(model, preprocessing, out):
+    """Export ``model`` with its photo preprocessing as a SavedModel folder at ``out``.
+
+    Written beside ``out``, then renamed, so an interrupted export never leaves half a folder.
+    """
+    preprocessing = Preprocessing.from_dict(preprocessing)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
-        _write_savedmodel(model, staging / "model")
+        _write_savedmodel(model, preprocessing, staging / "model")
         if out.exists():
             shutil.rmtree(out)
         os.replace(staging / "model", out)
@@ -83,28 +234,26 @@ def export_savedmodel(model, out):
     return out
 
 
-def export_tflite(model, out):
-    """Convert ``model`` to a float32 TFLite flat buffer at ``out``.
+def export_tflite(model, preprocessing, out):
+    """Convert ``model`` with its resize (no crop) to a float32 TFLite flat buffer at ``out``.
 
     Converted from a SavedModel with the serving signature, so the TFLite file keeps the named
-    input (``images``) and the task-named outputs. Ops TFLite lacks (none in the four variants,
+    input (``photo``) and the task-named outputs. Ops TFLite lacks (none in the four variants,
     but a custom layer might add some) fall back to TensorFlow ops, which need the Flex
     delegate at run time; a warning says so.
     """
+    preprocessing = Preprocessing.from_dict(preprocessing)
     with tempfile.TemporaryDirectory(prefix="skin-cnn-export-") as tmp:
-        _write_savedmodel(model, Path(tmp) / "saved")
-        converter = tf.lite.TFLiteConverter.from_saved_model(
-            os.fspath(Path(tmp) / "saved"), signature_keys=[SIGNATURE]
-        )
+        saved = os.fspath(Path(tmp) / "saved")
+        _write_savedmodel(model, preprocessing, saved, builtin_only=True)
+        converter = tf.lite.TFLiteConverter.from_saved_model(saved, signature_keys=[SIGNATURE])
         try:
             flat = converter.convert()
         except Exception as exc:  # noqa: BLE001 (the converter raises several types for a missing op)
             logger.warning(
                 "TFLite builtins could not express the model (%s); using TF select ops", exc
             )
-            converter = tf.lite.TFLiteConverter.from_saved_model(
-                os.fspath(Path(tmp) / "saved"), signature_keys=[SIGNATURE]
-            )
+            converter = tf.lite.TFLiteConverter.from_saved_model(saved, signature_keys=[SIGNATURE])
             converter.target_spec.supported_ops = [
                 tf.lite.OpsSet.TFLITE_BUILTINS,
                 tf.lite.OpsSet.SELECT_TF_OPS,
@@ -119,42 +268,78 @@ def export_tflite(model, out):
 # running an export
 
 
-def run_savedmodel(path, images):
-    """Probabilities ``{task: (n,)}`` from a SavedModel's serving signature."""
-    loaded = tf.saved_model.load(os.fspath(path))
-    fn = loaded.signatures[SIGNATURE]
-    out = fn(**{INPUT_NAME: tf.convert_to_tensor(np.asarray(images, np.float32))})
-    return {task: np.asarray(v).reshape(-1) for task, v in out.items()}
+def _photo_array(photo):
+    photo = np.asarray(photo)
+    if photo.ndim != 3 or photo.shape[2] != 3 or photo.dtype != np.uint8:
+        raise ValueError(f"expected a uint8 RGB photo of shape (H, W, 3); got {photo.dtype} {photo.shape}")
+    return np.ascontiguousarray(photo)
 
 
-def run_tflite(path, images):
-    """Probabilities ``{task: (n,)}`` from a TFLite file, one image per invocation."""
+def run_savedmodel(path, photos):
+    """``(probabilities {task: (n,)}, boxes (n, 4) int)`` from a SavedModel, one photo per call."""
+    fn = tf.saved_model.load(os.fspath(path)).signatures[SIGNATURE]
+    results, boxes = {}, []
+    for photo in photos:
+        out = fn(**{INPUT_NAME: tf.constant(_photo_array(photo))})
+        boxes.append(np.asarray(out.pop(BOX_NAME)).reshape(4))
+        for task, value in out.items():
+            results.setdefault(task, []).append(float(np.asarray(value).reshape(-1)[0]))
+    probabilities = {task: np.asarray(v, np.float32) for task, v in results.items()}
+    return probabilities, np.asarray(boxes, np.int64).reshape(-1, 4)
+
+
+def tflite_interpreter(path):
+    """A TFLite interpreter: LiteRT's when installed, else TensorFlow's own (deprecated)."""
     if LiteRTInterpreter is not None:
-        interpreter = LiteRTInterpreter(model_path=os.fspath(path))
-    else:  # TensorFlow's own interpreter, deprecated in favour of LiteRT
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)
-            interpreter = tf.lite.Interpreter(model_path=os.fspath(path))
-    runner = interpreter.get_signature_runner(SIGNATURE)
+        return LiteRTInterpreter(model_path=os.fspath(path))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        return tf.lite.Interpreter(model_path=os.fspath(path))
+
+
+def run_tflite(path, photos):
+    """Probabilities ``{task: (n,)}`` from a TFLite file, one photo (already cropped) per call."""
+    runner = tflite_interpreter(path).get_signature_runner(SIGNATURE)
     results = {}
-    for image in np.asarray(images, np.float32):
-        out = runner(**{INPUT_NAME: image[None]})
+    for photo in photos:
+        out = runner(**{INPUT_NAME: _photo_array(photo)})
         for task, value in out.items():
             results.setdefault(task, []).append(float(np.asarray(value).reshape(-1)[0]))
     return {task: np.asarray(v, np.float32) for task, v in results.items()}
 
 
 # ---------------------------------------------------------------------------------------------
-# sample images for the check
+# sample photos for the check
 
 
-def sample_images(predictor, n, run_dir=None, seed=0):
-    """``(images, source)``: ``n`` model-ready images for the numerical check.
+def random_photos(n, image_size, seed=0):
+    """``n`` seeded photos of several sizes around ``image_size`` (odd sizes, wide and tall).
 
-    The run's test (else any) images from ``run_dir/split.csv`` when they can be read, else
-    seeded uniform random images in [0, 255].
+    Smooth colour fields with a differently coloured patch, so the hue crop has two clusters
+    to find, plus noise; sizes are not multiples of the crop's downscale factor.
     """
-    images, source = [], None
+    rng = np.random.default_rng(seed)
+    height, width = image_size
+    photos = []
+    for i in range(n):
+        h = max(3, int(height * rng.uniform(0.6, 2.2)) | 1)
+        w = max(3, int(width * rng.uniform(0.6, 2.2)) | 1)
+        photo = np.empty((h, w, 3), np.float64)
+        photo[:] = rng.uniform(40, 220, size=3)
+        top, left = rng.integers(0, h // 3 + 1), rng.integers(0, w // 3 + 1)
+        photo[top:top + h // 2 + 1, left:left + w // 2 + 1] = rng.uniform(40, 220, size=3)
+        photo += rng.normal(0, 12, size=photo.shape)
+        photos.append(np.clip(np.round(photo), 0, 255).astype(np.uint8))
+    return photos
+
+
+def sample_photos(predictor, n, run_dir=None, seed=0):
+    """``(photos, source)``: ``n`` uint8 photos, as decoded, for the numerical check.
+
+    The run's test (else any) photos from ``run_dir/split.csv`` when they can be read, topped
+    up with :func:`random_photos`.
+    """
+    photos, source = [], None
     split = Path(run_dir) / "split.csv" if run_dir is not None else None
     if split is not None and split.is_file() and n > 0:
         frame = load_split(split)
@@ -162,21 +347,19 @@ def sample_images(predictor, n, run_dir=None, seed=0):
             frame = frame[frame["split"] == "test"]
         for path in frame["image_path"]:
             try:
-                images.append(predictor.preprocess(predictor.read(path))[0])
+                photos.append(predictor.read(path))
             except ValueError as exc:  # ImageReadError is a ValueError
                 logger.warning("check image skipped: %s", exc)
-            if len(images) == n:
+            if len(photos) == n:
                 break
-        if images:
-            source = f"{split} ({len(images)} images)"
-    if len(images) < n:
-        rng = np.random.default_rng(seed)
-        height, width = predictor.image_size
-        extra = rng.uniform(0, 255, size=(n - len(images), height, width, 3)).astype(np.float32)
-        images.extend(extra)
-        random_note = f"{len(extra)} seeded random images (seed {seed})"
+        if photos:
+            source = f"{split} ({len(photos)} images)"
+    if len(photos) < n:
+        extra = random_photos(n - len(photos), predictor.image_size, seed)
+        photos.extend(extra)
+        random_note = f"{len(extra)} seeded random photos (seed {seed})"
         source = f"{source} + {random_note}" if source else random_note
-    return np.stack(images).astype(np.float32), source
+    return photos, source
 
 
 def compare(reference, candidate):
@@ -191,64 +374,83 @@ def compare(reference, candidate):
     return per_task, max(per_task.values()) if per_task else 0.0
 
 
-def export_model(model_or_run_path, fmt, out, check_images=8, seed=0):
-    """Export a run's model (or a ``.keras`` file) and check it against the Keras model.
-
-    Parameters
-    ----------
-    model_or_run_path : str or Path
-        A run folder or a ``.keras`` file (loaded with ``safe_mode=True``).
-    fmt : {"savedmodel", "tflite"}
-    out : str or Path
-        A folder for a SavedModel, a file for TFLite.
-    check_images : int
-        Sample images for the check (0 skips it; not recommended).
-    seed : int
-        Seed of the random sample images.
+def check_export(predictor, fmt, path, photos):
+    """Compare an export with ``predictor`` on decoded photos, as ``skin-cnn predict`` runs them.
 
     Returns
     -------
     dict
-        The check written to ``OUT.check.json``: ``format``, ``path``, ``n_images``,
-        ``images`` (where they came from), ``max_abs_diff`` per task, ``max_abs_diff_all``,
-        ``tolerance`` and ``passed``.
+        ``max_abs_diff`` per task, ``max_abs_diff_all``, and for a SavedModel
+        ``crop_boxes_equal`` (photos whose ``crop_box`` equals the predictor's box) and
+        ``crop_box_mismatches`` (up to 10 ``{index, expected, got}``).
+    """
+    boxes = [predictor.crop_box(photo) for photo in photos]
+    reference = predictor.predict_images(photos)
+    result = {}
+    if fmt == "savedmodel":
+        got, got_boxes = run_savedmodel(path, photos)
+        mismatches = [
+            {"index": i, "expected": list(map(int, box)), "got": got_boxes[i].tolist()}
+            for i, box in enumerate(boxes)
+            if tuple(int(v) for v in got_boxes[i]) != tuple(int(v) for v in box)
+        ]
+        result.update(crop_boxes_equal=len(photos) - len(mismatches), crop_box_mismatches=mismatches[:10])
+    else:
+        got = run_tflite(path, [crop_image(photo, box) for photo, box in zip(photos, boxes)])
+    per_task, worst = compare(reference, got)
+    result.update(max_abs_diff=per_task, max_abs_diff_all=worst)
+    return result
+
+
+def export_model(model_or_run_path, fmt, out, check_images=8, seed=0):
+    """Export a run's model (or a ``.keras`` file) with its preprocessing, and check it.
+
+    Parameters
+    ----------
+    model_or_run_path : str or Path
+        A run folder or a ``.keras`` file (loaded with ``safe_mode=True``); the preprocessing
+        is the one ``skin-cnn predict`` uses (:func:`~skin_cnn.predict.load_predictor`).
+    fmt : {"savedmodel", "tflite"}
+    out : str or Path
+        A folder for a SavedModel, a file for TFLite.
+    check_images : int
+        Sample photos for the check (0 skips it; not recommended).
+    seed : int
+        Seed of the random sample photos.
+
+    Returns
+    -------
+    dict
+        The check written to ``OUT.check.json``: ``format``, ``path``, ``input``, ``crop``
+        (whether and where the crop happens), ``preprocessing``, ``n_images``, ``images``
+        (where they came from), ``max_abs_diff`` per task, ``max_abs_diff_all``,
+        ``crop_boxes_equal`` (SavedModel), ``tolerance`` and ``passed``.
     """
     if fmt not in FORMATS:
         raise ValueError(f"unknown export format {fmt!r}; expected one of {', '.join(FORMATS)}")
     predictor = load_predictor(model_or_run_path)
     _, run_dir = resolve_model_path(model_or_run_path)
-    model = predictor.model
     out = Path(out)
     if fmt == "savedmodel":
-        export_savedmodel(model, out)
-        runner = run_savedmodel
+        export_savedmodel(predictor.model, predictor.preprocessing, out)
     else:
-        export_tflite(model, out)
-        runner = run_tflite
+        export_tflite(predictor.model, predictor.preprocessing, out)
     check = {
         "format": fmt,
         "path": os.fspath(out),
         "model": os.fspath(model_or_run_path),
-        "input": {
-            "name": INPUT_NAME,
-            "shape": [None, *predictor.image_size, 3],
-            "dtype": "float32",
-            "range": [0, 255],
-        },
+        "input": {"name": INPUT_NAME, "shape": [None, None, 3], "dtype": "uint8"},
+        "crop": CROP_NOTES[fmt] if predictor.preprocessing.crop else "the run does not crop",
         "preprocessing": predictor.preprocessing.to_dict(),
+        "preprocessing_source": getattr(predictor, "preprocessing_source", None),
         "tolerance": TOLERANCES[fmt],
     }
     if check_images > 0:
-        images, source = sample_images(predictor, int(check_images), run_dir, seed)
-        reference = predictor.predict_tensors(images)
-        per_task, worst = compare(reference, runner(out, images))
-        check.update(
-            n_images=len(images),
-            images=source,
-            max_abs_diff=per_task,
-            max_abs_diff_all=worst,
-            passed=bool(worst < TOLERANCES[fmt]),
-        )
+        photos, source = sample_photos(predictor, int(check_images), run_dir, seed)
+        check.update(n_images=len(photos), images=source)
+        check.update(check_export(predictor, fmt, out, photos))
+        boxes_ok = check.get("crop_boxes_equal", len(photos)) == len(photos)
+        check["passed"] = bool(check["max_abs_diff_all"] < TOLERANCES[fmt] and boxes_ok)
     else:
         check.update(n_images=0, images=None, max_abs_diff={}, max_abs_diff_all=None, passed=None)
     write_json(check_path(out), check)
@@ -256,26 +458,36 @@ def export_model(model_or_run_path, fmt, out, check_images=8, seed=0):
 
 
 def describe_check(check):
-    """One line for people: what was compared and the largest difference."""
+    """One line for people: what was compared, the largest difference and the crop boxes."""
     if not check["n_images"]:
         return f"{check['format']} written to {check['path']} (not checked)"
-    verdict = "ok" if check["passed"] else "ABOVE the tolerance"
+    verdict = "ok" if check["max_abs_diff_all"] < check["tolerance"] else "ABOVE the tolerance"
+    boxes = ""
+    if "crop_boxes_equal" in check:
+        equal = check["crop_boxes_equal"] == check["n_images"]
+        boxes = f"; crop boxes equal {check['crop_boxes_equal']}/{check['n_images']}{'' if equal else ' (DIFFER)'}"
     return (
         f"{check['format']} written to {check['path']}; "
-        f"max |Δp| vs Keras over {check['n_images']} images "
-        f"= {check['max_abs_diff_all']:.2e} ({verdict}, tolerance {check['tolerance']:g}); "
+        f"max |Δp| vs skin-cnn predict over {check['n_images']} photos "
+        f"= {check['max_abs_diff_all']:.2e} ({verdict}, tolerance {check['tolerance']:g}){boxes}; "
         f"details in {check_path(check['path'])}"
     )
 
 
 __all__ = [
+    "BOX_NAME",
     "FORMATS",
+    "INPUT_NAME",
     "TOLERANCES",
+    "builtin_resize",
+    "check_export",
     "check_path",
     "describe_check",
     "export_model",
     "export_savedmodel",
     "export_tflite",
+    "graph_model_input",
+    "random_photos",
     "run_savedmodel",
     "run_tflite",
 ]

@@ -2,19 +2,26 @@
 
 A model is only as good as the match between what it saw in training and what it is shown
 afterwards: a photo that is cropped differently, or stretched instead of padded, is a different
-input. :func:`load_predictor` therefore reads the :class:`~skin_cnn.data.preprocessing.Preprocessing`
-from the run folder the model was trained in (``runs/NAME/config.json``, entry
-``preprocessing``), and every path through this module — :class:`Predictor`,
+input, and a probability turned into a class at another threshold than the one chosen on
+validation is a different answer. :func:`load_predictor` therefore takes the
+:class:`~skin_cnn.data.preprocessing.Preprocessing`, the task classes and the thresholds from the
+model itself (its :class:`~skin_cnn.models.info.ModelInfo` layer, written by training and by
+``skin-cnn evaluate --threshold youden|sens:…|spec:…``), and every path through this module — :class:`Predictor`,
 :func:`predict_frame` (used by ``skin-cnn evaluate``), ``skin-cnn predict`` and ``skin-cnn
 serve`` — turns a photo into the model's input with
 :func:`skin_cnn.data.preprocessing.model_input`, the function training prepared its images with:
 decode, crop (a frame's own ``crop_*`` columns when present, as in training), resize, round to
 uint8, then float32 RGB in [0, 255] to the model (whose first layer normalises).
 
-A ``.keras`` file outside a run folder carries no record of its preprocessing. It is then taken
-from the model itself: ``image_size`` from its input shape, the study's hue crop on,
-``resize="stretch"``. Pass ``preprocessing=`` to :func:`load_predictor` when the model was
-trained otherwise.
+Models saved before that layer existed carry no such record. Their preprocessing comes from the
+run folder they sit in (``runs/NAME/config.json``, entry ``preprocessing``) or, for a ``.keras``
+file on its own, is assumed: ``image_size`` from the input shape, the study's hue crop on,
+``resize="stretch"`` (``Predictor.preprocessing_source`` says which). Their threshold is 0.5.
+
+Every task answers a *conditional* question, "if the photo shows one of these two diseases,
+which one?": the model has no output for "neither", so a photo of psoriasis still gets an acne
+vs rosacea answer. :data:`CONDITIONAL_NOTE` and :func:`task_question` give the wording every
+output (table, page, JSON) uses.
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ import logging
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +45,67 @@ logger = logging.getLogger(__name__)
 
 #: Files looked for, in this order, when a run folder is given instead of a model file.
 RUN_MODEL_FILES = ("best.keras", "last.keras")
+#: The pre-specified threshold, used for every task whose model stores no chosen one.
+DEFAULT_THRESHOLD = 0.5
+#: What every task's answer means, said wherever answers are shown.
+CONDITIONAL_NOTE = (
+    "Each task answers only \"if the photo shows one of these two diseases, which one?\". It does "
+    "not say whether either disease is present: a photo of something else still gets an answer. "
+    "Read only the task that matches the question you are asking."
+)
+
+
+def display_class(name):
+    """A class name as people write it (``ctcl`` → ``CTCL``, ``acne`` → ``Acne``)."""
+    return "CTCL" if name.lower() == "ctcl" else name[:1].upper() + name[1:]
+
+
+def task_question(positive, negative):
+    """The conditional question a task answers, e.g. "If it is psoriasis or eczema: which one?"."""
+    return f"If it is {display_class(positive)} or {display_class(negative)}: which one?"
+
+
+@dataclass(frozen=True)
+class TaskThreshold:
+    """The threshold a task's positive-class probability is compared with (``>=``: positive).
+
+    Attributes
+    ----------
+    value : float
+    rule : str
+        ``"default"`` for the pre-specified 0.5; otherwise how it was chosen on validation
+        predictions (``youden``, ``sensitivity >= 0.9``, …).
+    method : str
+        The full description recorded with it (the method and the validation predictions).
+    """
+
+    value: float = DEFAULT_THRESHOLD
+    rule: str = "default"
+    method: str = "pre-specified default"
+
+    @property
+    def chosen(self):
+        """True when the threshold was chosen on validation predictions."""
+        return self.rule not in ("default", "fixed")
+
+    def describe(self):
+        """``0.5 (default)``, ``0.3 (fixed)`` or ``0.412 (youden, chosen on validation)``."""
+        if self.rule in ("default", "fixed"):
+            return f"{self.value:g} ({self.rule})"
+        return f"{self.value:.3g} ({self.rule}, chosen on validation)"
+
+    def to_dict(self):
+        return {"value": self.value, "rule": self.rule, "method": self.method}
+
+    @classmethod
+    def from_value(cls, value):
+        """A TaskThreshold from itself, a number (a fixed threshold) or a stored entry."""
+        if isinstance(value, cls):
+            return value
+        if isinstance(value, dict):
+            return cls(float(value["value"]), str(value.get("rule") or "fixed"),
+                       str(value.get("method") or ""))
+        return cls(float(value), "fixed", "given")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -110,14 +179,44 @@ class Predictor:
         Shown by ``skin-cnn serve`` (``/healthz``).
     max_pixels : int or None
         Images with more pixels are refused before decoding (decompression bombs).
+    thresholds : mapping, optional
+        ``{task: threshold}`` (a number, a stored entry or a :class:`TaskThreshold`) overriding
+        the thresholds stored in the model; tasks with neither use 0.5.
+    preprocessing_source : str, optional
+        Where the preprocessing came from, for people (``model file``, ``run config.json``, …).
+
+    Attributes
+    ----------
+    thresholds : dict of str -> TaskThreshold
+        The threshold of every task, used by :meth:`predicted_class` and shown by ``predict``
+        and ``serve``.
+    classes : dict of str -> (str, str)
+        ``(positive, negative)`` class names of every task, from the model when it stores them.
     """
 
-    def __init__(self, model, preprocessing, *, name=None, max_pixels=DEFAULT_MAX_PIXELS):
+    def __init__(self, model, preprocessing, *, name=None, max_pixels=DEFAULT_MAX_PIXELS,
+                 thresholds=None, preprocessing_source=None):
+        from skin_cnn.models.info import model_info
+
         self.model = model
         self.preprocessing = Preprocessing.from_dict(preprocessing)
+        self.preprocessing_source = preprocessing_source or "given"
         self.name = name or model.name
         self.max_pixels = max_pixels
         self.tasks = tuple(model.output_names)
+        info = model_info(model) or {}
+        stored = {t["name"]: (t["positive"], t["negative"]) for t in info.get("tasks", [])}
+        self.classes = {
+            task: stored.get(task) or ((TASKS[task].positive, TASKS[task].negative)
+                                       if task in TASKS else ("positive", "negative"))
+            for task in self.tasks
+        }
+        chosen = dict(info.get("thresholds", {}))
+        chosen.update(thresholds or {})
+        self.thresholds = {
+            task: TaskThreshold.from_value(chosen[task]) if task in chosen else TaskThreshold()
+            for task in self.tasks
+        }
         self._lock = threading.Lock()
         height, width = self.preprocessing.image_size
         expected = tuple(model.inputs[0].shape[1:3])
@@ -132,6 +231,15 @@ class Predictor:
     def image_size(self):
         """``(height, width)`` of the model input."""
         return tuple(self.preprocessing.image_size)
+
+    def predicted_class(self, task, probability):
+        """The class a positive-class probability stands for at the task's threshold."""
+        positive, negative = self.classes[task]
+        return positive if probability >= self.thresholds[task].value else negative
+
+    def question(self, task):
+        """The conditional question ``task`` answers (:func:`task_question`)."""
+        return task_question(*self.classes[task])
 
     # -- single images ------------------------------------------------------------------------
 
@@ -213,8 +321,58 @@ class Predictor:
         from skin_cnn.explain import gradcam_batch
 
         tasks = self.tasks if tasks is None else tuple(tasks)
+        thresholds = {task: self.thresholds[task].value for task in tasks}
         with self._lock:
-            return gradcam_batch(self.model, tensors, tasks, target=target)
+            return gradcam_batch(self.model, tensors, tasks, target=target, thresholds=thresholds)
+
+    def explain_photo(self, photo, tasks=None, *, name="", max_side=None, prepared=None):
+        """Grad-CAM pictures of a decoded photo, one per task, for people to look at.
+
+        Each is the heat map of the task's reported class on the whole photo at its own
+        resolution (:func:`skin_cnn.explain.gradcam_figure`), captioned with the task's
+        conditional question, the answer, the probability and the threshold.
+
+        Parameters
+        ----------
+        photo : numpy.ndarray
+            uint8 RGB (H, W, 3), as :meth:`read` returns it.
+        tasks : sequence of str, optional
+            Default: every task.
+        name : str
+            The file name, written in the caption.
+        max_side : int, optional
+            Shrink larger photos to this longer side first (web previews).
+        prepared : tuple, optional
+            ``(tensor, box)`` from :meth:`preprocess` of this photo, when already computed.
+
+        Returns
+        -------
+        pictures : dict of str -> numpy.ndarray
+            uint8 RGB per task.
+        probabilities : dict of str -> float
+            The positive-class probability of each task.
+        """
+        from skin_cnn.explain import gradcam_figure
+
+        tasks = self.tasks if tasks is None else tuple(tasks)
+        tensor, box = prepared if prepared is not None else self.preprocess(photo)
+        heatmaps, probs = self.explain(tensor[None], tasks)
+        pictures, probabilities = {}, {}
+        whole = tuple(box) == (0, 0, photo.shape[1], photo.shape[0])
+        for task in tasks:
+            p = float(probs[task][0])
+            positive, _ = self.classes[task]
+            answer = display_class(self.predicted_class(task, p))
+            where = "" if whole else " (white box: the region the model sees)"
+            pictures[task] = gradcam_figure(
+                photo, heatmaps[task][0], box, resize=self.preprocessing.resize,
+                max_side=max_side, title=f"{self.question(task)} → {answer}",
+                lines=[f"{name + ' · ' if name else ''}P({display_class(positive)}) = {p:.3f} · "
+                       f"threshold {self.thresholds[task].describe()} · model {self.name}"],
+                bar_label=f"Grad-CAM: where the photo speaks for {answer}{where}",
+            )
+            probabilities[task] = p
+        return pictures, probabilities
 
 
 def _batched(predictor, tensors, batch_size):
@@ -234,30 +392,92 @@ def load_predictor(model_or_run_path, preprocessing=None, *, max_pixels=DEFAULT_
     Parameters
     ----------
     model_or_run_path : str or Path
-        A run folder (``best.keras`` is used, else ``last.keras``) or a ``.keras`` file. For a
-        file inside a run folder the folder's ``config.json`` gives the preprocessing.
+        A run folder (``best.keras`` is used, else ``last.keras``) or a ``.keras`` file.
     preprocessing : mapping, optional
-        Overrides what the run folder says. Without it and without a run folder: the model's
-        input size, the study's hue crop on, ``resize="stretch"``.
+        Overrides what the model stores. Without it: the model's stored preprocessing, else
+        (models saved without one) the run folder's ``config.json``, else the model's input
+        size, the study's hue crop on, ``resize="stretch"``.
     max_pixels : int or None
         Refuse larger photos before decoding them.
     """
+    from skin_cnn.models.info import model_info
+
     model_file, run_dir = resolve_model_path(model_or_run_path)
     model = load_keras_model(model_file)
-    if preprocessing is None:
+    stored = (model_info(model) or {}).get("preprocessing")
+    if preprocessing is not None:
+        source = "given"
+    elif stored is not None:
+        preprocessing, source = Preprocessing.from_dict(stored, source=f"{model_file}"), "model file"
         if run_dir is not None:
-            preprocessing = read_run_preprocessing(run_dir)
-        else:
-            size = tuple(model.inputs[0].shape[1:3])
-            if None in size:
-                raise ValueError(
-                    f"{model_file}: the model's input size is not fixed and there is no run folder "
-                    "config.json; pass preprocessing={'image_size': [H, W], ...}"
-                )
-            preprocessing = Preprocessing(image_size=size)
-            logger.info("%s: no run folder; assuming %s", model_file, preprocessing)
+            _warn_if_config_differs(run_dir, preprocessing, model_file)
+    elif run_dir is not None:
+        preprocessing, source = read_run_preprocessing(run_dir), "run config.json"
+    else:
+        size = tuple(model.inputs[0].shape[1:3])
+        if None in size:
+            raise ValueError(
+                f"{model_file}: the model stores no preprocessing, its input size is not fixed and "
+                "there is no run folder config.json; pass preprocessing={'image_size': [H, W], ...}"
+            )
+        preprocessing = Preprocessing(image_size=size)
+        source = "assumed (the model stores none)"
+        logger.info("%s: stores no preprocessing and is not in a run folder; assuming %s",
+                    model_file, preprocessing.describe())
     name = run_dir.name if run_dir is not None else model_file.stem
-    return Predictor(model, preprocessing, name=name, max_pixels=max_pixels)
+    return Predictor(model, preprocessing, name=name, max_pixels=max_pixels,
+                     preprocessing_source=source)
+
+
+def _warn_if_config_differs(run_dir, stored, model_file):
+    try:
+        recorded = read_run_preprocessing(run_dir)
+    except (OSError, ValueError):
+        return
+    if recorded != stored:
+        logger.warning("%s: the run's config.json says %s but the model stores %s; using the model's",
+                       model_file, recorded.describe(), stored.describe())
+
+
+def store_chosen_thresholds(run_dir, thresholds, rule, method):
+    """Write thresholds chosen on a run's validation predictions into the run's model file.
+
+    ``skin-cnn evaluate RUN --threshold youden|sens:X|spec:X`` calls this, so that ``predict``
+    and ``serve`` answer at the threshold the evaluation reported, with or without the run
+    folder around the ``.keras`` file (:func:`skin_cnn.models.info.store_thresholds`).
+
+    Parameters
+    ----------
+    run_dir : str or Path
+        The run folder; its ``best.keras`` (else ``last.keras``) is updated.
+    thresholds : dict of str -> float
+    rule : skin_cnn.evaluation.threshold.ThresholdRule
+        How they were chosen (``youden``, ``sensitivity`` with a target, …).
+    method : str
+        The full description (``metrics.json``'s ``threshold_method``).
+
+    Returns
+    -------
+    pathlib.Path or None
+        The model file written; None when the run folder holds no model file (predictions made
+        elsewhere), which is logged.
+    """
+    from skin_cnn.models.info import store_thresholds
+
+    try:
+        model_file, run_dir = resolve_model_path(run_dir)
+    except (FileNotFoundError, ValueError) as exc:
+        logger.warning("thresholds not stored in a model: %s", exc)
+        return None
+    label = rule.method if rule.target is None else f"{rule.method} >= {rule.target:g}"
+    try:
+        recorded = read_run_preprocessing(run_dir).to_dict() if run_dir is not None else None
+    except (OSError, ValueError):
+        recorded = None
+    store_thresholds(model_file, {task: {"value": float(value), "rule": label, "method": method}
+                                  for task, value in thresholds.items()}, preprocessing=recorded)
+    logger.info("%s: thresholds chosen on validation stored (%s)", model_file, label)
+    return model_file
 
 
 # ---------------------------------------------------------------------------------------------
@@ -324,7 +544,8 @@ def predict_frame(model, frame, preprocessing=None, *, batch_size=32, progress=T
             )
         model = Predictor(model, preprocessing)
     elif preprocessing is not None:
-        model = Predictor(model.model, preprocessing, name=model.name, max_pixels=model.max_pixels)
+        model = Predictor(model.model, preprocessing, name=model.name, max_pixels=model.max_pixels,
+                          thresholds=model.thresholds)
     predictor = model
     if "image_path" not in frame.columns:
         raise ValueError("frame has no image_path column")
@@ -381,7 +602,11 @@ def predict_frame(model, frame, preprocessing=None, *, batch_size=32, progress=T
     return FramePredictions(probs, ok, skipped)
 
 
-def predicted_class(task, probability, threshold=0.5):
-    """The class name a probability of the positive class stands for (``>= threshold``: positive)."""
+def predicted_class(task, probability, threshold=DEFAULT_THRESHOLD):
+    """The class name a probability of the positive class stands for (``>= threshold``: positive).
+
+    For one of the study's tasks; :meth:`Predictor.predicted_class` uses the model's own classes
+    and threshold.
+    """
     spec = TASKS[task]
     return spec.positive if probability >= threshold else spec.negative

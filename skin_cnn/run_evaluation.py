@@ -74,23 +74,62 @@ def run_folder_of(predictions_csv):
 # prediction and flow
 
 
-def run_flow(run_dir, split, split_frame, predictions, skipped):
-    """Flow steps of a run evaluation: the split's own flow file when it can be found (the
-    ``SPLIT.flow.json`` that ``skin-cnn split`` writes beside the split, or one in the run folder),
-    else what the run's ``split.csv`` tells, then the images actually evaluated."""
-    from skin_cnn.evaluation import plots
+def run_record(run_dir, split_frame):
+    """The flow record of a run up to and including training.
 
-    candidates = [Path(run_dir) / "split.flow.json", Path(run_dir) / "flow.json"]
-    original = _config(run_dir).get("split")
-    if original:
-        candidates.insert(0, Path(original).with_suffix(".flow.json"))
-    found = next((path for path in candidates if path.is_file()), None)
-    flow = plots.load_flow(found, split) if found else plots.flow_from_split(split_frame, split)
-    reasons = {"image could not be read": len(skipped)} if skipped else {}
-    evaluated = plots.flow_from_predictions(predictions)["steps"][0]
-    evaluated.update(name="Evaluated", excluded=reasons)
-    flow["steps"].append(evaluated)
-    return flow
+    The run's own ``split.flow.json`` when training wrote one; else the record beside the split
+    CSV the run was trained on (``config.json`` ``split``), provided it describes that very file
+    (its SHA-256 is the ``split_sha256`` of the config); else a record started from the run's
+    ``split.csv``. A ``training`` step is added from ``skipped_images.csv`` when the record has
+    none, so every step of manifest → split → cleanse → crop → train is in the chain.
+    """
+    from skin_cnn.evaluation import flow as flows
+    from skin_cnn.training.run_folder import read_skipped
+
+    run_dir = Path(run_dir)
+    config = _config(run_dir)
+    record = None
+    own = run_dir / "split.flow.json"
+    if own.is_file():
+        record = flows.read_record(run_dir / "split.csv")
+    if record is None and config.get("split"):
+        original = Path(config["split"])
+        candidate = flows.read_record(original) if original.is_file() else None
+        described = (candidate or {}).get("describes", {}).get("sha256")
+        expected = config.get("split_sha256")
+        if candidate is not None and (not expected or not described or described == expected):
+            record = candidate
+    if record is None:
+        record = flows.start_record(run_dir / "split.csv", split_frame)
+    if not any(step.get("name") == "training" for step in record["steps"]):
+        skipped = read_skipped(run_dir / "skipped_images.csv")
+        record = dict(record, steps=[*record["steps"], flows.training_step(split_frame, skipped)])
+    return record
+
+
+def run_flow(run_dir, split, split_frame, predictions, skipped):
+    """The flow chain of a run evaluation: the run's record (:func:`run_record`) for ``split``,
+    then the images that received an index test result, those that could not be read being
+    excluded with their reason."""
+    from skin_cnn.evaluation import flow as flows
+    from skin_cnn.training.run_folder import read_skipped
+
+    record = run_record(run_dir, split_frame)
+    chain = flows.chain(record, split)
+    earlier = [s["image_path"] for s in read_skipped(Path(run_dir) / "skipped_images.csv")
+               if s.get("split") == split]
+    return flows.append_step(chain, flows.evaluation_step(predictions, skipped, earlier))
+
+
+def _flow_of(run_dir, split, frame, preds, skipped, given):
+    """The chain drawn for an evaluation: the run's own, or ``given`` ending in the evaluated
+    images."""
+    from skin_cnn.evaluation import flow as flows
+    from skin_cnn.evaluation.plots import normalise_flow
+
+    if given is None:
+        return run_flow(run_dir, split, frame, preds, skipped)
+    return flows.append_step(normalise_flow(given, split), flows.evaluation_step(preds, skipped))
 
 
 def _config(run_dir):
@@ -174,6 +213,8 @@ def evaluate_run(
     predictor=None,
     progress=True,
     auc_ci="wald",
+    fairness=(),
+    n_failures=4,
 ):
     """Predict a run's split with its best model, write ``predictions_<split>.csv`` and evaluate.
 
@@ -191,13 +232,20 @@ def evaluate_run(
         Fixed, or chosen on validation predictions (``youden``, ``sens:0.90``): those are read
         from ``val_predictions``, else from the run folder (``val_predictions.csv``, written by
         training), else the validation split is predicted. They must share no image, patient or
-        split group with the evaluated split.
+        split group with the evaluated split. Fitted thresholds are also stored in the run's
+        model file (:func:`skin_cnn.predict.store_chosen_thresholds`) for ``predict`` and ``serve``.
     flow : dict, optional
-        Flow steps; default from the split's flow file or ``split.csv``.
+        A flow record or chain (:func:`skin_cnn.evaluation.plots.load_flow`) to draw instead of
+        the run's own (:func:`run_flow`); the evaluated images are added as its last step.
     predictor : skin_cnn.predict.Predictor, optional
         An already loaded model (e.g. at the end of training).
     auc_ci : {"wald", "logit"}
         Scale of the DeLong AUC interval.
+    fairness : sequence of str
+        Columns to give a fairness section (e.g. ``fitzpatrick_scale``).
+    n_failures : int
+        Most confident false positives and negatives per task in the failure gallery, each shown
+        with its Grad-CAM (computed here: the evaluation layer never loads a model).
 
     Returns
     -------
@@ -228,13 +276,17 @@ def evaluate_run(
     )
     # shown in the report as including this evaluation; recorded once the report exists
     count = test_evaluation_count(run_dir) + (split == "test")
+    from skin_cnn.evaluation.checklist import run_context
+    from skin_cnn.evaluation.gallery import failure_cases
+
+    cams = failure_gradcams(predictor, failure_cases(preds, thresholds, n_failures), frame)
     metrics = write_evaluation(
         preds,
         out,
         thresholds,
         method,
         by=by,
-        flow=flow if flow is not None else run_flow(run_dir, split, frame, preds, skipped),
+        flow=_flow_of(run_dir, split, frame, preds, skipped, flow),
         n_bootstrap=n_bootstrap,
         seed=seed,
         confidence=confidence,
@@ -243,7 +295,56 @@ def evaluate_run(
         progress=progress,
         auc_ci=auc_ci,
         test_evaluations={"count": count, "split": split},
+        fairness=fairness,
+        run=run_context(run_dir),
+        cams=cams,
+        image_base=run_dir,
+        n_failures=n_failures,
     )
     if split == "test":
         record_test_evaluation(run_dir, out, method)
+    if rule.needs_validation:  # predict and serve then answer at the thresholds reported here
+        from skin_cnn.predict import store_chosen_thresholds
+
+        store_chosen_thresholds(run_dir, thresholds, rule, method)
     return metrics
+
+
+def failure_gradcams(predictor, cases, split_frame=None):
+    """Grad-CAM overlays of the failure cases, ``{(image_path, task): uint8 RGB}``.
+
+    Each map explains the class the model reported, on the model's input (the crop box recorded
+    in the split, else the one the predictor computes). An image that cannot be read, or a model
+    Grad-CAM cannot explain, is left out: the gallery then shows the photo alone.
+    """
+    import numpy as np
+
+    from skin_cnn.explain import overlay
+
+    cams = {}
+    boxes = {}
+    cols = ["crop_left", "crop_top", "crop_right", "crop_bottom"]
+    if split_frame is not None and set(cols) <= set(split_frame.columns):
+        for row in split_frame[["image_path", *cols]].itertuples(index=False):
+            try:
+                boxes[str(row[0])] = tuple(int(float(v)) for v in row[1:])
+            except (TypeError, ValueError):
+                continue
+    for task, part in cases.groupby("task", sort=False):
+        tensors, paths = [], []
+        for path in dict.fromkeys(part["image_path"]):
+            try:
+                tensor, _ = predictor.preprocess(predictor.read(path), boxes.get(path))
+            except Exception:  # noqa: BLE001 - a missing picture must not stop the evaluation
+                continue
+            tensors.append(tensor)
+            paths.append(path)
+        if not tensors:
+            continue
+        try:  # one forward and backward pass per task
+            heatmaps, _ = predictor.explain(np.stack(tensors), (task,))
+        except Exception:  # noqa: BLE001 - e.g. a model without a convolutional layer
+            continue
+        for path, tensor, heat in zip(paths, tensors, heatmaps[task]):
+            cams[(path, task)] = np.asarray(overlay(tensor.astype(np.uint8), heat), dtype=np.uint8)
+    return cams

@@ -1,4 +1,10 @@
-"""Shared fixtures. Keras and matplotlib write their caches into a temporary folder."""
+"""Shared fixtures. Keras and matplotlib write their caches into a temporary folder.
+
+The few tests on real data find it through environment variables — ``SKIN_CNN_PUBLIC_DERM``
+(a folder with ``manifest.csv``), ``SKIN_CNN_VGG16_WEIGHTS`` (a ``.h5`` file) or
+``SKIN_CNN_SHARED`` (a folder holding ``data/public-derm/`` and ``weights/``) — or, without
+them, in a ``shared`` folder beside the checkout; they are skipped when it is absent.
+"""
 import os
 import tempfile
 from pathlib import Path
@@ -12,22 +18,33 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 import pytest  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared"
-PUBLIC_DERM = SHARED / "data" / "public-derm"
-VGG16_WEIGHTS = SHARED / "weights" / "vgg16_imagenet_notop_caffe_input.h5"
+
+
+def _shared_folder():
+    """``$SKIN_CNN_SHARED``, else a ``shared`` folder beside the checkout (the CI layout)."""
+    return Path(os.environ.get("SKIN_CNN_SHARED") or ROOT.parent / "shared").expanduser()
+
+
+SHARED = _shared_folder()
+#: Real public clinical photos with their manifest.csv: $SKIN_CNN_PUBLIC_DERM, else under SHARED.
+PUBLIC_DERM = Path(os.environ.get("SKIN_CNN_PUBLIC_DERM") or SHARED / "data" / "public-derm").expanduser()
+#: ImageNet VGG-16 notop weights: $SKIN_CNN_VGG16_WEIGHTS (the variable the CLI reads), else under SHARED.
+VGG16_WEIGHTS = Path(
+    os.environ.get("SKIN_CNN_VGG16_WEIGHTS") or SHARED / "weights" / "vgg16_imagenet_notop_caffe_input.h5"
+).expanduser()
 
 
 @pytest.fixture(scope="session")
 def public_derm():
-    """The shared folder of real public clinical photos (skip when absent)."""
+    """The folder of real public clinical photos (skip when absent)."""
     if not (PUBLIC_DERM / "manifest.csv").is_file():
-        pytest.skip("../shared/data/public-derm is not available")
+        pytest.skip(f"{PUBLIC_DERM / 'manifest.csv'} not found: set SKIN_CNN_PUBLIC_DERM or SKIN_CNN_SHARED")
     return PUBLIC_DERM
 
 
 @pytest.fixture(scope="session")
 def vgg16_weights():
-    """The shared ImageNet VGG-16 notop weights file (skip when absent)."""
+    """The ImageNet VGG-16 notop weights file (skip when absent)."""
     if not VGG16_WEIGHTS.is_file():
-        pytest.skip("../shared/weights/vgg16_imagenet_notop_caffe_input.h5 is not available")
+        pytest.skip(f"{VGG16_WEIGHTS} not found: set SKIN_CNN_VGG16_WEIGHTS or SKIN_CNN_SHARED")
     return VGG16_WEIGHTS

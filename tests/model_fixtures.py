@@ -112,6 +112,31 @@ def tiny_model(size=32, weights=None, seed=0, n_train=48, steps=60):
     return train_heads(model, images, labels, steps=steps, seed=seed)
 
 
+def plain_model(size=32, seed=3):
+    """A small model saved the way models were before they stored a record of their use.
+
+    Rescale, a 1×1 identity convolution, global average, one sigmoid head per task with random
+    weights: no
+    ``skin_cnn_info`` layer, so no tasks, preprocessing or thresholds inside.
+    """
+    import keras
+
+    from skin_cnn.diseases import TASK_NAMES
+
+    inputs = keras.Input((size, size, 3), name="image")
+    conv = keras.layers.Conv2D(3, 1, name="conv")  # identity: something for Grad-CAM to weigh
+    features = conv(keras.layers.Rescaling(1 / 255)(inputs))
+    pooled = keras.layers.GlobalAveragePooling2D()(features)
+    outputs = {t: keras.layers.Dense(1, activation="sigmoid", name=t)(pooled) for t in TASK_NAMES}
+    model = keras.Model(inputs, outputs)
+    conv.set_weights([np.eye(3, dtype="float32").reshape(1, 1, 3, 3), np.zeros(3, "float32")])
+    rng = np.random.default_rng(seed)
+    for t in TASK_NAMES:
+        model.get_layer(t).set_weights([rng.normal(0, 3, (3, 1)).astype("float32"),
+                                        np.zeros(1, "float32")])
+    return model
+
+
 def write_photos(folder, n, size=(48, 40), seed=0, prefix="photo"):
     """Write ``n`` small RGB PNG photos (noise with a patch in odd ones); return their paths."""
     from PIL import Image

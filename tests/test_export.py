@@ -1,4 +1,4 @@
-"""``skin-cnn export``: SavedModel and TFLite files that reproduce the Keras model's probabilities."""
+"""``skin-cnn export``: photo-in SavedModel and TFLite files that give ``skin-cnn predict``'s numbers."""
 
 import json
 
@@ -9,8 +9,10 @@ from click.testing import CliRunner
 from model_fixtures import shared_run
 
 from skin_cnn.cli import cli
-from skin_cnn.export import check_path, export_model
-from skin_cnn.predict import load_keras_model
+from skin_cnn.data.crop import crop_image, hue_crop_box
+from skin_cnn.data.preprocessing import Preprocessing, model_input, resize_to_model
+from skin_cnn.export import builtin_resize, check_path, export_model
+from skin_cnn.predict import load_keras_model, load_predictor
 
 
 @pytest.fixture(scope="module")
@@ -23,50 +25,95 @@ def keras_model(run):
     return load_keras_model(run / "best.keras")
 
 
-def _images(n=3, seed=11):
-    return np.random.default_rng(seed).uniform(0, 255, size=(n, 32, 32, 3)).astype(np.float32)
+def _photo(height=45, width=58, seed=11):
+    """A blue photo with a noisy skin-coloured patch: two hue clusters, so the crop cuts."""
+    rng = np.random.default_rng(seed)
+    photo = np.empty((height, width, 3), np.int16)
+    photo[:] = (50, 80, 190)
+    photo[9:37, 13:44] = (200, 140, 110)
+    return np.clip(photo + rng.integers(-12, 13, size=photo.shape), 0, 255).astype(np.uint8)
 
 
-def test_savedmodel_serving_signature_reproduces_the_keras_model(run, keras_model, tmp_path):
+def _keras_on(keras_model, photo, size=32):
+    """The probabilities of the Keras model on the NumPy preprocessing (crop, resize, round)."""
+    pixels, box = model_input(photo, Preprocessing(image_size=(size, size)))
+    out = keras_model.predict(pixels[None].astype(np.float32), verbose=0)
+    return {task: float(np.asarray(v).reshape(-1)[0]) for task, v in out.items()}, box
+
+
+def test_savedmodel_takes_a_photo_and_reproduces_predict(run, keras_model, tmp_path):
     out = tmp_path / "export" / "savedmodel"
     result = CliRunner().invoke(
         cli, ["export", str(run), "--format", "savedmodel", "-o", str(out), "--check-images", "3"]
     )
     assert result.exit_code == 0, result.output
-    assert "max |Δp| vs Keras over 3 images" in result.output
+    assert "vs skin-cnn predict over 3 photos" in result.output
+    assert "crop boxes equal 3/3" in result.output
 
-    # Load it the way TF Serving does: by signature, with the named input.
+    # Load it the way TF Serving does: by signature, with the named input, a raw photo.
     signature = tf.saved_model.load(str(out)).signatures["serving_default"]
-    images = _images()
-    got = signature(images=tf.constant(images))
-    expected = keras_model.predict(images, verbose=0)
-    assert set(got) == set(expected)
-    for task in expected:
-        np.testing.assert_allclose(got[task].numpy(), expected[task], atol=1e-5)
+    photo = _photo()
+    got = signature(photo=tf.constant(photo))
+    expected, box = _keras_on(keras_model, photo)
+    assert box == hue_crop_box(photo) and box != (0, 0, 58, 45)  # the photo is really cropped
+    assert tuple(got["crop_box"].numpy().tolist()) == box
+    assert set(got) == set(expected) | {"crop_box"}
+    for task, value in expected.items():
+        assert got[task].shape == (1,)
+        assert float(got[task][0]) == pytest.approx(value, abs=1e-5)
 
     check = json.loads((tmp_path / "export" / "savedmodel.check.json").read_text())
-    assert check["n_images"] == 3 and check["passed"] is True
+    assert check["n_images"] == 3 and check["passed"] is True and check["crop_boxes_equal"] == 3
     assert "split.csv (2 images)" in check["images"]  # the run's two test photos, then random ones
+    assert check["input"] == {"name": "photo", "shape": [None, None, 3], "dtype": "uint8"}
     assert check["max_abs_diff_all"] < 1e-4
     assert check["max_abs_diff_all"] == max(check["max_abs_diff"].values())
 
 
 @pytest.mark.filterwarnings("ignore:.*tf.lite.Interpreter is deprecated:UserWarning")
-def test_tflite_file_reproduces_the_keras_model(run, keras_model, tmp_path):
+def test_tflite_resizes_a_cropped_photo_and_reproduces_predict(run, keras_model, tmp_path):
     out = tmp_path / "model.tflite"
     check = export_model(run, "tflite", out, check_images=2)
     assert check["passed"] is True and check["max_abs_diff_all"] < 1e-2
-    assert json.loads(check_path(out).read_text())["format"] == "tflite"
+    written = json.loads(check_path(out).read_text())
+    assert written["format"] == "tflite" and written["crop"].startswith("not in the export")
+    assert "crop_boxes_equal" not in written
 
-    interpreter = tf.lite.Interpreter(model_path=str(out))
-    runner = interpreter.get_signature_runner("serving_default")
-    expected = keras_model.predict(_images(2), verbose=0)
-    for i, image in enumerate(_images(2)):
-        got = runner(images=image[None])
-        for task in expected:
-            assert float(got[task].reshape(-1)[0]) == pytest.approx(
-                float(expected[task][i, 0]), abs=1e-3
-            )
+    runner = tf.lite.Interpreter(model_path=str(out)).get_signature_runner("serving_default")
+    for photo in (_photo(), _photo(31, 77, seed=2)):  # different sizes through one file
+        expected, box = _keras_on(keras_model, photo)
+        got = runner(photo=np.ascontiguousarray(crop_image(photo, box)))
+        assert set(got) == set(expected)
+        for task, value in expected.items():
+            assert float(got[task].reshape(-1)[0]) == pytest.approx(value, abs=1e-3)
+
+
+@pytest.mark.parametrize("resize", ["stretch", "pad"])
+def test_builtin_resize_matches_the_training_resize(resize):
+    # TFLite's resize is two matrix products with the antialiasing weights; against the op
+    # training used, at most a rare rounding step of one grey level.
+    rng = np.random.default_rng(5)
+    preprocessing = Preprocessing(image_size=(32, 32), crop=False, resize=resize)
+    for shape in [(45, 58), (20, 17), (32, 32), (101, 37)]:
+        photo = rng.integers(0, 256, size=(*shape, 3), dtype=np.uint8)
+        expected = resize_to_model(photo, preprocessing).astype(int)
+        got = builtin_resize(photo, preprocessing).numpy()
+        assert np.array_equal(got, np.round(got))
+        assert np.abs(got - expected).max() <= 1 and np.mean(got != expected) < 0.01
+
+
+def test_a_run_without_crop_exports_the_whole_photo_box(keras_model, tmp_path):
+    from model_fixtures import preprocessing_for, write_run_folder
+
+    run = write_run_folder(tmp_path / "run", keras_model, preprocessing_for(32, crop=False))
+    check = export_model(run, "savedmodel", tmp_path / "sm", check_images=1)
+    assert check["passed"] is True and check["crop"] == "the run does not crop"
+    got = tf.saved_model.load(str(tmp_path / "sm")).signatures["serving_default"](photo=tf.constant(_photo()))
+    assert got["crop_box"].numpy().tolist() == [0, 0, 58, 45]
+    predictor = load_predictor(run)
+    expected = predictor.predict_images([_photo()])
+    for task, value in expected.items():
+        assert float(got[task][0]) == pytest.approx(float(value[0]), abs=1e-5)
 
 
 def test_unknown_format_is_refused(run, tmp_path):

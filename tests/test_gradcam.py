@@ -132,3 +132,61 @@ def test_heat_map_peak_lies_in_the_quadrant_holding_the_signal(patch_model, quad
         assert (in_top, in_left) == {"top_left": (True, True), "bottom_right": (False, False)}[
             quadrant
         ]
+
+
+@pytest.mark.parametrize("threshold, sign", [(0.0, 1.0), (1.0, -1.0)])
+def test_predicted_class_follows_the_tasks_threshold(threshold, sign):
+    """At threshold 0 every image is called positive, at 1 none is: the map explains that call."""
+    model, w, c, k = _one_by_one_model()
+    x = np.random.default_rng(1).normal(size=(3, 6, 5, 3)).astype("float32")
+    heatmaps, _ = gradcam_batch(model, x, layer_name="conv",
+                                thresholds={"acne_vs_rosacea": threshold})
+    for i in range(3):
+        np.testing.assert_allclose(
+            heatmaps["acne_vs_rosacea"][i], _expected_map(x[i], w, c, k, sign), atol=1e-5
+        )
+
+
+def test_stretched_heat_map_fills_the_crop_box_and_nothing_else():
+    from skin_cnn.explain import heatmap_on_photo
+
+    heat = np.zeros((8, 8), np.float32)
+    heat[:4, :4] = 1.0  # top-left quarter of the model input
+    on_photo = heatmap_on_photo(heat, (80, 100, 3), (10, 20, 50, 60))
+    assert on_photo.shape == (80, 100)
+    assert np.isnan(on_photo[:20]).all() and np.isnan(on_photo[:, :10]).all()
+    assert np.isnan(on_photo[60:]).all() and np.isnan(on_photo[:, 50:]).all()
+    box = on_photo[20:60, 10:50]
+    assert not np.isnan(box).any()
+    assert box[:15, :15].min() == 1.0 and box[25:, 25:].max() == 0.0  # the quarter stays a quarter
+
+
+def test_padded_heat_map_loses_its_padding_on_the_photo():
+    """A 2:1 box padded into 8×8 uses rows 2..5; those rows alone cover the whole box."""
+    from skin_cnn.explain import heatmap_on_photo
+
+    heat = np.zeros((8, 8), np.float32)
+    heat[2:6] = 1.0
+    on_photo = heatmap_on_photo(heat, (40, 80, 3), (0, 0, 80, 40), resize="pad")
+    np.testing.assert_array_equal(on_photo, 1.0)
+
+
+def test_figure_keeps_the_photo_pixels_outside_the_box_and_adds_a_caption():
+    from skin_cnn.explain import gradcam_figure
+
+    photo = np.random.default_rng(0).integers(0, 255, (300, 400, 3), dtype=np.uint8)
+    box = (100, 50, 300, 250)
+    picture = gradcam_figure(photo, np.ones((8, 8), np.float32), box, title="If it is A or B",
+                             lines=["P(A) = 0.9"], bar_label="Grad-CAM")
+    assert picture.dtype == np.uint8 and picture.shape[1] == 400 and picture.shape[0] > 300
+    outside = np.ones((300, 400), bool)
+    outside[box[1] - 2 : box[3] + 2, box[0] - 2 : box[2] + 2] = False  # box and its outline
+    np.testing.assert_array_equal(picture[:300][outside], photo[outside])
+    inside = picture[60:240, 110:290].astype(float)
+    expected = 0.55 * photo[60:240, 110:290] + 0.45 * np.array([127.5, 0, 0])  # jet(1), alpha
+    assert np.abs(inside - expected).max() <= 1.0
+    caption = picture[300:]
+    assert (caption < 100).any() and (caption == 255).any()  # dark text on white
+    small = gradcam_figure(photo[:30, :40], np.ones((8, 8)), (0, 0, 40, 30), title="t", alpha=0.0)
+    np.testing.assert_array_equal(small[:30, :40], photo[:30, :40])  # alpha 0: the photo itself
+    assert small.shape[1] == 360  # narrow photos get a readable caption width

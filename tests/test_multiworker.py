@@ -45,8 +45,8 @@ def _free_ports(n):
 def test_two_workers_train_in_step_and_only_the_chief_writes_the_run_folder(tmp_path):
     split = tiny_split(tmp_path, broken=False)
     out = tmp_path / "run"
-    config = tiny_config(split, out, variant="P", epochs=2, batch_size=4, strategy="multi-worker", cache_views=0, save_last=True,
-                         tensorboard=False)
+    config = tiny_config(split, out, variant="P", epochs=2, batch_size=4, strategy="multi-worker", cache_views=0,
+                         save_last=True, tensorboard=False)
     cluster = {"worker": [f"127.0.0.1:{p}" for p in _free_ports(2)]}
     procs = []
     for index in range(2):

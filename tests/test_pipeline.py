@@ -722,8 +722,9 @@ def test_view_zero_is_the_stored_image_and_flip_views_are_flips_of_it(tmp_path):
     assert len(kinds) >= 3  # the flips really are drawn
 
 
-def test_data_modules_import_without_tensorflow():
-    code = ("import sys, skin_cnn.data.pipeline, skin_cnn.data.preprocessing, skin_cnn.data.augment; "
+def test_preprocessing_settings_import_without_tensorflow():
+    """Commands that only read a run's settings (split, crop, evaluate) must not load TensorFlow."""
+    code = ("import sys, skin_cnn.data.preprocessing, skin_cnn.training.config, skin_cnn.training.run_folder; "
             "print('tensorflow' in sys.modules)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False,
                             env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})

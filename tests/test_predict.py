@@ -191,16 +191,29 @@ def test_cli_photos_give_a_table_of_classes_and_gradcam_overlays(run, predictor,
             assert row.y_prob == pytest.approx(p, abs=1e-6)
             assert row.predicted == (TASKS[task].positive if p >= 0.5 else TASKS[task].negative)
             assert row.probability == pytest.approx(max(p, 1 - p), abs=1e-6)
-            overlay = tmp_path / "cam" / f"{path.stem}_{task}_gradcam.png"
-            assert Image.open(overlay).size == (32, 32)
+            assert row.threshold == 0.5 and row.threshold_rule == "default"
+            assert row.question == (
+                f"If it is {TASKS[task].positive.capitalize()} or "
+                f"{TASKS[task].negative.capitalize()}: which one?"
+            ).replace("Ctcl", "CTCL")
+            # the heat map is drawn on the photo itself (48×40 here), caption below
+            picture = np.asarray(Image.open(tmp_path / "cam" / f"{path.stem}_{task}_gradcam.png"))
+            assert picture.shape[0] > 40 and picture.shape[1] >= 48
 
 
 def test_cli_prints_a_table_and_writes_json_for_one_task(run, photos, tmp_path):
     printed = _invoke("predict", run, photos[0], "--task", "acne_vs_rosacea", "--quiet")
     assert printed.exit_code == 0
     lines = printed.stdout.strip().splitlines()
-    assert lines[0].split() == ["image_path", "task", "predicted", "probability"]
-    assert len(lines) == 2 and "acne_vs_rosacea" in lines[1]
+    assert "if the photo shows one of these two diseases, which one?" in lines[0]
+    header = next(i for i, line in enumerate(lines) if line.startswith("image_path"))
+    assert lines[header].split() == ["image_path", "task", "answer", "probability", "threshold"]
+    row = lines[header + 1].split()
+    assert row[0] == str(photos[0]) and row[1] == "acne_vs_rosacea"
+    assert row[2] in ("Acne", "Rosacea") and row[3].startswith("P(Acne)=") and row[4] == "0.5"
+    assert lines[header + 2] == (
+        "threshold (answer = first class when P >= threshold): acne_vs_rosacea 0.5 (default)"
+    )
 
     out = tmp_path / "one.json"
     result = _invoke(
@@ -244,6 +257,21 @@ def test_cli_fails_only_when_nothing_could_be_predicted(run, tmp_path):
     assert result.exit_code != 0
     assert "no image could be predicted" in result.output
     assert "empty file" in result.stderr and "file not found" in result.stderr
+
+
+def test_cli_prints_long_file_names_whole(run, tmp_path):
+    deep = tmp_path / ("a folder with a long name " * 3).strip() / "patient_0412_left_forearm.png"
+    deep.parent.mkdir(parents=True)
+    shutil.copy(write_photos(tmp_path / "p", 1)[0], deep)
+    printed = _invoke("predict", run, deep, "--task", "ctcl_vs_eczema", "--quiet").stdout
+    assert str(deep) in printed and "…" not in printed
+
+
+def test_help_says_what_is_printed():
+    text = " ".join(_invoke("predict", "--help").stdout.split())
+    for words in ("which one?", "answer", "P(first class)", "threshold", "never shortened",
+                  "y_prob", "chosen on validation"):
+        assert words in text, words
 
 
 def test_cli_refuses_mixed_inputs_and_unknown_tasks(run, photos, tmp_path):

@@ -15,7 +15,7 @@ import zlib
 
 import numpy as np
 import pytest
-from model_fixtures import shared_run, write_photos
+from model_fixtures import plain_model, shared_run, write_photos
 from serve_fakes import FakePredictor
 from PIL import Image
 
@@ -68,7 +68,10 @@ def test_healthz_and_info_describe_the_model(client, predictor):
         "image_size": [32, 32],
     }
     info = client.get("/api/info").json()
-    assert info["tasks"]["acne_vs_rosacea"] == {"positive": "acne", "negative": "rosacea"}
+    acne = info["tasks"]["acne_vs_rosacea"]
+    assert (acne["positive"], acne["negative"]) == ("acne", "rosacea")
+    assert acne["question"] == "If it is Acne or Rosacea: which one?"
+    assert (acne["threshold"], acne["threshold_text"]) == (0.5, "0.5 (default)")
     assert info["max_upload_bytes"] == 3_000_000
     assert "not a medical device" in info["disclaimer"]
 
@@ -95,8 +98,13 @@ def test_prediction_matches_the_predictor_and_returns_crop_box_and_heat_maps(
         assert result["probability_positive"] == pytest.approx(p, abs=1e-6)
         assert result["predicted_class"] == (result["positive"] if p >= 0.5 else result["negative"])
         assert result["probability"] == pytest.approx(max(p, 1 - p), abs=1e-6)
+        assert result["threshold"] == 0.5 and result["threshold_rule"] == "default"
         heat = Image.open(io.BytesIO(base64.b64decode(result["gradcam_png"])))
-        assert heat.format == "PNG" and heat.size == (32, 32) and heat.mode == "RGB"
+        assert heat.format == "PNG" and heat.mode == "RGB"
+        # drawn on the photo (48×40), not on the 32×32 model input; caption below
+        assert heat.size[0] >= image.shape[1] and heat.size[1] > image.shape[0]
+    assert answer["threshold"] == 0.5
+    assert "if the photo shows one of these two diseases, which one?" in answer["note"]
 
 
 def test_form_fields_choose_one_task_and_no_heat_map(client, photo):
@@ -433,3 +441,39 @@ def test_max_concurrent_uploads_defaults_to_twice_the_workers():
     assert create_app(FakePredictor(), workers=3).state.max_concurrent_uploads == 6
     assert create_app(FakePredictor(), workers=3, max_concurrent_uploads=1).state.max_concurrent_uploads == 1
     assert "max_concurrent_uploads" in {p.name for p in command.params}
+
+
+def test_answers_use_the_models_stored_thresholds_and_say_what_they_mean(tmp_path, photo):
+    """Thresholds on the far side of each probability flip every answer 0.5 would give."""
+    from skin_cnn.diseases import TASKS
+    from skin_cnn.models import store_thresholds
+    from skin_cnn.predict import load_predictor
+    from skin_cnn.serve.app import create_app
+
+    path = tmp_path / "m.keras"
+    plain_model().save(path)
+    preprocessing = {"image_size": [32, 32], "crop": False}
+    first = load_predictor(path, preprocessing=preprocessing)
+    p = {t: float(v[0]) for t, v in first.predict_images([first.read(photo)]).items()}
+    flipped = {t: (v + 1.0) / 2 if v >= 0.5 else v / 2 for t, v in p.items()}
+    store_thresholds(path, {t: {"value": v, "rule": "youden", "method": "val"}
+                            for t, v in flipped.items()}, preprocessing=preprocessing)
+    client = TestClient(create_app(load_predictor(path)))
+
+    info = client.get("/api/info").json()
+    assert info["tasks"]["ctcl_vs_eczema"]["question"] == "If it is CTCL or Eczema: which one?"
+    assert info["tasks"]["ctcl_vs_eczema"]["threshold"] == pytest.approx(flipped["ctcl_vs_eczema"])
+    assert "chosen on validation" in info["tasks"]["ctcl_vs_eczema"]["threshold_text"]
+
+    answer = client.post("/api/predict", files={"file": ("p.png", photo.read_bytes(), "image/png")},
+                         data={"gradcam": "true"}).json()
+    assert answer["threshold"] is None  # the three thresholds differ
+    assert answer["thresholds"] == pytest.approx(flipped)
+    for task, result in answer["tasks"].items():
+        expected = TASKS[task].negative if p[task] >= 0.5 else TASKS[task].positive
+        assert result["predicted_class"] == expected
+        assert result["threshold"] == pytest.approx(flipped[task])
+        assert result["probability_positive"] == pytest.approx(p[task], abs=1e-6)
+        assert result["answer"].startswith(result["question"])
+        assert result["answer"].endswith(expected.capitalize() if expected != "ctcl" else "CTCL")
+        assert Image.open(io.BytesIO(base64.b64decode(result["gradcam_png"]))).size[1] > 40

@@ -1,6 +1,9 @@
 """The ``skin-cnn serve`` page in a real headless Chromium: upload a real photo, see the answer.
 
-Needs Debian's ``chromium`` at /usr/bin/chromium and Playwright for Python; skipped otherwise.
+Needs Playwright for Python (the ``[browser]`` extra) and a Chromium: ``$SKIN_CNN_CHROMIUM``, else
+``chromium`` (Debian's package, which ``.ci/run`` installs) or ``chromium-browser`` on the PATH,
+else the one ``python -m playwright install chromium`` downloads. Skipped, saying which is
+missing, when there is none.
 Set ``SKIN_CNN_SCREENSHOT=PATH`` to keep the screenshot (the docs' ``docs/screenshots/serve.png``
 is made this way), ``SKIN_CNN_SCREENSHOT_MODEL=RUN_OR_KERAS`` to serve a real trained model
 instead of the tiny test model and ``SKIN_CNN_SCREENSHOT_PHOTO=PATH`` to upload another photo
@@ -8,6 +11,7 @@ instead of the tiny test model and ``SKIN_CNN_SCREENSHOT_PHOTO=PATH`` to upload 
 """
 
 import os
+import shutil
 import socket
 import threading
 import time
@@ -18,7 +22,15 @@ from model_fixtures import shared_run
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = Path("/usr/bin/chromium")
+
+
+def _system_chromium():
+    """``$SKIN_CNN_CHROMIUM``, else a Chromium on the PATH; ``None`` when neither exists."""
+    if os.environ.get("SKIN_CNN_CHROMIUM"):
+        return Path(os.environ["SKIN_CNN_CHROMIUM"])
+    found = shutil.which("chromium") or shutil.which("chromium-browser")
+    return Path(found) if found else None
+
 CHROMIUM_ARGS = [
     "--no-sandbox",
     "--disable-gpu",
@@ -75,16 +87,24 @@ def _photo(public_derm):
 def test_page_shows_prediction_crop_box_and_heat_maps_for_an_uploaded_photo(
     server_url, public_derm, tmp_path
 ):
-    if not CHROMIUM.is_file():
-        pytest.skip("/usr/bin/chromium is not installed (apt-get install chromium)")
     sync_api = pytest.importorskip(
-        "playwright.sync_api", reason="Playwright for Python is not installed"
+        "playwright.sync_api", reason="Playwright for Python is not installed (the [browser] extra)"
     )
+    chromium = _system_chromium()
+    if chromium is not None and not chromium.is_file():
+        pytest.skip(f"{chromium} (SKIN_CNN_CHROMIUM) does not exist")
 
     photo = _photo(public_derm)
     shot = Path(os.environ.get("SKIN_CNN_SCREENSHOT") or tmp_path / "serve.png")
     with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        if chromium is None and not Path(p.chromium.executable_path).is_file():
+            pytest.skip(
+                "no Chromium: apt-get install chromium, python -m playwright install chromium, "
+                "or set SKIN_CNN_CHROMIUM"
+            )
+        browser = p.chromium.launch(
+            executable_path=str(chromium) if chromium else None, args=CHROMIUM_ARGS
+        )
         try:
             page = browser.new_page(viewport={"width": 1200, "height": 900})
             outside = []
@@ -101,18 +121,25 @@ def test_page_shows_prediction_crop_box_and_heat_maps_for_an_uploaded_photo(
             page.goto(server_url + "/")
             assert "not a medical device" in page.locator("#disclaimer").inner_text()
             page.wait_for_selector(
-                "#task option[value=acne_vs_rosacea]", state="attached", timeout=15_000
+                "input[name=task][value=acne_vs_rosacea]", state="attached", timeout=15_000
             )
+            questions = page.locator(".task-option-title").all_inner_texts()
+            assert "If it is Psoriasis or Eczema: which one?" in questions
 
+            # nothing is predicted until the user says which question they are asking
             page.set_input_files("#file-input", str(photo))
-            page.wait_for_selector(".task-result .gradcam img", timeout=45_000)
+            sync_api.expect(page.locator("#status")).to_contain_text("Choose the question")
+            assert page.locator("#results").is_hidden()
 
+            page.check("input[name=task][value=all]")
+            page.wait_for_selector(".task-result .gradcam img", timeout=45_000)
             cards = page.locator(".task-result")
             assert cards.count() == 3
             for i in range(3):
                 text = cards.nth(i).inner_text()
-                assert "%" in text
+                assert "If it is one of these two:" in text and "Threshold" in text
                 assert cards.nth(i).locator(".predicted-class").inner_text().strip()
+            assert "does not say whether either disease is present" in page.locator("#note").inner_text()
             assert page.locator(".gradcam img").count() == 3
             assert page.evaluate("document.querySelector('.gradcam img').naturalWidth") > 0
             assert page.evaluate("document.getElementById('photo').naturalWidth") > 0
@@ -121,14 +148,21 @@ def test_page_shows_prediction_crop_box_and_heat_maps_for_an_uploaded_photo(
             assert box["width"] > 0 and box["width"] <= frame["width"] + 1
             assert "error" not in page.locator("#status").get_attribute("class")
 
-            # choosing one task re-asks the server for that task only
-            page.select_option("#task", "acne_vs_rosacea")
+            # choosing one task re-asks the server for that task only; the bar marks its threshold
+            page.check("input[name=task][value=acne_vs_rosacea]")
             sync_api.expect(page.locator(".task-result")).to_have_count(1, timeout=30_000)
-            sync_api.expect(page.locator(".task-result h2")).to_have_text("Acne vs rosacea")
-            page.select_option("#task", "all")
-            sync_api.expect(page.locator(".task-result .gradcam img")).to_have_count(
-                3, timeout=30_000
+            sync_api.expect(page.locator(".task-result h2")).to_have_text(
+                "If it is Acne or Rosacea: which one?"
             )
+            info = page.evaluate("fetch('/api/info').then((r) => r.json())")
+            threshold = info["tasks"]["acne_vs_rosacea"]["threshold"]
+            left = page.locator(".bar-threshold").evaluate("(el) => el.style.left")
+            assert float(left.rstrip("%")) == pytest.approx(100 * threshold)
+            page.check("input[name=task][value=psoriasis_vs_eczema]")
+            sync_api.expect(page.locator(".task-result h2")).to_have_text(
+                "If it is Psoriasis or Eczema: which one?", timeout=30_000
+            )
+            page.wait_for_selector(".task-result .gradcam img", timeout=45_000)
             shot.parent.mkdir(parents=True, exist_ok=True)
             page.screenshot(path=str(shot), full_page=True)
         finally:

@@ -248,3 +248,53 @@ def test_best_keras_holds_the_best_epoch_and_last_keras_the_final_one(tmp_path, 
             np.testing.assert_array_equal(a, b)
     for a, b in zip(model.get_weights(), weights_of_epoch[2]):  # the model itself keeps its final weights
         np.testing.assert_array_equal(a, b)
+
+
+def test_resume_of_a_run_stopped_after_its_last_epoch_writes_its_outputs(split_csv, tmp_path, monkeypatch):
+    """Killed after the last epoch's state was saved but before the outputs: resume completes them."""
+    import skin_cnn.training.trainer as trainer
+    from skin_cnn.training import load_resume_config, train
+
+    out = tmp_path / "run"
+    reference = train(tiny_config(split_csv, tmp_path / "reference", variant="P", epochs=3), progress=False,
+                      echo=lambda m: None)
+
+    def crash(*args, **kwargs):
+        raise KeyboardInterrupt("stopped after the last epoch")
+
+    monkeypatch.setattr(trainer, "write_validation_outputs", crash)
+    with pytest.raises(KeyboardInterrupt):
+        train(tiny_config(split_csv, out, variant="P", epochs=3), progress=False, echo=lambda m: None)
+    assert (out / "backup" / "state.npz").is_file() and not (out / "status.json").exists()
+    monkeypatch.undo()
+    messages = []
+    resumed = train(load_resume_config(out), resume=True, progress=False, echo=messages.append)
+    assert any("after epoch 3" in m for m in messages)
+    assert (resumed.best_epoch, resumed.epochs_run) == (reference.best_epoch, reference.epochs_run) != (0, 0)
+    assert resumed.val_aucs == pytest.approx(reference.val_aucs, nan_ok=True)
+    assert (out / "val_predictions.csv").is_file() and (out / "status.json").is_file()
+    assert f"best epoch {reference.best_epoch} by validation" in (out / "model_card.md").read_text()
+
+
+def test_each_epoch_prints_one_short_plain_line():
+    from skin_cnn.training.callbacks import epoch_line
+
+    logs = {"loss": 1.23456, "val_loss": 2.0, "val_psoriasis_vs_eczema_auc": 0.75, "val_acne_vs_rosacea_auc": 1.0,
+            "val_ctcl_vs_eczema_auc": float("nan"), "val_mean_auc": 0.875, "acne_vs_rosacea_accuracy": 0.5}
+    line = epoch_line(3, 60, logs, 12.4)
+    assert line == ("epoch 3/60  loss 1.235  val_loss 2.000  val AUC psor/ecz 0.750  acne/ros 1.000  ctcl/ecz –  "
+                    "mean 0.875  12 s")
+
+
+def test_training_output_is_short_plain_lines_when_not_a_terminal(split_csv, tmp_path, capsys):
+    from skin_cnn.training import train
+
+    messages = []
+    train(tiny_config(split_csv, tmp_path / "run", variant="P", epochs=2), progress=True, echo=messages.append)
+    captured = capsys.readouterr()
+    epoch_lines = [m for m in messages if m.startswith("epoch ")]
+    assert [m.split()[1] for m in epoch_lines] == ["1/2", "2/2"]
+    for text in messages + captured.out.splitlines():
+        assert "\x1b[" not in text and "\r" not in text
+    assert max(len(m) for m in epoch_lines) < 140
+    assert "acne_vs_rosacea_accuracy" not in captured.out  # no Keras metric dump

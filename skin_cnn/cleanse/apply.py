@@ -14,7 +14,6 @@ The classifier itself (building, loading, training) is :mod:`skin_cnn.cleanse.cl
 """
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -112,9 +111,11 @@ class CleanseResult:
                 }
         return step
 
-    def summary(self):
+    def summary(self, applied=True):
+        """One line of counts; ``applied=False`` words it as what a review proposes."""
+        keep, remove = ("kept", "removed") if applied else ("would keep", "would remove")
         return (
-            f"{self.n_input} images: kept {len(self.kept)}, removed as non-skin {len(self.removed)} "
+            f"{self.n_input} images: {keep} {len(self.kept)}, {remove} as non-skin {len(self.removed)} "
             f"(p_nonskin >= {self.threshold:g}), unreadable {len(self.unreadable)}"
         )
 
@@ -294,15 +295,9 @@ def write_cleansed(result, input_csv, out_csv):
     for part in ("kept", "removed", "unreadable"):
         write_manifest(getattr(result, part), paths[part])
     written = {k: paths[k] for k in ("kept", "removed", "unreadable")}
-    source_flow = flow_path(input_csv)
-    if source_flow.is_file():
-        try:
-            flow = json.loads(source_flow.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as exc:
-            raise ValueError(f"{source_flow}: not a readable flow JSON ({exc})") from None
-        if not isinstance(flow, dict) or not isinstance(flow.get("steps"), list):
-            raise ValueError(f'{source_flow}: a flow JSON must be an object with a "steps" list')
-        flow = dict(flow, steps=[*flow["steps"], result.flow_step()])
-        atomic.write_json(paths["flow"], flow)
-        written["flow"] = paths["flow"]
+    from skin_cnn.evaluation.flow import read_record, write_record
+
+    flow = read_record(input_csv)  # None when absent or written for another version of the input
+    if flow is not None:
+        written["flow"] = write_record(out_csv, dict(flow, steps=[*flow["steps"], result.flow_step()]))
     return written

@@ -24,12 +24,42 @@ COMMANDS = {
     "cleanse": ("skin_cnn.cli.cleanse_cmd", "Train or apply the skin/non-skin image filter."),
     "preview": ("skin_cnn.cli.preview_cmd", "Draw the batch training fed (a run) or would feed (a split)."),
     "train": ("skin_cnn.cli.train_cmd", "Train a VGG-16 variant on a split manifest into a run folder."),
+    "cv": ("skin_cnn.cli.cv_cmd", "Patient-grouped k-fold cross-validation with out-of-fold predictions."),
     "evaluate": ("skin_cnn.cli.evaluate_cmd", "Metrics with 95% CIs and a STARD report for a run or predictions."),
     "compare": ("skin_cnn.cli.compare_cmd", "Compare runs in one table with paired DeLong tests."),
     "predict": ("skin_cnn.cli.predict_cmd", "Predict images or a manifest with a trained model (optional Grad-CAM)."),
     "serve": ("skin_cnn.cli.serve_cmd", "Serve a trained model as a local web page and JSON API."),
     "export": ("skin_cnn.cli.export_cmd", "Export a trained model to SavedModel or TFLite, checked against Keras."),
 }
+
+
+#: Top-level modules of optional dependencies -> the extra of skin-cnn that installs them.
+OPTIONAL_EXTRAS = {
+    "fastapi": "serve",
+    "uvicorn": "serve",
+    "multipart": "serve",
+    "python_multipart": "serve",
+    "starlette": "serve",
+    "anyio": "serve",
+    "tensorboard": "tensorboard",
+    "skimage": "photos",
+    "playwright": "browser",
+}
+
+
+def missing_dependency_message(module):
+    """One line naming the missing module and the ``pip install`` command that brings it.
+
+    A command that needs an optional dependency (``serve`` needs FastAPI and Uvicorn) would
+    otherwise die with a ``ModuleNotFoundError`` traceback that says what is missing but not how
+    to get it.
+    """
+    top = str(module).split(".")[0]
+    extra = OPTIONAL_EXTRAS.get(top)
+    if extra:
+        return (f"{top} is not installed: install skin-cnn's [{extra}] extra "
+                f"(python -m pip install -e \".[{extra}]\" in the source folder)")
+    return f"{top} is not installed; install it with: python -m pip install {top}"
 
 
 class UserError(click.ClickException):
@@ -64,6 +94,10 @@ class LazyGroup(click.Group):
             return super().invoke(ctx)
         except (click.ClickException, click.exceptions.Exit, click.Abort, KeyboardInterrupt):
             raise
+        except ModuleNotFoundError as exc:  # an optional dependency: say what to install, in one line
+            if ctx.obj and ctx.obj.get("debug"):
+                raise
+            raise UserError(missing_dependency_message(exc.name or str(exc))) from exc
         except (FileNotFoundError, ValueError, OSError, RuntimeError) as exc:
             if ctx.obj and ctx.obj.get("debug"):
                 raise

@@ -157,7 +157,7 @@ def apply_command(manifest, out, model_dir, threshold, batch_size, apply_):
     model = load_skin_classifier(model_dir)
     result = cleanse_frame(frame, model, threshold=threshold, batch_size=batch_size)
     review = write_review(result, manifest, out)
-    click.echo(result.summary())
+    click.echo(result.summary(applied=apply_))
     click.echo(f"{'review:':<11} {review['review']}")
     for sheet in review["sheets"]:
         click.echo(f"{'sheet:':<11} {sheet}")

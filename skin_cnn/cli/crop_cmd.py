@@ -20,6 +20,17 @@ def _copy_destination(image_path, base, folder, index):
     return Path(folder) / "images" / relative
 
 
+def _flow_step(frame, cropped, errors):
+    """The ``crop`` step of the flow record: the rows cropped, and the unreadable ones by reason
+    (per split for a split CSV), listed one by one in ``crop_errors.csv``."""
+    from skin_cnn.evaluation.flow import excluded_by_reason, make_step
+
+    if "split" in frame.columns:
+        errors = errors.merge(frame[["image_path", "split"]].astype({"image_path": str}),
+                              on="image_path", how="left")
+    return make_step("crop", cropped, excluded_by_reason(errors), details="crop_errors.csv")
+
+
 @click.command(name="crop")
 @click.argument("manifest", type=click.Path(dir_okay=False, exists=True))
 @out_option
@@ -39,7 +50,9 @@ def command(manifest, out, copies, sample, workers, seed, icd10_map, quiet):
     Writes into the folder OUT: crop_boxes.csv (image_path, crop_left, crop_top, crop_right,
     crop_bottom, width, height), crop_errors.csv (every unreadable image and why; these rows
     are left out of the outputs and counted on screen), manifest.csv or split.csv (the input
-    rows plus the box columns, for `skin-cnn train` and the pipeline, which crop on the fly),
+    rows plus the box columns, for `skin-cnn train` and the pipeline, which crop on the fly)
+    with its flow record beside it (the input's record plus a crop step: manifest.flow.json
+    or split.flow.json),
     and contact_sheet.png (a sample before and after). Boxes are in pixels of the upright
     image (EXIF orientation applied), right/bottom exclusive. Exit status 1 when no image at
     all could be read.
@@ -49,6 +62,7 @@ def command(manifest, out, copies, sample, workers, seed, icd10_map, quiet):
     from skin_cnn import atomic
     from skin_cnn.data.crop import BOX_COLUMNS, compute_crop_boxes, draw_contact_sheet
     from skin_cnn.data.reading import ImageReadError, read_image
+    from skin_cnn.evaluation.flow import extend_record
     from skin_cnn.manifest import load_manifest
 
     out = Path(out)
@@ -83,6 +97,8 @@ def command(manifest, out, copies, sample, workers, seed, icd10_map, quiet):
 
         write_manifest(cropped, out / name)
     written = [out / "crop_boxes.csv", out / "crop_errors.csv", out / name]
+    step = _flow_step(frame, cropped, errors)
+    written.append(extend_record(manifest, out / name, step, input_frame=frame))
     if copies:
         ok_paths = set(boxes["image_path"])
         keep = [p in ok_paths for p in frame["image_path"]]
@@ -91,6 +107,7 @@ def command(manifest, out, copies, sample, workers, seed, icd10_map, quiet):
         copies_name = f"{Path(name).stem}_copies.csv"
         atomic.write_csv(out / copies_name, copied)
         written += [out / "images", out / copies_name]
+        written.append(extend_record(manifest, out / copies_name, step, input_frame=frame))
 
     if sample and len(boxes):
         rng = np.random.default_rng(seed)

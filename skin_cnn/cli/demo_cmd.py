@@ -20,17 +20,28 @@ import click
 @click.option("--epochs", type=int, default=None, help="Maximum epochs (default 40 for VGG-16P, 12 for VGG-16N).")
 @click.option("--image-size", type=int, default=None, help="Model input size (default 128 for P, 64 for N).")
 @click.option("--seed", type=int, default=0, help="Seed for the data, split and training.")
+@click.option("--overwrite", is_flag=True, help="Replace an earlier demo in OUT.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
-def command(out, weights, patients, epochs, image_size, seed, quiet):
+def command(out, weights, patients, epochs, image_size, seed, overwrite, quiet):
     """Run the whole pipeline offline on SYNTHETIC images: generate, validate, split, crop,
     train, evaluate; then print where the report is. A few minutes on a 2-core CPU.
 
     The images are drawn by a program; the results say nothing about real photos.
     """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from skin_cnn.demo import run_demo
-    from skin_cnn.training.run_folder import check_new_run_folder
+    import shutil
 
-    check_new_run_folder(os.path.join(out, "run"))
+    from skin_cnn.demo import run_demo
+
+    if os.path.exists(os.path.join(out, "run", "config.json")) or os.path.exists(os.path.join(out, "demo.json")):
+        if not overwrite:
+            raise click.UsageError(f"{out} already holds a demo; add --overwrite to replace it, or choose "
+                                   "another -o folder")
+        for name in ("run", "data", "demo.json"):
+            path = os.path.join(out, name)
+            if os.path.isdir(path):
+                shutil.rmtree(path)
+            elif os.path.exists(path):
+                os.remove(path)
     run_demo(out, weights, n_patients_per_disease=patients, epochs=epochs, image_size=image_size,
              seed=seed, progress=not quiet, echo=click.echo)

@@ -5,6 +5,7 @@ For a run folder or a predictions CSV.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import click
@@ -55,6 +56,14 @@ from skin_cnn.cli.options import seed_option
     help="Repeat the metrics per subgroup of COLUMN (e.g. source); may be repeated.",
 )
 @click.option(
+    "--fairness",
+    multiple=True,
+    metavar="COLUMN",
+    help="Add a fairness section for COLUMN (e.g. fitzpatrick_scale): per group AUC, sensitivity "
+    "and specificity with intervals, the largest gap with a bootstrap interval, a forest plot; "
+    "may be repeated.",
+)
+@click.option(
     "--n-bootstrap",
     default=2000,
     show_default=True,
@@ -100,6 +109,7 @@ def command(
     threshold,
     val_predictions,
     by,
+    fairness,
     n_bootstrap,
     bootstrap_method,
     auc_ci,
@@ -144,6 +154,7 @@ def command(
             threshold=rule,
             val_predictions=val_predictions,
             by=by,
+            fairness=fairness,
             flow=flow,
             progress=not quiet,
             **common,
@@ -152,12 +163,12 @@ def command(
         if out is None:
             raise click.UsageError("-o/--out is required with --predictions")
         metrics = _evaluate_file(
-            predictions_csv, out, rule, val_predictions, by, flow, quiet, common
+            predictions_csv, out, rule, val_predictions, by, flow, quiet, common, fairness
         )
     _summary(metrics, out)
 
 
-def _evaluate_file(predictions_csv, out, rule, val_predictions, by, flow, quiet, common):
+def _evaluate_file(predictions_csv, out, rule, val_predictions, by, flow, quiet, common, fairness=()):
     from skin_cnn.evaluation.report import write_evaluation
     from skin_cnn.evaluation.threshold import resolve_thresholds
     from skin_cnn.predictions import read_predictions
@@ -187,6 +198,12 @@ def _evaluate_file(predictions_csv, out, rule, val_predictions, by, flow, quiet,
     from skin_cnn.run_evaluation import record_test_evaluation
 
     run_dir, record = _test_record(predictions_csv)
+    flow = _predictions_flow(predictions_csv, preds, run_dir, flow)
+    run = None
+    if run_dir is not None:  # predictions of a run folder: its config, history and split
+        from skin_cnn.evaluation.checklist import run_context
+
+        run = run_context(run_dir)
     metrics = write_evaluation(
         preds,
         out,
@@ -197,11 +214,46 @@ def _evaluate_file(predictions_csv, out, rule, val_predictions, by, flow, quiet,
         source=str(predictions_csv),
         progress=not quiet,
         test_evaluations=record,
+        fairness=fairness,
+        run=run,
+        image_base=Path(predictions_csv).resolve().parent,
         **common,
     )
     if record and record["split"] == "test":
         record_test_evaluation(run_dir, out, method)
     return metrics
+
+
+def _predictions_flow(predictions_csv, preds, run_dir, given):
+    """The flow chain of a predictions CSV: ``given`` (``--flow``) ending in the images with
+    predictions; else, for ``RUN/.../predictions_<split>.csv``, the run's own flow, the split's
+    images without a prediction excluded as such; else None (what the predictions alone tell)."""
+    import re
+
+    from skin_cnn.evaluation import flow as flows
+
+    if given is not None:
+        return flows.append_step(given, flows.evaluation_step(preds, []))
+    match = re.fullmatch(r"predictions_(train|val|test)\.csv", Path(predictions_csv).name)
+    if run_dir is None or match is None:
+        return None
+    from skin_cnn.run_evaluation import run_flow
+    from skin_cnn.split import load_split
+
+    split = match.group(1)
+    frame = load_split(Path(run_dir) / "split.csv")
+    base = Path(predictions_csv).resolve().parent
+
+    def key(path):
+        return os.path.normpath(base / path)  # an absolute path stays itself
+
+    predicted = {key(p) for p in preds["image_path"].astype(str)}
+    missing = [
+        {"image_path": p, "reason": "no prediction in the predictions file"}
+        for p in frame.loc[frame["split"] == split, "image_path"].astype(str)
+        if key(p) not in predicted
+    ]
+    return run_flow(run_dir, split, frame, preds, missing)
 
 
 def _test_record(predictions_csv):
@@ -232,10 +284,26 @@ def _summary(metrics, out):
                 pct(e[m]) for m in ("sensitivity", "specificity", "ppv", "npv", "accuracy", "auc")
             )
         )
+    from skin_cnn.evaluation.precision import MIN_COUNT, caveats
+
+    for task, e in metrics["tasks"].items():  # one line per task: the report's cells say more
+        found = {m: caveats(m, e[m], e) for m in ("sensitivity", "specificity", "ppv", "npv", "accuracy", "auc")}
+        parts = [f"{m} {c}" for m, cs in found.items() for c in cs if not c.startswith("only ")]
+        small = [m for m, cs in found.items() if any(c.startswith("only ") for c in cs)]
+        if small:
+            parts.append(f"fewer than {MIN_COUNT} images behind {', '.join(small)}")
+        if parts:
+            click.echo(f"  caution, {task}: {'; '.join(parts)}")
     th = metrics["threshold"]
     if isinstance(th, dict):
         th = ", ".join(f"{task} {value:.4g}" for task, value in th.items())
     click.echo(f"threshold: {th} ({metrics['threshold_method']})")
+    for column, result in (metrics.get("fairness") or {}).items():
+        gaps = [f"{task} {m} {100 * g['value']:.1f} pts ({g['high']} vs {g['low']})"
+                for task, t in result["tasks"].items() for m, g in t["gaps"].items()
+                if g["value"] is not None]
+        click.echo(f"fairness by {column}: largest gaps: {'; '.join(gaps) or 'none estimable'} "
+                   "(intervals and too-small groups in the report)")
     record = metrics.get("test_evaluations")
     if record:
         click.echo(f"test split evaluated {record['count']} time(s) in this run folder")

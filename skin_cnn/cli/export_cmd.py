@@ -1,4 +1,4 @@
-"""``skin-cnn export``: SavedModel or TFLite, checked numerically against the Keras model."""
+"""``skin-cnn export``: photo-in SavedModel or TFLite, checked against ``skin-cnn predict``."""
 
 from __future__ import annotations
 
@@ -26,20 +26,23 @@ import click
     default=8,
     show_default=True,
     type=click.IntRange(0, 10_000),
-    help="Images on which the export is compared with the Keras model (0: no check).",
+    help="Photos on which the export is compared with skin-cnn predict (0: no check).",
 )
-@click.option("--seed", default=0, show_default=True, type=int, help="Seed of random check images.")
+@click.option("--seed", default=0, show_default=True, type=int, help="Seed of random check photos.")
 def command(model, fmt, out, check_images, seed):
     """Export MODEL (a run folder or .keras file) to --format at OUT.
 
     \b
-    The export takes float32 RGB in [0, 255] of shape (batch, H, W, 3) under the input name
-    'images' and returns one (batch, 1) probability per task under the task's name, in the
-    signature 'serving_default'. Cropping and resizing are not part of it: repeat the run's
-    preprocessing (config.json) before calling it.
-    The export is compared with the Keras model on the run's test images (else seeded random
-    images); the largest probability difference is printed and written to OUT.check.json.
-    Exit status 1 when it exceeds the tolerance (1e-4 SavedModel, 1e-2 TFLite).
+    The export takes a photo: uint8 RGB of any size (H, W, 3) under the input name 'photo', in
+    the signature 'serving_default', and returns one probability (shape (1,)) per task under
+    the task's name. It repeats the preprocessing skin-cnn predict uses for MODEL: a SavedModel
+    crops (hue crop, output 'crop_box'), resizes and rounds like skin-cnn predict; a TFLite file
+    resizes only (the exact crop needs float64 ops TFLite lacks), so send it the photo cut to
+    the crop box when the run crops.
+    The export is compared with skin-cnn predict on the run's test photos (else seeded random
+    photos); the largest probability difference and, for a SavedModel, the crop boxes that
+    match are printed and written to OUT.check.json. Exit status 1 when the difference exceeds
+    the tolerance (1e-4 SavedModel, 1e-2 TFLite) or a crop box differs.
     """
     from skin_cnn.export import describe_check, export_model
 
@@ -47,5 +50,5 @@ def command(model, fmt, out, check_images, seed):
     click.echo(describe_check(check))
     if check["passed"] is False:
         raise click.ClickException(
-            "the export does not reproduce the Keras model within the tolerance"
+            "the export does not reproduce skin-cnn predict (probabilities or crop boxes)"
         )

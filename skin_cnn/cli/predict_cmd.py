@@ -14,6 +14,14 @@ from skin_cnn.atomic import atomic_path, write_csv, write_text
 from skin_cnn.diseases import resolve_task
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".gif", ".webp")
+#: Printed above the table (the same words as skin_cnn.predict.CONDITIONAL_NOTE, without
+#: importing the model code before it is needed).
+CONDITIONAL_NOTE_TEXT = (
+    "Each task answers only: if the photo shows one of these two diseases, which one? It does not\n"
+    "say whether either is present; read only the task that matches your question (--task)."
+)
+PHOTO_COLUMNS = ["image_path", "task", "question", "predicted", "probability", "y_prob",
+                 "threshold", "threshold_rule"]
 
 
 @click.command("predict")
@@ -23,7 +31,8 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".gif", ".we
     "--task",
     default="all",
     show_default=True,
-    help="A task (psoriasis_vs_eczema, acne_vs_rosacea, ctcl_vs_eczema) or 'all'.",
+    help="The question you are asking: psoriasis_vs_eczema, acne_vs_rosacea, ctcl_vs_eczema, "
+    "or 'all' to compare (each task still answers only its own question).",
 )
 @click.option(
     "-o",
@@ -37,7 +46,9 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".gif", ".we
     "gradcam_dir",
     type=click.Path(file_okay=False),
     default=None,
-    help="Write Grad-CAM overlays <stem>_<task>_gradcam.png into this folder.",
+    help="Write Grad-CAM pictures <stem>_<task>_gradcam.png into this folder: the heat map on "
+    "the whole photo at its own resolution, with question, answer, probability, threshold and "
+    "a colour bar.",
 )
 @click.option(
     "--batch-size",
@@ -50,15 +61,30 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".gif", ".we
 def command(model, inputs, task, out, gradcam_dir, batch_size, quiet):
     """Predict photos (files or folders) or manifests (.csv) with MODEL.
 
-    MODEL is a run folder (its best.keras and the preprocessing in its config.json) or a .keras
-    file (outside a run folder: the model's input size, hue crop on, stretched resize).
+    MODEL is a run folder (its best.keras) or a .keras file. The model's own record gives the
+    preprocessing (crop, size, resize) and each task's threshold; models saved without one use
+    their run folder's config.json (else: input size, hue crop, stretch) and 0.5.
+
+    Each task answers only "if the photo shows one of these two diseases, which one?"; it never
+    says whether either is present. Pick the task that matches your question with --task.
 
     \b
-    Photos give one row per (image, task): the predicted class, its probability and y_prob,
-    the probability of the task's positive class (threshold 0.5).
-    A manifest gives the predictions CSV of the evaluation (image_path, patient_id, task,
-    y_true, y_prob and the manifest's other columns), one row per task the image's diagnosis
-    belongs to. Give either photos or manifests, not both.
+    Photos: printed, a note saying the above, then one row per image and task:
+      image_path   the file, as given (never shortened)
+      task         e.g. psoriasis_vs_eczema
+      answer       the class predicted, IF the photo shows one of the two
+      probability  P(first class), e.g. P(Psoriasis)=0.871
+      threshold    the answer is the first class when P >= threshold
+    and a last line saying where each threshold comes from (chosen on validation by
+    `skin-cnn evaluate --threshold youden|sens:X|spec:X`, or the default 0.5).
+    With -o OUT.csv/.json: columns image_path, task, question, predicted, probability (of
+    the predicted class), y_prob (of the first class), threshold, threshold_rule.
+
+    \b
+    Manifests: the predictions CSV of the evaluation (image_path, patient_id, task, y_true,
+    y_prob and the manifest's other columns), one row per task the image's diagnosis belongs
+    to; printed, the answer at the model's threshold and the true class. Give either photos
+    or manifests, not both.
 
     Unreadable files are reported one by one on stderr and skipped; the exit status is non-zero
     only when no image at all could be predicted.
@@ -96,10 +122,12 @@ def command(model, inputs, task, out, gradcam_dir, batch_size, quiet):
         written = _write_gradcams(
             predictor, frame[ok].reset_index(drop=True), table, gradcam_dir, quiet
         )
-        click.echo(f"Grad-CAM: {written} overlay(s) in {gradcam_dir}", err=True)
+        click.echo(f"Grad-CAM: {written} picture(s) in {gradcam_dir}", err=True)
 
     if out is None:
-        click.echo(_format_table(table))
+        click.echo(CONDITIONAL_NOTE_TEXT)
+        click.echo(_format_table(table, predictor))
+        click.echo(_threshold_line(predictor, tasks))
     else:
         _write_table(table, out)
         click.echo(f"{len(table)} row(s) for {n_done} image(s) written to {out}", err=True)
@@ -126,7 +154,7 @@ def _predict_photos(predictor, paths, tasks, batch_size, quiet):
     import numpy as np
     import pandas as pd
 
-    from skin_cnn.predict import predict_frame, predicted_class
+    from skin_cnn.predict import predict_frame
 
     files = _expand_photos(paths)
     if not files:
@@ -137,17 +165,21 @@ def _predict_photos(predictor, paths, tasks, batch_size, quiet):
     for i in np.flatnonzero(result.ok):
         for task in tasks:
             p = float(result[task][i])
-            cls = predicted_class(task, p)
+            threshold = predictor.thresholds[task]
+            positive = p >= threshold.value
             rows.append(
                 {
                     "image_path": frame.at[i, "image_path"],
                     "task": task,
-                    "predicted": cls,
-                    "probability": p if p >= 0.5 else 1.0 - p,
+                    "question": predictor.question(task),
+                    "predicted": predictor.predicted_class(task, p),
+                    "probability": p if positive else 1.0 - p,
                     "y_prob": p,
+                    "threshold": threshold.value,
+                    "threshold_rule": threshold.rule,
                 }
             )
-    table = pd.DataFrame(rows, columns=["image_path", "task", "predicted", "probability", "y_prob"])
+    table = pd.DataFrame(rows, columns=PHOTO_COLUMNS)
     return table, result.skipped, frame, result.ok
 
 
@@ -168,11 +200,9 @@ def _predict_manifests(predictor, manifests, tasks, batch_size, quiet):
 
 
 def _write_gradcams(predictor, frame, table, folder, quiet):
-    """One overlay per row of ``table`` (image × task), named ``<stem>_<task>_gradcam.png``."""
+    """One picture per row of ``table`` (image × task), named ``<stem>_<task>_gradcam.png``."""
     from PIL import Image
     from tqdm.auto import tqdm
-
-    from skin_cnn.explain import overlay
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -186,11 +216,10 @@ def _write_gradcams(predictor, frame, table, folder, quiet):
         used[stem] = used.get(stem, 0) + 1
         if used[stem] > 1:  # two photos with the same name in different folders
             stem = f"{stem}-{used[stem]}"
-        tensor, _ = predictor.preprocess(predictor.read(path))
-        heatmaps, _ = predictor.explain(tensor[None], tasks)
-        for task in tasks:
+        pictures, _ = predictor.explain_photo(predictor.read(path), tasks, name=Path(path).name)
+        for task, picture in pictures.items():
             with atomic_path(folder / f"{stem}_{task}_gradcam.png") as tmp:
-                Image.fromarray(overlay(tensor, heatmaps[task][0])).save(tmp, format="PNG")
+                Image.fromarray(picture).save(tmp, format="PNG")
             written += 1
     return written
 
@@ -202,22 +231,33 @@ def _write_table(table, out):
         write_csv(out, table)
 
 
-def _format_table(table):
-    """A plain-text table: image, task, predicted class, probability of that class."""
-    if "predicted" in table.columns:
-        shown = table[["image_path", "task", "predicted", "probability"]].copy()
-    else:  # manifest predictions: show the class the probability points to
-        from skin_cnn.predict import predicted_class
+def _format_table(table, predictor):
+    """A plain-text table: image (in full), task, answer, P(first class), threshold."""
+    import pandas as pd
 
-        shown = table[["image_path", "task"]].copy()
-        shown["predicted"] = [predicted_class(t, p) for t, p in zip(table["task"], table["y_prob"])]
-        shown["probability"] = [p if p >= 0.5 else 1 - p for p in table["y_prob"]]
-        shown["true"] = [predicted_class(t, y) for t, y in zip(table["task"], table["y_true"])]
-    shown["image_path"] = [_short(p) for p in shown["image_path"]]
-    shown["probability"] = [f"{p:.3f}" for p in shown["probability"]]
-    return shown.to_string(index=False)
+    from skin_cnn.predict import display_class
+
+    shown = pd.DataFrame({"image_path": [str(p) for p in table["image_path"]],
+                          "task": list(table["task"])})
+    shown["answer"] = [display_class(predictor.predicted_class(t, p))
+                       for t, p in zip(table["task"], table["y_prob"])]
+    shown["probability"] = [f"P({display_class(predictor.classes[t][0])})={p:.3f}"
+                            for t, p in zip(table["task"], table["y_prob"])]
+    shown["threshold"] = [f"{predictor.thresholds[t].value:.3g}" for t in table["task"]]
+    if "y_true" in table.columns:  # manifest predictions: the true class too
+        positive = {t: predictor.classes[t] for t in set(table["task"])}
+        shown["true"] = [display_class(positive[t][0] if y else positive[t][1])
+                         for t, y in zip(table["task"], table["y_true"])]
+    columns = list(shown.columns)
+    cells = [columns] + shown.astype(str).values.tolist()
+    widths = [max(len(row[k]) for row in cells) for k in range(len(columns))]
+    return "\n".join("  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip() for row in cells)
 
 
-def _short(path, width=40):
-    path = str(path)
-    return path if len(path) <= width else "…" + path[-(width - 1) :]
+def _threshold_line(predictor, tasks):
+    """Where each task's threshold comes from, tasks with the same one grouped."""
+    groups = {}
+    for task in tasks:
+        groups.setdefault(predictor.thresholds[task].describe(), []).append(task)
+    parts = [f"{', '.join(names)} {text}" for text, names in groups.items()]
+    return "threshold (answer = first class when P >= threshold): " + "; ".join(parts)

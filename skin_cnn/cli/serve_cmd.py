@@ -49,9 +49,12 @@ def command(model, host, port, max_upload_mb, max_megapixels, workers, max_concu
     """Serve MODEL (a run folder or .keras file) at http://HOST:PORT/.
 
     \b
-    The page: upload or drop a photo, pick a task, see the crop box, the predicted class and
-    probability per task and a Grad-CAM heat map. JSON API: POST /api/predict (multipart field
-    'file'), GET /healthz, GET /openapi.json, an offline API page at /docs.
+    The page: pick the question (psoriasis or eczema, acne or rosacea, CTCL or eczema; each
+    task only tells its two diseases apart), upload or drop a photo, see the crop box, the
+    answer at the model's threshold (chosen on validation and stored in the model, else 0.5)
+    with its probability, and a Grad-CAM heat map on the photo. JSON API: POST /api/predict
+    (multipart field 'file'), GET /api/info, GET /healthz, GET /openapi.json, an offline API
+    page at /docs.
     Photos are processed in memory and never written to disk; file names and image content are
     never logged. A research tool, not a medical device.
     """
@@ -80,6 +83,9 @@ def command(model, host, port, max_upload_mb, max_megapixels, workers, max_concu
     click.echo(
         f"skin-cnn serving {predictor.name} at http://{shown}:{port}/  (Ctrl+C to stop)", err=True
     )
+    thresholds = "; ".join(f"{t} {predictor.thresholds[t].describe()}" for t in predictor.tasks)
+    click.echo(f"preprocessing: {predictor.preprocessing.describe()} "
+               f"({predictor.preprocessing_source}); thresholds: {thresholds}", err=True)
     log_config = copy.deepcopy(uvicorn.config.LOGGING_CONFIG)
     log_config["loggers"]["skin_cnn"] = {"handlers": ["default"], "level": "INFO", "propagate": False}
     uvicorn.run(app, host=host, port=port, log_level="info", access_log=True, log_config=log_config)

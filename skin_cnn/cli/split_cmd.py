@@ -38,7 +38,7 @@ def command(manifest, out, seed, fractions, group_near_duplicates, hash_distance
     """
     import warnings
 
-    from skin_cnn import atomic
+    from skin_cnn.evaluation import flow as flows
     from skin_cnn.manifest import validate_manifest
     from skin_cnn.split import (
         DEFAULT_HASH_DISTANCE,
@@ -96,7 +96,18 @@ def command(manifest, out, seed, fractions, group_near_duplicates, hash_distance
     for problem in problems:
         click.secho(f"WARNING: {problem} (written anyway: --allow-empty)", fg="red", bold=True, err=True)
     write_split(split, out)
-    flow_path = out.with_suffix(".flow.json")
-    atomic.write_json(flow_path, flow_counts(report, split))
+    flow_path = flows.write_record(out, _record(manifest, flow_counts(report, split)))
     click.echo(split_table(split).to_string())
     click.echo(f"wrote {out} and {flow_path}")
+
+
+def _record(manifest, counts):
+    """The split's flow record: the manifest's own record (when an earlier step, such as
+    ``cleanse apply``, wrote one beside it) followed by validation and split; else manifest,
+    validation and split."""
+    from skin_cnn.evaluation import flow as flows
+
+    earlier = flows.read_record(manifest)
+    if earlier is None or not earlier["steps"]:
+        return counts
+    return {"steps": [*earlier["steps"], *counts["steps"][1:]]}

@@ -30,6 +30,49 @@ def user_settings(ctx, params):
     return chosen
 
 
+def recipe_options(function):
+    """The training-recipe options, shared by ``skin-cnn train`` and ``skin-cnn cv``."""
+    decorators = [
+        click.option("--variant", type=click.Choice(VARIANTS, case_sensitive=False), default=D.variant,
+            help="P: ImageNet frozen trunk; N: random trunk trained; PS/NS: with a spatial transformer."),
+        click.option("--weights", default=D.weights,
+            help="Trunk weights of P/PS: imagenet (Keras cache or $SKIN_CNN_VGG16_WEIGHTS), none, or a .h5 path."),
+        click.option("--image-size", type=int, default=D.image_size,
+            help="Square model input size in pixels (study: 250)."),
+        click.option("--crop/--no-crop", default=D.crop, help="Hue-crop background away before resizing."),
+        click.option("--balanced/--no-balanced", default=D.balanced,
+            help="Epochs of the same size with an equal share per disease (docs/training.md)."),
+        click.option("--zoom", type=float, default=D.zoom, help="Random zoom strength (0 = off)."),
+        click.option("--rotation", type=float, default=D.rotation,
+            help="Random rotation, fraction of a full turn (0 = off)."),
+        click.option("--translation", type=float, default=D.translation,
+            help="Random shift, fraction of the size (0 = off)."),
+        click.option("--flip/--no-flip", default=D.flip, help="Random horizontal and vertical flips."),
+        click.option("--epochs", type=int, default=D.epochs, help="Maximum number of epochs."),
+        click.option("--batch-size", type=int, default=D.batch_size, help="Images per step (try 32 on a small CPU)."),
+        click.option("--optimizer", type=click.Choice(OPTIMIZERS), default=D.optimizer, help="Optimizer."),
+        click.option("--learning-rate", type=float, default=D.learning_rate,
+            help="Initial learning rate (1e-4 suits heads on a frozen trunk; ~2e-5 when the trunk trains)."),
+        click.option("--fine-tune-blocks", type=int, default=D.fine_tune_blocks,
+            help="P/PS: let the last N VGG-16 blocks train (0: whole trunk frozen, as in the paper)."),
+        click.option("--patience", type=int, default=D.patience,
+            help="Early stopping: epochs without a better val mean AUC."),
+        click.option("--seed", type=int, default=D.seed, help="Seed for weights, shuffling and augmentation."),
+        click.option("--feature-cache", type=click.Choice(["auto", "on", "off"]), default=D.feature_cache,
+            help="Train heads on stored trunk features (auto: whenever the trunk is frozen, variant P)."),
+        click.option("--no-feature-cache", "feature_cache", flag_value="off", help="Same as --feature-cache off."),
+        click.option("--cache-views", type=int, default=D.cache_views,
+            help="Augmented views per training image in the cache."),
+        click.option("--cache-dir", type=click.Path(file_okay=False), default=None,
+            help="Shared feature-cache folder (default: RUN/feature_cache)."),
+        click.option("--tensorboard/--no-tensorboard", default=D.tensorboard,
+            help="Write TensorBoard logs to RUN/tensorboard."),
+    ]
+    for decorator in reversed(decorators):
+        function = decorator(function)
+    return function
+
+
 @click.command(context_settings={"show_default": True})
 @click.argument("split_csv", required=False, type=click.Path(dir_okay=False))
 @click.option("-o", "--out", type=click.Path(file_okay=False), help="Run folder to create (runs/NAME).")
@@ -37,39 +80,12 @@ def user_settings(ctx, params):
               help="Continue an interrupted run folder with its saved settings.")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False, exists=True),
               help="YAML or JSON file of settings; flags given on the command line override it.")
-@click.option("--variant", type=click.Choice(VARIANTS, case_sensitive=False), default=D.variant,
-              help="P: ImageNet frozen trunk; N: random trunk trained; PS/NS: with a spatial transformer.")
-@click.option("--weights", default=D.weights,
-              help="Trunk weights of P/PS: imagenet (Keras cache or $SKIN_CNN_VGG16_WEIGHTS), none, or a .h5 path.")
-@click.option("--image-size", type=int, default=D.image_size, help="Square model input size in pixels (study: 250).")
-@click.option("--crop/--no-crop", default=D.crop, help="Hue-crop background away before resizing.")
-@click.option("--balanced/--no-balanced", default=D.balanced, help="Epochs of the same size with an equal share per disease (docs/training.md).")
-@click.option("--zoom", type=float, default=D.zoom, help="Random zoom strength (0 = off).")
-@click.option("--rotation", type=float, default=D.rotation, help="Random rotation, fraction of a full turn (0 = off).")
-@click.option("--translation", type=float, default=D.translation, help="Random shift, fraction of the size (0 = off).")
-@click.option("--flip/--no-flip", default=D.flip, help="Random horizontal and vertical flips.")
-@click.option("--epochs", type=int, default=D.epochs, help="Maximum number of epochs.")
-@click.option("--batch-size", type=int, default=D.batch_size, help="Images per step (try 32 on a small CPU).")
-@click.option("--optimizer", type=click.Choice(OPTIMIZERS), default=D.optimizer, help="Optimizer.")
-@click.option("--learning-rate", type=float, default=D.learning_rate,
-              help="Initial learning rate (1e-4 suits heads on a frozen trunk; ~2e-5 when the trunk trains).")
-@click.option("--fine-tune-blocks", type=int, default=D.fine_tune_blocks,
-              help="P/PS: let the last N VGG-16 blocks train (0: whole trunk frozen, as in the paper).")
-@click.option("--patience", type=int, default=D.patience, help="Early stopping: epochs without a better val mean AUC.")
-@click.option("--seed", type=int, default=D.seed, help="Seed for weights, shuffling and augmentation.")
-@click.option("--feature-cache", type=click.Choice(["auto", "on", "off"]), default=D.feature_cache,
-              help="Train heads on stored trunk features (auto: whenever the trunk is frozen, variant P).")
-@click.option("--no-feature-cache", "feature_cache", flag_value="off", help="Same as --feature-cache off.")
-@click.option("--cache-views", type=int, default=D.cache_views, help="Augmented views per training image in the cache.")
-@click.option("--cache-dir", type=click.Path(file_okay=False), default=None,
-              help="Shared feature-cache folder (default: RUN/feature_cache).")
+@recipe_options
 @click.option("--strategy", type=click.Choice(STRATEGIES), default=D.strategy,
               help="tf.distribute strategy; multi-worker reads TF_CONFIG (docs/distributed.md).")
 @click.option("--evaluate-test/--no-evaluate-test", "evaluate", default=D.evaluate,
               help="Also evaluate the best model on the test split (a deliberate look; "
                    "normally `skin-cnn evaluate RUN` once the model is final).")
-@click.option("--tensorboard/--no-tensorboard", default=D.tensorboard,
-              help="Write TensorBoard logs to RUN/tensorboard.")
 @click.option("--save-last/--no-save-last", default=D.save_last,
               help="Also write last.keras, the model after the last epoch (about 60 MB).")
 @click.option("--quiet", is_flag=True, help="No progress bars.")

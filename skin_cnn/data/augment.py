@@ -20,6 +20,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 import numpy as np
+import tensorflow as tf
 
 FILL_MODES = ("reflect", "wrap", "constant", "nearest")
 #: First element of the key of an epoch's augmentation and of a cached view's.
@@ -137,8 +138,6 @@ def apply_augmentation(images, params, fill_mode="reflect"):
     ``c`` the image centre, ``F`` the flips and ``s`` the scale. Identity parameters return the
     batch unchanged, bit for bit; pure flips are exact mirror images.
     """
-    import tensorflow as tf
-
     images = tf.convert_to_tensor(images, tf.float32)
     params = tf.convert_to_tensor(params, tf.float32)
     height, width = images.shape[1], images.shape[2]

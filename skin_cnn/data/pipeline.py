@@ -12,7 +12,7 @@ process has run:
 prepare_images`) into batches ``(images, labels, masks)``; :func:`feature_stream` does the same
 for cached trunk features. Both cover all remaining epochs in one dataset, consumed by Keras with
 ``steps_per_epoch``, so a run resumed at epoch ``k`` replays exactly what an uninterrupted run
-does, and :func:`skin_cnn.data.preview.preview_batch` redraws any batch of any epoch.
+does, and :func:`skin_cnn.training.preview.training_batch` redraws any batch of any epoch.
 
 Batches are ``(x, labels, masks)``: ``x`` float32 RGB in [0, 255] (the model normalises),
 ``labels[task]`` float32 ``(B, 1)``, ``masks[task]`` float32 ``(B,)`` (1 when the image belongs to
@@ -30,6 +30,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import tensorflow as tf
 
 from skin_cnn.data.augment import CACHED_VIEW, EPOCH, apply_augmentation, augmentation_params
 from skin_cnn.diseases import TASK_NAMES, task_targets
@@ -101,8 +102,6 @@ def targets(diagnoses):
 
 
 def _options(dataset):
-    import tensorflow as tf
-
     options = tf.data.Options()
     options.deterministic = True
     # Sharding is explicit (``shard=``), by image index, before anything is read.
@@ -112,8 +111,6 @@ def _options(dataset):
 
 def _index_batches(orders, extra, batch_size, shard):
     """Per-epoch batches of ``(index, extra)``; with ``shard=(i, k)`` every k-th image from i."""
-    import tensorflow as tf
-
     def epoch_batches(order, more):
         return tf.data.Dataset.from_tensor_slices((order, more)).batch(batch_size)
 
@@ -125,8 +122,6 @@ def _index_batches(orders, extra, batch_size, shard):
 
 
 def _gather_targets(labels, masks):
-    import tensorflow as tf
-
     label_table = {t: tf.constant(np.asarray(labels[t], dtype="float32")) for t in TASK_NAMES}
     mask_table = {t: tf.constant(np.asarray(masks[t], dtype="float32")) for t in TASK_NAMES}
 
@@ -139,8 +134,6 @@ def _gather_targets(labels, masks):
 
 def read_rows(store, indices):
     """``store.read(indices)`` as a TensorFlow op (the rows' shape and dtype kept)."""
-    import tensorflow as tf
-
     rows = tf.numpy_function(store.read, [indices], tf.as_dtype(store.dtype), stateful=False)
     return tf.ensure_shape(rows, (None,) + tuple(store.row_shape))
 
@@ -164,8 +157,6 @@ def image_stream(store, diseases, *, seed, epochs, batch_size, augment, balanced
     shard : (int, int), optional
         ``(worker index, workers)``: this worker reads only its part of every batch.
     """
-    import tensorflow as tf
-
     epochs = list(epochs)
     orders = np.stack([epoch_order(seed, e, diseases, balanced) for e in epochs]).astype(np.int64)
     params = np.stack([augmentation_params(seed, (EPOCH, e), order, augment) for e, order in zip(epochs, orders)])
@@ -192,8 +183,6 @@ def feature_stream(features, diseases, *, seed, epochs, batch_size, balanced=Fal
     up to ``in_memory_limit`` bytes are gathered inside TensorFlow, so an epoch costs little more
     than the head's arithmetic; larger ones are read row by row.
     """
-    import tensorflow as tf
-
     epochs = list(epochs)
     diseases = np.asarray(diseases)
     n = len(diseases)

@@ -8,6 +8,9 @@ Public API::
 * :func:`write_evaluation` — the same plus ``metrics.csv``, figures and ``report.md``/``.html``;
 * :func:`choose_threshold` — a threshold fitted on validation predictions;
 * :func:`check_disjoint` — refuse threshold-fitting predictions that overlap the evaluated ones;
+* :func:`fairness_analysis` — per-group AUC, sensitivity, specificity and the largest gaps;
+* :func:`calibration_summary` — ECE, Brier score, calibration slope and intercept;
+* :func:`run_context` — what a run folder tells the report and its reporting checklists;
 * :func:`compare_predictions` — AUC and accuracy of several models with paired DeLong tests and
   a paired cluster bootstrap of the AUC differences.
 
@@ -17,8 +20,11 @@ tables only and never loads a model; evaluating a run folder's split with its mo
 """
 
 from skin_cnn.evaluation.bootstrap import bootstrap_intervals, paired_auc_difference
+from skin_cnn.evaluation.calibration import calibration_summary
+from skin_cnn.evaluation.checklist import run_context
 from skin_cnn.evaluation.compare import compare_predictions, write_comparison
 from skin_cnn.evaluation.delong import auc_interval, delong_ci, delong_test
+from skin_cnn.evaluation.fairness import fairness_analysis
 from skin_cnn.evaluation.intervals import clopper_pearson, npv, ppv
 from skin_cnn.evaluation.metrics import (
     evaluate_predictions,
@@ -33,6 +39,7 @@ from skin_cnn.evaluation.threshold import choose_threshold, parse_threshold, res
 __all__ = [
     "auc_interval",
     "bootstrap_intervals",
+    "calibration_summary",
     "check_disjoint",
     "choose_threshold",
     "clopper_pearson",
@@ -40,6 +47,7 @@ __all__ = [
     "delong_ci",
     "delong_test",
     "evaluate_predictions",
+    "fairness_analysis",
     "metrics_by",
     "metrics_table",
     "npv",
@@ -47,6 +55,7 @@ __all__ = [
     "parse_threshold",
     "ppv",
     "resolve_thresholds",
+    "run_context",
     "task_metrics",
     "write_comparison",
     "write_evaluation",

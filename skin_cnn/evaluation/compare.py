@@ -25,7 +25,8 @@ from skin_cnn.evaluation.bootstrap import paired_auc_difference
 from skin_cnn.evaluation.delong import delong_test
 from skin_cnn.evaluation.metrics import auc_estimate, confusion_counts
 from skin_cnn.evaluation.plots import task_title
-from skin_cnn.evaluation.report import Report, fmt_pct
+from skin_cnn.evaluation.precision import caveats, flagged
+from skin_cnn.evaluation.report import CAVEAT_TEXT, Report, fmt_pct
 from skin_cnn.predictions import read_predictions
 
 KEY = ["image_path", "task"]
@@ -135,10 +136,15 @@ def _model_row(task, name, y, p, threshold, confidence, auc_ci):
     auc = auc_estimate(y, p, confidence, auc_ci)
     tp, fn, tn, fp = confusion_counts(y, p, threshold)
     acc = intervals.clopper_pearson(tp + tn, len(y), confidence)
+    counts = {"n_images": len(y), "n_positive": tp + fn, "n_negative": tn + fp}
+    notes = caveats("auc", auc, counts) + [f"accuracy: {c}" for c in caveats("accuracy", acc.as_dict(), counts)]
     return {
         "task": task,
         "model": name,
         "n_images": len(y),
+        "n_positive": tp + fn,
+        "n_negative": tn + fp,
+        "note": "; ".join(([auc["note"]] if auc.get("note") else []) + notes) or None,
         "auc": auc["value"],
         "auc_ci_low": (auc["ci"] or [None, None])[0],
         "auc_ci_high": (auc["ci"] or [None, None])[1],
@@ -234,20 +240,35 @@ def _entry(value, low, high):
     return {"value": value if ok else None, "ci": ci}
 
 
+def _counts(row):
+    """The class counts of a compare.csv row (absent in tables written before they were kept)."""
+    return {k: int(row[k]) for k in ("n_images", "n_positive", "n_negative") if k in row and not pd.isna(row[k])}
+
+
+def _flag(metric, entry, row):
+    """A compare table cell with its caveats (zero-width interval, too few images) in it."""
+    return flagged(fmt_pct(entry), metric, entry, _counts(row))
+
+
 def _pp(value):
     return "n/a" if value is None or pd.isna(value) else f"{100 * value:+.2f}"
 
 
-def _tests_rows(tests):
+def _tests_rows(tests, table=None):
     boot = "boot_ci_low" in tests.columns
+    firsts = {} if table is None or not len(table) else {t: part.iloc[0] for t, part in table.groupby("task")}
     rows = []
     for _, r in tests.iterrows():
+        ci = "n/a" if pd.isna(r["ci_low"]) else f"{_pp(r['ci_low'])} to {_pp(r['ci_high'])} pp"
+        if ci != "n/a":
+            counts = _counts(firsts[r["task"]]) if r["task"] in firsts else {}
+            ci = flagged(ci, "auc", {"ci": [r["ci_low"], r["ci_high"]]}, counts)
         row = [
             task_title(r["task"]),
             r["model_a"],
             r["model_b"],
             "n/a" if pd.isna(r["difference"]) else f"{_pp(r['difference'])} pp",
-            "n/a" if pd.isna(r["ci_low"]) else f"{_pp(r['ci_low'])} to {_pp(r['ci_high'])} pp",
+            ci,
             _p(None if pd.isna(r["p_value"]) else r["p_value"]),
             _p(None if pd.isna(r["p_holm"]) else r["p_holm"]),
         ]
@@ -290,22 +311,23 @@ def comparison_report(table, tests, sources, threshold, test_counts=None):
                     task_title(task),
                     r["model"],
                     r["n_images"],
-                    fmt_pct(_entry(r["auc"], r["auc_ci_low"], r["auc_ci_high"])),
-                    fmt_pct(_entry(r["accuracy"], r["accuracy_ci_low"], r["accuracy_ci_high"])),
+                    _flag("auc", _entry(r["auc"], r["auc_ci_low"], r["auc_ci_high"]), r),
+                    _flag("accuracy", _entry(r["accuracy"], r["accuracy_ci_low"], r["accuracy_ci_high"]), r),
                 ]
             )
     rep.table(["Task", "Model", "n images", "AUC", "Accuracy"], rows)
     methods = ", ".join(sorted(set(table["auc_method"]))) if len(table) else "delong"
     rep.para(
         f"AUC with 95% intervals ({methods}); accuracy at {_threshold_words(threshold)} with exact "
-        "Clopper–Pearson intervals. Every model was evaluated on the same images."
+        "Clopper–Pearson intervals. Every model was evaluated on the same images. "
+        + CAVEAT_TEXT
     )
     rep.heading("Paired tests of AUC differences")
     header = ["Task", "A", "B", "AUC A − AUC B", "DeLong 95% CI", "DeLong p", "p (Holm)"]
     boot = "boot_ci_low" in tests.columns and tests["boot_ci_low"].notna().any()
     if boot:
         header += ["Bootstrap 95% CI", "Bootstrap p"]
-    rep.table(header, _tests_rows(tests))
+    rep.table(header, _tests_rows(tests, table))
     text = (
         "Two-sided p-values of DeLong's test for correlated AUCs (same images); Holm's "
         "adjustment over the pairs within each task. DeLong's test treats images as independent."

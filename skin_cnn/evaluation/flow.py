@@ -39,9 +39,9 @@ SUFFIX = ".flow.json"
 
 #: Words shown in the diagram and the report for the step names the commands write.
 STEP_LABELS = {
-    "manifest": "Images in the manifest",
+    "manifest": "Eligible images (manifest)",
     "input": "Images in the input file",
-    "validation": "Valid rows (manifest check)",
+    "validation": "Valid rows (manifest checks)",
     "split": "Assigned by patient",
     "cleansing": "Skin photos (cleanse apply)",
     "crop": "Cropped (crop)",
@@ -164,11 +164,12 @@ def read_record(csv_path):
 
 
 def start_record(csv_path, frame):
-    """A record for a CSV that has none: one ``input`` step with its counts (per split too)."""
-    step = make_step("input", frame)
-    step.pop("excluded")
-    step["file"] = Path(csv_path).name
-    return {"steps": [step]}
+    """A record for a CSV that has none: an ``input`` step with its counts and, for a split CSV,
+    a ``split`` step with the counts per split (where the other splits' images were assigned)."""
+    steps = [{"name": "input", "file": Path(csv_path).name, **counts(frame)}]
+    if "split" in frame.columns:
+        steps.append(make_step("split", frame))
+    return {"steps": steps}
 
 
 def write_record(out_csv, record):
@@ -219,6 +220,31 @@ def training_step(split_frame, skipped):
     return step
 
 
+def record_training(split_csv, run_dir, frame, skipped):
+    """Write the run's own record, ``RUN/split.flow.json``: the record of the split trained on
+    (or one started from it) with the ``training`` step appended.
+
+    Meant for the trainer once ``RUN/split.csv`` and ``skipped_images.csv`` are written, so the
+    run folder carries its flow even when the split's folder moves. Without it the evaluation
+    builds the same step from ``skipped_images.csv``
+    (:func:`skin_cnn.run_evaluation.run_record`).
+
+    Parameters
+    ----------
+    split_csv : str or Path
+        The split CSV the run was trained on (its record lies beside it, if any).
+    run_dir : str or Path
+        The run folder, holding ``split.csv``.
+    frame : pandas.DataFrame
+        The split table trained on.
+    skipped : list of dict
+        The rows of ``skipped_images.csv``.
+    """
+    record = read_record(split_csv) or start_record(split_csv, frame)
+    steps = [step for step in record["steps"] if step.get("name") != "training"]
+    return write_record(Path(run_dir) / "split.csv", {"steps": [*steps, training_step(frame, skipped)]})
+
+
 # ---------------------------------------------------------------------------------------------
 # one split's chain
 
@@ -238,9 +264,9 @@ def _label(step):
 def chain(record, split="test"):
     """The steps of one split, each with its count and what left before it.
 
-    Whole-set steps (before the split) are kept as they are. The first step with per-split
-    counts becomes the evaluated split's step, the other splits listed as *assigned* (to
-    training or validation), never as excluded. Later steps give that split's own counts and
+    Whole-set steps (before the split) are kept as they are; reasons with no image are dropped.
+    The first step with per-split counts becomes the evaluated split's step, the other splits
+    listed as *assigned* (to training or validation), never as excluded. Later steps give that split's own counts and
     exclusions. A count that the previous count, the exclusions and the assignments do not
     explain is recorded as ``unexplained`` (previous − excluded − assigned − this), so the
     diagram shows a gap instead of hiding it.
@@ -268,7 +294,7 @@ def chain(record, split="test"):
         if isinstance(per, dict):
             entry.update(images=per.get("images"), patients=per.get("patients"), note=per.get("note"))
             if not assigned_yet:
-                entry["name"] = f"{_label(step)}: {split} split"
+                entry["name"] = f"{split.capitalize()} split ({_label(step)[:1].lower()}{_label(step)[1:]})"
                 entry["assigned"] = {
                     s: step[s].get("images") for s in SPLIT_NAMES
                     if s != split and isinstance(step.get(s), dict)
@@ -283,6 +309,8 @@ def chain(record, split="test"):
             if assigned_yet:
                 entry["name"] = f"{_label(step)} (all splits together)"
                 entry["note"] = "counted over all splits, not per split"
+        if isinstance(entry["excluded"], dict):  # a reason with no image is not an exclusion
+            entry["excluded"] = {r: n for r, n in entry["excluded"].items() if n != 0}
         for key in ("images", "patients"):
             if not _is_count(entry.get(key)):
                 raise ValueError(f"steps[{i}].{key} must be a non-negative integer or null")

@@ -226,10 +226,24 @@ def evaluate_predictions(
     return result
 
 
+def _note(metric, entry, boot, task):
+    """The ``note`` of a ``metrics.csv`` row: the entry's own note and what a reader must know
+    before quoting the value (:func:`skin_cnn.evaluation.precision.caveats`)."""
+    from skin_cnn.evaluation.precision import caveats
+
+    parts = [entry["note"]] if entry.get("note") else []
+    parts += caveats(metric, entry, task)
+    if boot[0] is not None and boot[1] is not None and abs(boot[1] - boot[0]) < 1e-12:
+        parts.append("zero-width bootstrap interval (not certainty)")
+    return "; ".join(dict.fromkeys(parts)) or None
+
+
 def metrics_table(metrics, **extra):
     """One row per task × metric: ``task, metric, value, ci_low, ci_high, method``, the
-    bootstrap interval (``bootstrap_low, bootstrap_high``) and the unit it resampled
-    (``bootstrap_unit``); ``extra`` columns go first."""
+    bootstrap interval (``bootstrap_low, bootstrap_high``), the unit it resampled
+    (``bootstrap_unit``), ``n_images`` and a ``note`` saying what must be known before the
+    value is quoted (undefined value, zero-width interval, too few images); ``extra`` columns
+    go first."""
     rows = []
     for task, entry in metrics["tasks"].items():
         boot = entry.get("bootstrap") or {}
@@ -250,6 +264,7 @@ def metrics_table(metrics, **extra):
                     "bootstrap_high": b[1],
                     "bootstrap_unit": boot.get("unit"),
                     "n_images": entry["n_images"],
+                    "note": _note(m, e, b, entry),
                 }
             )
     return pd.DataFrame(rows)

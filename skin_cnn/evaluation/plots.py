@@ -14,6 +14,7 @@ import numpy as np
 
 from skin_cnn.atomic import atomic_path
 from skin_cnn.diseases import TASKS
+from skin_cnn.evaluation.precision import caveats
 
 DPI = 120
 
@@ -54,6 +55,20 @@ def _fmt_ci(entry, pct=False):
     return text
 
 
+def roc_labels(entry):
+    """Legend texts of a ROC curve: the AUC with its interval and, on the lines below, what must
+    be said with it (zero-width interval, too few images); the operating point, with a note when
+    the threshold puts every image on one side (why a high AUC can sit beside 0% sensitivity)."""
+    curve = "\n".join([f"AUC {_fmt_ci(entry['auc'])}"] + caveats("auc", entry["auc"], entry))
+    sens, spec = entry["sensitivity"]["value"], entry["specificity"]["value"]
+    point = None
+    if sens is not None and spec is not None:
+        sides = [c for m in ("sensitivity", "specificity") for c in caveats(m, entry[m], entry)
+                 if c.startswith("no image predicted")]
+        point = "\n".join([f"threshold {entry['threshold']:.3g}: sens {sens:.2f}, spec {spec:.2f}"] + sides)
+    return curve, point
+
+
 def plot_roc(y_true, y_prob, entry, task, path):
     """ROC curve with the AUC and its DeLong interval in the legend and the operating point at the
     evaluation threshold marked."""
@@ -65,8 +80,7 @@ def plot_roc(y_true, y_prob, entry, task, path):
     y = np.asarray(y_true)
     if 0 < y.sum() < y.size:
         fpr, tpr, _ = roc_curve(y, y_prob)
-        label = f"AUC {_fmt_ci(entry['auc'])}"
-        ax.plot(fpr, tpr, color="C0", lw=2, label=label)
+        ax.plot(fpr, tpr, color="C0", lw=2, label=roc_labels(entry)[0])
     else:
         ax.text(0.5, 0.5, "ROC undefined:\nonly one class present", ha="center", va="center")
     sens, spec = entry["sensitivity"]["value"], entry["specificity"]["value"]
@@ -76,7 +90,7 @@ def plot_roc(y_true, y_prob, entry, task, path):
             [sens],
             "o",
             color="C3",
-            label=f"threshold {entry['threshold']:.3g}: sens {sens:.2f}, spec {spec:.2f}",
+            label=roc_labels(entry)[1],
         )
     ax.set(
         xlim=(-0.01, 1.01),
@@ -196,9 +210,9 @@ def normalise_flow(flow, split="test"):
 def _count_text(images, patients):
     parts = []
     if images is not None:
-        parts.append(f"{images:,} images")
+        parts.append(f"{images:,} image" + ("" if images == 1 else "s"))
     if patients is not None:
-        parts.append(f"{patients:,} patients")
+        parts.append(f"{patients:,} patient" + ("" if patients == 1 else "s"))
     return ", ".join(parts) if parts else "count not recorded"
 
 
@@ -212,27 +226,49 @@ def flow_from_predictions(predictions, split="evaluated"):
 def flow_from_split(split_frame, split):
     """The chain known from a run's split table alone: its images, then the evaluated split,
     the other splits shown as assigned elsewhere."""
-    from skin_cnn.evaluation.flow import chain, make_step
+    from skin_cnn.evaluation.flow import chain, start_record
 
-    step = make_step("input", split_frame)
-    step.update(file="split.csv of the run", excluded={})
-    return chain({"steps": [step]}, split)
+    return chain(start_record("split.csv of the run", split_frame), split)
+
+
+def _side_lines(step):
+    """The lines of the box beside the arrow into ``step``: exclusions (with reasons), the images
+    assigned to other splits, and any count the record does not explain."""
+    excluded = [(r, n) for r, n in step.get("excluded", {}).items() if n]
+    boxes = []
+    if excluded:
+        lines = [f"{reason}: {n:,}" for reason, n in excluded]
+        lines = [textwrap.shorten(line, 46, placeholder="…") for line in lines]
+        if len(lines) > 6:  # keep the box between the two steps
+            lines = lines[:5] + [f"… {len(lines) - 5} more reasons"]
+        boxes.append(("Excluded:", lines, "#fbeaea"))
+    if step.get("unexplained"):
+        n = step["unexplained"]
+        text = f"{n:,} images" if n > 0 else f"{-n:,} more images than before"
+        boxes.append(("Not accounted for by the record:", [text], "#fff3c4"))
+    assigned = step.get("assigned") or {}
+    if assigned:
+        lines = [f"{name}: {n:,}" for name, n in assigned.items() if n is not None]
+        boxes.append(("Assigned to other splits\n(not evaluated):", lines, "#eeeeee"))
+    return boxes
 
 
 def plot_stard_flow(flow, metrics, path):
-    """STARD 2015 flow diagram: one box per step, exclusions beside the arrows, and one box per
-    task for the images evaluated (with the reference-standard classes)."""
+    """STARD 2015 flow diagram of the evaluated split: one box per step with its count, beside
+    each arrow the images excluded there (with reasons) or assigned to other splits, and one box
+    per task for the images evaluated (with the reference-standard classes)."""
     from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
 
     steps = flow["steps"]
     tasks = list(metrics["tasks"])
     n_rows = len(steps) + 1
-    width = max(8.0, 3.1 * len(tasks))
-    fig = _figure(width, 1.45 * n_rows + 0.6)
+    width = max(9.0, 3.1 * len(tasks))
+    row_h = 1.6
+    fig = _figure(width, row_h * n_rows + 0.6)
     ax = fig.add_subplot()
     ax.set_axis_off()
     ax.set_xlim(0, width)
-    ax.set_ylim(0, 1.45 * n_rows + 0.3)
+    ax.set_ylim(0, row_h * n_rows + 0.3)
 
     def box(x, y, w, h, text, color):
         ax.add_patch(
@@ -240,7 +276,7 @@ def plot_stard_flow(flow, metrics, path):
                 (x - w / 2, y - h / 2), w, h, boxstyle="round,pad=0.04", fc=color, ec="0.25", lw=1
             )
         )
-        ax.text(x, y, text, ha="center", va="center", fontsize=8, wrap=True)
+        ax.text(x, y, text, ha="center", va="center", fontsize=7.5, wrap=True)
 
     def arrow(x0, y0, x1, y1):
         ax.add_patch(
@@ -257,36 +293,26 @@ def plot_stard_flow(flow, metrics, path):
             )
         )
 
-    main_x = width * 0.38 if len(tasks) <= 2 else width / 2 - 1.0
-    bw, bh = 3.2, 0.8
-    ys = [1.45 * (n_rows - i) - 0.4 for i in range(n_rows)]
+    main_x = min(width * 0.3, width / 2 - 1.6)
+    bw, bh = 3.4, 0.8
+    ys = [row_h * (n_rows - i) - 0.45 for i in range(n_rows)]
     for i, step in enumerate(steps):
         name = step["name"][:1].upper() + step["name"][1:]
-        box(
-            main_x,
-            ys[i],
-            bw,
-            bh,
-            f"{name}\n{_count_text(step.get('images'), step.get('patients'))}",
-            "#e8f0fb",
-        )
+        text = f"{textwrap.fill(name, 44)}\n{_count_text(step.get('images'), step.get('patients'))}"
+        if step.get("note"):
+            text += f"\n({step['note']})"
+        box(main_x, ys[i], bw, bh, text, "#e8f0fb")
         if i + 1 < len(steps):
             arrow(main_x, ys[i] - bh / 2 - 0.05, main_x, ys[i + 1] + bh / 2 + 0.06)
-        excluded = steps[i + 1].get("excluded") if i + 1 < len(steps) else None
-        if excluded:
-            ym = (ys[i] + ys[i + 1]) / 2
-            lines = [
-                textwrap.shorten(f"{reason}: {n:,}", 48, placeholder="…")
-                if len(f"{reason}: {n:,}") > 48
-                else f"{reason}: {n:,}"
-                for reason, n in excluded.items()
-            ]
-            if len(lines) > 6:  # keep the box between the two steps
-                lines = lines[:5] + [f"… {len(lines) - 5} more reasons"]
-            text = "Excluded:\n" + "\n".join(lines)
-            ex_x = main_x + bw / 2 + 1.9
-            arrow(main_x, ym, ex_x - 1.45 - 0.06, ym)
-            box(ex_x, ym, 2.9, 0.26 + 0.17 * len(lines), text, "#fbeaea")
+            side = _side_lines(steps[i + 1])
+            if side:
+                ym = (ys[i] + ys[i + 1]) / 2
+                sw = 2.9
+                xs = [main_x + bw / 2 + 0.35 + sw / 2 + k * (sw + 0.2) for k in range(len(side))]
+                arrow(main_x, ym, xs[0] - sw / 2 - 0.06, ym)
+                for x, (title, lines, color) in zip(xs, side):
+                    box(x, ym, sw, 0.3 + 0.16 * (len(lines) + title.count("\n")),
+                        title + "\n" + "\n".join(lines), color)
     # per-task evaluated boxes
     last_y = ys[len(steps) - 1]
     ty = ys[-1]
@@ -301,5 +327,7 @@ def plot_stard_flow(flow, metrics, path):
         )
         arrow(main_x, last_y - bh / 2 - 0.05, x, ty + (bh + 0.1) / 2 + 0.06)
         box(x, ty, min(2.9, slot - 0.2), bh + 0.1, text, "#e9f6ea")
-    ax.set_title("STARD flow diagram", fontsize=11)
+    split = flow.get("split")
+    title = "STARD flow diagram" + (f" of the {split} split" if split in ("train", "val", "test") else "")
+    ax.set_title(title, fontsize=11)
     return _save(fig, path)

@@ -16,6 +16,7 @@ from skin_cnn.diseases import TASKS
 from skin_cnn.evaluation.bootstrap import METRICS
 from skin_cnn.evaluation.metrics import METRIC_LABELS
 from skin_cnn.evaluation.plots import task_title
+from skin_cnn.evaluation.precision import MIN_COUNT, flagged
 
 # STARD 2015 items (Cohen et al., BMJ Open 2016) that the generated report addresses.
 STARD_COVERED = (
@@ -46,6 +47,21 @@ def fmt_pct(entry):
     return text
 
 
+CAVEAT_TEXT = (
+    "A note in brackets belongs to the number before it: **zero-width interval** — the method "
+    "returned no spread (e.g. DeLong with perfectly separated classes), which is not certainty; "
+    f"**only N … (minimum {MIN_COUNT})** — fewer than {MIN_COUNT} images in the denominator (for "
+    "the AUC, in either class), too few for the value or its interval to be taken at face value; "
+    "**no image predicted positive (negative)** — the threshold put every image on one side, so "
+    "sensitivity (specificity) is 0% whatever the AUC, which measures ranking, not this threshold."
+)
+
+
+def _cell(metric, task):
+    """A metric of a task entry as a table cell, with its caveats in the cell itself."""
+    return flagged(fmt_pct(task[metric]), metric, task[metric], task)
+
+
 def fmt_interval(ci):
     if ci is None:
         return "n/a"
@@ -55,12 +71,20 @@ def fmt_interval(ci):
 class Report:
     """An ordered list of blocks rendered to Markdown and HTML."""
 
-    def __init__(self, title):
+    def __init__(self, title, anchors=False):
         self.title = title
         self.blocks = []
+        self.anchors = anchors  # write <a id> before Markdown headings (for in-report links)
 
     def heading(self, text, level=2):
-        self.blocks.append(("h", level, text))
+        """Add a heading; returns its anchor (``id``), which links in the report can point to."""
+        anchor = slug(text)
+        taken = {b[3] for b in self.blocks if b[0] == "h"}
+        base, n = anchor, 2
+        while anchor in taken:
+            anchor, n = f"{base}-{n}", n + 1
+        self.blocks.append(("h", level, text, anchor))
+        return anchor
 
     def para(self, text):
         self.blocks.append(("p", text))
@@ -79,6 +103,8 @@ class Report:
         for block in self.blocks:
             kind = block[0]
             if kind == "h":
+                if self.anchors:  # explicit, so links work whatever the Markdown viewer
+                    out += [f'<a id="{block[3]}"></a>', ""]
                 out += ["#" * block[1] + " " + block[2], ""]
             elif kind == "p":
                 out += [block[1], ""]
@@ -106,7 +132,7 @@ class Report:
         for block in self.blocks:
             kind = block[0]
             if kind == "h":
-                out.append(f"<h{block[1]}>{esc(block[2])}</h{block[1]}>")
+                out.append(f"<h{block[1]} id='{block[3]}'>{esc(block[2])}</h{block[1]}>")
             elif kind == "p":
                 out.append(f"<p>{_inline(block[1])}</p>")
             elif kind == "table":
@@ -138,7 +164,8 @@ _CSS = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto
 color:#222}table{border-collapse:collapse;margin:1em 0}
 th,td{border:1px solid #bbb;padding:4px 8px;text-align:left}
 th{background:#eef2f7}figure{display:inline-block;margin:0.5em}img{max-width:100%}
-figcaption{font-size:0.85em;color:#555}code{background:#f3f3f3;padding:0 3px}"""
+figcaption{font-size:0.85em;color:#555}code{background:#f3f3f3;padding:0 3px}
+td b{color:#9a3412;font-weight:600}"""
 
 
 def _inline(text):
@@ -147,7 +174,16 @@ def _inline(text):
 
     s = html.escape(str(text))
     s = re.sub(r"`([^`]+)`", r"<code>\1</code>", s)
+    s = re.sub(r"\[([^\]]+)\]\((#[a-z0-9-]+)\)", r"<a href='\2'>\1</a>", s)
     return re.sub(r"\*\*([^*]+)\*\*", r"<b>\1</b>", s)
+
+
+def slug(text):
+    """An anchor for a heading: lower case, letters, digits and hyphens (``2×2 tables`` ->
+    ``2-2-tables``)."""
+    import re
+
+    return re.sub(r"[^a-z0-9]+", "-", str(text).lower()).strip("-") or "section"
 
 
 def _relative(path, folder):
@@ -223,7 +259,8 @@ def test_evaluations_text(record):
     return f"The test split of this run has been evaluated **{n}** time(s) ({where}): {verdict}"
 
 
-def build_report(metrics, folder, figures, source="", by_tables=None, bootstrap_note=True):
+def build_report(metrics, folder, figures, source="", by_tables=None, bootstrap_note=True, flow=None,
+                 by_groups=None, fairness=None, run=None, failures=None):
     """Assemble the report.
 
     Parameters
@@ -239,8 +276,29 @@ def build_report(metrics, folder, figures, source="", by_tables=None, bootstrap_
         What was evaluated (predictions file, run folder), stated at the top.
     by_tables : dict of str -> pandas.DataFrame, optional
         Subgroup tables from :func:`skin_cnn.evaluation.metrics.metrics_by`, keyed by column.
+    flow : dict, optional
+        The flow chain of the evaluated split (:func:`skin_cnn.evaluation.flow.chain`), shown as
+        a table beside the diagram so every count can be read and checked.
+    by_groups : dict, optional
+        Per column the per-subgroup ``metrics.json`` content of ``metrics_by``, so subgroup
+        cells carry the same caveats as the main tables.
+    fairness : dict, optional
+        Per column the result of :func:`skin_cnn.evaluation.fairness.fairness_analysis`; its
+        forest plots are ``figures["forest"][column]``.
+    run : dict, optional
+        :func:`skin_cnn.evaluation.checklist.run_context` of the run folder evaluated: adds the
+        partitions, preprocessing, model and training sections.
+    failures : dict, optional
+        ``{"cases": DataFrame, "missing": int, "gradcam": bool}`` of the failure gallery, whose
+        figure is ``figures["failures"]``.
+
+    The report ends with the reporting checklists (TRIPOD+AI, CLAIM, STARD-AI): each item this
+    report answers links to its section; the rest are listed as the authors' to write.
     """
-    rep = Report("Diagnostic accuracy report")
+    from skin_cnn.evaluation import report_sections as more
+
+    rep = Report("Diagnostic accuracy report", anchors=True)
+    sections = {}
     tasks = metrics["tasks"]
     boots = {t: e["bootstrap"] for t, e in tasks.items() if e.get("bootstrap")}
     unit = next(iter(boots.values()))["unit"] if boots else None
@@ -250,26 +308,27 @@ def build_report(metrics, folder, figures, source="", by_tables=None, bootstrap_
         "skin-cnn is a research tool, not a medical device. All figures are fractions of "
         "images; 95% confidence intervals in parentheses."
     )
-    rep.heading("Threshold")
+    sections["threshold"] = (rep.heading("Threshold"), more.threshold_summary(metrics))
     rep.para(_threshold_text(metrics))
     rep.heading("Looks at the test split")
     rep.para(test_evaluations_text(metrics.get("test_evaluations")))
 
-    rep.heading("Sensitivity, specificity and predictive values")
+    sections["metrics"] = (
+        rep.heading("Sensitivity, specificity and predictive values"),
+        "sensitivity, specificity, PPV, NPV, AUC and accuracy, each with its 95% interval",
+    )
     rep.table(
         ["Task", "n images (pos/neg)", "Specificity", "Sensitivity", "PPV", "NPV"],
         [
             [
                 task_title(t),
                 f"{e['n_images']} ({e['n_positive']}/{e['n_negative']})",
-                fmt_pct(e["specificity"]),
-                fmt_pct(e["sensitivity"]),
-                fmt_pct(e["ppv"]),
-                fmt_pct(e["npv"]),
+                *(_cell(m, e) for m in ("specificity", "sensitivity", "ppv", "npv")),
             ]
             for t, e in tasks.items()
         ],
     )
+    rep.para(CAVEAT_TEXT)
     rep.para(
         "Sensitivity and specificity are those of the task's first class (e.g. acne in acne vs "
         "rosacea). Intervals: exact Clopper–Pearson for sensitivity and specificity; logit "
@@ -279,7 +338,7 @@ def build_report(metrics, folder, figures, source="", by_tables=None, bootstrap_
     rep.heading("AUC and accuracy")
     rep.table(
         ["Task", "AUC", "Accuracy"],
-        [[task_title(t), fmt_pct(e["auc"]), fmt_pct(e["accuracy"])] for t, e in tasks.items()],
+        [[task_title(t), _cell("auc", e), _cell("accuracy", e)] for t, e in tasks.items()],
     )
     rep.para(f"AUC interval: {auc_method_text(metrics)}; accuracy interval: exact Clopper–Pearson.")
     notes = [
@@ -303,10 +362,14 @@ def build_report(metrics, folder, figures, source="", by_tables=None, bootstrap_
         rep.para(bootstrap_text(first))
         rep.table(
             ["Task"] + [METRIC_LABELS[m] for m in METRICS],
-            [[task_title(t)] + [fmt_interval(b.get(m)) for m in METRICS] for t, b in boots.items()],
+            [
+                [task_title(t)]
+                + [flagged(fmt_interval(b.get(m)), m, {"ci": b.get(m)}, tasks[t]) for m in METRICS]
+                for t, b in boots.items()
+            ],
         )
 
-    rep.heading("2×2 tables")
+    sections["two_by_two"] = (rep.heading("2×2 tables"), f"one per task ({len(tasks)})")
     for t, e in tasks.items():
         task = TASKS[t]
         rep.para(f"**{task_title(t)}** (threshold {e['threshold']:.4g})")
@@ -319,30 +382,56 @@ def build_report(metrics, folder, figures, source="", by_tables=None, bootstrap_
             ],
         )
 
-    rep.heading("Figures")
+    figures_anchor = rep.heading("Figures")
     for t in tasks:
         for kind in ("roc", "confusion"):
             path = figures.get(kind, {}).get(t)
             if path:
                 rep.image(path, f"{'ROC curve' if kind == 'roc' else '2×2 table'}: {task_title(t)}")
-    if figures.get("calibration"):
+    if figures.get("calibration") and not metrics.get("calibration"):  # else in its own section
         rep.image(figures["calibration"], "Calibration (reliability diagram)")
     if figures.get("stard_flow"):
         rep.image(figures["stard_flow"], "STARD flow diagram")
+        sections["flow"] = (figures_anchor, "STARD flow diagram")
+    if flow:
+        from skin_cnn.evaluation.flow import flow_table
+
+        split = flow.get("split")
+        sections["flow"] = (
+            rep.heading("Flow of images" + (f" ({split} split)" if split in ("train", "val", "test") else "")),
+            more.flow_summary(flow),
+        )
+        rep.para(
+            "Each step with the images it passed on and what left before it: exclusions with "
+            "their reason, images assigned to the other splits (used for training or "
+            "validation, not excluded), and any difference the records do not explain. The "
+            "same chain is in `flow.json`."
+        )
+        rep.table(["Step", "Images", "Patients", "Left before this step"], flow_table(flow))
+    if run:
+        sections.update(more.add_run(rep, run))
+    calibration = metrics.get("calibration")
+    if calibration:
+        sections["calibration"] = more.add_calibration(rep, calibration, figures.get("calibration"))
 
     if by_tables:
         for column, table in by_tables.items():
-            rep.heading(f"Subgroups by {column}")
+            anchor = rep.heading(f"Subgroups by {column}")
+            sections.setdefault("subgroups", (anchor, f"by {', '.join(by_tables)}"))
             rep.para(
                 "The same threshold as above; subgroups are exploratory, not pre-specified, and "
                 "small subgroups give wide intervals."
             )
             wide = []
+            groups = (by_groups or {}).get(column)
             for (group, task), part in table.groupby([column, "task"], sort=False):
-                row = part.set_index("metric")
+                entry = groups[group]["tasks"][task] if groups and group in groups else None
                 cells = []
                 for m in ("sensitivity", "specificity", "ppv", "npv", "auc", "accuracy"):
-                    r = row.loc[m]
+                    if entry is not None:
+                        cells.append(_cell(m, entry))
+                        continue
+                    r = part.set_index("metric").loc[m]
                     value = None if r["value"] is None or r["value"] != r["value"] else r["value"]
                     ci = (
                         None
@@ -365,6 +454,12 @@ def build_report(metrics, folder, figures, source="", by_tables=None, bootstrap_
                 ],
                 wide,
             )
+
+    for column, result in (fairness or {}).items():
+        anchor = more.add_fairness(rep, result, figures.get("forest", {}).get(column))
+        sections.setdefault("fairness", (anchor, f"by {', '.join(fairness)}"))
+    if failures is not None:
+        sections.update(more.add_failures(rep, failures, figures.get("failures")))
 
     rep.heading("Statistical methods")
     rep.items(
@@ -416,13 +511,16 @@ def build_report(metrics, folder, figures, source="", by_tables=None, bootstrap_
             "set it is itself uncertain, which the intervals above do not include."
         )
     rep.items(lim)
+    more.add_checklists(rep, sections)
     return rep
 
 
-def write_report(metrics, folder, figures, source="", by_tables=None):
+def write_report(metrics, folder, figures, source="", by_tables=None, flow=None, by_groups=None,
+                 fairness=None, run=None, failures=None):
     """Write ``report.md`` and ``report.html`` into ``folder``; returns their paths."""
     folder = Path(folder)
-    rep = build_report(metrics, folder, figures, source=source, by_tables=by_tables)
+    rep = build_report(metrics, folder, figures, source=source, by_tables=by_tables, flow=flow,
+                       by_groups=by_groups, fairness=fairness, run=run, failures=failures)
     md, page = folder / "report.md", folder / "report.html"
     write_text(md, rep.markdown(folder))
     write_text(page, rep.html(folder))
@@ -444,12 +542,20 @@ def write_evaluation(
     progress=False,
     auc_ci="wald",
     test_evaluations=None,
+    fairness=(),
+    run=None,
+    cams=None,
+    image_base=None,
+    n_failures=4,
 ):
     """Evaluate a predictions frame and write every output into the folder ``out``.
 
     Writes ``metrics.json``, ``metrics.csv``, ``roc_<task>.png``, ``confusion_<task>.png``,
-    ``calibration.png``, ``stard_flow.png``, ``metrics_by_<column>.csv`` for each ``by`` column,
-    ``report.md`` and ``report.html``.
+    ``calibration.png``, ``stard_flow.png`` with its chain ``flow.json``,
+    ``metrics_by_<column>.csv`` for each ``by`` column, ``fairness_<column>.csv`` and
+    ``forest_<column>.png`` for each ``fairness`` column, ``failures.csv`` and
+    ``failure_gallery.png``, ``report.md`` and ``report.html``. ``metrics.json`` also holds
+    ``calibration`` (per task ECE, Brier score, slope, intercept) and ``fairness``.
 
     Parameters
     ----------
@@ -460,14 +566,26 @@ def write_evaluation(
     by : sequence of str
         Columns to repeat the metrics per subgroup for.
     flow : dict, optional
-        Flow steps (see :func:`skin_cnn.evaluation.plots.load_flow`); default: what the
-        predictions alone tell.
+        A flow record or the chain of the evaluated split (see
+        :func:`skin_cnn.evaluation.plots.load_flow`); default: what the predictions alone tell.
     auc_ci : {"wald", "logit"}
         Scale of the DeLong AUC interval.
     test_evaluations : dict, optional
         ``{"count": n, "split": split}``: how many times the run's test split has been evaluated
         (this evaluation included when ``split`` is test), stored in ``metrics.json`` and shown
         in the report; None when not known (a predictions file outside a run folder).
+    fairness : sequence of str
+        Columns to give a fairness section (:mod:`skin_cnn.evaluation.fairness`), e.g.
+        ``fitzpatrick_scale``.
+    run : dict, optional
+        :func:`skin_cnn.evaluation.checklist.run_context` of the run folder, for the partitions,
+        model, training and checklist sections.
+    cams : dict of (image_path, task) -> numpy.ndarray, optional
+        Grad-CAM overlays of the failure cases (computed by the caller, which has the model).
+    image_base : str or Path, optional
+        Folder that relative image paths of the predictions are resolved against.
+    n_failures : int
+        Most confident false positives and false negatives per task in the gallery.
 
     Returns
     -------
@@ -482,12 +600,13 @@ def write_evaluation(
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    for column in by:
-        if column not in predictions.columns:
-            raise ValueError(
-                f"--by {column}: the predictions have no column {column!r} "
-                f"(columns: {', '.join(map(str, predictions.columns))})"
-            )
+    for option, columns in (("--by", by), ("--fairness", fairness)):
+        for column in columns:
+            if column not in predictions.columns:
+                raise ValueError(
+                    f"{option} {column}: the predictions have no column {column!r} "
+                    f"(columns: {', '.join(map(str, predictions.columns))})"
+                )
     metrics = evaluate_predictions(
         predictions,
         thresholds,
@@ -502,6 +621,24 @@ def write_evaluation(
     metrics["test_evaluations"] = test_evaluations
     if source:
         metrics["source"] = str(source)
+    from skin_cnn.evaluation.calibration import calibration_summary
+
+    metrics["calibration"] = {
+        t: calibration_summary(*(predictions.loc[predictions["task"] == t, c].to_numpy()
+                                 for c in ("y_true", "y_prob")))
+        for t in metrics["tasks"]
+    }
+    threshold_map = {t: e["threshold"] for t, e in metrics["tasks"].items()}
+    fairness_results = {}
+    if fairness:
+        from skin_cnn.evaluation.fairness import fairness_analysis
+
+        for column in fairness:
+            fairness_results[column] = fairness_analysis(
+                predictions, column, threshold_map, n_bootstrap=n_bootstrap, seed=seed,
+                confidence=confidence, auc_ci=auc_ci,
+            )
+        metrics["fairness"] = fairness_results
     # JSON has no NaN: fail loudly here rather than write an unreadable file
     write_text(out / "metrics.json", json.dumps(metrics, indent=2, allow_nan=False) + "\n")
     write_csv(out / "metrics.csv", metrics_table(metrics))
@@ -516,13 +653,12 @@ def write_evaluation(
             entry, task, out / f"confusion_{task}.png"
         )
     figures["calibration"] = plots.plot_calibration(predictions, out / "calibration.png")
-    figures["stard_flow"] = plots.plot_stard_flow(
-        flow or plots.flow_from_predictions(predictions), metrics, out / "stard_flow.png"
-    )
-    by_tables = {}
-    threshold_map = {t: e["threshold"] for t, e in metrics["tasks"].items()}
+    flow = plots.normalise_flow(flow) if flow else plots.flow_from_predictions(predictions)
+    write_text(out / "flow.json", json.dumps(flow, indent=2) + "\n")
+    figures["stard_flow"] = plots.plot_stard_flow(flow, metrics, out / "stard_flow.png")
+    by_tables, by_groups = {}, {}
     for column in by:
-        table, _ = metrics_by(
+        table, by_groups[column] = metrics_by(
             predictions,
             column,
             threshold_map,
@@ -534,5 +670,18 @@ def write_evaluation(
         )
         write_csv(out / f"metrics_by_{column}.csv", table)
         by_tables[column] = table
-    write_report(metrics, out, figures, source=source, by_tables=by_tables)
+    from skin_cnn.evaluation import fairness as fair
+    from skin_cnn.evaluation.gallery import failure_cases, plot_failure_gallery
+
+    figures["forest"] = {}
+    for column, result in fairness_results.items():
+        write_csv(out / f"fairness_{column}.csv", fair.fairness_table(result))
+        figures["forest"][column] = fair.plot_forest(result, metrics, out / f"forest_{column}.png")
+    cases = failure_cases(predictions, threshold_map, n_failures)
+    write_csv(out / "failures.csv", cases)
+    figures["failures"], missing = plot_failure_gallery(cases, out / "failure_gallery.png",
+                                                        base=image_base, cams=cams)
+    failures = {"cases": cases, "missing": missing, "gradcam": bool(cams)}
+    write_report(metrics, out, figures, source=source, by_tables=by_tables, flow=flow, by_groups=by_groups,
+                 fairness=fairness_results, run=run, failures=failures)
     return metrics

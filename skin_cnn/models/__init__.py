@@ -5,6 +5,13 @@ is built, trained or loaded.
 """
 
 from skin_cnn.models.heads import multitask_heads
+from skin_cnn.models.info import (
+    ModelInfo,
+    model_info,
+    read_file_info,
+    store_thresholds,
+    with_model_info,
+)
 from skin_cnn.models.losses import compile_model, masked_task_losses, masked_task_metrics
 from skin_cnn.models.preprocessing import VGG16Preprocess
 from skin_cnn.models.spatial_transformer import SpatialTransformer
@@ -41,6 +48,11 @@ __all__ = [
     "GLOBAL_POOL",
     "SpatialTransformer",
     "VGG16Preprocess",
+    "ModelInfo",
+    "model_info",
+    "with_model_info",
+    "read_file_info",
+    "store_thresholds",
     "multitask_heads",
     "compile_model",
     "masked_task_losses",

@@ -5,9 +5,10 @@
 ``custom_objects``. Keep it to modules defining Keras objects (they import Keras themselves).
 """
 
-from skin_cnn.models import preprocessing, spatial_transformer
+from skin_cnn.models import info, preprocessing, spatial_transformer
 
 REGISTERED = (
+    info.ModelInfo,
     preprocessing.VGG16Preprocess,
     spatial_transformer.SpatialTransformer,
 )

@@ -1,8 +1,10 @@
 """The four VGG-16 variants of the study and helpers to inspect and split them.
 
-Every variant is one flat functional model: ``image`` (RGB in [0, 255]) → [spatial
-transformer] → :class:`~skin_cnn.models.preprocessing.VGG16Preprocess` → the 18 VGG-16 layers
-under their Keras names (``block1_conv1`` … ``block5_pool``) → global average pooling → the
+Every variant is one flat functional model: ``image`` (RGB in [0, 255]) → ``skin_cnn_info``
+(an identity layer carrying tasks, classes, preprocessing and thresholds:
+:mod:`skin_cnn.models.info`) → [spatial transformer] →
+:class:`~skin_cnn.models.preprocessing.VGG16Preprocess` → the 18 VGG-16 layers under their Keras
+names (``block1_conv1`` … ``block5_pool``) → global average pooling → the
 multi-task heads. Keeping the VGG-16 layers flat, instead of nesting the Keras application as a
 sub-model, lets Grad-CAM and feature extraction reach ``model.get_layer("block5_conv3")``
 directly and lets :func:`split_at_frozen_boundary` cut the graph at any block.
@@ -15,6 +17,7 @@ import pandas as pd
 
 from skin_cnn.diseases import TASK_NAMES
 from skin_cnn.models.heads import multitask_heads
+from skin_cnn.models.info import ModelInfo, task_entries
 from skin_cnn.models.preprocessing import VGG16Preprocess
 from skin_cnn.models.spatial_transformer import SpatialTransformer
 from skin_cnn.models.weights import (
@@ -158,6 +161,7 @@ def build_model(
     dropout=0.0,
     seed=None,
     stn_output_size=None,
+    preprocessing=None,
 ):
     """Build one of the study's multi-task VGG-16 models.
 
@@ -185,12 +189,17 @@ def build_model(
     stn_output_size : (int, int), optional
         PS/NS only: size of the image the spatial transformer hands to VGG-16; defaults to
         ``input_shape[:2]``.
+    preprocessing : Preprocessing or dict, optional
+        How photos become this model's input (training passes the run's); stored in the model's
+        :class:`~skin_cnn.models.info.ModelInfo` layer so that a ``.keras`` file alone is enough
+        to use the model correctly. Its ``image_size`` must equal ``input_shape[:2]``.
 
     Returns
     -------
     keras.Model
-        Named ``vgg16p``, ``vgg16n``, ``vgg16ps`` or ``vgg16ns``; input ``image``; outputs a
-        dict keyed by ``skin_cnn.diseases.TASK_NAMES``, each ``(batch, 1)`` sigmoid.
+        Named ``vgg16p``, ``vgg16n``, ``vgg16ps`` or ``vgg16ns``; input ``image``, then the
+        ``skin_cnn_info`` identity layer (tasks, classes, preprocessing); outputs a dict keyed
+        by ``skin_cnn.diseases.TASK_NAMES``, each ``(batch, 1)`` sigmoid.
     """
     spec = resolve_variant(variant)
     input_shape, trunk_shape = _check_size(input_shape, stn_output_size, spec.spatial_transformer)
@@ -203,10 +212,16 @@ def build_model(
         raise ValueError(
             f"fine_tune_blocks applies to P and PS; VGG-16{spec.name} trains every layer"
         )
+    info = ModelInfo(tasks=task_entries(TASK_NAMES), preprocessing=_as_dict(preprocessing))
+    if info.preprocessing is not None and tuple(info.preprocessing["image_size"]) != input_shape[:2]:
+        raise ValueError(
+            f"preprocessing image_size {tuple(info.preprocessing['image_size'])} differs from the "
+            f"model input {input_shape[:2]}"
+        )
     weights_path = _trunk_weights(spec, weights)
 
     image = keras.Input(shape=input_shape, name=INPUT_NAME, dtype="float32")
-    x = image
+    x = info(image)
     if spec.spatial_transformer:
         x = SpatialTransformer(output_size=stn_output_size, seed=seed, name=SPATIAL_TRANSFORMER)(x)
     x = VGG16Preprocess(name=PREPROCESS)(x)
@@ -228,6 +243,10 @@ def build_model(
         seed=seed,
     )
     return keras.Model(image, outputs, name=spec.model_name)
+
+
+def _as_dict(preprocessing):
+    return preprocessing.to_dict() if hasattr(preprocessing, "to_dict") else preprocessing
 
 
 # ------------------------------------------------------------------------------------------

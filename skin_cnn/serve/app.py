@@ -57,6 +57,14 @@ MULTIPART_OVERHEAD = 64 * 1024
 MAX_FIELD_BYTES = 256
 #: Most parts accepted in one multipart body.
 MAX_PARTS = 8
+#: Longer side of the Grad-CAM pictures the API returns; larger photos are shrunk to it first.
+GRADCAM_MAX_SIDE = 1024
+#: What every task's answer means (the same words as ``skin-cnn predict``).
+CONDITIONAL_NOTE = (
+    "Each task answers only \"if the photo shows one of these two diseases, which one?\". It does "
+    "not say whether either disease is present: a photo of something else still gets an answer. "
+    "Read only the task that matches the question you are asking."
+)
 
 _STATIC = resources.files("skin_cnn.serve") / "static"
 
@@ -247,18 +255,55 @@ def _png_base64(array):
     return base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
-def predict_upload(predictor, data, tasks, gradcam=False, threshold=0.5):
+def _task_meta(predictor, task):
+    """``(positive, negative, TaskThreshold)`` of a task, from the predictor when it knows them."""
+    from skin_cnn.predict import TaskThreshold
+
+    spec = TASKS.get(task)
+    default = (spec.positive, spec.negative) if spec else ("positive", "negative")
+    positive, negative = getattr(predictor, "classes", {}).get(task, default)
+    threshold = getattr(predictor, "thresholds", {}).get(task) or TaskThreshold()
+    return positive, negative, threshold
+
+
+def task_description(predictor, task):
+    """What the page and the API say about a task: classes, question and threshold."""
+    from skin_cnn.predict import task_question
+
+    positive, negative, threshold = _task_meta(predictor, task)
+    return {
+        "positive": positive,
+        "negative": negative,
+        "question": task_question(positive, negative),
+        "threshold": threshold.value,
+        "threshold_rule": threshold.rule,
+        "threshold_method": threshold.method,
+        "threshold_text": threshold.describe(),
+    }
+
+
+def predict_upload(predictor, data, tasks, gradcam=False, threshold=None):
     """Decode, crop, resize and predict one uploaded photo held in memory; the API's answer.
+
+    Parameters
+    ----------
+    threshold : float, optional
+        One threshold for every task instead of the model's own (chosen on validation, else 0.5).
 
     Returns
     -------
     dict
         ``image`` (width, height of the decoded photo), ``crop_box`` (left, top, right, bottom in
-        its pixels), ``input_size``, ``threshold``, and per task ``positive``, ``negative``,
-        ``probability_positive``, ``predicted_class``, ``probability`` (of the predicted class)
-        and, with ``gradcam``, ``gradcam_png`` (base64 PNG of the heat map over the model's
-        input: the cropped, resized photo).
+        its pixels), ``input_size``, ``note`` (:data:`CONDITIONAL_NOTE`), ``thresholds`` (per
+        task), ``threshold`` (their common value, or None when they differ), and per task
+        ``positive``, ``negative``, ``question``, ``answer``, ``probability_positive``,
+        ``predicted_class``, ``probability`` (of the predicted class), ``threshold`` with its
+        ``threshold_rule``, ``threshold_method`` and ``threshold_text``, and, with ``gradcam``,
+        ``gradcam_png``: base64 PNG of the heat map on the whole photo (shrunk to
+        :data:`GRADCAM_MAX_SIDE` when larger), captioned, with a colour bar.
     """
+    from skin_cnn.predict import TaskThreshold, display_class
+
     try:
         image = predictor.read(data, name="upload")
     except ImageReadError as exc:
@@ -267,35 +312,42 @@ def predict_upload(predictor, data, tasks, gradcam=False, threshold=0.5):
         tensor, box = predictor.preprocess(image)
     except ValueError as exc:
         raise UploadError(422, f"cannot preprocess the image ({exc})") from None
-    heatmaps = {}
+    pictures = {}
     if gradcam:
-        heatmaps, probs = predictor.explain(tensor[None], tasks)
+        pictures, probs = predictor.explain_photo(image, tasks, max_side=GRADCAM_MAX_SIDE,
+                                                  prepared=(tensor, box))
+        probs = {task: [p] for task, p in probs.items()}
     else:
         probs = predictor.predict_tensors(tensor[None])
+    described = {task: task_description(predictor, task) for task in tasks}
+    if threshold is not None:
+        fixed = TaskThreshold(float(threshold), "fixed", "given")
+        for entry in described.values():
+            entry.update(threshold=fixed.value, threshold_rule=fixed.rule,
+                         threshold_method=fixed.method, threshold_text=fixed.describe())
+    values = {described[task]["threshold"] for task in tasks}
     answer = {
         "image": {"width": int(image.shape[1]), "height": int(image.shape[0])},
         "crop_box": dict(zip(("left", "top", "right", "bottom"), (int(v) for v in box))),
         "input_size": {"height": predictor.image_size[0], "width": predictor.image_size[1]},
-        "threshold": threshold,
+        "note": CONDITIONAL_NOTE,
+        "threshold": values.pop() if len(values) == 1 else None,
+        "thresholds": {task: described[task]["threshold"] for task in tasks},
         "tasks": {},
     }
     for task in tasks:
         p = float(probs[task][0])
-        spec = TASKS.get(task)
-        positive = spec.positive if spec else "positive"
-        negative = spec.negative if spec else "negative"
-        is_positive = p >= threshold
-        entry = {
-            "positive": positive,
-            "negative": negative,
-            "probability_positive": p,
-            "predicted_class": positive if is_positive else negative,
-            "probability": p if is_positive else 1.0 - p,
-        }
+        entry = described[task]
+        is_positive = p >= entry["threshold"]
+        predicted = entry["positive"] if is_positive else entry["negative"]
+        entry.update(
+            answer=f"{entry['question']} → {display_class(predicted)}",
+            probability_positive=p,
+            predicted_class=predicted,
+            probability=p if is_positive else 1.0 - p,
+        )
         if gradcam:
-            from skin_cnn.explain import overlay  # TensorFlow: only when heat maps are asked for
-
-            entry["gradcam_png"] = _png_base64(overlay(tensor, heatmaps[task][0]))
+            entry["gradcam_png"] = _png_base64(pictures[task])
         answer["tasks"][task] = entry
     return answer
 
@@ -339,7 +391,8 @@ def create_app(predictor, *, max_upload_bytes=10_000_000, workers=2, max_concurr
     slots = max(1, int(max_concurrent_uploads if max_concurrent_uploads is not None else 2 * workers))
     app.state.max_concurrent_uploads = slots
     upload_slots = anyio.Semaphore(slots)
-    tasks_available = tuple(predictor.tasks)
+    study_order = {task: i for i, task in enumerate(TASKS)}
+    tasks_available = tuple(sorted(predictor.tasks, key=lambda t: study_order.get(t, len(TASKS))))
 
     @app.middleware("http")
     async def security_headers(request, call_next):
@@ -372,24 +425,23 @@ def create_app(predictor, *, max_upload_bytes=10_000_000, workers=2, max_concurr
         return {
             "status": "ok",
             "model": predictor.name,
-            "tasks": list(tasks_available),
+            "tasks": list(predictor.tasks),
             "image_size": list(predictor.image_size),
         }
 
     @app.get("/api/info", summary="Model, tasks and limits")
     async def info():
-        """What the page needs: the tasks with their classes, the upload limit, the disclaimer."""
+        """What the page needs: the tasks with their classes, conditional question and
+        threshold, what the answers mean, the upload limit, the disclaimer."""
+        preprocessing = predictor.preprocessing
         return {
             "model": predictor.name,
             "version": __version__,
-            "tasks": {
-                t: {"positive": TASKS[t].positive, "negative": TASKS[t].negative}
-                if t in TASKS
-                else {}
-                for t in tasks_available
-            },
+            "tasks": {t: task_description(predictor, t) for t in tasks_available},
+            "note": CONDITIONAL_NOTE,
             "image_size": list(predictor.image_size),
-            "crop": predictor.preprocessing.crop,
+            "crop": preprocessing["crop"] if isinstance(preprocessing, dict) else preprocessing.crop,
+            "preprocessing_source": getattr(predictor, "preprocessing_source", None),
             "max_upload_bytes": app.state.max_upload_bytes,
             "disclaimer": DISCLAIMER,
         }
@@ -433,11 +485,13 @@ def create_app(predictor, *, max_upload_bytes=10_000_000, workers=2, max_concurr
     ):
         """Predict the tasks for an uploaded photo.
 
-        Answers per task the predicted class, its probability and the positive-class
-        probability, the hue-crop box in the photo's pixels and, with `gradcam=true`, a base64
-        PNG of the Grad-CAM heat map over the cropped, resized photo the model saw. Form fields
-        `task` and `gradcam` override the query parameters. 413: too large; 415: not an
-        image; 422: damaged image or malformed request.
+        Each task answers only "if the photo shows one of these two diseases, which one?" (the
+        `note` and each task's `question` say so). Answers per task the predicted class at the
+        task's `threshold` (chosen on validation and stored in the model, else 0.5), its
+        probability and the positive-class probability, the hue-crop box in the photo's pixels
+        and, with `gradcam=true`, a base64 PNG of the Grad-CAM heat map on the photo, captioned,
+        with a colour bar. Form fields `task` and `gradcam` override the query parameters.
+        413: too large; 415: not an image; 422: damaged image or malformed request.
         """
         started = time.perf_counter()
         check_headers(request, app.state.max_upload_bytes)

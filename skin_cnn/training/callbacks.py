@@ -20,6 +20,7 @@ uninterrupted one.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -30,9 +31,11 @@ from pathlib import Path
 import keras
 import numpy as np
 import pandas as pd
+import tensorflow as tf
+from sklearn.metrics import roc_auc_score
 
 from skin_cnn import atomic
-from skin_cnn.diseases import TASK_NAMES
+from skin_cnn.diseases import TASK_NAMES, TASKS
 
 STATE_FILE = "state.npz"
 
@@ -45,8 +48,6 @@ def task_aucs(probabilities, labels, masks, tasks=TASK_NAMES):
     ----------
     probabilities, labels, masks : dict of str -> array of shape (n,)
     """
-    from sklearn.metrics import roc_auc_score
-
     out = {}
     for task in tasks:
         keep = np.asarray(masks[task]).reshape(-1) > 0
@@ -106,8 +107,6 @@ def inference_function(model):
     An eager call of a Keras model runs layer by layer from Python; after every epoch on cached
     features that costs more than the epoch itself.
     """
-    import tensorflow as tf
-
     return tf.function(lambda batch: model(batch, training=False), reduce_retracing=True)
 
 
@@ -161,6 +160,61 @@ class TaskAUC(keras.callbacks.Callback):
 
 
 # ----------------------------------------------------------------------------------------------
+def epoch_line(epoch, epochs, logs, seconds):
+    """One short plain line per epoch: loss, validation AUC per task and mean, time."""
+    logs = logs or {}
+
+    def number(key, digits=3):
+        value = logs.get(key)
+        return "–" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
+
+    aucs = "  ".join(f"{TASKS[t].short} {number(f'val_{t}_auc')}" for t in TASK_NAMES)
+    return (f"epoch {epoch}/{epochs}  loss {number('loss')}  val_loss {number('val_loss')}  "
+            f"val AUC {aucs}  mean {number('val_mean_auc')}  {seconds:.0f} s")
+
+
+class EpochProgress(keras.callbacks.Callback):
+    """A progress bar per epoch in a terminal, and one short plain line per epoch everywhere.
+
+    Keras' own progress lines hold every metric of every task (700 characters and more, with
+    terminal control codes even when written to a file); this shows the numbers a reader
+    follows: loss, validation AUC per task and their mean.
+
+    Parameters
+    ----------
+    epochs, steps : int
+        Epochs in the run and batches per epoch.
+    echo : callable
+        Where the per-epoch lines go.
+    bar : bool
+        Draw a tqdm bar over the batches of each epoch (a terminal).
+    """
+
+    def __init__(self, epochs, steps, echo=print, bar=False):
+        super().__init__()
+        self.epochs, self.steps, self.echo, self.bar = int(epochs), int(steps), echo, bar
+        self._tqdm = None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._start = time.perf_counter()
+        if self.bar:
+            from tqdm.auto import tqdm
+
+            self._tqdm = tqdm(total=self.steps, desc=f"epoch {epoch + 1}/{self.epochs}", unit="batch", leave=False)
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self._tqdm is not None:
+            self._tqdm.update(1)
+            if logs and "loss" in logs:
+                self._tqdm.set_postfix(loss=f"{float(logs['loss']):.3f}", refresh=False)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self._tqdm is not None:
+            self._tqdm.close()
+            self._tqdm = None
+        self.echo(epoch_line(epoch + 1, self.epochs, logs, time.perf_counter() - self._start))
+
+
 def save_model_atomic(model, path):
     """``model.save(path)`` without optimizer state, through a temporary file and ``os.replace``.
 
@@ -403,8 +457,6 @@ def load_state_meta(path):
 
 def restore_state(path, model, strategy=None):
     """Load weights and optimizer variables saved by :func:`save_state`; return the meta dict."""
-    import contextlib
-
     try:
         with np.load(path, allow_pickle=False) as data:
             meta = json.loads(str(data["meta"]))

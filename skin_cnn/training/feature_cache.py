@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import tensorflow as tf
 from tqdm.auto import tqdm
 
 from skin_cnn import atomic
@@ -213,8 +214,6 @@ def build_cache(cache_dir, key, feature_model, prepared, *, augment, views=0, se
     views : int
         Augmented views per training image (``K``).
     """
-    import tensorflow as tf
-
     cache_dir = Path(cache_dir)
     cache_dir.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{key}.partial-{os.getpid()}-", dir=cache_dir))

@@ -11,16 +11,21 @@ crop on, the default augmentation), i.e. what ``skin-cnn train SPLIT`` would fee
 from __future__ import annotations
 
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
+from matplotlib.figure import Figure
 
 from skin_cnn.atomic import atomic_path
 from skin_cnn.data.pipeline import epoch_order, epoch_views, image_stream, view_images
 from skin_cnn.data.preprocessing import prepare_images
-from skin_cnn.diseases import tasks_for_disease
+from skin_cnn.data.reading import check_image
+from skin_cnn.diseases import TASKS, tasks_for_disease
+from skin_cnn.split import load_split
 from skin_cnn.training import run_folder
 from skin_cnn.training.config import resolve_config
+from skin_cnn.training.trainer import augment_config
 
 
 def training_rows(frame, skipped=None):
@@ -31,10 +36,6 @@ def training_rows(frame, skipped=None):
     """
     train = frame[frame["split"] == "train"]
     if skipped is None:
-        from concurrent.futures import ThreadPoolExecutor
-
-        from skin_cnn.data.reading import check_image
-
         with ThreadPoolExecutor(max_workers=2) as pool:
             reasons = list(pool.map(check_image, train["image_path"].astype(str)))
         return train[[r is None for r in reasons]]
@@ -63,8 +64,6 @@ def training_batch(config, frame, *, epoch=1, batch=0, skipped=None, progress=Fa
         The split rows shown, in batch order, with a ``view`` column (feature cache: stored view,
         0 = clean; -1 without the cache).
     """
-    from skin_cnn.training.trainer import augment_config
-
     train = training_rows(frame, skipped)
     if train.empty:
         raise ValueError("no training rows to preview")
@@ -105,8 +104,6 @@ def training_batch(config, frame, *, epoch=1, batch=0, skipped=None, progress=Fa
 
 def run_training_batch(run_dir, *, epoch=1, batch=0, progress=False):
     """:func:`training_batch` of a run folder, from its ``config.json``, split and skipped list."""
-    from skin_cnn.split import load_split
-
     run_dir = Path(run_dir)
     document = run_folder.read_run_config(run_dir)
     config = resolve_config(dict(document.get("train", {}), out=str(run_dir)), source=str(run_dir / "config.json"))
@@ -117,8 +114,6 @@ def run_training_batch(run_dir, *, epoch=1, batch=0, progress=False):
 
 def draw_preview(images, titles, path, *, columns=None, thumb=2.2, suptitle=None):
     """Save images (float 0..255 or uint8) in a grid with one title each; return the path."""
-    from matplotlib.figure import Figure
-
     n = len(images)
     if n == 0:
         raise ValueError("no images to draw")
@@ -141,8 +136,6 @@ def draw_preview(images, titles, path, *, columns=None, thumb=2.2, suptitle=None
 
 def preview_title(config, epoch, batch):
     """One line saying which batch and which settings the grid shows."""
-    from skin_cnn.training.trainer import augment_config
-
     aug = augment_config(config)
     text = f"epoch {epoch}, batch {batch}: {config.preprocessing().describe()}"
     if aug.enabled:
@@ -159,7 +152,7 @@ def draw_training_batch(images, rows, path, *, config, epoch, batch, n=16):
     n = min(int(n), len(images))
     titles = []
     for diagnosis, view in zip(rows["diagnosis"][:n], rows["view"][:n]):
-        label = f"{diagnosis}\n({', '.join(tasks_for_disease(diagnosis))})"
+        label = f"{diagnosis}\n({', '.join(TASKS[t].short for t in tasks_for_disease(diagnosis))})"
         if view >= 0:
             label += f"\nview {view}" + (" (clean)" if view == 0 else "")
         titles.append(label)

@@ -16,6 +16,8 @@ uninterrupted run would have done.
 from __future__ import annotations
 
 import contextlib
+import importlib.util
+import json
 import math
 import os
 import shutil
@@ -25,17 +27,28 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import keras
 import numpy as np
 import pandas as pd
+import tensorflow as tf
 
 from skin_cnn import atomic
 from skin_cnn.data.augment import AugmentConfig
 from skin_cnn.data.pipeline import feature_stream, image_stream, steps_per_epoch, targets
-from skin_cnn.data.preprocessing import prepare_images
+from skin_cnn.data.preprocessing import ImageStore, prepare_images
 from skin_cnn.diseases import TASK_NAMES
+from skin_cnn.evaluation.flow import record_training
+from skin_cnn.models import build_model, compile_model, parameter_counts, split_at_frozen_boundary
+from skin_cnn.predictions import predictions_frame
+from skin_cnn.run_evaluation import evaluate_run
+from skin_cnn.split import load_split, write_split
+from skin_cnn.training import callbacks as cb
 from skin_cnn.training import run_folder
 from skin_cnn.training.config import TrainConfig, resolve_config, run_config_document, sha256_file
-from skin_cnn.training.feature_cache import pid_alive
+from skin_cnn.training.curves import plot_training_curves
+from skin_cnn.training.distribute import make_strategy, output_dir_for, patch_keras_for_multi_worker
+from skin_cnn.training.feature_cache import (build_cache, cache_key, find_cache, image_fingerprints, pid_alive,
+                                             remove_stale_partials, weights_digest)
 
 PREPARED_PREFIX = ".prepared-"
 
@@ -96,9 +109,6 @@ class TrainingData:
 # ----------------------------------------------------------------------------------------------
 def set_determinism(seed):
     """Seed Python, NumPy and TensorFlow and ask TensorFlow for deterministic kernels."""
-    import keras
-    import tensorflow as tf
-
     keras.utils.set_random_seed(int(seed))
     with contextlib.suppress(RuntimeError, AttributeError):
         tf.config.experimental.enable_op_determinism()
@@ -120,8 +130,6 @@ def load_resume_config(run_dir):
 
 def tensorboard_available():
     """Keras' TensorBoard callback needs the ``tensorboard`` package, which tensorflow-cpu lacks."""
-    import importlib.util
-
     return importlib.util.find_spec("tensorboard") is not None
 
 
@@ -148,8 +156,6 @@ def preparation_folder(run_dir):
 
 
 def open_run_folder(config, info, resume):
-    from skin_cnn.training.distribute import output_dir_for
-
     out = Path(config.out)
     if not resume and info.is_chief:
         run_folder.check_new_run_folder(out)
@@ -159,8 +165,6 @@ def open_run_folder(config, info, resume):
 
 
 def read_split(config):
-    from skin_cnn.split import load_split
-
     path = Path(config.split)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: split file not found")
@@ -173,19 +177,14 @@ def read_split(config):
 
 
 def build(config, info):
-    from skin_cnn.models import build_model
-
     with info.strategy.scope():
         return build_model(config.variant, input_shape=(config.image_size, config.image_size, 3),
                            weights=config.model_weights(), fine_tune_blocks=config.fine_tune_blocks,
-                           seed=config.seed)
+                           seed=config.seed, preprocessing=config.preprocessing())
 
 
 def record_run(config, run_dir, frame, model, info, resume):
     """Write ``config.json`` and ``split.csv`` (new run) or check the split is unchanged (resume)."""
-    from skin_cnn.models import parameter_counts
-    from skin_cnn.split import write_split
-
     split_path = Path(config.split)
     if resume:
         document = run_folder.read_run_config(config.out)
@@ -203,10 +202,32 @@ def record_run(config, run_dir, frame, model, info, resume):
     return document
 
 
-def training_data(config, frame, model, work, run_dir, *, info, progress, echo):
+@dataclass
+class SharedFeatures:
+    """Cached trunk features of a superset of a run's images (``skin-cnn cv`` extracts them once).
+
+    Attributes
+    ----------
+    cache : FeatureCache
+        Its ``train`` array holds 1 + K views of every image.
+    row_of : dict of str -> int
+        Image path → row of the cache.
+    skipped : list of dict
+        Images that could not be read (``image_path``, ``split``, ``reason``).
+    """
+
+    cache: object
+    row_of: dict
+    skipped: list
+
+
+def training_data(config, frame, model, work, run_dir, *, info, progress, echo, shared=None):
     """Prepare the training and validation images once; on variant P, the feature cache too."""
     preprocessing = config.preprocessing()
     augment = augment_config(config)
+    if shared is not None:
+        with info.strategy.scope():
+            return _shared_training_data(config, frame, model, shared)
     if config.use_feature_cache():
         with info.strategy.scope():  # the head model must belong to the run's strategy
             return _cached_training_data(config, frame, model, work, run_dir, augment, progress=progress, echo=echo)
@@ -223,10 +244,6 @@ def training_data(config, frame, model, work, run_dir, *, info, progress, echo):
 
 
 def _cached_training_data(config, frame, model, work, run_dir, augment, *, progress, echo):
-    from skin_cnn.models import split_at_frozen_boundary
-    from skin_cnn.training.feature_cache import (build_cache, cache_key, find_cache, image_fingerprints,
-                                                 remove_stale_partials, weights_digest)
-
     feature_model, head_model = split_at_frozen_boundary(model)
     views = int(config.cache_views) if augment.enabled else 0
     key = cache_key(image_fingerprints(frame), preprocessing=config.preprocessing().to_dict(),
@@ -246,8 +263,6 @@ def _cached_training_data(config, frame, model, work, run_dir, augment, *, progr
     diseases = frame.loc[positions["train"], "diagnosis"].to_numpy()
     features = cache.train
     if features.nbytes > (1 << 30):
-        from skin_cnn.data.preprocessing import ImageStore
-
         features = ImageStore.from_npy(cache.path / "train.npy", leading_axes=2)
 
     def stream(initial_epoch, shard=None):
@@ -258,9 +273,31 @@ def _cached_training_data(config, frame, model, work, run_dir, augment, *, progr
                         positions["val"], list(cache.index.get("skipped", [])), cache)
 
 
-def compile_for(config, data, info):
-    from skin_cnn.models import compile_model
+def _shared_training_data(config, frame, model, shared):
+    """Training data from a :class:`SharedFeatures` superset: rows selected, nothing extracted."""
+    _, head_model = split_at_frozen_boundary(model)
+    paths = frame["image_path"].astype(str)
+    positions, rows = {}, {}
+    for split in ("train", "val"):
+        part = frame.index[(frame["split"] == split) & paths.isin(shared.row_of.keys())]
+        positions[split] = np.asarray(part, dtype=np.int64)
+        rows[split] = np.asarray([shared.row_of[p] for p in paths[part]], dtype=np.int64)
+    split_of = dict(zip(paths, frame["split"]))
+    skipped = [dict(s, split=split_of[s["image_path"]]) for s in shared.skipped
+               if split_of.get(s["image_path"]) in ("train", "val")]
+    features = np.asarray(shared.cache.train[:, rows["train"]], dtype="float32")
+    val_x = np.asarray(shared.cache.train[0, rows["val"]], dtype="float32")
+    diseases = frame.loc[positions["train"], "diagnosis"].to_numpy()
 
+    def stream(initial_epoch, shard=None):
+        return feature_stream(features, diseases, seed=config.seed, epochs=range(initial_epoch, config.epochs),
+                              batch_size=config.batch_size, balanced=config.balanced, shard=shard)
+
+    return TrainingData(head_model, stream, steps_per_epoch(len(diseases), config.batch_size), val_x,
+                        positions["val"], skipped, shared.cache)
+
+
+def compile_for(config, data, info):
     with info.strategy.scope():
         # On cached features a step is tiny next to a Python round trip: run a whole epoch per
         # call (one device only: collectives inside Keras' step loop fail across workers).
@@ -271,11 +308,9 @@ def compile_for(config, data, info):
 
 def restore(config, data, info, resume, echo):
     """``(initial_epoch, saved state or None)`` of a resumed run."""
-    from skin_cnn.training.callbacks import has_state, restore_state, state_path
-
     out = Path(config.out)
-    if resume and has_state(out):
-        restored = restore_state(state_path(out), data.train_model, info.strategy)
+    if resume and cb.has_state(out):
+        restored = cb.restore_state(cb.state_path(out), data.train_model, info.strategy)
         echo(f"resuming {out} after epoch {int(restored['epoch'])}")
         return int(restored["epoch"]), restored
     if resume:
@@ -283,11 +318,7 @@ def restore(config, data, info, resume, echo):
     return 0, None
 
 
-def make_callbacks(config, data, frame, model, run_dir, initial_epoch, restored, echo):
-    import keras
-
-    from skin_cnn.training import callbacks as cb
-
+def make_callbacks(config, data, frame, model, run_dir, initial_epoch, restored, echo, progress):
     val_y, val_m = targets(frame.loc[data.val_positions, "diagnosis"])
     early = keras.callbacks.EarlyStopping(monitor="val_mean_auc", mode="max", patience=config.patience)
     plateau = keras.callbacks.ReduceLROnPlateau(monitor="val_mean_auc", mode="max", factor=config.lr_factor,
@@ -301,6 +332,8 @@ def make_callbacks(config, data, frame, model, run_dir, initial_epoch, restored,
     pooled = data.cache is not None and np.ndim(data.val_x) == 2
     listed = [cb.TaskAUC((data.val_x, val_y, val_m), batch_size=1024 if pooled else max(config.batch_size, 64),
                          echo=echo), early, plateau, checkpoint, history]
+    if progress:  # after TaskAUC, so the epoch line has the validation AUCs
+        listed.append(cb.EpochProgress(config.epochs, data.steps, echo=echo, bar=sys.stdout.isatty()))
     if config.tensorboard and not tensorboard_available():
         echo("TensorBoard is not installed (pip install tensorboard); no TensorBoard logs written")
     elif config.tensorboard:
@@ -309,19 +342,17 @@ def make_callbacks(config, data, frame, model, run_dir, initial_epoch, restored,
     return listed + [state], checkpoint, history, state
 
 
-def fit(config, data, info, callbacks, initial_epoch, progress):
+def fit(config, data, info, callbacks, initial_epoch):
     """Run the remaining epochs; each worker of a multi-worker run reads only its own shard."""
     if info.name == "multi-worker":
-        from skin_cnn.training.distribute import patch_keras_for_multi_worker
-
         shard = (info.worker_index, info.num_workers)
         dataset = info.strategy.distribute_datasets_from_function(lambda ctx: data.stream(initial_epoch, shard))
         patch_keras_for_multi_worker(data.train_model, info.strategy, next(iter(data.stream(initial_epoch, shard))))
     else:
         dataset = data.stream(initial_epoch)
-    verbose = (1 if sys.stdout.isatty() else 2) if progress else 0  # one line per epoch in a log file
+    # Progress is EpochProgress's: a bar per epoch in a terminal, one short line per epoch.
     data.train_model.fit(dataset, epochs=config.epochs, initial_epoch=initial_epoch, steps_per_epoch=data.steps,
-                         callbacks=callbacks, verbose=verbose, shuffle=False)
+                         callbacks=callbacks, verbose=0, shuffle=False)
 
 
 def finish_without_fit(callbacks, model):
@@ -343,18 +374,12 @@ def best_epoch_summary(history_rows, best_epoch):
 
 def write_validation_outputs(config, data, frame, model, run_dir, history_rows, synthetic):
     """``val_predictions.csv`` of the best model and ``training_curves.png``."""
-    import keras
-
-    from skin_cnn.predictions import predictions_frame
-    from skin_cnn.training.callbacks import predict_batches
-    from skin_cnn.training.curves import plot_training_curves
-
     best_path = run_dir / "best.keras"
     if best_path.is_file():
         best = keras.models.load_model(best_path, compile=False)
         model.set_weights(best.get_weights())
         del best
-    probabilities = predict_batches(data.train_model, data.val_x, batch_size=max(config.batch_size, 64))
+    probabilities = cb.predict_batches(data.train_model, data.val_x, batch_size=max(config.batch_size, 64))
     val_frame = frame.loc[data.val_positions].reset_index(drop=True)
     atomic.write_csv(run_dir / "val_predictions.csv", predictions_frame(val_frame, probabilities))
     if history_rows:
@@ -364,8 +389,6 @@ def write_validation_outputs(config, data, frame, model, run_dir, history_rows, 
 
 def evaluate_test(run_dir, progress, echo):
     """Evaluate the best model on the test split into ``run_dir/eval_test``."""
-    from skin_cnn.run_evaluation import evaluate_run
-
     out = Path(run_dir) / "eval_test"
     echo("evaluating the best model on the test split (--evaluate-test)")
     metrics = evaluate_run(run_dir, split="test", out=out, val_predictions=Path(run_dir) / "val_predictions.csv",
@@ -395,7 +418,7 @@ def write_card_and_summary(result, config, frame, echo, synthetic):
 
 
 # ----------------------------------------------------------------------------------------------
-def train(config, *, resume=False, progress=True, echo=print, synthetic=False):
+def train(config, *, resume=False, progress=True, echo=print, synthetic=False, shared_features=None):
     """Train one model into a run folder and return a :class:`RunResult`.
 
     Parameters
@@ -412,13 +435,13 @@ def train(config, *, resume=False, progress=True, echo=print, synthetic=False):
         Where one-line messages go (``click.echo`` from the CLI).
     synthetic : bool
         Label the model card as trained on synthetic demo data.
+    shared_features : SharedFeatures, optional
+        Trunk features already extracted for these images (variant P; ``skin-cnn cv``).
     """
     if not isinstance(config, TrainConfig):
         raise TypeError("config must be a TrainConfig")
     config.validate()
     t0 = time.time()
-    from skin_cnn.training.distribute import make_strategy
-
     info = make_strategy(config.strategy)  # before any other TensorFlow work (multi-worker)
     run_dir = open_run_folder(config, info, resume)
     if resume and run_folder.is_finished(run_dir):
@@ -429,17 +452,20 @@ def train(config, *, resume=False, progress=True, echo=print, synthetic=False):
     record_run(config, run_dir, frame, model, info, resume)
 
     with preparation_folder(run_dir) as work:
-        data = training_data(config, frame, model, work, run_dir, info=info, progress=progress, echo=echo)
+        data = training_data(config, frame, model, work, run_dir, info=info, progress=progress, echo=echo,
+                             shared=shared_features)
         if data.skipped:
             echo(f"{len(data.skipped)} image(s) could not be read and are left out (skipped_images.csv)")
         run_folder.write_skipped(run_dir / "skipped_images.csv", data.skipped)
+        if info.is_chief:  # the run carries its STARD flow record: the split's, plus training
+            record_training(config.split, run_dir, frame, data.skipped)
         compile_for(config, data, info)
         initial_epoch, restored = restore(config, data, info, resume, echo)
         callbacks, checkpoint, history, state = make_callbacks(config, data, frame, model, run_dir,
-                                                               initial_epoch, restored, echo)
+                                                               initial_epoch, restored, echo, progress)
         stopped = bool(restored and restored.get("stop_training"))
         if initial_epoch < config.epochs and not stopped:
-            fit(config, data, info, callbacks, initial_epoch, progress)
+            fit(config, data, info, callbacks, initial_epoch)
         else:
             finish_without_fit([checkpoint, state], data.train_model)
         result = RunResult(run_dir=run_dir, best_epoch=int(checkpoint.best_epoch),
@@ -473,8 +499,6 @@ def _summarise_finished_run(config, run_dir, echo, synthetic):
                        val_aucs=best_epoch_summary(rows, int(finished["best_epoch"])), skipped=skipped)
     metrics_path = Path(run_dir) / "eval_test" / "metrics.json"
     if metrics_path.is_file():
-        import json
-
         result.eval_dir, result.test_metrics = metrics_path.parent, json.loads(metrics_path.read_text())
     echo(f"{run_dir}: this run already finished ({result.epochs_run} epochs); nothing to resume")
     write_card_and_summary(result, config, frame, echo, synthetic)

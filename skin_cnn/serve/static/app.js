@@ -1,16 +1,14 @@
-// skin-cnn local page: upload a photo, show the crop box, per-task predictions and Grad-CAM.
+// skin-cnn local page: pick the question, upload a photo, see the crop box, the conditional
+// answer at the model's threshold and the Grad-CAM heat map on the photo.
 "use strict";
 
-const TASK_LABELS = {
-  psoriasis_vs_eczema: "Psoriasis vs eczema",
-  acne_vs_rosacea: "Acne vs rosacea",
-  ctcl_vs_eczema: "CTCL vs eczema",
-};
+const ALL = "all";
 
 const $ = (id) => document.getElementById(id);
 let currentFile = null;
 let photoUrl = null;
 let maxBytes = 10e6;
+let taskInfo = {};
 
 function setStatus(text, isError) {
   const status = $("status");
@@ -19,20 +17,48 @@ function setStatus(text, isError) {
 }
 
 function capitalise(word) {
-  return word === "ctcl" ? "CTCL" : word.charAt(0).toUpperCase() + word.slice(1);
+  return word.toLowerCase() === "ctcl" ? "CTCL" : word.charAt(0).toUpperCase() + word.slice(1);
+}
+
+function percent(p, digits) {
+  return `${(100 * p).toFixed(digits)}%`;
+}
+
+function chosenTask() {
+  const checked = document.querySelector('input[name="task"]:checked');
+  return checked ? checked.value : null;
+}
+
+function taskOption(value, text, detail) {
+  const label = document.createElement("label");
+  label.className = "task-option";
+  const input = document.createElement("input");
+  input.type = "radio";
+  input.name = "task";
+  input.value = value;
+  input.addEventListener("change", predict);
+  const title = document.createElement("span");
+  title.className = "task-option-title";
+  title.textContent = text;
+  const small = document.createElement("span");
+  small.className = "task-option-detail";
+  small.textContent = detail;
+  label.append(input, title, small);
+  return label;
 }
 
 async function loadInfo() {
   try {
     const response = await fetch("/api/info");
     const info = await response.json();
-    const select = $("task");
-    for (const [task, classes] of Object.entries(info.tasks)) {
-      const option = document.createElement("option");
-      option.value = task;
-      option.textContent = TASK_LABELS[task] || `${classes.positive} vs ${classes.negative}`;
-      select.appendChild(option);
+    taskInfo = info.tasks;
+    const options = $("task-options");
+    for (const [task, d] of Object.entries(info.tasks)) {
+      options.appendChild(taskOption(task, d.question, `threshold ${d.threshold_text}`));
     }
+    options.appendChild(taskOption(ALL, "All three, to compare",
+      "each still answers only its own question"));
+    $("note").textContent = info.note;
     maxBytes = info.max_upload_bytes;
     $("max-size").textContent = `${(maxBytes / 1e6).toLocaleString()} MB`;
     $("model-name").textContent = `· model ${info.model}`;
@@ -52,64 +78,62 @@ function drawCropBox(answer) {
   el.style.height = `${(100 * (box.bottom - box.top)) / height}%`;
 }
 
-function taskCard(task, result) {
-  const card = document.createElement("article");
-  card.className = "task-result";
-  card.dataset.task = task;
+function element(tag, className, text) {
+  const el = document.createElement(tag);
+  if (className) el.className = className;
+  if (text !== undefined) el.textContent = text;
+  return el;
+}
 
-  const text = document.createElement("div");
-  text.className = "task-text";
+function taskCard(task, result) {
+  const card = element("article", "task-result");
+  card.dataset.task = task;
+  const text = element("div", "task-text");
   card.appendChild(text);
 
-  const title = document.createElement("h2");
-  title.textContent = TASK_LABELS[task] || task;
-  text.appendChild(title);
+  text.appendChild(element("h2", "", result.question));
 
-  const verdict = document.createElement("p");
-  verdict.className = "verdict";
-  const cls = document.createElement("span");
-  cls.className = "predicted-class";
-  cls.textContent = capitalise(result.predicted_class);
-  const pct = document.createElement("span");
-  pct.className = "probability";
-  pct.textContent = `${(100 * result.probability).toFixed(1)}%`;
-  verdict.append(cls, pct);
+  const verdict = element("p", "verdict");
+  verdict.append(
+    element("span", "verdict-if", "If it is one of these two:"),
+    element("span", "predicted-class", capitalise(result.predicted_class)),
+  );
   text.appendChild(verdict);
+  text.appendChild(element("p", "probability",
+    `P(${capitalise(result.positive)}) = ${percent(result.probability_positive, 1)}`));
 
-  // One bar: the positive class's share from the left, the negative class's the rest.
-  const bar = document.createElement("div");
-  bar.className = "bar";
+  // One bar: the positive class's share from the left; the mark is the threshold.
+  const bar = element("div", "bar");
   bar.setAttribute("role", "meter");
   bar.setAttribute("aria-valuemin", "0");
   bar.setAttribute("aria-valuemax", "1");
   bar.setAttribute("aria-valuenow", result.probability_positive.toFixed(3));
   bar.setAttribute("aria-label", `probability of ${result.positive}`);
-  const fill = document.createElement("div");
-  fill.className = "bar-fill";
+  const fill = element("div", "bar-fill");
   fill.style.width = `${100 * result.probability_positive}%`;
-  const mark = document.createElement("div");
-  mark.className = "bar-threshold";
+  const mark = element("div", "bar-threshold");
+  mark.style.left = `${100 * result.threshold}%`;
+  mark.title = `threshold ${result.threshold_text}`;
   bar.append(fill, mark);
   text.appendChild(bar);
 
-  const legend = document.createElement("p");
-  legend.className = "bar-legend";
-  const neg = document.createElement("span");
-  neg.textContent = `${capitalise(result.negative)} ${(100 * (1 - result.probability_positive)).toFixed(0)}%`;
-  const pos = document.createElement("span");
-  pos.textContent = `${capitalise(result.positive)} ${(100 * result.probability_positive).toFixed(0)}%`;
-  legend.append(pos, neg);
+  const legend = element("p", "bar-legend");
+  legend.append(
+    element("span", "", `${capitalise(result.positive)} ${percent(result.probability_positive, 0)}`),
+    element("span", "", `${capitalise(result.negative)} ${percent(1 - result.probability_positive, 0)}`),
+  );
   text.appendChild(legend);
+  text.appendChild(element("p", "threshold",
+    `Threshold ${result.threshold_text}: ${capitalise(result.positive)} when its probability is at least ${percent(result.threshold, 1)}.`));
 
   if (result.gradcam_png) {
-    const fig = document.createElement("figure");
-    fig.className = "gradcam";
+    const fig = element("figure", "gradcam");
     const img = document.createElement("img");
     img.src = `data:image/png;base64,${result.gradcam_png}`;
-    img.alt = `Grad-CAM heat map for ${TASK_LABELS[task] || task}`;
-    const cap = document.createElement("figcaption");
-    cap.textContent = `Grad-CAM: evidence for ${capitalise(result.predicted_class)} (red = most).`;
-    fig.append(img, cap);
+    img.alt = `Grad-CAM heat map: ${result.question}`;
+    img.addEventListener("click", () => card.classList.toggle("large"));
+    fig.append(img, element("figcaption", "",
+      `Grad-CAM: where the photo speaks for ${capitalise(result.predicted_class)} (red = most).`));
     card.appendChild(fig);
   }
   return card;
@@ -117,13 +141,18 @@ function taskCard(task, result) {
 
 async function predict() {
   if (!currentFile) return;
+  const task = chosenTask();
+  if (!task) {
+    setStatus("Choose the question you are asking above; the photo is then predicted.");
+    return;
+  }
   if (currentFile.size > maxBytes) {
     setStatus(`This file is ${(currentFile.size / 1e6).toFixed(1)} MB; the limit is ${(maxBytes / 1e6).toLocaleString()} MB.`, true);
     return;
   }
   const form = new FormData();
   form.append("file", currentFile);
-  form.append("task", $("task").value);
+  form.append("task", task);
   form.append("gradcam", $("gradcam").checked ? "true" : "false");
   setStatus("Predicting…");
   const started = performance.now();
@@ -138,6 +167,7 @@ async function predict() {
     }
     $("photo").src = photoUrl;
     drawCropBox(answer);
+    $("note").textContent = answer.note;
     const list = $("task-results");
     list.replaceChildren(...Object.entries(answer.tasks).map(([t, r]) => taskCard(t, r)));
     $("results").hidden = false;
@@ -170,7 +200,6 @@ function init() {
     zone.addEventListener(name, (e) => { e.preventDefault(); zone.classList.remove("dragging"); });
   }
   zone.addEventListener("drop", (e) => useFile(e.dataTransfer.files[0]));
-  $("task").addEventListener("change", predict);
   $("gradcam").addEventListener("change", predict);
   loadInfo();
 }

@@ -1,0 +1,47 @@
+"""``skin-cnn cv MANIFEST_OR_SPLIT -o runs/NAME --folds 5``: patient-grouped cross-validation."""
+from __future__ import annotations
+
+import click
+
+from skin_cnn.cli.train_cmd import recipe_options, user_settings
+
+
+@click.command(context_settings={"show_default": True})
+@click.argument("source", type=click.Path(dir_okay=False, exists=True))
+@click.option("-o", "--out", required=True, type=click.Path(file_okay=False), help="CV folder (runs/NAME).")
+@click.option("--folds", type=click.IntRange(2, 20), default=5, help="Number of folds.")
+@click.option("--config", "config_file", type=click.Path(dir_okay=False, exists=True),
+              help="YAML or JSON file of training settings; flags typed here override it.")
+@click.option("--resume", is_flag=True, help="Keep finished folds and complete the rest.")
+@click.option("--n-bootstrap", type=int, default=2000, help="Bootstrap resamples of the pooled evaluation.")
+@recipe_options
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+@click.pass_context
+def command(ctx, source, out, folds, config_file, resume, n_bootstrap, quiet, **params):
+    """Cross-validate a training recipe on SOURCE (a manifest or split CSV) by patient.
+
+    Folds come from scikit-learn's StratifiedGroupKFold over patients (near-duplicate groups when
+    patient ids are missing), stratified by disease. Each fold trains on the others, with a
+    grouped validation part of them choosing the epoch, and predicts its held-out fold, so every
+    image gets one out-of-fold prediction. With a frozen trunk (variant P) the trunk features of
+    every image are extracted once for all folds. Writes folds.csv, oof_predictions.csv,
+    cv_folds.csv, cv_summary.md, eval_oof/ (pooled evaluation with intervals) and ensemble.keras
+    (the fold models' mean, usable by predict, serve and export). A split column in SOURCE is
+    ignored.
+
+    \b
+    Examples:
+      skin-cnn cv data/manifest.csv -o runs/cv-p250 --folds 5 --weights vgg16_notop.h5
+      skin-cnn cv data/manifest.csv -o runs/cv-p250 --resume
+    """
+    import os
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from skin_cnn.training.config import load_config_file
+    from skin_cnn.training.cv import run_cv
+
+    params["variant"] = params["variant"].upper()
+    settings = load_config_file(config_file) if config_file else {}
+    settings.update(user_settings(ctx, params))
+    run_cv(source, out, folds, settings, resume=resume, progress=not quiet, echo=click.echo,
+           n_bootstrap=n_bootstrap)

@@ -1,0 +1,257 @@
+"""Report sections beyond the accuracy tables: run, calibration, fairness, failures, checklists.
+
+Each ``add_*`` function appends its blocks to a :class:`skin_cnn.evaluation.report.Report` and
+returns the anchors of what it added with a one-line summary, ``{key: (anchor, text)}``, which
+the checklist section (:func:`add_checklists`) links to. A section the evaluation has no data
+for is not added, so the checklist never points to something the run does not contain.
+"""
+
+from __future__ import annotations
+
+from skin_cnn.evaluation.plots import task_title
+
+
+def _num(x, digits=3):
+    return "n/a" if x is None else f"{x:.{digits}f}"
+
+
+def threshold_summary(metrics):
+    """How the threshold was fixed, for the checklist."""
+    method = metrics.get("threshold_method", "fixed")
+    if method == "fixed":
+        return "pre-specified fixed threshold, not chosen on the evaluated images"
+    return f"chosen on validation predictions before this evaluation and applied unchanged ({method})"
+
+
+def flow_summary(flow):
+    """Steps and exclusions of a flow chain, for the checklist."""
+    steps = flow.get("steps", [])
+    excluded = sum(n for s in steps for n in (s.get("excluded") or {}).values() if n)
+    reasons = {r for s in steps for r, n in (s.get("excluded") or {}).items() if n}
+    return (f"{len(steps)} steps; {excluded} image(s) excluded"
+            + (f" for {len(reasons)} stated reason(s)" if reasons else ""))
+
+
+# ---------------------------------------------------------------------------------------------
+# the run folder
+
+
+def _setting_rows(train, keys):
+    return [[label, f"`{train[k]}`"] for k, label in keys if k in train]
+
+
+def add_run(rep, run):
+    """Partitions (baseline, disjointness), preprocessing, model specification and training."""
+    out = {}
+    train = run.get("train") or {}
+    if run.get("baseline"):
+        header, rows = run["baseline"]
+        out["baseline"] = (rep.heading("Baseline characteristics per partition"),
+                           f"{len(header) - 1} partitions of the run's split.csv")
+        rep.para("Counts of the run's `split.csv`, per partition; `unknown` where a value is missing.")
+        rep.table(header, rows)
+    if run.get("disjointness") is not None:
+        anchor = rep.heading("Partitions are disjoint")
+        lines, ok = [], True
+        for check in run["disjointness"]:
+            if check["disjoint"]:
+                lines.append(f"`{check['column']}`: each of {check['n_values']} values lies in one "
+                             "partition only" + (f"; {check['n_missing']} rows without a value are "
+                                                 "their own unit" if check["n_missing"] else "") + ".")
+            else:
+                ok = False
+                shown = "; ".join(f"{v} ({', '.join(s)})" for v, s in list(check["shared"].items())[:10])
+                lines.append(f"**`{check['column']}`: {len(check['shared'])} value(s) lie in more than "
+                             f"one partition** — {shown}.")
+        if not run["disjointness"]:
+            lines.append("The split has neither `patient_id` nor `split_group`: disjointness cannot be "
+                         "checked beyond single images.")
+            ok = None
+        rep.para("Computed from the run's `split.csv` when this report was written, not taken from "
+                 "the split's own record.")
+        rep.items(lines)
+        verdict = ("no patient or split group in two partitions" if ok
+                   else "NOT disjoint: see the section" if ok is False else "not checkable")
+        out["partitions"] = (anchor, verdict)
+    if train:
+        anchor = rep.heading("Preprocessing and augmentation")
+        pre = run.get("preprocessing") or {}
+        rows = []
+        if pre:
+            size = pre.get("image_size")
+            rows.append(["Model input", f"`{size}` pixels, resize `{pre.get('resize')}`, "
+                                        f"antialias `{pre.get('antialias')}`"])
+            rows.append(["Hue-clustering crop", f"`{pre.get('crop')}`"
+                         + (f" (`{pre['crop_params']}`)" if pre.get("crop") and pre.get("crop_params") else "")])
+        rows += _setting_rows(train, (("zoom", "Augmentation: zoom"), ("rotation", "Augmentation: rotation"),
+                                      ("translation", "Augmentation: translation"), ("flip", "Augmentation: flips"),
+                                      ("balanced", "Class-balanced oversampling")))
+        rep.para("From the run's `config.json`; augmentation applies to training images only.")
+        rep.table(["Setting", "Value"], rows)
+        out["preprocessing"] = (anchor, f"input {pre.get('image_size', '?')}, crop {pre.get('crop', '?')}, "
+                                        f"zoom {train.get('zoom')}, rotation {train.get('rotation')}, "
+                                        f"flip {train.get('flip')}")
+
+        anchor = rep.heading("Model specification")
+        rows = _setting_rows(train, (("variant", "Variant"), ("weights", "Initial trunk weights"),
+                                     ("fine_tune_blocks", "VGG-16 blocks trained"),
+                                     ("optimizer", "Optimizer"), ("learning_rate", "Learning rate"),
+                                     ("batch_size", "Batch size"), ("seed", "Seed")))
+        for name, digest in (run.get("files") or {}).items():
+            rows.append([f"SHA-256 of `{name}`", f"`{digest}`"])
+        if run.get("split_sha256"):
+            rows.append(["SHA-256 of the split trained on", f"`{run['split_sha256']}`"])
+        versions = run.get("versions") or {}
+        if versions:
+            rows.append(["Versions", ", ".join(f"{k} {v}" for k, v in versions.items())])
+        rep.table(["Item", "Value"], rows)
+        digest = (run.get("files") or {}).get("best.keras")
+        out["model"] = (anchor, f"variant {train.get('variant')}"
+                        + (f", best.keras SHA-256 {digest[:12]}…" if digest else ", no model file hash")
+                        + (f", TensorFlow {versions['tensorflow']}" if "tensorflow" in versions else "")
+                        + f", seed {train.get('seed')}")
+
+    hist = run.get("history")
+    if hist:
+        anchor = rep.heading("Training and stopping rule")
+        rule = (f"Training ran {hist['epochs_run']} of at most {hist['max_epochs']} epochs and keeps the "
+                f"model of the epoch with the best validation mean AUC (`{hist['monitor']}`): epoch "
+                f"{hist['best_epoch']}" + (f", {hist['best_value']:.4f}" if hist.get("best_value") is not None else "")
+                + f". Early stopping after {hist['patience']} epochs without improvement; the learning "
+                f"rate is multiplied by {hist['lr_factor']} after {hist['lr_patience']} epochs without "
+                "improvement. The per-epoch log is the run's `history.csv`.")
+        if hist.get("finished") is False:
+            rule += " **The run did not finish.**"
+        rep.para(rule)
+        if run.get("training_curves"):
+            rep.image(run["training_curves"], "Training curves (training_curves.png of the run)")
+        out["training"] = (anchor, f"{hist['epochs_run']} epochs, best epoch {hist['best_epoch']} by "
+                                   f"validation mean AUC, patience {hist['patience']}")
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# calibration, fairness, failures
+
+
+def add_calibration(rep, calibration, figure=None):
+    """ECE, Brier score, calibration slope and intercept per task, with the reliability diagram."""
+    anchor = rep.heading("Calibration")
+    first = next(iter(calibration.values()))
+    rep.para(
+        f"ECE: {first['binning']} (the bins of the reliability diagram). Brier score: mean of "
+        "(p − y)². Calibration slope and intercept: logistic regression of the reference standard "
+        "on logit(p), unpenalised; a calibrated model has slope 1 and intercept 0, a slope below 1 "
+        "means probabilities too extreme. Point estimates, without intervals."
+    )
+    rep.table(
+        ["Task", "ECE", "Brier score", "Calibration slope", "Calibration intercept"],
+        [[task_title(t), _num(c["ece"]), _num(c["brier"]),
+          _num(c["slope"], 2) if c["slope"] is not None else f"n/a ({c['note']})",
+          _num(c["intercept"], 2) if c["intercept"] is not None else "n/a"]
+         for t, c in calibration.items()],
+    )
+    if figure:
+        rep.image(figure, "Calibration (reliability diagram)")
+    return anchor, "ECE (10 equal-width bins), Brier score, slope and intercept per task; reliability diagram"
+
+
+def add_fairness(rep, result, figure=None):
+    """Per-group table, gaps with bootstrap intervals, forest plot and small-group statements."""
+    from skin_cnn.evaluation.fairness import FAIRNESS_METRICS, small_statements
+    from skin_cnn.evaluation.report import _cell, fmt_interval
+
+    column = result["column"]
+    anchor = rep.heading(f"Fairness by {column}")
+    boot = result.get("bootstrap")
+    rep.para(
+        f"AUC, sensitivity and specificity per value of `{column}`, at the threshold of the whole "
+        f"evaluation. Rows without a value form the group **unknown** ({result['n_unknown']} "
+        "prediction rows), shown but left out of the gaps, as it mixes types. A group enters a "
+        f"metric's gap only with at least {result['min_count']} images behind it (positive images "
+        "for sensitivity, negative for specificity, both for the AUC). The gap is the highest minus "
+        "the lowest group value; its interval "
+        + (f"comes from {boot['n_resamples']:,} bootstrap resamples (seed {boot['seed']}) drawn "
+           f"within each group, by {boot['unit'] or 'image'}, with the pair of groups kept fixed; an "
+           "interval reaching zero shows no difference. The pair is chosen on these data, so "
+           "the interval is exploratory." if boot else "was not computed (no bootstrap).")
+    )
+    rows = []
+    for task, entry in result["tasks"].items():
+        for group, e in entry["groups"].items():
+            rows.append([task_title(task), group, f"{e['n_images']} ({e['n_positive']}/{e['n_negative']})",
+                         "—" if e["n_patients"] is None else e["n_patients"],
+                         *(_cell(m, e) for m in FAIRNESS_METRICS)])
+    rep.table(["Task", column, "n images (pos/neg)", "Patients", "AUC", "Sensitivity", "Specificity"], rows)
+    gaps = []
+    for task, entry in result["tasks"].items():
+        for m, g in entry["gaps"].items():
+            if g["value"] is None:
+                gaps.append([task_title(task), m, "n/a", "", "", g["note"]])
+            else:
+                gaps.append([task_title(task), m, f"{100 * g['value']:.2f} points", f"{g['high']} − {g['low']}",
+                             fmt_interval(g["ci"]).replace("%", " pts") if g["ci"] else "n/a",
+                             g["note"] or ""])
+    rep.para("**Largest between-group gap** (percentage points):")
+    rep.table(["Task", "Metric", "Gap", "Groups (high − low)", "95% bootstrap interval", "Note"], gaps)
+    statements = small_statements(result)
+    if statements:
+        rep.para("Groups too small to conclude anything from:")
+        rep.items(statements)
+    if figure:
+        rep.image(figure, f"Forest plot by {column}")
+    return anchor
+
+
+def add_failures(rep, failures, figure=None):
+    """The failure gallery: thumbnails, or a table of the cases when no image can be read."""
+    cases = failures["cases"]
+    anchor = rep.heading("Failure gallery")
+    k = int(cases["rank"].max()) if not cases.empty else 0
+    if cases.empty:
+        rep.para("No false positive or false negative at the threshold: no gallery.")
+        return {"failures": (anchor, "no errors to show")}
+    rep.para(
+        f"Per task, the {k} most confident false positives (reference negative, highest "
+        "probability) and false negatives (reference positive, lowest probability)"
+        + (", each with its Grad-CAM (where the model input speaks for the predicted class)."
+           if failures.get("gradcam") else ".")
+        + (f" {failures['missing']} image(s) could not be found and are marked so."
+           if failures.get("missing") else "")
+    )
+    if figure:
+        rep.image(figure, "Most confident false positives and false negatives")
+        rep.para("The cases with their full paths are in `failures.csv`.")
+        return {"failures": (anchor, f"{len(cases)} cases, up to {k} per task and error type"),
+                **({"gradcam": (anchor, "Grad-CAM beside each failure")} if failures.get("gradcam") else {})}
+    rep.para("The images could not be read from here, so the cases are listed instead.")
+    rep.table(["Task", "Error", "Rank", "Image", "Probability"],
+              [[task_title(r.task), r.kind, r.rank, f"`{r.image_path}`", f"{r.y_prob:.3f}"]
+               for r in cases.itertuples()])
+    return {"failures": (anchor, f"{len(cases)} cases listed (images not readable from here)")}
+
+
+# ---------------------------------------------------------------------------------------------
+# the checklists
+
+
+def add_checklists(rep, sections):
+    """TRIPOD+AI, CLAIM and STARD-AI: the items this report fills (linked) and the authors' ones."""
+    from skin_cnn.evaluation.checklist import AUTHORS, CHECKLISTS, checklist_rows, not_filled
+
+    rep.heading("Reporting checklists")
+    rep.para(
+        "Items of TRIPOD+AI (2024), CLAIM (2024 update) and STARD-AI that this run fills, each "
+        "linked to where this report answers it. TRIPOD+AI items carry their published numbers; "
+        "CLAIM and STARD-AI items are named by topic. Only what this evaluation contains is "
+        "listed as filled; everything else is the authors' to write."
+    )
+    rows = checklist_rows(sections)
+    missing = not_filled(sections)
+    if missing:
+        rep.para("Not in this evaluation (and how to get it): " + "; ".join(missing) + ".")
+    for name in CHECKLISTS:
+        rep.heading(name, level=3)
+        if rows[name]:
+            rep.table(["Item", "Filled from this run"], rows[name])
+        rep.para(f"**For the authors to fill:** {'; '.join(AUTHORS[name])}.")

@@ -1,0 +1,258 @@
+"""What a saved model needs to be used correctly, stored inside the ``.keras`` file itself.
+
+A probability means nothing without the task it answers, the classes it separates, the way the
+photo was cropped and resized before the model saw it, and the threshold that turns it into a
+class. Kept only in a run's ``config.json`` these are lost as soon as the ``.keras`` file is
+copied on its own, and a model used with the wrong crop or threshold gives wrong answers without
+any error. :class:`ModelInfo` therefore carries them *in the model*: an identity layer right after
+the input whose Keras config holds
+
+* ``tasks``: ``[{"name", "positive", "negative"}, ...]``, one per output;
+* ``preprocessing``: the :class:`~skin_cnn.data.preprocessing.Preprocessing` entry (image size,
+  crop, crop parameters, resize, antialias) the model was trained with, or None when unknown;
+* ``thresholds``: ``{task: {"value", "rule", "method"}}`` for tasks whose threshold was chosen on
+  validation predictions (``skin-cnn evaluate RUN --threshold youden``); tasks without an entry
+  use the pre-specified 0.5.
+
+Being an ordinary registered layer with ``get_config``, it travels with ``model.save`` and comes
+back from ``keras.models.load_model(path, safe_mode=True)`` once ``skin_cnn`` is imported; it does
+nothing to the tensors, so predictions, Grad-CAM, export and the feature cache are unchanged.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import zipfile
+from pathlib import Path
+
+import keras
+
+#: Name of the info layer in every model :func:`skin_cnn.models.build_model` returns.
+INFO_LAYER = "skin_cnn_info"
+#: ``registered_name`` of :class:`ModelInfo` in a ``.keras`` file's ``config.json``.
+REGISTERED_NAME = "skin_cnn>ModelInfo"
+DEFAULT_THRESHOLD = 0.5
+
+
+def _check_tasks(tasks, source):
+    out = []
+    for entry in tasks or ():
+        if not isinstance(entry, dict) or not all(
+            isinstance(entry.get(k), str) and entry.get(k) for k in ("name", "positive", "negative")
+        ):
+            raise ValueError(f"{source}: each task needs a name, a positive and a negative class; got {entry!r}")
+        out.append({"name": entry["name"], "positive": entry["positive"], "negative": entry["negative"]})
+    return out
+
+
+def _check_thresholds(thresholds, source):
+    out = {}
+    for task, entry in (thresholds or {}).items():
+        entry = {"value": entry} if isinstance(entry, (int, float)) else dict(entry)
+        try:
+            value = float(entry["value"])
+        except (KeyError, TypeError, ValueError):
+            raise ValueError(f"{source}: threshold of {task} has no numeric value ({entry!r})") from None
+        if not (math.isfinite(value) and 0.0 <= value <= 1.0):
+            raise ValueError(f"{source}: threshold of {task} must lie in [0, 1]; got {value}")
+        out[str(task)] = {"value": value, "rule": str(entry.get("rule", "fixed")),
+                          "method": str(entry.get("method", ""))}
+    return out
+
+
+def _check_preprocessing(preprocessing, source):
+    if preprocessing is None:
+        return None
+    from skin_cnn.data.preprocessing import Preprocessing
+
+    return Preprocessing.from_dict(preprocessing, source=source).to_dict()
+
+
+def task_entries(task_names):
+    """``[{"name", "positive", "negative"}]`` of the study's tasks among ``task_names``."""
+    from skin_cnn.diseases import TASKS
+
+    return [{"name": t, "positive": TASKS[t].positive, "negative": TASKS[t].negative}
+            for t in task_names if t in TASKS]
+
+
+@keras.saving.register_keras_serializable(package="skin_cnn")
+class ModelInfo(keras.layers.Layer):
+    """Identity layer holding the model's tasks, preprocessing and chosen thresholds.
+
+    Parameters
+    ----------
+    tasks : list of dict
+        ``{"name", "positive", "negative"}`` per output.
+    preprocessing : dict, optional
+        A :meth:`Preprocessing.to_dict` entry; None when the model was built without one.
+    thresholds : dict, optional
+        ``{task: {"value", "rule", "method"}}`` (a bare number is accepted as ``value``).
+    """
+
+    def __init__(self, tasks=(), preprocessing=None, thresholds=None, **kwargs):
+        kwargs.setdefault("name", INFO_LAYER)
+        kwargs["trainable"] = False
+        super().__init__(**kwargs)
+        source = f"layer {self.name}"
+        self.tasks = _check_tasks(tasks, source)
+        self.preprocessing = _check_preprocessing(preprocessing, source)
+        self.thresholds = _check_thresholds(thresholds, source)
+
+    def call(self, inputs):
+        return inputs
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"tasks": [dict(t) for t in self.tasks], "preprocessing": self.preprocessing,
+                       "thresholds": {t: dict(v) for t, v in self.thresholds.items()}})
+        return config
+
+    def as_dict(self):
+        """A JSON-ready copy: ``{"tasks", "preprocessing", "thresholds"}``."""
+        return json.loads(json.dumps({"tasks": self.tasks, "preprocessing": self.preprocessing,
+                                      "thresholds": self.thresholds}))
+
+
+def info_layer(model):
+    """The model's :class:`ModelInfo` layer, or None (models saved before it existed)."""
+    for layer in model.layers:
+        if isinstance(layer, ModelInfo):
+            return layer
+    return None
+
+
+def model_info(model):
+    """``{"tasks", "preprocessing", "thresholds"}`` stored in ``model``, or None."""
+    layer = info_layer(model)
+    return layer.as_dict() if layer is not None else None
+
+
+def with_model_info(model, *, preprocessing=None, thresholds=None, tasks=None):
+    """``model`` carrying a :class:`ModelInfo` with the given entries; other entries are kept.
+
+    A model that already has the layer is updated in place and returned. One without it (saved
+    before the layer existed) is rebuilt with the layer between its input and the layers that
+    read the input; the rebuilt model shares every layer, and so every weight, with ``model``.
+    """
+    layer = info_layer(model)
+    if layer is None:
+        if len(model.inputs) != 1:
+            raise ValueError(f"model {model.name!r} has {len(model.inputs)} inputs; expected one image input")
+        layer = ModelInfo(tasks=task_entries(model.output_names))
+        model = _insert_after_input(model, layer)
+    source = f"model {model.name!r}"
+    if tasks is not None:
+        layer.tasks = _check_tasks(tasks, source)
+    if preprocessing is not None:
+        layer.preprocessing = _check_preprocessing(preprocessing, source)
+    if thresholds is not None:
+        merged = dict(layer.thresholds)
+        merged.update(_check_thresholds(thresholds, source))
+        layer.thresholds = merged
+    return model
+
+
+def _insert_after_input(model, layer):
+    outputs = {}
+
+    def call(operation, *args, **kwargs):
+        def through_info(tensor):
+            history = getattr(tensor, "_keras_history", None)
+            if history is not None and isinstance(history.operation, keras.layers.InputLayer):
+                if id(tensor) not in outputs:
+                    outputs[id(tensor)] = layer(tensor)
+                return outputs[id(tensor)]
+            return tensor
+
+        return operation(*keras.tree.map_structure(through_info, args), **kwargs)
+
+    return keras.models.clone_model(model, clone_function=lambda op: op, call_function=call)
+
+
+# ---------------------------------------------------------------------------------------------
+# saved files
+
+
+def read_file_info(path):
+    """The :class:`ModelInfo` config stored in a ``.keras`` file, without loading its weights.
+
+    Returns None when the file holds no info layer. A file that is not a ``.keras`` archive is
+    a one-line ValueError naming it.
+    """
+    config = _archive_config(path)
+    layer = _info_config(config)
+    if layer is None:
+        return None
+    source = f"{path}: {INFO_LAYER}"
+    return {"tasks": _check_tasks(layer.get("tasks"), source),
+            "preprocessing": _check_preprocessing(layer.get("preprocessing"), source),
+            "thresholds": _check_thresholds(layer.get("thresholds"), source)}
+
+
+def _archive_config(path):
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return json.loads(archive.read("config.json"))
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}: no such model file") from None
+    except (zipfile.BadZipFile, KeyError, json.JSONDecodeError, OSError) as exc:
+        raise ValueError(f"{path}: not a Keras .keras archive ({exc})") from None
+
+
+def _info_config(config):
+    for entry in config.get("config", {}).get("layers", []):
+        if entry.get("registered_name") == REGISTERED_NAME:
+            return entry.setdefault("config", {})
+    return None
+
+
+def store_thresholds(path, thresholds, preprocessing=None):
+    """Write thresholds chosen on validation into the ``.keras`` file at ``path``.
+
+    Only the archive's ``config.json`` is rewritten (weights and optimizer state are copied
+    byte for byte) and the file is replaced atomically, so a server reading it meanwhile sees the
+    old or the new model, never half of one. A file saved before :class:`ModelInfo` existed is
+    loaded, given the layer and saved again (without optimizer state).
+
+    Parameters
+    ----------
+    path : str or Path
+        A ``.keras`` file.
+    thresholds : dict
+        ``{task: {"value", "rule", "method"}}``; tasks not named keep their stored threshold.
+    preprocessing : dict, optional
+        Stored as well when the file records none yet (a model saved before the layer existed,
+        whose run folder's ``config.json`` knows it).
+    """
+    from skin_cnn.atomic import atomic_path
+
+    path = Path(path)
+    config = _archive_config(path)
+    layer = _info_config(config)
+    if layer is None:
+        from skin_cnn.predict import load_keras_model
+
+        model = with_model_info(load_keras_model(path), thresholds=thresholds,
+                                preprocessing=preprocessing)
+        with atomic_path(path) as tmp:
+            model.save(tmp)
+        return
+    merged = _check_thresholds(layer.get("thresholds"), f"{path}: {INFO_LAYER}")
+    merged.update(_check_thresholds(thresholds, f"thresholds for {path}"))
+    layer["thresholds"] = merged
+    if layer.get("preprocessing") is None and preprocessing is not None:
+        layer["preprocessing"] = _check_preprocessing(preprocessing, f"preprocessing for {path}")
+    with atomic_path(path) as tmp, zipfile.ZipFile(path) as source, \
+            zipfile.ZipFile(tmp, "w") as target:
+        for item in source.infolist():
+            if item.filename == "config.json":
+                target.writestr(item, json.dumps(config))
+                continue
+            with source.open(item) as src, target.open(item, "w") as dst:
+                shutil.copyfileobj(src, dst, 1 << 20)

@@ -1,0 +1,310 @@
+"""Patient-grouped k-fold cross-validation: every image gets exactly one out-of-fold prediction.
+
+With a few hundred photos a single 80/10/10 split leaves test tasks of a few dozen images and
+intervals 20–30 points wide. ``skin-cnn cv`` trains ``k`` models instead, each on the other folds,
+and pools their predictions on the fold they never saw:
+
+1. **Folds** — scikit-learn's ``StratifiedGroupKFold`` over patients (near-duplicate groups when
+   patient ids are missing), stratified by disease (``folds.csv``: image → fold).
+2. **Inside each fold's training part**, a grouped validation part (one of ``k - 1`` groups of
+   the same kind) chooses the epoch and any fitted threshold; the held-out fold plays the test
+   split and is never read by training.
+3. **Features once** — with a frozen trunk (variant P) the trunk features of every image and of
+   its K augmented views are extracted once into one shared cache and every fold trains its
+   heads on its rows, so k folds cost little more than one ``skin-cnn train``.
+4. **Out-of-fold predictions** (``oof_predictions.csv``: the predictions table plus ``fold``),
+   per-fold metrics and their spread (``cv_folds.csv``, ``cv_summary.md``), and the pooled
+   evaluation over all images (``eval_oof/``, patient-level bootstrap).
+5. **One ensemble model** (``ensemble.keras``: the mean probability of the fold models, the
+   frozen trunk shared) that ``predict``, ``serve`` and ``export`` take like any model.
+
+Each fold is an ordinary run folder (``fold1/`` …); ``--resume`` finishes only what is missing.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import keras
+import numpy as np
+import pandas as pd
+from sklearn.model_selection import StratifiedGroupKFold
+
+from skin_cnn import atomic
+from skin_cnn.data.preprocessing import prepare_images
+from skin_cnn.diseases import TASK_NAMES
+from skin_cnn.evaluation import evaluate_predictions
+from skin_cnn.evaluation.report import write_evaluation
+from skin_cnn.manifest import load_manifest
+from skin_cnn.models import build_model, split_at_frozen_boundary
+from skin_cnn.predict import predict_frame
+from skin_cnn.predictions import predictions_frame
+from skin_cnn.split import group_images, load_split, write_split
+from skin_cnn.training import run_folder
+from skin_cnn.training.callbacks import predict_batches, save_model_atomic
+from skin_cnn.training.config import resolve_config
+from skin_cnn.training.feature_cache import build_cache, cache_key, find_cache, image_fingerprints, weights_digest
+from skin_cnn.training.trainer import (SharedFeatures, augment_config, load_resume_config, preparation_folder,
+                                       train)
+
+FOLDS_FILE = "folds.csv"
+
+
+@dataclass
+class CVResult:
+    """What :func:`run_cv` returns."""
+
+    out: Path
+    n_folds: int
+    fold_dirs: list
+    oof_predictions: Path
+    eval_dir: Path
+    summary: pd.DataFrame
+    ensemble: Path | None
+
+
+def group_labels(frame, progress=False):
+    """The unit every fold keeps whole: ``split_group`` when present, else patient / near-duplicate groups."""
+    if "split_group" in frame.columns and frame["split_group"].notna().all():
+        return pd.factorize(frame["split_group"].astype(str))[0]
+    ids = frame["patient_id"].fillna("").astype(str).str.strip()
+    labels, _ = group_images(frame, group_near_duplicates=bool((ids == "").any()), progress=progress)
+    return np.asarray(labels)
+
+
+def assign_folds(diagnoses, groups, n_folds, seed=0):
+    """Fold of every image: ``StratifiedGroupKFold`` (groups whole, diseases stratified)."""
+    diagnoses = np.asarray(diagnoses)
+    groups = np.asarray(groups)
+    if len(np.unique(groups)) < n_folds:
+        raise ValueError(f"{n_folds} folds need at least {n_folds} patients (groups); got {len(np.unique(groups))}")
+    folds = np.full(len(diagnoses), -1, dtype=np.int64)
+    splitter = StratifiedGroupKFold(n_splits=int(n_folds), shuffle=True, random_state=int(seed))
+    for k, (_, held) in enumerate(splitter.split(np.zeros(len(diagnoses)), diagnoses, groups)):
+        folds[held] = k
+    return folds
+
+
+def fold_split(frame, groups, folds, k, n_folds, seed=0):
+    """The split frame of fold ``k``: fold ``k`` is ``test``, a grouped part of the rest ``val``."""
+    out = frame.copy()
+    out["split"] = "train"
+    out.loc[folds == k, "split"] = "test"
+    rest = np.flatnonzero(folds != k)
+    splitter = StratifiedGroupKFold(n_splits=max(2, int(n_folds) - 1), shuffle=True, random_state=int(seed) + k + 1)
+    _, val = next(splitter.split(np.zeros(len(rest)), out["diagnosis"].to_numpy()[rest], np.asarray(groups)[rest]))
+    out.iloc[rest[val], out.columns.get_loc("split")] = "val"
+    return out
+
+
+def read_source(path):
+    """A manifest or split CSV as a frame (a split column is ignored: the folds replace it)."""
+    header = pd.read_csv(path, nrows=0).columns
+    frame = load_split(path) if "split" in header else load_manifest(path)
+    return frame.drop(columns=["split"], errors="ignore").reset_index(drop=True)
+
+
+# ----------------------------------------------------------------------------------------------
+def shared_features(config, frame, out, *, progress, echo):
+    """Extract the trunk features of every image (and K views) once, for all folds."""
+    model = build_model(config.variant, input_shape=(config.image_size, config.image_size, 3),
+                        weights=config.model_weights(), fine_tune_blocks=config.fine_tune_blocks, seed=config.seed)
+    feature_model, _ = split_at_frozen_boundary(model)
+    augment = augment_config(config)
+    views = int(config.cache_views) if augment.enabled else 0
+    everything = frame.assign(split="train")
+    key = cache_key(image_fingerprints(everything), preprocessing=config.preprocessing().to_dict(),
+                    trunk_digest=weights_digest(feature_model), augmentation=augment.to_dict() if views else {},
+                    views=views, seed=config.seed)
+    cache_dir = Path(config.cache_dir) if config.cache_dir else Path(out) / "feature_cache"
+    cache = find_cache(cache_dir, key)
+    if cache is not None:
+        echo(f"reusing feature cache {cache.path}")
+    else:
+        echo(f"extracting features once for all folds: {len(frame)} images, 1 clean + {views} augmented views")
+        with preparation_folder(out) as work:
+            prepared, skipped = prepare_images(everything, config.preprocessing(), work, progress=progress)
+            cache = build_cache(cache_dir, key, feature_model, prepared, augment=augment, views=views,
+                                seed=config.seed, progress=progress, extra_index={"skipped": skipped})
+    paths = frame["image_path"].astype(str).to_numpy()
+    positions = cache.index["positions"]["train"]
+    row_of = {paths[p]: i for i, p in enumerate(positions)}
+    return SharedFeatures(cache, row_of, list(cache.index.get("skipped", [])))
+
+
+def out_of_fold_predictions(fold_dirs, fold_frames, shared, config):
+    """Each fold model's predictions on its held-out fold, one table (``fold`` column added)."""
+    parts = []
+    for k, (fold_dir, frame) in enumerate(zip(fold_dirs, fold_frames)):
+        held = frame[frame["split"] == "test"]
+        model = keras.models.load_model(Path(fold_dir) / "best.keras", compile=False)
+        if shared is not None:
+            held = held[held["image_path"].astype(str).isin(shared.row_of.keys())]
+            rows = [shared.row_of[p] for p in held["image_path"].astype(str)]
+            _, head = split_at_frozen_boundary(model)
+            probabilities = predict_batches(head, np.asarray(shared.cache.train[0, rows]), batch_size=1024)
+        else:
+            result = predict_frame(model, held, config.preprocessing(), progress=False)
+            held, probabilities = result.kept(held)
+        table = predictions_frame(held.reset_index(drop=True), probabilities)
+        table["fold"] = k + 1
+        parts.append(table)
+    return pd.concat(parts, ignore_index=True)
+
+
+def fold_metrics(oof):
+    """AUC, sensitivity and specificity per fold and task (point estimates, threshold 0.5)."""
+    rows = []
+    for fold, part in oof.groupby("fold"):
+        metrics = evaluate_predictions(part.drop(columns=["fold"]), thresholds=0.5, n_bootstrap=0)
+        for task, entry in metrics["tasks"].items():
+            rows.append({"fold": int(fold), "task": task, "n_images": entry["n_images"],
+                         "auc": entry["auc"]["value"], "sensitivity": entry["sensitivity"]["value"],
+                         "specificity": entry["specificity"]["value"]})
+    return pd.DataFrame(rows)
+
+
+def spread(per_fold):
+    """Fold-to-fold spread per task: mean, standard deviation, min and max of each metric."""
+    out = []
+    for task, part in per_fold.groupby("task", sort=False):
+        row = {"task": task, "folds": int(part["auc"].notna().sum())}
+        for metric in ("auc", "sensitivity", "specificity"):
+            values = pd.to_numeric(part[metric], errors="coerce").dropna()
+            row[f"{metric}_mean"] = float(values.mean()) if len(values) else math.nan
+            row[f"{metric}_sd"] = float(values.std(ddof=1)) if len(values) > 1 else math.nan
+            row[f"{metric}_min"] = float(values.min()) if len(values) else math.nan
+            row[f"{metric}_max"] = float(values.max()) if len(values) else math.nan
+        out.append(row)
+    return pd.DataFrame(out)
+
+
+def build_ensemble(fold_dirs):
+    """One model whose outputs are the mean probabilities of the fold models.
+
+    Fold models of variant P share their frozen trunk, which is then computed once; other
+    variants are averaged as whole models.
+    """
+    models = [keras.models.load_model(Path(d) / "best.keras", compile=False) for d in fold_dirs]
+    image = keras.Input(shape=models[0].inputs[0].shape[1:], name="image")
+    try:
+        splits = [split_at_frozen_boundary(m) for m in models]
+        trunk_weights = [np.concatenate([w.ravel() for w in f.get_weights()]) for f, _ in splits]
+        shared = all(np.array_equal(trunk_weights[0], w) for w in trunk_weights[1:])
+    except ValueError:
+        shared = False
+    def named(model, name, inputs):
+        # a copy under a fold's own name (nested models need unique names); outputs by task
+        outputs = keras.Model(model.inputs, model.outputs, name=name)(inputs)
+        outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
+        return dict(zip(model.output_names, outputs))
+
+    outputs = {}
+    if shared:
+        features = splits[0][0](image)
+        heads = [named(head, f"fold{k + 1}_head", features) for k, (_, head) in enumerate(splits)]
+    else:
+        heads = [named(m, f"fold{k + 1}_model", image) for k, m in enumerate(models)]
+    for task in TASK_NAMES:
+        outputs[task] = keras.layers.Average(name=task)([h[task] for h in heads])
+    return keras.Model(image, outputs, name=f"cv_ensemble_{len(models)}_folds")
+
+
+# ----------------------------------------------------------------------------------------------
+def run_cv(source, out, n_folds=5, settings=None, *, resume=False, progress=True, echo=print,
+           n_bootstrap=2000):
+    """Cross-validate the training recipe in ``settings`` on the images of ``source``.
+
+    Parameters
+    ----------
+    source : path
+        A manifest or split CSV (its split column, if any, is ignored).
+    out : path
+        The CV folder (``runs/NAME``).
+    n_folds : int
+    settings : dict
+        ``skin-cnn train`` settings (field names of :class:`~skin_cnn.training.config.TrainConfig`).
+    resume : bool
+        Keep the folds already finished and resume an interrupted one.
+    """
+    out = Path(out)
+    if (out / FOLDS_FILE).is_file() and not resume:
+        raise FileExistsError(f"{out}: already holds a cross-validation; continue it with --resume or choose "
+                              "another -o folder")
+    out.mkdir(parents=True, exist_ok=True)
+    frame = read_source(source)
+    settings = dict(settings or {})
+    if (out / "cv.json").is_file() and resume:
+        saved = json.loads((out / "cv.json").read_text(encoding="utf-8"))
+        settings, n_folds = saved["settings"], int(saved["folds"])
+    base = resolve_config(dict(settings, split=str(source), out=str(out / "fold1")), source="skin-cnn cv")
+    groups = group_labels(frame, progress=progress)
+    frame = frame.assign(split_group=groups)  # the bootstrap of the pooled evaluation resamples these
+    folds = assign_folds(frame["diagnosis"], groups, n_folds, seed=base.seed)
+    atomic.write_csv(out / FOLDS_FILE, frame[["image_path", "patient_id", "diagnosis"]].assign(
+        group=groups, fold=folds + 1))
+    atomic.write_json(out / "cv.json", {"folds": int(n_folds), "settings": settings, "source": os.fspath(source)})
+    shared = None
+    if base.use_feature_cache():
+        shared = shared_features(base, frame, out, progress=progress, echo=echo)
+
+    fold_dirs, fold_frames = [], []
+    for k in range(n_folds):
+        fold_dir = out / f"fold{k + 1}"
+        split_frame = fold_split(frame, groups, folds, k, n_folds, seed=base.seed)
+        split_path = write_split(split_frame, out / f"fold{k + 1}_split.csv")
+        fold_dirs.append(fold_dir)
+        fold_frames.append(split_frame.assign(image_path=split_frame["image_path"].astype(str)))
+        if run_folder.is_finished(fold_dir):
+            echo(f"fold {k + 1}/{n_folds}: finished earlier")
+            continue
+        echo(f"fold {k + 1}/{n_folds}: training on {int((split_frame['split'] == 'train').sum())} images, "
+             f"validating on {int((split_frame['split'] == 'val').sum())}, holding out "
+             f"{int((split_frame['split'] == 'test').sum())}")
+        if (fold_dir / "config.json").is_file():
+            config, again = load_resume_config(fold_dir), True
+        else:
+            config, again = resolve_config(dict(settings, split=str(split_path), out=str(fold_dir)),
+                                           source="skin-cnn cv"), False
+        train(config, resume=again, progress=progress, echo=echo, shared_features=shared)
+
+    oof = out_of_fold_predictions(fold_dirs, fold_frames, shared, base)
+    atomic.write_csv(out / "oof_predictions.csv", oof)
+    per_fold = fold_metrics(oof)
+    summary = spread(per_fold)
+    atomic.write_csv(out / "cv_folds.csv", per_fold)
+    atomic.write_csv(out / "cv_summary.csv", summary)
+    eval_dir = out / "eval_oof"
+    write_evaluation(oof.drop(columns=["fold"]), eval_dir, thresholds=0.5, n_bootstrap=n_bootstrap,
+                     seed=base.seed, source=f"out-of-fold predictions of {n_folds}-fold cross-validation ({out})")
+    ensemble = build_ensemble(fold_dirs)
+    save_model_atomic(ensemble, out / "ensemble.keras")
+    document = json.loads((fold_dirs[0] / "config.json").read_text(encoding="utf-8"))
+    atomic.write_json(out / "config.json", {"preprocessing": document["preprocessing"],
+                                            "ensemble_of": [d.name for d in fold_dirs], "train": document["train"]})
+    atomic.write_text(out / "cv_summary.md", summary_text(out, n_folds, per_fold, summary, oof))
+    echo(summary_text(out, n_folds, per_fold, summary, oof))
+    return CVResult(out, n_folds, fold_dirs, out / "oof_predictions.csv", eval_dir, summary, out / "ensemble.keras")
+
+
+def summary_text(out, n_folds, per_fold, summary, oof):
+    """``cv_summary.md``: per-fold AUCs, their spread, and where the pooled evaluation is."""
+    def fmt(v):
+        return "–" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.3f}"
+
+    lines = [f"# {n_folds}-fold patient-grouped cross-validation ({Path(out).name})", "",
+             f"{oof['image_path'].nunique()} images, each predicted once by the model that did not train on it.",
+             "", "| task | " + " | ".join(f"fold {k}" for k in range(1, n_folds + 1)) + " | mean ± sd |",
+             "|---|" + "---|" * (n_folds + 1)]
+    for task in summary["task"]:
+        part = per_fold[per_fold["task"] == task].set_index("fold")
+        cells = [fmt(part["auc"].get(k)) + f" (n={int(part['n_images'].get(k, 0))})" for k in range(1, n_folds + 1)]
+        row = summary[summary["task"] == task].iloc[0]
+        lines.append(f"| {task} | " + " | ".join(cells) + f" | {fmt(row['auc_mean'])} ± {fmt(row['auc_sd'])} |")
+    lines += ["", "AUC per fold at threshold-free ranking; the pooled estimate with intervals over all images "
+              "(patient-level bootstrap) is in `eval_oof/report.html`. The fold models' mean is "
+              "`ensemble.keras`.", ""]
+    return "\n".join(lines)

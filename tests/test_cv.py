@@ -1,0 +1,127 @@
+"""skin-cnn cv: patient-grouped folds, one out-of-fold prediction per image, features extracted once."""
+import json
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from test_training import tiny_split
+
+SETTINGS = {"image_size": 32, "epochs": 2, "batch_size": 4, "weights": "none", "cache_views": 1, "seed": 3,
+            "tensorboard": False}
+
+
+def test_folds_keep_groups_whole_and_stratify_diseases():
+    from skin_cnn.training.cv import assign_folds, fold_split
+
+    rng = np.random.default_rng(0)
+    diseases = np.repeat(["acne", "rosacea", "psoriasis", "eczema", "ctcl"], 30)
+    groups = np.concatenate([np.repeat(np.arange(d * 100, d * 100 + 10), 3) for d in range(5)])
+    order = rng.permutation(len(diseases))
+    diseases, groups = diseases[order], groups[order]
+    folds = assign_folds(diseases, groups, 5, seed=1)
+    assert sorted(set(folds.tolist())) == [0, 1, 2, 3, 4]
+    for g in np.unique(groups):  # a patient lies in exactly one fold
+        assert len(set(folds[groups == g])) == 1
+    table = pd.crosstab(folds, diseases)
+    assert (table == 6).all().all()  # 10 patients of 3 images per disease: 2 patients per fold
+    frame = pd.DataFrame({"diagnosis": diseases, "image_path": [f"i{i}" for i in range(len(diseases))]})
+    split = fold_split(frame, groups, folds, 2, 5, seed=1)
+    assert (split["split"] == "test").to_numpy().tolist() == (folds == 2).tolist()
+    train_groups = set(groups[split["split"] == "train"])
+    val_groups = set(groups[split["split"] == "val"])
+    assert val_groups and not (train_groups & val_groups)
+    assert set(split.loc[split["split"] == "val", "diagnosis"]) == set(diseases)  # every disease validated
+    with pytest.raises(ValueError, match="at least 5 patients"):
+        assign_folds(["acne"] * 4, [0, 1, 2, 3], 5)
+
+
+@pytest.fixture(scope="module")
+def cv_run(tmp_path_factory):
+    from skin_cnn.training.cv import run_cv
+
+    tmp = tmp_path_factory.mktemp("cv")
+    split = tiny_split(tmp, patients=5)  # one unreadable training photo included
+    messages = []
+    result = run_cv(split, tmp / "cv", 3, SETTINGS, progress=False, echo=messages.append, n_bootstrap=50)
+    return tmp, split, result, messages
+
+
+def test_every_readable_image_gets_exactly_one_out_of_fold_prediction(cv_run):
+    from skin_cnn.diseases import tasks_for_disease
+    from skin_cnn.split import load_split
+
+    tmp, split, result, _ = cv_run
+    oof = pd.read_csv(result.oof_predictions)
+    folds = pd.read_csv(tmp / "cv" / "folds.csv")
+    readable = load_split(split)
+    readable = readable[~readable["image_path"].astype(str).str.endswith("broken.jpg")]
+    expected_rows = sum(len(tasks_for_disease(d)) for d in readable["diagnosis"])
+    assert len(oof) == expected_rows
+    assert oof.groupby("image_path")["fold"].nunique().eq(1).all()
+    assert set(oof["image_path"]) == set(readable["image_path"].astype(str))
+    fold_of = dict(zip(folds["image_path"].astype(str), folds["fold"]))
+    assert (oof["fold"] == oof["image_path"].map(fold_of)).all()  # predicted by the model that held it out
+    assert (tmp / "cv" / "eval_oof" / "metrics.json").is_file()
+    summary = pd.read_csv(tmp / "cv" / "cv_summary.csv")
+    assert set(summary["task"]) == {"psoriasis_vs_eczema", "acne_vs_rosacea", "ctcl_vs_eczema"}
+
+
+def test_features_are_extracted_once_and_oof_equals_each_fold_model_on_its_images(cv_run):
+    import keras
+
+    from skin_cnn.predict import predict_frame
+    from skin_cnn.split import load_split
+
+    tmp, _, result, messages = cv_run
+    assert sum("extracting features once" in m for m in messages) == 1
+    assert not any("building feature cache" in m for m in messages)
+    assert len([p for p in (tmp / "cv" / "feature_cache").iterdir() if not p.name.startswith(".")]) == 1
+    oof = pd.read_csv(result.oof_predictions)
+    config = json.loads((tmp / "cv" / "fold2" / "config.json").read_text())
+    model = keras.models.load_model(tmp / "cv" / "fold2" / "best.keras", compile=False)
+    held = load_split(tmp / "cv" / "fold2_split.csv")
+    held = held[(held["split"] == "test") & ~held["image_path"].astype(str).str.endswith("broken.jpg")]
+    probs = predict_frame(model, held, config["preprocessing"], progress=False)
+    for task, part in oof[oof["fold"] == 2].groupby("task"):
+        by_path = dict(zip(held["image_path"].astype(str), probs[task]))
+        np.testing.assert_allclose(part["y_prob"], [by_path[p] for p in part["image_path"]], atol=1e-4)
+
+
+def test_the_ensemble_is_the_mean_of_the_fold_models(cv_run):
+    import keras
+
+    from skin_cnn.predict import load_predictor
+
+    tmp, _, result, _ = cv_run
+    ensemble = load_predictor(result.ensemble)
+    assert ensemble.preprocessing.image_size == (32, 32)
+    x = np.random.default_rng(0).uniform(0, 255, size=(3, 32, 32, 3)).astype("float32")
+    folds = [keras.models.load_model(d / "best.keras", compile=False) for d in result.fold_dirs]
+    got = ensemble.predict_tensors(x)
+    for task in got:
+        mean = np.mean([np.asarray(m(x, training=False)[task]).reshape(-1) for m in folds], axis=0)
+        np.testing.assert_allclose(got[task], mean, atol=1e-5)
+
+
+def test_resume_trains_only_the_missing_folds(cv_run, tmp_path):
+    from skin_cnn.training.cv import run_cv
+
+    tmp, split, result, _ = cv_run
+    copy = tmp_path / "cv"
+    shutil.copytree(tmp / "cv", copy)
+    shutil.rmtree(copy / "fold2")
+    with pytest.raises(FileExistsError, match="--resume"):
+        run_cv(split, copy, 3, SETTINGS, progress=False, echo=lambda m: None)
+    messages = []
+    run_cv(split, copy, 3, SETTINGS, resume=True, progress=False, echo=messages.append, n_bootstrap=50)
+    assert [m for m in messages if "finished earlier" in m] == ["fold 1/3: finished earlier",
+                                                                 "fold 3/3: finished earlier"]
+    assert any(m.startswith("fold 2/3: training") for m in messages)
+    assert any("reusing feature cache" in m for m in messages)
+    before = pd.read_csv(result.oof_predictions)
+    after = pd.read_csv(copy / "oof_predictions.csv")
+    same = before["fold"] != 2
+    np.testing.assert_allclose(after.loc[same, "y_prob"], before.loc[same, "y_prob"], atol=1e-6)
+    np.testing.assert_allclose(after["y_prob"], before["y_prob"], atol=1e-5)  # fold 2 retrained identically
