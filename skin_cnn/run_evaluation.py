@@ -321,15 +321,15 @@ def failure_gradcams(predictor, cases, split_frame=None):
 
     from skin_cnn.explain import overlay
 
+    from skin_cnn.data.preprocessing import box_from_row
+
     cams = {}
     boxes = {}
-    cols = ["crop_left", "crop_top", "crop_right", "crop_bottom"]
-    if split_frame is not None and set(cols) <= set(split_frame.columns):
-        for row in split_frame[["image_path", *cols]].itertuples(index=False):
-            try:
-                boxes[str(row[0])] = tuple(int(float(v)) for v in row[1:])
-            except (TypeError, ValueError):
-                continue
+    for row in (split_frame.to_dict("records") if split_frame is not None else []):
+        try:
+            boxes[str(row["image_path"])] = box_from_row(row)
+        except ValueError:
+            continue
     for task, part in cases.groupby("task", sort=False):
         tensors, paths = [], []
         for path in dict.fromkeys(part["image_path"]):

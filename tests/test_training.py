@@ -153,6 +153,12 @@ def test_two_runs_with_the_same_seed_give_the_same_history(split_csv, tmp_path, 
     a, b = (h.drop(columns="epoch_time_s") for h in histories)
     assert list(a.columns) == list(b.columns) and len(a) == 2
     np.testing.assert_allclose(a.to_numpy(dtype=float), b.to_numpy(dtype=float), rtol=1e-6, atol=1e-7)
+    import keras
+
+    weights = [keras.models.load_model(tmp_path / name / "best.keras", compile=False).get_weights() for name in "ab"]
+    assert len(weights[0]) == len(weights[1]) > 0
+    for first, second in zip(*weights):
+        np.testing.assert_array_equal(first, second)
     # a different seed changes the result (the seed is actually used)
     train(tiny_config(split_csv, tmp_path / "c", variant=variant, epochs=2, seed=4), progress=False,
           echo=lambda m: None)

@@ -294,20 +294,6 @@ def hue_crop(image, **params):
 # Many images: boxes for a whole manifest, cropped copies, a contact sheet
 
 
-def box_values(frame):
-    """The frame's crop box columns as a float (n, 4) array; empty or non-numeric cells are NaN.
-
-    Manifest loaders keep extra columns as text, so ``"12"`` and ``""`` are both accepted here.
-    """
-    import pandas as pd
-
-    missing = [c for c in BOX_COLUMNS if c not in frame.columns]
-    if missing:
-        raise ValueError(f"frame has no crop box columns {', '.join(missing)}")
-    return np.column_stack([pd.to_numeric(frame[c], errors="coerce").to_numpy(dtype=np.float64)
-                            for c in BOX_COLUMNS])
-
-
 def _box_for_file(task):
     """Worker: ``(box, (width, height), None)`` or ``(None, None, reason)`` for one file."""
     from skin_cnn.data.reading import ImageReadError, read_image
