@@ -304,3 +304,17 @@ def test_training_output_is_short_plain_lines_when_not_a_terminal(split_csv, tmp
         assert "\x1b[" not in text and "\r" not in text
     assert max(len(m) for m in epoch_lines) < 140
     assert "acne_vs_rosacea_accuracy" not in captured.out  # no Keras metric dump
+
+
+def test_summary_says_how_few_test_images_stand_behind_a_test_auc(split_csv, tmp_path):
+    from skin_cnn.training.run_folder import summary_text
+
+    config = tiny_config(split_csv, tmp_path / "run")
+    tasks = {"acne_vs_rosacea": {"auc": {"value": 1.0}, "n_images": 7, "n_positive": 3, "n_negative": 4},
+             "psoriasis_vs_eczema": {"auc": {"value": 0.8}, "n_images": 40, "n_positive": 20, "n_negative": 20}}
+    text = summary_text(run_dir=tmp_path, config=config, epochs_run=2, best_epoch=1, wall_s=1.0, skipped=[],
+                        val_aucs={"acne_vs_rosacea": 0.9}, test_metrics={"tasks": tasks})
+    acne = next(line for line in text.splitlines() if line.strip().startswith("acne_vs_rosacea"))
+    assert "test 1.000 (n=7: 3/4, fewer than 10 per class: not conclusive)" in acne
+    pso = next(line for line in text.splitlines() if line.strip().startswith("psoriasis_vs_eczema"))
+    assert pso.endswith("test 0.800 (n=40: 20/20)")

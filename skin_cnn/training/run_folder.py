@@ -109,6 +109,15 @@ def data_counts(frame):
     return table, patients
 
 
+def _test_size(task_entry):
+    """`` (n=7: 3/4, fewer than 10 per class)``: how many test images stand behind a number."""
+    n, pos, neg = (task_entry.get(k) for k in ("n_images", "n_positive", "n_negative"))
+    if n is None:
+        return ""
+    small = pos is not None and neg is not None and min(pos, neg) < 10
+    return f" (n={n}: {pos}/{neg}{', fewer than 10 per class: not conclusive' if small else ''})"
+
+
 def _fmt(value):
     return "–" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.3f}"
 
@@ -172,9 +181,11 @@ def model_card(*, config, frame, val_aucs, best_epoch, epochs_run, skipped, test
     for task in TASK_NAMES:
         row = f"| {task} | {_fmt(val_aucs.get(task))} |"
         if test_metrics:
-            entry = test_metrics.get("tasks", {}).get(task, {}).get("auc", {})
+            task_entry = test_metrics.get("tasks", {}).get(task, {})
+            entry = task_entry.get("auc", {})
             ci = entry.get("ci")
-            row += f" {_fmt(entry.get('value'))}" + (f" ({ci[0]:.3f}–{ci[1]:.3f})" if ci else "") + " |"
+            row += (f" {_fmt(entry.get('value'))}" + (f" ({ci[0]:.3f}–{ci[1]:.3f})" if ci else "")
+                    + f"{_test_size(task_entry)} |")
         lines.append(row)
     lines += [
         "",
@@ -213,8 +224,8 @@ def summary_text(*, run_dir, config, epochs_run, best_epoch, val_aucs, wall_s, s
     for task in TASK_NAMES:
         test = ""
         if test_metrics:
-            value = test_metrics.get("tasks", {}).get(task, {}).get("auc", {}).get("value")
-            test = f"   test {_fmt(value)}"
+            task_entry = test_metrics.get("tasks", {}).get(task, {})
+            test = f"   test {_fmt(task_entry.get('auc', {}).get('value'))}{_test_size(task_entry)}"
         lines.append(f"  {task:<22}{_fmt(val_aucs.get(task))}{test}")
     mean = [v for v in val_aucs.values() if v is not None and not math.isnan(v)]
     lines.append(f"  {'mean':<22}{_fmt(sum(mean) / len(mean) if mean else None)}")
