@@ -26,6 +26,10 @@ Models with a spatial transformer (VGG-16PS/NS) warp the image before the trunk;
 lives in the warped frame and is drawn over the unwarped input as if the two frames were the same.
 It is still a picture of what the trunk attended to, but its position on the photo is only
 approximate where the transformer zoomed or shifted a lot.
+
+Models that average a photo with its mirror image (:mod:`skin_cnn.models.views`) produce two
+maps per photo in the conv layer; the mirror's map is flipped back and the two weighted sums are
+added before the ReLU, which is Grad-CAM of the averaged score.
 """
 
 from __future__ import annotations
@@ -200,7 +204,10 @@ def gradcam_batch(model, images, tasks=None, layer_name=None, target="predicted"
     for task in tasks:
         grads = tape.gradient(targets[task], conv)
         weights = tf.reduce_mean(grads, axis=(1, 2), keepdims=True)
-        cam = tf.nn.relu(tf.reduce_sum(weights * conv, axis=-1))[..., None]
+        cam = tf.reduce_sum(weights * conv, axis=-1)
+        if cam.shape[0] == 2 * len(images):  # mirror views inside the model: map the mirror back
+            cam = cam[: len(images)] + tf.reverse(cam[len(images):], axis=[2])
+        cam = tf.nn.relu(cam)[..., None]
         peak = tf.reduce_max(cam, axis=(1, 2, 3), keepdims=True)
         cam = tf.math.divide_no_nan(cam, peak)
         cam = tf.image.resize(cam, images.shape[1:3], method="bilinear")

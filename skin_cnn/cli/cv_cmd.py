@@ -17,7 +17,7 @@ from skin_cnn.cli.train_cmd import recipe_options, user_settings
 @recipe_options
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 @click.pass_context
-def command(ctx, source, out, folds, config_file, resume, n_bootstrap, quiet, **params):
+def command(ctx, source, out, folds, config_file, resume, n_bootstrap, quiet, recipe, **params):
     """Cross-validate a training recipe on SOURCE (a manifest or split CSV) by patient.
 
     Folds come from scikit-learn's StratifiedGroupKFold over patients (near-duplicate groups when
@@ -37,11 +37,12 @@ def command(ctx, source, out, folds, config_file, resume, n_bootstrap, quiet, **
     import os
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from skin_cnn.training.config import load_config_file
+    from skin_cnn.training.config import RECIPES, load_config_file
     from skin_cnn.training.cv import run_cv
 
     params["variant"] = params["variant"].upper()
     settings = load_config_file(config_file) if config_file else {}
+    settings.update(RECIPES[recipe] if recipe else {})
     settings.update(user_settings(ctx, params))
     run_cv(source, out, folds, settings, resume=resume, progress=not quiet, echo=click.echo,
            n_bootstrap=n_bootstrap)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 
-from skin_cnn.training.config import OPTIMIZERS, STRATEGIES, VARIANTS, TrainConfig
+from skin_cnn.training.config import HEADS, OPTIMIZERS, POOL_BLOCKS, RECIPES, STRATEGIES, VARIANTS, TrainConfig
 
 D = TrainConfig()
 
@@ -15,7 +15,8 @@ _FIELDS = {
     "learning_rate": "learning_rate", "fine_tune_blocks": "fine_tune_blocks", "patience": "patience",
     "seed": "seed", "feature_cache": "feature_cache", "cache_views": "cache_views",
     "cache_dir": "cache_dir", "strategy": "strategy", "evaluate": "evaluate", "tensorboard": "tensorboard",
-    "save_last": "save_last",
+    "save_last": "save_last", "head": "head", "pool_blocks": "pool_blocks", "mirror": "mirror",
+    "threshold": "threshold",
 }
 
 
@@ -65,6 +66,19 @@ def recipe_options(function):
             help="Augmented views per training image in the cache."),
         click.option("--cache-dir", type=click.Path(file_okay=False), default=None,
             help="Shared feature-cache folder (default: RUN/feature_cache)."),
+        click.option("--head", type=click.Choice(HEADS), default=D.head,
+            help="mlp: the study's heads, trained by epochs; linear: a logistic regression per task "
+                 "on train + val (variant P, frozen trunk).")
+        ,
+        click.option("--pool-blocks", type=click.Choice(POOL_BLOCKS), default=D.pool_blocks,
+            help="Pooled features: block 5 (the study) or blocks 4 and 5."),
+        click.option("--mirror/--no-mirror", default=D.mirror,
+            help="Average each photo with its mirror image inside the model (test-time augmentation)."),
+        click.option("--threshold", default=D.threshold,
+            help="Decision threshold stored in the model: a number, youden, sens:0.9 or spec:0.9 "
+                 "(fitted on validation predictions)."),
+        click.option("--recipe", type=click.Choice(sorted(RECIPES)), default=None,
+            help="A named set of the settings above (docs/training.md); flags you type still win."),
         click.option("--tensorboard/--no-tensorboard", default=D.tensorboard,
             help="Write TensorBoard logs to RUN/tensorboard."),
     ]
@@ -90,7 +104,7 @@ def recipe_options(function):
               help="Also write last.keras, the model after the last epoch (about 60 MB).")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 @click.pass_context
-def command(ctx, split_csv, out, resume_dir, config_file, quiet, **params):
+def command(ctx, split_csv, out, resume_dir, config_file, quiet, recipe, **params):
     """Train a multi-task VGG-16 on SPLIT_CSV (from `skin-cnn split`) into the run folder -o.
 
     Defaults follow the study: VGG-16P (ImageNet trunk, frozen), hue crop, 250×250, Adam at
@@ -115,7 +129,7 @@ def command(ctx, split_csv, out, resume_dir, config_file, quiet, **params):
     params["variant"] = params["variant"].upper()
     overrides = user_settings(ctx, params)
     if resume_dir:
-        if split_csv or out or config_file or overrides:
+        if split_csv or out or config_file or overrides or recipe:
             raise click.UsageError("--resume takes only the run folder; its saved settings are used")
         config = load_resume_config(resume_dir)
         resume = True
@@ -123,6 +137,7 @@ def command(ctx, split_csv, out, resume_dir, config_file, quiet, **params):
         if not split_csv or not out:
             raise click.UsageError("give SPLIT_CSV and -o/--out (or --resume RUN)")
         file_settings = load_config_file(config_file) if config_file else {}
+        file_settings.update(RECIPES[recipe] if recipe else {})
         overrides.update(split=split_csv, out=out)
         source = config_file or "command line"
         config = resolve_config(file_settings, overrides, source=source)

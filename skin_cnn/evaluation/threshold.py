@@ -160,6 +160,21 @@ def resolve_thresholds(
     from skin_cnn.evaluation.leakage import check_disjoint
 
     check_disjoint(validation, evaluated, source, evaluated_name or "the evaluated predictions")
+    return fit_thresholds(rule, tasks, validation, source)
+
+
+def fit_thresholds(rule, tasks, validation, source="validation predictions"):
+    """Fit a :class:`ThresholdRule` per task on predictions the caller knows to be held out.
+
+    :func:`resolve_thresholds` calls it after checking that the predictions share nothing with
+    the evaluated ones; training calls it on its own validation (or out-of-fold) predictions.
+
+    Returns
+    -------
+    thresholds : dict of str -> float
+    method : str
+    """
+    rule = parse_threshold(rule)
     out = {}
     for task in tasks:
         part = validation[validation["task"] == task]

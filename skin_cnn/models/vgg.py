@@ -20,6 +20,7 @@ from skin_cnn.models.heads import multitask_heads
 from skin_cnn.models.info import ModelInfo, task_entries
 from skin_cnn.models.preprocessing import VGG16Preprocess
 from skin_cnn.models.spatial_transformer import SpatialTransformer
+from skin_cnn.models.views import MeanOfViews, MirrorViews
 from skin_cnn.models.weights import (
     WeightsFileError,
     check_weights_file,
@@ -29,6 +30,13 @@ from skin_cnn.models.weights import (
 
 VGG16_BLOCKS = 5
 GLOBAL_POOL = "global_pool"
+#: Global average of ``block4_pool``, concatenated with :data:`GLOBAL_POOL` when block 4 is pooled.
+BLOCK4_POOL = "block4_global_pool"
+#: The layer whose output the heads read when the pooled features are more than one pooling.
+POOLED_FEATURES = "pooled_features"
+MIRROR_VIEWS = "mirror_views"
+HEADS = ("mlp", "linear")
+POOL_BLOCKS = ((5,), (4, 5))
 PREPROCESS = "vgg16_preprocess"
 SPATIAL_TRANSFORMER = "spatial_transformer"
 INPUT_NAME = "image"
@@ -162,6 +170,9 @@ def build_model(
     seed=None,
     stn_output_size=None,
     preprocessing=None,
+    head="mlp",
+    pool_blocks=(5,),
+    mirror=False,
 ):
     """Build one of the study's multi-task VGG-16 models.
 
@@ -193,6 +204,16 @@ def build_model(
         How photos become this model's input (training passes the run's); stored in the model's
         :class:`~skin_cnn.models.info.ModelInfo` layer so that a ``.keras`` file alone is enough
         to use the model correctly. Its ``image_size`` must equal ``input_shape[:2]``.
+    head : {"mlp", "linear"}
+        ``"mlp"``: the study's heads (shared Dense 64, per task Dense 32, sigmoid).
+        ``"linear"``: one sigmoid Dense per task on the pooled features, the shape of a logistic
+        regression (:mod:`skin_cnn.training.linear` fits it).
+    pool_blocks : (5,) or (4, 5)
+        Which blocks' outputs are globally averaged into the features: block 5 alone (the
+        study), or block 4 and block 5 side by side (1,024 values: block 4 keeps finer texture).
+    mirror : bool
+        Average the pooled features of each photo and its left–right mirror image inside the
+        model (:mod:`skin_cnn.models.views`): test-time augmentation every consumer inherits.
 
     Returns
     -------
@@ -218,31 +239,74 @@ def build_model(
             f"preprocessing image_size {tuple(info.preprocessing['image_size'])} differs from the "
             f"model input {input_shape[:2]}"
         )
+    if head not in HEADS:
+        raise ValueError(f"head must be one of {', '.join(HEADS)}; got {head!r}")
+    pool_blocks = tuple(int(b) for b in pool_blocks)
+    if pool_blocks not in POOL_BLOCKS:
+        raise ValueError(f"pool_blocks must be one of {POOL_BLOCKS}; got {pool_blocks}")
     weights_path = _trunk_weights(spec, weights)
 
     image = keras.Input(shape=input_shape, name=INPUT_NAME, dtype="float32")
     x = info(image)
+    if mirror:
+        x = MirrorViews(name=MIRROR_VIEWS)(x)
     if spec.spatial_transformer:
         x = SpatialTransformer(output_size=stn_output_size, seed=seed, name=SPATIAL_TRANSFORMER)(x)
     x = VGG16Preprocess(name=PREPROCESS)(x)
     first_trained_block = VGG16_BLOCKS - fine_tune_blocks + 1 if spec.pretrained else 1
+    block4 = None
     for layer, source in _vgg16_layers(trunk_shape, weights_path, seed):
         x = layer(x)
         if source is not None:
             layer.set_weights(source.get_weights())
         if trunk_block(layer.name) < first_trained_block:
             layer.trainable = False
+        if layer.name == "block4_pool":
+            block4 = x
     x = keras.layers.GlobalAveragePooling2D(name=GLOBAL_POOL)(x)
-    outputs = multitask_heads(
-        x,
-        TASK_NAMES,
-        dense_units=dense_units,
-        task_units=task_units,
-        l2=l2,
-        dropout=dropout,
-        seed=seed,
-    )
+    x = _pooled_features(x, block4, pool_blocks, mirror)
+    if head == "linear":
+        outputs = linear_heads(x, TASK_NAMES, seed=seed)
+    else:
+        outputs = multitask_heads(
+            x,
+            TASK_NAMES,
+            dense_units=dense_units,
+            task_units=task_units,
+            l2=l2,
+            dropout=dropout,
+            seed=seed,
+        )
     return keras.Model(image, outputs, name=spec.model_name)
+
+
+def _pooled_features(block5, block4, pool_blocks, mirror):
+    """The pooled feature vector the heads read; named :data:`POOLED_FEATURES` when composite."""
+    if pool_blocks == (5,) and not mirror:
+        return block5
+    x = block5
+    if 4 in pool_blocks:
+        pooled4 = keras.layers.GlobalAveragePooling2D(name=BLOCK4_POOL)(block4)
+        name = POOLED_FEATURES if not mirror else "pooled_views"
+        x = keras.layers.Concatenate(name=name)([pooled4, block5])
+    if mirror:
+        x = MeanOfViews(views=MirrorViews.views, name=POOLED_FEATURES)(x)
+    return x
+
+
+def linear_heads(features, tasks=TASK_NAMES, seed=None):
+    """One sigmoid ``Dense(1)`` per task on ``features``, named after the task."""
+    return {
+        task: keras.layers.Dense(
+            1,
+            activation="sigmoid",
+            kernel_initializer=keras.initializers.GlorotUniform(
+                seed=None if seed is None else int(seed) + 102 + 2 * i
+            ),
+            name=task,
+        )(features)
+        for i, task in enumerate(tasks)
+    }
 
 
 def _as_dict(preprocessing):
@@ -304,6 +368,15 @@ def split_at_frozen_boundary(model):
         boundary = layer
         frozen_weights += len(layer.non_trainable_weights)
         previous = layer.output
+    pooled = _frozen_pooled_features(model)
+    if pooled is not None:
+        boundary = pooled  # the input chain ends inside the trunk; the heads read the composite
+    if boundary is not None and boundary.name != POOLED_FEATURES and _has_layer(model, MIRROR_VIEWS):
+        raise ValueError(
+            f"model {model.name!r} averages mirror views after its trainable layers, so its "
+            f"frozen part ({boundary.name}) sees two rows per photo and cannot be cached; train "
+            "it on images (feature cache off) or freeze the whole trunk"
+        )
     if boundary is None or frozen_weights == 0:
         raise ValueError(
             f"model {model.name!r} has no frozen trunk layers in front of its first trainable "
@@ -315,6 +388,23 @@ def split_at_frozen_boundary(model):
     feature_model = keras.Model(model.inputs[0], boundary.output, name=f"{model.name}_features")
     head_model = keras.Model(boundary.output, model.output, name=f"{model.name}_head")
     return feature_model, head_model
+
+
+def _has_layer(model, name):
+    return any(layer.name == name for layer in model.layers)
+
+
+def _frozen_pooled_features(model):
+    """The :data:`POOLED_FEATURES` layer when everything in front of it is frozen, else None."""
+    try:
+        layer = model.get_layer(POOLED_FEATURES)
+    except ValueError:
+        return None
+    head = keras.Model(layer.output, model.output)
+    downstream = {id(h) for h in head.layers}
+    if any(other.trainable_weights for other in model.layers if id(other) not in downstream):
+        return None
+    return layer
 
 
 # ------------------------------------------------------------------------------------------

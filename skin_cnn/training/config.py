@@ -27,6 +27,8 @@ from pathlib import Path
 VARIANTS = ("P", "N", "PS", "NS")
 OPTIMIZERS = ("adam", "sgd")
 STRATEGIES = ("auto", "mirrored", "multi-worker")
+HEADS = ("mlp", "linear")
+POOL_BLOCKS = ("5", "4+5")
 
 #: Variants whose convolutional trunk starts from ImageNet weights and stays frozen.
 PRETRAINED_VARIANTS = ("P", "PS")
@@ -119,6 +121,10 @@ class TrainConfig:
     evaluate: bool = False
     tensorboard: bool = True
     save_last: bool = False
+    head: str = "mlp"
+    pool_blocks: str = "5"
+    mirror: bool = False
+    threshold: str = "0.5"
 
     # -------------------------------------------------------------------------------------
     def validate(self, source="configuration"):
@@ -151,6 +157,24 @@ class TrainConfig:
         for name in ("zoom", "rotation", "translation"):
             if not 0 <= float(getattr(self, name)) < 1:
                 bad(name, "augmentation strength must lie in [0, 1)")
+        if self.head not in HEADS:
+            bad("head", f"expected one of {', '.join(HEADS)}")
+        if str(self.pool_blocks) not in POOL_BLOCKS:
+            bad("pool_blocks", f"expected one of {', '.join(POOL_BLOCKS)}")
+        if self.head == "linear" and not (self.variant == "P" and self.fine_tune_blocks == 0):
+            bad("head", "the linear head is fitted on frozen features: it needs variant P with "
+                "fine_tune_blocks 0")
+        if self.head == "linear" and self.feature_cache == "off":
+            bad("feature_cache", "the linear head is fitted on the cached features; leave the cache on")
+        if self.mirror and self.fine_tune_blocks and self.use_feature_cache():
+            bad("mirror", "mirror views are averaged behind the trunk; with trained blocks the "
+                "feature cache cannot hold them (use --feature-cache off)")
+        from skin_cnn.evaluation.threshold import parse_threshold
+
+        try:
+            parse_threshold(str(self.threshold))
+        except ValueError as exc:
+            bad("threshold", str(exc))
         if self.feature_cache == "on" and not self.trunk_frozen_without_stn():
             bad("feature_cache", f"variant {self.variant} trains layers in front of the trunk's end "
                 "(trunk or spatial transformer); the feature cache needs variant P")
@@ -192,11 +216,24 @@ class TrainConfig:
 
         return Preprocessing(image_size=(int(self.image_size), int(self.image_size)), crop=bool(self.crop))
 
+    def pooled_blocks(self):
+        """``pool_blocks`` as the tuple :func:`~skin_cnn.models.build_model` takes."""
+        return tuple(int(b) for b in str(self.pool_blocks).split("+"))
+
     def to_dict(self):
         return dataclasses.asdict(self)
 
 
 FIELD_NAMES = tuple(f.name for f in dataclasses.fields(TrainConfig))
+
+#: Named sets of settings (``--recipe NAME``); flags typed on the command line override them.
+#: ``study``: the published recipe (the defaults). ``frozen-linear``: chosen by patient-grouped
+#: cross-validation on public photos (docs/experiments/unseen.md).
+RECIPES = {
+    "study": {},
+    "frozen-linear": {"head": "linear", "pool_blocks": "4+5", "mirror": True, "threshold": "youden",
+                      "cache_views": 0},
+}
 
 
 # ----------------------------------------------------------------------------------------------

@@ -39,7 +39,7 @@ from skin_cnn.diseases import TASK_NAMES
 from skin_cnn.evaluation import evaluate_predictions
 from skin_cnn.evaluation.report import write_evaluation
 from skin_cnn.manifest import load_manifest
-from skin_cnn.models import build_model, split_at_frozen_boundary
+from skin_cnn.models import build_model, read_file_info, split_at_frozen_boundary, store_thresholds
 from skin_cnn.predict import predict_frame
 from skin_cnn.predictions import predictions_frame
 from skin_cnn.split import group_images, load_split, write_split
@@ -111,7 +111,8 @@ def read_source(path):
 def shared_features(config, frame, out, *, progress, echo):
     """Extract the trunk features of every image (and K views) once, for all folds."""
     model = build_model(config.variant, input_shape=(config.image_size, config.image_size, 3),
-                        weights=config.model_weights(), fine_tune_blocks=config.fine_tune_blocks, seed=config.seed)
+                        weights=config.model_weights(), fine_tune_blocks=config.fine_tune_blocks, seed=config.seed,
+                        head=config.head, pool_blocks=config.pooled_blocks(), mirror=config.mirror)
     feature_model, _ = split_at_frozen_boundary(model)
     augment = augment_config(config)
     views = int(config.cache_views) if augment.enabled else 0
@@ -155,16 +156,48 @@ def out_of_fold_predictions(fold_dirs, fold_frames, shared, config):
     return pd.concat(parts, ignore_index=True)
 
 
-def fold_metrics(oof):
-    """AUC, sensitivity and specificity per fold and task (point estimates, threshold 0.5)."""
+def fold_thresholds(fold_dirs):
+    """``{fold: {task: threshold}}``: what each fold model stores (fitted on its own training data), else 0.5."""
+    out = {}
+    for k, fold_dir in enumerate(fold_dirs):
+        stored = (read_file_info(Path(fold_dir) / "best.keras") or {}).get("thresholds") or {}
+        out[k + 1] = {task: float(stored[task]["value"]) if task in stored else 0.5 for task in TASK_NAMES}
+    return out
+
+
+def fold_metrics(oof, thresholds=None):
+    """AUC, sensitivity and specificity per fold and task, at each fold model's own threshold.
+
+    ``thresholds``: :func:`fold_thresholds`; 0.5 for every fold when None.
+    """
     rows = []
     for fold, part in oof.groupby("fold"):
-        metrics = evaluate_predictions(part.drop(columns=["fold"]), thresholds=0.5, n_bootstrap=0)
+        cut = (thresholds or {}).get(int(fold)) or 0.5
+        metrics = evaluate_predictions(part.drop(columns=["fold"]), thresholds=cut, n_bootstrap=0)
         for task, entry in metrics["tasks"].items():
             rows.append({"fold": int(fold), "task": task, "n_images": entry["n_images"],
-                         "auc": entry["auc"]["value"], "sensitivity": entry["sensitivity"]["value"],
+                         "auc": entry["auc"]["value"], "threshold": entry["threshold"],
+                         "sensitivity": entry["sensitivity"]["value"],
                          "specificity": entry["specificity"]["value"]})
     return pd.DataFrame(rows)
+
+
+def store_ensemble_thresholds(config, oof, path):
+    """Fit the recipe's threshold rule on the pooled out-of-fold predictions into ``ensemble.keras``.
+
+    No image's out-of-fold prediction comes from a model that trained on it, so they stand in for
+    validation predictions of the ensemble (slightly pessimistic: the ensemble trained on more).
+    """
+    from skin_cnn.evaluation.threshold import fit_thresholds, parse_threshold
+
+    rule = parse_threshold(str(config.threshold))
+    if not rule.needs_validation:
+        return None
+    tasks = [t for t in TASK_NAMES if t in set(oof["task"])]
+    thresholds, method = fit_thresholds(rule, tasks, oof, "pooled out-of-fold predictions")
+    label = rule.method if rule.target is None else f"{rule.method} >= {rule.target:g}"
+    store_thresholds(path, {t: {"value": float(v), "rule": label, "method": method} for t, v in thresholds.items()})
+    return thresholds
 
 
 def spread(per_fold):
@@ -273,7 +306,7 @@ def run_cv(source, out, n_folds=5, settings=None, *, resume=False, progress=True
 
     oof = out_of_fold_predictions(fold_dirs, fold_frames, shared, base)
     atomic.write_csv(out / "oof_predictions.csv", oof)
-    per_fold = fold_metrics(oof)
+    per_fold = fold_metrics(oof, fold_thresholds(fold_dirs))
     summary = spread(per_fold)
     atomic.write_csv(out / "cv_folds.csv", per_fold)
     atomic.write_csv(out / "cv_summary.csv", summary)
@@ -282,6 +315,7 @@ def run_cv(source, out, n_folds=5, settings=None, *, resume=False, progress=True
                      seed=base.seed, source=f"out-of-fold predictions of {n_folds}-fold cross-validation ({out})")
     ensemble = build_ensemble(fold_dirs)
     save_model_atomic(ensemble, out / "ensemble.keras")
+    store_ensemble_thresholds(base, oof, out / "ensemble.keras")
     document = json.loads((fold_dirs[0] / "config.json").read_text(encoding="utf-8"))
     atomic.write_json(out / "config.json", {"preprocessing": document["preprocessing"],
                                             "ensemble_of": [d.name for d in fold_dirs], "train": document["train"]})
@@ -304,7 +338,9 @@ def summary_text(out, n_folds, per_fold, summary, oof):
         cells = [fmt(part["auc"].get(k)) + f" (n={int(part['n_images'].get(k, 0))})" for k in range(1, n_folds + 1)]
         row = summary[summary["task"] == task].iloc[0]
         lines.append(f"| {task} | " + " | ".join(cells) + f" | {fmt(row['auc_mean'])} ± {fmt(row['auc_sd'])} |")
-    lines += ["", "AUC per fold at threshold-free ranking; the pooled estimate with intervals over all images "
+    lines += ["", "Sensitivity and specificity in `cv_folds.csv` are at each fold model's own threshold "
+              "(`threshold` column: 0.5 unless the recipe fits one on the fold's training data).",
+              "", "AUC per fold at threshold-free ranking; the pooled estimate with intervals over all images "
               "(patient-level bootstrap) is in `eval_oof/report.html`. The fold models' mean is "
               "`ensemble.keras`.", ""]
     return "\n".join(lines)

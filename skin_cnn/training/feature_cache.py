@@ -69,8 +69,14 @@ def image_fingerprints(frame, splits=SPLITS):
 
 
 def weights_digest(model):
-    """SHA-256 of a model's weights (values, shapes and dtypes), whatever file they came from."""
+    """SHA-256 of a feature model: its layers in order and its weights (values, shapes, dtypes).
+
+    The layers count because one set of weights gives different features when pooled
+    differently (block 5 alone or blocks 4 and 5, with or without mirror views).
+    """
     digest = hashlib.sha256()
+    structure = [(layer.__class__.__name__, layer.name) for layer in model.layers]
+    digest.update(json.dumps([structure, list(model.outputs[0].shape)], default=str).encode())
     for w in model.get_weights():
         w = np.ascontiguousarray(w)
         digest.update(str((w.shape, w.dtype.str)).encode())

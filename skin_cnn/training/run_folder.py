@@ -122,6 +122,26 @@ def _fmt(value):
     return "–" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.3f}"
 
 
+def features_text(config):
+    """What the heads read and what they are, in words."""
+    blocks = "blocks 4 and 5" if str(config.pool_blocks) == "4+5" else "block 5"
+    mirror = ", each photo averaged with its mirror image" if config.mirror else ""
+    head = ("one logistic regression per task" if config.head == "linear"
+            else "the study's heads (Dense 64, Dense 32 per task, sigmoid)")
+    return f"global average of {blocks}{mirror}; {head}"
+
+
+def training_text(config, epochs_run, best_epoch):
+    """The model card's training line."""
+    if config.head == "linear":
+        return ("- Training: L2 logistic regression on standardised features of the train and validation images "
+                "together, its strength chosen by patient-grouped inner 5-fold cross-validation (AUC); "
+                f"`linear_fit.json`; seed {config.seed}.")
+    return (f"- Training: {config.optimizer}, learning rate {config.learning_rate:g}, batch {config.batch_size}, "
+            f"{epochs_run} of at most {config.epochs} epochs, best epoch {best_epoch} by validation mean AUC; "
+            f"seed {config.seed}.")
+
+
 def model_card(*, config, frame, val_aucs, best_epoch, epochs_run, skipped, test_metrics=None,
                synthetic=False, converged=True):
     """``model_card.md`` text, filled from the run's settings, data and validation results."""
@@ -146,9 +166,8 @@ def model_card(*, config, frame, val_aucs, best_epoch, epochs_run, skipped, test
         f"{'hue crop' if config.crop else 'no crop'}, stretched to size.",
         f"- Trunk weights: {config.weights if config.pretrained else 'random initialisation'}; "
         f"fine-tuned blocks: {config.fine_tune_blocks}.",
-        f"- Training: {config.optimizer}, learning rate {config.learning_rate:g}, batch {config.batch_size}, "
-        f"{epochs_run} of at most {config.epochs} epochs, best epoch {best_epoch} by validation mean AUC; "
-        f"seed {config.seed}.",
+        f"- Features and heads: {features_text(config)}.",
+        training_text(config, epochs_run, best_epoch),
     ]
     if not converged:
         lines += [
@@ -176,7 +195,8 @@ def model_card(*, config, frame, val_aucs, best_epoch, epochs_run, skipped, test
             + ".",
         ]
     lines += ["", f"Images that could not be read and were left out: {len(skipped)} (see `skipped_images.csv`).", ""]
-    lines += ["## Metrics", "", "| task | validation AUC |" + (" test AUC |" if test_metrics else ""),
+    val_name = "out-of-fold AUC (train + val)" if config.head == "linear" else "validation AUC"
+    lines += ["## Metrics", "", f"| task | {val_name} |" + (" test AUC |" if test_metrics else ""),
               "|---|---|" + ("---|" if test_metrics else "")]
     for task in TASK_NAMES:
         row = f"| {task} | {_fmt(val_aucs.get(task))} |"
@@ -189,7 +209,8 @@ def model_card(*, config, frame, val_aucs, best_epoch, epochs_run, skipped, test
         lines.append(row)
     lines += [
         "",
-        "Validation AUCs chose the epoch and are optimistic; the test split "
+        ("Out-of-fold AUCs chose the regularisation strength and are slightly optimistic; the test split "
+         if config.head == "linear" else "Validation AUCs chose the epoch and are optimistic; the test split ")
         + ("(`eval_test/report.md`) gives the honest estimate." if test_metrics
            else "was not looked at by training; `skin-cnn evaluate RUN` gives the honest estimate."),
         "",
@@ -214,13 +235,15 @@ def summary_text(*, run_dir, config, epochs_run, best_epoch, val_aucs, wall_s, s
                  eval_dir=None, test_metrics=None):
     """The one-screen summary printed at the end of training."""
     rule = "─" * 64
+    linear = config.head == "linear"
     lines = [rule, f"VGG-16{config.variant}  →  {run_dir}", rule,
-             f"epochs run      {epochs_run} of {config.epochs} (best epoch {best_epoch})",
+             ("heads           linear (logistic regression on train + val; linear_fit.json)" if linear
+              else f"epochs run      {epochs_run} of {config.epochs} (best epoch {best_epoch})"),
              f"wall time       {wall_s / 60:.1f} min",
              f"images skipped  {len(skipped)}" + (" (see skipped_images.csv)" if skipped else "")]
     if feature_cache:
         lines.append(f"feature cache   {feature_cache}")
-    lines.append("validation AUC (best epoch):")
+    lines.append("out-of-fold AUC (train + val):" if linear else "validation AUC (best epoch):")
     for task in TASK_NAMES:
         test = ""
         if test_metrics:
@@ -229,8 +252,9 @@ def summary_text(*, run_dir, config, epochs_run, best_epoch, val_aucs, wall_s, s
         lines.append(f"  {task:<22}{_fmt(val_aucs.get(task))}{test}")
     mean = [v for v in val_aucs.values() if v is not None and not math.isnan(v)]
     lines.append(f"  {'mean':<22}{_fmt(sum(mean) / len(mean) if mean else None)}")
-    lines += [f"best model      {Path(run_dir) / 'best.keras'}",
-              f"curves          {Path(run_dir) / 'training_curves.png'}"]
+    lines.append(f"best model      {Path(run_dir) / 'best.keras'}")
+    if not linear:
+        lines.append(f"curves          {Path(run_dir) / 'training_curves.png'}")
     if eval_dir:
         lines.append(f"test report     {Path(eval_dir) / 'report.md'}")
     lines.append(rule)

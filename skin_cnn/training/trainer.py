@@ -69,6 +69,7 @@ class RunResult:
     test_metrics: dict | None = None
     summary: str = ""
     converged: bool = True
+    threshold_fit: object = None
 
     @property
     def val_mean_auc(self):
@@ -104,6 +105,8 @@ class TrainingData:
     val_positions: np.ndarray
     skipped: list
     cache: object = None
+    train_features: object = None
+    train_positions: np.ndarray = None
 
 
 # ----------------------------------------------------------------------------------------------
@@ -180,7 +183,8 @@ def build(config, info):
     with info.strategy.scope():
         return build_model(config.variant, input_shape=(config.image_size, config.image_size, 3),
                            weights=config.model_weights(), fine_tune_blocks=config.fine_tune_blocks,
-                           seed=config.seed, preprocessing=config.preprocessing())
+                           seed=config.seed, preprocessing=config.preprocessing(), head=config.head,
+                           pool_blocks=config.pooled_blocks(), mirror=config.mirror)
 
 
 def record_run(config, run_dir, frame, model, info, resume):
@@ -270,7 +274,7 @@ def _cached_training_data(config, frame, model, work, run_dir, augment, *, progr
                               batch_size=config.batch_size, balanced=config.balanced, shard=shard)
 
     return TrainingData(head_model, stream, steps_per_epoch(len(diseases), config.batch_size), cache.val,
-                        positions["val"], list(cache.index.get("skipped", [])), cache)
+                        positions["val"], list(cache.index.get("skipped", [])), cache, features, positions["train"])
 
 
 def _shared_training_data(config, frame, model, shared):
@@ -294,7 +298,7 @@ def _shared_training_data(config, frame, model, shared):
                               batch_size=config.batch_size, balanced=config.balanced, shard=shard)
 
     return TrainingData(head_model, stream, steps_per_epoch(len(diseases), config.batch_size), val_x,
-                        positions["val"], skipped, shared.cache)
+                        positions["val"], skipped, shared.cache, features, positions["train"])
 
 
 def compile_for(config, data, info):
@@ -417,6 +421,91 @@ def write_card_and_summary(result, config, frame, echo, synthetic):
     echo(result.summary)
 
 
+def fit_heads(config, data, frame, model, run_dir, info, resume, echo, progress, synthetic):
+    """Gradient descent on the heads (or the whole model): epochs, callbacks, best epoch kept."""
+    compile_for(config, data, info)
+    initial_epoch, restored = restore(config, data, info, resume, echo)
+    callbacks, checkpoint, history, state = make_callbacks(config, data, frame, model, run_dir,
+                                                           initial_epoch, restored, echo, progress)
+    stopped = bool(restored and restored.get("stop_training"))
+    if initial_epoch < config.epochs and not stopped:
+        fit(config, data, info, callbacks, initial_epoch)
+    else:
+        finish_without_fit([checkpoint, state], data.train_model)
+    result = RunResult(run_dir=run_dir, best_epoch=int(checkpoint.best_epoch),
+                       epochs_run=max([int(r["epoch"]) for r in history.rows], default=initial_epoch),
+                       val_aucs=best_epoch_summary(history.rows, int(checkpoint.best_epoch)))
+    if info.is_chief:
+        write_validation_outputs(config, data, frame, model, run_dir, history.rows, synthetic)
+        result.threshold_fit = ThresholdFit.from_file(run_dir / "val_predictions.csv", "validation split")
+    return result
+
+
+def fit_linear(config, data, frame, model, run_dir, echo):
+    """``--head linear``: logistic regressions on the cached features of train and val together."""
+    from skin_cnn.training.linear import fit_linear_heads, group_ids, set_linear_heads
+
+    train_x = np.asarray(data.train_features, dtype=np.float32)  # (views, n_train, d)
+    val_x = np.asarray(data.val_x, dtype=np.float32)
+    positions = np.concatenate([data.train_positions, data.val_positions])
+    rows = frame.loc[positions].reset_index(drop=True)
+    views = train_x.shape[0]
+    # every view of a training image is a row; validation images contribute their clean view
+    x = np.concatenate([train_x.reshape(-1, train_x.shape[-1]), val_x])
+    image_of_row = np.concatenate([np.tile(np.arange(train_x.shape[1]), views),
+                                   train_x.shape[1] + np.arange(len(val_x))])
+    clean = np.concatenate([np.arange(views * train_x.shape[1]) < train_x.shape[1], np.ones(len(val_x), bool)])
+    echo(f"fitting the linear heads on {len(rows)} train + val images ({views} view(s) of each training image)")
+    fits = fit_linear_heads(x, image_of_row, clean, rows["diagnosis"].to_numpy(), group_ids(rows), seed=config.seed)
+    set_linear_heads(model, fits)
+    cb.save_model_atomic(model, run_dir / "best.keras")
+    probabilities = {task: np.full(len(rows), np.nan) for task in TASK_NAMES}
+    for task, fitted in fits.items():
+        probabilities[task][fitted.rows] = fitted.oof_probability
+    atomic.write_csv(run_dir / "val_predictions.csv", predictions_frame(rows, probabilities))
+    atomic.write_json(run_dir / "linear_fit.json", {
+        "what": "one L2 logistic regression per task on standardised pooled features; C chosen by grouped "
+                "inner cross-validation (AUC); val_predictions.csv holds its out-of-fold probabilities "
+                "of every train and val image",
+        "tasks": {task: fitted.to_dict() for task, fitted in fits.items()}})
+    for task, fitted in fits.items():
+        echo(f"  {task:<22} C={fitted.C:g}  out-of-fold AUC {fitted.inner_auc:.3f} (n={fitted.n})")
+    result = RunResult(run_dir=run_dir, val_aucs={task: fits[task].inner_auc for task in TASK_NAMES})
+    result.threshold_fit = ThresholdFit.from_file(run_dir / "val_predictions.csv",
+                                                  "out-of-fold predictions of train and val")
+    return result
+
+
+@dataclass
+class ThresholdFit:
+    """The predictions a run's thresholds are fitted on (``threshold`` setting)."""
+
+    path: Path
+    description: str
+
+    @classmethod
+    def from_file(cls, path, description):
+        return cls(Path(path), description)
+
+
+def store_fitted_thresholds(config, run_dir, fit):
+    """Fit the run's ``threshold`` rule on its validation predictions and store it in ``best.keras``.
+
+    A fixed threshold (the default 0.5) stores nothing: predict and evaluate use 0.5 anyway.
+    """
+    from skin_cnn.evaluation.threshold import fit_thresholds, parse_threshold
+    from skin_cnn.predict import store_chosen_thresholds
+
+    rule = parse_threshold(str(config.threshold))
+    if not rule.needs_validation or fit is None or not (Path(run_dir) / "best.keras").is_file():
+        return None
+    validation = pd.read_csv(fit.path)
+    tasks = [t for t in TASK_NAMES if t in set(validation["task"])]
+    thresholds, method = fit_thresholds(rule, tasks, validation, f"{fit.description} ({fit.path.name})")
+    store_chosen_thresholds(run_dir, thresholds, rule, method)
+    return thresholds
+
+
 # ----------------------------------------------------------------------------------------------
 def train(config, *, resume=False, progress=True, echo=print, synthetic=False, shared_features=None):
     """Train one model into a run folder and return a :class:`RunResult`.
@@ -459,25 +548,17 @@ def train(config, *, resume=False, progress=True, echo=print, synthetic=False, s
         run_folder.write_skipped(run_dir / "skipped_images.csv", data.skipped)
         if info.is_chief:  # the run carries its STARD flow record: the split's, plus training
             record_training(config.split, run_dir, frame, data.skipped)
-        compile_for(config, data, info)
-        initial_epoch, restored = restore(config, data, info, resume, echo)
-        callbacks, checkpoint, history, state = make_callbacks(config, data, frame, model, run_dir,
-                                                               initial_epoch, restored, echo, progress)
-        stopped = bool(restored and restored.get("stop_training"))
-        if initial_epoch < config.epochs and not stopped:
-            fit(config, data, info, callbacks, initial_epoch)
+        if config.head == "linear":
+            result = fit_linear(config, data, frame, model, run_dir, echo)
         else:
-            finish_without_fit([checkpoint, state], data.train_model)
-        result = RunResult(run_dir=run_dir, best_epoch=int(checkpoint.best_epoch),
-                           epochs_run=max([int(r["epoch"]) for r in history.rows], default=initial_epoch),
-                           val_aucs=best_epoch_summary(history.rows, int(checkpoint.best_epoch)),
-                           skipped=list(data.skipped),
-                           feature_cache=os.fspath(data.cache.path) if data.cache is not None else None,
-                           cache_reused=bool(data.cache is not None and data.cache.reused))
+            result = fit_heads(config, data, frame, model, run_dir, info, resume, echo, progress, synthetic)
+        result.skipped = list(data.skipped)
+        result.feature_cache = os.fspath(data.cache.path) if data.cache is not None else None
+        result.cache_reused = bool(data.cache is not None and data.cache.reused)
         if not info.is_chief:
             result.wall_s = time.time() - t0
             return result
-        write_validation_outputs(config, data, frame, model, run_dir, history.rows, synthetic)
+    store_fitted_thresholds(config, run_dir, result.threshold_fit)
     run_folder.mark_finished(run_dir, result.best_epoch, result.epochs_run)
     shutil.rmtree(run_dir / "backup", ignore_errors=True)  # only a run that may resume needs it
 

@@ -1,0 +1,197 @@
+"""Fit the linear heads (``--head linear``): one L2 logistic regression per task on frozen features.
+
+With a few hundred photos per task, a regularised logistic regression on frozen ImageNet features
+is hard to beat and has no training curve to watch: no epochs, learning rate, early stopping or
+seed-dependent optimisation. Each task's images (train and validation together: nothing has to be
+held back for early stopping) are standardised, and the inverse regularisation strength ``C`` is
+chosen by a patient-grouped, disease-stratified inner cross-validation scored by AUC
+(scikit-learn's ``StratifiedGroupKFold``; the scaler is fitted inside each fold). The same
+splits give every training image an out-of-fold probability, on which the task's threshold is fitted
+(Youden by default) and reported as the run's validation result.
+
+The fitted standardisation is folded into the weights of the model's sigmoid ``Dense`` layer of
+each task (``w / σ`` and ``b − Σ w μ / σ``), so the saved model is an ordinary Keras model that
+computes exactly the fitted regression on its pooled features.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from skin_cnn.diseases import TASKS
+
+#: Inverse L2 strengths tried for every task (standardised features, so one grid fits all sizes).
+C_GRID = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0)
+INNER_FOLDS = 5
+
+
+@dataclass
+class LinearFit:
+    """One task's fitted logistic regression, in the units of the raw pooled features."""
+
+    task: str
+    kernel: np.ndarray
+    bias: float
+    C: float
+    inner_auc: float
+    n: int
+    positives: int
+    rows: np.ndarray = field(repr=False)
+    oof_probability: np.ndarray = field(repr=False)
+
+    def to_dict(self):
+        return {"task": self.task, "C": self.C, "inner_cv_auc": self.inner_auc, "n": self.n,
+                "positives": self.positives}
+
+
+def group_ids(frame):
+    """The unit the inner folds keep whole: ``split_group``, else the patient, else the photo."""
+    from skin_cnn.manifest import patient_key
+
+    if "split_group" in frame.columns and frame["split_group"].notna().all():
+        return np.unique(frame["split_group"].astype(str), return_inverse=True)[1]
+    ids = frame["patient_id"].fillna("").map(patient_key) if "patient_id" in frame.columns else None
+    keys = [f"patient:{p}" if p else f"image:{i}" for i, p in enumerate(ids if ids is not None else [""] * len(frame))]
+    return np.unique(keys, return_inverse=True)[1]
+
+
+def inner_splits(y, groups, seed, n_splits=INNER_FOLDS):
+    """Grouped, class-stratified folds; fewer when a class has fewer groups than folds."""
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    per_class = min(len(np.unique(groups[y == c])) for c in (0, 1))
+    k = min(int(n_splits), per_class)
+    if k < 2:
+        raise ValueError(f"the linear head needs at least 2 patients (groups) of each class per task; "
+                         f"got {per_class}")
+    splitter = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=int(seed))
+    return list(splitter.split(np.zeros(len(y)), y, groups))
+
+
+def _regression(c, x, y, sample_weight=None):
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    model = make_pipeline(StandardScaler(), LogisticRegression(C=float(c), max_iter=5000))
+    return model.fit(x, y, logisticregression__sample_weight=sample_weight)
+
+
+def fit_task(x, y, groups, *, seed=0, sample_weight=None, task=""):
+    """Fit one task: C by inner grouped CV, then the regression on all rows.
+
+    Every C of :data:`C_GRID` is fitted on each inner training part (scaler included) and scored
+    by the mean AUC of its held-out parts; the best C (the smallest among equals: the strongest
+    regularisation) is refitted on all rows. Its held-out probabilities are the out-of-fold
+    answers.
+
+    Parameters
+    ----------
+    x : array (n, d)
+        Pooled features of the task's images (one row per image and view).
+    y : array (n,)
+        1 for the task's positive disease.
+    groups : array (n,)
+        Rows sharing a group (views of one photo, photos of one patient) stay in one inner fold.
+
+    Returns
+    -------
+    LinearFit
+    """
+    from sklearn.metrics import roc_auc_score
+
+    x = np.asarray(x, dtype=np.float64)
+    y = np.asarray(y, dtype=np.int64)
+    weight = None if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
+    splits = inner_splits(y, np.asarray(groups), seed)
+    best = None
+    for c in C_GRID:
+        oof = np.zeros(len(y))
+        scores = []
+        for train, held in splits:
+            model = _regression(c, x[train], y[train], None if weight is None else weight[train])
+            oof[held] = model.predict_proba(x[held])[:, 1]
+            scores.append(roc_auc_score(y[held], oof[held]))
+        if best is None or np.mean(scores) > best[0]:
+            best = (float(np.mean(scores)), float(c), oof)
+    _, c, oof = best
+    final = _regression(c, x, y, weight)
+    scaler, regression = final[0], final[-1]
+    scale = np.where(scaler.scale_ > 0, scaler.scale_, 1.0)
+    kernel = regression.coef_[0] / scale
+    bias = float(regression.intercept_[0] - np.sum(kernel * scaler.mean_))
+    return LinearFit(task=task, kernel=kernel, bias=bias, C=c, inner_auc=float(roc_auc_score(y, oof)),
+                     n=int(len(y)), positives=int(y.sum()), rows=np.arange(len(y)), oof_probability=oof)
+
+
+def fit_linear_heads(features, image_of_row, clean, diagnoses, groups, *, seed=0, tasks=tuple(TASKS)):
+    """Fit every task on the images of its two diseases.
+
+    Parameters
+    ----------
+    features : array (m, d)
+        Pooled features, one row per image and view.
+    image_of_row : array (m,)
+        Image (index into ``diagnoses``) of every row; views of one image stay in one inner fold.
+    clean : array (m,) of bool
+        The row of each image's clean view (exactly one per image): out-of-fold probabilities,
+        and the thresholds fitted on them, are of the photo as a user would send it.
+    diagnoses : array (n,)
+    groups : array (n,)
+        :func:`group_ids` of the images.
+
+    Returns
+    -------
+    dict of str -> LinearFit
+        ``rows``: the images of the task; ``oof_probability``: their clean view's out-of-fold
+        probability.
+    """
+    x = np.asarray(features)
+    image_of_row = np.asarray(image_of_row, dtype=np.int64)
+    clean = np.asarray(clean, dtype=bool)
+    diagnoses = np.asarray(diagnoses)
+    groups = np.asarray(groups)
+    if np.bincount(image_of_row[clean], minlength=len(diagnoses)).tolist() != [1] * len(diagnoses):
+        raise ValueError("every image needs exactly one clean-view row")
+    fits = {}
+    for name in tasks:
+        task = TASKS[name]
+        labels = np.array([task.label(d) for d in diagnoses], dtype=object)
+        images = np.flatnonzero(labels != None)  # noqa: E711 (element-wise)
+        if len(images) == 0:
+            raise ValueError(f"no training images of {task.positive} or {task.negative} for {name}")
+        y_image = np.zeros(len(diagnoses), dtype=np.int64)
+        y_image[images] = labels[images].astype(np.int64)
+        if y_image[images].min() == y_image[images].max():
+            missing = task.negative if y_image[images[0]] == 1 else task.positive
+            raise ValueError(f"{name}: the training images hold no {missing}; the linear head needs both classes")
+        rows = np.flatnonzero(labels[image_of_row] != None)  # noqa: E711
+        fit = fit_task(x[rows], y_image[image_of_row[rows]], groups[image_of_row[rows]], seed=seed, task=name)
+        clean_rows = clean[rows]
+        order = np.argsort(image_of_row[rows][clean_rows])
+        fit.rows = image_of_row[rows][clean_rows][order]
+        fit.oof_probability = fit.oof_probability[clean_rows][order]
+        fit.inner_auc = _auc(y_image[fit.rows], fit.oof_probability)
+        fit.n = int(len(fit.rows))
+        fit.positives = int(y_image[fit.rows].sum())
+        fits[name] = fit
+    return fits
+
+
+def _auc(y, p):
+    from sklearn.metrics import roc_auc_score
+
+    return float(roc_auc_score(y, p))
+
+
+def set_linear_heads(model, fits):
+    """Write fitted regressions into the model's sigmoid layer of each task."""
+    for name, fit in fits.items():
+        layer = model.get_layer(name)
+        kernel, bias = layer.get_weights()
+        if kernel.shape != (len(fit.kernel), 1):
+            raise ValueError(f"{name}: the model's head takes {kernel.shape[0]} features; the fit has "
+                             f"{len(fit.kernel)}")
+        layer.set_weights([fit.kernel.reshape(kernel.shape).astype(kernel.dtype),
+                           np.asarray([fit.bias], dtype=bias.dtype)])

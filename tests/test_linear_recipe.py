@@ -1,0 +1,337 @@
+"""Mirror views, block-4 + 5 pooled features, the linear heads and the ``frozen-linear`` recipe."""
+import json
+
+import keras
+import numpy as np
+import pandas as pd
+import pytest
+
+from skin_cnn.diseases import TASK_NAMES
+
+
+def _images(n=3, size=32, seed=0):
+    return np.random.default_rng(seed).uniform(0, 255, (n, size, size, 3)).astype("float32")
+
+
+def _model(**kwargs):
+    from skin_cnn.models import build_model
+
+    return build_model("P", input_shape=(32, 32, 3), weights=None, seed=0, **kwargs)
+
+
+# ---------------------------------------------------------------------------------------------
+# the model
+
+
+def test_a_mirrored_model_answers_the_same_for_a_photo_and_its_mirror_image():
+    model = _model(head="linear", pool_blocks=(4, 5), mirror=True)
+    x = _images()
+    a = model.predict(x, verbose=0)
+    b = model.predict(x[:, :, ::-1], verbose=0)
+    for task in TASK_NAMES:
+        np.testing.assert_allclose(a[task], b[task], atol=1e-6)
+
+
+def test_mirror_features_are_the_mean_of_the_photo_and_its_mirror_image():
+    from skin_cnn.models import split_at_frozen_boundary
+
+    mirrored = _model(head="linear", pool_blocks=(4, 5), mirror=True)
+    plain = _model(head="linear", pool_blocks=(4, 5))
+    plain.set_weights(mirrored.get_weights())
+    features_m, _ = split_at_frozen_boundary(mirrored)
+    features_p, _ = split_at_frozen_boundary(plain)
+    x = _images()
+    expected = (features_p.predict(x, verbose=0) + features_p.predict(x[:, :, ::-1], verbose=0)) / 2
+    np.testing.assert_allclose(features_m.predict(x, verbose=0), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_block_4_and_5_features_are_both_global_averages_side_by_side():
+    from skin_cnn.models import split_at_frozen_boundary
+
+    model = _model(head="linear", pool_blocks=(4, 5))
+    features, _ = split_at_frozen_boundary(model)
+    maps = keras.Model(model.inputs[0], [model.get_layer("block4_pool").output,
+                                         model.get_layer("block5_pool").output])
+    x = _images()
+    b4, b5 = maps.predict(x, verbose=0)
+    expected = np.concatenate([b4.mean(axis=(1, 2)), b5.mean(axis=(1, 2))], axis=1)
+    got = features.predict(x, verbose=0)
+    assert got.shape == (3, 1024)
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("kwargs", [dict(head="linear"), dict(head="linear", pool_blocks=(4, 5)),
+                                    dict(mirror=True), dict(head="linear", pool_blocks=(4, 5), mirror=True)])
+def test_head_on_features_reproduces_the_model_and_the_file_round_trip_too(kwargs, tmp_path):
+    from skin_cnn.models import split_at_frozen_boundary
+
+    model = _model(**kwargs)
+    features, head = split_at_frozen_boundary(model)
+    x = _images()
+    direct = model.predict(x, verbose=0)
+    via = head.predict(features.predict(x, verbose=0), verbose=0)
+    model.save(tmp_path / "m.keras")
+    loaded = keras.models.load_model(tmp_path / "m.keras")
+    again = loaded.predict(x, verbose=0)
+    for task in TASK_NAMES:
+        np.testing.assert_allclose(via[task], direct[task], atol=1e-6)
+        np.testing.assert_allclose(again[task], direct[task], atol=1e-6)
+    if kwargs.get("head") == "linear":  # one sigmoid Dense per task, nothing else trains
+        assert sum(int(np.prod(w.shape)) for w in model.trainable_weights) == 3 * (features.output.shape[-1] + 1)
+
+
+def test_mirror_with_trained_blocks_cannot_be_cached():
+    from skin_cnn.models import split_at_frozen_boundary
+
+    with pytest.raises(ValueError, match="mirror views"):
+        split_at_frozen_boundary(_model(mirror=True, fine_tune_blocks=1))
+
+
+def test_the_feature_cache_key_changes_with_the_pooling_even_for_the_same_weights():
+    from skin_cnn.models import split_at_frozen_boundary
+    from skin_cnn.training.feature_cache import weights_digest
+
+    digests = set()
+    for kwargs in (dict(), dict(pool_blocks=(4, 5)), dict(mirror=True)):
+        features, _ = split_at_frozen_boundary(_model(**kwargs))
+        digests.add(weights_digest(features))
+    assert len(digests) == 3
+
+
+def test_gradcam_of_a_mirrored_model_mirrors_with_the_photo():
+    from skin_cnn.explain import gradcam_batch
+
+    from skin_cnn.models import build_model
+
+    x = _images(2, 64, seed=1)
+    model = build_model("P", input_shape=(64, 64, 3), weights=None, seed=0, head="linear", pool_blocks=(4, 5),
+                        mirror=True)
+    maps, probs = gradcam_batch(model, x, target="positive")
+    maps_m, probs_m = gradcam_batch(model, x[:, :, ::-1], target="positive")
+    for task in TASK_NAMES:
+        assert maps[task].shape == (2, 64, 64)
+        np.testing.assert_allclose(maps_m[task], maps[task][:, :, ::-1], atol=1e-5)
+        np.testing.assert_allclose(probs_m[task], probs[task], atol=1e-6)
+
+
+# ---------------------------------------------------------------------------------------------
+# fitting
+
+
+def _blobs(n=80, d=6, shift=1.5, seed=0):
+    rng = np.random.default_rng(seed)
+    y = np.arange(n) % 2
+    x = rng.normal(size=(n, d)) * rng.uniform(0.5, 20, d) + rng.uniform(-50, 50, d)
+    x[:, 0] += shift * y * 10
+    return x, y
+
+
+def test_the_folded_regression_equals_scikit_learns_pipeline_refitted_independently():
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from skin_cnn.training.linear import C_GRID, fit_task
+
+    x, y = _blobs()
+    groups = np.arange(len(y)) // 2  # pairs of rows stay together
+    fit = fit_task(x, y, groups, seed=0)
+    assert fit.C in C_GRID
+    reference = make_pipeline(StandardScaler(), LogisticRegression(C=fit.C, max_iter=5000)).fit(x, y)
+    logit = x @ fit.kernel + fit.bias
+    np.testing.assert_allclose(1 / (1 + np.exp(-logit)), reference.predict_proba(x)[:, 1], atol=1e-6)
+
+
+def test_out_of_fold_probabilities_do_not_remember_noise():
+    from sklearn.metrics import roc_auc_score
+
+    from skin_cnn.training.linear import fit_task
+
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(120, 300))  # far more features than rows: any fit memorises the labels
+    y = rng.permutation(np.arange(120) % 2)
+    fit = fit_task(x, y, np.arange(120), seed=0)
+    in_sample = roc_auc_score(y, x @ fit.kernel + fit.bias)
+    assert in_sample > 0.9
+    assert 0.25 < fit.inner_auc < 0.75
+
+
+def test_inner_folds_keep_a_group_whole():
+    from skin_cnn.training.linear import inner_splits
+
+    y = np.tile([0, 1], 30)
+    groups = np.arange(60) // 3
+    for train, held in inner_splits(y, groups, seed=0):
+        assert not set(groups[train]) & set(groups[held])
+
+
+def test_views_of_one_image_are_rows_but_the_oof_answer_is_of_its_clean_view():
+    from skin_cnn.training.linear import fit_linear_heads
+
+    rng = np.random.default_rng(0)
+    diagnoses = np.array(["psoriasis", "eczema", "acne", "rosacea", "ctcl"] * 12)
+    n = len(diagnoses)
+    clean = rng.normal(size=(n, 5))
+    views = np.concatenate([clean, clean + rng.normal(scale=0.1, size=clean.shape)])
+    image_of_row = np.concatenate([np.arange(n), np.arange(n)])
+    is_clean = np.arange(2 * n) < n
+    fits = fit_linear_heads(views, image_of_row, is_clean, diagnoses, np.arange(n), seed=0)
+    ps = fits["psoriasis_vs_eczema"]
+    assert set(diagnoses[ps.rows]) == {"psoriasis", "eczema"}
+    assert len(ps.rows) == 24 and len(ps.oof_probability) == 24
+    with pytest.raises(ValueError, match="exactly one clean-view row"):
+        fit_linear_heads(views, image_of_row, np.ones(2 * n, bool), diagnoses, np.arange(n))
+
+
+def test_a_task_without_one_of_its_diseases_is_one_clear_error():
+    from skin_cnn.training.linear import fit_linear_heads
+
+    diagnoses = np.array(["psoriasis", "acne", "rosacea", "ctcl", "eczema"] * 4)
+    diagnoses[diagnoses == "psoriasis"] = "acne"
+    x = np.random.default_rng(0).normal(size=(20, 3))
+    with pytest.raises(ValueError, match="psoriasis_vs_eczema: the training images hold no psoriasis"):
+        fit_linear_heads(x, np.arange(20), np.ones(20, bool), diagnoses, np.arange(20))
+
+
+# ---------------------------------------------------------------------------------------------
+# training and cross-validation with the recipe
+
+
+@pytest.fixture(scope="module")
+def linear_run(tmp_path_factory):
+    from test_training import tiny_config, tiny_split
+
+    from skin_cnn.training import train
+
+    base = tmp_path_factory.mktemp("linear")
+    split = tiny_split(base, patients=6)
+    out = base / "run"
+    result = train(tiny_config(split, out, head="linear", pool_blocks="4+5", mirror=True, threshold="youden",
+                               cache_views=1), progress=False, echo=lambda *_: None)
+    return result, out
+
+
+def test_a_linear_run_writes_its_folder_without_epochs(linear_run):
+    result, out = linear_run
+    for name in ("config.json", "best.keras", "val_predictions.csv", "linear_fit.json", "model_card.md",
+                 "status.json", "skipped_images.csv"):
+        assert (out / name).is_file(), name
+    assert not (out / "history.csv").exists()
+    card = (out / "model_card.md").read_text()
+    assert "logistic regression" in card and "out-of-fold AUC" in card and "epochs" not in card.split("## Data")[0]
+    assert "epochs run" not in result.summary and "out-of-fold AUC" in result.summary
+    fit = json.loads((out / "linear_fit.json").read_text())
+    assert set(fit["tasks"]) == set(TASK_NAMES)
+
+
+def test_val_predictions_cover_train_and_val_once_each_and_never_test(linear_run):
+    _, out = linear_run
+    split = pd.read_csv(out / "split.csv")
+    preds = pd.read_csv(out / "val_predictions.csv")
+    readable = split[~split["image_path"].str.contains("broken")]
+    expected = readable[readable["split"].isin(["train", "val"])]
+    n_tasks = expected["diagnosis"].map({"eczema": 2}).fillna(1).sum()
+    assert len(preds) == n_tasks
+    assert not set(preds["image_path"]) & set(split.loc[split["split"] == "test", "image_path"])
+
+
+def test_the_stored_thresholds_are_youden_of_the_out_of_fold_predictions(linear_run):
+    from sklearn.metrics import roc_curve
+
+    from skin_cnn.models import read_file_info
+
+    _, out = linear_run
+    preds = pd.read_csv(out / "val_predictions.csv")
+    stored = read_file_info(out / "best.keras")["thresholds"]
+    for task, part in preds.groupby("task"):
+        fpr, tpr, cuts = roc_curve(part["y_true"], part["y_prob"])
+        j = tpr - fpr
+        best = cuts[np.flatnonzero(j == j.max())].max()  # the highest threshold among equal maxima
+        assert stored[task]["value"] == pytest.approx(best)
+        assert stored[task]["rule"] == "youden"
+
+
+def test_the_saved_model_computes_the_fitted_regressions_on_its_features(linear_run):
+    from skin_cnn.data.preprocessing import load_model_input
+    from skin_cnn.models import split_at_frozen_boundary
+    from skin_cnn.predict import load_keras_model
+
+    _, out = linear_run
+    model = load_keras_model(out / "best.keras")
+    features, _ = split_at_frozen_boundary(model)
+    config = json.loads((out / "config.json").read_text())
+    from skin_cnn.data.preprocessing import Preprocessing
+
+    pre = Preprocessing.from_dict(config["preprocessing"])
+    split = pd.read_csv(out / "split.csv")
+    paths = split.loc[split["split"] == "test", "image_path"].head(4)
+    x = np.stack([load_model_input(p, pre)[0] for p in paths]).astype("float32")
+    f = features.predict(x, verbose=0)
+    probs = model.predict(x, verbose=0)
+    for task in TASK_NAMES:
+        kernel, bias = model.get_layer(task).get_weights()
+        np.testing.assert_allclose(probs[task][:, 0], 1 / (1 + np.exp(-(f @ kernel[:, 0] + bias[0]))), atol=1e-5)
+
+
+def test_the_recipe_flag_sets_its_settings_and_typed_flags_still_win(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from skin_cnn.cli.train_cmd import command
+    from skin_cnn.training import config as config_module
+
+    seen = {}
+
+    def fake_train(config, **_):
+        seen["config"] = config
+
+    monkeypatch.setattr("skin_cnn.training.trainer.train", fake_train)
+    split = tmp_path / "split.csv"
+    split.write_text("image_path,diagnosis,split\n")
+    result = CliRunner().invoke(command, [str(split), "-o", str(tmp_path / "r"), "--recipe", "frozen-linear",
+                                       "--pool-blocks", "5"])
+    assert result.exit_code == 0, result.output
+    config = seen["config"]
+    recipe = config_module.RECIPES["frozen-linear"]
+    assert config.head == recipe["head"] and config.mirror == recipe["mirror"]
+    assert config.threshold == recipe["threshold"]
+    assert config.pool_blocks == "5"  # typed on the command line
+
+
+@pytest.mark.parametrize("settings, message", [
+    (dict(head="linear", variant="N"), "needs variant P"),
+    (dict(head="linear", fine_tune_blocks=1), "needs variant P"),
+    (dict(head="linear", feature_cache="off"), "leave the cache on"),
+    (dict(pool_blocks="3+4"), "pool_blocks"),
+    (dict(threshold="median"), "threshold"),
+])
+def test_settings_the_linear_recipe_cannot_honour_are_refused(settings, message):
+    from skin_cnn.training import resolve_config
+
+    with pytest.raises(ValueError, match=message):
+        resolve_config(dict(split="s.csv", out="o", **settings))
+
+
+def test_cross_validation_of_the_recipe_stores_youden_of_the_pooled_oof_in_the_ensemble(tmp_path):
+    from sklearn.metrics import roc_curve
+    from test_training import tiny_split
+
+    from skin_cnn.models import read_file_info
+    from skin_cnn.training.cv import run_cv
+
+    split = tiny_split(tmp_path, patients=8, broken=False)
+    out = tmp_path / "cv"
+    run_cv(split, out, 3, dict(image_size=32, weights="none", seed=1, head="linear", pool_blocks="4+5", mirror=True,
+                               threshold="youden", cache_views=0, tensorboard=False),
+           progress=False, echo=lambda *_: None, n_bootstrap=50)
+    oof = pd.read_csv(out / "oof_predictions.csv")
+    stored = read_file_info(out / "ensemble.keras")["thresholds"]
+    for task, part in oof.groupby("task"):
+        fpr, tpr, cuts = roc_curve(part["y_true"], part["y_prob"])
+        j = tpr - fpr
+        assert stored[task]["value"] == pytest.approx(cuts[np.flatnonzero(j == j.max())].max())
+    folds = pd.read_csv(out / "cv_folds.csv")
+    for k in (1, 2, 3):  # each fold is scored at its own model's stored threshold
+        own = read_file_info(out / f"fold{k}" / "best.keras")["thresholds"]
+        for task in TASK_NAMES:
+            row = folds[(folds["fold"] == k) & (folds["task"] == task)].iloc[0]
+            assert row["threshold"] == pytest.approx(own[task]["value"])
