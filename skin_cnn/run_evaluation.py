@@ -202,7 +202,7 @@ def evaluate_run(
     run_dir,
     split="test",
     out=None,
-    threshold="0.5",
+    threshold="stored",
     val_predictions=None,
     by=(),
     flow=None,
@@ -229,7 +229,9 @@ def evaluate_run(
     out : str or Path, optional
         Default ``<run_dir>/eval_<split>``.
     threshold : str or float
-        Fixed, or chosen on validation predictions (``youden``, ``sens:0.90``): those are read
+        ``"stored"`` (default): the thresholds the run's model carries (:func:`stored_thresholds`:
+        fitted at training with ``train --threshold``, else 0.5). A number: fixed. Or chosen on
+        validation predictions now (``youden``, ``sens:0.90``): those are read
         from ``val_predictions``, else from the run folder (``val_predictions.csv``, written by
         training), else the validation split is predicted. They must share no image, patient or
         split group with the evaluated split. Fitted thresholds are also stored in the run's
@@ -254,7 +256,7 @@ def evaluate_run(
     """
     from skin_cnn.atomic import write_csv
     from skin_cnn.evaluation.report import write_evaluation
-    from skin_cnn.evaluation.threshold import parse_threshold, resolve_thresholds
+    from skin_cnn.evaluation.threshold import STORED, parse_threshold, resolve_thresholds
 
     run_dir = Path(run_dir)
     out = Path(out) if out is not None else run_dir / f"eval_{split}"
@@ -270,10 +272,13 @@ def evaluate_run(
     validation, source = None, ""
     if rule.needs_validation:
         validation, source = _validation(run_dir, val_predictions, predictor, progress, out)
-    thresholds, method = resolve_thresholds(
-        rule, list(dict.fromkeys(preds["task"])), validation, source,
-        evaluated=preds, evaluated_name=f"the {split} split of {run_dir}",
-    )
+    if rule.method == STORED:
+        thresholds, method = stored_thresholds(predictor, list(dict.fromkeys(preds["task"])), split)
+    else:
+        thresholds, method = resolve_thresholds(
+            rule, list(dict.fromkeys(preds["task"])), validation, source,
+            evaluated=preds, evaluated_name=f"the {split} split of {run_dir}",
+        )
     # shown in the report as including this evaluation; recorded once the report exists
     count = test_evaluation_count(run_dir) + (split == "test")
     from skin_cnn.evaluation.checklist import run_context
@@ -308,6 +313,26 @@ def evaluate_run(
 
         store_chosen_thresholds(run_dir, thresholds, rule, method)
     return metrics
+
+
+def stored_thresholds(predictor, tasks, split):
+    """``--threshold stored``: the thresholds the run's model carries, as ``(thresholds, method)``.
+
+    Thresholds fitted at training were fitted on the run's validation (or out-of-fold train + val)
+    predictions, so they apply to the test split only; the train and val splits are then
+    evaluated at 0.5, and the method says why.
+    """
+    carried = getattr(predictor, "thresholds", None) or {}
+    chosen = {t: carried[t] for t in tasks if t in carried and carried[t].chosen}
+    if not chosen:
+        return {t: carried[t].value if t in carried else 0.5 for t in tasks}, "fixed"
+    if split != "test":
+        return ({t: 0.5 for t in tasks},
+                f"fixed (the model's stored thresholds were fitted on predictions of this run's train and "
+                f"validation images, so the {split} split is evaluated at 0.5)")
+    methods = sorted({entry.method for entry in chosen.values()})
+    return ({t: carried[t].value if t in carried else 0.5 for t in tasks},
+            "stored in the model: " + "; ".join(methods))
 
 
 def failure_gradcams(predictor, cases, split_frame=None):

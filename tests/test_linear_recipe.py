@@ -45,6 +45,20 @@ def test_mirror_features_are_the_mean_of_the_photo_and_its_mirror_image():
     np.testing.assert_allclose(features_m.predict(x, verbose=0), expected, rtol=1e-5, atol=1e-5)
 
 
+def test_square_rooted_mirror_features_are_the_mean_of_each_views_square_root():
+    from skin_cnn.models import split_at_frozen_boundary
+
+    model = _model(head="linear", pool_blocks=(4, 5), mirror=True, sqrt_features=True)
+    plain = _model(head="linear", pool_blocks=(4, 5))
+    plain.set_weights(model.get_weights())
+    features, _ = split_at_frozen_boundary(model)
+    reference, _ = split_at_frozen_boundary(plain)
+    x = _images()
+    views = [reference.predict(v, verbose=0) for v in (x, x[:, :, ::-1])]
+    expected = (np.sqrt(views[0]) + np.sqrt(views[1])) / 2  # pooled ReLU outputs are >= 0
+    np.testing.assert_allclose(features.predict(x, verbose=0), expected, rtol=1e-5, atol=1e-5)
+
+
 def test_block_4_and_5_features_are_both_global_averages_side_by_side():
     from skin_cnn.models import split_at_frozen_boundary
 
@@ -61,7 +75,8 @@ def test_block_4_and_5_features_are_both_global_averages_side_by_side():
 
 
 @pytest.mark.parametrize("kwargs", [dict(head="linear"), dict(head="linear", pool_blocks=(4, 5)),
-                                    dict(mirror=True), dict(head="linear", pool_blocks=(4, 5), mirror=True)])
+                                    dict(mirror=True), dict(head="linear", pool_blocks=(4, 5), mirror=True),
+                                    dict(head="linear", pool_blocks=(4, 5), mirror=True, sqrt_features=True)])
 def test_head_on_features_reproduces_the_model_and_the_file_round_trip_too(kwargs, tmp_path):
     from skin_cnn.models import split_at_frozen_boundary
 
@@ -92,10 +107,10 @@ def test_the_feature_cache_key_changes_with_the_pooling_even_for_the_same_weight
     from skin_cnn.training.feature_cache import weights_digest
 
     digests = set()
-    for kwargs in (dict(), dict(pool_blocks=(4, 5)), dict(mirror=True)):
+    for kwargs in (dict(), dict(pool_blocks=(4, 5)), dict(mirror=True), dict(sqrt_features=True)):
         features, _ = split_at_frozen_boundary(_model(**kwargs))
         digests.add(weights_digest(features))
-    assert len(digests) == 3
+    assert len(digests) == 4
 
 
 def test_gradcam_of_a_mirrored_model_mirrors_with_the_photo():
@@ -206,8 +221,8 @@ def linear_run(tmp_path_factory):
     base = tmp_path_factory.mktemp("linear")
     split = tiny_split(base, patients=6)
     out = base / "run"
-    result = train(tiny_config(split, out, head="linear", pool_blocks="4+5", mirror=True, threshold="youden",
-                               cache_views=1), progress=False, echo=lambda *_: None)
+    result = train(tiny_config(split, out, head="linear", pool_blocks="4+5", mirror=True, sqrt_features=True,
+                               threshold="youden", cache_views=1), progress=False, echo=lambda *_: None)
     return result, out
 
 
@@ -292,7 +307,8 @@ def test_the_recipe_flag_sets_its_settings_and_typed_flags_still_win(tmp_path, m
     assert result.exit_code == 0, result.output
     config = seen["config"]
     recipe = config_module.RECIPES["frozen-linear"]
-    assert config.head == recipe["head"] and config.mirror == recipe["mirror"]
+    assert config.head == recipe["head"] and config.mirror == recipe["mirror"] and config.crop == recipe["crop"]
+    assert config.sqrt_features == recipe["sqrt_features"]
     assert config.threshold == recipe["threshold"]
     assert config.pool_blocks == "5"  # typed on the command line
 
@@ -335,3 +351,33 @@ def test_cross_validation_of_the_recipe_stores_youden_of_the_pooled_oof_in_the_e
         for task in TASK_NAMES:
             row = folds[(folds["fold"] == k) & (folds["task"] == task)].iloc[0]
             assert row["threshold"] == pytest.approx(own[task]["value"])
+
+
+def test_evaluate_answers_at_the_models_stored_thresholds_on_test_and_at_half_elsewhere(linear_run):
+    from skin_cnn.models import read_file_info
+    from skin_cnn.run_evaluation import evaluate_run
+
+    _, out = linear_run
+    stored = read_file_info(out / "best.keras")["thresholds"]
+    test = evaluate_run(out, split="test", out=out / "eval_stored", n_bootstrap=20, progress=False)
+    for task, entry in test["tasks"].items():
+        assert entry["threshold"] == pytest.approx(stored[task]["value"])
+    assert test["threshold_method"].startswith("stored in the model: youden")
+    val = evaluate_run(out, split="val", out=out / "eval_val", n_bootstrap=20, progress=False)
+    assert all(entry["threshold"] == 0.5 for entry in val["tasks"].values())
+    assert "fitted on predictions of this run's train and validation images" in val["threshold_method"]
+
+
+def test_stored_thresholds_need_a_model():
+    from skin_cnn.evaluation.threshold import resolve_thresholds
+
+    with pytest.raises(ValueError, match="reads the thresholds of a model file"):
+        resolve_thresholds("stored", ["acne_vs_rosacea"])
+
+
+def test_preview_of_a_linear_run_says_it_has_no_epochs(linear_run):
+    from skin_cnn.training.preview import run_training_batch
+
+    _, out = linear_run
+    with pytest.raises(ValueError, match="no epochs or batches"):
+        run_training_batch(out)

@@ -38,10 +38,11 @@ from skin_cnn.cli.options import seed_option
 )
 @click.option(
     "--threshold",
-    default="0.5",
+    default="stored",
     show_default=True,
-    help="A probability (y_prob >= threshold is positive), or 'youden' / 'sens:0.90' / "
-    "'spec:0.90' chosen on validation predictions.",
+    help="A probability (y_prob >= threshold is positive); 'youden' / 'sens:0.90' / "
+    "'spec:0.90' chosen on validation predictions; or 'stored': the run model's own thresholds "
+    "(fitted at training with `train --threshold`, else 0.5; 0.5 with --predictions).",
 )
 @click.option(
     "--val-predictions",
@@ -131,6 +132,8 @@ def command(
     if bool(run) == bool(predictions_csv):
         raise click.UsageError("give either a run folder or --predictions FILE (exactly one)")
     rule = parse_threshold(threshold)
+    if predictions_csv and rule.method == "stored":  # a predictions file carries no model
+        rule = parse_threshold("0.5")
     common = dict(
         n_bootstrap=n_bootstrap,
         seed=seed,

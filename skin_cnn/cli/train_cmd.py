@@ -16,7 +16,7 @@ _FIELDS = {
     "seed": "seed", "feature_cache": "feature_cache", "cache_views": "cache_views",
     "cache_dir": "cache_dir", "strategy": "strategy", "evaluate": "evaluate", "tensorboard": "tensorboard",
     "save_last": "save_last", "head": "head", "pool_blocks": "pool_blocks", "mirror": "mirror",
-    "threshold": "threshold",
+    "threshold": "threshold", "sqrt_features": "sqrt_features",
 }
 
 
@@ -74,6 +74,8 @@ def recipe_options(function):
             help="Pooled features: block 5 (the study) or blocks 4 and 5."),
         click.option("--mirror/--no-mirror", default=D.mirror,
             help="Average each photo with its mirror image inside the model (test-time augmentation)."),
+        click.option("--sqrt-features/--no-sqrt-features", default=D.sqrt_features,
+            help="Square-root the pooled features before the heads (power normalisation)."),
         click.option("--threshold", default=D.threshold,
             help="Decision threshold stored in the model: a number, youden, sens:0.9 or spec:0.9 "
                  "(fitted on validation predictions)."),

@@ -17,6 +17,8 @@ import numpy as np
 
 DEFAULT_THRESHOLD = 0.5
 CHOSEN_METHODS = ("youden", "sensitivity", "specificity")
+#: ``--threshold stored``: whatever the evaluated model file stores (0.5 where it stores nothing).
+STORED = "stored"
 
 
 @dataclass(frozen=True)
@@ -30,23 +32,27 @@ class ThresholdRule:
 
     @property
     def needs_validation(self):
-        return self.method != "fixed"
+        return self.method not in ("fixed", STORED)
 
     def describe(self):
         if self.method == "fixed":
             return "fixed"
+        if self.method == STORED:
+            return "stored in the model (fitted on validation predictions when it was trained), else 0.5"
         if self.method == "youden":
             return "youden (maximum sensitivity + specificity - 1 on validation predictions)"
         return f"{self.method} >= {self.target:g} on validation predictions"
 
 
 def parse_threshold(text):
-    """Parse ``--threshold``: a number in [0, 1], ``youden``, ``sens:0.90`` or ``spec:0.90``."""
+    """Parse ``--threshold``: a number in [0, 1], ``youden``, ``sens:0.90``, ``spec:0.90`` or ``stored``."""
     if isinstance(text, ThresholdRule):
         return text
     if text is None:
         return ThresholdRule("fixed", DEFAULT_THRESHOLD)
     s = str(text).strip().lower()
+    if s == STORED:
+        return ThresholdRule(STORED)
     if s == "youden":
         return ThresholdRule("youden")
     m = re.fullmatch(r"(sens|sensitivity|spec|specificity)\s*[:=]\s*([0-9.]+)", s)
@@ -147,6 +153,9 @@ def resolve_thresholds(
         How they were obtained, for ``metrics.json``'s ``threshold_method``.
     """
     rule = parse_threshold(rule)
+    if rule.method == STORED:
+        raise ValueError("--threshold stored reads the thresholds of a model file: evaluate a run folder, "
+                         "or give a number or a fitted rule")
     if not rule.needs_validation:
         return {t: float(rule.value) for t in tasks}, "fixed"
     if validation is None:

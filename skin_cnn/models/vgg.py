@@ -20,7 +20,7 @@ from skin_cnn.models.heads import multitask_heads
 from skin_cnn.models.info import ModelInfo, task_entries
 from skin_cnn.models.preprocessing import VGG16Preprocess
 from skin_cnn.models.spatial_transformer import SpatialTransformer
-from skin_cnn.models.views import MeanOfViews, MirrorViews
+from skin_cnn.models.views import MeanOfViews, MirrorViews, SquareRootFeatures
 from skin_cnn.models.weights import (
     WeightsFileError,
     check_weights_file,
@@ -173,6 +173,7 @@ def build_model(
     head="mlp",
     pool_blocks=(5,),
     mirror=False,
+    sqrt_features=False,
 ):
     """Build one of the study's multi-task VGG-16 models.
 
@@ -214,6 +215,9 @@ def build_model(
     mirror : bool
         Average the pooled features of each photo and its left–right mirror image inside the
         model (:mod:`skin_cnn.models.views`): test-time augmentation every consumer inherits.
+    sqrt_features : bool
+        Square-root the pooled features of each view
+        (:class:`~skin_cnn.models.views.SquareRootFeatures`) before the views are averaged.
 
     Returns
     -------
@@ -264,7 +268,7 @@ def build_model(
         if layer.name == "block4_pool":
             block4 = x
     x = keras.layers.GlobalAveragePooling2D(name=GLOBAL_POOL)(x)
-    x = _pooled_features(x, block4, pool_blocks, mirror)
+    x = _pooled_features(x, block4, pool_blocks, mirror, sqrt_features)
     if head == "linear":
         outputs = linear_heads(x, TASK_NAMES, seed=seed)
     else:
@@ -280,17 +284,22 @@ def build_model(
     return keras.Model(image, outputs, name=spec.model_name)
 
 
-def _pooled_features(block5, block4, pool_blocks, mirror):
-    """The pooled feature vector the heads read; named :data:`POOLED_FEATURES` when composite."""
-    if pool_blocks == (5,) and not mirror:
-        return block5
-    x = block5
+def _pooled_features(block5, block4, pool_blocks, mirror, sqrt_features=False):
+    """The pooled feature vector the heads read; its last layer is :data:`POOLED_FEATURES` when composite.
+
+    Order: block 5's average [+ block 4's, side by side] → [square root] → [mean of the views].
+    """
+    steps = []
     if 4 in pool_blocks:
         pooled4 = keras.layers.GlobalAveragePooling2D(name=BLOCK4_POOL)(block4)
-        name = POOLED_FEATURES if not mirror else "pooled_views"
-        x = keras.layers.Concatenate(name=name)([pooled4, block5])
+        steps.append(lambda x, name: keras.layers.Concatenate(name=name)([pooled4, x]))
+    if sqrt_features:
+        steps.append(lambda x, name: SquareRootFeatures(name=name)(x))
     if mirror:
-        x = MeanOfViews(views=MirrorViews.views, name=POOLED_FEATURES)(x)
+        steps.append(lambda x, name: MeanOfViews(views=MirrorViews.views, name=name)(x))
+    x = block5
+    for i, step in enumerate(steps):
+        x = step(x, POOLED_FEATURES if i == len(steps) - 1 else f"pooled_step{i + 1}")
     return x
 
 

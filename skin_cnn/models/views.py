@@ -1,4 +1,6 @@
-"""Test-time augmentation inside the model: each photo and its mirror image, features averaged.
+"""Layers between the trunk and the heads: mirror views and power-normalised features.
+
+Test-time augmentation inside the model: each photo and its mirror image, features averaged.
 
 A skin lesion has no left and right, so a photo and its left–right mirror image are equally
 valid views of it. :class:`MirrorViews` stacks both along the batch axis in front of the trunk
@@ -57,3 +59,21 @@ class MeanOfViews(keras.layers.Layer):
         config = super().get_config()
         config.update({"views": self.views})
         return config
+
+
+@keras.saving.register_keras_serializable(package="skin_cnn")
+class SquareRootFeatures(keras.layers.Layer):
+    """``sign(x) · sqrt(|x|)`` of pooled features ("power normalisation").
+
+    Globally pooled ReLU activations are skewed: a few channels fire strongly on some photos and
+    dominate a linear model. The square root compresses them, so a regression weighs many
+    moderate cues instead of a few strong ones (Perronnin, Sánchez and Mensink, ECCV 2010, for
+    pooled image descriptors; Lin, RoyChowdhury and Maji, ICCV 2015, for CNN activations). The
+    sign keeps it defined for any input.
+    """
+
+    def call(self, inputs):
+        return ops.sign(inputs) * ops.sqrt(ops.abs(inputs))
+
+    def compute_output_shape(self, input_shape):
+        return input_shape

@@ -124,6 +124,7 @@ class TrainConfig:
     head: str = "mlp"
     pool_blocks: str = "5"
     mirror: bool = False
+    sqrt_features: bool = False
     threshold: str = "0.5"
 
     # -------------------------------------------------------------------------------------
@@ -231,8 +232,8 @@ FIELD_NAMES = tuple(f.name for f in dataclasses.fields(TrainConfig))
 #: cross-validation on public photos (docs/experiments/unseen.md).
 RECIPES = {
     "study": {},
-    "frozen-linear": {"head": "linear", "pool_blocks": "4+5", "mirror": True, "threshold": "youden",
-                      "cache_views": 0},
+    "frozen-linear": {"head": "linear", "pool_blocks": "4+5", "mirror": True, "sqrt_features": True,
+                      "crop": False, "image_size": 250, "threshold": "youden", "cache_views": 0},
 }
 
 

@@ -112,7 +112,8 @@ def shared_features(config, frame, out, *, progress, echo):
     """Extract the trunk features of every image (and K views) once, for all folds."""
     model = build_model(config.variant, input_shape=(config.image_size, config.image_size, 3),
                         weights=config.model_weights(), fine_tune_blocks=config.fine_tune_blocks, seed=config.seed,
-                        head=config.head, pool_blocks=config.pooled_blocks(), mirror=config.mirror)
+                        head=config.head, pool_blocks=config.pooled_blocks(), mirror=config.mirror,
+                        sqrt_features=config.sqrt_features)
     feature_model, _ = split_at_frozen_boundary(model)
     augment = augment_config(config)
     views = int(config.cache_views) if augment.enabled else 0

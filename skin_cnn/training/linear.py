@@ -99,22 +99,28 @@ def fit_task(x, y, groups, *, seed=0, sample_weight=None, task=""):
     -------
     LinearFit
     """
+    from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import roc_auc_score
+    from sklearn.preprocessing import StandardScaler
 
     x = np.asarray(x, dtype=np.float64)
     y = np.asarray(y, dtype=np.int64)
     weight = None if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
     splits = inner_splits(y, np.asarray(groups), seed)
-    best = None
-    for c in C_GRID:
-        oof = np.zeros(len(y))
-        scores = []
-        for train, held in splits:
-            model = _regression(c, x[train], y[train], None if weight is None else weight[train])
-            oof[held] = model.predict_proba(x[held])[:, 1]
-            scores.append(roc_auc_score(y[held], oof[held]))
-        if best is None or np.mean(scores) > best[0]:
-            best = (float(np.mean(scores)), float(c), oof)
+    oof = np.zeros((len(C_GRID), len(y)))
+    scores = np.zeros((len(C_GRID), len(splits)))
+    for k, (train, held) in enumerate(splits):
+        scaler = StandardScaler().fit(x[train], sample_weight=None if weight is None else weight[train])
+        z_train, z_held = scaler.transform(x[train]), scaler.transform(x[held])
+        # along the grid from strong to weak regularisation, each fit starts from the last one
+        regression = LogisticRegression(max_iter=5000, warm_start=True)
+        for i, c in enumerate(C_GRID):
+            regression.set_params(C=float(c))
+            regression.fit(z_train, y[train], sample_weight=None if weight is None else weight[train])
+            oof[i, held] = regression.predict_proba(z_held)[:, 1]
+            scores[i, k] = roc_auc_score(y[held], oof[i, held])
+    i = int(np.argmax(scores.mean(axis=1)))  # the first (strongest) among equal means
+    best = (float(scores[i].mean()), float(C_GRID[i]), oof[i])
     _, c, oof = best
     final = _regression(c, x, y, weight)
     scaler, regression = final[0], final[-1]

@@ -107,6 +107,9 @@ def run_training_batch(run_dir, *, epoch=1, batch=0, progress=False):
     run_dir = Path(run_dir)
     document = run_folder.read_run_config(run_dir)
     config = resolve_config(dict(document.get("train", {}), out=str(run_dir)), source=str(run_dir / "config.json"))
+    if config.head == "linear":
+        raise ValueError(f"{run_dir}: fitted with the linear head, which has no epochs or batches: it saw every "
+                         "train and val image once, as is; `skin-cnn preview SPLIT --no-augment` draws those inputs")
     frame = load_split(run_dir / "split.csv")
     skipped = run_folder.read_skipped(run_dir / "skipped_images.csv")
     return training_batch(config, frame, epoch=epoch, batch=batch, skipped=skipped, progress=progress), config

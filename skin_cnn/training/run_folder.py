@@ -125,7 +125,8 @@ def _fmt(value):
 def features_text(config):
     """What the heads read and what they are, in words."""
     blocks = "blocks 4 and 5" if str(config.pool_blocks) == "4+5" else "block 5"
-    mirror = ", each photo averaged with its mirror image" if config.mirror else ""
+    mirror = ", square-rooted" if config.sqrt_features else ""
+    mirror += ", each photo averaged with its mirror image" if config.mirror else ""
     head = ("one logistic regression per task" if config.head == "linear"
             else "the study's heads (Dense 64, Dense 32 per task, sigmoid)")
     return f"global average of {blocks}{mirror}; {head}"

@@ -184,7 +184,8 @@ def build(config, info):
         return build_model(config.variant, input_shape=(config.image_size, config.image_size, 3),
                            weights=config.model_weights(), fine_tune_blocks=config.fine_tune_blocks,
                            seed=config.seed, preprocessing=config.preprocessing(), head=config.head,
-                           pool_blocks=config.pooled_blocks(), mirror=config.mirror)
+                           pool_blocks=config.pooled_blocks(), mirror=config.mirror,
+                           sqrt_features=config.sqrt_features)
 
 
 def record_run(config, run_dir, frame, model, info, resume):

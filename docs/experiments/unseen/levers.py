@@ -39,7 +39,7 @@ def load_views(folder):
     return views
 
 
-def features(views, size=250, crop=True, parts=("b5_gap",), tta="none"):
+def features(views, size=250, crop=True, parts=("b5_gap",), tta="none", sqrt=False):
     """(n, d) matrix of a row, or a list of per-view matrices with ``tta="views"``.
 
     ``tta``: "none" = the photo as is; "mean" = mean of the photo and its mirror image (train
@@ -49,6 +49,8 @@ def features(views, size=250, crop=True, parts=("b5_gap",), tta="none"):
     crops = (True, False) if crop == "both" else (crop,)
     mats = [np.concatenate([views[(size, c)][p] for p in parts], axis=-1) for c in crops]
     x = np.concatenate(mats, axis=-1)  # (2, n, d)
+    if sqrt:  # power normalisation of non-negative pooled activations
+        x = np.sqrt(np.maximum(x, 0))
     if tta == "none":
         return x[0]
     if tta == "mean":
@@ -130,6 +132,17 @@ ROWS = {
                                  dict(size=250, crop=True, parts=("b4_gap", "b5_gap"), tta="views"), {}),
     "lr-b45-250-both-ttamean": ("linear, block-4 + 5, 250², crop and no-crop features side by side, mirror mean",
                                 dict(size=250, crop="both", parts=("b4_gap", "b5_gap"), tta="mean"), {}),
+    "lr-b45-250-crop-sqrt-ttamean": ("linear, block-4 + 5, 250², crop, square-rooted features, mirror mean",
+                                     dict(size=250, crop=True, parts=("b4_gap", "b5_gap"), tta="mean", sqrt=True), {}),
+    "lr-b45-250-nocrop-ttamean": ("linear, block-4 + 5, 250², no crop, mirror mean",
+                                  dict(size=250, crop=False, parts=("b4_gap", "b5_gap"), tta="mean"), {}),
+    "lr-b45-250-nocrop-sqrt-ttamean": ("linear, block-4 + 5, 250², no crop, square-rooted features, mirror mean",
+                                       dict(size=250, crop=False, parts=("b4_gap", "b5_gap"), tta="mean", sqrt=True),
+                                       {}),
+    "lr-b45-224-nocrop-ttamean": ("linear, block-4 + 5, 224², no crop, mirror mean",
+                                  dict(size=224, crop=False, parts=("b4_gap", "b5_gap"), tta="mean"), {}),
+    "lr-b45-224-crop-ttamean": ("linear, block-4 + 5, 224², crop, mirror mean",
+                                dict(size=224, crop=True, parts=("b4_gap", "b5_gap"), tta="mean"), {}),
     "lr-b45-250-crop-ttamean-srcbal": ("as lr-b45-250-crop-ttamean, source-balanced sample weights",
                                        dict(size=250, crop=True, parts=("b4_gap", "b5_gap"), tta="mean"),
                                        dict(weighting="source")),
