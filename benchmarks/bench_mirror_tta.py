@@ -8,7 +8,7 @@ time, as ``skin-cnn predict`` and the web page do), alternating so that load fro
 processes hits both alike, after warm-up calls. Prints one JSON line with the median seconds per
 photo of each and ``ratio = mirror / plain``::
 
-    python benchmarks/bench_mirror_tta.py [--n 12] [--size 250] [--data DIR] [--weights H5]
+    python benchmarks/bench_mirror_tta.py [--n 12] [--size 250] [--crop] [--data DIR] [--weights H5]
 """
 from __future__ import annotations
 
@@ -33,6 +33,8 @@ def main(argv=None):
     ap.add_argument("--size", type=int, default=250)
     ap.add_argument("--data", type=Path, default=SHARED / "data" / "public-derm")
     ap.add_argument("--weights", type=Path, default=SHARED / "weights" / "vgg16_imagenet_notop_caffe_input.h5")
+    ap.add_argument("--crop", default=False, action=argparse.BooleanOptionalAction,
+                    help="hue crop before resizing (default off, as in --recipe frozen-linear)")
     args = ap.parse_args(argv)
 
     from skin_cnn.data.preprocessing import Preprocessing
@@ -40,7 +42,7 @@ def main(argv=None):
     from skin_cnn.models import build_model
     from skin_cnn.predict import Predictor
 
-    pre = Preprocessing(image_size=(args.size, args.size), crop=True)
+    pre = Preprocessing(image_size=(args.size, args.size), crop=args.crop)
     shape = (args.size, args.size, 3)
     plain = build_model("P", input_shape=shape, weights=str(args.weights), head="linear", pool_blocks=(4, 5),
                         seed=0, preprocessing=pre)
@@ -60,7 +62,8 @@ def main(argv=None):
             predictor.predict_images([photo])
             times[name].append(time.perf_counter() - started)
     median = {name: float(np.median(v)) for name, v in times.items()}
-    print(json.dumps({"photos": len(photos), "size": args.size, "plain_s_per_photo": round(median["plain"], 4),
+    print(json.dumps({"photos": len(photos), "size": args.size, "crop": args.crop,
+                      "plain_s_per_photo": round(median["plain"], 4),
                       "mirror_s_per_photo": round(median["mirror"], 4),
                       "ratio": round(median["mirror"] / median["plain"], 3), "cpus": os.cpu_count(),
                       "machine": platform.machine()}))

@@ -381,3 +381,19 @@ def test_preview_of_a_linear_run_says_it_has_no_epochs(linear_run):
     _, out = linear_run
     with pytest.raises(ValueError, match="no epochs or batches"):
         run_training_batch(out)
+
+
+def test_cv_takes_the_recipe_flag_too(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from skin_cnn.cli.cv_cmd import command
+    from skin_cnn.training.config import RECIPES
+
+    seen = {}
+    monkeypatch.setattr("skin_cnn.training.cv.run_cv", lambda source, out, folds, settings, **_: seen.update(settings))
+    source = tmp_path / "manifest.csv"
+    source.write_text("image_path,diagnosis\n")
+    result = CliRunner().invoke(command, [str(source), "-o", str(tmp_path / "cv"), "--recipe", "frozen-linear",
+                                          "--image-size", "224"])
+    assert result.exit_code == 0, result.output
+    assert seen == dict(RECIPES["frozen-linear"], image_size=224)

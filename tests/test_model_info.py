@@ -85,13 +85,11 @@ def test_training_build_stores_the_runs_preprocessing_in_the_model():
 
     import tensorflow as tf
 
-    from skin_cnn.data.preprocessing import Preprocessing
     from skin_cnn.models import model_info
+    from skin_cnn.training import resolve_config
     from skin_cnn.training.trainer import build
 
-    config = SimpleNamespace(variant="N", image_size=32, fine_tune_blocks=0, seed=1,
-                             model_weights=lambda: None,
-                             preprocessing=lambda: Preprocessing(image_size=(32, 32), crop=False))
+    config = resolve_config(dict(split="split.csv", out="run", variant="N", image_size=32, seed=1, crop=False))
     model = build(config, SimpleNamespace(strategy=tf.distribute.get_strategy()))
     stored = model_info(model)["preprocessing"]
     assert (stored["image_size"], stored["crop"], stored["resize"]) == ([32, 32], False, "stretch")

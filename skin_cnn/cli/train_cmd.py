@@ -113,11 +113,14 @@ def command(ctx, split_csv, out, resume_dir, config_file, quiet, recipe, **param
     1e-4, batch 64, up to 60 epochs, the epoch with the best validation mean AUC kept
     (best.keras), early stopping and learning-rate reduction on that score. With a frozen trunk
     the trunk features are computed once (feature cache), which makes CPU training practical.
+    --recipe frozen-linear instead fits a logistic regression per task on frozen block-4 + 5
+    features of train and val (chosen by cross-validation on public photos; docs/training.md).
     Training reports validation results only and never reads the test split.
 
     \b
     Examples:
       skin-cnn train data/split.csv -o runs/p250
+      skin-cnn train data/split.csv -o runs/fl --recipe frozen-linear
       skin-cnn train data/split.csv -o runs/n128 --variant N --image-size 128 --learning-rate 2e-5
       skin-cnn train --config exp.yaml data/split.csv -o runs/exp --epochs 10
       skin-cnn train --resume runs/p250

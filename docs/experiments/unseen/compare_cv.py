@@ -69,7 +69,8 @@ def main(argv=None):
             aucs = {"pooled": float(roc_auc_score(frame["y_true"], frame["y_prob"]))}
             for src in SOURCES.values():
                 part = frame[frame["source"] == src]
-                aucs[src] = float(roc_auc_score(part["y_true"], part["y_prob"])) if part["y_true"].nunique() == 2 else None
+                both = part["y_true"].nunique() == 2
+                aucs[src] = float(roc_auc_score(part["y_true"], part["y_prob"])) if both else None
             entry[name] = dict(aucs, **at_fold_thresholds(run, table, task))
             cells = [("–" if aucs[k] is None else f"{aucs[k]:.3f}") for k in ("pooled", *SOURCES.values())]
             print(f"| {task} | {Path(run).name} | " + " | ".join(cells)

@@ -57,7 +57,11 @@ def main(argv=None):
     parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--learning-rate", type=float, default=1e-5)
     parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--summarise", action="store_true",
+                        help="only pool the per-fold CSVs already written into one comparison")
     args = parser.parse_args(argv)
+    if args.summarise:
+        return summarise(args)
 
     import keras
     from sklearn.metrics import roc_auc_score
@@ -123,6 +127,38 @@ def main(argv=None):
                       **{f"linear_{t}": before[t] for t in TASK_NAMES},
                       **{f"finetuned_{t}": after[t] for t in TASK_NAMES}}).to_csv(out / f"fold{k}.csv", index=False)
     pd.DataFrame(results).to_csv(out / "finetune.csv", index=False)
+
+
+def summarise(args):
+    """Pooled out-of-fold AUC of the linear and fine-tuned models, and their paired difference."""
+    from sklearn.metrics import roc_auc_score
+
+    from skin_cnn.diseases import TASKS
+    from skin_cnn.evaluation.bootstrap import paired_auc_difference
+
+    out = Path(args.out)
+    frame = pd.concat([pd.read_csv(f) for f in sorted(out.glob("fold*.csv"))], ignore_index=True)
+    manifest = pd.read_csv(args.manifest)
+    frame = frame.merge(manifest[["image_path", "diagnosis", "original_dataset"]], on="image_path")
+    folds = pd.read_csv(Path(args.reference) / "folds.csv")
+    root = Path(args.manifest).parent.resolve()
+    group_of = dict(zip((str(Path(p).resolve()) for p in folds["image_path"]), folds["group"]))
+    frame["group"] = [group_of[str((root / p).resolve())] for p in frame["image_path"]]
+    cost = pd.read_csv(out / "finetune.csv") if (out / "finetune.csv").is_file() else None
+    print(f"folds {sorted(int(k) for k in frame['fold'].unique())}, {len(frame)} held-out photos")
+    if cost is not None:
+        print(f"seconds per epoch: median {cost['seconds_per_epoch'].median():.0f} "
+              f"({int(cost['training_rows'].median())} training rows: photos and their mirror images)")
+    for name, task in TASKS.items():
+        lab = frame["diagnosis"].map(task.label)
+        part = frame[lab.notna()].assign(y=lab[lab.notna()].astype(int))
+        for label, sub in (("pooled", part), ("DermNet NZ", part[part["original_dataset"].str.startswith("DermNet")])):
+            y = sub["y"].to_numpy()
+            a, b = sub[f"finetuned_{name}"].to_numpy(), sub[f"linear_{name}"].to_numpy()
+            r = paired_auc_difference(y, a, b, groups=sub["group"].to_numpy(), n_resamples=2000, seed=0)
+            print(f"{name:<20} {label:<11} n={len(y):>3}  linear {roc_auc_score(y, b):.3f}  fine-tuned "
+                  f"{roc_auc_score(y, a):.3f}  difference {r['difference']:+.3f} "
+                  f"(95% CI {r['ci'][0]:+.3f} to {r['ci'][1]:+.3f})")
 
 
 if __name__ == "__main__":
