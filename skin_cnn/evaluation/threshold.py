@@ -34,6 +34,14 @@ class ThresholdRule:
     def needs_validation(self):
         return self.method not in ("fixed", STORED)
 
+    def short(self):
+        """``youden (maximum sensitivity + specificity - 1)``, ``sensitivity >= 0.9``, …"""
+        if self.method == "youden":
+            return "youden (maximum sensitivity + specificity - 1)"
+        if self.target is not None:
+            return f"{self.method} >= {self.target:g}"
+        return self.describe()
+
     def describe(self):
         if self.method == "fixed":
             return "fixed"

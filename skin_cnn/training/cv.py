@@ -195,7 +195,8 @@ def store_ensemble_thresholds(config, oof, path):
     if not rule.needs_validation:
         return None
     tasks = [t for t in TASK_NAMES if t in set(oof["task"])]
-    thresholds, method = fit_thresholds(rule, tasks, oof, "pooled out-of-fold predictions")
+    thresholds, _ = fit_thresholds(rule, tasks, oof, "pooled out-of-fold predictions")
+    method = f"{rule.short()} on the pooled out-of-fold predictions of the cross-validation"
     label = rule.method if rule.target is None else f"{rule.method} >= {rule.target:g}"
     store_thresholds(path, {t: {"value": float(v), "rule": label, "method": method} for t, v in thresholds.items()})
     return thresholds

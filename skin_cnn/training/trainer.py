@@ -422,6 +422,18 @@ def write_card_and_summary(result, config, frame, echo, synthetic):
     echo(result.summary)
 
 
+@dataclass
+class ThresholdFit:
+    """The predictions a run's thresholds are fitted on (``threshold`` setting)."""
+
+    path: Path
+    description: str
+
+    @classmethod
+    def from_file(cls, path, description):
+        return cls(Path(path), description)
+
+
 def fit_heads(config, data, frame, model, run_dir, info, resume, echo, progress, synthetic):
     """Gradient descent on the heads (or the whole model): epochs, callbacks, best epoch kept."""
     compile_for(config, data, info)
@@ -438,7 +450,8 @@ def fit_heads(config, data, frame, model, run_dir, info, resume, echo, progress,
                        val_aucs=best_epoch_summary(history.rows, int(checkpoint.best_epoch)))
     if info.is_chief:
         write_validation_outputs(config, data, frame, model, run_dir, history.rows, synthetic)
-        result.threshold_fit = ThresholdFit.from_file(run_dir / "val_predictions.csv", "validation split")
+        result.threshold_fit = ThresholdFit.from_file(run_dir / "val_predictions.csv",
+                                                      "validation predictions of the best epoch")
     return result
 
 
@@ -473,20 +486,8 @@ def fit_linear(config, data, frame, model, run_dir, echo):
         echo(f"  {task:<22} C={fitted.C:g}  out-of-fold AUC {fitted.inner_auc:.3f} (n={fitted.n})")
     result = RunResult(run_dir=run_dir, val_aucs={task: fits[task].inner_auc for task in TASK_NAMES})
     result.threshold_fit = ThresholdFit.from_file(run_dir / "val_predictions.csv",
-                                                  "out-of-fold predictions of train and val")
+                                                  "inner out-of-fold predictions of the train and val images")
     return result
-
-
-@dataclass
-class ThresholdFit:
-    """The predictions a run's thresholds are fitted on (``threshold`` setting)."""
-
-    path: Path
-    description: str
-
-    @classmethod
-    def from_file(cls, path, description):
-        return cls(Path(path), description)
 
 
 def store_fitted_thresholds(config, run_dir, fit):
@@ -502,7 +503,8 @@ def store_fitted_thresholds(config, run_dir, fit):
         return None
     validation = pd.read_csv(fit.path)
     tasks = [t for t in TASK_NAMES if t in set(validation["task"])]
-    thresholds, method = fit_thresholds(rule, tasks, validation, f"{fit.description} ({fit.path.name})")
+    thresholds, _ = fit_thresholds(rule, tasks, validation, fit.description)
+    method = f"{rule.short()} on the {fit.description} ({fit.path.name}) at the end of training"
     store_chosen_thresholds(run_dir, thresholds, rule, method)
     return thresholds
 
