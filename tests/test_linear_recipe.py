@@ -291,8 +291,8 @@ def test_the_saved_model_computes_the_fitted_regressions_on_its_features(linear_
 def test_the_recipe_flag_sets_its_settings_and_typed_flags_still_win(tmp_path, monkeypatch):
     from click.testing import CliRunner
 
-    from skin_cnn.cli.train_cmd import command
-    from skin_cnn.training import config as config_module
+    from skin_cnn.cli import cli  # through the group, as users run it (a command invoked alone
+    from skin_cnn.training import config as config_module  # caches click's help option without -h)
 
     seen = {}
 
@@ -302,8 +302,8 @@ def test_the_recipe_flag_sets_its_settings_and_typed_flags_still_win(tmp_path, m
     monkeypatch.setattr("skin_cnn.training.trainer.train", fake_train)
     split = tmp_path / "split.csv"
     split.write_text("image_path,diagnosis,split\n")
-    result = CliRunner().invoke(command, [str(split), "-o", str(tmp_path / "r"), "--recipe", "frozen-linear",
-                                       "--pool-blocks", "5"])
+    result = CliRunner().invoke(cli, ["train", str(split), "-o", str(tmp_path / "r"), "--recipe", "frozen-linear",
+                                      "--pool-blocks", "5"])
     assert result.exit_code == 0, result.output
     config = seen["config"]
     recipe = config_module.RECIPES["frozen-linear"]
@@ -386,14 +386,14 @@ def test_preview_of_a_linear_run_says_it_has_no_epochs(linear_run):
 def test_cv_takes_the_recipe_flag_too(tmp_path, monkeypatch):
     from click.testing import CliRunner
 
-    from skin_cnn.cli.cv_cmd import command
+    from skin_cnn.cli import cli
     from skin_cnn.training.config import RECIPES
 
     seen = {}
     monkeypatch.setattr("skin_cnn.training.cv.run_cv", lambda source, out, folds, settings, **_: seen.update(settings))
     source = tmp_path / "manifest.csv"
     source.write_text("image_path,diagnosis\n")
-    result = CliRunner().invoke(command, [str(source), "-o", str(tmp_path / "cv"), "--recipe", "frozen-linear",
-                                          "--image-size", "224"])
+    result = CliRunner().invoke(cli, ["cv", str(source), "-o", str(tmp_path / "cv"), "--recipe", "frozen-linear",
+                                      "--image-size", "224"])
     assert result.exit_code == 0, result.output
     assert seen == dict(RECIPES["frozen-linear"], image_size=224)
