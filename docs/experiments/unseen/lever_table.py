@@ -26,7 +26,7 @@ def main(paths):
     for task in TASK_NAMES:
         rows = [r for r in records if r["task"] == task]
         n = rows[0]
-        print(f"\n#### {task} (n = {n['n']}; DermNet NZ n = {n['n_dermnet']})\n")
+        print(f"\n### {task} (n = {n['n']}; DermNet NZ n = {n['n_dermnet']})\n")
         print("| row | pooled AUC | Δ vs study (95% CI) | DermNet AUC | Δ vs study within DermNet (95% CI) "
               "| Fitzpatrick17k | SD-198 | fit, 5 folds |")
         print("|---|---|---|---|---|---|---|---|")
