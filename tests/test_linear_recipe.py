@@ -327,7 +327,7 @@ def test_settings_the_linear_recipe_cannot_honour_are_refused(settings, message)
         resolve_config(dict(split="s.csv", out="o", **settings))
 
 
-def test_cross_validation_of_the_recipe_stores_youden_of_the_pooled_oof_in_the_ensemble(tmp_path):
+def test_cross_validation_of_the_recipe_stores_youden_of_the_pooled_oof_in_an_explainable_ensemble(tmp_path):
     from sklearn.metrics import roc_curve
     from test_training import tiny_split
 
@@ -345,6 +345,17 @@ def test_cross_validation_of_the_recipe_stores_youden_of_the_pooled_oof_in_the_e
         fpr, tpr, cuts = roc_curve(part["y_true"], part["y_prob"])
         j = tpr - fpr
         assert stored[task]["value"] == pytest.approx(cuts[np.flatnonzero(j == j.max())].max())
+    # the ensemble keeps the trunk's layers at its top level, so Grad-CAM finds block5_conv3
+    from skin_cnn.explain import gradcam_batch, last_conv_layer
+    from skin_cnn.predict import load_keras_model
+
+    ensemble = load_keras_model(out / "ensemble.keras")
+    assert last_conv_layer(ensemble) == "block5_conv3"
+    maps, probs = gradcam_batch(ensemble, _images(2))
+    direct = ensemble.predict(_images(2), verbose=0)
+    for task in TASK_NAMES:
+        assert maps[task].shape == (2, 32, 32) and np.isfinite(maps[task]).all()
+        np.testing.assert_allclose(probs[task], direct[task][:, 0], atol=1e-4)
     folds = pd.read_csv(out / "cv_folds.csv")
     for k in (1, 2, 3):  # each fold is scored at its own model's stored threshold
         own = read_file_info(out / f"fold{k}" / "best.keras")["thresholds"]

@@ -224,7 +224,6 @@ def build_ensemble(fold_dirs):
     variants are averaged as whole models.
     """
     models = [keras.models.load_model(Path(d) / "best.keras", compile=False) for d in fold_dirs]
-    image = keras.Input(shape=models[0].inputs[0].shape[1:], name="image")
     try:
         splits = [split_at_frozen_boundary(m) for m in models]
         trunk_weights = [np.concatenate([w.ravel() for w in f.get_weights()]) for f, _ in splits]
@@ -239,9 +238,12 @@ def build_ensemble(fold_dirs):
 
     outputs = {}
     if shared:
-        features = splits[0][0](image)
+        # the first fold model's own graph up to the features, so the trunk's layers stay top-level
+        # layers of the ensemble (Grad-CAM finds block5_conv3); the heads are nested per fold
+        image, features = models[0].inputs[0], splits[0][0].outputs[0]
         heads = [named(head, f"fold{k + 1}_head", features) for k, (_, head) in enumerate(splits)]
     else:
+        image = keras.Input(shape=models[0].inputs[0].shape[1:], name="image")
         heads = [named(m, f"fold{k + 1}_model", image) for k, m in enumerate(models)]
     for task in TASK_NAMES:
         outputs[task] = keras.layers.Average(name=task)([h[task] for h in heads])
