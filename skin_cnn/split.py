@@ -9,8 +9,9 @@ goes two steps further, because clinical image exports rarely have clean patient
   of each other: the same photo saved twice, resized or re-compressed, often two shots of the same
   patient — are put in one group too, joined with the patient ids as connected components, so a
   patient whose photos appear under two ids (or none) still cannot straddle splits. This is on by
-  default whenever an image has no patient id (``group_near_duplicates=None``), because then
-  nothing else keeps one patient's photos together; it can be turned off or forced on.
+  default whatever the patient ids say: public dermatology sets hold the same photo under two
+  patient ids, and a patient id only keeps together what its exporter knew belonged together. It
+  can be turned off (``group_near_duplicates=False``) when the ids are known to be complete.
 
 The groups are recorded in the ``split_group`` column; the evaluation's bootstrap resamples them.
 :func:`split_problems` lists splits that came out empty and diseases missing from a split.
@@ -241,7 +242,7 @@ def patient_split(
     frame,
     fractions=DEFAULT_FRACTIONS,
     seed=0,
-    group_near_duplicates=None,
+    group_near_duplicates=True,
     hash_distance=DEFAULT_HASH_DISTANCE,
     progress=False,
     hashes=None,
@@ -256,9 +257,9 @@ def patient_split(
         Share of *patients* (groups) per split, per diagnosis.
     seed : int
         Seed of the shuffle; the same frame and seed always give the same split.
-    group_near_duplicates : bool or None
-        Also keep perceptually near-identical images together (reads every image once). None
-        (the default): only when some image has no patient id.
+    group_near_duplicates : bool
+        Also keep perceptually near-identical images together, joining the patients that share
+        such a photo into one group (reads every image once). On by default; None means the same.
     hash_distance : int
         Largest Hamming distance (of 64 bits, for pHash and for dHash) of a near-duplicate pair.
     hashes : array, optional
@@ -283,7 +284,7 @@ def patient_split(
     frame = frame.reset_index(drop=True)
     n_empty = int((frame["patient_id"].fillna("").astype(str).str.strip() == "").sum())
     if group_near_duplicates is None:
-        group_near_duplicates = n_empty > 0
+        group_near_duplicates = True
     if n_empty:
         joined = "joined with its near duplicates" if group_near_duplicates else "not grouped further"
         warnings.warn(

@@ -37,6 +37,26 @@ def test_folds_keep_groups_whole_and_stratify_diseases():
         assign_folds(["acne"] * 4, [0, 1, 2, 3], 5)
 
 
+def test_folds_group_patients_sharing_a_photo_whatever_the_ids_say(tmp_path):
+    from PIL import Image
+
+    from skin_cnn.training.cv import group_labels
+
+    rng = np.random.default_rng(1)
+    rows = []
+    for i in range(6):
+        path = tmp_path / f"{i}.png"
+        Image.fromarray((rng.random((8, 8, 3)) * 255).astype(np.uint8)).resize((64, 64)).save(path)
+        rows.append({"image_path": str(path), "patient_id": f"p{i}", "diagnosis": "acne"})
+    Image.open(tmp_path / "0.png").save(tmp_path / "again.jpg", quality=92)  # patient p3 holds p0's photo
+    rows.append({"image_path": str(tmp_path / "again.jpg"), "patient_id": "p3", "diagnosis": "acne"})
+    frame = pd.DataFrame(rows)
+    labels = group_labels(frame)
+    assert labels[0] == labels[3] == labels[6] and len(set(labels.tolist())) == 5
+    apart = group_labels(frame, group_near_duplicates=False)
+    assert len(set(apart.tolist())) == 6 and apart[3] == apart[6] != apart[0]
+
+
 @pytest.fixture(scope="module")
 def cv_run(tmp_path_factory):
     from skin_cnn.training.cv import run_cv

@@ -259,12 +259,75 @@ def test_split_command_excludes_broken_rows_and_writes_flow(tmp_path):
     assert all(counts[s]["by_diagnosis"].keys() == {"acne", "rosacea"} for s in ("train", "val", "test"))
 
 
-def test_near_duplicates_are_not_looked_for_when_every_image_has_a_patient_id():
-    # the paths are not files: grouping near duplicates would have to read them
-    out = patient_split(_frame({"acne": 6, "rosacea": 6}))
-    assert out.attrs["split_info"]["group_near_duplicates"] is False
+def test_near_duplicates_are_looked_for_even_when_every_image_has_a_patient_id():
+    # the paths are not files: grouping near duplicates has to read them, and only the opt-out skips that
     with pytest.raises(Exception, match="file not found"):
-        patient_split(_frame({"acne": 6}), group_near_duplicates=True)
+        patient_split(_frame({"acne": 6, "rosacea": 6}))
+    out = patient_split(_frame({"acne": 6, "rosacea": 6}), group_near_duplicates=False)
+    assert out.attrs["split_info"]["group_near_duplicates"] is False
+
+
+def _distinct_photos(folder, n, seed=0):
+    """``n`` PNG photos with coarse random structure, far apart for pHash and dHash."""
+    rng = np.random.default_rng(seed)
+    paths = []
+    for i in range(n):
+        array = (rng.random((8, 8, 3)) * 255).astype(np.uint8)
+        path = folder / f"p{i}.png"
+        Image.fromarray(array).resize((64, 64), Image.BILINEAR).save(path)
+        paths.append(path)
+    return paths
+
+
+def test_two_patients_sharing_one_identical_photo_are_one_group_in_one_split(tmp_path):
+    # 24 patients (two diagnoses) of one photo each; patient acne-1 also holds acne-0's photo, byte for byte
+    paths = _distinct_photos(tmp_path, 24)
+    rows = [{"image_path": str(p), "patient_id": f"{dx}-{i}", "diagnosis": dx}
+            for i, (p, dx) in enumerate(zip(paths, ["acne", "rosacea"] * 12))]
+    shared = tmp_path / "copy_of_p0.png"
+    shared.write_bytes(paths[0].read_bytes())
+    rows.append({"image_path": str(shared), "patient_id": "acne-2", "diagnosis": "acne"})
+    frame = pd.DataFrame(rows)
+    for seed in range(4):
+        out = patient_split(frame, seed=seed)
+        both = out["patient_id"].isin(["acne-0", "acne-2"])
+        assert out.loc[both, "split_group"].nunique() == 1
+        assert out.loc[both, "split"].nunique() == 1
+        assert out.attrs["split_info"]["merged_groups"] == 1
+        assert out.attrs["split_info"]["groups"] == 23  # 24 patients, two of them joined
+    # opted out, the two patient ids stay two groups
+    apart = patient_split(frame, seed=0, group_near_duplicates=False)
+    assert apart.loc[apart["patient_id"].isin(["acne-0", "acne-2"]), "split_group"].nunique() == 2
+    assert apart.attrs["split_info"]["groups"] == 24
+
+
+def test_split_command_groups_patients_sharing_a_photo_unless_told_not_to(tmp_path):
+    from click.testing import CliRunner
+
+    from skin_cnn.cli import cli
+
+    paths = _distinct_photos(tmp_path, 30)
+    diagnoses = ["acne", "rosacea"] * 15
+    # patient 2 holds patient 0's photo re-saved as JPEG (not the same bytes: validation keeps both rows)
+    Image.open(paths[0]).save(tmp_path / "resaved.jpg", quality=90)
+    lines = ["image_path,patient_id,diagnosis"]
+    lines += [f"{p.name},pt{i},{dx}" for i, (p, dx) in enumerate(zip(paths, diagnoses))]
+    lines.append("resaved.jpg,pt2,acne")
+    manifest = tmp_path / "manifest.csv"
+    manifest.write_text("\n".join(lines) + "\n")
+    cases = (((), True), (("--group-near-duplicates",), True), (("--no-group-near-duplicates",), False))
+    for flags, together in cases:
+        out = tmp_path / f"split{len(flags)}{together}.csv"
+        result = CliRunner().invoke(cli, ["split", str(manifest), "-o", str(out), "--quiet", *flags])
+        assert result.exit_code == 0, result.output
+        split = load_split(out)
+        pair = split[split["patient_id"].isin(["pt0", "pt2"])]
+        assert (pair["split_group"].nunique() == 1) is together
+        if together:
+            assert pair["split"].nunique() == 1
+            assert "1 groups joining more than one patient" in result.output
+        flow = json.loads(out.with_suffix(".flow.json").read_text())
+        assert flow["steps"][-1]["grouping"]["group_near_duplicates"] is together
 
 
 def test_split_problems_by_hand():

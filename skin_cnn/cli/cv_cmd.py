@@ -14,14 +14,19 @@ from skin_cnn.cli.train_cmd import recipe_options, user_settings
               help="YAML or JSON file of training settings; flags typed here override it.")
 @click.option("--resume", is_flag=True, help="Keep finished folds and complete the rest.")
 @click.option("--n-bootstrap", type=int, default=2000, help="Bootstrap resamples of the pooled evaluation.")
+@click.option("--group-near-duplicates/--no-group-near-duplicates", default=True,
+              help="Keep perceptually near-identical images, and the patients sharing them, in one fold "
+              "(a split SOURCE's split_group is kept instead).")
 @recipe_options
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 @click.pass_context
-def command(ctx, source, out, folds, config_file, resume, n_bootstrap, quiet, recipe, **params):
+def command(ctx, source, out, folds, config_file, resume, n_bootstrap, group_near_duplicates, quiet, recipe,
+            **params):
     """Cross-validate a training recipe on SOURCE (a manifest or split CSV) by patient.
 
-    Folds come from scikit-learn's StratifiedGroupKFold over patients (near-duplicate groups when
-    patient ids are missing), stratified by disease. Each fold trains on the others, with a
+    Folds come from scikit-learn's StratifiedGroupKFold over patients joined with their
+    near-duplicate photos (any patient id; --no-group-near-duplicates turns that off),
+    stratified by disease. Each fold trains on the others, with a
     grouped validation part of them choosing the epoch, and predicts its held-out fold, so every
     image gets one out-of-fold prediction. With a frozen trunk (variant P) the trunk features of
     every image are extracted once for all folds. Writes folds.csv, oof_predictions.csv,
@@ -45,4 +50,4 @@ def command(ctx, source, out, folds, config_file, resume, n_bootstrap, quiet, re
     settings.update(RECIPES[recipe] if recipe else {})
     settings.update(user_settings(ctx, params))
     run_cv(source, out, folds, settings, resume=resume, progress=not quiet, echo=click.echo,
-           n_bootstrap=n_bootstrap)
+           n_bootstrap=n_bootstrap, group_near_duplicates=group_near_duplicates)

@@ -15,9 +15,10 @@ from skin_cnn.cli.options import seed_option
 @seed_option
 @click.option("--fractions", nargs=3, type=float, default=(0.8, 0.1, 0.1), show_default=True,
               help="Train, val and test share of patients.")
-@click.option("--group-near-duplicates/--no-group-near-duplicates", default=None,
-              help="Keep perceptually near-identical images in one split [default: on when some "
-              "image has no patient id].")
+@click.option("--group-near-duplicates/--no-group-near-duplicates", default=True,
+              help="Keep perceptually near-identical images in one split, joining the patients that "
+              "share such a photo into one group [default: on; --no-group-near-duplicates when the "
+              "patient ids are known to be complete].")
 @click.option("--hash-distance", default=None, type=click.IntRange(0, 64),
               help="Largest pHash/dHash distance (bits) of a near-duplicate pair [default: 12].")
 @click.option("--icd10-map", type=click.Path(dir_okay=False), default=None,
@@ -32,7 +33,8 @@ def command(manifest, out, seed, fractions, group_near_duplicates, hash_distance
     Every row is validated first; rows with errors (missing or unreadable file, unknown
     diagnosis, duplicate, patient with two diagnoses) are left out and listed, on screen and in
     SPLIT.flow.json beside the split, which holds the counts for a STARD flow diagram.
-    Near-duplicate images are grouped by default when some image has no patient id. A split that
+    Near-duplicate images (the same photo resized or re-saved, under any patient id) are grouped
+    with their patients by default, so two patient ids sharing a photo land in one split. A split that
     comes out empty, or a disease missing from val or test, stops the command (exit code 1)
     unless --allow-empty is given.
     """

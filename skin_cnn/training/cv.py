@@ -4,8 +4,9 @@ With a few hundred photos a single 80/10/10 split leaves test tasks of a few doz
 intervals 20–30 points wide. ``skin-cnn cv`` trains ``k`` models instead, each on the other folds,
 and pools their predictions on the fold they never saw:
 
-1. **Folds** — scikit-learn's ``StratifiedGroupKFold`` over patients (near-duplicate groups when
-   patient ids are missing), stratified by disease (``folds.csv``: image → fold).
+1. **Folds** — scikit-learn's ``StratifiedGroupKFold`` over patients joined with their
+   near-duplicate photos (unless turned off, or the source is a split that already holds
+   ``split_group``), stratified by disease (``folds.csv``: image → fold).
 2. **Inside each fold's training part**, a grouped validation part (one of ``k - 1`` groups of
    the same kind) chooses the epoch and any fitted threshold; the held-out fold plays the test
    split and is never read by training.
@@ -66,12 +67,13 @@ class CVResult:
     ensemble: Path | None
 
 
-def group_labels(frame, progress=False):
-    """The unit every fold keeps whole: ``split_group`` when present, else patient / near-duplicate groups."""
+def group_labels(frame, progress=False, group_near_duplicates=True):
+    """The unit every fold keeps whole: ``split_group`` when present, else patients joined with
+    their near-duplicate photos (:func:`skin_cnn.split.group_images`; patients only when
+    ``group_near_duplicates`` is False)."""
     if "split_group" in frame.columns and frame["split_group"].notna().all():
         return pd.factorize(frame["split_group"].astype(str))[0]
-    ids = frame["patient_id"].fillna("").astype(str).str.strip()
-    labels, _ = group_images(frame, group_near_duplicates=bool((ids == "").any()), progress=progress)
+    labels, _ = group_images(frame, group_near_duplicates=bool(group_near_duplicates), progress=progress)
     return np.asarray(labels)
 
 
@@ -252,7 +254,7 @@ def build_ensemble(fold_dirs):
 
 # ----------------------------------------------------------------------------------------------
 def run_cv(source, out, n_folds=5, settings=None, *, resume=False, progress=True, echo=print,
-           n_bootstrap=2000):
+           n_bootstrap=2000, group_near_duplicates=True):
     """Cross-validate the training recipe in ``settings`` on the images of ``source``.
 
     Parameters
@@ -266,6 +268,9 @@ def run_cv(source, out, n_folds=5, settings=None, *, resume=False, progress=True
         ``skin-cnn train`` settings (field names of :class:`~skin_cnn.training.config.TrainConfig`).
     resume : bool
         Keep the folds already finished and resume an interrupted one.
+    group_near_duplicates : bool
+        Keep near-identical photos (and the patients sharing them) in one fold; ignored when
+        ``source`` is a split with a ``split_group`` column, whose groups are kept instead.
     """
     out = Path(out)
     if (out / FOLDS_FILE).is_file() and not resume:
@@ -277,13 +282,15 @@ def run_cv(source, out, n_folds=5, settings=None, *, resume=False, progress=True
     if (out / "cv.json").is_file() and resume:
         saved = json.loads((out / "cv.json").read_text(encoding="utf-8"))
         settings, n_folds = saved["settings"], int(saved["folds"])
+        group_near_duplicates = saved.get("group_near_duplicates", group_near_duplicates)
     base = resolve_config(dict(settings, split=str(source), out=str(out / "fold1")), source="skin-cnn cv")
-    groups = group_labels(frame, progress=progress)
+    groups = group_labels(frame, progress=progress, group_near_duplicates=group_near_duplicates)
     frame = frame.assign(split_group=groups)  # the bootstrap of the pooled evaluation resamples these
     folds = assign_folds(frame["diagnosis"], groups, n_folds, seed=base.seed)
     atomic.write_csv(out / FOLDS_FILE, frame[["image_path", "patient_id", "diagnosis"]].assign(
         group=groups, fold=folds + 1))
-    atomic.write_json(out / "cv.json", {"folds": int(n_folds), "settings": settings, "source": os.fspath(source)})
+    atomic.write_json(out / "cv.json", {"folds": int(n_folds), "settings": settings, "source": os.fspath(source),
+                                        "group_near_duplicates": bool(group_near_duplicates)})
     shared = None
     if base.use_feature_cache():
         shared = shared_features(base, frame, out, progress=progress, echo=echo)

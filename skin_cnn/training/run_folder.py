@@ -225,8 +225,8 @@ def model_card(*, config, frame, val_aucs, best_epoch, epochs_run, skipped, test
         "  data's Fitzpatrick column shows enough such images; public clinical atlases are dominated by",
         "  light skin. Report metrics by skin type (`skin-cnn evaluate --by <skin-type column>`) before",
         "  drawing conclusions.",
-        "- Near-duplicate photos of one patient across splits inflate results; split with",
-        "  `--group-near-duplicates` when patient ids are missing.",
+        "- Near-duplicate photos of one patient across splits inflate results; `skin-cnn split` keeps",
+        "  near-identical photos (and the patients sharing them) in one split by default.",
         "",
     ]
     return "\n".join(lines)
