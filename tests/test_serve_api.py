@@ -21,6 +21,9 @@ from PIL import Image
 
 from fastapi.testclient import TestClient
 
+#: The server accepts only this computer's host names (``Host`` header; DNS rebinding).
+LOCAL = "http://localhost"
+
 
 @pytest.fixture(scope="module")
 def predictor():
@@ -33,7 +36,7 @@ def predictor():
 def client(predictor):
     from skin_cnn.serve.app import create_app
 
-    return TestClient(create_app(predictor, max_upload_bytes=3_000_000))
+    return TestClient(create_app(predictor, max_upload_bytes=3_000_000), base_url=LOCAL)
 
 
 @pytest.fixture(scope="module")
@@ -134,7 +137,7 @@ def test_a_bare_image_body_is_accepted(client, photo):
 def test_uploads_over_the_limit_are_refused_even_without_a_content_length(predictor, photo):
     from skin_cnn.serve.app import create_app
 
-    small = TestClient(create_app(predictor, max_upload_bytes=2_000))
+    small = TestClient(create_app(predictor, max_upload_bytes=2_000), base_url=LOCAL)
     big = photo.read_bytes() + b"\0" * 5_000
     response = small.post("/api/predict", files={"file": ("p.png", big, "image/png")})
     assert response.status_code == 413 and "limit is 0.002 MB" in response.json()["detail"]
@@ -162,7 +165,8 @@ def test_non_images_damaged_images_and_bombs_get_clear_statuses(predictor, clien
     assert bomb.status_code == 413 and "decompression bomb" in bomb.json()["detail"]
 
     strict = TestClient(
-        create_app(Predictor(predictor.model, predictor.preprocessing, max_pixels=1_000))
+        create_app(Predictor(predictor.model, predictor.preprocessing, max_pixels=1_000)),
+        base_url=LOCAL,
     )
     too_many_pixels = post(photo.read_bytes(), strict)  # 48 × 40 = 1920 pixels
     assert (
@@ -425,7 +429,7 @@ def test_a_gif_of_660000_frames_is_answered_from_its_first_frame_without_stallin
     import test_reading
 
     gif = test_reading._many_frame_gif(660_000)  # 9.9 MB: under the 10 MB default limit
-    http = TestClient(create_app(FakePredictor()))
+    http = TestClient(create_app(FakePredictor()), base_url=LOCAL)
     started = time.perf_counter()
     answer = http.post("/api/predict", files={"file": ("a.gif", gif, "image/gif")})
     elapsed = time.perf_counter() - started
@@ -458,7 +462,7 @@ def test_answers_use_the_models_stored_thresholds_and_say_what_they_mean(tmp_pat
     flipped = {t: (v + 1.0) / 2 if v >= 0.5 else v / 2 for t, v in p.items()}
     store_thresholds(path, {t: {"value": v, "rule": "youden", "method": "val"}
                             for t, v in flipped.items()}, preprocessing=preprocessing)
-    client = TestClient(create_app(load_predictor(path)))
+    client = TestClient(create_app(load_predictor(path)), base_url=LOCAL)
 
     info = client.get("/api/info").json()
     assert info["tasks"]["ctcl_vs_eczema"]["question"] == "If it is CTCL or Eczema: which one?"
@@ -477,3 +481,122 @@ def test_answers_use_the_models_stored_thresholds_and_say_what_they_mean(tmp_pat
         assert result["answer"].startswith(result["question"])
         assert result["answer"].endswith(expected.capitalize() if expected != "ctcl" else "CTCL")
         assert Image.open(io.BytesIO(base64.b64decode(result["gradcam_png"]))).size[1] > 40
+
+
+# ---------------------------------------------------------------------------------------------
+# slow clients, foreign hosts, two files
+
+
+def _start_server(app):
+    import uvicorn
+
+    port = _free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert server.started
+    return server, thread, port
+
+
+def _trickle(port, stop, answers):
+    """Open an upload of a 1000-byte body and send it one byte at a time, 5 bytes a second."""
+    head = (
+        "POST /api/predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: image/png\r\n"
+        "Content-Length: 1000\r\n\r\n"
+    ).encode()
+    with socket.create_connection(("127.0.0.1", port)) as conn:
+        conn.sendall(head)
+        conn.settimeout(0.2)
+        reply = b""
+        for _ in range(1000):
+            if stop.is_set():
+                break
+            try:
+                conn.sendall(b"x")
+                reply += conn.recv(4096)
+                if reply:
+                    break
+            except socket.timeout:
+                continue
+            except OSError:
+                break
+        answers.append(reply.split(b"\r\n", 1)[0].decode("latin-1"))
+
+
+def test_four_trickling_clients_get_408_and_free_their_slots_for_a_normal_upload(photo):
+    import httpx
+
+    from skin_cnn.serve.app import BodyLimits, create_app
+
+    # Four upload slots, all taken by clients sending 5 bytes a second. Without a rate rule the
+    # normal upload waits as long as they trickle (here until the test stops them: a timeout).
+    app = create_app(FakePredictor(), max_concurrent_uploads=4,
+                     body_limits=BodyLimits(timeout=60, grace=1.0, min_rate=1000))
+    server, thread, port = _start_server(app)
+    stop, answers = threading.Event(), []
+    slow = [threading.Thread(target=_trickle, args=(port, stop, answers)) for _ in range(4)]
+    try:
+        for t in slow:
+            t.start()
+        time.sleep(0.5)  # the four hold every slot
+        try:
+            normal = httpx.post(f"http://127.0.0.1:{port}/api/predict", timeout=20,
+                                files={"file": ("p.png", photo.read_bytes(), "image/png")})
+        finally:
+            stop.set()
+            for t in slow:
+                t.join(timeout=30)
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+    assert normal.status_code == 200
+    assert sorted(answers) == ["HTTP/1.1 408 Request Timeout"] * 4
+
+
+def test_a_client_sending_nothing_is_cut_off_at_the_deadline():
+    import anyio
+
+    from skin_cnn.serve.app import BodyLimits, UploadError, read_upload
+
+    class Silent:
+        headers = {"content-type": "image/png"}
+
+        async def stream(self):
+            yield b"\x89PNG"
+            await anyio.sleep(30)
+            yield b"never"
+
+    async def read():
+        started = time.monotonic()
+        with pytest.raises(UploadError) as error:
+            await read_upload(Silent(), 1000, BodyLimits(timeout=0.3, grace=0.3, min_rate=1))
+        return error.value, time.monotonic() - started
+
+    error, elapsed = anyio.run(read)
+    assert error.status == 408 and "too slow" in error.message
+    assert elapsed < 10  # not the 30 s the client would have taken
+
+
+def test_requests_naming_another_host_are_refused(photo):
+    from skin_cnn.cli.serve_cmd import accepted_hosts
+    from skin_cnn.serve.app import create_app
+
+    app = create_app(FakePredictor())
+    for host, status in [("localhost", 200), ("127.0.0.1:8000", 200), ("[::1]:8000", 200),
+                         ("attacker.example:8000", 400), ("localhost.attacker.example", 400)]:
+        answer = TestClient(app, base_url=f"http://{host}").get("/healthz")
+        assert answer.status_code == status, host
+    assert "*" not in accepted_hosts("127.0.0.1")
+    assert accepted_hosts("0.0.0.0") == ("*",)
+    assert accepted_hosts("0.0.0.0", ("lab-pc",)) == ("lab-pc",)
+    assert "lab-pc" in accepted_hosts("localhost", ("lab-pc",))
+
+
+def test_two_file_parts_in_one_form_are_refused(client, photo):
+    data = photo.read_bytes()
+    answer = client.post("/api/predict", files=[("file", ("a.png", data, "image/png")),
+                                                ("file", ("b.png", data, "image/png"))])
+    assert answer.status_code == 400 and "one photo" in answer.json()["detail"]

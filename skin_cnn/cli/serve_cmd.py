@@ -7,6 +7,20 @@ import click
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
+def accepted_hosts(host, extra=()):
+    """``Host`` header names the server accepts when listening on ``host``.
+
+    On a loopback address, this computer's names plus ``extra``; on any other address the page
+    is meant for other machines, whose names for this one are not known here, so every name
+    unless ``extra`` lists them.
+    """
+    from skin_cnn.serve.app import LOCAL_HOSTS
+
+    if host in LOOPBACK:
+        return (*LOCAL_HOSTS, *extra)
+    return tuple(extra) if extra else ("*",)
+
+
 @click.command("serve")
 @click.argument("model", type=click.Path(exists=True))
 @click.option(
@@ -45,7 +59,25 @@ LOOPBACK = ("127.0.0.1", "localhost", "::1")
     help="Uploads held in memory at the same time; later requests wait before their body is "
     "read. Peak memory grows with this times --max-upload-mb.  [default: 2 × --workers]",
 )
-def command(model, host, port, max_upload_mb, max_megapixels, workers, max_concurrent_uploads):
+@click.option(
+    "--allowed-host",
+    "allowed_hosts",
+    multiple=True,
+    help="Another host name the page may be reached by (repeatable). On 127.0.0.1 only this "
+    "computer's names are accepted, so another web site cannot reach the server through a "
+    "re-pointed domain name (DNS rebinding); on any other --host every name is accepted unless "
+    "this is given.",
+)
+@click.option(
+    "--body-timeout",
+    default=60.0,
+    show_default=True,
+    type=click.FloatRange(min=1.0),
+    help="Seconds a client may take to send its photo; slower clients get 408 and free their "
+    "upload slot, so slow connections cannot hold the page.",
+)
+def command(model, host, port, max_upload_mb, max_megapixels, workers, max_concurrent_uploads,
+            allowed_hosts, body_timeout):
     """Serve MODEL (a run folder or .keras file) at http://HOST:PORT/.
 
     \b
@@ -64,7 +96,7 @@ def command(model, host, port, max_upload_mb, max_megapixels, workers, max_concu
     import uvicorn.config
 
     from skin_cnn.predict import load_predictor
-    from skin_cnn.serve.app import create_app
+    from skin_cnn.serve.app import BodyLimits, create_app
 
     predictor = load_predictor(model, max_pixels=int(max_megapixels * 1e6))
     app = create_app(
@@ -72,6 +104,8 @@ def command(model, host, port, max_upload_mb, max_megapixels, workers, max_concu
         max_upload_bytes=int(max_upload_mb * 1e6),
         workers=workers,
         max_concurrent_uploads=max_concurrent_uploads,
+        body_limits=BodyLimits(timeout=body_timeout),
+        allowed_hosts=accepted_hosts(host, allowed_hosts),
     )
     if host not in LOOPBACK:
         click.echo(

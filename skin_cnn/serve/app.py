@@ -8,6 +8,15 @@ Safety rules, each enforced here rather than left to the web framework's default
 * **Size limit while reading.** A declared ``Content-Length`` over the limit is refused at once;
   the bytes actually received are counted as well, so a chunked upload or a lying header is
   stopped as soon as it passes the limit: ``413``.
+* **No slot held by a slow client.** Reading a body has a deadline (``BodyLimits.timeout``)
+  and, after a short grace period, a minimum average rate (``BodyLimits.min_rate``): a client
+  trickling its upload, or sending nothing at all, gets ``408`` and its upload slot goes to the
+  next request, so a few slow connections cannot shut the page out for everyone.
+* **Local hosts only.** Requests whose ``Host`` header names another host are refused (``400``,
+  Starlette's ``TrustedHostMiddleware``): a web page on another site cannot reach the local
+  server through a domain name re-pointed at 127.0.0.1 (DNS rebinding).
+* **One photo per upload.** A form with two ``file`` parts is refused (``400``) rather than
+  answered for one of them.
 * **Content, not names.** Whether an upload is an image is decided by decoding it
   (:func:`skin_cnn.data.reading.read_image`): ``415`` for something that is not an image,
   ``422`` for a damaged one, ``413`` for one with more pixels than the limit (a decompression
@@ -32,10 +41,12 @@ import base64
 import io
 import logging
 import time
+from dataclasses import dataclass
 from importlib import resources
 
 import anyio
 from fastapi import FastAPI, Query, Request
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from python_multipart.multipart import MultipartParser, parse_options_header
@@ -67,6 +78,33 @@ CONDITIONAL_NOTE = (
 )
 
 _STATIC = resources.files("skin_cnn.serve") / "static"
+
+#: Host names a page served on this computer is reached by (the ``Host`` header, port aside).
+LOCAL_HOSTS = ("localhost", "127.0.0.1", "[::1]")
+
+
+@dataclass(frozen=True)
+class BodyLimits:
+    """How long and how slowly a client may send a request body before it gets ``408``.
+
+    Attributes
+    ----------
+    timeout : float
+        Seconds from the first read of the body to its last byte.
+    grace : float
+        Seconds before the rate rule applies (connection start-up, a first slow packet).
+    min_rate : float
+        Least average bytes per second after ``grace``: a client below it holds an upload slot
+        while sending almost nothing, so it is cut off (``received >= min_rate × (t − grace)``).
+    """
+
+    timeout: float = 60.0
+    grace: float = 2.0
+    min_rate: float = 1000.0
+
+    def deadline(self, started, received):
+        """Monotonic time by which more bytes must arrive (the earlier of both rules)."""
+        return started + min(self.timeout, self.grace + received / self.min_rate)
 
 
 class UploadError(Exception):
@@ -143,8 +181,9 @@ class _FormCollector:
 
     def on_part_end(self):
         if self._name == "file":
-            if self.file is None:
-                self.file = bytes(self._data)
+            if self.file is not None:
+                raise UploadError(400, "send one photo per request: the form has two 'file' parts")
+            self.file = bytes(self._data)
         elif not self._is_file and self._name:
             self.fields[self._name] = bytes(self._data).decode("utf-8", errors="replace")
         self._data = bytearray()
@@ -178,7 +217,29 @@ def check_headers(request, max_bytes):
     return multipart, options, limit
 
 
-async def read_upload(request, max_bytes):
+async def _chunks(request, limits):
+    """The body chunks of ``request``, each awaited no later than ``limits`` allow (else 408)."""
+    stream = request.stream().__aiter__()
+    started = time.monotonic()
+    received = 0
+    while True:
+        wait = limits.deadline(started, received) - time.monotonic()
+        try:
+            with anyio.fail_after(max(wait, 0.0)):
+                chunk = await stream.__anext__()
+        except StopAsyncIteration:
+            return
+        except TimeoutError:
+            await stream.aclose()
+            raise UploadError(
+                408, f"upload too slow: the photo must arrive within {limits.timeout:g} s, at "
+                f"{limits.min_rate:g} bytes/s or faster"
+            ) from None
+        received += len(chunk)
+        yield chunk
+
+
+async def read_upload(request, max_bytes, limits=BodyLimits()):
     """Read the uploaded image of a request into memory, enforcing the size limit while reading.
 
     Accepts ``multipart/form-data`` with the image in the field ``file`` (other text fields are
@@ -192,8 +253,8 @@ async def read_upload(request, max_bytes):
     Raises
     ------
     UploadError
-        413 over the limit, 415 for an unsupported content type, 422 for a malformed form or a
-        missing file.
+        408 for a body arriving too slowly (``limits``), 400 for two files, 413 over the limit,
+        415 for an unsupported content type, 422 for a malformed form or a missing file.
     """
     multipart, options, limit = check_headers(request, max_bytes)
     collector = parser = None
@@ -205,7 +266,7 @@ async def read_upload(request, max_bytes):
         collector = _FormCollector(max_bytes)
         parser = MultipartParser(boundary, collector.callbacks())
     received = 0
-    async for chunk in request.stream():
+    async for chunk in _chunks(request, limits):
         received += len(chunk)
         if received > limit:
             raise UploadError(413, f"upload too large: the limit is {_megabytes(max_bytes)}")
@@ -360,7 +421,8 @@ def _truthy(value):
 # the application
 
 
-def create_app(predictor, *, max_upload_bytes=10_000_000, workers=2, max_concurrent_uploads=None):
+def create_app(predictor, *, max_upload_bytes=10_000_000, workers=2, max_concurrent_uploads=None,
+               body_limits=BodyLimits(), allowed_hosts=LOCAL_HOSTS):
     """Build the FastAPI application around a loaded :class:`skin_cnn.predict.Predictor`.
 
     Parameters
@@ -376,6 +438,11 @@ def create_app(predictor, *, max_upload_bytes=10_000_000, workers=2, max_concurr
         answer (default ``2 * workers``: one batch being decoded, the next one read). Others wait
         before their body is read, so memory stays bounded by about this many uploads however
         many clients send at once.
+    body_limits : BodyLimits
+        Deadline and least rate for reading a body; a slower client gets 408 and frees its slot.
+    allowed_hosts : sequence of str
+        Accepted ``Host`` header names (port aside; ``"*"`` accepts any). The default, this
+        computer's own names, refuses requests sent through another domain (DNS rebinding).
     """
     app = FastAPI(
         title="skin-cnn",
@@ -384,6 +451,7 @@ def create_app(predictor, *, max_upload_bytes=10_000_000, workers=2, max_concurr
         docs_url=None,  # FastAPI's page loads Swagger UI from a CDN; /docs below works offline
         redoc_url=None,
     )
+    app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(allowed_hosts))
     app.state.predictor = predictor
     app.state.max_upload_bytes = int(max_upload_bytes)
     workers = max(1, int(workers))
@@ -491,7 +559,8 @@ def create_app(predictor, *, max_upload_bytes=10_000_000, workers=2, max_concurr
         probability and the positive-class probability, the hue-crop box in the photo's pixels
         and, with `gradcam=true`, a base64 PNG of the Grad-CAM heat map on the photo, captioned,
         with a colour bar. Form fields `task` and `gradcam` override the query parameters.
-        413: too large; 415: not an image; 422: damaged image or malformed request.
+        400: two files in one form; 408: body sent too slowly; 413: too large; 415: not an image;
+        422: damaged image or malformed request.
         """
         started = time.perf_counter()
         check_headers(request, app.state.max_upload_bytes)
@@ -501,7 +570,7 @@ def create_app(predictor, *, max_upload_bytes=10_000_000, workers=2, max_concurr
             return await _predict_request(request, task, gradcam, started)
 
     async def _predict_request(request, task, gradcam, started):
-        data, fields = await read_upload(request, app.state.max_upload_bytes)
+        data, fields = await read_upload(request, app.state.max_upload_bytes, body_limits)
         task = fields.get("task", task)
         gradcam = _truthy(fields["gradcam"]) if "gradcam" in fields else gradcam
         try:
