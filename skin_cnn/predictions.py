@@ -30,7 +30,7 @@ def predictions_frame(manifest, probabilities, tasks=TASK_NAMES):
         Tasks to report; an image appears only under the tasks its diagnosis belongs to.
     """
     n = len(manifest)
-    extra = [c for c in manifest.columns if c not in PREDICTION_COLUMNS + ("diagnosis",)]
+    extra = predicted_columns(manifest.columns)[len(PREDICTION_COLUMNS):]
     frames = []
     for name in tasks:
         task = TASKS[name]
@@ -54,6 +54,43 @@ def predictions_frame(manifest, probabilities, tasks=TASK_NAMES):
     if not frames:
         return pd.DataFrame(columns=list(PREDICTION_COLUMNS) + extra)
     return pd.concat(frames, ignore_index=True)
+
+
+def predicted_columns(manifest_columns):
+    """The columns :func:`predictions_frame` gives the predictions of a manifest with these columns.
+
+    Known before any model runs, so options naming a column (``--by``, ``--fairness``) can be
+    checked against them at once.
+    """
+    extra = [str(c) for c in manifest_columns if c not in PREDICTION_COLUMNS + ("diagnosis",)]
+    return [*PREDICTION_COLUMNS, *extra]
+
+
+def check_columns(columns, options, name="the predictions"):
+    """Refuse an option naming a column that ``columns`` lacks, naming the ones that exist.
+
+    Parameters
+    ----------
+    columns : sequence of str
+        The columns available (e.g. :func:`predicted_columns` of a split, before predicting).
+    options : dict of str -> sequence of str
+        Option name -> the columns it names, e.g. ``{"--by": ("source",)}``.
+    name : str
+        What holds the columns, for the message.
+
+    Raises
+    ------
+    ValueError
+        One line: the option, the missing column, and the available columns.
+    """
+    available = [str(c) for c in columns]
+    for option, wanted in options.items():
+        for column in wanted:
+            if column not in available:
+                raise ValueError(
+                    f"{option} {column}: no column {column!r} in {name} "
+                    f"(columns: {', '.join(available)})"
+                )
 
 
 def check_unique_rows(frame, name):

@@ -140,6 +140,22 @@ def _config(run_dir):
         return {}
 
 
+def run_split(run_dir, split):
+    """The run's ``split.csv`` as a frame, refused in one line when missing or without ``split`` rows.
+
+    Cheap (no model), so every argument can be checked against it before a model is loaded.
+    """
+    from skin_cnn.split import load_split
+
+    split_csv = Path(run_dir) / "split.csv"
+    if not split_csv.is_file():
+        raise FileNotFoundError(f"{run_dir}: no split.csv in the run folder; is it a `skin-cnn train` run?")
+    frame = load_split(split_csv)
+    if not (frame["split"] == split).any():
+        raise ValueError(f"{split_csv}: no images in the {split} split")
+    return frame
+
+
 def predict_run_split(run_dir, split, predictor=None, progress=True):
     """Predict one split of a run with the run's model and preprocessing.
 
@@ -160,16 +176,10 @@ def predict_run_split(run_dir, split, predictor=None, progress=True):
     """
     from skin_cnn.predict import load_predictor, predict_frame
     from skin_cnn.predictions import predictions_frame
-    from skin_cnn.split import load_split
 
     run_dir = Path(run_dir)
-    split_csv = run_dir / "split.csv"
-    if not split_csv.is_file():
-        raise FileNotFoundError(f"{run_dir}: no split.csv in the run folder; is it a `skin-cnn train` run?")
-    frame = load_split(split_csv)
+    frame = run_split(run_dir, split)
     part = frame[frame["split"] == split].reset_index(drop=True)
-    if part.empty:
-        raise ValueError(f"{split_csv}: no images in the {split} split")
     if predictor is None:
         predictor = load_predictor(run_dir)
     result = predict_frame(predictor, part, progress=progress)
@@ -178,14 +188,12 @@ def predict_run_split(run_dir, split, predictor=None, progress=True):
     return preds, result.skipped, frame, predictor
 
 
-def _validation(run_dir, val_predictions, predictor, progress, out):
-    """Validation predictions for a fitted threshold: the given file, else the run folder's,
+def _validation(run_dir, predictor, progress, out):
+    """Validation predictions for a fitted threshold when none were given: the run folder's,
     else a fresh prediction of the val split. Returns ``(frame, source)``."""
     from skin_cnn.atomic import write_csv
     from skin_cnn.predictions import read_predictions
 
-    if val_predictions is not None:
-        return read_predictions(val_predictions), str(val_predictions)
     for rel in VAL_PREDICTION_FILES:
         if (run_dir / rel).is_file():
             return read_predictions(run_dir / rel), str(run_dir / rel)
@@ -266,12 +274,20 @@ def evaluate_run(
             "a fitted threshold cannot be chosen on the split it is evaluated on; "
             "evaluate the test split, or use a fixed --threshold"
         )
+    # every argument is checked before the model runs: a misspelt column fails at once
+    from skin_cnn.predictions import check_columns, predicted_columns, read_predictions
+
+    check_columns(predicted_columns(run_split(run_dir, split).columns), {"--by": by, "--fairness": fairness},
+                  str(run_dir / "split.csv"))
+    given = read_predictions(val_predictions) if rule.needs_validation and val_predictions is not None else None
     preds, skipped, frame, predictor = predict_run_split(run_dir, split, predictor, progress)
     out.mkdir(parents=True, exist_ok=True)
     write_csv(out / f"predictions_{split}.csv", preds)
     validation, source = None, ""
-    if rule.needs_validation:
-        validation, source = _validation(run_dir, val_predictions, predictor, progress, out)
+    if given is not None:
+        validation, source = given, str(val_predictions)
+    elif rule.needs_validation:
+        validation, source = _validation(run_dir, predictor, progress, out)
     if rule.method == STORED:
         thresholds, method = stored_thresholds(predictor, list(dict.fromkeys(preds["task"])), split)
     else:

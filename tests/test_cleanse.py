@@ -493,3 +493,76 @@ def test_filter_trained_on_part_of_real_photos_keeps_the_held_out_ones(public_de
     assert not bad
     assert np.sum(skin_scores >= 0.5) <= 15  # at most 10% of 150 real skin photos it never saw
     assert np.mean(non_scores >= 0.5) >= 0.8
+
+
+# ---------------------------------------------------------------------------------------------
+# whether --apply is advisable, and the README path either way
+
+
+def _holdout(skin_scores, paths=None):
+    paths = paths or [f"/x/s{i}.jpg" for i in range(len(skin_scores))]
+    return pd.DataFrame({"image_path": paths + ["/x/n.jpg"], "label": ["skin"] * len(paths) + ["non-skin"],
+                         "p_nonskin": list(skin_scores) + [0.9]})
+
+
+def test_advice_counts_held_out_skin_photos_removed_overall_and_per_disease():
+    from scipy import stats
+
+    from skin_cnn.cleanse.review import apply_advice
+
+    scores = [0.1] * 97 + [0.6, 0.7, 0.2]  # 2 of 100 skin photos at or above 0.5
+    paths = [f"/x/s{i}.jpg" for i in range(100)]
+    diagnoses = {p: ("acne" if i < 50 else "rosacea") for i, p in enumerate(paths)}
+    advice = apply_advice(_holdout(scores, paths), 0.5, diagnoses)
+    by_group = {e.group: (e.removed, e.n_skin) for e in advice.estimates}
+    assert by_group == {"all": (2, 100), "acne": (0, 50), "rosacea": (2, 50)}
+    overall = advice.estimates[0]
+    assert overall.ci[1] == pytest.approx(stats.beta.ppf(0.975, 3, 98))
+    assert not advice.advisable  # 2% overall, 4% in rosacea: above 1%
+    assert apply_advice(_holdout(scores, paths), 0.75, diagnoses).advisable  # none removed at 0.75
+    assert not apply_advice(None, 0.5).advisable  # no estimate, no advice to remove
+
+
+def _readme_commands():
+    block = README.read_text().split("## Your own images", 1)[1].split("```bash", 1)[1].split("```", 1)[0]
+    return [line.split("#", 1)[0].split() for line in block.splitlines() if line.startswith("skin-cnn")]
+
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def test_readme_offers_no_apply_and_its_next_step_works_after_a_review_that_advises_against_it(
+        tmp_path, monkeypatch):
+    commands = _readme_commands()
+    assert not any("--apply" in c for c in commands)
+    review = next(c for c in commands if c[1:3] == ["cleanse", "apply"])
+    crop = next(c for c in commands if c[1] == "crop")
+    assert crop[2] == review[3]  # the crop step reads the split the review leaves as it was
+
+    data = tmp_path / "data"
+    write_skin(data / "img", 10, seed=5)
+    diseases = ["acne", "rosacea", "psoriasis", "eczema", "ctcl"]
+    pd.DataFrame({"image_path": [f"img/skin_{i:03d}.jpg" for i in range(10)],
+                  "patient_id": [f"p{i}" for i in range(10)],
+                  "diagnosis": [diseases[i % 5] for i in range(10)],
+                  "split": ["train"] * 6 + ["val", "val", "test", "test"]}).to_csv(data / "split.csv", index=False)
+    model_dir = tmp_path / "cleanse"
+    model_dir.mkdir()
+    paths = [str(data / "img" / f"skin_{i:03d}.jpg") for i in range(10)]
+    _holdout([0.1] * 9 + [0.8], paths).to_csv(model_dir / "holdout_predictions.csv", index=False)
+
+    class Scores:  # one photo in ten scored non-skin, as on the held-out photos
+        input_shape = (None, 16, 16, 3)
+
+        def predict_on_batch(self, images):
+            return np.where(np.arange(len(images)) == 0, 0.8, 0.1)
+
+    monkeypatch.setattr(classifier, "load_skin_classifier", lambda folder: Scores())
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(cli, review[1:], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert "1 of 10" in result.output and "10.0% (95% CI 0.3%-44.5%)" in result.output
+    assert "--apply is not advisable" in result.output and f"Keep {review[3]}" in result.output
+    assert not Path(review[5]).exists()
+    result = CliRunner().invoke(cli, [*crop[1:], "--quiet", "--sample", "0"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output

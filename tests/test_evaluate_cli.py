@@ -291,3 +291,25 @@ def test_report_states_the_resampling_unit_it_used(evaluated, tmp_path):
     md = (tmp_path / "o" / "report.md").read_text()
     assert "Resampling unit: **image**" in md and "images are treated as independent" in md
     assert "patient-level" not in md
+
+
+@pytest.mark.parametrize("option", ["--by", "--fairness"])
+def test_a_missing_column_is_refused_before_the_model_is_loaded(tmp_path, monkeypatch, option):
+    import skin_cnn.predict as predict
+
+    def no_model(*args, **kwargs):
+        raise AssertionError("the model was loaded before the arguments were checked")
+
+    monkeypatch.setattr(predict, "load_predictor", no_model)
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    pd.DataFrame(
+        [{"image_path": f"{i}.png", "patient_id": f"p{i}", "diagnosis": "acne", "split": "test",
+          "source_repo": "a"} for i in range(3)]
+    ).to_csv(run_dir / "split.csv", index=False)
+    (run_dir / "config.json").write_text("{}")
+    result = run("evaluate", run_dir, option, "source", "--n-bootstrap", 0, "--quiet")
+    assert result.exit_code != 0
+    message = result.output.strip().splitlines()[-1]
+    assert f"{option} source" in message and "'source'" in message and "source_repo" in message
+    assert "Traceback" not in result.output and not (run_dir / "eval_test").exists()

@@ -22,13 +22,16 @@ def command():
     Clinical photo folders also hold photos of patient-ID slips, patch-test sheets and forms.
     The filter is a small CNN giving P(non-skin) for each image, trained on your own
     training-split photos and generated non-skin examples (no model ships with skin-cnn).
-    `apply` first writes a review of what it would remove (contact sheet and CSV) and changes
-    nothing; with --apply it removes those images and lists every removed or unreadable one.
+    `apply` first writes a review of what it would remove (contact sheet and CSV), estimates from
+    the filter's held-out skin photos how many real skin photos removal would cost (overall and
+    per disease, with exact 95% intervals), says whether --apply is advisable (at most 1%), and
+    changes nothing; with --apply it removes those images and lists every removed or unreadable
+    one. When --apply is not advisable, keep using the input split.
 
     \b
     skin-cnn cleanse train --skin split.csv -o cleanse_model/
-    skin-cnn cleanse apply split.csv -o clean.csv --model cleanse_model/           # review
-    skin-cnn cleanse apply split.csv -o clean.csv --model cleanse_model/ --apply   # remove
+    skin-cnn cleanse apply split.csv -o clean.csv --model cleanse_model/           # review and advice
+    skin-cnn cleanse apply split.csv -o clean.csv --model cleanse_model/ --apply   # remove, if advised
     """
 
 
@@ -152,6 +155,7 @@ def apply_command(manifest, out, model_dir, threshold, batch_size, apply_):
     """
     from skin_cnn.cleanse.apply import cleanse_frame, write_cleansed, write_review
     from skin_cnn.cleanse.classifier import load_skin_classifier
+    from skin_cnn.cleanse.review import review_advice
 
     frame = load_manifest(manifest)
     model = load_skin_classifier(model_dir)
@@ -161,9 +165,13 @@ def apply_command(manifest, out, model_dir, threshold, batch_size, apply_):
     click.echo(f"{'review:':<11} {review['review']}")
     for sheet in review["sheets"]:
         click.echo(f"{'sheet:':<11} {sheet}")
+    advice = review_advice(model_dir, frame, threshold)
     if not apply_:
-        click.echo("nothing removed yet: look through the review, then run again with --apply")
+        for line in advice.lines(manifest, out):
+            click.echo(line)
         return
+    if not advice.advisable:
+        click.echo(f"removing although --apply is not advisable: {advice.shortfall()}")
     written = write_cleansed(result, manifest, out)
     for key in ("kept", "removed", "unreadable", "flow"):
         if key in written:

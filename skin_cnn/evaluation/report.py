@@ -600,13 +600,9 @@ def write_evaluation(
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    for option, columns in (("--by", by), ("--fairness", fairness)):
-        for column in columns:
-            if column not in predictions.columns:
-                raise ValueError(
-                    f"{option} {column}: the predictions have no column {column!r} "
-                    f"(columns: {', '.join(map(str, predictions.columns))})"
-                )
+    from skin_cnn.predictions import check_columns
+
+    check_columns(predictions.columns, {"--by": by, "--fairness": fairness})
     metrics = evaluate_predictions(
         predictions,
         thresholds,
