@@ -250,19 +250,26 @@ def test_val_predictions_cover_train_and_val_once_each_and_never_test(linear_run
     assert not set(preds["image_path"]) & set(split.loc[split["split"] == "test", "image_path"])
 
 
-def test_the_stored_thresholds_are_youden_of_the_out_of_fold_predictions(linear_run):
+def youden_midpoint(y, p):
+    """Youden's cut-off recomputed with scikit-learn's ROC curve: among equal maxima of
+    sensitivity + specificity - 1 the highest observed score, then halfway to the next lower one."""
     from sklearn.metrics import roc_curve
 
+    fpr, tpr, cuts = roc_curve(y, p, drop_intermediate=False)
+    j = tpr - fpr
+    best = cuts[np.flatnonzero(j >= j.max() - 1e-12)].max()
+    below = np.asarray(p)[np.asarray(p) < best]
+    return (best + below.max()) / 2 if below.size else best
+
+
+def test_the_stored_thresholds_are_youden_of_the_out_of_fold_predictions(linear_run):
     from skin_cnn.models import read_file_info
 
     _, out = linear_run
     preds = pd.read_csv(out / "val_predictions.csv")
     stored = read_file_info(out / "best.keras")["thresholds"]
     for task, part in preds.groupby("task"):
-        fpr, tpr, cuts = roc_curve(part["y_true"], part["y_prob"])
-        j = tpr - fpr
-        best = cuts[np.flatnonzero(j == j.max())].max()  # the highest threshold among equal maxima
-        assert stored[task]["value"] == pytest.approx(best)
+        assert stored[task]["value"] == pytest.approx(youden_midpoint(part["y_true"], part["y_prob"]))
         assert stored[task]["rule"] == "youden"
 
 
@@ -328,7 +335,6 @@ def test_settings_the_linear_recipe_cannot_honour_are_refused(settings, message)
 
 
 def test_cross_validation_of_the_recipe_stores_youden_of_the_pooled_oof_in_an_explainable_ensemble(tmp_path):
-    from sklearn.metrics import roc_curve
     from test_training import tiny_split
 
     from skin_cnn.models import read_file_info
@@ -342,9 +348,7 @@ def test_cross_validation_of_the_recipe_stores_youden_of_the_pooled_oof_in_an_ex
     oof = pd.read_csv(out / "oof_predictions.csv")
     stored = read_file_info(out / "ensemble.keras")["thresholds"]
     for task, part in oof.groupby("task"):
-        fpr, tpr, cuts = roc_curve(part["y_true"], part["y_prob"])
-        j = tpr - fpr
-        assert stored[task]["value"] == pytest.approx(cuts[np.flatnonzero(j == j.max())].max())
+        assert stored[task]["value"] == pytest.approx(youden_midpoint(part["y_true"], part["y_prob"]))
     # the ensemble keeps the trunk's layers at its top level, so Grad-CAM finds block5_conv3
     from skin_cnn.explain import gradcam_batch, last_conv_layer
     from skin_cnn.predict import load_keras_model
@@ -362,6 +366,16 @@ def test_cross_validation_of_the_recipe_stores_youden_of_the_pooled_oof_in_an_ex
         for task in TASK_NAMES:
             row = folds[(folds["fold"] == k) & (folds["task"] == task)].iloc[0]
             assert row["threshold"] == pytest.approx(own[task]["value"])
+    # the pooled evaluation scores each out-of-fold prediction at its own fold model's threshold
+    pooled = json.loads((out / "eval_oof" / "metrics.json").read_text())
+    assert "fold model stores" in pooled["threshold_method"]
+    for task, part in oof.groupby("task"):
+        cut = part["fold"].map(lambda k: read_file_info(out / f"fold{k}" / "best.keras")["thresholds"][task]["value"])
+        called, y = part["y_prob"] >= cut, part["y_true"] == 1
+        entry = pooled["tasks"][task]
+        assert (entry["tp"], entry["fn"], entry["tn"], entry["fp"]) == (
+            int((called & y).sum()), int((~called & y).sum()), int((~called & ~y).sum()), int((called & ~y).sum()))
+        assert set(entry["threshold"]) == {"1", "2", "3"}
 
 
 def test_evaluate_answers_at_the_models_stored_thresholds_on_test_and_at_half_elsewhere(linear_run):

@@ -151,6 +151,11 @@ def test_subgroups_partition_the_images():
 # -- thresholds ------------------------------------------------------------------------------
 
 
+def _next_lower(p, t):
+    """The largest observed score below ``t`` (what the chosen cut-off sits just above)."""
+    return max(s for s in set(p) if s < t)
+
+
 def test_youden_threshold_maximises_sens_plus_spec_by_brute_force():
     rng = np.random.default_rng(2)
     y = rng.integers(0, 2, 200)
@@ -161,10 +166,27 @@ def test_youden_threshold_maximises_sens_plus_spec_by_brute_force():
         for t in set(p)
     }
     best = max(js.values())
-    assert js[chosen] == pytest.approx(best)
-    assert chosen == max(
-        t for t, j in js.items() if abs(j - best) < 1e-12
-    )  # ties: highest threshold
+    top = max(t for t, j in js.items() if abs(j - best) < 1e-12)  # ties: the fewest positive calls
+    assert chosen == pytest.approx((top + _next_lower(p, top)) / 2)
+    assert chosen not in set(p)
+    assert ((p >= chosen) == (p >= top)).all()  # the same calls as the observed score it replaces
+
+
+def test_youden_cut_off_lies_halfway_between_two_photos_by_hand():
+    # scores 0.1 (neg), 0.3 (neg), 0.4 (pos), 0.6 (neg), 0.8 (pos), 0.9 (pos)
+    # cut above 0.3: sens 3/3, spec 2/3, J 0.667; above 0.6: sens 2/3, spec 3/3, J 0.667 (tie,
+    # fewer positive calls wins); above 0.1: J 0.333; above 0.4: J 0.333. Youden: calls >= 0.8,
+    # the cut-off halfway between 0.6 and 0.8.
+    y = [0, 0, 1, 0, 1, 1]
+    p = [0.1, 0.3, 0.4, 0.6, 0.8, 0.9]
+    assert choose_threshold(y, p, "youden") == pytest.approx(0.7)
+    # sensitivity >= 0.9 needs every positive: calls >= 0.4, cut-off halfway between 0.3 and 0.4
+    assert choose_threshold(y, p, "sensitivity", 0.9) == pytest.approx(0.35)
+    # specificity >= 0.6 (2 of 3 negatives below): calls >= 0.4 is the most positive calls allowed
+    assert choose_threshold(y, p, "specificity", 0.6) == pytest.approx(0.35)
+    # every photo positive: just below the lowest score, never on it
+    low = choose_threshold([1, 0, 1], [0.2, 0.5, 0.9], "sensitivity", 1.0)
+    assert low < 0.2 and low == pytest.approx(0.2)
 
 
 def test_sensitivity_target_gives_highest_threshold_reaching_it():
@@ -174,8 +196,9 @@ def test_sensitivity_target_gives_highest_threshold_reaching_it():
     t = choose_threshold(y, p, "sensitivity", 0.9)
     sens = lambda th: ((p >= th) & (y == 1)).sum() / y.sum()  # noqa: E731
     assert sens(t) >= 0.9
-    higher = [s for s in set(p) if s > t]
-    assert all(sens(s) < 0.9 for s in higher)
+    point = min(s for s in set(p) if s > t)  # the lowest score called positive
+    assert sens(point) == sens(t) and t == pytest.approx((point + _next_lower(p, point)) / 2)
+    assert all(sens(s) < 0.9 for s in set(p) if s > point)
     spec = lambda th: ((p < th) & (y == 0)).sum() / (1 - y).sum()  # noqa: E731
     ts = choose_threshold(y, p, "specificity", 0.8)
     assert spec(ts) >= 0.8 and all(spec(s) < 0.8 for s in set(p) if s < ts)
@@ -245,3 +268,24 @@ def test_bootstrap_resamples_the_split_groups_when_the_predictions_carry_them():
     plain = evaluate_predictions(df.drop(columns="split_group"), n_bootstrap=50)
     assert plain["tasks"]["acne_vs_rosacea"]["bootstrap"]["unit"] == "image"
     assert plain["tasks"]["acne_vs_rosacea"]["bootstrap"]["n_units"] == 50
+
+
+def test_per_row_thresholds_count_each_row_at_its_own_cut_off():
+    from skin_cnn.evaluation.threshold import PER_ROW
+
+    # fold 1 at 0.3: 0.4 (pos) TP, 0.2 (pos) FN, 0.35 (neg) FP; fold 2 at 0.6: 0.5 (pos) FN, 0.7 (pos) TP,
+    # 0.55 (neg) TN, 0.1 (neg) TN
+    frame = pd.DataFrame({
+        "image_path": [f"{i}.jpg" for i in range(7)], "patient_id": [str(i) for i in range(7)],
+        "task": "acne_vs_rosacea", "y_true": [1, 1, 0, 1, 1, 0, 0],
+        "y_prob": [0.4, 0.2, 0.35, 0.5, 0.7, 0.55, 0.1], "fold": [1, 1, 1, 2, 2, 2, 2],
+        "threshold": [0.3, 0.3, 0.3, 0.6, 0.6, 0.6, 0.6]})
+    m = evaluate_predictions(frame, PER_ROW, "per fold", n_bootstrap=20)
+    e = m["tasks"]["acne_vs_rosacea"]
+    assert (e["tp"], e["fn"], e["tn"], e["fp"]) == (2, 2, 2, 1)
+    assert e["threshold"] == {"1": 0.3, "2": 0.6}
+    # one shared cut-off reads as a plain number, as before
+    same = evaluate_predictions(frame.assign(threshold=0.45), PER_ROW, n_bootstrap=0)
+    assert same["threshold"] == 0.45 and same["tasks"]["acne_vs_rosacea"]["tp"] == 2
+    with pytest.raises(ValueError, match="'threshold' column"):
+        evaluate_predictions(frame.drop(columns=["threshold"]), PER_ROW, n_bootstrap=0)

@@ -288,6 +288,7 @@ def _summary(metrics, out):
             )
         )
     from skin_cnn.evaluation.precision import MIN_COUNT, caveats
+    from skin_cnn.evaluation.threshold import threshold_label
 
     for task, e in metrics["tasks"].items():  # one line per task: the report's cells say more
         found = {m: caveats(m, e[m], e) for m in ("sensitivity", "specificity", "ppv", "npv", "accuracy", "auc")}
@@ -299,7 +300,7 @@ def _summary(metrics, out):
             click.echo(f"  caution, {task}: {'; '.join(parts)}")
     th = metrics["threshold"]
     if isinstance(th, dict):
-        th = ", ".join(f"{task} {value:.4g}" for task, value in th.items())
+        th = ", ".join(f"{task} {threshold_label(value)}" for task, value in th.items())
     click.echo(f"threshold: {th} ({metrics['threshold_method']})")
     for column, result in (metrics.get("fairness") or {}).items():
         gaps = [f"{task} {m} {100 * g['value']:.1f} pts ({g['high']} vs {g['low']})"

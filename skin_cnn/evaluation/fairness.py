@@ -124,7 +124,7 @@ def fairness_analysis(
         Predictions table (``skin_cnn.predictions`` layout) with ``column``.
     column : str
         E.g. ``fitzpatrick_scale``; missing values form the group ``unknown``.
-    thresholds : float or dict of str -> float
+    thresholds : float, dict of str -> float, or ``"per row"``
         The thresholds of the whole evaluation, never re-chosen per group.
     n_bootstrap : int
         Resamples for the gap intervals (0: gaps without intervals).
@@ -141,6 +141,7 @@ def fairness_analysis(
         of :func:`skin_cnn.evaluation.metrics.task_metrics` (without bootstrap).
     """
     from skin_cnn.evaluation.metrics import task_metrics
+    from skin_cnn.evaluation.threshold import row_thresholds
 
     if column not in predictions.columns:
         raise ValueError(
@@ -160,13 +161,13 @@ def fairness_analysis(
     }
     units = set()
     for task in [t for t in TASK_NAMES if (frame["task"] == t).any()]:
-        threshold = thresholds[task] if isinstance(thresholds, dict) else float(thresholds)
         rows = frame[frame["task"] == task]
         entries, small, dists = {}, {}, {}
         for k, group in enumerate(order):
             part = rows[rows["_group"] == group]
             if part.empty:
                 continue
+            threshold = row_thresholds(part, thresholds, task)
             entry = task_metrics(
                 part["y_true"].to_numpy(),
                 part["y_prob"].to_numpy(),

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from skin_cnn.diseases import TASK_NAMES
+from skin_cnn.evaluation.threshold import row_thresholds
 
 
 def failure_cases(predictions, thresholds=0.5, k=4):
@@ -35,9 +36,9 @@ def failure_cases(predictions, thresholds=0.5, k=4):
     """
     rows = []
     for task in [t for t in TASK_NAMES if (predictions["task"] == t).any()]:
-        th = thresholds[task] if isinstance(thresholds, dict) else float(thresholds)
         part = predictions[predictions["task"] == task]
-        y, p = part["y_true"].astype(int), part["y_prob"].astype(float)
+        part = part.assign(_cut=row_thresholds(part, thresholds, task))
+        y, p, th = part["y_true"].astype(int), part["y_prob"].astype(float), part["_cut"]
         fp = part[(y == 0) & (p >= th)].sort_values("y_prob", ascending=False, kind="stable")
         fn = part[(y == 1) & (p < th)].sort_values("y_prob", ascending=True, kind="stable")
         for kind, sel in (("false positive", fp), ("false negative", fn)):
@@ -45,7 +46,7 @@ def failure_cases(predictions, thresholds=0.5, k=4):
                 rows.append({
                     "task": task, "kind": kind, "rank": rank, "image_path": str(r["image_path"]),
                     "patient_id": str(r.get("patient_id", "")), "y_prob": float(r["y_prob"]),
-                    "threshold": th,
+                    "threshold": float(r["_cut"]),
                 })
     return pd.DataFrame(rows, columns=["task", "kind", "rank", "image_path", "patient_id",
                                        "y_prob", "threshold"])

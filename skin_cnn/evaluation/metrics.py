@@ -14,6 +14,7 @@ from skin_cnn.diseases import TASK_NAMES, TASKS
 from skin_cnn.evaluation import intervals
 from skin_cnn.evaluation.bootstrap import METRICS, bootstrap_intervals
 from skin_cnn.evaluation.delong import auc_interval
+from skin_cnn.evaluation.threshold import describe_thresholds, is_per_row, row_thresholds
 
 METRIC_LABELS = {
     "sensitivity": "Sensitivity",
@@ -88,8 +89,8 @@ def task_metrics(
     Parameters
     ----------
     y_true, y_prob : arrays of shape (n,)
-    threshold : float
-        ``y_prob >= threshold`` is a positive prediction.
+    threshold : float or array of shape (n,)
+        ``y_prob >= threshold`` is a positive prediction (an array: each image's own threshold).
     patient_ids : sequence of str, optional
         Counted in ``n_patients`` (``None`` when absent) and used as bootstrap clusters.
     task : str, optional
@@ -119,7 +120,7 @@ def task_metrics(
             "n_patients": _n_patients(patient_ids),
             "n_positive": tp + fn,
             "n_negative": tn + fp,
-            "threshold": float(threshold),
+            "threshold": describe_thresholds(threshold),
             "tp": tp,
             "fn": fn,
             "tn": tn,
@@ -175,8 +176,10 @@ def evaluate_predictions(
     predictions : pandas.DataFrame
         One row per (image, task); a repeated pair is refused, since it would count one image
         twice. A ``split_group`` column (from ``skin-cnn split``) joins the bootstrap clusters.
-    thresholds : float or dict of str -> float
-        One threshold for all tasks, or one per task.
+    thresholds : float, dict of str -> float, or ``"per row"``
+        One threshold for all tasks, one per task, or each row's own ``threshold`` column
+        (:data:`skin_cnn.evaluation.threshold.PER_ROW`: pooled out-of-fold predictions, each at
+        its fold model's threshold).
     threshold_method : str
         How the thresholds were obtained (recorded as is).
     auc_ci : {"wald", "logit"}
@@ -194,14 +197,16 @@ def evaluate_predictions(
     tasks = [t for t in TASK_NAMES if (predictions["task"] == t).any()]
     if not tasks:
         raise ValueError("the predictions contain no rows for any task")
-    if not isinstance(thresholds, dict):
+    if not isinstance(thresholds, dict) and not is_per_row(thresholds):
         thresholds = {t: float(thresholds) for t in tasks}
-    missing = [t for t in tasks if t not in thresholds]
+    missing = [] if is_per_row(thresholds) else [t for t in tasks if t not in thresholds]
     if missing:
         raise ValueError(f"no threshold for task(s) {', '.join(missing)}")
-    values = {thresholds[t] for t in tasks}
+    cuts = {t: row_thresholds(predictions[predictions["task"] == t], thresholds, t) for t in tasks}
+    shown = {t: describe_thresholds(cuts[t], _folds(predictions[predictions["task"] == t])) for t in tasks}
+    numbers = all(isinstance(v, float) for v in shown.values())
     result = {
-        "threshold": values.pop() if len(values) == 1 else {t: thresholds[t] for t in tasks},
+        "threshold": shown[tasks[0]] if numbers and len(set(shown.values())) == 1 else shown,
         "threshold_method": threshold_method,
         "confidence": confidence,
         "auc_ci": auc_ci,
@@ -212,7 +217,7 @@ def evaluate_predictions(
         result["tasks"][task] = task_metrics(
             part["y_true"].to_numpy(),
             part["y_prob"].to_numpy(),
-            thresholds[task],
+            cuts[task],
             part["patient_id"].tolist() if "patient_id" in part else None,
             task=task,
             n_bootstrap=n_bootstrap,
@@ -223,7 +228,12 @@ def evaluate_predictions(
             groups=part["split_group"].tolist() if "split_group" in part else None,
             auc_ci=auc_ci,
         )
+        result["tasks"][task]["threshold"] = shown[task]
     return result
+
+
+def _folds(part):
+    return part["fold"].to_numpy() if "fold" in part.columns else None
 
 
 def _note(metric, entry, boot, task):

@@ -15,6 +15,7 @@ import numpy as np
 from skin_cnn.atomic import atomic_path
 from skin_cnn.diseases import TASKS
 from skin_cnn.evaluation.precision import caveats
+from skin_cnn.evaluation.threshold import threshold_label
 
 DPI = 120
 
@@ -65,7 +66,8 @@ def roc_labels(entry):
     if sens is not None and spec is not None:
         sides = [c for m in ("sensitivity", "specificity") for c in caveats(m, entry[m], entry)
                  if c.startswith("no image predicted")]
-        point = "\n".join([f"threshold {entry['threshold']:.3g}: sens {sens:.2f}, spec {spec:.2f}"] + sides)
+        cut = threshold_label(entry["threshold"], ".3g")
+        point = "\n".join([f"threshold {cut}: sens {sens:.2f}, spec {spec:.2f}"] + sides)
     return curve, point
 
 
@@ -127,7 +129,7 @@ def plot_confusion(entry, task, path):
             )
     ax.set_xticks([0, 1], [f"{t.positive}\n(reference)", f"{t.negative}\n(reference)"])
     ax.set_yticks([0, 1], [f"predicted\n{t.positive}", f"predicted\n{t.negative}"])
-    ax.set_title(f"{task_title(task)} at threshold {entry['threshold']:.3g}", fontsize=10)
+    ax.set_title(f"{task_title(task)} at threshold {threshold_label(entry['threshold'], '.3g')}", fontsize=10)
     return _save(fig, path)
 
 

@@ -17,6 +17,7 @@ from skin_cnn.evaluation.bootstrap import METRICS
 from skin_cnn.evaluation.metrics import METRIC_LABELS
 from skin_cnn.evaluation.plots import task_title
 from skin_cnn.evaluation.precision import MIN_COUNT, flagged
+from skin_cnn.evaluation.threshold import is_per_row, threshold_label
 
 # STARD 2015 items (Cohen et al., BMJ Open 2016) that the generated report addresses.
 STARD_COVERED = (
@@ -195,7 +196,7 @@ def _relative(path, folder):
 
 def _threshold_text(metrics):
     method = metrics.get("threshold_method", "fixed")
-    per_task = ", ".join(f"{t}: {e['threshold']:.4g}" for t, e in metrics["tasks"].items())
+    per_task = ", ".join(f"{t}: {threshold_label(e['threshold'])}" for t, e in metrics["tasks"].items())
     if method == "fixed":
         return (
             f"A prediction is positive when the predicted probability of the task's first "
@@ -372,7 +373,7 @@ def build_report(metrics, folder, figures, source="", by_tables=None, bootstrap_
     sections["two_by_two"] = (rep.heading("2×2 tables"), f"one per task ({len(tasks)})")
     for t, e in tasks.items():
         task = TASKS[t]
-        rep.para(f"**{task_title(t)}** (threshold {e['threshold']:.4g})")
+        rep.para(f"**{task_title(t)}** (threshold {threshold_label(e['threshold'])})")
         rep.table(
             ["", f"reference {task.positive}", f"reference {task.negative}", "total"],
             [
@@ -624,7 +625,7 @@ def write_evaluation(
                                  for c in ("y_true", "y_prob")))
         for t in metrics["tasks"]
     }
-    threshold_map = {t: e["threshold"] for t, e in metrics["tasks"].items()}
+    threshold_map = thresholds if is_per_row(thresholds) else {t: e["threshold"] for t, e in metrics["tasks"].items()}
     fairness_results = {}
     if fairness:
         from skin_cnn.evaluation.fairness import fairness_analysis

@@ -100,18 +100,21 @@ def choose_threshold(y_true, y_prob, method="youden", target=0.9):
     y_true, y_prob : arrays of shape (n,)
         Validation labels and probabilities; both classes must be present.
     method : {"youden", "sensitivity", "specificity"}
-        * ``youden``: the threshold maximising sensitivity + specificity − 1; among equal
-          maxima the highest threshold.
-        * ``sensitivity``: the highest threshold whose sensitivity reaches ``target`` (so the
-          specificity is the best possible at that sensitivity).
-        * ``specificity``: the lowest threshold whose specificity reaches ``target``.
+        * ``youden``: the operating point maximising sensitivity + specificity − 1; among equal
+          maxima the one with the fewest positive calls.
+        * ``sensitivity``: the operating point with the fewest positive calls whose sensitivity
+          reaches ``target`` (so the specificity is the best possible at that sensitivity).
+        * ``specificity``: the operating point with the most positive calls whose specificity
+          reaches ``target``.
     target : float
 
     Returns
     -------
     float
-        One of the observed scores, so the validation predictions at that threshold are exactly
-        the operating point chosen.
+        The midpoint between the lowest score called positive at the chosen operating point and
+        the next lower distinct score (:func:`midpoint_cut`). The validation predictions at that
+        threshold are exactly the operating point chosen, but no validation photo sits on the
+        cut-off, so a new photo scoring like it is not decided by the tie rule alone.
     """
     y = np.asarray(y_true)
     if y.size == 0 or y.min() == y.max():
@@ -119,19 +122,42 @@ def choose_threshold(y_true, y_prob, method="youden", target=0.9):
     thr, sens, spec = _operating_points(y, np.asarray(y_prob, dtype=float))
     if method == "youden":
         j = sens + spec - 1
-        return float(thr[int(np.argmax(j))])
+        # equal maxima computed through different fractions differ in the last bits
+        return midpoint_cut(thr, int(np.flatnonzero(j >= j.max() - 1e-12)[0]))
     if method == "sensitivity":
         ok = np.flatnonzero(sens >= target - 1e-12)
-        return float(thr[ok[0]])  # thresholds descend; the last point has sensitivity 1
+        return midpoint_cut(thr, int(ok[0]))  # thresholds descend; the last point has sensitivity 1
     if method == "specificity":
         ok = np.flatnonzero(spec >= target - 1e-12)
         if ok.size == 0:
             # every threshold at or below the highest score calls at least that case positive
             return float(np.nextafter(thr[0], np.inf))
-        return float(thr[ok[-1]])
+        return midpoint_cut(thr, int(ok[-1]))
     raise ValueError(
         f"unknown threshold method {method!r}; expected one of {', '.join(CHOSEN_METHODS)}"
     )
+
+
+def midpoint_cut(scores, i):
+    """The cut-off halfway between the distinct score ``scores[i]`` and the next lower one.
+
+    Parameters
+    ----------
+    scores : array
+        Distinct observed scores in descending order (``roc_curve``'s finite thresholds).
+    i : int
+        The operating point: scores at or above ``scores[i]`` are called positive.
+
+    Returns
+    -------
+    float
+        ``(scores[i] + scores[i + 1]) / 2``: the same calls on the observed scores as
+        ``scores[i]``, with the cut-off between two photos rather than on one. Below the lowest
+        score (every photo positive) the next representable number under it.
+    """
+    if i + 1 < len(scores):
+        return float((scores[i] + scores[i + 1]) / 2)
+    return float(np.nextafter(scores[i], -np.inf))
 
 
 def resolve_thresholds(
@@ -207,3 +233,62 @@ def fit_thresholds(rule, tasks, validation, source="validation predictions"):
         except ValueError as exc:
             raise ValueError(f"{source}: task {task}: {exc}") from None
     return out, f"{rule.describe()} ({source})"
+
+
+# -- thresholds that differ between rows (pooled out-of-fold predictions) ----------------------
+#: ``thresholds=PER_ROW``: every prediction row carries its own ``threshold`` column, e.g. the pooled
+#: out-of-fold predictions of cross-validation, each scored at the threshold its fold model stores.
+PER_ROW = "per row"
+
+
+def is_per_row(thresholds):
+    return isinstance(thresholds, str) and thresholds == PER_ROW
+
+
+def row_thresholds(part, thresholds, task):
+    """The threshold(s) of one task's rows ``part``: a number, or an array aligned with ``part``.
+
+    Parameters
+    ----------
+    part : pandas.DataFrame
+        Prediction rows of ``task``.
+    thresholds : float, dict of str -> float, or :data:`PER_ROW`
+    task : str
+    """
+    if is_per_row(thresholds):
+        if "threshold" not in part.columns:
+            raise ValueError("per-row thresholds need a 'threshold' column in the predictions")
+        values = part["threshold"].to_numpy(dtype=float)
+        if not np.isfinite(values).all() or ((values < 0) | (values > 1)).any():
+            raise ValueError(f"task {task}: every per-row threshold must be a number in [0, 1]")
+        return float(values[0]) if values.size and (values == values[0]).all() else values
+    return float(thresholds[task]) if isinstance(thresholds, dict) else float(thresholds)
+
+
+def describe_thresholds(threshold, folds=None):
+    """A task's threshold for ``metrics.json``: a number when every row shares one; else one per
+    fold (``{"1": 0.41, …}``) when ``folds`` labels the rows, else the sorted distinct values."""
+    values = np.atleast_1d(np.asarray(threshold, dtype=float))
+    if values.size == 1 or (values == values[0]).all():
+        return float(values[0])
+    if folds is not None:
+        folds = np.asarray(folds)
+        out = {}
+        for fold in sorted(set(folds.tolist())):
+            distinct = np.unique(values[folds == fold])
+            if distinct.size != 1:
+                break
+            out[str(fold)] = float(distinct[0])
+        else:
+            return out
+    return sorted(set(values.tolist()))
+
+
+def threshold_label(threshold, spec=".4g"):
+    """Text of a :func:`describe_thresholds` value: ``0.5``, ``per fold 1: 0.41, 2: 0.38`` or
+    ``per row 0.38–0.52``."""
+    if isinstance(threshold, dict):
+        return "per fold " + ", ".join(f"{k}: {format(v, spec)}" for k, v in threshold.items())
+    if isinstance(threshold, (list, tuple)):
+        return f"per row {format(min(threshold), spec)}–{format(max(threshold), spec)}"
+    return format(float(threshold), spec)

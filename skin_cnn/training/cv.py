@@ -39,6 +39,7 @@ from skin_cnn.data.preprocessing import prepare_images
 from skin_cnn.diseases import TASK_NAMES
 from skin_cnn.evaluation import evaluate_predictions
 from skin_cnn.evaluation.report import write_evaluation
+from skin_cnn.evaluation.threshold import parse_threshold
 from skin_cnn.manifest import load_manifest
 from skin_cnn.models import build_model, read_file_info, split_at_frozen_boundary, store_thresholds
 from skin_cnn.predict import predict_frame
@@ -159,13 +160,51 @@ def out_of_fold_predictions(fold_dirs, fold_frames, shared, config):
     return pd.concat(parts, ignore_index=True)
 
 
-def fold_thresholds(fold_dirs):
-    """``{fold: {task: threshold}}``: what each fold model stores (fitted on its own training data), else 0.5."""
+def fold_thresholds(fold_dirs, default=0.5):
+    """``{fold: {task: threshold}}``: what each fold model stores (fitted on its own training data), else
+    ``default`` (the recipe's fixed threshold)."""
     out = {}
     for k, fold_dir in enumerate(fold_dirs):
         stored = (read_file_info(Path(fold_dir) / "best.keras") or {}).get("thresholds") or {}
-        out[k + 1] = {task: float(stored[task]["value"]) if task in stored else 0.5 for task in TASK_NAMES}
+        out[k + 1] = {task: float(stored[task]["value"]) if task in stored else float(default)
+                      for task in TASK_NAMES}
     return out
+
+
+def fixed_threshold(config):
+    """The recipe's fixed threshold (0.5 unless ``--threshold`` gives a number)."""
+    from skin_cnn.evaluation.threshold import DEFAULT_THRESHOLD
+
+    rule = parse_threshold(str(config.threshold))
+    return float(rule.value) if rule.method == "fixed" else DEFAULT_THRESHOLD
+
+
+def recipe_thresholds(config, oof, fold_dirs):
+    """The thresholds of the pooled out-of-fold evaluation, as the recipe would answer.
+
+    A fixed rule gives its number for every row. A fitted rule (``--threshold youden`` …) gives
+    every out-of-fold prediction the threshold its own fold model stores, fitted on that fold's
+    training data only; the predictions then carry a ``threshold`` column and are evaluated
+    per row.
+
+    Returns
+    -------
+    predictions : pandas.DataFrame
+        ``oof`` (with a ``threshold`` column for a fitted rule).
+    thresholds : float or ``"per row"``
+    method : str
+        The ``threshold_method`` of ``eval_oof/metrics.json``.
+    """
+    from skin_cnn.evaluation.threshold import PER_ROW
+
+    rule = parse_threshold(str(config.threshold))
+    if not rule.needs_validation:
+        return oof, fixed_threshold(config), "fixed"
+    cuts = fold_thresholds(fold_dirs)
+    scored = oof.assign(threshold=[cuts[int(f)][t] for f, t in zip(oof["fold"], oof["task"])])
+    method = (f"each out-of-fold prediction at the threshold its fold model stores: {rule.short()} fitted on "
+              "that fold's training data, never on the held-out fold")
+    return scored, PER_ROW, method
 
 
 def fold_metrics(oof, thresholds=None):
@@ -317,12 +356,13 @@ def run_cv(source, out, n_folds=5, settings=None, *, resume=False, progress=True
 
     oof = out_of_fold_predictions(fold_dirs, fold_frames, shared, base)
     atomic.write_csv(out / "oof_predictions.csv", oof)
-    per_fold = fold_metrics(oof, fold_thresholds(fold_dirs))
+    per_fold = fold_metrics(oof, fold_thresholds(fold_dirs, fixed_threshold(base)))
     summary = spread(per_fold)
     atomic.write_csv(out / "cv_folds.csv", per_fold)
     atomic.write_csv(out / "cv_summary.csv", summary)
     eval_dir = out / "eval_oof"
-    write_evaluation(oof.drop(columns=["fold"]), eval_dir, thresholds=0.5, n_bootstrap=n_bootstrap,
+    scored, thresholds, method = recipe_thresholds(base, oof, fold_dirs)
+    write_evaluation(scored, eval_dir, thresholds=thresholds, threshold_method=method, n_bootstrap=n_bootstrap,
                      seed=base.seed, source=f"out-of-fold predictions of {n_folds}-fold cross-validation ({out})")
     ensemble = build_ensemble(fold_dirs)
     save_model_atomic(ensemble, out / "ensemble.keras")
@@ -350,7 +390,8 @@ def summary_text(out, n_folds, per_fold, summary, oof):
         row = summary[summary["task"] == task].iloc[0]
         lines.append(f"| {task} | " + " | ".join(cells) + f" | {fmt(row['auc_mean'])} ± {fmt(row['auc_sd'])} |")
     lines += ["", "Sensitivity and specificity in `cv_folds.csv` are at each fold model's own threshold "
-              "(`threshold` column: 0.5 unless the recipe fits one on the fold's training data).",
+              "(`threshold` column: the recipe's fixed threshold unless it fits one on the fold's training data); "
+              "the pooled evaluation in `eval_oof/` scores every image at the same threshold as its fold.",
               "", "AUC per fold at threshold-free ranking; the pooled estimate with intervals over all images "
               "(patient-level bootstrap) is in `eval_oof/report.html`. The fold models' mean is "
               "`ensemble.keras`.", ""]
