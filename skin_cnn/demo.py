@@ -19,7 +19,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from skin_cnn import atomic
-from skin_cnn.data.crop import BOX_COLUMNS, DEFAULT_CROP_PARAMS, hue_crop_box
+from skin_cnn.data.crop import BOX_COLUMNS, hue_crop_box, resolve_crop_params
 from skin_cnn.data.reading import read_image
 from skin_cnn.demo_data import generate_demo_dataset
 from skin_cnn.manifest import load_manifest, validate_manifest
@@ -54,7 +54,7 @@ class DemoResult:
 
 def crop_boxes_frame(frame, params=None, progress=True):
     """Add hue-crop box columns to a frame (one decode per image; tqdm progress)."""
-    params = dict(DEFAULT_CROP_PARAMS, **(params or {}))
+    params = resolve_crop_params(params)
     boxes = []
     for path in tqdm(frame["image_path"], desc="hue crop", unit="img", disable=not progress):
         boxes.append(hue_crop_box(read_image(path), **params))

@@ -9,7 +9,9 @@ returns one positive-class probability per task, shape ``(1,)``, under the task'
 * **SavedModel**: the whole path, crop included (:mod:`skin_cnn.data.crop_tf`, equal box for
   box to :func:`~skin_cnn.data.crop.hue_crop_box`), the resize by the very TensorFlow op
   training used; it also returns the crop box as ``crop_box`` (int32 ``left, top, right,
-  bottom``; the whole photo when the run does not crop).
+  bottom``; the whole photo when the run does not crop). Only the study's crop method exists
+  in TensorFlow ops: a model trained with the circular crop is refused (export TFLite and crop
+  in Python).
 * **TFLite**: resize and model only. The exact crop needs float64 arithmetic (float32 moves
   hue cluster boundaries, hence crop edges) and a loop over tensor lists; TFLite's built-in
   kernels have neither (the converter asks for Flex ops, which a phone app would have to ship),
@@ -221,6 +223,11 @@ def export_savedmodel(model, preprocessing, out):
     Written beside ``out``, then renamed, so an interrupted export never leaves half a folder.
     """
     preprocessing = Preprocessing.from_dict(preprocessing)
+    method = preprocessing.crop_params["method"]
+    if preprocessing.crop and method != "study":
+        raise ValueError(f"the model crops with the {method} hue crop, which has no TensorFlow version: a "
+                         "SavedModel cannot take whole photos; export --format tflite and crop with "
+                         "skin_cnn.data.crop.hue_crop_box before it")
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))

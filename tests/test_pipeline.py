@@ -101,7 +101,7 @@ def test_preprocessing_defaults_are_the_studys_settings():
     p = Preprocessing()
     assert p.image_size == (250, 250)
     assert p.crop is True and p.resize == "stretch" and p.antialias is True
-    assert p.crop_params == {"downscale": 4, "n_clusters": 2, "ratio_bounds": (0.1, 0.3),
+    assert p.crop_params == {"method": "study", "downscale": 4, "n_clusters": 2, "ratio_bounds": (0.1, 0.3),
                              "max_scan_height": 1 / 2.3, "max_scan_width": 1 / 2.1}
     assert Preprocessing(image_size=64).image_size == (64, 64)
     assert Preprocessing(image_size=[32, 48]).image_size == (32, 48)
@@ -112,8 +112,9 @@ def test_preprocessing_round_trips_through_json():
                       resize="pad", antialias=False)
     entry = json.loads(json.dumps(p.to_dict()))
     assert entry == {"image_size": [32, 48], "crop": False, "resize": "pad", "antialias": False,
-                     "crop_params": {"downscale": 2, "n_clusters": 2, "ratio_bounds": [0.05, 0.2],
-                                     "max_scan_height": 1 / 2.3, "max_scan_width": 1 / 2.1}}
+                     "crop_params": {"method": "study", "downscale": 2, "n_clusters": 2,
+                                     "ratio_bounds": [0.05, 0.2], "max_scan_height": 1 / 2.3,
+                                     "max_scan_width": 1 / 2.1}}
     again = Preprocessing.from_dict(entry)
     assert again == p
     assert again.image_size == (32, 48) and again.crop_params["ratio_bounds"] == (0.05, 0.2)
@@ -134,6 +135,8 @@ def test_entry_written_before_antialias_existed_still_loads():
     {"image_size": "big"},                               # not numbers
     {"image_size": [32, 32], "resize": "squash"},        # unknown resize mode
     {"image_size": [32, 32], "crop_params": {"zoom": 2}},  # unknown crop parameter
+    {"image_size": [32, 32], "crop_params": {"method": "oval"}},  # unknown crop method
+    {"image_size": [32, 32], "crop_params": {"min_saturation": 0.2}},  # circular-only, study's method
     {"crop": True},                                      # no image size
     ["image_size", 32],                                  # not a mapping
 ])

@@ -38,14 +38,17 @@ def _flow_step(frame, cropped, errors):
               help="Also save cropped copies under OUT/images/ and a manifest pointing at them.")
 @click.option("--sample", default=16, show_default=True, type=click.IntRange(0, 200),
               help="Images drawn on the before/after contact sheet (0: none).")
+@click.option("--method", type=click.Choice(("study", "circular")), default="study", show_default=True,
+              help="study: the study's hue clustering (faithful); circular: hue as a circle, grey, dark and "
+                   "bright pixels left out. Train with the same --crop-method.")
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64),
               help="Processes computing boxes (about 5 ms per photo each).")
 @seed_option
 @click.option("--icd10-map", type=click.Path(dir_okay=False), default=None,
               help="ICD-10 → category CSV for an icd10 column.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def command(manifest, out, copies, sample, workers, seed, icd10_map, quiet):
-    """Compute the study's hue-clustering crop box of every image in MANIFEST (or a split CSV).
+def command(manifest, out, copies, sample, method, workers, seed, icd10_map, quiet):
+    """Compute the hue-clustering crop box of every image in MANIFEST (or a split CSV).
 
     Writes into the folder OUT: crop_boxes.csv (image_path, crop_left, crop_top, crop_right,
     crop_bottom, width, height), crop_errors.csv (every unreadable image and why; these rows
@@ -81,8 +84,8 @@ def command(manifest, out, copies, sample, workers, seed, icd10_map, quiet):
     destinations = None
     if copies:
         destinations = [_copy_destination(p, base, out, i) for i, p in enumerate(frame["image_path"])]
-    boxes, errors = compute_crop_boxes(frame["image_path"], copies_to=destinations, workers=workers,
-                                       progress=not quiet)
+    boxes, errors = compute_crop_boxes(frame["image_path"], params={"method": method}, copies_to=destinations,
+                                       workers=workers, progress=not quiet)
     atomic.write_csv(out / "crop_boxes.csv", boxes)
     atomic.write_csv(out / "crop_errors.csv", errors)
 

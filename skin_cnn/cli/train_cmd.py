@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import click
 
+from skin_cnn.data.crop import CROP_METHODS
 from skin_cnn.training.config import HEADS, OPTIMIZERS, POOL_BLOCKS, RECIPES, STRATEGIES, VARIANTS, TrainConfig
 
 D = TrainConfig()
@@ -10,6 +11,7 @@ D = TrainConfig()
 # click parameter name -> TrainConfig field
 _FIELDS = {
     "variant": "variant", "weights": "weights", "image_size": "image_size", "crop": "crop",
+    "crop_method": "crop_method",
     "balanced": "balanced", "zoom": "zoom", "rotation": "rotation", "translation": "translation",
     "flip": "flip", "epochs": "epochs", "batch_size": "batch_size", "optimizer": "optimizer",
     "learning_rate": "learning_rate", "fine_tune_blocks": "fine_tune_blocks", "patience": "patience",
@@ -41,6 +43,9 @@ def recipe_options(function):
         click.option("--image-size", type=int, default=D.image_size,
             help="Square model input size in pixels (study: 250)."),
         click.option("--crop/--no-crop", default=D.crop, help="Hue-crop background away before resizing."),
+        click.option("--crop-method", type=click.Choice(CROP_METHODS), default=D.crop_method,
+            help="study: the study's hue clustering (faithful); circular: hue as a circle, grey, dark "
+                 "and bright pixels left out."),
         click.option("--balanced/--no-balanced", default=D.balanced,
             help="Epochs of the same size with an equal share per disease (docs/training.md)."),
         click.option("--zoom", type=float, default=D.zoom, help="Random zoom strength (0 = off)."),

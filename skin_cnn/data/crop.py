@@ -10,6 +10,18 @@ every image; here the same procedure is computed exactly and vectorised:
 * the per-line cluster counts of all rows and columns are two array sums, and each scan is an
   ``argmax`` over a boolean vector.
 
+Two methods are kept (``method`` in the crop settings):
+
+* ``"study"`` — the faithful one: hue as a number in [0, 1), every pixel clustered. Hue wraps at
+  red, and grey, white and black pixels get hue 0 (= red), so on many photos both clusters are
+  shades of skin-red and the cut separates skin from skin rather than skin from background.
+* ``"circular"`` — hue as an angle: pixels without a meaningful hue (low saturation, very dark or
+  very bright) are left out, and the others are split into the two arcs of the hue circle that
+  minimise the within-cluster sum of squares of their points ``(cos 2πh, sin 2πh)``
+  (:func:`circular_two_means`). The ratio clipping, the line scans and their limits are the
+  study's, with the image's ratio and each line's shares taken among the pixels that have a
+  hue, so a grey border never stops a scan and does not dilute the lines it crosses.
+
 Only NumPy, Pillow and matplotlib are needed, so the crop runs anywhere an image can be read.
 """
 from __future__ import annotations
@@ -21,14 +33,47 @@ from PIL import Image
 #: right/bottom exclusive).
 BOX_COLUMNS = ("crop_left", "crop_top", "crop_right", "crop_bottom")
 
+#: Crop methods: the study's hue line (the faithful default) and hue as a circle.
+CROP_METHODS = ("study", "circular")
+
 #: Default keyword arguments of :func:`hue_crop_box`, as recorded in a run's ``crop_params``.
 DEFAULT_CROP_PARAMS = {
+    "method": "study",
     "downscale": 4,
     "n_clusters": 2,
     "ratio_bounds": (0.1, 0.3),
     "max_scan_height": 1 / 2.3,
     "max_scan_width": 1 / 2.1,
 }
+
+#: Settings only the ``"circular"`` method has, with their defaults: pixels whose HSV saturation
+#: or value (0..1) falls outside these limits have no meaningful hue and are left out.
+CIRCULAR_CROP_PARAMS = {
+    "min_saturation": 0.15,
+    "min_value": 0.12,
+    "max_value": 0.98,
+}
+
+
+def resolve_crop_params(params=None):
+    """The full crop settings for ``params``: its method's defaults, then ``params``.
+
+    A mapping without ``method`` is the study's method (what runs recorded before there was a
+    choice). Unknown keys, an unknown method, or circular-only keys given to the study's method
+    are one ValueError naming them.
+    """
+    params = dict(params or {})
+    method = params.get("method", DEFAULT_CROP_PARAMS["method"])
+    if method not in CROP_METHODS:
+        raise ValueError(f"unknown crop method {method!r}; expected one of {', '.join(CROP_METHODS)}")
+    defaults = dict(DEFAULT_CROP_PARAMS, method=method)
+    if method == "circular":
+        defaults.update(CIRCULAR_CROP_PARAMS)
+    unknown = sorted(set(params) - set(defaults))
+    if unknown:
+        raise ValueError(f"unknown crop_params {unknown} for the {method} crop; expected some of {sorted(defaults)}")
+    defaults.update(params)
+    return defaults
 
 
 def _validate_image(image):
@@ -75,23 +120,29 @@ def rgb_hue(rgb):
     return hue
 
 
-def downscaled_hue(image, downscale=4):
-    """HSV hue (0..1, float64) of the image reduced by ``downscale`` in each dimension.
+def downscaled_rgb(image, downscale=4):
+    """The uint8 RGB image reduced by ``downscale`` in each dimension (block means).
 
     The reduction is Pillow's ``Image.reduce``: each small pixel is the mean of a
     ``downscale × downscale`` block, rounded to uint8; when a side is not a multiple of
     ``downscale`` the last block is the mean of the pixels that remain, so the small image has
-    ``ceil(H / downscale) × ceil(W / downscale)`` pixels. Hue is :func:`rgb_hue` (the
-    matplotlib / ``colorsys`` definition; grey pixels have hue 0). The hue stays in floating
-    point: quantising it moves cluster boundaries and hence crop edges.
+    ``ceil(H / downscale) × ceil(W / downscale)`` pixels.
     """
     image = _validate_image(image)
     if int(downscale) != downscale or downscale < 1:
         raise ValueError(f"downscale must be a positive integer; got {downscale!r}")
-    small = Image.fromarray(image)
-    if downscale > 1:
-        small = small.reduce(int(downscale))
-    return rgb_hue(np.asarray(small))
+    if downscale == 1:
+        return image
+    return np.asarray(Image.fromarray(image).reduce(int(downscale)))
+
+
+def downscaled_hue(image, downscale=4):
+    """HSV hue (0..1, float64) of the image reduced by ``downscale`` (:func:`downscaled_rgb`).
+
+    Hue is :func:`rgb_hue` (the matplotlib / ``colorsys`` definition; grey pixels have hue 0).
+    The hue stays in floating point: quantising it moves cluster boundaries and hence crop edges.
+    """
+    return rgb_hue(downscaled_rgb(image, downscale))
 
 
 def two_means_threshold(values):
@@ -132,6 +183,92 @@ def two_means_threshold(values):
     return float(x[k])
 
 
+def rgb_saturation_value(rgb):
+    """HSV saturation and value (both 0..1) of uint8 RGB pixels, as matplotlib defines them.
+
+    Value is ``max / 255``; saturation ``(max - min) / max`` (0 for black).
+    """
+    rgb = np.asarray(rgb)
+    if rgb.shape[-1] != 3:
+        raise ValueError(f"expected RGB pixels in the last axis; got shape {rgb.shape}")
+    r, g, b = np.moveaxis(rgb, -1, 0).astype(np.int16)
+    top = np.maximum(np.maximum(r, g), b).astype(np.float64)
+    delta = top - np.minimum(np.minimum(r, g), b)
+    saturation = np.divide(delta, top, out=np.zeros_like(top), where=top > 0)
+    return saturation, top / 255.0
+
+
+def circular_two_means(hue, bins=720):
+    """Two-means of hues on the circle: the arc of one cluster, found by exhaustive search.
+
+    Each hue ``h`` is the point ``(cos 2πh, sin 2πh)``. Two k-means clusters of points on a
+    circle are split by a straight line (the bisector of their means), which cuts the circle into
+    two arcs, so the optimal partition is two arcs, contiguous in angular order. Hues are
+    grouped into ``bins`` equal arcs (0.5° for 720), the exact sums of cos and sin are kept per
+    arc, and every pair of cut points between arcs is scored at once from cumulative sums: the
+    within-cluster sum of squares is ``n - |S₁|²/n₁ - |S₂|²/n₂`` with ``S`` the vector sums
+    (every point has length 1). Only cuts between occupied arcs are scored (a photo occupies a
+    few hundred of 720), so the search is about 10⁴–10⁵ candidates. Unlike
+    :func:`two_means_threshold` this has no preferred origin: hues 0.97 and 0.03 are neighbours.
+
+    Parameters
+    ----------
+    hue : array-like of float
+        Hues in [0, 1).
+    bins : int
+        Arcs the circle is divided into; cuts fall only between arcs.
+
+    Returns
+    -------
+    numpy.ndarray of bool or None
+        Same shape as ``hue``: True for the points of the arc that does not pass hue 0 (or, when
+        neither does, the one starting at the lower hue), False for the other; None when all
+        hues fall into one bin (one cluster).
+    """
+    hue = np.asarray(hue, dtype=np.float64)
+    which = np.minimum((np.mod(hue, 1.0) * bins).astype(np.int64), bins - 1).ravel()
+    # Only occupied bins matter (a cut anywhere in a run of empty bins is the same partition):
+    # number them 0 .. m-1 in circular order and sum cos and sin per occupied bin.
+    occupied, position = np.unique(which, return_inverse=True)
+    m = occupied.size
+    if m < 2:
+        return None
+    angle = 2 * np.pi * hue.ravel()
+    count = np.bincount(position, minlength=m).astype(np.float64)
+    cos = np.bincount(position, weights=np.cos(angle), minlength=m)
+    sin = np.bincount(position, weights=np.sin(angle), minlength=m)
+    # Every split into two arcs has one arc that does not pass the origin: [i, j) with i < j.
+    sums = [np.concatenate([[0.0], np.cumsum(v)]) for v in (count, cos, sin)]
+    start, end = np.triu_indices(m + 1, k=1)
+    keep = (end - start) < m  # not the whole circle
+    start, end = start[keep], end[keep]
+    n_in, c_in, s_in = (v[end] - v[start] for v in sums)
+    n_out, c_out, s_out = count.sum() - n_in, cos.sum() - c_in, sin.sum() - s_in
+    score = (c_in**2 + s_in**2) / n_in + (c_out**2 + s_out**2) / n_out
+    best = int(np.argmax(score))
+    inside = (position >= start[best]) & (position < end[best])
+    return inside.reshape(hue.shape)
+
+
+def circular_hue_labels(rgb, *, min_saturation, min_value, max_value, bins=720):
+    """Cluster of every pixel for the circular crop: 0 or 1, and -1 for a pixel without hue.
+
+    Pixels with saturation below ``min_saturation`` or value outside
+    ``[min_value, max_value]`` have no meaningful hue (grey, white, black, clipped highlights)
+    and get -1. The rest are split by :func:`circular_two_means` (all 0 when they share one
+    hue bin).
+    """
+    hue = rgb_hue(rgb)
+    saturation, value = rgb_saturation_value(rgb)
+    has_hue = (saturation >= min_saturation) & (value >= min_value) & (value <= max_value)
+    labels = np.where(has_hue, 0, -1)
+    if has_hue.sum() >= 2:
+        inside = circular_two_means(hue[has_hue], bins=bins)
+        if inside is not None:
+            labels[has_hue] = inside.astype(np.int64)
+    return labels.astype(np.int64)
+
+
 def cluster_hue(hue, n_clusters=2, *, seed=0):
     """Label each hue value with its k-means cluster (0 .. K-1).
 
@@ -162,10 +299,11 @@ def _line_stops(labels, n_clusters, ratio, axis):
     """Boolean per line: does the line's second most frequent cluster exceed ``ratio`` of it?
 
     For two clusters that is the line's less frequent cluster. A line holding a single cluster
-    has a second count of 0 and never stops a scan.
+    has a second count of 0 and never stops a scan. Pixels labelled -1 (no hue, circular method)
+    are not part of the line: the share is taken among the line's clustered pixels.
     """
-    length = labels.shape[axis]
     counts = np.stack([(labels == c).sum(axis=axis) for c in range(n_clusters)], axis=-1)
+    length = np.maximum(counts.sum(axis=-1), 1) if (labels < 0).any() else labels.shape[axis]
     if n_clusters == 2:
         second = counts.min(axis=-1)
     else:
@@ -184,11 +322,13 @@ def _first_stop(stops, limit):
 def hue_crop_box(
     image,
     *,
+    method="study",
     downscale=4,
     n_clusters=2,
     ratio_bounds=(0.1, 0.3),
     max_scan_height=1 / 2.3,
     max_scan_width=1 / 2.1,
+    **circular,
 ):
     """The study's hue-clustering crop box of an RGB image, in full-resolution pixels.
 
@@ -217,6 +357,15 @@ def hue_crop_box(
     ----------
     image : numpy.ndarray or PIL.Image.Image
         ``uint8`` RGB, shape (H, W, 3), as returned by :func:`skin_cnn.data.reading.read_image`.
+    method : {"study", "circular"}
+        ``"study"`` runs steps 1–2 as above (faithful). ``"circular"`` replaces them with
+        :func:`circular_hue_labels` on the reduced image: pixels without a meaningful hue are
+        left out and the others are split into two arcs of the hue circle (``n_clusters`` must
+        stay 2). Steps 3–6 are the same, with the ratio and each line's shares taken among the
+        pixels that have a hue.
+    **circular
+        The circular method's settings (:data:`CIRCULAR_CROP_PARAMS`: ``min_saturation``,
+        ``min_value``, ``max_value``); an error with the study's method.
     downscale : int
         Reduction factor before clustering (4 in the study).
     n_clusters : int
@@ -234,6 +383,7 @@ def hue_crop_box(
         ``0 <= top < bottom <= H``; ``image[top:bottom, left:right]`` is the crop.
     """
     image = _validate_image(image)
+    settings = resolve_crop_params(dict(circular, method=method))
     lo, hi = (float(b) for b in ratio_bounds)
     if not 0.0 <= lo <= hi <= 1.0:
         raise ValueError(f"ratio_bounds must satisfy 0 <= low <= high <= 1; got {ratio_bounds!r}")
@@ -241,10 +391,16 @@ def hue_crop_box(
         if not 0.0 <= frac <= 0.5:
             raise ValueError(f"{name} must lie in [0, 0.5] so opposite scans cannot cross; got {frac!r}")
     height, width = image.shape[:2]
-    hue = downscaled_hue(image, downscale)
-    labels = cluster_hue(hue, n_clusters)
-    k = int(labels.max()) + 1
-    shares = np.bincount(labels.ravel(), minlength=k) / labels.size
+    if method == "circular":
+        if n_clusters != 2:
+            raise ValueError(f"the circular crop splits hue into 2 arcs; got n_clusters={n_clusters!r}")
+        labels = circular_hue_labels(downscaled_rgb(image, downscale),
+                                     **{k: settings[k] for k in CIRCULAR_CROP_PARAMS})
+    else:
+        labels = cluster_hue(downscaled_hue(image, downscale), n_clusters)
+    clustered = labels[labels >= 0]  # the circular method leaves pixels without hue out (-1)
+    k = int(clustered.max()) + 1 if clustered.size else 1
+    shares = np.bincount(clustered, minlength=k) / max(clustered.size, 1)
     ratio = float(np.clip(shares.min() if k > 1 else 0.0, lo, hi))
 
     h, w = labels.shape
@@ -331,7 +487,8 @@ def compute_crop_boxes(paths, *, params=None, copies_to=None, workers=1, progres
     paths : sequence of str
         Image files.
     params : dict, optional
-        Keyword arguments of :func:`hue_crop_box` (default :data:`DEFAULT_CROP_PARAMS`).
+        Keyword arguments of :func:`hue_crop_box` (default :data:`DEFAULT_CROP_PARAMS`, the
+        study's method; ``{"method": "circular"}`` for hue as a circle).
     copies_to : sequence of str or None, optional
         Where to save each cropped copy (same length as ``paths``); None saves none.
     workers : int
@@ -351,7 +508,7 @@ def compute_crop_boxes(paths, *, params=None, copies_to=None, workers=1, progres
     import pandas as pd
     from tqdm.auto import tqdm
 
-    params = dict(DEFAULT_CROP_PARAMS, **(params or {}))
+    params = resolve_crop_params(params)
     paths = [str(p) for p in paths]
     copies = list(copies_to) if copies_to is not None else [None] * len(paths)
     if len(copies) != len(paths):

@@ -211,6 +211,7 @@ def _first_stop(stops, limit):
 def hue_crop_box(
     photo,
     *,
+    method=DEFAULT_CROP_PARAMS["method"],
     downscale=DEFAULT_CROP_PARAMS["downscale"],
     n_clusters=DEFAULT_CROP_PARAMS["n_clusters"],
     ratio_bounds=DEFAULT_CROP_PARAMS["ratio_bounds"],
@@ -220,13 +221,17 @@ def hue_crop_box(
     """The hue-clustering crop box of a uint8 (H, W, 3) photo tensor, in TensorFlow ops.
 
     Same parameters, steps and result as :func:`skin_cnn.data.crop.hue_crop_box` (see there);
-    the parameters are fixed when the graph is built.
+    the parameters are fixed when the graph is built. Only the study's method exists in
+    TensorFlow ops: ``method="circular"`` is a ValueError.
 
     Returns
     -------
     tf.Tensor
         int32 ``(left, top, right, bottom)``, right and bottom exclusive, in the photo's pixels.
     """
+    if method != "study":
+        raise ValueError(f"the {method} hue crop has no TensorFlow version (only the study's crop has); "
+                         "crop in Python with skin_cnn.data.crop.hue_crop_box")
     d, lo, hi, scan_height, scan_width = _check_params(
         downscale, n_clusters, ratio_bounds, max_scan_height, max_scan_width
     )

@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from skin_cnn.data.crop import BOX_COLUMNS, DEFAULT_CROP_PARAMS, crop_image, hue_crop_box
+from skin_cnn.data.crop import BOX_COLUMNS, DEFAULT_CROP_PARAMS, crop_image, hue_crop_box, resolve_crop_params
 from skin_cnn.data.reading import DEFAULT_MAX_PIXELS, ImageReadError, read_image
 
 RESIZE_MODES = ("stretch", "pad")
@@ -55,7 +55,9 @@ class Preprocessing:
         Cut the hue-clustering box out of the photo before resizing (the study's best data
         version); a frame's ``crop_*`` columns, when present, give the box.
     crop_params : dict
-        Keyword arguments of :func:`~skin_cnn.data.crop.hue_crop_box` (default: the study's).
+        Keyword arguments of :func:`~skin_cnn.data.crop.hue_crop_box` (default: the study's
+        method and parameters; ``{"method": "circular"}`` treats hue as a circle). An entry
+        without ``method`` is the study's.
     resize : {"stretch", "pad"}
         ``"stretch"`` distorts the aspect ratio to the model size, as the study's Keras loader
         did; ``"pad"`` keeps it and pads with black.
@@ -78,11 +80,7 @@ class Preprocessing:
                 and all(isinstance(s, (int, np.integer)) and s > 0 for s in size)):
             raise ValueError(f"image_size must be [height, width] of positive integers; got {self.image_size!r}")
         object.__setattr__(self, "image_size", (int(size[0]), int(size[1])))
-        params = dict(DEFAULT_CROP_PARAMS)
-        params.update(self.crop_params or {})
-        unknown = sorted(set(params) - set(DEFAULT_CROP_PARAMS))
-        if unknown:
-            raise ValueError(f"unknown crop_params {unknown}; expected some of {sorted(DEFAULT_CROP_PARAMS)}")
+        params = resolve_crop_params(self.crop_params)
         params["ratio_bounds"] = tuple(float(v) for v in params["ratio_bounds"])
         object.__setattr__(self, "crop_params", params)
         if self.resize not in RESIZE_MODES:
@@ -121,7 +119,9 @@ class Preprocessing:
     def describe(self):
         """One line for reports and previews."""
         height, width = self.image_size
-        crop = "hue crop" if self.crop else "no crop"
+        crop = "no crop"
+        if self.crop:
+            crop = "hue crop" if self.crop_params["method"] == "study" else f"{self.crop_params['method']} hue crop"
         return f"{height}×{width}, {crop}, {self.resize}{'' if self.antialias else ', no antialias'}"
 
 

@@ -24,6 +24,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from skin_cnn.data.crop import CROP_METHODS
+
 VARIANTS = ("P", "N", "PS", "NS")
 OPTIMIZERS = ("adam", "sgd")
 STRATEGIES = ("auto", "mirrored", "multi-worker")
@@ -55,6 +57,9 @@ class TrainConfig:
         Height and width of the square model input (the study: 250).
     crop : bool
         Hue-crop the background away before resizing (the study's best data version).
+    crop_method : {"study", "circular"}
+        How the hue crop clusters hue: the study's (faithful) or hue as a circle with grey,
+        dark and bright pixels left out (:mod:`skin_cnn.data.crop`).
     balanced : bool
         Oversample the training split so each disease is seen equally often.
     zoom, rotation, translation : float
@@ -100,6 +105,7 @@ class TrainConfig:
     weights: str = "imagenet"
     image_size: int = 250
     crop: bool = True
+    crop_method: str = "study"
     balanced: bool = False
     zoom: float = 0.2
     rotation: float = 0.1
@@ -158,6 +164,8 @@ class TrainConfig:
         for name in ("zoom", "rotation", "translation"):
             if not 0 <= float(getattr(self, name)) < 1:
                 bad(name, "augmentation strength must lie in [0, 1)")
+        if self.crop_method not in CROP_METHODS:
+            bad("crop_method", f"expected one of {', '.join(CROP_METHODS)}")
         if self.head not in HEADS:
             bad("head", f"expected one of {', '.join(HEADS)}")
         if str(self.pool_blocks) not in POOL_BLOCKS:
@@ -212,10 +220,11 @@ class TrainConfig:
         return self.weights
 
     def preprocessing(self):
-        """The run's :class:`~skin_cnn.data.preprocessing.Preprocessing` (the study's crop parameters)."""
+        """The run's :class:`~skin_cnn.data.preprocessing.Preprocessing` (the crop method's default parameters)."""
         from skin_cnn.data.preprocessing import Preprocessing
 
-        return Preprocessing(image_size=(int(self.image_size), int(self.image_size)), crop=bool(self.crop))
+        return Preprocessing(image_size=(int(self.image_size), int(self.image_size)), crop=bool(self.crop),
+                             crop_params={"method": self.crop_method})
 
     def pooled_blocks(self):
         """``pool_blocks`` as the tuple :func:`~skin_cnn.models.build_model` takes."""
