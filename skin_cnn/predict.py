@@ -89,9 +89,12 @@ class TaskThreshold:
         return self.rule not in ("default", "fixed")
 
     def describe(self):
-        """``0.5 (default)``, ``0.3 (fixed)`` or ``0.412 (youden, chosen on validation)``."""
+        """``0.5 (default)``, ``0.3 (fixed)`` or ``0.412 (youden, chosen on validation)``; a
+        cross-validation ensemble's threshold fitted on single-model scores says so instead."""
         if self.rule in ("default", "fixed"):
             return f"{self.value:g} ({self.rule})"
+        if "not validated" in self.rule:
+            return f"{self.value:.3g} ({self.rule})"
         return f"{self.value:.3g} ({self.rule}, chosen on validation)"
 
     def to_dict(self):

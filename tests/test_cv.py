@@ -145,3 +145,28 @@ def test_resume_trains_only_the_missing_folds(cv_run, tmp_path):
     same = before["fold"] != 2
     np.testing.assert_allclose(after.loc[same, "y_prob"], before.loc[same, "y_prob"], atol=1e-6)
     np.testing.assert_allclose(after["y_prob"], before["y_prob"], atol=1e-5)  # fold 2 retrained identically
+
+
+def test_an_ensemble_threshold_of_trained_heads_is_stored_and_shown_as_not_validated(cv_run, tmp_path):
+    from skin_cnn.models import read_file_info
+    from skin_cnn.predict import load_predictor
+    from skin_cnn.training import resolve_config
+    from skin_cnn.training.cv import nested_scores, store_ensemble_thresholds
+
+    tmp, split, result, _ = cv_run
+    config = resolve_config(dict(SETTINGS, split=str(split), out=str(tmp_path / "x"), threshold="youden"))
+    said = []
+    assert nested_scores(config, None, None, None, [], tmp_path, said.append) is None
+    assert "not validated for the ensemble" in said[0]
+    copy = tmp_path / "ensemble.keras"
+    shutil.copy(result.ensemble, copy)
+    oof = pd.read_csv(result.oof_predictions)
+    store_ensemble_thresholds(config, oof, copy)
+    stored = read_file_info(copy)["thresholds"]
+    for task, part in oof.groupby("task"):
+        entry = stored[task]
+        assert "not validated for the ensemble" in entry["rule"] and "single-model" in entry["method"]
+        called, y = part["y_prob"] >= entry["value"], part["y_true"] == 1
+        assert entry["claims"]["sensitivity"] == pytest.approx((called & y).sum() / y.sum())
+    shown = load_predictor(copy).thresholds["acne_vs_rosacea"].describe()
+    assert "not validated for the ensemble" in shown and "chosen on validation" not in shown

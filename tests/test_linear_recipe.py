@@ -334,7 +334,32 @@ def test_settings_the_linear_recipe_cannot_honour_are_refused(settings, message)
         resolve_config(dict(split="s.csv", out="o", **settings))
 
 
-def test_cross_validation_of_the_recipe_stores_youden_of_the_pooled_oof_in_an_explainable_ensemble(tmp_path):
+def test_nested_ensemble_scores_average_the_models_trained_without_the_fold_and_one_other():
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from skin_cnn.training.ensemble_threshold import nested_ensemble_probabilities
+
+    rng = np.random.default_rng(4)
+    y = np.tile([0, 1], 15)
+    x = rng.normal(size=(2, 30, 4)) + y[None, :, None] * 0.7  # a clean and an augmented view
+    folds = np.repeat([1, 2, 3], 10)
+    c = {1: 0.1, 2: 1.0, 3: 0.01}
+    got = nested_ensemble_probabilities(x, y, folds, c)
+    for k in (1, 2, 3):  # a second implementation: a plain loop over the other folds
+        members = []
+        for j in {1, 2, 3} - {k}:
+            train = (folds != k) & (folds != j)
+            model = make_pipeline(StandardScaler(), LogisticRegression(C=c[k], max_iter=5000))
+            model.fit(np.concatenate([x[0, train], x[1, train]]), np.concatenate([y[train], y[train]]))
+            members.append(model.predict_proba(x[0, folds == k])[:, 1])
+        np.testing.assert_allclose(got[folds == k], np.mean(members, axis=0), rtol=1e-6)
+    with pytest.raises(ValueError, match="one class only"):
+        nested_ensemble_probabilities(x, np.where(folds == 1, y, 0), folds, c)
+
+
+def test_cross_validation_of_the_recipe_stores_youden_of_the_nested_ensemble_scores_it_reproduces(tmp_path):
     from test_training import tiny_split
 
     from skin_cnn.models import read_file_info
@@ -346,9 +371,17 @@ def test_cross_validation_of_the_recipe_stores_youden_of_the_pooled_oof_in_an_ex
                                threshold="youden", cache_views=0, tensorboard=False),
            progress=False, echo=lambda *_: None, n_bootstrap=50)
     oof = pd.read_csv(out / "oof_predictions.csv")
+    nested = pd.read_csv(out / "oof_ensemble_predictions.csv")
+    assert sorted(zip(nested["image_path"], nested["task"])) == sorted(zip(oof["image_path"], oof["task"]))
     stored = read_file_info(out / "ensemble.keras")["thresholds"]
-    for task, part in oof.groupby("task"):
-        assert stored[task]["value"] == pytest.approx(youden_midpoint(part["y_true"], part["y_prob"]))
+    for task, part in nested.groupby("task"):
+        entry = stored[task]
+        assert entry["value"] == pytest.approx(youden_midpoint(part["y_true"], part["y_prob"]))
+        assert "nested out-of-fold ensemble scores" in entry["method"] and "not validated" not in entry["rule"]
+        # the threshold gives, on the scores it was fitted for, the sensitivity and specificity it claims
+        called, y = part["y_prob"] >= entry["value"], part["y_true"] == 1
+        assert entry["claims"]["sensitivity"] == pytest.approx((called & y).sum() / y.sum())
+        assert entry["claims"]["specificity"] == pytest.approx((~called & ~y).sum() / (~y).sum())
     # the ensemble keeps the trunk's layers at its top level, so Grad-CAM finds block5_conv3
     from skin_cnn.explain import gradcam_batch, last_conv_layer
     from skin_cnn.predict import load_keras_model

@@ -10,7 +10,8 @@ the input whose Keras config holds
 * ``tasks``: ``[{"name", "positive", "negative"}, ...]``, one per output;
 * ``preprocessing``: the :class:`~skin_cnn.data.preprocessing.Preprocessing` entry (image size,
   crop, crop parameters, resize, antialias) the model was trained with, or None when unknown;
-* ``thresholds``: ``{task: {"value", "rule", "method"}}`` for tasks whose threshold was chosen on
+* ``thresholds``: ``{task: {"value", "rule", "method"}}`` (optionally ``claims``: the sensitivity and
+  specificity the threshold gives on the scores it was fitted on) for tasks whose threshold was chosen on
   validation predictions (``skin-cnn evaluate RUN --threshold youden``); tasks without an entry
   use the pre-specified 0.5.
 
@@ -59,6 +60,8 @@ def _check_thresholds(thresholds, source):
             raise ValueError(f"{source}: threshold of {task} must lie in [0, 1]; got {value}")
         out[str(task)] = {"value": value, "rule": str(entry.get("rule", "fixed")),
                           "method": str(entry.get("method", ""))}
+        if entry.get("claims"):  # what the threshold gives on the scores it was fitted on
+            out[str(task)]["claims"] = {str(k): float(v) for k, v in dict(entry["claims"]).items()}
     return out
 
 

@@ -224,23 +224,54 @@ def fold_metrics(oof, thresholds=None):
     return pd.DataFrame(rows)
 
 
-def store_ensemble_thresholds(config, oof, path):
-    """Fit the recipe's threshold rule on the pooled out-of-fold predictions into ``ensemble.keras``.
+def store_ensemble_thresholds(config, oof, path, nested=None):
+    """Fit the recipe's threshold rule for ``ensemble.keras`` and store it there.
 
-    No image's out-of-fold prediction comes from a model that trained on it, so they stand in for
-    validation predictions of the ensemble (slightly pessimistic: the ensemble trained on more).
+    ``nested``: the nested out-of-fold ensemble scores
+    (:func:`skin_cnn.training.ensemble_threshold.nested_ensemble_predictions`), averages of
+    models like the ensemble's own; the threshold is fitted on them. Without them (heads trained
+    by gradient descent) it is fitted on the pooled single-model out-of-fold predictions and
+    stored marked as not validated for the ensemble. Either way each stored entry carries the
+    sensitivity and specificity it gives on the scores it was fitted on.
     """
-    from skin_cnn.evaluation.threshold import fit_thresholds, parse_threshold
+    from skin_cnn.training.ensemble_threshold import NESTED_FILE, ensemble_threshold_entries
 
     rule = parse_threshold(str(config.threshold))
     if not rule.needs_validation:
         return None
-    tasks = [t for t in TASK_NAMES if t in set(oof["task"])]
-    thresholds, _ = fit_thresholds(rule, tasks, oof, "pooled out-of-fold predictions")
-    method = f"{rule.short()} on the pooled out-of-fold predictions of the cross-validation"
-    label = rule.method if rule.target is None else f"{rule.method} >= {rule.target:g}"
-    store_thresholds(path, {t: {"value": float(v), "rule": label, "method": method} for t, v in thresholds.items()})
-    return thresholds
+    if nested is not None:
+        entries = ensemble_threshold_entries(rule, nested, f"nested out-of-fold ensemble scores ({NESTED_FILE})",
+                                             validated=True)
+    else:
+        entries = ensemble_threshold_entries(rule, oof, "pooled single-model out-of-fold predictions "
+                                             "(oof_predictions.csv)", validated=False)
+    store_thresholds(path, entries)
+    return {task: entry["value"] for task, entry in entries.items()}
+
+
+def nested_scores(config, frame, folds, shared, fold_dirs, out, echo):
+    """The nested out-of-fold ensemble scores (``oof_ensemble_predictions.csv``) of a linear-head
+    recipe with a fitted threshold, else None (and why, echoed)."""
+    from skin_cnn.training.ensemble_threshold import NESTED_FILE, nested_ensemble_predictions
+
+    if not parse_threshold(str(config.threshold)).needs_validation:
+        return None
+    if config.head != "linear" or shared is None:
+        echo("the ensemble's threshold is fitted on single-model out-of-fold predictions: nested ensemble scores "
+             "need the linear head; it is stored as not validated for the ensemble")
+        return None
+    paths = frame["image_path"].astype(str)
+    readable = paths.isin(shared.row_of.keys()).to_numpy()
+    rows = [shared.row_of[p] for p in paths[readable]]
+    features = np.asarray(shared.cache.train[:, rows])
+    try:
+        table = nested_ensemble_predictions(frame[readable], folds[readable] + 1, features, fold_dirs, TASK_NAMES)
+    except ValueError as exc:
+        echo(f"no nested ensemble scores ({exc}); the ensemble's threshold is fitted on single-model out-of-fold "
+             "predictions and stored as not validated for the ensemble")
+        return None
+    atomic.write_csv(Path(out) / NESTED_FILE, table)
+    return table
 
 
 def spread(per_fold):
@@ -366,7 +397,8 @@ def run_cv(source, out, n_folds=5, settings=None, *, resume=False, progress=True
                      seed=base.seed, source=f"out-of-fold predictions of {n_folds}-fold cross-validation ({out})")
     ensemble = build_ensemble(fold_dirs)
     save_model_atomic(ensemble, out / "ensemble.keras")
-    store_ensemble_thresholds(base, oof, out / "ensemble.keras")
+    nested = nested_scores(base, frame, folds, shared, fold_dirs, out, echo)
+    store_ensemble_thresholds(base, oof, out / "ensemble.keras", nested)
     document = json.loads((fold_dirs[0] / "config.json").read_text(encoding="utf-8"))
     atomic.write_json(out / "config.json", {"preprocessing": document["preprocessing"],
                                             "ensemble_of": [d.name for d in fold_dirs], "train": document["train"]})
