@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tqdm.auto import tqdm
+from skin_cnn.progress import progress_bar
 
 from skin_cnn import atomic
 from skin_cnn.data.crop import BOX_COLUMNS, hue_crop_box, resolve_crop_params
@@ -53,10 +53,10 @@ class DemoResult:
 
 
 def crop_boxes_frame(frame, params=None, progress=True):
-    """Add hue-crop box columns to a frame (one decode per image; tqdm progress)."""
+    """Add hue-crop box columns to a frame (one decode per image; progress shown)."""
     params = resolve_crop_params(params)
     boxes = []
-    for path in tqdm(frame["image_path"], desc="hue crop", unit="img", disable=not progress):
+    for path in progress_bar(frame["image_path"], desc="hue crop", unit="img", disable=not progress):
         boxes.append(hue_crop_box(read_image(path), **params))
     out = frame.copy()
     for i, column in enumerate(BOX_COLUMNS):

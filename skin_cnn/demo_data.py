@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
-from tqdm.auto import tqdm
+from skin_cnn.progress import progress_bar
 
 from skin_cnn import atomic
 from skin_cnn.diseases import DISEASES
@@ -312,7 +312,7 @@ def generate_demo_dataset(
     (out_dir / "images").mkdir(parents=True, exist_ok=True)
     rows, number = [], 0
     total = len(diseases) * int(n_patients_per_disease)
-    bar = tqdm(total=total, desc="drawing demo patients", unit="patient", disable=not progress, leave=False)
+    bar = progress_bar(total=total, desc="drawing demo patients", unit="patient", disable=not progress, leave=False)
     for diagnosis in diseases:
         for p in range(int(n_patients_per_disease)):
             number += 1

@@ -601,11 +601,11 @@ def validate_manifest(path, icd10_map=None, check_images=True, progress=True):
     n_ok = 0
     header_ok = not any(p["severity"] == "error" and p["row"] == 1 for p in problems)
     if header_ok and len(frame):
-        from tqdm.auto import tqdm
+        from skin_cnn.progress import progress_bar
 
         expected = frame["sha256"] if "sha256" in frame.columns else None
         first_by_digest = {}
-        iterator = tqdm(
+        iterator = progress_bar(
             frame["image_path"].items(),
             total=len(frame),
             desc="checking images" if check_images else "checking files",

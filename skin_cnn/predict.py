@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from tqdm.auto import tqdm
+from skin_cnn.progress import progress_bar
 
 from skin_cnn.data.preprocessing import Preprocessing, box_from_row, crop_box, model_input
 from skin_cnn.data.reading import DEFAULT_MAX_PIXELS, ImageReadError, read_image
@@ -528,7 +528,7 @@ def predict_frame(model, frame, preprocessing=None, *, batch_size=32, progress=T
     batch_size : int
         Images per model call.
     progress : bool
-        Show a tqdm progress bar.
+        Report progress (:func:`skin_cnn.progress.progress_bar`).
     workers : int
         Threads decoding and cropping images while the model runs.
 
@@ -566,7 +566,7 @@ def predict_frame(model, frame, preprocessing=None, *, batch_size=32, progress=T
     probs = {task: np.full((n,), np.nan, dtype=np.float32) for task in predictor.tasks}
     ok = np.zeros((n,), dtype=bool)
     skipped = []
-    bar = tqdm(total=n, desc="predict", unit="img", disable=not progress)
+    bar = progress_bar(total=n, desc="predict", unit="img", disable=not progress)
     starts = list(range(0, n, batch_size))
     with ThreadPoolExecutor(max_workers=max(1, int(workers))) as pool:
 

@@ -69,12 +69,12 @@ def patient_units(frame):
 def image_hashes(paths, progress=False):
     """pHash and dHash (64 bits each) of every image, as a boolean array of shape (n, 2, 64)."""
     import imagehash
-    from tqdm.auto import tqdm
+    from skin_cnn.progress import progress_bar
 
     from skin_cnn.data.reading import open_rgb
 
     out = np.zeros((len(paths), 2, 64), dtype=bool)
-    for i, path in enumerate(tqdm(paths, desc="hashing images", unit="img", disable=not progress, leave=False)):
+    for i, path in enumerate(progress_bar(paths, desc="hashing images", unit="img", disable=not progress, leave=False)):
         image = open_rgb(path)
         out[i, 0] = imagehash.phash(image).hash.ravel()
         out[i, 1] = imagehash.dhash(image).hash.ravel()

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
-from tqdm.auto import tqdm
+from skin_cnn.progress import progress_bar
 
 from skin_cnn import atomic
 from skin_cnn.cleanse.classifier import SCORE_COLUMN, load_images, model_input_size
@@ -52,7 +52,7 @@ def score_images(model, paths, *, batch_size=64, progress=True):
     paths = [os.fspath(p) for p in paths]
     scores = np.full(len(paths), np.nan, dtype=np.float64)
     reasons = {}
-    with tqdm(total=len(paths), desc="cleansing", unit="img", disable=not progress) as bar:
+    with progress_bar(total=len(paths), desc="cleansing", unit="img", disable=not progress) as bar:
         for start in range(0, len(paths), int(batch_size)):
             chunk = paths[start:start + int(batch_size)]
             images, ok, bad = load_images(chunk, size, progress=False)

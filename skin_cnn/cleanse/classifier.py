@@ -37,8 +37,7 @@ from keras import layers
 from matplotlib.figure import Figure
 from PIL import Image
 from sklearn.model_selection import train_test_split
-from tqdm.auto import tqdm
-from tqdm.keras import TqdmCallback
+from skin_cnn.progress import progress_bar
 
 from skin_cnn import atomic
 from skin_cnn.data.reading import ImageReadError, open_rgb
@@ -219,7 +218,7 @@ def load_images(paths, size, *, desc="images", progress=True):
         Path -> why it could not be read, for the others.
     """
     arrays, ok, reasons = [], np.zeros(len(paths), dtype=bool), {}
-    for i, path in enumerate(tqdm(paths, desc=desc, unit="img", disable=not progress)):
+    for i, path in enumerate(progress_bar(paths, desc=desc, unit="img", disable=not progress)):
         try:
             arrays.append(prepare_image(open_rgb(path), size))
             ok[i] = True
@@ -265,6 +264,26 @@ def binary_metrics(y_true, p_nonskin, threshold=0.5):
         "skin_false_removal": clopper_pearson(fp, tn + fp).as_dict(),
         "auc": auc_estimate(y_true, p_nonskin),
     }
+
+
+class EpochBar(keras.callbacks.Callback):
+    """One progress step per epoch with the loss (:func:`skin_cnn.progress.progress_bar`): a bar on a
+    terminal, plain lines in a log file."""
+
+    def __init__(self, epochs):
+        super().__init__()
+        self.epochs, self._bar = int(epochs), None
+
+    def on_train_begin(self, logs=None):
+        self._bar = progress_bar(total=self.epochs, desc="training", unit="epoch")
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs and "loss" in logs:
+            self._bar.set_postfix(loss=f"{float(logs['loss']):.3f}", refresh=False)
+        self._bar.update(1)
+
+    def on_train_end(self, logs=None):
+        self._bar.close()
 
 
 def _plot_history(history, path):
@@ -356,7 +375,7 @@ def train_skin_classifier(
     class_weight = {0: len(idx_train) / (2 * n_neg), 1: len(idx_train) / (2 * n_pos)}
     callbacks = []
     if progress and not verbose:
-        callbacks.append(TqdmCallback(verbose=0, desc="training"))
+        callbacks.append(EpochBar(int(epochs)))
     history = model.fit(
         x[idx_train], y[idx_train], epochs=int(epochs), batch_size=int(batch_size), shuffle=True,
         class_weight=class_weight, verbose=verbose, callbacks=callbacks,

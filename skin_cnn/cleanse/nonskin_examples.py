@@ -50,7 +50,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageFont, ImageOps
-from tqdm.auto import tqdm
+from skin_cnn.progress import progress_bar
 
 from skin_cnn.atomic import atomic_path, write_csv
 from skin_cnn.data.reading import open_rgb
@@ -521,7 +521,7 @@ def make_examples(out_dir, n=200, *, seed=0, kinds=KINDS, size=256, quality=92, 
     out_dir.mkdir(parents=True, exist_ok=True)
     rows = []
     examples = generate_examples(n, seed=seed, kinds=kinds, size=size)
-    for i, example in enumerate(tqdm(examples, total=n, desc="non-skin examples", disable=not progress)):
+    for i, example in enumerate(progress_bar(examples, total=n, desc="non-skin examples", disable=not progress)):
         name = f"nonskin_{i:04d}_{example.kind}.jpg"
         with atomic_path(out_dir / name) as tmp:
             example.image.save(tmp, format="JPEG", quality=quality)

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
-import os
 import sys
 
 import click
 
 from skin_cnn import __version__
+from skin_cnn.cli import quiet_tf
 
 # name -> (module, one-line summary shown by --help)
 COMMANDS = {
@@ -81,6 +81,7 @@ class LazyGroup(click.Group):
         module_name = COMMANDS[name][0]
         if importlib.util.find_spec(module_name) is None:
             return None
+        quiet_tf.install()  # before a command module can import TensorFlow
         return importlib.import_module(module_name).command
 
     def format_commands(self, ctx, formatter):
@@ -116,7 +117,6 @@ def cli(ctx, debug):
     """
     ctx.ensure_object(dict)
     ctx.obj["debug"] = debug
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
 def main(argv=None):

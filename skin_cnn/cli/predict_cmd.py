@@ -202,13 +202,13 @@ def _predict_manifests(predictor, manifests, tasks, batch_size, quiet):
 def _write_gradcams(predictor, frame, table, folder, quiet):
     """One picture per row of ``table`` (image × task), named ``<stem>_<task>_gradcam.png``."""
     from PIL import Image
-    from tqdm.auto import tqdm
+    from skin_cnn.progress import progress_bar
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     tasks_by_image = table.groupby("image_path", sort=False)["task"].apply(list).to_dict()
     used, written = {}, 0
-    for path in tqdm(frame["image_path"], desc="grad-cam", unit="img", disable=quiet):
+    for path in progress_bar(frame["image_path"], desc="grad-cam", unit="img", disable=quiet):
         tasks = tasks_by_image.get(path)
         if not tasks:
             continue

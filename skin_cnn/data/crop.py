@@ -506,7 +506,7 @@ def compute_crop_boxes(paths, *, params=None, copies_to=None, workers=1, progres
         ``image_path`` and ``reason`` for every file that could not be read.
     """
     import pandas as pd
-    from tqdm.auto import tqdm
+    from skin_cnn.progress import progress_bar
 
     params = resolve_crop_params(params)
     paths = [str(p) for p in paths]
@@ -519,9 +519,9 @@ def compute_crop_boxes(paths, *, params=None, copies_to=None, workers=1, progres
         from concurrent.futures import ProcessPoolExecutor
 
         with ProcessPoolExecutor(max_workers=int(workers)) as pool:
-            results = list(tqdm(pool.map(_box_for_file, tasks, chunksize=8), **bar))
+            results = list(progress_bar(pool.map(_box_for_file, tasks, chunksize=8), **bar))
     else:
-        results = [_box_for_file(t) for t in tqdm(tasks, **bar)]
+        results = [_box_for_file(t) for t in progress_bar(tasks, **bar)]
     rows, errors = [], []
     for path, (box, size, reason) in zip(paths, results):
         if reason is not None:

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from tqdm.auto import tqdm
+from skin_cnn.progress import progress_bar
 
 from skin_cnn.data.crop import BOX_COLUMNS, DEFAULT_CROP_PARAMS, crop_image, hue_crop_box, resolve_crop_params
 from skin_cnn.data.reading import DEFAULT_MAX_PIXELS, ImageReadError, read_image
@@ -358,7 +358,7 @@ def prepare_images(frame, preprocessing, folder, *, splits=("train", "val"), pro
     prepared, skipped = {}, []
     parts = {s: frame[frame["split"] == s] for s in splits}
     total = sum(len(p) if rows is None else len(rows.get(s, ())) for s, p in parts.items())
-    bar = tqdm(total=total, desc="prepare images", unit="img", disable=not progress)
+    bar = progress_bar(total=total, desc="prepare images", unit="img", disable=not progress)
     blank = bytes(row_bytes)
     with ThreadPoolExecutor(max_workers=max(1, int(workers))) as pool:
         for split, part in parts.items():

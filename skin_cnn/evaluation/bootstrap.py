@@ -279,9 +279,9 @@ def bootstrap_distribution(
     parts = {m: [] for m in metrics}
     batches = iter_resample_indices(n_units, n_resamples, seed, strata)
     if progress:
-        from tqdm.auto import tqdm
+        from skin_cnn.progress import progress_bar
 
-        batches = tqdm(
+        batches = progress_bar(
             batches,
             total=math.ceil(n_resamples / BATCH),
             desc="bootstrap",

@@ -187,31 +187,32 @@ class EpochProgress(keras.callbacks.Callback):
     echo : callable
         Where the per-epoch lines go.
     bar : bool
-        Draw a tqdm bar over the batches of each epoch (a terminal).
+        Draw a bar over the batches of each epoch (:func:`skin_cnn.progress.progress_bar`).
     """
 
     def __init__(self, epochs, steps, echo=print, bar=False):
         super().__init__()
         self.epochs, self.steps, self.echo, self.bar = int(epochs), int(steps), echo, bar
-        self._tqdm = None
+        self._bar = None
 
     def on_epoch_begin(self, epoch, logs=None):
         self._start = time.perf_counter()
         if self.bar:
-            from tqdm.auto import tqdm
+            from skin_cnn.progress import progress_bar
 
-            self._tqdm = tqdm(total=self.steps, desc=f"epoch {epoch + 1}/{self.epochs}", unit="batch", leave=False)
+            self._bar = progress_bar(total=self.steps, desc=f"epoch {epoch + 1}/{self.epochs}", unit="batch",
+                                     leave=False)
 
     def on_train_batch_end(self, batch, logs=None):
-        if self._tqdm is not None:
-            self._tqdm.update(1)
+        if self._bar is not None:
+            self._bar.update(1)
             if logs and "loss" in logs:
-                self._tqdm.set_postfix(loss=f"{float(logs['loss']):.3f}", refresh=False)
+                self._bar.set_postfix(loss=f"{float(logs['loss']):.3f}", refresh=False)
 
     def on_epoch_end(self, epoch, logs=None):
-        if self._tqdm is not None:
-            self._tqdm.close()
-            self._tqdm = None
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
         self.echo(epoch_line(epoch + 1, self.epochs, logs, time.perf_counter() - self._start))
 
 

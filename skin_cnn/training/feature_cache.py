@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
-from tqdm.auto import tqdm
+from skin_cnn.progress import progress_bar
 
 from skin_cnn import atomic
 from skin_cnn.data.pipeline import view_images
@@ -229,7 +229,7 @@ def build_cache(cache_dir, key, feature_model, prepared, *, augment, views=0, se
         feature_shape = tuple(int(s) for s in forward(tf.zeros((1, height, width, 3))).shape[1:])
         n_views = 1 + (int(views) if augment.enabled else 0)
         sizes = {s: len(prepared[s].store) for s in SPLITS}
-        bar = tqdm(total=sizes["val"] + n_views * sizes["train"], desc="feature cache", unit="img",
+        bar = progress_bar(total=sizes["val"] + n_views * sizes["train"], desc="feature cache", unit="img",
                    disable=not progress)
         for split in SPLITS:
             store = prepared[split].store

@@ -521,8 +521,8 @@ def train(config, *, resume=False, progress=True, echo=print, synthetic=False, s
         Continue the interrupted run in ``config.out`` from its last completed epoch; a finished
         run is left as it is and its summary printed again.
     progress : bool
-        A progress bar per epoch in a terminal (one line per epoch otherwise) and tqdm bars for
-        the preparation steps.
+        A progress bar per epoch in a terminal (one line per epoch otherwise) and progress of the
+        preparation steps (:func:`skin_cnn.progress.progress_bar`).
     echo : callable
         Where one-line messages go (``click.echo`` from the CLI).
     synthetic : bool

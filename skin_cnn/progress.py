@@ -1,0 +1,134 @@
+"""Progress reports that suit where they are read: bars on a terminal, whole lines in a log file.
+
+A tqdm bar redraws itself with carriage returns. On a terminal that is one line that moves; in a
+log file (``skin-cnn train … 2> train.log``, a batch job, CI) it is a chain of hundreds of
+overwritten copies on one line. :func:`progress_bar` therefore gives a tqdm bar only where one can
+be drawn — a terminal, or a Jupyter notebook (tqdm's widget) — and elsewhere a
+:class:`LineProgress` that writes plain lines: one when a long task has run for another
+``interval`` seconds, one when it ends, and none at all for a task that ends with nothing done.
+Bars on a terminal wait a moment before they appear (``delay``), so quick steps leave no empty
+``0%`` bar behind.
+"""
+from __future__ import annotations
+
+import sys
+import time
+
+#: Seconds between two lines of a long task in a log file.
+LINE_INTERVAL = 30.0
+
+#: Seconds a terminal bar waits before it is first drawn.
+BAR_DELAY = 0.5
+
+
+def interactive(stream=None) -> bool:
+    """True where a redrawn bar can be seen: a terminal, or a Jupyter kernel (tqdm's widget)."""
+    stream = sys.stderr if stream is None else stream
+    isatty = getattr(stream, "isatty", None)
+    try:
+        if isatty is not None and isatty():
+            return True
+    except ValueError:  # a closed stream
+        return False
+    return "ipykernel" in sys.modules
+
+
+class LineProgress:
+    """The part of tqdm's interface skin-cnn uses, reporting in whole lines without ``\\r``.
+
+    Parameters
+    ----------
+    iterable : iterable, optional
+        Iterated over, counting one per item.
+    total : int, optional
+        Items expected (default ``len(iterable)`` when it has one).
+    desc, unit : str
+        As tqdm's.
+    disable : bool
+        Report nothing.
+    leave : bool
+        Write a line at the end (tqdm keeps the finished bar); a ``leave=False`` task writes only
+        the lines of a long run.
+    interval : float
+        Seconds between two lines while the task runs.
+    file : text stream, optional
+        Default ``sys.stderr`` at the time of writing.
+    """
+
+    def __init__(self, iterable=None, total=None, desc="", unit="it", disable=False, leave=True,
+                 interval=LINE_INTERVAL, file=None, **_tqdm_only):
+        if total is None and iterable is not None and hasattr(iterable, "__len__"):
+            total = len(iterable)
+        self.iterable, self.total, self.desc, self.unit = iterable, total, desc, unit
+        self.disable, self.leave, self.interval, self.file = bool(disable), bool(leave), float(interval), file
+        self.n, self.postfix, self.closed = 0, "", False
+        self._start = self._last = time.monotonic()
+
+    def __iter__(self):
+        try:
+            for item in self.iterable:
+                yield item
+                self.update(1)
+        finally:
+            self.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+        return False
+
+    def __len__(self):
+        return int(self.total or 0)
+
+    def update(self, n=1):
+        self.n += n
+        now = time.monotonic()
+        if now - self._last >= self.interval:
+            self._last = now
+            self._write()
+
+    def set_postfix(self, refresh=True, **values):
+        self.postfix = ", ".join(f"{k}={v}" for k, v in values.items())
+
+    def set_description(self, desc=None, refresh=True):
+        self.desc = desc or ""
+
+    def line(self) -> str:
+        """``desc: n/total unit (elapsed)``, with the postfix when set."""
+        count = f"{self.n}/{self.total}" if self.total else f"{self.n}"
+        text = f"{self.desc}: {count} {self.unit} ({time.monotonic() - self._start:.1f} s)"
+        return f"{text}, {self.postfix}" if self.postfix else text
+
+    def _write(self):
+        if self.disable or self.n == 0:
+            return
+        stream = self.file if self.file is not None else sys.stderr
+        stream.write(self.line() + "\n")
+        stream.flush()
+
+    def close(self):
+        if self.closed:
+            return
+        self.closed = True
+        if self.leave:
+            self._write()
+
+
+def progress_bar(iterable=None, **kwargs):
+    """A tqdm bar where it can be drawn, else a :class:`LineProgress`; tqdm's arguments.
+
+    Parameters
+    ----------
+    iterable : iterable, optional
+    **kwargs
+        ``total``, ``desc``, ``unit``, ``disable``, ``leave`` and other tqdm arguments (a
+        :class:`LineProgress` ignores those it has no use for).
+    """
+    if interactive(kwargs.get("file")):
+        from tqdm.auto import tqdm
+
+        kwargs.setdefault("delay", BAR_DELAY)
+        return tqdm(iterable, **kwargs)
+    return LineProgress(iterable, **kwargs)
