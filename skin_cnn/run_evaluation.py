@@ -223,6 +223,7 @@ def evaluate_run(
     auc_ci="wald",
     fairness=(),
     n_failures=4,
+    shortcut_audit=0,
 ):
     """Predict a run's split with its best model, write ``predictions_<split>.csv`` and evaluate.
 
@@ -256,6 +257,9 @@ def evaluate_run(
     n_failures : int
         Most confident false positives and negatives per task in the failure gallery, each shown
         with its Grad-CAM (computed here: the evaluation layer never loads a model).
+    shortcut_audit : int
+        Grad-CAM of this many seeded photos of the split, with the share of its mass on the hue
+        box, the border band and known watermarks (:mod:`skin_cnn.evaluation.shortcut`); 0: none.
 
     Returns
     -------
@@ -301,6 +305,11 @@ def evaluate_run(
     from skin_cnn.evaluation.gallery import failure_cases
 
     cams = failure_gradcams(predictor, failure_cases(preds, thresholds, n_failures), frame)
+    shortcut = None
+    if shortcut_audit:
+        from skin_cnn.evaluation.shortcut import audit_predictor
+
+        shortcut = audit_predictor(predictor, preds, frame, n_images=int(shortcut_audit), seed=seed)
     metrics = write_evaluation(
         preds,
         out,
@@ -321,6 +330,7 @@ def evaluate_run(
         cams=cams,
         image_base=run_dir,
         n_failures=n_failures,
+        shortcut=shortcut,
     )
     if split == "test":
         record_test_evaluation(run_dir, out, method)

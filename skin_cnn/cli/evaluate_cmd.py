@@ -101,6 +101,15 @@ from skin_cnn.cli.options import seed_option
     default=None,
     help="Flow JSON for the STARD diagram (e.g. the SPLIT.flow.json of `skin-cnn split`).",
 )
+@click.option(
+    "--shortcut-audit",
+    default=0,
+    show_default=True,
+    type=click.IntRange(0),
+    metavar="N",
+    help="Run folders: Grad-CAM of N seeded photos, and the share of its mass on the hue box, the "
+    "border band and known watermarks (a report section and shortcut_audit.csv; 0: none).",
+)
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def command(
     run,
@@ -117,6 +126,7 @@ def command(
     seed,
     confidence,
     flow_json,
+    shortcut_audit,
     quiet,
 ):
     """Evaluate RUN (a `skin-cnn train` folder) or a --predictions CSV.
@@ -131,6 +141,8 @@ def command(
 
     if bool(run) == bool(predictions_csv):
         raise click.UsageError("give either a run folder or --predictions FILE (exactly one)")
+    if shortcut_audit and predictions_csv:
+        raise click.UsageError("--shortcut-audit needs the model: give a run folder, not --predictions")
     rule = parse_threshold(threshold)
     if predictions_csv and rule.method == "stored":  # a predictions file carries no model
         rule = parse_threshold("0.5")
@@ -160,6 +172,7 @@ def command(
             fairness=fairness,
             flow=flow,
             progress=not quiet,
+            shortcut_audit=shortcut_audit,
             **common,
         )
     else:

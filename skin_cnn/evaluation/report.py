@@ -261,7 +261,7 @@ def test_evaluations_text(record):
 
 
 def build_report(metrics, folder, figures, source="", by_tables=None, bootstrap_note=True, flow=None,
-                 by_groups=None, fairness=None, run=None, failures=None):
+                 by_groups=None, fairness=None, run=None, failures=None, shortcut=None):
     """Assemble the report.
 
     Parameters
@@ -292,6 +292,9 @@ def build_report(metrics, folder, figures, source="", by_tables=None, bootstrap_
     failures : dict, optional
         ``{"cases": DataFrame, "missing": int, "gradcam": bool}`` of the failure gallery, whose
         figure is ``figures["failures"]``.
+    shortcut : dict, optional
+        ``{"summary": DataFrame, "n_requested", "unreadable"}`` of the shortcut audit
+        (:mod:`skin_cnn.evaluation.shortcut`).
 
     The report ends with the reporting checklists (TRIPOD+AI, CLAIM, STARD-AI): each item this
     report answers links to its section; the rest are listed as the authors' to write.
@@ -461,6 +464,10 @@ def build_report(metrics, folder, figures, source="", by_tables=None, bootstrap_
         sections.setdefault("fairness", (anchor, f"by {', '.join(fairness)}"))
     if failures is not None:
         sections.update(more.add_failures(rep, failures, figures.get("failures")))
+    if shortcut is not None:
+        from skin_cnn.evaluation.shortcut import add_section
+
+        sections.update(add_section(rep, **shortcut))
 
     rep.heading("Statistical methods")
     rep.items(
@@ -517,11 +524,11 @@ def build_report(metrics, folder, figures, source="", by_tables=None, bootstrap_
 
 
 def write_report(metrics, folder, figures, source="", by_tables=None, flow=None, by_groups=None,
-                 fairness=None, run=None, failures=None):
+                 fairness=None, run=None, failures=None, shortcut=None):
     """Write ``report.md`` and ``report.html`` into ``folder``; returns their paths."""
     folder = Path(folder)
     rep = build_report(metrics, folder, figures, source=source, by_tables=by_tables, flow=flow,
-                       by_groups=by_groups, fairness=fairness, run=run, failures=failures)
+                       by_groups=by_groups, fairness=fairness, run=run, failures=failures, shortcut=shortcut)
     md, page = folder / "report.md", folder / "report.html"
     write_text(md, rep.markdown(folder))
     write_text(page, rep.html(folder))
@@ -548,6 +555,7 @@ def write_evaluation(
     cams=None,
     image_base=None,
     n_failures=4,
+    shortcut=None,
 ):
     """Evaluate a predictions frame and write every output into the folder ``out``.
 
@@ -587,6 +595,10 @@ def write_evaluation(
         Folder that relative image paths of the predictions are resolved against.
     n_failures : int
         Most confident false positives and false negatives per task in the gallery.
+    shortcut : pandas.DataFrame, optional
+        Per image and task Grad-CAM mass shares (:func:`skin_cnn.evaluation.shortcut.audit_predictor`):
+        written to ``shortcut_audit.csv``, summarised in ``metrics.json`` (``shortcut_audit``)
+        and in the report.
 
     Returns
     -------
@@ -636,6 +648,13 @@ def write_evaluation(
                 confidence=confidence, auc_ci=auc_ci,
             )
         metrics["fairness"] = fairness_results
+    shortcut_section = None
+    if shortcut is not None:
+        from skin_cnn.evaluation.shortcut import audit_metrics, report_entry
+
+        shortcut_section = report_entry(shortcut)
+        metrics["shortcut_audit"] = audit_metrics(shortcut_section["summary"])
+        write_csv(out / "shortcut_audit.csv", shortcut)
     # JSON has no NaN: fail loudly here rather than write an unreadable file
     write_text(out / "metrics.json", json.dumps(metrics, indent=2, allow_nan=False) + "\n")
     write_csv(out / "metrics.csv", metrics_table(metrics))
@@ -680,5 +699,5 @@ def write_evaluation(
                                                         base=image_base, cams=cams)
     failures = {"cases": cases, "missing": missing, "gradcam": bool(cams)}
     write_report(metrics, out, figures, source=source, by_tables=by_tables, flow=flow, by_groups=by_groups,
-                 fairness=fairness_results, run=run, failures=failures)
+                 fairness=fairness_results, run=run, failures=failures, shortcut=shortcut_section)
     return metrics
