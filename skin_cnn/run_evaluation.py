@@ -220,7 +220,7 @@ def evaluate_run(
     bootstrap_method="percentile",
     predictor=None,
     progress=True,
-    auc_ci="wald",
+    auc_ci="logit",
     fairness=(),
     n_failures=4,
     shortcut_audit=0,
@@ -250,7 +250,7 @@ def evaluate_run(
         the run's own (:func:`run_flow`); the evaluated images are added as its last step.
     predictor : skin_cnn.predict.Predictor, optional
         An already loaded model (e.g. at the end of training).
-    auc_ci : {"wald", "logit"}
+    auc_ci : {"logit", "wald"}
         Scale of the DeLong AUC interval.
     fairness : sequence of str
         Columns to give a fairness section (e.g. ``fitzpatrick_scale``).

@@ -110,7 +110,10 @@ def test_all_outputs_are_written_and_images_load(evaluated):
     table = pd.read_csv(out / "metrics.csv")
     assert len(table) == 2 * 6
     row = table[(table.task == "acne_vs_rosacea") & (table.metric == "sensitivity")].iloc[0]
-    assert row["value"] == 0.75 and row["method"] == "clopper-pearson"
+    # 10 images of 5 patients: the primary interval is the patient bootstrap, the exact one secondary
+    assert row["value"] == 0.75 and row["method"] == "cluster bootstrap (patient, percentile)"
+    assert row["image_method"] == "clopper-pearson"
+    assert [row["ci_low"], row["ci_high"]] == [row["bootstrap_low"], row["bootstrap_high"]]
     by = pd.read_csv(out / "metrics_by_source.csv")
     assert set(by["source"]) == {"clinic", "home"}
     assert "acne_vs_rosacea" in result.output
@@ -283,7 +286,7 @@ def test_run_folder_form_predicts_the_test_split(tmp_path):
 def test_report_states_the_resampling_unit_it_used(evaluated, tmp_path):
     out, _ = evaluated
     md = (out / "report.md").read_text()
-    assert "Resampling unit: **patient**" in md and "within each class" in md
+    assert "resampling unit: **patient**" in md and "within each class" in md
     pred = pd.read_csv(write_predictions(tmp_path / "p.csv")).assign(patient_id="")
     pred.to_csv(tmp_path / "anon.csv", index=False)
     result = run("evaluate", "--predictions", tmp_path / "anon.csv", "-o", tmp_path / "o",

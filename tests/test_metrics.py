@@ -41,7 +41,7 @@ def test_ten_images_counted_by_hand():
     assert m["sensitivity"]["ci"] == pytest.approx([ref.low, ref.high])
     assert [m[k]["method"] for k in METRICS] == ["clopper-pearson"] * 2 + ["logit"] * 2 + [
         "clopper-pearson",
-        "delong",
+        "delong-logit",  # the default AUC interval is on the logit scale
     ]
 
 
@@ -244,8 +244,8 @@ def test_logit_auc_interval_is_recorded_and_stays_inside_zero_one():
     # perfectly separated: the Wald interval collapses to [1, 1], the logit option does not
     y = np.array([1, 1, 1, 0, 0, 0, 0])
     p = np.array([0.9, 0.8, 0.7, 0.3, 0.2, 0.1, 0.05])
-    wald = task_metrics(y, p, n_bootstrap=0)["auc"]
-    logit = task_metrics(y, p, n_bootstrap=0, auc_ci="logit")["auc"]
+    wald = task_metrics(y, p, n_bootstrap=0, auc_ci="wald")["auc"]
+    logit = task_metrics(y, p, n_bootstrap=0)["auc"]  # logit is the default
     assert wald["ci"] == [1.0, 1.0] and wald["method"] == "delong"
     assert logit["value"] == 1.0 and 0 < logit["ci"][0] < 0.95 and logit["ci"][1] == 1.0
     assert logit["method"] == "newcombe-score" and "logit" in logit["note"]

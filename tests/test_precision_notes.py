@@ -1,7 +1,8 @@
 """Numbers that could read as certainty carry their caveat in the cell, legend or row itself.
 
 Seven acne-vs-rosacea images, perfectly ranked but all scored below 0.5: the AUC is 100% with a
-DeLong (Wald) interval of zero width, and the sensitivity at 0.5 is 0/3. The expected texts are
+DeLong Wald interval (``--auc-ci wald``; the logit default gives a score interval there) of zero
+width, and the sensitivity at 0.5 is 0/3. The expected texts are
 written out by hand: the exact upper bound of 0/3 is 1 − 0.025^(1/3) = 70.76%.
 """
 
@@ -27,7 +28,7 @@ def _evaluate(tmp_path, pairs):
     pred = _predictions(tmp_path / "pred.csv", pairs)
     out = tmp_path / "eval"
     result = CliRunner().invoke(cli, ["evaluate", "--predictions", str(pred), "-o", str(out), "--n-bootstrap", "0",
-                                      "--quiet"])
+                                      "--auc-ci", "wald", "--quiet"])
     assert result.exit_code == 0, result.output
     return out
 
@@ -79,7 +80,8 @@ def test_compare_tables_carry_the_caveats(tmp_path):
     a = _predictions(tmp_path / "a.csv", SEVEN)
     b = _predictions(tmp_path / "b.csv", [(y, 1 - p if i in (0, 3) else p) for i, (y, p) in enumerate(SEVEN)])
     out = tmp_path / "cmp"
-    result = CliRunner().invoke(cli, ["compare", str(a), str(b), "-o", str(out), "--n-bootstrap", "0"])
+    result = CliRunner().invoke(cli, ["compare", str(a), str(b), "-o", str(out), "--n-bootstrap", "0",
+                                      "--auc-ci", "wald"])
     assert result.exit_code == 0, result.output
     md = (out / "compare.md").read_text()
     rows = [line for line in md.splitlines() if line.startswith("| Acne vs rosacea |")]

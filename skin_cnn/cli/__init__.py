@@ -26,7 +26,7 @@ COMMANDS = {
     "train": ("skin_cnn.cli.train_cmd", "Train a VGG-16 variant on a split manifest into a run folder."),
     "cv": ("skin_cnn.cli.cv_cmd", "Patient-grouped k-fold cross-validation with out-of-fold predictions."),
     "evaluate": ("skin_cnn.cli.evaluate_cmd", "Metrics with 95% CIs and a STARD report for a run or predictions."),
-    "compare": ("skin_cnn.cli.compare_cmd", "Compare runs in one table with paired DeLong tests."),
+    "compare": ("skin_cnn.cli.compare_cmd", "Compare runs in one table with paired bootstrap and DeLong tests."),
     "predict": ("skin_cnn.cli.predict_cmd", "Predict images or a manifest with a trained model (optional Grad-CAM)."),
     "serve": ("skin_cnn.cli.serve_cmd", "Serve a trained model as a local web page and JSON API."),
     "export": ("skin_cnn.cli.export_cmd", "Export a trained model to SavedModel or TFLite, checked against Keras."),

@@ -1,4 +1,4 @@
-"""``skin-cnn compare``: several runs or prediction CSVs in one table, with paired DeLong tests."""
+"""``skin-cnn compare``: several runs or prediction CSVs in one table, with paired tests of AUC differences."""
 
 from __future__ import annotations
 
@@ -43,10 +43,10 @@ from skin_cnn.cli.options import seed_option
 )
 @click.option(
     "--auc-ci",
-    default="wald",
+    default="logit",
     show_default=True,
-    type=click.Choice(["wald", "logit"]),
-    help="DeLong AUC interval on the AUC scale (as the study) or the logit scale.",
+    type=click.Choice(["logit", "wald"]),
+    help="DeLong AUC interval on the logit scale or on the AUC scale (as the study).",
 )
 @seed_option
 @click.option(
@@ -60,9 +60,12 @@ def command(sources, out, threshold, val_predictions, n_bootstrap, auc_ci, seed,
     """Compare SOURCES (run folders evaluated with `skin-cnn evaluate`, or predictions CSVs).
 
     All models must have been evaluated on the same images (matched by image_path and task).
-    Writes AUC and accuracy per task and model, and for every pair of models per task the paired
-    DeLong test (p-values raw and Holm-adjusted) and a paired bootstrap of the AUC difference
-    that resamples patients (or split groups) within each class.
+    Writes AUC and accuracy per task and model, and for every pair of models per task a paired
+    bootstrap of the AUC difference that resamples patients (or split groups) within each class,
+    and the paired DeLong test. When the images come from fewer patients (split groups) than
+    images the cluster bootstrap is the primary test, Holm-adjusted over the pairs of a task, and
+    DeLong's test (which treats images as independent) is secondary; otherwise DeLong's is
+    primary.
     """
     from skin_cnn.evaluation.compare import write_comparison
     from skin_cnn.evaluation.threshold import parse_threshold

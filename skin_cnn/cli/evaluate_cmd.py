@@ -80,11 +80,11 @@ from skin_cnn.cli.options import seed_option
 )
 @click.option(
     "--auc-ci",
-    default="wald",
+    default="logit",
     show_default=True,
-    type=click.Choice(["wald", "logit"]),
-    help="DeLong AUC interval: on the AUC scale clipped to [0, 1] (as the study), or on the "
-    "logit scale (inside (0, 1); Newcombe score interval where the logit does not exist).",
+    type=click.Choice(["logit", "wald"]),
+    help="DeLong AUC interval: on the logit scale (inside (0, 1); Newcombe score interval where "
+    "the logit does not exist), or on the AUC scale clipped to [0, 1] (as the study).",
 )
 @seed_option
 @click.option(

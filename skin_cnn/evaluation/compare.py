@@ -1,10 +1,13 @@
-"""Compare models evaluated on the same test images: one table, paired DeLong tests and a
-paired cluster bootstrap of the AUC differences.
+"""Compare models evaluated on the same test images: one table, a paired cluster bootstrap of
+the AUC differences and paired DeLong tests.
 
 AUCs of two models measured on the same images are correlated, so their difference is tested
-with DeLong's paired test rather than by looking at overlapping intervals. DeLong's test treats
-images as independent; the paired bootstrap beside it draws whole patients (or split groups)
-within each class, the same resamples for both models. The images must be identical: predictions
+with a paired test rather than by looking at overlapping intervals. DeLong's paired test treats
+images as independent; the paired bootstrap draws whole patients (or split groups) within each
+class, the same resamples for both models. Whenever the images come from fewer such units than
+images, the bootstrap is the **primary** test (Holm's adjustment applied to its p-values) and
+DeLong's is kept as a secondary, labelled one; when every image is its own unit DeLong's test is
+primary. The images must be identical: predictions
 are matched by ``(image_path, task)`` and any difference is an error. A fitted threshold (for
 accuracy) is chosen per model on that model's validation predictions, which may share no image,
 patient or split group with its test predictions.
@@ -165,7 +168,7 @@ def _pair_test(part, a, b, confidence, n_bootstrap, seed):
         r = delong_test(y, sa, sb, confidence)
     except ValueError as exc:  # too few positives or negatives for DeLong
         return {**entry, "auc_a": None, "auc_b": None, "difference": None, "ci_low": None,
-                "ci_high": None, "z": None, "p_value": None, "note": str(exc)}
+                "ci_high": None, "z": None, "p_value": None, "note": str(exc), "primary": "delong"}
     entry.update(auc_a=r["auc_a"], auc_b=r["auc_b"], difference=r["difference"],
                  ci_low=r["ci"][0], ci_high=r["ci"][1], z=r["z"], p_value=r["p_value"])
     if n_bootstrap:
@@ -177,10 +180,18 @@ def _pair_test(part, a, b, confidence, n_bootstrap, seed):
         )
         entry.update(boot_ci_low=boot["ci"][0], boot_ci_high=boot["ci"][1],
                      boot_p_value=boot["p_value"], boot_unit=boot["unit"], boot_n_units=boot["n_units"])
+    entry["primary"] = primary_test(entry, len(y))
     return entry
 
 
-def compare_predictions(frames, threshold=0.5, confidence=0.95, n_bootstrap=2000, seed=0, auc_ci="wald"):
+def primary_test(entry, n_images):
+    """``"cluster bootstrap"`` when the paired bootstrap ran over fewer units (patients, split
+    groups) than images, whose correlation DeLong's test ignores; else ``"delong"``."""
+    clustered = entry.get("boot_unit") in ("patient", "split group") and entry.get("boot_n_units", n_images) < n_images
+    return "cluster bootstrap" if clustered and entry.get("boot_p_value") is not None else "delong"
+
+
+def compare_predictions(frames, threshold=0.5, confidence=0.95, n_bootstrap=2000, seed=0, auc_ci="logit"):
     """AUC and accuracy of every model per task, paired DeLong tests and a paired cluster
     bootstrap of every pair.
 
@@ -194,7 +205,7 @@ def compare_predictions(frames, threshold=0.5, confidence=0.95, n_bootstrap=2000
     n_bootstrap, seed : int
         Resamples of the paired bootstrap (0: none) and its seed. Units are the first model's
         patients, joined with its ``split_group`` when present, drawn within each class.
-    auc_ci : {"wald", "logit"}
+    auc_ci : {"logit", "wald"}
         Scale of the DeLong AUC intervals.
 
     Returns
@@ -203,9 +214,11 @@ def compare_predictions(frames, threshold=0.5, confidence=0.95, n_bootstrap=2000
         ``task, model, n_images, auc, auc_ci_low, auc_ci_high, auc_method, threshold, accuracy,
         accuracy_ci_low, accuracy_ci_high``.
     tests : pandas.DataFrame
-        ``task, model_a, model_b, auc_a, auc_b, difference, ci_low, ci_high, z, p_value, p_holm``
-        (Holm-adjusted within each task over all pairs) and, with the bootstrap,
-        ``boot_ci_low, boot_ci_high, boot_p_value, boot_unit, boot_n_units``.
+        ``task, model_a, model_b, auc_a, auc_b, difference``; DeLong's ``ci_low, ci_high, z,
+        p_value, p_holm`` (Holm-adjusted within each task over all pairs); with the bootstrap
+        ``boot_ci_low, boot_ci_high, boot_p_value, boot_p_holm`` (Holm over the bootstrap
+        p-values), ``boot_unit, boot_n_units``; ``primary`` (:func:`primary_test`) names the
+        test to quote first, and ``primary_p_holm`` is its Holm-adjusted p-value.
     """
     data = aligned(frames)
     names = list(frames)
@@ -224,6 +237,11 @@ def compare_predictions(frames, threshold=0.5, confidence=0.95, n_bootstrap=2000
         ]
         for entry, adj in zip(task_tests, holm([t["p_value"] for t in task_tests])):
             entry["p_holm"] = adj
+        if n_bootstrap:
+            for entry, adj in zip(task_tests, holm([t.get("boot_p_value") for t in task_tests])):
+                entry["boot_p_holm"] = adj
+        for entry in task_tests:
+            entry["primary_p_holm"] = entry.get("boot_p_holm" if entry["primary"] == "cluster bootstrap" else "p_holm")
         tests += task_tests
     return pd.DataFrame(rows), pd.DataFrame(tests)
 
@@ -254,31 +272,40 @@ def _pp(value):
     return "n/a" if value is None or pd.isna(value) else f"{100 * value:+.2f}"
 
 
+def _primary_first(tests):
+    """Whether the comparison's primary test is the paired cluster bootstrap (any pair's)."""
+    return "primary" in tests.columns and (tests["primary"] == "cluster bootstrap").any()
+
+
 def _tests_rows(tests, table=None):
+    """Rows of the paired-tests table: the primary test's columns first (see :func:`primary_test`)."""
     boot = "boot_ci_low" in tests.columns
+    boot_first = _primary_first(tests)
     firsts = {} if table is None or not len(table) else {t: part.iloc[0] for t, part in table.groupby("task")}
+
+    def value(r, key):
+        v = r.get(key)
+        return None if v is None or pd.isna(v) else v
+
     rows = []
     for _, r in tests.iterrows():
         ci = "n/a" if pd.isna(r["ci_low"]) else f"{_pp(r['ci_low'])} to {_pp(r['ci_high'])} pp"
         if ci != "n/a":
             counts = _counts(firsts[r["task"]]) if r["task"] in firsts else {}
             ci = flagged(ci, "auc", {"ci": [r["ci_low"], r["ci_high"]]}, counts)
-        row = [
-            task_title(r["task"]),
-            r["model_a"],
-            r["model_b"],
-            "n/a" if pd.isna(r["difference"]) else f"{_pp(r['difference'])} pp",
-            ci,
-            _p(None if pd.isna(r["p_value"]) else r["p_value"]),
-            _p(None if pd.isna(r["p_holm"]) else r["p_holm"]),
-        ]
-        if boot:
-            ok = not pd.isna(r.get("boot_ci_low"))
-            row += [
-                f"{_pp(r['boot_ci_low'])} to {_pp(r['boot_ci_high'])} pp" if ok else "n/a",
-                _p(r["boot_p_value"]) if ok else "n/a",
-            ]
-        rows.append(row)
+        delong = [ci, _p(value(r, "p_value")), _p(value(r, "p_holm"))]
+        head = [task_title(r["task"]), r["model_a"], r["model_b"],
+                "n/a" if pd.isna(r["difference"]) else f"{_pp(r['difference'])} pp"]
+        if not boot:
+            rows.append(head + delong)
+            continue
+        ok = value(r, "boot_ci_low") is not None
+        bootstrap = [f"{_pp(r['boot_ci_low'])} to {_pp(r['boot_ci_high'])} pp" if ok else "n/a",
+                     _p(value(r, "boot_p_value")) if ok else "n/a"]
+        if boot_first:
+            rows.append(head + bootstrap + [_p(value(r, "boot_p_holm"))] + delong)
+        else:
+            rows.append(head + delong + bootstrap)
     return rows
 
 
@@ -323,22 +350,39 @@ def comparison_report(table, tests, sources, threshold, test_counts=None):
         + CAVEAT_TEXT
     )
     rep.heading("Paired tests of AUC differences")
-    header = ["Task", "A", "B", "AUC A − AUC B", "DeLong 95% CI", "DeLong p", "p (Holm)"]
+    head = ["Task", "A", "B", "AUC A − AUC B"]
+    delong = ["DeLong 95% CI", "DeLong p", "DeLong p (Holm)"]
     boot = "boot_ci_low" in tests.columns and tests["boot_ci_low"].notna().any()
-    if boot:
-        header += ["Bootstrap 95% CI", "Bootstrap p"]
+    boot_first = boot and _primary_first(tests)
+    if boot_first:
+        header = head + ["Cluster bootstrap 95% CI", "Cluster bootstrap p", "p (Holm)"] + [
+            f"{h} (secondary)" for h in delong]
+    else:
+        header = head + delong + (["Bootstrap 95% CI", "Bootstrap p"] if boot else [])
     rep.table(header, _tests_rows(tests, table))
-    text = (
-        "Two-sided p-values of DeLong's test for correlated AUCs (same images); Holm's "
-        "adjustment over the pairs within each task. DeLong's test treats images as independent."
+    delong_text = (
+        "DeLong's test for correlated AUCs (same images) treats images as independent; Holm's "
+        "adjustment over the pairs within each task."
     )
     if boot:
         unit = tests["boot_unit"].dropna().iloc[0]
-        text += (
-            f" The paired bootstrap draws whole units (resampling unit: **{unit}**) within each "
-            "class, the same resamples for both models; percentile interval, p-value twice the "
-            "smaller share of resampled differences on either side of zero."
+        n_units = int(tests["boot_n_units"].dropna().iloc[0])
+        boot_text = (
+            f"The paired bootstrap draws whole units (resampling unit: **{unit}**, {n_units} units) "
+            "within each class, the same resamples for both models; percentile interval, p-value "
+            "twice the smaller share of resampled differences on either side of zero."
         )
+    if boot_first:
+        text = (
+            f"**Primary test: the paired cluster bootstrap**, because the images come from fewer "
+            f"{unit}s than images and images of one {unit} are not independent; p (Holm) is Holm's "
+            "adjustment of its p-values over the pairs within each task. " + boot_text
+            + " Secondary: " + delong_text
+        )
+    else:
+        text = "Primary test: DeLong's. " + delong_text
+        if boot:
+            text += " " + boot_text + " Here every image is its own unit, so DeLong's test is primary."
     rep.para(text)
     return rep
 
@@ -380,7 +424,7 @@ def resolve_model_thresholds(rule, sources, frames, val_predictions=None):
 
 
 def write_comparison(
-    sources, out, threshold=0.5, confidence=0.95, val_predictions=None, n_bootstrap=2000, seed=0, auc_ci="wald"
+    sources, out, threshold=0.5, confidence=0.95, val_predictions=None, n_bootstrap=2000, seed=0, auc_ci="logit"
 ):
     """Load each source (run folder or predictions CSV), compare, write ``compare.csv``,
     ``compare_delong.csv`` and ``compare.md`` into ``out``; returns (table, tests).

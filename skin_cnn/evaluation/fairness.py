@@ -113,7 +113,7 @@ def fairness_analysis(
     n_bootstrap=2000,
     seed=0,
     confidence=0.95,
-    auc_ci="wald",
+    auc_ci="logit",
     min_count=MIN_COUNT,
 ):
     """Per-group AUC, sensitivity and specificity of ``column`` and the largest gap of each.

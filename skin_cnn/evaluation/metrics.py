@@ -38,11 +38,13 @@ def confusion_counts(y_true, y_prob, threshold=0.5):
     )
 
 
-def auc_estimate(y_true, y_prob, confidence=0.95, scale="wald"):
+def auc_estimate(y_true, y_prob, confidence=0.95, scale="logit"):
     """AUC with its DeLong interval as a ``metrics.json`` entry.
 
-    ``scale`` is ``wald`` (the AUC scale, as the study) or ``logit``; ``method`` names the
-    interval actually used (see :func:`skin_cnn.evaluation.delong.auc_interval`).
+    ``scale`` is ``logit`` (the default: the interval stays inside (0, 1) and keeps its coverage
+    near an AUC of 1 and at small n, where the Wald interval is clipped or collapses) or ``wald``
+    (the AUC scale, as the study); ``method`` names the interval actually used (see
+    :func:`skin_cnn.evaluation.delong.auc_interval`).
     """
     method = "delong" if scale == "wald" else "delong-logit"
     y = np.asarray(y_true).astype(bool)
@@ -82,7 +84,7 @@ def task_metrics(
     bootstrap_method="percentile",
     progress=False,
     groups=None,
-    auc_ci="wald",
+    auc_ci="logit",
 ):
     """Every metric of one binary task as a ``metrics.json`` task entry.
 
@@ -99,12 +101,16 @@ def task_metrics(
         0 skips the bootstrap.
     groups : sequence, optional
         ``split_group`` labels: bootstrap clusters join them with the patient ids.
-    auc_ci : {"wald", "logit"}
+    auc_ci : {"logit", "wald"}
         Scale of the DeLong AUC interval.
 
     Returns
     -------
     dict
+        When the cluster bootstrap ran and the images come from fewer units (patients, split
+        groups) than images, each metric's ``ci`` and ``method`` are the cluster bootstrap's and
+        the image-level interval moves to ``image_level`` (:func:`promote_cluster_intervals`);
+        ``interval_unit`` names the unit of the ``ci`` values.
     """
     y = np.asarray(y_true).astype(int)
     p = np.asarray(y_prob, dtype=float)
@@ -155,7 +161,52 @@ def task_metrics(
             progress=progress,
             groups=groups,
         )
-    return out
+    return promote_cluster_intervals(out)
+
+
+def clustered(entry):
+    """Whether a task entry's images come from fewer bootstrap units than images.
+
+    Only then do the image-level intervals (Clopper–Pearson, DeLong, Mercaldo) understate the
+    uncertainty: images of one patient or one near-duplicate group are not independent.
+    """
+    boot = entry.get("bootstrap") or {}
+    return boot.get("unit") in ("patient", "split group") and int(boot.get("n_units", 0)) < int(entry["n_images"])
+
+
+def promote_cluster_intervals(entry):
+    """Make the cluster bootstrap interval the primary ``ci`` of every metric of a task entry.
+
+    Applies when :func:`clustered` holds. Each metric then reads ``{"value", "ci": cluster
+    bootstrap interval, "method": "cluster bootstrap (<unit>, <method>)", "image_level": {"ci",
+    "method"}}``: readers of ``value``/``ci`` get the interval that respects the clustering, and
+    the image-level one stays available, labelled. A metric whose bootstrap interval is undefined
+    (no resample defined it) keeps its image-level interval as primary. ``interval_unit`` is the
+    unit of the primary intervals (``image`` when nothing was promoted). Returns ``entry``.
+    """
+    entry["interval_unit"] = "image"
+    if not clustered(entry):
+        return entry
+    boot = entry["bootstrap"]
+    for m in METRICS:
+        metric, ci = entry[m], boot.get(m)
+        if metric.get("value") is None or ci is None:
+            continue
+        entry[m] = {
+            **metric,
+            "ci": [float(ci[0]), float(ci[1])],
+            "method": f"cluster bootstrap ({boot['unit']}, {boot['method']})",
+            "image_level": {"ci": metric["ci"], "method": metric["method"]},
+        }
+    entry["interval_unit"] = boot["unit"]
+    return entry
+
+
+def primary_interval(metrics):
+    """``"cluster bootstrap"`` when any task's headline intervals are cluster bootstrap ones,
+    else ``"image-level"``."""
+    units = {e.get("interval_unit", "image") for e in metrics["tasks"].values()}
+    return "cluster bootstrap" if units - {"image"} else "image-level"
 
 
 def evaluate_predictions(
@@ -167,7 +218,7 @@ def evaluate_predictions(
     confidence=0.95,
     bootstrap_method="percentile",
     progress=False,
-    auc_ci="wald",
+    auc_ci="logit",
 ):
     """``metrics.json`` content for a predictions frame (``skin_cnn.predictions`` layout).
 
@@ -182,14 +233,16 @@ def evaluate_predictions(
         its fold model's threshold).
     threshold_method : str
         How the thresholds were obtained (recorded as is).
-    auc_ci : {"wald", "logit"}
+    auc_ci : {"logit", "wald"}
         Scale of the DeLong AUC interval (recorded in ``auc_ci``).
 
     Returns
     -------
     dict
         ``threshold`` is a number when all tasks share one, else a mapping task -> threshold;
-        each task entry also carries its own ``threshold``.
+        each task entry also carries its own ``threshold``. ``primary_interval`` says whether
+        the metrics' ``ci`` values are cluster bootstrap or image-level intervals
+        (:func:`promote_cluster_intervals`).
     """
     from skin_cnn.predictions import check_unique_rows
 
@@ -229,6 +282,7 @@ def evaluate_predictions(
             auc_ci=auc_ci,
         )
         result["tasks"][task]["threshold"] = shown[task]
+    result["primary_interval"] = primary_interval(result)
     return result
 
 
@@ -249,11 +303,13 @@ def _note(metric, entry, boot, task):
 
 
 def metrics_table(metrics, **extra):
-    """One row per task × metric: ``task, metric, value, ci_low, ci_high, method``, the
-    bootstrap interval (``bootstrap_low, bootstrap_high``), the unit it resampled
-    (``bootstrap_unit``), ``n_images`` and a ``note`` saying what must be known before the
-    value is quoted (undefined value, zero-width interval, too few images); ``extra`` columns
-    go first."""
+    """One row per task × metric: ``task, metric, value, ci_low, ci_high, method`` (the primary
+    interval: cluster bootstrap where the images are clustered), the bootstrap interval
+    (``bootstrap_low, bootstrap_high``), the unit it resampled (``bootstrap_unit``), ``n_images``,
+    a ``note`` saying what must be known before the value is quoted (undefined value, zero-width
+    interval, too few images) and the image-level interval (``image_ci_low, image_ci_high,
+    image_method``, equal to the primary one where that is image-level); ``extra`` columns go
+    first."""
     rows = []
     for task, entry in metrics["tasks"].items():
         boot = entry.get("bootstrap") or {}
@@ -261,6 +317,8 @@ def metrics_table(metrics, **extra):
             e = entry[m]
             ci = e["ci"] or [None, None]
             b = boot.get(m) or [None, None]
+            image = e.get("image_level") or e
+            image_ci = image["ci"] or [None, None]
             rows.append(
                 {
                     **extra,
@@ -275,6 +333,9 @@ def metrics_table(metrics, **extra):
                     "bootstrap_unit": boot.get("unit"),
                     "n_images": entry["n_images"],
                     "note": _note(m, e, b, entry),
+                    "image_ci_low": image_ci[0],
+                    "image_ci_high": image_ci[1],
+                    "image_method": image["method"],
                 }
             )
     return pd.DataFrame(rows)
@@ -288,7 +349,7 @@ def metrics_by(
     seed=0,
     confidence=0.95,
     bootstrap_method="percentile",
-    auc_ci="wald",
+    auc_ci="logit",
 ):
     """Metrics per subgroup of ``column`` (e.g. source, Fitzpatrick type) as one long table.
 

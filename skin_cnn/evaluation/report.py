@@ -14,7 +14,7 @@ from pathlib import Path
 from skin_cnn.atomic import write_text
 from skin_cnn.diseases import TASKS
 from skin_cnn.evaluation.bootstrap import METRICS
-from skin_cnn.evaluation.metrics import METRIC_LABELS
+from skin_cnn.evaluation.metrics import METRIC_LABELS, primary_interval
 from skin_cnn.evaluation.plots import task_title
 from skin_cnn.evaluation.precision import MIN_COUNT, flagged
 from skin_cnn.evaluation.threshold import is_per_row, threshold_label
@@ -299,6 +299,7 @@ def build_report(metrics, folder, figures, source="", by_tables=None, bootstrap_
     The report ends with the reporting checklists (TRIPOD+AI, CLAIM, STARD-AI): each item this
     report answers links to its section; the rest are listed as the authors' to write.
     """
+    from skin_cnn.evaluation import report_intervals as intervals
     from skin_cnn.evaluation import report_sections as more
 
     rep = Report("Diagnostic accuracy report", anchors=True)
@@ -335,8 +336,7 @@ def build_report(metrics, folder, figures, source="", by_tables=None, bootstrap_
     rep.para(CAVEAT_TEXT)
     rep.para(
         "Sensitivity and specificity are those of the task's first class (e.g. acne in acne vs "
-        "rosacea). Intervals: exact Clopper–Pearson for sensitivity and specificity; logit "
-        "interval of Mercaldo, Lau & Zhou (2007) at the sample prevalence for PPV and NPV."
+        "rosacea). " + intervals.headline_text(metrics)
     )
 
     rep.heading("AUC and accuracy")
@@ -344,7 +344,10 @@ def build_report(metrics, folder, figures, source="", by_tables=None, bootstrap_
         ["Task", "AUC", "Accuracy"],
         [[task_title(t), _cell("auc", e), _cell("accuracy", e)] for t, e in tasks.items()],
     )
-    rep.para(f"AUC interval: {auc_method_text(metrics)}; accuracy interval: exact Clopper–Pearson.")
+    if not any(e.get("interval_unit", "image") != "image" for e in tasks.values()):
+        rep.para(f"AUC interval: {auc_method_text(metrics)}; accuracy interval: exact Clopper–Pearson.")
+    else:
+        rep.para("Intervals as in the table above: cluster bootstrap first, image-level ones below.")
     notes = [
         f"{task_title(t)}, {METRIC_LABELS[m]}: {e[m]['note']}"
         for t, e in tasks.items()
@@ -352,26 +355,15 @@ def build_report(metrics, folder, figures, source="", by_tables=None, bootstrap_
         if e[m].get("note")
     ]
     notes += [
-        f"{task_title(t)}, {METRIC_LABELS[m]}: interval by {e[m]['method']}"
+        f"{task_title(t)}, {METRIC_LABELS[m]}: image-level interval by {(e[m].get('image_level') or e[m])['method']}"
         for t, e in tasks.items()
         for m in ("ppv", "npv")
-        if e[m]["method"] not in ("logit",)
+        if (e[m].get("image_level") or e[m])["method"] not in ("logit",)
     ]
     if notes:
         rep.items(notes)
 
-    if boots:
-        rep.heading("Bootstrap intervals")
-        first = next(iter(boots.values()))
-        rep.para(bootstrap_text(first))
-        rep.table(
-            ["Task"] + [METRIC_LABELS[m] for m in METRICS],
-            [
-                [task_title(t)]
-                + [flagged(fmt_interval(b.get(m)), m, {"ci": b.get(m)}, tasks[t]) for m in METRICS]
-                for t, b in boots.items()
-            ],
-        )
+    intervals.add_secondary_intervals(rep, metrics)
 
     sections["two_by_two"] = (rep.heading("2×2 tables"), f"one per task ({len(tasks)})")
     for t, e in tasks.items():
@@ -482,6 +474,9 @@ def build_report(metrics, folder, figures, source="", by_tables=None, bootstrap_
             "Bootstrap: seeded; percentile or BCa intervals; clusters (split groups, patients, or "
             "images when neither is known) drawn with replacement within each class; "
             + (f"the unit here: {unit}." if unit else "not run."),
+            "Main tables: cluster bootstrap intervals whenever the evaluated images come from fewer "
+            "units (patients, split groups) than images, image-level intervals otherwise; "
+            f"here: {primary_interval(metrics)}.",
             "Every image received a probability, so there are no indeterminate index test results; "
             "images that could not be read never reach the predictions table.",
         ]
@@ -498,14 +493,7 @@ def build_report(metrics, folder, figures, source="", by_tables=None, bootstrap_
     )
     rep.heading("Limitations")
     lim = [
-        "Clopper–Pearson, logit and DeLong intervals treat images as independent; several images "
-        "of one patient are correlated, so these intervals are too narrow when patients contribute "
-        "many images"
-        + (
-            f" (the {unit}-level bootstrap intervals above account for this)."
-            if unit in ("patient", "split group")
-            else "; without patient ids or split groups the bootstrap cannot correct this."
-        ),
+        intervals.independence_limitation(metrics),
         "PPV and NPV depend on the prevalence of the evaluated set, which is not the prevalence in "
         "any clinical population; they cannot be carried over to practice.",
         "The reference standard is the diagnosis recorded with each image; its own error is not "
@@ -548,7 +536,7 @@ def write_evaluation(
     bootstrap_method="percentile",
     source="",
     progress=False,
-    auc_ci="wald",
+    auc_ci="logit",
     test_evaluations=None,
     fairness=(),
     run=None,
@@ -577,7 +565,7 @@ def write_evaluation(
     flow : dict, optional
         A flow record or the chain of the evaluated split (see
         :func:`skin_cnn.evaluation.plots.load_flow`); default: what the predictions alone tell.
-    auc_ci : {"wald", "logit"}
+    auc_ci : {"logit", "wald"}
         Scale of the DeLong AUC interval.
     test_evaluations : dict, optional
         ``{"count": n, "split": split}``: how many times the run's test split has been evaluated
