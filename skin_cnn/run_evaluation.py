@@ -331,6 +331,7 @@ def evaluate_run(
         image_base=run_dir,
         n_failures=n_failures,
         shortcut=shortcut,
+        threshold_fit=threshold_fitting(rule, validation, source, predictor, list(thresholds), split, run_dir),
     )
     if split == "test":
         record_test_evaluation(run_dir, out, method)
@@ -339,6 +340,31 @@ def evaluate_run(
 
         store_chosen_thresholds(run_dir, thresholds, rule, method)
     return metrics
+
+
+def threshold_fitting(rule, validation, source, predictor, tasks, split, run_dir):
+    """How the evaluated thresholds were fitted, so the bootstrap can redo the choice
+    (:class:`skin_cnn.evaluation.threshold_choice.ThresholdFitting`), or None for fixed ones.
+
+    A rule fitted now uses the validation predictions it was fitted on; thresholds the model
+    stores (``--threshold stored`` on the test split) use their stored rule and the run's
+    validation predictions file (``val_predictions.csv``: what training fitted them on).
+    """
+    from skin_cnn.evaluation.threshold import STORED
+    from skin_cnn.evaluation.threshold_choice import ThresholdFitting, rule_of_label
+    from skin_cnn.predictions import read_predictions
+
+    if rule.needs_validation and validation is not None:
+        return ThresholdFitting({t: rule for t in tasks}, validation, source=source)
+    if rule.method != STORED or split != "test":
+        return None
+    carried = getattr(predictor, "thresholds", None) or {}
+    rules = {t: rule_of_label(carried[t].rule) for t in tasks if t in carried and carried[t].chosen}
+    rules = {t: r for t, r in rules.items() if r is not None}
+    files = [Path(run_dir) / rel for rel in VAL_PREDICTION_FILES if (Path(run_dir) / rel).is_file()]
+    if not rules or not files:
+        return None
+    return ThresholdFitting(rules, read_predictions(files[0]), source=str(files[0]))
 
 
 def stored_thresholds(predictor, tasks, split):

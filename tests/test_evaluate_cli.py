@@ -190,6 +190,26 @@ def test_youden_threshold_chosen_on_validation_is_applied_to_test(tmp_path):
     assert "youden" in m["threshold_method"] and "val.csv" in m["threshold_method"]
 
 
+def test_a_fitted_threshold_gets_intervals_that_redo_its_choice_beside_the_fixed_ones(tmp_path):
+    pred = write_predictions(tmp_path / "test.csv")
+    val = write_predictions(tmp_path / "val.csv", shift=0.15, prefix="val_")
+    out = tmp_path / "o"
+    result = run("evaluate", "--predictions", pred, "-o", out, "--threshold", "youden", "--val-predictions", val,
+                 "--n-bootstrap", 200, "--quiet")
+    assert result.exit_code == 0, result.output
+    m = json.loads((out / "metrics.json").read_text())
+    for entry in m["tasks"].values():
+        choice = entry["threshold_choice"]
+        assert choice["fixed"]["sensitivity"] == pytest.approx(entry["bootstrap"]["sensitivity"])
+        assert choice["unit"] == entry["bootstrap"]["unit"] and "val.csv" in choice["method"]
+        assert choice["sensitivity"][0] <= choice["sensitivity"][1]
+    assert "uncertainty of choosing the threshold" in (out / "report.md").read_text()
+    fixed = run("evaluate", "--predictions", pred, "-o", tmp_path / "f", "--n-bootstrap", 50, "--quiet")
+    assert fixed.exit_code == 0
+    assert not any("threshold_choice" in e for e in json.loads((tmp_path / "f" / "metrics.json").read_text())[
+        "tasks"].values())
+
+
 def test_flow_file_is_drawn_and_bad_flow_is_refused(tmp_path):
     pred = write_predictions(tmp_path / "pred.csv")
     flow = tmp_path / "flow.json"

@@ -409,6 +409,8 @@ def test_cross_validation_of_the_recipe_stores_youden_of_the_nested_ensemble_sco
         assert (entry["tp"], entry["fn"], entry["tn"], entry["fp"]) == (
             int((called & y).sum()), int((~called & y).sum()), int((~called & ~y).sum()), int((called & ~y).sum()))
         assert set(entry["threshold"]) == {"1", "2", "3"}
+        assert entry["threshold_choice"]["fixed"]["specificity"] == pytest.approx(entry["bootstrap"]["specificity"])
+        assert "each fold's own val_predictions.csv" in entry["threshold_choice"]["method"]
 
 
 def test_evaluate_answers_at_the_models_stored_thresholds_on_test_and_at_half_elsewhere(linear_run):
@@ -420,9 +422,14 @@ def test_evaluate_answers_at_the_models_stored_thresholds_on_test_and_at_half_el
     test = evaluate_run(out, split="test", out=out / "eval_stored", n_bootstrap=20, progress=False)
     for task, entry in test["tasks"].items():
         assert entry["threshold"] == pytest.approx(stored[task]["value"])
+        # the threshold's choice is redone on resamples of the predictions training fitted it on
+        choice = entry["threshold_choice"]
+        assert "val_predictions.csv" in choice["method"] and choice["fixed"]["sensitivity"] == pytest.approx(
+            entry["bootstrap"]["sensitivity"])
     assert test["threshold_method"].startswith("stored in the model: youden")
+    assert "uncertainty of choosing the threshold" in (out / "eval_stored" / "report.md").read_text()
     val = evaluate_run(out, split="val", out=out / "eval_val", n_bootstrap=20, progress=False)
-    assert all(entry["threshold"] == 0.5 for entry in val["tasks"].values())
+    assert all(entry["threshold"] == 0.5 and "threshold_choice" not in entry for entry in val["tasks"].values())
     assert "fitted on predictions of this run's train and validation images" in val["threshold_method"]
 
 

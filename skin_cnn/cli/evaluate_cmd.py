@@ -187,6 +187,7 @@ def command(
 def _evaluate_file(predictions_csv, out, rule, val_predictions, by, flow, quiet, common, fairness=()):
     from skin_cnn.evaluation.report import write_evaluation
     from skin_cnn.evaluation.threshold import resolve_thresholds
+    from skin_cnn.evaluation.threshold_choice import ThresholdFitting
     from skin_cnn.predictions import read_predictions
 
     preds = read_predictions(predictions_csv)
@@ -233,6 +234,8 @@ def _evaluate_file(predictions_csv, out, rule, val_predictions, by, flow, quiet,
         fairness=fairness,
         run=run,
         image_base=Path(predictions_csv).resolve().parent,
+        threshold_fit=None if validation is None else ThresholdFitting(
+            {t: rule for t in thresholds}, validation, source=str(val_predictions)),
         **common,
     )
     if record and record["split"] == "test":

@@ -315,6 +315,10 @@ def build_report(metrics, folder, figures, source="", by_tables=None, bootstrap_
     )
     sections["threshold"] = (rep.heading("Threshold"), more.threshold_summary(metrics))
     rep.para(_threshold_text(metrics))
+    from skin_cnn.evaluation.threshold_choice import choice_text
+
+    if choice_text(metrics):
+        rep.para(choice_text(metrics))
     rep.heading("Looks at the test split")
     rep.para(test_evaluations_text(metrics.get("test_evaluations")))
 
@@ -544,6 +548,7 @@ def write_evaluation(
     image_base=None,
     n_failures=4,
     shortcut=None,
+    threshold_fit=None,
 ):
     """Evaluate a predictions frame and write every output into the folder ``out``.
 
@@ -587,6 +592,11 @@ def write_evaluation(
         Per image and task Grad-CAM mass shares (:func:`skin_cnn.evaluation.shortcut.audit_predictor`):
         written to ``shortcut_audit.csv``, summarised in ``metrics.json`` (``shortcut_audit``)
         and in the report.
+    threshold_fit : ThresholdFitting, optional
+        How fitted thresholds were chosen
+        (:class:`skin_cnn.evaluation.threshold_choice.ThresholdFitting`): each task then also gets
+        ``threshold_choice``, sensitivity and specificity intervals that redo the choice in every
+        bootstrap resample, beside the same resamples at the threshold held fixed.
 
     Returns
     -------
@@ -616,6 +626,11 @@ def write_evaluation(
         auc_ci=auc_ci,
     )
     metrics["test_evaluations"] = test_evaluations
+    if threshold_fit is not None and n_bootstrap:
+        from skin_cnn.evaluation.threshold_choice import add_threshold_choice
+
+        add_threshold_choice(metrics, predictions, threshold_fit, thresholds, n_resamples=n_bootstrap, seed=seed,
+                             confidence=confidence)
     if source:
         metrics["source"] = str(source)
     from skin_cnn.evaluation.calibration import calibration_summary

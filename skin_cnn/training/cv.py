@@ -207,6 +207,21 @@ def recipe_thresholds(config, oof, fold_dirs):
     return scored, PER_ROW, method
 
 
+def fold_threshold_fitting(config, fold_dirs):
+    """How the fold models' thresholds were fitted: the recipe's rule on each fold's own
+    ``val_predictions.csv``, keyed by ``fold`` (None for a fixed threshold)."""
+    from skin_cnn.evaluation.threshold_choice import ThresholdFitting
+    from skin_cnn.predictions import read_predictions
+
+    rule = parse_threshold(str(config.threshold))
+    if not rule.needs_validation:
+        return None
+    validation = pd.concat([read_predictions(Path(d) / "val_predictions.csv").assign(fold=k + 1)
+                            for k, d in enumerate(fold_dirs)], ignore_index=True)
+    return ThresholdFitting({t: rule for t in TASK_NAMES}, validation, key="fold",
+                            source="each fold's own val_predictions.csv")
+
+
 def fold_metrics(oof, thresholds=None):
     """AUC, sensitivity and specificity per fold and task, at each fold model's own threshold.
 
@@ -394,7 +409,8 @@ def run_cv(source, out, n_folds=5, settings=None, *, resume=False, progress=True
     eval_dir = out / "eval_oof"
     scored, thresholds, method = recipe_thresholds(base, oof, fold_dirs)
     write_evaluation(scored, eval_dir, thresholds=thresholds, threshold_method=method, n_bootstrap=n_bootstrap,
-                     seed=base.seed, source=f"out-of-fold predictions of {n_folds}-fold cross-validation ({out})")
+                     seed=base.seed, source=f"out-of-fold predictions of {n_folds}-fold cross-validation ({out})",
+                     threshold_fit=fold_threshold_fitting(base, fold_dirs))
     ensemble = build_ensemble(fold_dirs)
     save_model_atomic(ensemble, out / "ensemble.keras")
     nested = nested_scores(base, frame, folds, shared, fold_dirs, out, echo)
