@@ -543,13 +543,19 @@ class ValidationReport:
     def write(self, path):
         """Write ``path`` (``.csv``) and the same name with ``.json``; a folder gets
         ``manifest_report.csv`` and ``.json`` inside it. Returns the two paths."""
-        path = Path(path)
-        if path.suffix.lower() not in (".csv", ".json"):
-            path = path / "manifest_report.csv"
-        csv_path, json_path = path.with_suffix(".csv"), path.with_suffix(".json")
+        csv_path, json_path = report_paths(path)
         atomic.write_csv(csv_path, self.to_frame())
         atomic.write_json(json_path, self.to_dict())
         return csv_path, json_path
+
+
+def report_paths(path):
+    """The CSV and JSON paths :meth:`ValidationReport.write` writes for ``path`` (a ``.csv`` or
+    ``.json`` name, else a folder that gets ``manifest_report.csv`` and ``.json``)."""
+    path = Path(path)
+    if path.suffix.lower() not in (".csv", ".json"):
+        path = path / "manifest_report.csv"
+    return path.with_suffix(".csv"), path.with_suffix(".json")
 
 
 def _short(path, width=48):

@@ -153,10 +153,13 @@ def apply_command(manifest, out, model_dir, threshold, batch_size, apply_):
     beside it (MANIFEST's name with .flow.json), a "cleansing" step is appended and written as
     OUT's name with .flow.json.
     """
-    from skin_cnn.cleanse.apply import cleanse_frame, write_cleansed, write_review
+    from skin_cnn.cleanse.apply import cleanse_frame, output_paths, write_cleansed, write_review
     from skin_cnn.cleanse.classifier import load_skin_classifier
     from skin_cnn.cleanse.review import review_advice
+    from skin_cnn.cli.options import refuse_overwriting
+    from skin_cnn.evaluation.flow import flow_path
 
+    refuse_overwriting([manifest, flow_path(manifest), model_dir], output_paths(out).values())
     frame = load_manifest(manifest)
     model = load_skin_classifier(model_dir)
     result = cleanse_frame(frame, model, threshold=threshold, batch_size=batch_size)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from skin_cnn.cli.options import seed_option
+from skin_cnn.cli.options import refuse_overwriting, seed_option
 
 
 @click.command(name="compare")
@@ -72,6 +72,8 @@ def command(sources, out, threshold, val_predictions, n_bootstrap, auc_ci, seed,
 
     if len(sources) < 2:
         raise click.UsageError("give at least two runs or predictions CSVs to compare")
+    refuse_overwriting([*sources, *val_predictions],
+                       [Path(out) / n for n in ("compare.md", "compare.csv", "compare_delong.csv")])
     write_comparison(
         sources,
         out,

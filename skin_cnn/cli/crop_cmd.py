@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from skin_cnn.cli.options import out_option, seed_option
+from skin_cnn.cli.options import out_option, refuse_overwriting, seed_option
 
 
 def _copy_destination(image_path, base, folder, index):
@@ -65,13 +65,16 @@ def command(manifest, out, copies, sample, method, workers, seed, icd10_map, qui
     from skin_cnn import atomic
     from skin_cnn.data.crop import BOX_COLUMNS, compute_crop_boxes, draw_contact_sheet
     from skin_cnn.data.reading import ImageReadError, read_image
-    from skin_cnn.evaluation.flow import extend_record
+    from skin_cnn.evaluation.flow import extend_record, flow_path
     from skin_cnn.manifest import load_manifest
 
     out = Path(out)
     if out.suffix.lower() in (".csv", ".png"):
         raise click.BadParameter(f"{out}: -o takes a folder, not a file", param_hint="-o/--out")
-    out.mkdir(parents=True, exist_ok=True)
+    written_names = ("crop_boxes.csv", "crop_errors.csv", "manifest.csv", "split.csv", "manifest.flow.json",
+                     "split.flow.json", "contact_sheet.png", "manifest_copies.csv", "split_copies.csv",
+                     "manifest_copies.flow.json", "split_copies.flow.json")
+    refuse_overwriting([manifest, icd10_map, flow_path(manifest)], [out / n for n in written_names])
     frame = load_manifest(manifest, icd10_map=icd10_map)
     is_split = "split" in frame.columns
     if is_split:
@@ -84,6 +87,9 @@ def command(manifest, out, copies, sample, method, workers, seed, icd10_map, qui
     destinations = None
     if copies:
         destinations = [_copy_destination(p, base, out, i) for i, p in enumerate(frame["image_path"])]
+        for image, copy in zip(frame["image_path"], destinations):
+            refuse_overwriting([image], [copy], "--copies")
+    out.mkdir(parents=True, exist_ok=True)
     boxes, errors = compute_crop_boxes(frame["image_path"], params={"method": method}, copies_to=destinations,
                                        workers=workers, progress=not quiet)
     atomic.write_csv(out / "crop_boxes.csv", boxes)

@@ -1,7 +1,11 @@
 """``skin-cnn cv MANIFEST_OR_SPLIT -o runs/NAME --folds 5``: patient-grouped cross-validation."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
+
+from skin_cnn.cli.options import refuse_overwriting
 
 from skin_cnn.cli.train_cmd import recipe_options, user_settings
 
@@ -43,8 +47,9 @@ def command(ctx, source, out, folds, config_file, resume, n_bootstrap, group_nea
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from skin_cnn.training.config import RECIPES, load_config_file
-    from skin_cnn.training.cv import run_cv
+    from skin_cnn.training.cv import CV_FILES, run_cv
 
+    refuse_overwriting([source, config_file], [Path(out) / name for name in CV_FILES])
     params["variant"] = params["variant"].upper()
     settings = load_config_file(config_file) if config_file else {}
     settings.update(RECIPES[recipe] if recipe else {})

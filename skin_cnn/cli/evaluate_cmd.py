@@ -137,6 +137,8 @@ def command(
     (Mercaldo 2007); AUC: DeLong; plus a bootstrap resampling split groups or patients
     within each class. Evaluating a run's test split adds one to its test_evaluations.json.
     """
+    from skin_cnn.cli.options import refuse_overwriting
+    from skin_cnn.evaluation.report import EVALUATION_FILES
     from skin_cnn.evaluation.threshold import parse_threshold
 
     if bool(run) == bool(predictions_csv):
@@ -144,6 +146,10 @@ def command(
     if shortcut_audit and predictions_csv:
         raise click.UsageError("--shortcut-audit needs the model: give a run folder, not --predictions")
     rule = parse_threshold(threshold)
+    target = Path(out) if out else (Path(run) / f"eval_{split}" if run else None)
+    if target is not None:
+        refuse_overwriting([predictions_csv, val_predictions, flow_json],
+                           [target / name for name in EVALUATION_FILES])
     if predictions_csv and rule.method == "stored":  # a predictions file carries no model
         rule = parse_threshold("0.5")
     common = dict(

@@ -44,8 +44,10 @@ def command(model, fmt, out, check_images, seed):
     match are printed and written to OUT.check.json. Exit status 1 when the difference exceeds
     the tolerance (1e-4 SavedModel, 1e-2 TFLite) or a crop box differs.
     """
+    from skin_cnn.cli.options import refuse_overwriting
     from skin_cnn.export import describe_check, export_model
 
+    refuse_overwriting([model], [out, f"{out}.check.json"])
     check = export_model(model, fmt, out, check_images=check_images, seed=seed)
     click.echo(describe_check(check))
     if check["passed"] is False:

@@ -28,10 +28,14 @@ def check(manifest, icd10_map, out_dir, report_path, check_images, max_lines, qu
     Exit status 1 when there are errors, 0 when there are only warnings (empty patient ids,
     for example).
     """
-    from skin_cnn.manifest import validate_manifest
+    from skin_cnn.cli.options import refuse_overwriting
+    from skin_cnn.manifest import report_paths, validate_manifest
 
     if out_dir and report_path:
         raise click.UsageError("give either -o/--out or --report, not both")
+    if out_dir or report_path:
+        refuse_overwriting([manifest, icd10_map], report_paths(out_dir or report_path),
+                           "-o/--out" if out_dir else "--report")
     report = validate_manifest(manifest, icd10_map=icd10_map, check_images=check_images, progress=not quiet)
     click.echo(report.summary())
     if len(report.problems):

@@ -5,3 +5,45 @@ out_option = click.option(
     "-o", "--out", "out", required=True, type=click.Path(), help="Output file or folder."
 )
 seed_option = click.option("--seed", default=0, show_default=True, type=int, help="Random seed.")
+
+
+def _same_path(a, b):
+    """Whether paths ``a`` and ``b`` name one file: equal once resolved, or one inode (links)."""
+    import os
+
+    if os.path.realpath(a) == os.path.realpath(b):
+        return True
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # one of them does not exist yet: not the same file
+        return False
+
+
+def refuse_overwriting(inputs, outputs, option="-o/--out"):
+    """Stop a command before it writes any of ``outputs`` over one of its ``inputs``.
+
+    Writing the split of ``M.csv`` to ``M.csv`` would replace the user's only manifest with the
+    rows that survived validation, without a word; the same holds for every command that writes
+    files. Each command lists the files it reads and every file it would write (for a folder
+    output, the names it writes there), and calls this before reading anything.
+
+    Parameters
+    ----------
+    inputs, outputs : iterable of path-like or None
+        ``None`` entries (options not given) are ignored.
+    option : str
+        The option named in the message.
+
+    Raises
+    ------
+    click.UsageError
+        One line naming the output, the input it would replace and what to do.
+    """
+    inputs = [i for i in inputs if i is not None]
+    for out in (o for o in outputs if o is not None):
+        for given in inputs:
+            if _same_path(out, given):
+                raise click.UsageError(
+                    f"{option}: writing {out} would overwrite the input {given}; "
+                    "choose another output path"
+                )

@@ -11,6 +11,7 @@ from pathlib import Path
 import click
 
 from skin_cnn.atomic import atomic_path, write_csv, write_text
+from skin_cnn.cli.options import refuse_overwriting
 from skin_cnn.diseases import resolve_task
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".gif", ".webp")
@@ -97,6 +98,7 @@ def command(model, inputs, task, out, gradcam_dir, batch_size, quiet):
         raise click.UsageError("give either photos or manifests (.csv), not both in one call")
     if out is not None and Path(out).suffix.lower() not in (".csv", ".json"):
         raise click.UsageError(f"-o {out}: the output must end in .csv or .json")
+    refuse_overwriting([model, *paths], [out])
 
     from skin_cnn.predict import load_predictor
 

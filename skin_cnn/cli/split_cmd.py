@@ -5,7 +5,7 @@ from pathlib import Path
 
 import click
 
-from skin_cnn.cli.options import seed_option
+from skin_cnn.cli.options import refuse_overwriting, seed_option
 
 
 @click.command(name="split")
@@ -56,6 +56,8 @@ def command(manifest, out, seed, fractions, group_near_duplicates, hash_distance
     out = Path(out)
     if out.is_dir() or out.suffix.lower() != ".csv":
         out = out / "split.csv"
+    refuse_overwriting([manifest, icd10_map, flows.flow_path(manifest)],
+                       [out, flows.flow_path(out)])
     report = validate_manifest(manifest, icd10_map=icd10_map, check_images=True, progress=not quiet)
     click.echo(report.summary())
     excluded = report.excluded()

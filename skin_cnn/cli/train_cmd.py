@@ -1,8 +1,11 @@
 """``skin-cnn train SPLIT.csv -o runs/NAME``: train a VGG-16 variant into a run folder."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
+from skin_cnn.cli.options import refuse_overwriting
 from skin_cnn.data.crop import CROP_METHODS
 from skin_cnn.training.config import HEADS, OPTIMIZERS, POOL_BLOCKS, RECIPES, STRATEGIES, VARIANTS, TrainConfig
 
@@ -133,7 +136,9 @@ def command(ctx, split_csv, out, resume_dir, config_file, quiet, recipe, **param
     import os
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from skin_cnn.evaluation.flow import flow_path
     from skin_cnn.training.config import load_config_file, resolve_config
+    from skin_cnn.training.run_folder import RUN_FILES
     from skin_cnn.training.trainer import load_resume_config, train
 
     params["variant"] = params["variant"].upper()
@@ -146,6 +151,8 @@ def command(ctx, split_csv, out, resume_dir, config_file, quiet, recipe, **param
     else:
         if not split_csv or not out:
             raise click.UsageError("give SPLIT_CSV and -o/--out (or --resume RUN)")
+        refuse_overwriting([split_csv, config_file, flow_path(split_csv)],
+                           [Path(out) / name for name in RUN_FILES])
         file_settings = load_config_file(config_file) if config_file else {}
         file_settings.update(RECIPES[recipe] if recipe else {})
         overrides.update(split=split_csv, out=out)

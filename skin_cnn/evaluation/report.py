@@ -35,6 +35,12 @@ STARD_COVERED = (
 )
 STARD_SUBGROUPS = ("17", "Analyses of variability in diagnostic accuracy (subgroups)")
 
+#: Files an evaluation writes into its folder whatever the tasks and groups (the figures per
+#: task and per group column come on top); commands check that none of them is an input.
+EVALUATION_FILES = ("metrics.json", "metrics.csv", "report.md", "report.html", "flow.json",
+                    "failures.csv", "calibration.png", "stard_flow.png", "failure_gallery.png",
+                    "predictions_val.csv", "predictions_test.csv", "predictions_train.csv")
+
 
 def fmt_pct(entry):
     """``73.57% (69.76–77.13%)``; ``n/a`` with the reason when undefined."""

@@ -53,6 +53,9 @@ from skin_cnn.training.trainer import (SharedFeatures, augment_config, load_resu
                                        train)
 
 FOLDS_FILE = "folds.csv"
+#: Files ``run_cv`` writes at the top of its folder (commands check that none is an input).
+CV_FILES = (FOLDS_FILE, "cv.json", "oof_predictions.csv", "cv_folds.csv", "cv_summary.csv", "cv_summary.md",
+            "ensemble.keras", "config.json")
 
 
 @dataclass

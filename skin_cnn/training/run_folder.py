@@ -17,11 +17,14 @@
       backup/state.npz       what ``--resume`` continues from (removed when the run finishes)
       status.json            written when training ends: finished, best epoch, epochs run
       eval_test/             ``skin-cnn evaluate`` of the best model on the test split
+      .lock                  held while a training writes the folder (the holder's pid)
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+import os
 from pathlib import Path
 
 import pandas as pd
@@ -32,6 +35,79 @@ from skin_cnn.diseases import DISEASES, TASK_NAMES
 
 SPLITS = ("train", "val", "test")
 STATUS_FILE = "status.json"
+#: Files a training writes at the top of its run folder (commands check that none is an input).
+RUN_FILES = ("split.csv", "split.flow.json", "config.json", "history.csv", "best.keras",
+             "val_predictions.csv", "skipped_images.csv", "linear_fit.json", STATUS_FILE)
+
+
+LOCK_FILE = ".lock"
+
+
+class RunFolderBusy(RuntimeError):
+    """Another process is writing the run folder (it holds :data:`LOCK_FILE`)."""
+
+
+def _try_lock(fd):
+    """Take an exclusive, non-blocking lock on the open file ``fd``; False when another holds it."""
+    try:
+        import fcntl
+    except ImportError:  # Windows
+        import msvcrt
+
+        try:
+            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+        except OSError:
+            return False
+        return True
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return False
+    return True
+
+
+@contextlib.contextmanager
+def run_lock(folder):
+    """Hold ``folder/.lock`` while writing a run folder, so that a second training refuses at once.
+
+    Two trainings into one folder would mix their files (``config.json`` of one, ``best.keras``
+    of whichever wrote last) and both report success. The lock is the operating system's own
+    (``flock``; ``msvcrt.locking`` on Windows), so it dies with its process: the lock file a killed
+    run leaves behind names a dead pid and is simply taken over. The file holds the holder's pid
+    for the message; it is removed when the holder finishes.
+
+    Raises
+    ------
+    RunFolderBusy
+        One line naming the folder and the pid of the process writing it.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / LOCK_FILE
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        if not _try_lock(fd):
+            holder = os.read(fd, 64).decode("ascii", "replace").strip() or "unknown"
+            os.close(fd)
+            raise RunFolderBusy(
+                f"{folder}: another training (pid {holder}) is writing this run folder; wait for it "
+                "to finish or choose another -o folder"
+            )
+        try:  # the holder before us may have removed the file between our open and our lock
+            same = os.path.samestat(os.fstat(fd), os.stat(path))
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        os.close(fd)
+    try:
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode("ascii"))
+        yield path
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+        os.close(fd)
 
 
 def check_new_run_folder(out):

@@ -36,7 +36,7 @@ from skin_cnn import atomic
 from skin_cnn.data.augment import AugmentConfig
 from skin_cnn.data.pipeline import feature_stream, image_stream, steps_per_epoch, targets
 from skin_cnn.data.preprocessing import ImageStore, prepare_images
-from skin_cnn.diseases import TASK_NAMES
+from skin_cnn.diseases import TASK_NAMES, TASKS
 from skin_cnn.evaluation.flow import record_training
 from skin_cnn.models import build_model, compile_model, parameter_counts, split_at_frozen_boundary
 from skin_cnn.predictions import predictions_frame
@@ -176,7 +176,34 @@ def read_split(config):
     for split in ("train", "val"):
         if counts.get(split, 0) == 0:
             raise ValueError(f"{path}: the {split} split is empty; training needs train and val images")
+    if not learnable_tasks(frame):
+        raise ValueError(
+            f"{path}: no task has both of its diseases in train and in val ({class_counts(frame)}); "
+            "a model could neither learn nor be checked on any task"
+        )
     return frame
+
+
+def learnable_tasks(frame):
+    """The tasks whose two diseases both appear in the train split and in the val split.
+
+    A task missing one class in train cannot be learned, and one missing a class in val has no
+    validation AUC to choose the epoch or threshold with. With no such task at all, training
+    would still write a normal-looking ``best.keras`` (every AUC "–") that predict and serve
+    accept, so :func:`read_split` refuses it.
+    """
+    present = {s: set(frame.loc[frame["split"] == s, "diagnosis"]) for s in ("train", "val")}
+    return [name for name, task in TASKS.items()
+            if all({task.positive, task.negative} <= present[s] for s in ("train", "val"))]
+
+
+def class_counts(frame):
+    """``train: acne 4, rosacea 3; val: acne 1`` — the images per disease of train and val."""
+    parts = []
+    for split in ("train", "val"):
+        counts = frame.loc[frame["split"] == split, "diagnosis"].value_counts().sort_index()
+        parts.append(f"{split}: " + ", ".join(f"{d} {n}" for d, n in counts.items()))
+    return "; ".join(parts)
 
 
 def build(config, info):
@@ -535,6 +562,15 @@ def train(config, *, resume=False, progress=True, echo=print, synthetic=False, s
     config.validate()
     t0 = time.time()
     info = make_strategy(config.strategy)  # before any other TensorFlow work (multi-worker)
+    # One training per run folder: a second one into the same -o stops here with one line.
+    lock = run_folder.run_lock(config.out) if info.is_chief else contextlib.nullcontext()
+    with lock:
+        return _train(config, info, t0, resume=resume, progress=progress, echo=echo, synthetic=synthetic,
+                      shared_features=shared_features)
+
+
+def _train(config, info, t0, *, resume, progress, echo, synthetic, shared_features):
+    """:func:`train` once the run folder is held."""
     run_dir = open_run_folder(config, info, resume)
     if resume and run_folder.is_finished(run_dir):
         return _summarise_finished_run(config, run_dir, echo, synthetic)
