@@ -306,7 +306,7 @@ def _normalize_patient_ids(ids, rows, images, problems):
     for i, raw in enumerate(ids):
         raw = "" if raw is None else str(raw)
         cleaned = clean_patient_id(raw)
-        key = cleaned.casefold()
+        key = patient_key(raw)
         canonical = first.setdefault(key, cleaned)
         out.append(canonical)
         if canonical != raw.strip():

@@ -132,6 +132,92 @@ def _flow_of(run_dir, split, frame, preds, skipped, given):
     return flows.append_step(normalise_flow(given, split), flows.evaluation_step(preds, skipped))
 
 
+def split_change(run_dir):
+    """How the run's ``split.csv`` differs from the split the model was trained on, or None.
+
+    Training records the SHA-256 of the split file it read (``split_sha256``) and of the copy it
+    wrote into the run (``run_split_sha256``); an edited copy (train and test swapped, rows
+    added) would otherwise have ``evaluate`` report training photos as "test". When the split
+    file trained on still exists unchanged, the images whose split differs are listed too.
+
+    Returns
+    -------
+    dict or None
+        None when the copy is unchanged (or the run records no hash to compare with); else
+        ``recorded``, ``found`` (SHA-256s), ``moved`` (``"image: train → test"`` lines, images
+        added or removed included; empty when the original is not available) and ``text``
+        (one sentence).
+    """
+    from skin_cnn.evaluation.flow import sha256_file
+
+    run_dir = Path(run_dir)
+    config = _config(run_dir)
+    recorded = config.get("run_split_sha256")
+    copy = run_dir / "split.csv"
+    if not recorded or not copy.is_file():
+        return None
+    found = sha256_file(copy)
+    if found == recorded:
+        return None
+    moved = _moved_images(run_dir, config)
+    text = (f"{copy} is not the split this model was trained on (SHA-256 {found[:12]}… where "
+            f"config.json records {recorded[:12]}…)")
+    if moved:
+        text += f"; {len(moved)} image(s) differ, e.g. {moved[0]}"
+    return {"recorded": recorded, "found": found, "moved": moved, "text": text}
+
+
+def _moved_images(run_dir, config):
+    """``"image: old → new"`` for every image whose split differs between the split file trained
+    on (when it still exists with the recorded SHA-256) and the run's ``split.csv``."""
+    from skin_cnn.evaluation.flow import sha256_file
+    from skin_cnn.split import load_split
+
+    original = Path(config.get("split") or "")
+    if not original.is_file() or sha256_file(original) != config.get("split_sha256"):
+        return []
+    try:
+        before = load_split(original).set_index("image_path")["split"].to_dict()
+        after = load_split(Path(run_dir) / "split.csv").set_index("image_path")["split"].to_dict()
+    except (OSError, ValueError):
+        return []
+    return [f"{Path(image).name}: {before.get(image, 'absent')} → {after.get(image, 'absent')}"
+            for image in sorted(set(before) | set(after)) if before.get(image) != after.get(image)]
+
+
+def check_split(run_dir, allow_changed=False):
+    """Refuse to evaluate a run whose ``split.csv`` changed since training (:func:`split_change`).
+
+    Returns the change (to be written into the report) when ``allow_changed``, else None.
+
+    Raises
+    ------
+    ValueError
+        One line naming the file, with what differs and how to go on.
+    """
+    change = split_change(run_dir)
+    if change is not None and not allow_changed:
+        raise ValueError(f"{change['text']}; restore it, or pass --allow-changed-split to evaluate "
+                         "anyway with the difference written into the report")
+    return change
+
+
+def check_model_tasks(predictor, model_name):
+    """Refuse a model whose outputs are not skin-cnn tasks, before anything is predicted.
+
+    The predictions table and every metric are per task (:data:`skin_cnn.diseases.TASKS`); a
+    model with other outputs would otherwise fail after the whole split was predicted.
+    """
+    from skin_cnn.diseases import TASKS
+
+    unknown = [t for t in predictor.tasks if t not in TASKS]
+    if unknown or not predictor.tasks:
+        raise ValueError(
+            f"{model_name}: the model's outputs ({', '.join(predictor.tasks) or 'none'}) are not "
+            f"skin-cnn tasks ({', '.join(TASKS)}); evaluate needs a model from `skin-cnn train`"
+        )
+
+
 def _config(run_dir):
     path = Path(run_dir) / "config.json"
     try:
@@ -182,6 +268,7 @@ def predict_run_split(run_dir, split, predictor=None, progress=True):
     part = frame[frame["split"] == split].reset_index(drop=True)
     if predictor is None:
         predictor = load_predictor(run_dir)
+    check_model_tasks(predictor, run_dir / "best.keras")
     result = predict_frame(predictor, part, progress=progress)
     kept, probs = result.kept(part)
     preds = predictions_frame(kept.reset_index(drop=True), probs, tasks=list(probs))
@@ -224,6 +311,7 @@ def evaluate_run(
     fairness=(),
     n_failures=4,
     shortcut_audit=0,
+    allow_changed_split=False,
 ):
     """Predict a run's split with its best model, write ``predictions_<split>.csv`` and evaluate.
 
@@ -260,6 +348,10 @@ def evaluate_run(
     shortcut_audit : int
         Grad-CAM of this many seeded photos of the split, with the share of its mass on the hue
         box, the border band and known watermarks (:mod:`skin_cnn.evaluation.shortcut`); 0: none.
+    allow_changed_split : bool
+        Evaluate even when the run's ``split.csv`` is not the split trained on
+        (:func:`check_split`); the difference is then written into the report. Without it such
+        a run is refused before anything is predicted.
 
     Returns
     -------
@@ -278,6 +370,7 @@ def evaluate_run(
             "a fitted threshold cannot be chosen on the split it is evaluated on; "
             "evaluate the test split, or use a fixed --threshold"
         )
+    change = check_split(run_dir, allow_changed_split)
     # every argument is checked before the model runs: a misspelt column fails at once
     from skin_cnn.predictions import check_columns, predicted_columns, read_predictions
 
@@ -326,7 +419,7 @@ def evaluate_run(
         auc_ci=auc_ci,
         test_evaluations={"count": count, "split": split},
         fairness=fairness,
-        run=run_context(run_dir),
+        run=dict(run_context(run_dir), split_change=change),
         cams=cams,
         image_base=run_dir,
         n_failures=n_failures,

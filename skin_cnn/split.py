@@ -56,8 +56,11 @@ def check_fractions(fractions):
 
 
 def patient_units(frame):
-    """One key per patient: the patient id, or a key of its own for an image without one."""
-    ids = frame["patient_id"].fillna("").astype(str).str.strip()
+    """One key per patient: the patient id (:func:`skin_cnn.manifest.patient_key`: case and
+    invisible characters ignored), or a key of its own for an image without one."""
+    from skin_cnn.manifest import patient_key
+
+    ids = frame["patient_id"].fillna("").astype(str).map(patient_key)
     own = pd.Series([f"\0image:{i}" for i in range(len(frame))], index=frame.index)
     return ids.where(ids != "", own)
 
@@ -375,7 +378,7 @@ def load_split(path, icd10_map=None):
         No ``split`` column, a value other than train/val/test (row numbers given), or a patient
         whose images lie in more than one split.
     """
-    from skin_cnn.manifest import load_manifest
+    from skin_cnn.manifest import load_manifest, patient_key
 
     frame = load_manifest(path, icd10_map=icd10_map)
     if "split" not in frame.columns:
@@ -386,7 +389,7 @@ def load_split(path, icd10_map=None):
         shown = ", ".join(f"row {i + 2} ({frame.at[i, 'split']!r})" for i in bad[:5])
         raise ValueError(f"{path}: split must be one of {', '.join(SPLITS)}; {len(bad)} rows are not: {shown}")
     with_id = frame[frame["patient_id"] != ""]
-    spread = with_id.groupby("patient_id")["split"].nunique()
+    spread = with_id.groupby(with_id["patient_id"].map(patient_key))["split"].nunique()
     leaking = spread[spread > 1].index.tolist()
     if leaking:
         shown = ", ".join(repr(p) for p in leaking[:5])

@@ -35,6 +35,25 @@ def test_shared_patient_under_other_image_names_is_refused():
         check_disjoint(val, _table("t"), "val.csv")
 
 
+def test_patient_ids_differing_only_in_case_or_invisible_characters_are_one_patient():
+    # manifest and split read "TP0", "tp0" and "tp0\u200b" as one patient; so must this check
+    val = _table("v", patient_prefix="t")
+    val["patient_id"] = val["patient_id"].str.upper()
+    val.loc[0, "patient_id"] = "tp0\u200b"
+    with pytest.raises(ValueError, match=r"6 patients"):
+        check_disjoint(val, _table("t"), "val.csv")
+
+
+def test_split_and_manifest_use_the_same_patient_identity():
+    from skin_cnn.manifest import patient_key
+    from skin_cnn.split import patient_units
+
+    ids = ["P7", "p7", " p7\u200b ", "p8", ""]
+    units = patient_units(pd.DataFrame({"patient_id": ids}))
+    assert units.iloc[0] == units.iloc[1] == units.iloc[2] == patient_key("p7")
+    assert units.iloc[3] != units.iloc[0] and units.iloc[4] not in set(units.iloc[:4])
+
+
 def test_shared_split_group_is_refused():
     val = _table("v", groups=list(range(100, 112)))
     test = _table("t", groups=[111] + list(range(1, 12)))

@@ -110,6 +110,9 @@ from skin_cnn.cli.options import seed_option
     help="Run folders: Grad-CAM of N seeded photos, and the share of its mass on the hue box, the "
     "border band and known watermarks (a report section and shortcut_audit.csv; 0: none).",
 )
+@click.option("--allow-changed-split", is_flag=True,
+              help="Evaluate a run whose split.csv differs from the split its model was trained on "
+              "(refused without it); the difference is written into the report.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def command(
     run,
@@ -127,6 +130,7 @@ def command(
     confidence,
     flow_json,
     shortcut_audit,
+    allow_changed_split,
     quiet,
 ):
     """Evaluate RUN (a `skin-cnn train` folder) or a --predictions CSV.
@@ -179,6 +183,7 @@ def command(
             flow=flow,
             progress=not quiet,
             shortcut_audit=shortcut_audit,
+            allow_changed_split=allow_changed_split,
             **common,
         )
     else:

@@ -50,9 +50,15 @@ def _content_hashes(paths):
 
 
 def _ids(frame, column):
+    """The non-empty values of ``column``; patient ids as :func:`skin_cnn.manifest.patient_key`
+    (the identity manifest and split use: ``P7`` and ``p7`` are one patient)."""
     if column not in frame.columns:
         return None
     values = frame[column].fillna("").astype(str).str.strip()
+    if column == "patient_id":
+        from skin_cnn.manifest import patient_key
+
+        values = values.map(patient_key)
     return set(values[values != ""])
 
 

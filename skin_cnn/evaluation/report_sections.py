@@ -101,6 +101,13 @@ def add_run(rep, run):
             rows.append([f"SHA-256 of `{name}`", f"`{digest}`"])
         if run.get("split_sha256"):
             rows.append(["SHA-256 of the split trained on", f"`{run['split_sha256']}`"])
+        change = run.get("split_change")
+        if change:
+            moved = change.get("moved") or []
+            rows.append(["**Split changed since training**",
+                         f"{change['text']} (evaluated anyway: `--allow-changed-split`)"
+                         + (f". Images in another split: {'; '.join(moved[:20])}"
+                            + (f" … and {len(moved) - 20} more" if len(moved) > 20 else "") if moved else "")])
         versions = run.get("versions") or {}
         if versions:
             rows.append(["Versions", ", ".join(f"{k} {v}" for k, v in versions.items())])

@@ -230,6 +230,7 @@ def record_run(config, run_dir, frame, model, info, resume):
     document = run_config_document(config, split_sha256=sha256_file(split_path), resolved=resolved)
     document["split"] = os.fspath(split_path.resolve())
     write_split(frame, run_dir / "split.csv")
+    document["run_split_sha256"] = sha256_file(run_dir / "split.csv")  # checked by evaluate
     atomic.write_json(run_dir / "config.json", document)
     return document
 
