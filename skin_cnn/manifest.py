@@ -564,13 +564,24 @@ def _short(path, width=48):
 
 
 def _hash_and_check(image):
-    """Read a file once: its sha256 and the reason it does not decode (None when it does)."""
-    from skin_cnn.data.reading import check_image
+    """A file's sha256 and the reason it does not decode (None when it does).
 
+    The file is sniffed first (:func:`skin_cnn.data.reading.sniff_file`: signature and size,
+    64 bytes read): a non-image gets its reason and no hash (None) without being read. An image
+    is hashed in blocks and decoded from disk, never held in memory whole.
+    """
+    from skin_cnn.data.reading import check_image, sniff_file
+
+    if os.path.getsize(image) == 0:
+        return None, "empty file (0 bytes)"
+    reason = sniff_file(image)
+    if reason is not None:
+        return None, reason
+    digest = hashlib.sha256()
     with open(image, "rb") as fh:
-        data = fh.read()
-    reason = check_image(data, name=image) if data else "empty file (0 bytes)"
-    return hashlib.sha256(data).hexdigest(), reason
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest(), check_image(image)
 
 
 def validate_manifest(path, icd10_map=None, check_images=True, progress=True):
@@ -639,6 +650,8 @@ def validate_manifest(path, icd10_map=None, check_images=True, progress=True):
                 _problem(problems, "unreadable_image", reason, rows[i], image, i)
             else:
                 n_ok += 1
+            if digest is None:  # not an image: refused from its first bytes, never hashed
+                continue
             want = expected.iat[i].strip().lower() if expected is not None else ""
             if want and want != digest:
                 _problem(

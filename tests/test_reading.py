@@ -359,3 +359,71 @@ def test_a_gif_with_660000_frames_is_read_from_its_first_frame_only(monkeypatch)
     assert out.shape == (1, 1, 3) and out[0, 0].tolist() == [255, 0, 0]
     assert max(seeks) == 0  # no frame header after the first was parsed
     assert elapsed < 1.0  # first frame only: milliseconds (walking every frame took 2–8 s)
+
+
+# ---------------------------------------------------------------------------------------------
+# sniffed before read: a huge non-image is never read whole
+
+
+def _sparse(path, size, head=b""):
+    """A file of ``size`` bytes that takes no disk space beyond ``head`` (a sparse file)."""
+    with open(path, "wb") as fh:
+        fh.write(head)
+        fh.truncate(size)
+    return path
+
+
+@pytest.mark.parametrize("head, words", [
+    (b"", "not an image file"),                              # 3 GB of zeros named .jpg
+    (b"\xff\xd8\xff\xe0\x00\x10JFIF\x00", "larger than any image"),  # a JPEG signature, then zeros
+])
+def test_a_3_gb_file_named_jpg_is_refused_without_being_read(tmp_path, head, words):
+    import tracemalloc
+
+    from skin_cnn.data.reading import check_image, sniff_file
+    from skin_cnn.manifest import validate_manifest
+
+    big = _sparse(tmp_path / "photo.jpg", 3_000_000_000, head)
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("image_path,patient_id,diagnosis\nphoto.jpg,p1,acne\n")
+    tracemalloc.start()
+    try:
+        reasons = [sniff_file(big), check_image(big)]
+        with pytest.raises(ImageReadError, match=words):
+            read_image(big)
+        report = validate_manifest(manifest, progress=False)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert all(words in r for r in reasons)
+    assert any(words in m for m in report.problems["message"])
+    assert peak < 50e6, f"peak {peak / 1e6:.0f} MB"
+
+
+def test_the_size_bound_leaves_room_for_every_genuine_image():
+    from skin_cnn.data.reading import DEFAULT_MAX_PIXELS, max_file_bytes
+
+    # an uncompressed 16-bit RGBA TIFF at the pixel limit is the largest file that can be a photo
+    assert max_file_bytes(DEFAULT_MAX_PIXELS) > DEFAULT_MAX_PIXELS * 8
+    assert max_file_bytes(None) is None
+
+
+def test_files_are_decoded_from_disk_not_read_whole_first(tmp_path, monkeypatch):
+    # a photo reads the same pixels as before, from a file handle that is closed afterwards
+    import builtins
+
+    pixels = np.random.default_rng(0).integers(0, 256, (40, 48, 3), dtype=np.uint8)
+    path = tmp_path / "photo.png"
+    Image.fromarray(pixels).save(path)
+    opened = []
+    real_open = builtins.open
+
+    def spy(*args, **kwargs):
+        handle = real_open(*args, **kwargs)
+        opened.append(handle)
+        return handle
+
+    monkeypatch.setattr(builtins, "open", spy)
+    image = read_image(path)
+    assert np.array_equal(image, pixels)
+    assert opened and all(h.closed for h in opened)

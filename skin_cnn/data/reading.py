@@ -21,6 +21,10 @@ Conversions, chosen once here:
   frame is ever parsed: counting the frames of a 10 MB GIF can mean walking 660,000 of them.
 * Images with more than ``max_pixels`` pixels are refused before decoding, so a small file that
   claims enormous dimensions (a decompression bomb) cannot exhaust memory.
+* A file is sniffed before it is read: its first bytes must be the signature of an accepted
+  format (Pillow's own ``_accept`` tests), and it may not be larger than an image of
+  ``max_pixels`` pixels can be (:func:`max_file_bytes`). Files are then decoded from disk, never
+  read whole into memory first, so a 3 GB file named ``.jpg`` costs 64 bytes of reading.
 
 Only the raster formats in :data:`ACCEPTED_FORMATS` are ever handed to Pillow. Pillow would
 otherwise try every plugin it has, including EPS, which runs Ghostscript (a PostScript
@@ -80,8 +84,80 @@ class ImageReadError(ValueError):
         return (type(self), (self.path, self.reason))
 
 
-def _source_and_name(source, name):
-    """Return ``(fp, name)``: something ``Image.open`` accepts and the name used in messages."""
+#: Bytes per pixel of the largest raster an accepted format stores (16-bit RGBA), and room for
+#: metadata (EXIF, ICC profiles, thumbnails) on top: :func:`max_file_bytes`.
+_MAX_BYTES_PER_PIXEL = 8
+_METADATA_BYTES = 64 * 1024 * 1024
+#: Bytes read to sniff a file's format.
+_HEAD_BYTES = 64
+
+
+def max_file_bytes(max_pixels=DEFAULT_MAX_PIXELS):
+    """Largest file that can hold one image of at most ``max_pixels`` pixels (None: no limit).
+
+    Uncompressed 16-bit RGBA is the most bytes per pixel any accepted format stores; a larger
+    file is not a photo skin-cnn would decode, whatever its name, and is refused before it is
+    read (a 3 GB file named ``.jpg`` once cost 3 GB of memory before its header was looked at).
+    """
+    if max_pixels is None:
+        return None
+    return int(max_pixels) * _MAX_BYTES_PER_PIXEL + _METADATA_BYTES
+
+
+def _format_size(n):
+    return f"{n / 1e9:.1f} GB" if n >= 1e9 else f"{n / 1e6:.1f} MB"
+
+
+def sniff(head, name, size=None, max_pixels=DEFAULT_MAX_PIXELS):
+    """Refuse, from its first bytes and its size alone, a file that is not an accepted image.
+
+    Parameters
+    ----------
+    head : bytes
+        The first bytes of the file (64 are enough for every accepted signature).
+    size : int, optional
+        The file's size in bytes, checked against :func:`max_file_bytes`.
+
+    Raises
+    ------
+    ImageReadError
+        A refused format named as such, a file no accepted format starts with, or a file larger
+        than any image of ``max_pixels`` pixels.
+    """
+    refused = _refused_format(head)
+    if refused is not None:
+        raise ImageReadError(name, f"format not accepted: {refused}")
+    Image.init()
+    if not any(accept is None or accept(head) for accept in (Image.OPEN[f][1] for f in accepted_formats())):
+        raise ImageReadError(
+            name, f"not an image file skin-cnn reads (expected {ACCEPTED_NAMES}; unknown or damaged format)"
+        )
+    limit = max_file_bytes(max_pixels)
+    if size is not None and limit is not None and size > limit:
+        raise ImageReadError(
+            name,
+            f"file of {_format_size(size)} is larger than any image of at most {int(max_pixels):,} "
+            f"pixels can be ({_format_size(limit)}); refused without reading it",
+        )
+
+
+def sniff_file(path, max_pixels=DEFAULT_MAX_PIXELS):
+    """:func:`sniff` a file on disk, reading only its first bytes; the reason, or None when it
+    may be an accepted image."""
+    try:
+        with open(path, "rb") as fh:
+            sniff(fh.read(_HEAD_BYTES), os.fspath(path), os.fstat(fh.fileno()).st_size, max_pixels)
+    except ImageReadError as exc:
+        return exc.reason
+    return None
+
+
+def _source_and_name(source, name, max_pixels=DEFAULT_MAX_PIXELS):
+    """Return ``(fp, name)``: something ``Image.open`` accepts and the name used in messages.
+
+    A path is opened (the caller closes ``fp``) and sniffed (:func:`sniff`) before anything else
+    is read from it.
+    """
     if isinstance(source, (bytes, bytearray, memoryview)):
         data = bytes(source)
         name = name or "<bytes>"
@@ -90,7 +166,7 @@ def _source_and_name(source, name):
         return io.BytesIO(data), name
     if hasattr(source, "read"):
         data = source.read()
-        return _source_and_name(data, name or getattr(source, "name", None) or "<stream>")
+        return _source_and_name(data, name or getattr(source, "name", None) or "<stream>", max_pixels)
     path = Path(source)
     name = name or os.fspath(path)
     try:
@@ -106,12 +182,18 @@ def _source_and_name(source, name):
     if size == 0:
         raise ImageReadError(name, "empty file (0 bytes)")
     try:
-        with open(path, "rb") as fh:
-            return io.BytesIO(fh.read()), name
+        fh = open(path, "rb")  # noqa: SIM115 (closed by _open_decoded)
     except PermissionError:
         raise ImageReadError(name, "permission denied") from None
     except OSError as exc:
         raise ImageReadError(name, f"cannot read file ({exc.strerror or exc})") from None
+    try:
+        sniff(fh.read(_HEAD_BYTES), name, size, max_pixels)
+        fh.seek(0)
+    except BaseException:
+        fh.close()
+        raise
+    return fh, name
 
 
 def accepted_formats():
@@ -150,12 +232,19 @@ def _refused_format(head):
 
 def _open_decoded(source, name, max_pixels):
     """Open, size-check and fully decode the first frame; return the loaded PIL image."""
-    fp, name = _source_and_name(source, name)
-    head = fp.read(64)
+    fp, name = _source_and_name(source, name, max_pixels)
+    try:
+        return _decode(fp, name, max_pixels)
+    except OSError as exc:  # reading the file itself failed half-way
+        raise ImageReadError(name, f"cannot read file ({exc.strerror or exc})") from None
+    finally:
+        fp.close()
+
+
+def _decode(fp, name, max_pixels):
+    head = fp.read(_HEAD_BYTES)
     fp.seek(0)
-    refused = _refused_format(head)
-    if refused is not None:
-        raise ImageReadError(name, f"format not accepted: {refused}")
+    sniff(head, name)
     try:
         with warnings.catch_warnings(record=True) as caught:
             # The max_pixels check below is the authority; Pillow's softer bomb warning and its
