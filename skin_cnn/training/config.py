@@ -36,6 +36,16 @@ POOL_BLOCKS = ("5", "4+5")
 PRETRAINED_VARIANTS = ("P", "PS")
 
 
+#: Largest model input side accepted (the study: 250). A 1024² input already costs VGG-16 about
+#: 0.27 GB of activations per image in its first layer alone.
+MAX_IMAGE_SIZE = 1024
+
+
+def prepared_bytes(image_size, n_images=1):
+    """Disk taken by ``n_images`` prepared training images (uint8 RGB, ``image_size``²)."""
+    return int(n_images) * int(image_size) ** 2 * 3
+
+
 @dataclass
 class TrainConfig:
     """All settings of one training run.
@@ -152,6 +162,12 @@ class TrainConfig:
                 bad(name, "must be at least 1")
         if self.image_size < 32:
             bad("image_size", "VGG-16 needs at least 32x32 pixels")
+        if self.image_size > MAX_IMAGE_SIZE:
+            bad("image_size", f"at most {MAX_IMAGE_SIZE}: every prepared training image would take "
+                f"{prepared_bytes(self.image_size) / 1e9:,.1f} GB of disk and the model's first "
+                f"layer {self.image_size ** 2 * 64 * 4 / 1e9:,.1f} GB of memory per image (at "
+                f"{MAX_IMAGE_SIZE}: {prepared_bytes(MAX_IMAGE_SIZE) / 1e6:.1f} MB and "
+                f"{MAX_IMAGE_SIZE ** 2 * 64 * 4 / 1e9:.2f} GB)")
         for name in ("fine_tune_blocks", "patience", "lr_patience", "cache_views"):
             if int(getattr(self, name)) < 0:
                 bad(name, "must not be negative")
@@ -277,6 +293,7 @@ def load_config_file(path):
         name = str(key).replace("-", "_")
         if name not in FIELD_NAMES:
             raise ValueError(f"{path}: unknown setting {key!r}; known settings: {', '.join(FIELD_NAMES)}")
+        coerce_setting(name, value, path)  # a bad value names this file, not a later caller
         settings[name] = value
     return settings
 
@@ -304,6 +321,21 @@ def _coerce(name, value):
     return str(value)
 
 
+def coerce_setting(name, value, source):
+    """:func:`_coerce`, with a bad value reported as one line naming ``source`` and the setting.
+
+    ``int("abc")`` alone says "invalid literal for int() with base 10", naming neither the file
+    nor the setting it came from.
+    """
+    try:
+        return _coerce(name, value)
+    except (TypeError, ValueError):
+        default = TrainConfig.__dataclass_fields__[name].default
+        kind = ("true or false" if isinstance(default, bool) else "a whole number" if isinstance(default, int)
+                else "a number" if isinstance(default, float) else "a text value")
+        raise ValueError(f"{source}: {name}={value!r}: expected {kind}") from None
+
+
 def resolve_config(file_settings=None, overrides=None, source="configuration"):
     """Defaults, then the file's settings, then explicit overrides; validated.
 
@@ -319,7 +351,7 @@ def resolve_config(file_settings=None, overrides=None, source="configuration"):
         for name, value in layer.items():
             if name not in FIELD_NAMES:
                 raise ValueError(f"{source}: unknown setting {name!r}")
-            merged[name] = _coerce(name, value)
+            merged[name] = coerce_setting(name, value, source)
     return TrainConfig(**merged).validate(source)
 
 

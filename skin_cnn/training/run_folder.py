@@ -169,7 +169,15 @@ def is_finished(run_dir):
         status = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
         raise ValueError(f"{path}: not valid JSON ({exc})") from exc
-    return status if status.get("finished") else None
+    if not isinstance(status, dict):
+        raise ValueError(f"{path}: expected a mapping (finished, best_epoch, epochs_run)")
+    if not status.get("finished"):
+        return None
+    for name in ("best_epoch", "epochs_run"):
+        value = status.get(name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ValueError(f"{path}: {name}={value!r}: expected a whole number of epochs")
+    return status
 
 
 def data_counts(frame):

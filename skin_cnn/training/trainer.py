@@ -44,7 +44,7 @@ from skin_cnn.run_evaluation import evaluate_run
 from skin_cnn.split import load_split, write_split
 from skin_cnn.training import callbacks as cb
 from skin_cnn.training import run_folder
-from skin_cnn.training.config import TrainConfig, resolve_config, run_config_document, sha256_file
+from skin_cnn.training.config import TrainConfig, prepared_bytes, resolve_config, run_config_document, sha256_file
 from skin_cnn.training.curves import plot_training_curves
 from skin_cnn.training.distribute import make_strategy, output_dir_for, patch_keras_for_multi_worker
 from skin_cnn.training.feature_cache import (build_cache, cache_key, find_cache, image_fingerprints, pid_alive,
@@ -182,6 +182,24 @@ def read_split(config):
             "a model could neither learn nor be checked on any task"
         )
     return frame
+
+
+def check_disk_space(run_dir, frame, image_size):
+    """Refuse, before any image is prepared, a run whose prepared images cannot fit on the disk.
+
+    Training writes every train and val image, resized, as uint8 next to the run
+    (:func:`preparation_folder`); at large ``image_size`` that is tens of GB written before the
+    disk fills half-way through.
+    """
+    n_images = int(frame["split"].isin(["train", "val"]).sum())
+    need = prepared_bytes(image_size, n_images)
+    free = shutil.disk_usage(run_dir).free
+    if need > free:
+        raise ValueError(
+            f"{run_dir}: the {n_images} train and val images prepared at {image_size}×{image_size} "
+            f"take {need / 1e9:,.1f} GB of disk and {free / 1e9:,.1f} GB are free there; lower "
+            "--image-size or free some disk"
+        )
 
 
 def learnable_tasks(frame):
@@ -577,6 +595,7 @@ def _train(config, info, t0, *, resume, progress, echo, synthetic, shared_featur
         return _summarise_finished_run(config, run_dir, echo, synthetic)
     set_determinism(config.seed)
     frame = read_split(config)
+    check_disk_space(run_dir, frame, config.image_size)
     model = build(config, info)
     record_run(config, run_dir, frame, model, info, resume)
 
