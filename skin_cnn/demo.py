@@ -64,6 +64,10 @@ def crop_boxes_frame(frame, params=None, progress=True):
     return out
 
 
+#: Fewest synthetic patients per disease that fill train, val and test.
+MIN_DEMO_PATIENTS = 3
+
+
 def run_demo(out="runs/demo", weights=None, *, n_patients_per_disease=None, images_per_patient=None,
              source_image_size=None, image_size=None, epochs=None, cache_views=None, batch_size=32,
              seed=0, progress=True, echo=print):
@@ -81,11 +85,16 @@ def run_demo(out="runs/demo", weights=None, *, n_patients_per_disease=None, imag
     """
     out = Path(out)
     d = DEMO_DEFAULTS
+    if n_patients_per_disease is None:
+        n_patients_per_disease = d["n_patients_per_disease"]
+    if int(n_patients_per_disease) < MIN_DEMO_PATIENTS:
+        raise ValueError(f"--patients {n_patients_per_disease}: the demo needs at least {MIN_DEMO_PATIENTS} "
+                         "patients per disease (one each for train, val and test)")
     steps = {}
     t = time.time()
     echo("skin-cnn demo: SYNTHETIC images drawn by a program; the numbers say nothing about real photos.")
     manifest = generate_demo_dataset(
-        out / "data", n_patients_per_disease=n_patients_per_disease or d["n_patients_per_disease"],
+        out / "data", n_patients_per_disease=int(n_patients_per_disease),
         images_per_patient=images_per_patient or d["images_per_patient"],
         image_size=source_image_size or d["source_image_size"], seed=seed, progress=progress)
     steps["generate_s"] = time.time() - t

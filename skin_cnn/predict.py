@@ -147,12 +147,51 @@ def resolve_model_path(path):
     return path, run_dir
 
 
+#: Most bytes a ``.keras`` archive may inflate to. A VGG-16 with its 138 million parameters in
+#: float32 takes 0.55 GB; a file claiming more is refused before a byte is inflated.
+MAX_MODEL_INFLATED_BYTES = 2_000_000_000
+
+
+def check_keras_archive(path, max_inflated=MAX_MODEL_INFLATED_BYTES):
+    """Refuse a ``.keras`` file from its zip directory and stored record, before Keras opens it.
+
+    Keras would inflate a zip bomb in full (3.8 GB for a 4 MB file), report a damaged archive
+    as "File not found", and bury a bad stored threshold at the end of a page-long message.
+    Here each is one line naming the file: missing, not a zip archive, inflating to more than
+    ``max_inflated`` bytes (the sizes the zip directory declares, which bound what Python's
+    :mod:`zipfile` will inflate), or a bad ``skin_cnn_info`` record
+    (:func:`skin_cnn.models.info.read_file_info`).
+    """
+    import zipfile
+
+    from skin_cnn.models.info import read_file_info
+
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such model file")
+    if not path.is_file() or not zipfile.is_zipfile(path):
+        raise ValueError(f"{path}: not a Keras .keras model file (not a zip archive: damaged, "
+                         "truncated or another format)")
+    try:
+        with zipfile.ZipFile(path) as archive:
+            inflated = sum(info.file_size for info in archive.infolist())
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise ValueError(f"{path}: damaged .keras archive ({exc})") from None
+    if inflated > max_inflated:
+        raise ValueError(f"{path}: the archive would inflate to {inflated / 1e9:,.1f} GB, more than any "
+                         f"skin-cnn model ({max_inflated / 1e9:g} GB); refused as a possible zip bomb")
+    read_file_info(path)
+
+
 def load_keras_model(path):
-    """Load a ``.keras`` file with ``safe_mode=True`` (no arbitrary code from the file)."""
+    """Load a ``.keras`` file with ``safe_mode=True`` (no arbitrary code from the file), after
+    :func:`check_keras_archive`."""
     import keras
 
     import skin_cnn
 
+    if Path(path).suffix.lower() == ".keras":
+        check_keras_archive(path)
     skin_cnn.register_keras_objects()
     try:
         return keras.models.load_model(path, compile=False, safe_mode=True)

@@ -344,6 +344,8 @@ def split_problems(split_frame, fractions=DEFAULT_FRACTIONS):
     """
     fractions = check_fractions(fractions)
     problems = []
+    if fractions[1] == 0:  # training chooses its epoch and threshold on validation images
+        problems.append("the val split is empty (its fraction is 0): training needs validation patients")
     wanted = [name for name, f in zip(SPLITS, fractions) if f > 0]
     for name in wanted:
         if not (split_frame["split"] == name).any():

@@ -12,6 +12,7 @@ image non-skin when most of its pixels are grey (paper, forms), so the test trai
 """
 
 import json
+import types
 
 import numpy as np
 import pandas as pd
@@ -56,7 +57,8 @@ def _fake_model(monkeypatch):
         probs = {t: np.array([(s * (k + 7)) % 97 / 97 for s in seeds]) for k, t in enumerate(TASK_NAMES)}
         return predict.FramePredictions(probs, ok, skipped)
 
-    monkeypatch.setattr(predict, "load_predictor", lambda run_dir, *a, **k: "model")
+    model = types.SimpleNamespace(tasks=tuple(TASK_NAMES))  # a model with the study's outputs
+    monkeypatch.setattr(predict, "load_predictor", lambda run_dir, *a, **k: model)
     monkeypatch.setattr(predict, "predict_frame", predict_frame)
 
 

@@ -6,6 +6,7 @@ need no TensorFlow; the real model path is covered in test_evaluate_cli.py.
 
 import json
 import shutil
+import types
 
 import numpy as np
 import pandas as pd
@@ -30,7 +31,8 @@ def _fake_predict(monkeypatch):
         probs = {t: np.array([(s * (k + 7)) % 97 / 97 for s in seeds]) for k, t in enumerate(TASK_NAMES)}
         return predict.FramePredictions(probs, np.ones(n, dtype=bool), [])
 
-    monkeypatch.setattr(predict, "load_predictor", lambda run_dir, *a, **k: "model")
+    model = types.SimpleNamespace(tasks=tuple(TASK_NAMES))  # a model with the study's outputs
+    monkeypatch.setattr(predict, "load_predictor", lambda run_dir, *a, **k: model)
     monkeypatch.setattr(predict, "predict_frame", predict_frame)
 
 

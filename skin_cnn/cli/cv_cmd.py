@@ -54,5 +54,11 @@ def command(ctx, source, out, folds, config_file, resume, n_bootstrap, group_nea
     settings = load_config_file(config_file) if config_file else {}
     settings.update(RECIPES[recipe] if recipe else {})
     settings.update(user_settings(ctx, params))
-    run_cv(source, out, folds, settings, resume=resume, progress=not quiet, echo=click.echo,
-           n_bootstrap=n_bootstrap, group_near_duplicates=group_near_duplicates)
+    try:
+        run_cv(source, out, folds, settings, resume=resume, progress=not quiet, echo=click.echo,
+               n_bootstrap=n_bootstrap, group_near_duplicates=group_near_duplicates)
+    except KeyboardInterrupt:
+        from skin_cnn.cli.options import interrupted
+
+        raise interrupted((Path(out) / "cv.json").is_file(),
+                          f"skin-cnn cv {source} -o {out} --resume (with the same settings)") from None

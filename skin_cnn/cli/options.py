@@ -47,3 +47,23 @@ def refuse_overwriting(inputs, outputs, option="-o/--out"):
                     f"{option}: writing {out} would overwrite the input {given}; "
                     "choose another output path"
                 )
+
+
+def interrupted(started, resume_command, again_command="run the same command again"):
+    """What Ctrl-C during a long command says, and the exit it takes (status 130, as a shell's).
+
+    Click alone prints "Aborted!", which does not say that the finished epochs or folds are kept
+    and that the command can go on from them.
+
+    Parameters
+    ----------
+    started : bool
+        Whether anything resumable was written yet (a run's ``config.json``).
+    resume_command : str
+        The command that continues the work.
+    """
+    if started:
+        click.echo(f"\ninterrupted: what finished is kept; continue with `{resume_command}`", err=True)
+    else:
+        click.echo(f"\ninterrupted before anything was trained; {again_command}", err=True)
+    return SystemExit(130)

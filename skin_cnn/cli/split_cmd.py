@@ -99,6 +99,9 @@ def command(manifest, out, seed, fractions, group_near_duplicates, hash_distance
         )
     for problem in problems:
         click.secho(f"WARNING: {problem} (written anyway: --allow-empty)", fg="red", bold=True, err=True)
+    if fractions[2] == 0:
+        click.echo("warning: --fractions gives the test split 0: no patients are held out to test the "
+                   "model on (evaluate them elsewhere, or use skin-cnn cv)", err=True)
     write_split(split, out)
     flow_path = flows.write_record(out, _record(manifest, flow_counts(report, split)))
     click.echo(split_table(split).to_string())

@@ -159,4 +159,10 @@ def command(ctx, split_csv, out, resume_dir, config_file, quiet, recipe, **param
         source = config_file or "command line"
         config = resolve_config(file_settings, overrides, source=source)
         resume = False
-    train(config, resume=resume, progress=not quiet, echo=click.echo)
+    try:
+        train(config, resume=resume, progress=not quiet, echo=click.echo)
+    except KeyboardInterrupt:
+        from skin_cnn.cli.options import interrupted
+
+        started = (Path(config.out) / "config.json").is_file()
+        raise interrupted(started, f"skin-cnn train --resume {config.out}") from None

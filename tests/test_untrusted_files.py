@@ -1,0 +1,121 @@
+"""Untrusted model files, interrupted commands and odd arguments: one line each, nothing lost."""
+import json
+import zipfile
+
+import pytest
+from click.testing import CliRunner
+
+from skin_cnn.cli import cli
+
+
+def _run(*args):
+    return CliRunner().invoke(cli, [str(a) for a in args], prog_name="skin-cnn")
+
+
+def _rewrite_archive(source, target, edit_config):
+    """Copy a ``.keras`` archive, passing its ``config.json`` through ``edit_config``."""
+    with zipfile.ZipFile(source) as old, zipfile.ZipFile(target, "w") as new:
+        for item in old.infolist():
+            data = old.read(item.filename)
+            if item.filename == "config.json":
+                data = json.dumps(edit_config(json.loads(data))).encode()
+            new.writestr(item, data)
+    return target
+
+
+@pytest.fixture(scope="module")
+def model_file():
+    from model_fixtures import shared_run
+
+    return shared_run() / "best.keras"
+
+
+def test_a_corrupt_keras_file_is_called_damaged_not_missing(tmp_path, model_file):
+    from skin_cnn.predict import load_predictor
+
+    damaged = tmp_path / "best.keras"
+    damaged.write_bytes(model_file.read_bytes()[: 5000])  # truncated: the zip directory is gone
+    with pytest.raises(ValueError, match=r"best\.keras: not a Keras \.keras model file") as error:
+        load_predictor(damaged)
+    assert "not found" not in str(error.value).lower()
+    result = _run("predict", damaged, model_file)  # any existing path will do as the photo
+    assert result.exit_code == 1 and "not a Keras .keras model file" in result.output
+    assert "File not found" not in result.output
+
+
+def test_an_archive_inflating_beyond_the_cap_is_refused_before_loading(tmp_path, model_file):
+    from skin_cnn.predict import check_keras_archive
+
+    check_keras_archive(model_file)  # a real model passes at the default cap
+    inflated = sum(i.file_size for i in zipfile.ZipFile(model_file).infolist())
+    with pytest.raises(ValueError, match=r"refused as a possible zip bomb"):
+        check_keras_archive(model_file, max_inflated=inflated - 1)
+    bomb = tmp_path / "bomb.keras"
+    with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("model.weights.h5", bytes(50_000_000))  # 50 MB of zeros, 49 kB on disk
+    assert bomb.stat().st_size < 1_000_000
+    with pytest.raises(ValueError, match=r"would inflate to 0\.1 GB"):
+        check_keras_archive(bomb, max_inflated=10_000_000)
+
+
+def test_a_bad_stored_threshold_is_refused_in_one_short_line(tmp_path, model_file):
+    from skin_cnn.models.info import REGISTERED_NAME
+    from skin_cnn.predict import load_predictor
+
+    def bad_threshold(config):
+        for layer in config["config"]["layers"]:
+            if layer.get("registered_name") == REGISTERED_NAME:
+                layer["config"]["thresholds"] = {"acne_vs_rosacea": {"value": 7, "rule": "youden"}}
+        return config
+
+    bad = _rewrite_archive(model_file, tmp_path / "best.keras", bad_threshold)
+    with pytest.raises(ValueError) as error:
+        load_predictor(bad)
+    message = str(error.value)
+    assert "threshold of acne_vs_rosacea must lie in [0, 1]; got 7.0" in message
+    assert len(message) < 300 and "\n" not in message
+
+
+def test_ctrl_c_during_training_says_how_to_resume(tmp_path, monkeypatch):
+    import skin_cnn.training.trainer as trainer
+
+    split = tmp_path / "split.csv"
+    split.write_text("image_path,diagnosis,split\n")
+
+    def interrupted_after_an_epoch(config, **kwargs):
+        (tmp_path / "run" / "config.json").write_text("{}")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(trainer, "train", interrupted_after_an_epoch)
+    (tmp_path / "run").mkdir()
+    result = _run("train", split, "-o", tmp_path / "run", "--weights", "none")
+    assert result.exit_code == 130
+    assert f"skin-cnn train --resume {tmp_path / 'run'}" in result.output
+    assert "Aborted" not in result.output
+
+    def interrupted_at_once(config, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(trainer, "train", interrupted_at_once)
+    result = _run("train", split, "-o", tmp_path / "other", "--weights", "none")
+    assert result.exit_code == 130 and "before anything was trained" in result.output
+
+
+def test_demo_with_too_few_patients_is_refused(tmp_path):
+    result = _run("demo", "-o", tmp_path / "demo", "--patients", "0", "--quiet")
+    assert result.exit_code == 1
+    assert "--patients 0: the demo needs at least 3 patients per disease" in result.output
+    assert not (tmp_path / "demo" / "data").exists()
+
+
+def test_fractions_that_leave_val_empty_are_refused_and_an_empty_test_warned(tmp_path):
+    from model_fixtures import write_manifest
+
+    manifest, _ = write_manifest(tmp_path, n=10)
+    result = _run("split", manifest, "-o", tmp_path / "s.csv", "--fractions", "1", "0", "0", "--quiet",
+                  "--no-group-near-duplicates")
+    assert result.exit_code == 1 and "the val split is empty (its fraction is 0)" in result.output
+    assert not (tmp_path / "s.csv").exists()
+    result = _run("split", manifest, "-o", tmp_path / "s.csv", "--fractions", "0.5", "0.5", "0", "--quiet",
+                  "--no-group-near-duplicates", "--allow-empty")
+    assert "gives the test split 0" in result.output
