@@ -544,9 +544,29 @@ class ValidationReport:
         """Write ``path`` (``.csv``) and the same name with ``.json``; a folder gets
         ``manifest_report.csv`` and ``.json`` inside it. Returns the two paths."""
         csv_path, json_path = report_paths(path)
-        atomic.write_csv(csv_path, self.to_frame())
+        atomic.write_csv(csv_path, spreadsheet_safe(self.to_frame()))
         atomic.write_json(json_path, self.to_dict())
         return csv_path, json_path
+
+
+#: First characters that make a spreadsheet read a cell as a formula (OWASP "CSV injection").
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(frame):
+    """A copy of ``frame`` whose text cells cannot run as spreadsheet formulas.
+
+    The report is opened in Excel or LibreOffice by people; a path or patient id written as
+    ``=HYPERLINK(...)`` or ``@SUM(...)`` in a manifest would otherwise become a live formula
+    there. Such cells get a leading apostrophe, which spreadsheets show as text and hide; numbers
+    are left alone. (The JSON report keeps every value as it was.)
+    """
+    out = frame.copy()
+    for column in out.columns:
+        if out[column].dtype == object or pd.api.types.is_string_dtype(out[column]):
+            out[column] = out[column].map(
+                lambda v: "'" + v if isinstance(v, str) and v.startswith(FORMULA_STARTS) else v)
+    return out
 
 
 def report_paths(path):

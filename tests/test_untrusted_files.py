@@ -119,3 +119,48 @@ def test_fractions_that_leave_val_empty_are_refused_and_an_empty_test_warned(tmp
     result = _run("split", manifest, "-o", tmp_path / "s.csv", "--fractions", "0.5", "0.5", "0", "--quiet",
                   "--no-group-near-duplicates", "--allow-empty")
     assert "gives the test split 0" in result.output
+
+
+def test_cells_starting_like_a_formula_are_written_as_text():
+    import pandas as pd
+
+    from skin_cnn.manifest import spreadsheet_safe
+
+    frame = pd.DataFrame({"text": ["=HYPERLINK(\"http://x\")", "@SUM(A1)", "+1", "-2", "\tx", "ok", None],
+                          "row": [1, 2, 3, 4, 5, 6, 7]})
+    safe = spreadsheet_safe(frame)
+    assert safe["text"].tolist()[:6] == ["'=HYPERLINK(\"http://x\")", "'@SUM(A1)", "'+1", "'-2", "'\tx", "ok"]
+    assert pd.isna(safe["text"].iloc[6]) and safe["row"].tolist() == list(range(1, 8))  # numbers untouched
+    assert frame["text"].iloc[0].startswith("=")  # the caller's frame is not changed
+
+
+def test_the_manifest_report_csv_escapes_formulas_and_the_json_keeps_them(tmp_path):
+    import pandas as pd
+
+    from skin_cnn.manifest import validate_manifest
+
+    manifest = tmp_path / "m.csv"
+    pd.DataFrame({"image_path": ["a.jpg"], "patient_id": ["p1"], "diagnosis": ["acne"]}).to_csv(manifest, index=False)
+    report = validate_manifest(manifest, progress=False)
+    report.problems.loc[0, "message"] = "=1+1"  # whatever a message may one day start with
+    csv_path, json_path = report.write(tmp_path / "out")
+    written = pd.read_csv(csv_path, dtype=str, keep_default_na=False)
+    assert written.loc[0, "message"] == "'=1+1" and written.loc[0, "code"] == "missing_file"
+    assert json.loads(json_path.read_text())["problems"][0]["message"] == "=1+1"
+
+
+def test_figure_text_no_font_can_draw_is_reported_in_one_line(tmp_path):
+    from skin_cnn.evaluation.plots import _figure, _save, missing_glyphs
+
+    fig = _figure(3, 2)
+    fig.add_subplot().set_title("皮膚科 clinic")
+    if missing_glyphs(["皮膚科"]):  # no CJK font installed: say so, once, naming the characters
+        with pytest.warns(UserWarning, match=r"no installed font has '皮膚科'"):
+            _save(fig, tmp_path / "f.png")
+    else:  # a CJK font is installed: it draws them, nothing to say
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            _save(fig, tmp_path / "f.png")
+    assert missing_glyphs(["clinic AUC 0.9 – ≥ ±"]) == []

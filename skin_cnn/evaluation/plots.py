@@ -6,8 +6,10 @@ drawn from any thread and never open a window.
 
 from __future__ import annotations
 
+import functools
 import json
 import textwrap
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -34,10 +36,64 @@ def _figure(width, height):
     return Figure(figsize=(width, height), dpi=DPI, layout="constrained")
 
 
+#: Fonts tried, in order, for characters DejaVu Sans (matplotlib's own) lacks: group names and
+#: paths in Chinese, Japanese or Korean. Only those installed are used.
+FALLBACK_FONTS = ("Noto Sans CJK JP", "Noto Sans CJK SC", "Noto Sans CJK TC", "Noto Sans CJK KR",
+                  "Source Han Sans", "WenQuanYi Zen Hei", "WenQuanYi Micro Hei", "Droid Sans Fallback",
+                  "Microsoft YaHei", "SimHei", "MS Gothic", "Yu Gothic", "Malgun Gothic", "Hiragino Sans",
+                  "PingFang SC", "Apple SD Gothic Neo", "Arial Unicode MS")
+
+
+@functools.cache
+def figure_fonts():
+    """DejaVu Sans, then every installed font of :data:`FALLBACK_FONTS`, with their character sets.
+
+    Matplotlib (3.6+) draws each character in the first font of the list that has it.
+
+    Returns
+    -------
+    list of (str, frozenset of int)
+        Font family name and the code points it covers.
+    """
+    from matplotlib import font_manager
+    from matplotlib.ft2font import FT2Font
+
+    installed = {f.name: f.fname for f in font_manager.fontManager.ttflist}
+    fonts = []
+    for name in ("DejaVu Sans", *FALLBACK_FONTS):
+        if name in installed:
+            try:
+                fonts.append((name, frozenset(FT2Font(installed[name]).get_charmap())))
+            except (OSError, RuntimeError):
+                continue
+    return fonts
+
+
+def missing_glyphs(texts):
+    """The characters of ``texts`` that no font of :func:`figure_fonts` can draw, in order of
+    first appearance."""
+    covered = [chars for _, chars in figure_fonts()]
+    return list(dict.fromkeys(ch for text in texts for ch in str(text)
+                              if not ch.isspace() and not any(ord(ch) in chars for chars in covered)))
+
+
 def _save(fig, path):
+    """Write ``fig`` as PNG, drawing with the fallback fonts and saying when glyphs are missing."""
+    import matplotlib
+    from matplotlib.text import Text
+
     path = Path(path)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=DPI)
+    missing = missing_glyphs(t.get_text() for t in fig.findobj(Text))
+    if missing:
+        warnings.warn(
+            f"{path.name}: no installed font has {''.join(missing[:10])!r}; those characters show as "
+            "boxes (install a font that has them, such as Noto Sans CJK)", stacklevel=2)
+    families = [name for name, _ in figure_fonts()]
+    with matplotlib.rc_context({"font.sans-serif": families + list(matplotlib.rcParams["font.sans-serif"])}), \
+            warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Glyph .* missing from font")  # said once above
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format="png", dpi=DPI)
     return path
 
 
