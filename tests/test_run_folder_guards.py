@@ -177,3 +177,15 @@ def test_learnable_tasks_needs_both_diseases_in_both_splits():
     frame = pd.DataFrame(rows, columns=["split", "diagnosis"])
     assert learnable_tasks(frame) == ["acne_vs_rosacea"]  # psoriasis is missing from val
     assert learnable_tasks(frame[frame["diagnosis"] != "rosacea"]) == []
+
+
+def test_a_second_cv_into_a_held_folder_stops_before_writing(split_csv, tmp_path):
+    from skin_cnn.training.cv import run_cv
+    from skin_cnn.training.run_folder import RunFolderBusy, run_lock
+
+    out = tmp_path / "cv"
+    with run_lock(out):
+        with pytest.raises(RunFolderBusy, match="another training"):
+            run_cv(split_csv, out, 2, {"image_size": 32, "epochs": 1, "weights": "none"}, progress=False,
+                   echo=lambda m: None)
+    assert sorted(p.name for p in out.iterdir()) == []  # nothing written, the lock file removed

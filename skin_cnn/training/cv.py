@@ -360,6 +360,15 @@ def run_cv(source, out, n_folds=5, settings=None, *, resume=False, progress=True
         Keep near-identical photos (and the patients sharing them) in one fold; ignored when
         ``source`` is a split with a ``split_group`` column, whose groups are kept instead.
     """
+    from skin_cnn.training.run_folder import run_lock
+
+    with run_lock(out):  # a second cv into the same -o stops here with one line
+        return _run_cv(source, out, n_folds, settings, resume=resume, progress=progress, echo=echo,
+                       n_bootstrap=n_bootstrap, group_near_duplicates=group_near_duplicates)
+
+
+def _run_cv(source, out, n_folds, settings, *, resume, progress, echo, n_bootstrap, group_near_duplicates):
+    """:func:`run_cv` once its folder is held."""
     out = Path(out)
     if (out / FOLDS_FILE).is_file() and not resume:
         raise FileExistsError(f"{out}: already holds a cross-validation; continue it with --resume or choose "

@@ -90,7 +90,7 @@ def run_lock(folder):
             holder = os.read(fd, 64).decode("ascii", "replace").strip() or "unknown"
             os.close(fd)
             raise RunFolderBusy(
-                f"{folder}: another training (pid {holder}) is writing this run folder; wait for it "
+                f"{folder}: another training (pid {holder}) is writing this folder; wait for it "
                 "to finish or choose another -o folder"
             )
         try:  # the holder before us may have removed the file between our open and our lock
