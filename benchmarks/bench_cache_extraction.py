@@ -44,7 +44,7 @@ def main(argv=None):
     from skin_cnn.data.augment import AugmentConfig
     from skin_cnn.data.preprocessing import Preprocessing, prepare_images
     from skin_cnn.models import build_model, split_at_frozen_boundary
-    from skin_cnn.split import load_split
+    from skin_cnn.data.split import load_split
     from skin_cnn.training.feature_cache import build_cache
 
     model = build_model("P", input_shape=(args.size, args.size, 3), weights=args.weights, seed=0)

@@ -30,7 +30,7 @@ def subsample(split_csv, out_csv, n_train, n_val, seed):
     With neither given, the split file itself is used, so the cached run's feature cache has the
     same key as a ``skin-cnn train`` of that split with the same settings (``--cache-dir``).
     """
-    from skin_cnn.split import load_split, write_split
+    from skin_cnn.data.split import load_split, write_split
 
     if not n_train and not n_val:
         return Path(split_csv)
@@ -62,7 +62,7 @@ def run(split, out, cache, args):
     total = time.perf_counter() - start
     import pandas as pd
 
-    from skin_cnn.diseases import TASK_NAMES
+    from skin_cnn.core.tasks import TASK_NAMES
 
     history = pd.read_csv(Path(out) / "history.csv")
     later = history["epoch_time_s"].iloc[1:] if len(history) > 1 else history["epoch_time_s"]
@@ -96,7 +96,7 @@ def main(argv=None):
         work = Path(args.keep) if args.keep else Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
         split = subsample(args.split, work / "split.csv", args.train_images, args.val_images, args.seed)
-        from skin_cnn.split import load_split
+        from skin_cnn.data.split import load_split
 
         counts = load_split(split).groupby("split").size().to_dict()
         print("cached run (feature extraction, then training the heads) ...", file=sys.stderr)

@@ -40,7 +40,7 @@ def main(argv=None):
     from skin_cnn.data.preprocessing import Preprocessing
     from skin_cnn.data.reading import read_image
     from skin_cnn.models import build_model
-    from skin_cnn.predict import Predictor
+    from skin_cnn.inference.predictor import Predictor
 
     pre = Preprocessing(image_size=(args.size, args.size), crop=args.crop)
     shape = (args.size, args.size, 3)

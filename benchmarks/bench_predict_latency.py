@@ -48,7 +48,7 @@ def main(argv=None):
     from skin_cnn.data.crop import crop_image, hue_crop_box
     from skin_cnn.data.preprocessing import Preprocessing, resize_to_model
     from skin_cnn.models import build_model
-    from skin_cnn.predict import Predictor
+    from skin_cnn.inference.predictor import Predictor
 
     manifest = pd.read_csv(args.data / "manifest.csv")
     rng = np.random.default_rng(args.seed)

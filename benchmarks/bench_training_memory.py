@@ -31,7 +31,7 @@ def write_photos(folder, n, seed=0):
     import pandas as pd
     from PIL import Image
 
-    from skin_cnn.diseases import DISEASES
+    from skin_cnn.core.tasks import DISEASES
 
     folder = Path(folder)
     (folder / "images").mkdir(parents=True, exist_ok=True)

@@ -36,8 +36,8 @@ def small_split(data, out_csv, n_train, n_val, seed=0):
     """A split CSV of ``n_train`` + ``n_val`` photos of ``data/manifest.csv`` (all diseases)."""
     import pandas as pd
 
-    from skin_cnn.manifest import load_manifest
-    from skin_cnn.split import write_split
+    from skin_cnn.data.manifest import load_manifest
+    from skin_cnn.data.split import write_split
 
     frame = load_manifest(Path(data) / "manifest.csv")
     frame = frame.sample(n=min(len(frame), n_train + n_val), random_state=seed).reset_index(drop=True)

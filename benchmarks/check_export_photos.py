@@ -5,7 +5,7 @@ photo as ``skin-cnn predict`` does and compares
 
 * the SavedModel export (photo in; hue crop, resize and model in the graph): its ``crop_box``
   against :func:`skin_cnn.data.crop.hue_crop_box`, and its probabilities against
-  :class:`skin_cnn.predict.Predictor` (goal: every box equal, max |Δp| < 1e-4);
+  :class:`skin_cnn.inference.predictor.Predictor` (goal: every box equal, max |Δp| < 1e-4);
 * the TFLite export (resize and model; the crop is not in TFLite, whose built-in kernels have
   no float64): fed the photo cut to ``hue_crop_box``, its probabilities against the same
   predictor (goal: max |Δp| < 1e-2). The interpreter is the default one, XNNPACK included, as a
@@ -56,10 +56,10 @@ def main(argv=None):
 
     from skin_cnn.data.crop import crop_image, hue_crop_box
     from skin_cnn.data.preprocessing import Preprocessing
-    from skin_cnn.export import (BOX_NAME, CROP_NOTES, INPUT_NAME, SIGNATURE, TOLERANCES, export_savedmodel,
+    from skin_cnn.inference.export import (BOX_NAME, CROP_NOTES, INPUT_NAME, SIGNATURE, TOLERANCES, export_savedmodel,
                                  export_tflite, tflite_interpreter)
     from skin_cnn.models import build_model
-    from skin_cnn.predict import Predictor
+    from skin_cnn.inference.predictor import Predictor
 
     manifest = pd.read_csv(args.data / "manifest.csv")
     if args.limit:
@@ -119,7 +119,7 @@ def main(argv=None):
         "model": (f"VGG-16P, ImageNet trunk ({args.weights.name}), {args.size}x{args.size} input, untrained "
                   "seeded heads (numerical equivalence check, not a diagnostic model)"),
         "preprocessing": preprocessing.to_dict(),
-        "reference": "skin_cnn.predict.Predictor (the skin-cnn predict path), one photo per call",
+        "reference": "skin_cnn.inference.predictor.Predictor (the skin-cnn predict path), one photo per call",
         "savedmodel": {
             "crop_boxes_equal": int(frame["box_equal"].sum()) if n else 0,
             "crop_box_mismatches": mismatches[:20],

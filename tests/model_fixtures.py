@@ -121,7 +121,7 @@ def plain_model(size=32, seed=3):
     """
     import keras
 
-    from skin_cnn.diseases import TASK_NAMES
+    from skin_cnn.core.tasks import TASK_NAMES
 
     inputs = keras.Input((size, size, 3), name="image")
     conv = keras.layers.Conv2D(3, 1, name="conv")  # identity: something for Grad-CAM to weigh
@@ -189,7 +189,7 @@ def write_manifest(folder, n=6, seed=0):
     """Photos and a manifest CSV (relative paths, one diagnosis per image, cycling the five)."""
     import pandas as pd
 
-    from skin_cnn.diseases import DISEASES
+    from skin_cnn.core.tasks import DISEASES
 
     folder = Path(folder)
     paths = write_photos(folder / "images", n, seed=seed)

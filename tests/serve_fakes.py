@@ -1,4 +1,4 @@
-"""A stand-in for :class:`skin_cnn.predict.Predictor` for tests of the web server itself.
+"""A stand-in for :class:`skin_cnn.inference.predictor.Predictor` for tests of the web server itself.
 
 It reads uploads with the real reader but needs no model, so a server process started by a test
 imports neither TensorFlow nor Keras and starts in a second.

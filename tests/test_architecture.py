@@ -14,7 +14,7 @@ PACKAGE_DIR = Path(skin_cnn.__file__).resolve().parent
 #: layer -> packages no module of that layer may import (at module level or inside a function).
 FORBIDDEN = {
     "skin_cnn.data": ("skin_cnn.training", "skin_cnn.evaluation", "skin_cnn.cleanse"),
-    "skin_cnn.evaluation": ("skin_cnn.training", "skin_cnn.models", "skin_cnn.predict"),
+    "skin_cnn.evaluation": ("skin_cnn.training", "skin_cnn.models", "skin_cnn.inference"),
 }
 
 #: Libraries that ``skin-cnn --help`` must not load (each takes from a fraction of a second to
@@ -105,7 +105,7 @@ def test_checker_finds_forbidden_imports_at_module_and_function_level():
         class Lazy:
             def method(self):
                 from . import crop, pipeline
-                from .. import predict
+                from .. import inference
         """
     )
     found = violations(source, "skin_cnn.data.example")
@@ -116,9 +116,9 @@ def test_checker_finds_forbidden_imports_at_module_and_function_level():
         (10, "skin_cnn.cleanse"),
         (12, "skin_cnn.training"),
     ]
-    # The same source is allowed above the data layer, and ``predict`` is only banned for evaluation.
+    # The same source is allowed above the data layer, and ``inference`` is only banned for evaluation.
     assert violations(source, "skin_cnn.cleanse.example") == []
-    assert (18, "skin_cnn.predict") in violations(source, "skin_cnn.evaluation.example")
+    assert (18, "skin_cnn.inference") in violations(source, "skin_cnn.evaluation.example")
 
 
 def test_checker_resolves_relative_imports_and_package_boundaries():
@@ -127,12 +127,12 @@ def test_checker_resolves_relative_imports_and_package_boundaries():
     ]
     # In a package's __init__.py one dot is the package itself.
     assert violations("from .metrics import auc_estimate", "skin_cnn.evaluation", is_package=True) == []
-    assert violations("from ..predict import load_predictor", "skin_cnn.evaluation.plots") == [
-        (1, "skin_cnn.predict")
+    assert violations("from ..inference import predictor", "skin_cnn.evaluation.plots") == [
+        (1, "skin_cnn.inference")
     ]
     # A name that only starts like a banned package is not inside it.
-    assert violations("import skin_cnn.predictions", "skin_cnn.evaluation.report") == []
-    assert violations("from skin_cnn import predictions", "skin_cnn.evaluation.report") == []
+    assert violations("import skin_cnn.models_notes", "skin_cnn.evaluation.report") == []
+    assert violations("from skin_cnn import models_notes", "skin_cnn.evaluation.report") == []
 
 
 def test_module_names_follow_the_file_layout():

@@ -22,7 +22,7 @@ from skin_cnn.cleanse import apply as cleanse_apply
 from skin_cnn.cleanse.apply import CleanseResult, cleanse_frame, score_images
 from skin_cnn.cli import cli
 from skin_cnn.data.reading import read_image
-from skin_cnn.manifest import load_manifest
+from skin_cnn.data.manifest import load_manifest
 
 SIZE = 32  # model input side in these tests: enough to tell paper from skin, and fast
 

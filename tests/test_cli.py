@@ -130,8 +130,7 @@ def test_a_full_disk_is_reported_with_the_file_being_written(tmp_path, monkeypat
     import errno
     import os
 
-    from skin_cnn import atomic
-
+    from skin_cnn.core import io as atomic
     def full(fd):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))  # as os.fsync raises it: no file name
 

@@ -15,7 +15,7 @@ from skin_cnn.cli import cli
 from skin_cnn.evaluation.bootstrap import paired_auc_difference
 from skin_cnn.evaluation.compare import aligned, compare_predictions, holm
 from skin_cnn.evaluation.metrics import task_metrics
-from skin_cnn.evaluation.report import fmt_interval
+from skin_cnn.evaluation.cells import fmt_interval
 
 METRICS = ("sensitivity", "specificity", "ppv", "npv", "accuracy", "auc")
 SECONDARY = "## Image-level intervals (secondary: every image treated as independent)"

@@ -184,7 +184,7 @@ def test_tensorflow_crop_and_savedmodel_export_refuse_the_circular_method(tmp_pa
     import keras
 
     from skin_cnn.data.crop_tf import hue_crop_box as tf_hue_crop_box
-    from skin_cnn.export import export_savedmodel
+    from skin_cnn.inference.export import export_savedmodel
 
     with pytest.raises(ValueError, match="circular hue crop has no TensorFlow version"):
         tf_hue_crop_box(np.zeros((8, 8, 3), np.uint8), method="circular")

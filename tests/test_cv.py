@@ -69,8 +69,8 @@ def cv_run(tmp_path_factory):
 
 
 def test_every_readable_image_gets_exactly_one_out_of_fold_prediction(cv_run):
-    from skin_cnn.diseases import tasks_for_disease
-    from skin_cnn.split import load_split
+    from skin_cnn.core.tasks import tasks_for_disease
+    from skin_cnn.data.split import load_split
 
     tmp, split, result, _ = cv_run
     oof = pd.read_csv(result.oof_predictions)
@@ -91,8 +91,8 @@ def test_every_readable_image_gets_exactly_one_out_of_fold_prediction(cv_run):
 def test_features_are_extracted_once_and_oof_equals_each_fold_model_on_its_images(cv_run):
     import keras
 
-    from skin_cnn.predict import predict_frame
-    from skin_cnn.split import load_split
+    from skin_cnn.inference.predictor import predict_frame
+    from skin_cnn.data.split import load_split
 
     tmp, _, result, messages = cv_run
     assert sum("extracting features once" in m for m in messages) == 1
@@ -112,7 +112,7 @@ def test_features_are_extracted_once_and_oof_equals_each_fold_model_on_its_image
 def test_the_ensemble_is_the_mean_of_the_fold_models(cv_run):
     import keras
 
-    from skin_cnn.predict import load_predictor
+    from skin_cnn.inference.predictor import load_predictor
 
     tmp, _, result, _ = cv_run
     ensemble = load_predictor(result.ensemble)
@@ -149,7 +149,7 @@ def test_resume_trains_only_the_missing_folds(cv_run, tmp_path):
 
 def test_an_ensemble_threshold_of_trained_heads_is_stored_and_shown_as_not_validated(cv_run, tmp_path):
     from skin_cnn.models import read_file_info
-    from skin_cnn.predict import load_predictor
+    from skin_cnn.inference.predictor import load_predictor
     from skin_cnn.training import resolve_config
     from skin_cnn.training.cv import nested_scores, store_ensemble_thresholds
 

@@ -3,8 +3,8 @@ import json
 
 import pandas as pd
 
-from skin_cnn.demo import run_demo
-from skin_cnn.diseases import DISEASES
+from skin_cnn.app.demo import run_demo
+from skin_cnn.core.tasks import DISEASES
 
 
 def test_tiny_demo_produces_a_labelled_run_folder_and_report(tmp_path, monkeypatch):

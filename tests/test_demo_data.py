@@ -6,10 +6,10 @@ import pandas as pd
 import pytest
 
 from skin_cnn.data.reading import read_image
-from skin_cnn.demo_data import SKIN_TONES, draw_image, generate_demo_dataset
-from skin_cnn.diseases import DISEASES
-from skin_cnn.manifest import validate_manifest
-from skin_cnn.split import patient_split
+from skin_cnn.data.demo_data import SKIN_TONES, draw_image, generate_demo_dataset
+from skin_cnn.core.tasks import DISEASES
+from skin_cnn.data.manifest import validate_manifest
+from skin_cnn.data.split import patient_split
 
 
 @pytest.fixture(scope="module")

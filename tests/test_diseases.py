@@ -1,7 +1,7 @@
 """Tasks and ICD-10 mapping: eczema belongs to two tasks, codes map by exact entry or prefix."""
 import pytest
 
-from skin_cnn.diseases import (
+from skin_cnn.core.tasks import (
     DISEASES,
     TASK_NAMES,
     TASKS,

@@ -265,7 +265,7 @@ def test_needs_exactly_one_input(tmp_path):
 def test_run_folder_form_predicts_the_test_split(tmp_path):
     import keras
 
-    from skin_cnn.diseases import TASK_NAMES
+    from skin_cnn.core.tasks import TASK_NAMES
 
     rng = np.random.default_rng(0)
     rows = []
@@ -319,8 +319,7 @@ def test_report_states_the_resampling_unit_it_used(evaluated, tmp_path):
 
 @pytest.mark.parametrize("option", ["--by", "--fairness"])
 def test_a_missing_column_is_refused_before_the_model_is_loaded(tmp_path, monkeypatch, option):
-    import skin_cnn.predict as predict
-
+    import skin_cnn.inference.predictor as predict
     def no_model(*args, **kwargs):
         raise AssertionError("the model was loaded before the arguments were checked")
 

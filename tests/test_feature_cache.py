@@ -17,9 +17,9 @@ def split_csv(tmp_path_factory):
 def test_saved_model_on_images_matches_the_heads_on_cached_features(split_csv, tmp_path):
     import keras
 
-    from skin_cnn.predict import predict_frame
-    from skin_cnn.predictions import read_predictions
-    from skin_cnn.split import load_split
+    from skin_cnn.inference.predictor import predict_frame
+    from skin_cnn.core.predictions import read_predictions
+    from skin_cnn.data.split import load_split
     from skin_cnn.training import train
 
     cache_dir = tmp_path / "shared-cache"
@@ -54,7 +54,7 @@ def test_saved_model_on_images_matches_the_heads_on_cached_features(split_csv, t
 
 
 def test_cache_key_changes_with_the_image_files_and_settings(split_csv):
-    from skin_cnn.split import load_split
+    from skin_cnn.data.split import load_split
     from skin_cnn.training.feature_cache import cache_key
     from skin_cnn.training.feature_cache import image_fingerprints
 
@@ -112,7 +112,7 @@ def test_the_cache_holds_no_test_images_and_the_views_extraction_used(split_csv,
     from skin_cnn.data.pipeline import view_images
     from skin_cnn.data.preprocessing import prepare_images
     from skin_cnn.models import split_at_frozen_boundary
-    from skin_cnn.split import load_split
+    from skin_cnn.data.split import load_split
     from skin_cnn.training import train
     from skin_cnn.training.feature_cache import open_cache
     from skin_cnn.training.trainer import augment_config

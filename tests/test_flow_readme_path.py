@@ -21,9 +21,10 @@ from click.testing import CliRunner
 
 import broken_files as bf
 from skin_cnn.cli import cli
-from skin_cnn.demo_data import generate_demo_dataset
-from skin_cnn.diseases import TASK_NAMES
-from skin_cnn.evaluation.flow import chain, sha256_file
+from skin_cnn.data.demo_data import generate_demo_dataset
+from skin_cnn.core.tasks import TASK_NAMES
+from skin_cnn.core.io import sha256_file
+from skin_cnn.evaluation.flow import chain
 
 SPLITS = ("train", "val", "test")
 
@@ -40,7 +41,7 @@ def _csv(path):
 
 def _fake_model(monkeypatch):
     """Probabilities from the path; an image that cannot be read is skipped with its reason."""
-    import skin_cnn.predict as predict
+    import skin_cnn.inference.predictor as predict
     from skin_cnn.data.reading import ImageReadError, read_image
 
     def predict_frame(predictor, frame, *args, **kwargs):
@@ -116,7 +117,7 @@ def readme_path(tmp_path_factory):
     _invoke("crop", data / "clean.csv", "-o", root / "crops", "--sample", 0, "--quiet")
 
     # what `skin-cnn train crops/split.csv -o runs/p` leaves in its run folder
-    from skin_cnn.split import load_split, write_split
+    from skin_cnn.data.split import load_split, write_split
 
     run = root / "runs" / "p"
     run.mkdir(parents=True)
@@ -204,8 +205,8 @@ def test_the_report_states_the_chain_and_calls_no_split_excluded(evaluated):
 
 
 def test_the_train_split_chain_counts_the_image_training_left_out(readme_path):
-    from skin_cnn.run_evaluation import run_record
-    from skin_cnn.split import load_split
+    from skin_cnn.inference.evaluate_run import run_record
+    from skin_cnn.data.split import load_split
 
     run = readme_path / "runs" / "p"
     record = run_record(run, load_split(run / "split.csv"))
@@ -254,8 +255,8 @@ def test_a_record_written_by_training_is_the_one_evaluated(readme_path, tmp_path
     import shutil
 
     from skin_cnn.evaluation.flow import record_training
-    from skin_cnn.run_evaluation import run_record
-    from skin_cnn.split import load_split
+    from skin_cnn.inference.evaluate_run import run_record
+    from skin_cnn.data.split import load_split
 
     run = tmp_path / "run"
     shutil.copytree(readme_path / "runs" / "p", run, ignore=shutil.ignore_patterns("eval_*"))

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from model_fixtures import patch_images, train_heads
 
-from skin_cnn.explain import gradcam, gradcam_batch, last_conv_layer, overlay
+from skin_cnn.inference.gradcam import gradcam, gradcam_batch, last_conv_layer, overlay
 from skin_cnn.models import build_model
 
 
@@ -148,7 +148,7 @@ def test_predicted_class_follows_the_tasks_threshold(threshold, sign):
 
 
 def test_stretched_heat_map_fills_the_crop_box_and_nothing_else():
-    from skin_cnn.explain import heatmap_on_photo
+    from skin_cnn.data.preprocessing import heatmap_on_photo
 
     heat = np.zeros((8, 8), np.float32)
     heat[:4, :4] = 1.0  # top-left quarter of the model input
@@ -163,7 +163,7 @@ def test_stretched_heat_map_fills_the_crop_box_and_nothing_else():
 
 def test_padded_heat_map_loses_its_padding_on_the_photo():
     """A 2:1 box padded into 8×8 uses rows 2..5; those rows alone cover the whole box."""
-    from skin_cnn.explain import heatmap_on_photo
+    from skin_cnn.data.preprocessing import heatmap_on_photo
 
     heat = np.zeros((8, 8), np.float32)
     heat[2:6] = 1.0
@@ -172,7 +172,7 @@ def test_padded_heat_map_loses_its_padding_on_the_photo():
 
 
 def test_figure_keeps_the_photo_pixels_outside_the_box_and_adds_a_caption():
-    from skin_cnn.explain import gradcam_figure
+    from skin_cnn.inference.gradcam import gradcam_figure
 
     photo = np.random.default_rng(0).integers(0, 255, (300, 400, 3), dtype=np.uint8)
     box = (100, 50, 300, 250)

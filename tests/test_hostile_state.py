@@ -2,7 +2,7 @@
 
 * ``restore_state`` (``skin_cnn.training.callbacks``) on a damaged ``backup/state.npz`` (once a
   ``zipfile.BadZipFile`` and a 46-line traceback on the command line).
-* ``read_predictions`` (``skin_cnn.predictions``, read by ``skin-cnn evaluate --predictions``) on
+* ``read_predictions`` (``skin_cnn.core.predictions``, read by ``skin-cnn evaluate --predictions``) on
   an empty, header-only or binary file, and on a bad ``y_true``, which must name its line.
 """
 import numpy as np
@@ -66,7 +66,7 @@ HEADER = "image_path,patient_id,task,y_true,y_prob\n"
     ids=["empty", "header-only", "binary"],
 )
 def test_unreadable_predictions_files_are_named_with_the_reason(tmp_path, content, words):
-    from skin_cnn.predictions import read_predictions
+    from skin_cnn.core.predictions import read_predictions
 
     path = tmp_path / "predictions.csv"
     path.write_bytes(content)
@@ -76,7 +76,7 @@ def test_unreadable_predictions_files_are_named_with_the_reason(tmp_path, conten
 
 
 def test_a_bad_y_true_names_its_line(tmp_path):
-    from skin_cnn.predictions import read_predictions
+    from skin_cnn.core.predictions import read_predictions
 
     path = tmp_path / "predictions.csv"
     path.write_text(HEADER + "a.jpg,p1,acne_vs_rosacea,1,0.9\nb.jpg,p2,acne_vs_rosacea,yes,0.2\n")

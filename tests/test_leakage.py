@@ -45,8 +45,8 @@ def test_patient_ids_differing_only_in_case_or_invisible_characters_are_one_pati
 
 
 def test_split_and_manifest_use_the_same_patient_identity():
-    from skin_cnn.manifest import patient_key
-    from skin_cnn.split import patient_units
+    from skin_cnn.data.manifest import patient_key
+    from skin_cnn.data.split import patient_units
 
     ids = ["P7", "p7", " p7\u200b ", "p8", ""]
     units = patient_units(pd.DataFrame({"patient_id": ids}))

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from skin_cnn.diseases import TASK_NAMES
+from skin_cnn.core.tasks import TASK_NAMES
 
 
 def _images(n=3, size=32, seed=0):
@@ -114,7 +114,7 @@ def test_the_feature_cache_key_changes_with_the_pooling_even_for_the_same_weight
 
 
 def test_gradcam_of_a_mirrored_model_mirrors_with_the_photo():
-    from skin_cnn.explain import gradcam_batch
+    from skin_cnn.inference.gradcam import gradcam_batch
 
     from skin_cnn.models import build_model
 
@@ -276,7 +276,7 @@ def test_the_stored_thresholds_are_youden_of_the_out_of_fold_predictions(linear_
 def test_the_saved_model_computes_the_fitted_regressions_on_its_features(linear_run):
     from skin_cnn.data.preprocessing import load_model_input
     from skin_cnn.models import split_at_frozen_boundary
-    from skin_cnn.predict import load_keras_model
+    from skin_cnn.models.saving import load_keras_model
 
     _, out = linear_run
     model = load_keras_model(out / "best.keras")
@@ -383,8 +383,8 @@ def test_cross_validation_of_the_recipe_stores_youden_of_the_nested_ensemble_sco
         assert entry["claims"]["sensitivity"] == pytest.approx((called & y).sum() / y.sum())
         assert entry["claims"]["specificity"] == pytest.approx((~called & ~y).sum() / (~y).sum())
     # the ensemble keeps the trunk's layers at its top level, so Grad-CAM finds block5_conv3
-    from skin_cnn.explain import gradcam_batch, last_conv_layer
-    from skin_cnn.predict import load_keras_model
+    from skin_cnn.inference.gradcam import gradcam_batch, last_conv_layer
+    from skin_cnn.models.saving import load_keras_model
 
     ensemble = load_keras_model(out / "ensemble.keras")
     assert last_conv_layer(ensemble) == "block5_conv3"
@@ -415,7 +415,7 @@ def test_cross_validation_of_the_recipe_stores_youden_of_the_nested_ensemble_sco
 
 def test_evaluate_answers_at_the_models_stored_thresholds_on_test_and_at_half_elsewhere(linear_run):
     from skin_cnn.models import read_file_info
-    from skin_cnn.run_evaluation import evaluate_run
+    from skin_cnn.inference.evaluate_run import evaluate_run
 
     _, out = linear_run
     stored = read_file_info(out / "best.keras")["thresholds"]

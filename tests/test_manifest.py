@@ -6,7 +6,7 @@ import broken_files as bf
 import pandas as pd
 import pytest
 
-from skin_cnn.manifest import load_manifest, validate_manifest
+from skin_cnn.data.manifest import load_manifest, validate_manifest
 
 
 def _write(folder, text):
@@ -269,7 +269,7 @@ def test_unicode_composition_and_invisible_characters_do_not_make_new_patients(t
 
 
 def test_the_split_keeps_every_spelling_of_a_patient_in_one_split(tmp_path):
-    from skin_cnn.split import patient_split
+    from skin_cnn.data.split import patient_split
 
     rows, names = [], []
     for k in range(30):  # 30 patients of two photos each; patient 0 written four ways

@@ -60,7 +60,7 @@ def test_load_model_in_a_fresh_process_returns_tasks_classes_and_preprocessing(p
 
 
 def test_a_keras_file_alone_is_used_with_its_own_preprocessing(padded_model_file):
-    from skin_cnn.predict import load_predictor
+    from skin_cnn.inference.predictor import load_predictor
 
     predictor = load_predictor(padded_model_file)
     assert predictor.preprocessing_source == "model file"
@@ -106,7 +106,7 @@ def test_an_old_model_gets_the_layer_without_changing_its_answers(tmp_path):
     for task in before:
         np.testing.assert_array_equal(after[task], before[task])
     new.save(tmp_path / "m.keras")
-    from skin_cnn.predict import load_keras_model
+    from skin_cnn.models.saving import load_keras_model
 
     info = model_info(load_keras_model(tmp_path / "m.keras"))
     assert info["thresholds"]["acne_vs_rosacea"]["value"] == 0.3
@@ -139,7 +139,7 @@ def test_storing_thresholds_rewrites_only_the_config_and_keeps_the_weights(padde
 @pytest.fixture(scope="module")
 def evaluated_run(tmp_path_factory):
     """A run folder with an old-style model, evaluated with a Youden threshold on its val split."""
-    from skin_cnn.run_evaluation import evaluate_run
+    from skin_cnn.inference.evaluate_run import evaluate_run
 
     root = tmp_path_factory.mktemp("youden")
     rng = np.random.default_rng(0)
@@ -162,7 +162,7 @@ def evaluated_run(tmp_path_factory):
 
 def test_evaluate_with_youden_stores_the_reported_thresholds_in_the_model(evaluated_run, tmp_path):
     from skin_cnn.models import read_file_info
-    from skin_cnn.predict import load_predictor
+    from skin_cnn.inference.predictor import load_predictor
 
     run_dir, metrics = evaluated_run
     reported = {t: e["threshold"] for t, e in metrics["tasks"].items()}
@@ -181,7 +181,7 @@ def test_evaluate_with_youden_stores_the_reported_thresholds_in_the_model(evalua
 def test_predict_answers_at_the_stored_threshold_and_shows_it(tmp_path):
     """Thresholds set on the far side of each probability flip every answer 0.5 would give."""
     from skin_cnn.models import store_thresholds
-    from skin_cnn.predict import load_predictor
+    from skin_cnn.inference.predictor import load_predictor
 
     path = tmp_path / "m.keras"
     plain_model().save(path)
@@ -197,7 +197,7 @@ def test_predict_answers_at_the_stored_threshold_and_shows_it(tmp_path):
     result = _invoke("predict", path, photo, "-o", out, "--quiet")
     assert result.exit_code == 0, result.output
     table = pd.read_csv(out).set_index("task")
-    from skin_cnn.diseases import TASKS
+    from skin_cnn.core.tasks import TASKS
 
     for task, value in p.items():
         row = table.loc[task]
@@ -213,7 +213,7 @@ def test_predict_answers_at_the_stored_threshold_and_shows_it(tmp_path):
 
 
 def test_a_model_without_a_record_uses_the_run_config_and_half(tmp_path):
-    from skin_cnn.predict import load_predictor
+    from skin_cnn.inference.predictor import load_predictor
 
     run = tmp_path / "run"
     run.mkdir()

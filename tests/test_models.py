@@ -13,7 +13,7 @@ import pytest
 import tensorflow as tf
 from sklearn import metrics as sklearn_metrics
 
-from skin_cnn.diseases import TASK_NAMES, TASKS, task_targets
+from skin_cnn.core.tasks import TASK_NAMES, TASKS, task_targets
 from skin_cnn.models import (
     VARIANTS,
     SpatialTransformer,

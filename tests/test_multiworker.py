@@ -67,7 +67,7 @@ def test_two_workers_train_in_step_and_only_the_chief_writes_the_run_folder(tmp_
         for name in a.files:
             np.testing.assert_allclose(a[name], b[name], rtol=0, atol=1e-6)
     # each worker streams only its own part of every global batch of 4: 2 + 2 (3 → 2 + 1, ...)
-    from skin_cnn.split import load_split
+    from skin_cnn.data.split import load_split
 
     n_train = int((load_split(split)["split"] == "train").sum())
     per_epoch = [4] * (n_train // 4) + ([n_train % 4] if n_train % 4 else [])

@@ -45,7 +45,7 @@ from skin_cnn.data.preprocessing import (
     prepare_images,
 )
 from skin_cnn.data.reading import ImageReadError
-from skin_cnn.diseases import TASK_NAMES
+from skin_cnn.core.tasks import TASK_NAMES
 
 # Hand-written from the study's task definitions: disease -> task -> (mask, label).
 # psoriasis_vs_eczema: psoriasis positive, eczema negative; acne_vs_rosacea: acne positive,

@@ -18,7 +18,7 @@ def run():
 
 @pytest.fixture(scope="module")
 def predictor(run):
-    from skin_cnn.predict import load_predictor
+    from skin_cnn.inference.predictor import load_predictor
 
     return load_predictor(run)
 
@@ -63,7 +63,7 @@ def test_probabilities_equal_the_model_on_the_prepared_inputs(predictor, photos)
 
 
 def test_run_folder_preprocessing_is_read_from_config_json(run, tmp_path):
-    from skin_cnn.predict import load_predictor
+    from skin_cnn.inference.predictor import load_predictor
 
     other = tmp_path / "run_nocrop"
     shutil.copytree(run, other)
@@ -87,7 +87,7 @@ def test_run_folder_preprocessing_is_read_from_config_json(run, tmp_path):
 
 
 def test_missing_model_and_bad_config_are_clear_errors(run, tmp_path):
-    from skin_cnn.predict import load_predictor
+    from skin_cnn.inference.predictor import load_predictor
 
     with pytest.raises(FileNotFoundError, match="no such model file or run folder"):
         load_predictor(tmp_path / "nothing")
@@ -106,7 +106,7 @@ def test_missing_model_and_bad_config_are_clear_errors(run, tmp_path):
 
 def test_predict_frame_skips_unreadable_files_and_keeps_row_order(predictor, photos, tmp_path):
     from skin_cnn.data.reading import read_image
-    from skin_cnn.predict import predict_frame
+    from skin_cnn.inference.predictor import predict_frame
 
     garbage = tmp_path / "not_an_image.jpg"
     garbage.write_text("<html>error page</html>")
@@ -127,7 +127,7 @@ def test_predict_frame_skips_unreadable_files_and_keeps_row_order(predictor, pho
 
 
 def test_predict_frame_uses_the_frames_crop_boxes(predictor, photos):
-    from skin_cnn.predict import predict_frame
+    from skin_cnn.inference.predictor import predict_frame
 
     box = (5, 3, 30, 25)
     frame = pd.DataFrame(
@@ -161,7 +161,7 @@ def test_cli_photos_give_a_table_of_classes_and_gradcam_overlays(run, predictor,
     from PIL import Image
 
     from skin_cnn.data.reading import read_image
-    from skin_cnn.diseases import TASKS
+    from skin_cnn.core.tasks import TASKS
 
     bad = tmp_path / "truncated.png"
     bad.write_bytes(photos[0].read_bytes()[:60])
@@ -226,7 +226,7 @@ def test_cli_prints_a_table_and_writes_json_for_one_task(run, photos, tmp_path):
 
 
 def test_cli_manifest_gives_the_predictions_csv_of_each_images_tasks(run, tmp_path):
-    from skin_cnn.predictions import read_predictions
+    from skin_cnn.core.predictions import read_predictions
 
     manifest, frame = write_manifest(tmp_path / "m", n=5)  # acne, rosacea, psoriasis, eczema, ctcl
     out = tmp_path / "preds.csv"

@@ -90,7 +90,7 @@ def test_preview_command_draws_a_run_and_a_split(split_csv, tmp_path):
 
 def test_preview_of_a_split_uses_the_training_defaults(split_csv):
     """Crop on, augmentation on, as `skin-cnn train SPLIT` would: the clean view differs from the raw photo."""
-    from skin_cnn.split import load_split
+    from skin_cnn.data.split import load_split
     from skin_cnn.training.config import resolve_config
     from skin_cnn.training.preview import training_batch
 

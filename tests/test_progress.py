@@ -8,7 +8,7 @@ import pandas as pd
 from click.testing import CliRunner
 
 from skin_cnn.cli import cli
-from skin_cnn.progress import LineProgress, progress_bar
+from skin_cnn.core.progress import LineProgress, progress_bar
 
 PACKAGE = Path(__file__).resolve().parents[1] / "skin_cnn"
 
@@ -45,11 +45,11 @@ def test_a_task_with_nothing_done_or_a_short_transient_one_writes_nothing():
 
 def test_only_the_progress_module_uses_tqdm():
     users = [p.relative_to(PACKAGE).as_posix() for p in PACKAGE.rglob("*.py") if "tqdm" in p.read_text()]
-    assert users == ["progress.py"]
+    assert users == ["core/progress.py"]
 
 
 def test_a_command_whose_output_is_not_a_terminal_writes_no_carriage_return(tmp_path):
-    from skin_cnn.demo_data import generate_demo_dataset
+    from skin_cnn.data.demo_data import generate_demo_dataset
 
     manifest = generate_demo_dataset(tmp_path / "data", n_patients_per_disease=2, images_per_patient=(1, 1),
                                      image_size=(48, 48), progress=False)

@@ -381,7 +381,7 @@ def test_a_3_gb_file_named_jpg_is_refused_without_being_read(tmp_path, head, wor
     import tracemalloc
 
     from skin_cnn.data.reading import check_image, sniff_file
-    from skin_cnn.manifest import validate_manifest
+    from skin_cnn.data.manifest import validate_manifest
 
     big = _sparse(tmp_path / "photo.jpg", 3_000_000_000, head)
     manifest = tmp_path / "m.csv"

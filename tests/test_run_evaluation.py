@@ -15,16 +15,15 @@ from click.testing import CliRunner
 from PIL import Image
 
 from skin_cnn.cli import cli
-from skin_cnn.diseases import TASK_NAMES
-from skin_cnn.run_evaluation import evaluate_run
+from skin_cnn.core.tasks import TASK_NAMES
+from skin_cnn.inference.evaluate_run import evaluate_run
 
 DISEASES = ("acne", "rosacea", "psoriasis", "eczema", "ctcl")
 
 
 def _fake_predict(monkeypatch):
     """Probabilities from a hash of the path: deterministic, class-blind, different per image."""
-    import skin_cnn.predict as predict
-
+    import skin_cnn.inference.predictor as predict
     def predict_frame(predictor, frame, *args, **kwargs):
         n = len(frame)
         seeds = [sum(map(ord, str(p))) for p in frame["image_path"]]
@@ -120,7 +119,7 @@ def test_evaluation_package_does_not_import_model_code():
     code = (
         "import sys, skin_cnn.evaluation, skin_cnn.evaluation.report, skin_cnn.evaluation.compare;"
         "bad = [m for m in sys.modules if m.startswith(('skin_cnn.training', 'skin_cnn.models', "
-        "'skin_cnn.predict', 'tensorflow', 'keras')) and m != 'skin_cnn.predictions'];"
+        "'skin_cnn.inference.predictor', 'tensorflow', 'keras')) and m != 'skin_cnn.core.predictions'];"
         "print(bad); sys.exit(1 if bad else 0)"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)

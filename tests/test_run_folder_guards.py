@@ -157,7 +157,7 @@ def test_the_lock_of_a_killed_training_is_taken_over(tmp_path):
 
 
 def test_a_split_where_no_task_has_both_classes_in_train_and_val_is_refused(split_csv, tmp_path):
-    from skin_cnn.split import load_split, write_split
+    from skin_cnn.data.split import load_split, write_split
     from skin_cnn.training import train
 
     frame = load_split(split_csv)

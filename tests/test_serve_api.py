@@ -27,7 +27,7 @@ LOCAL = "http://localhost"
 
 @pytest.fixture(scope="module")
 def predictor():
-    from skin_cnn.predict import load_predictor
+    from skin_cnn.inference.predictor import load_predictor
 
     return load_predictor(shared_run())
 
@@ -151,7 +151,7 @@ def test_uploads_over_the_limit_are_refused_even_without_a_content_length(predic
 
 
 def test_non_images_damaged_images_and_bombs_get_clear_statuses(predictor, client, photo):
-    from skin_cnn.predict import Predictor
+    from skin_cnn.inference.predictor import Predictor
     from skin_cnn.serve.app import create_app
 
     def post(data, c=client):
@@ -192,7 +192,7 @@ def test_uploads_are_never_written_to_disk(client, monkeypatch):
     noise = np.random.default_rng(0).integers(0, 256, size=(720, 720, 3), dtype=np.uint8)
     data = _png_bytes(noise)
     assert len(data) > 1_100_000
-    from skin_cnn.explain import overlay
+    from skin_cnn.inference.gradcam import overlay
 
     overlay(np.zeros((2, 2, 3), np.uint8), np.zeros((2, 2)))  # first matplotlib import may write caches
     written = []
@@ -449,9 +449,9 @@ def test_max_concurrent_uploads_defaults_to_twice_the_workers():
 
 def test_answers_use_the_models_stored_thresholds_and_say_what_they_mean(tmp_path, photo):
     """Thresholds on the far side of each probability flip every answer 0.5 would give."""
-    from skin_cnn.diseases import TASKS
+    from skin_cnn.core.tasks import TASKS
     from skin_cnn.models import store_thresholds
-    from skin_cnn.predict import load_predictor
+    from skin_cnn.inference.predictor import load_predictor
     from skin_cnn.serve.app import create_app
 
     path = tmp_path / "m.keras"

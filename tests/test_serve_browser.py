@@ -54,7 +54,7 @@ def _free_port():
 def server_url():
     import uvicorn
 
-    from skin_cnn.predict import load_predictor
+    from skin_cnn.inference.predictor import load_predictor
     from skin_cnn.serve.app import create_app
 
     predictor = load_predictor(os.environ.get("SKIN_CNN_SCREENSHOT_MODEL") or shared_run())

@@ -95,7 +95,7 @@ def _red_channel_model(size=32):
     """Identity 1×1 conv, global average, heads weighing only red: Grad-CAM is the red channel."""
     import keras
 
-    from skin_cnn.diseases import TASK_NAMES
+    from skin_cnn.core.tasks import TASK_NAMES
 
     inputs = keras.Input((size, size, 3), name="image")
     conv = keras.layers.Conv2D(3, 1, name="conv")

@@ -10,8 +10,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from skin_cnn.diseases import DISEASES
-from skin_cnn.split import (
+from skin_cnn.core.tasks import DISEASES
+from skin_cnn.data.split import (
     allocate_counts,
     check_fractions,
     group_images,

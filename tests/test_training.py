@@ -7,14 +7,14 @@ import pandas as pd
 import pytest
 import yaml
 
-from skin_cnn.diseases import TASK_NAMES
+from skin_cnn.core.tasks import TASK_NAMES
 
 
 def tiny_split(folder, patients=3, broken=True, seed=0):
     """A small synthetic split CSV (demo images, patient-level split) with one unreadable file."""
-    from skin_cnn.demo_data import generate_demo_dataset
-    from skin_cnn.manifest import load_manifest
-    from skin_cnn.split import patient_split, write_split
+    from skin_cnn.data.demo_data import generate_demo_dataset
+    from skin_cnn.data.manifest import load_manifest
+    from skin_cnn.data.split import patient_split, write_split
 
     manifest = generate_demo_dataset(folder / "data", n_patients_per_disease=patients, images_per_patient=(1, 2),
                                      image_size=(40, 48), seed=seed)
@@ -44,8 +44,8 @@ def split_csv(tmp_path_factory):
 
 @pytest.mark.parametrize("variant", ["P", "N", "PS", "NS"])
 def test_one_epoch_of_each_variant_writes_a_complete_run_folder(split_csv, tmp_path, variant):
-    from skin_cnn.predictions import read_predictions
-    from skin_cnn.split import load_split
+    from skin_cnn.core.predictions import read_predictions
+    from skin_cnn.data.split import load_split
     from skin_cnn.training import train
 
     out = tmp_path / variant
@@ -168,7 +168,7 @@ def test_two_runs_with_the_same_seed_give_the_same_history(split_csv, tmp_path, 
 
 def test_training_never_reads_the_test_split(tmp_path):
     """An unreadable test photo is not even noticed: training prepares train and val only."""
-    from skin_cnn.split import load_split, write_split
+    from skin_cnn.data.split import load_split, write_split
     from skin_cnn.training import train
 
     split = tiny_split(tmp_path, broken=False)
@@ -212,7 +212,7 @@ def test_a_run_whose_best_epoch_is_its_last_is_flagged_as_not_converged(split_cs
     assert has_converged(best_epoch=5, epochs_run=8, max_epochs=8)       # three epochs without gain
     assert has_converged(best_epoch=4, epochs_run=14, max_epochs=60)     # stopped early
     assert has_converged(best_epoch=1, epochs_run=1, max_epochs=1)       # one epoch: nothing to compare
-    from skin_cnn.split import load_split
+    from skin_cnn.data.split import load_split
 
     config = tiny_config(split_csv, tmp_path / "run", epochs=8)
     card = model_card(config=config, frame=load_split(split_csv), val_aucs={}, best_epoch=8, epochs_run=8,

@@ -31,7 +31,7 @@ def model_file():
 
 
 def test_a_corrupt_keras_file_is_called_damaged_not_missing(tmp_path, model_file):
-    from skin_cnn.predict import load_predictor
+    from skin_cnn.inference.predictor import load_predictor
 
     damaged = tmp_path / "best.keras"
     damaged.write_bytes(model_file.read_bytes()[: 5000])  # truncated: the zip directory is gone
@@ -44,7 +44,7 @@ def test_a_corrupt_keras_file_is_called_damaged_not_missing(tmp_path, model_file
 
 
 def test_an_archive_inflating_beyond_the_cap_is_refused_before_loading(tmp_path, model_file):
-    from skin_cnn.predict import check_keras_archive
+    from skin_cnn.models.saving import check_keras_archive
 
     check_keras_archive(model_file)  # a real model passes at the default cap
     inflated = sum(i.file_size for i in zipfile.ZipFile(model_file).infolist())
@@ -60,7 +60,7 @@ def test_an_archive_inflating_beyond_the_cap_is_refused_before_loading(tmp_path,
 
 def test_a_bad_stored_threshold_is_refused_in_one_short_line(tmp_path, model_file):
     from skin_cnn.models.info import REGISTERED_NAME
-    from skin_cnn.predict import load_predictor
+    from skin_cnn.inference.predictor import load_predictor
 
     def bad_threshold(config):
         for layer in config["config"]["layers"]:
@@ -124,7 +124,7 @@ def test_fractions_that_leave_val_empty_are_refused_and_an_empty_test_warned(tmp
 def test_cells_starting_like_a_formula_are_written_as_text():
     import pandas as pd
 
-    from skin_cnn.manifest import spreadsheet_safe
+    from skin_cnn.data.manifest import spreadsheet_safe
 
     frame = pd.DataFrame({"text": ["=HYPERLINK(\"http://x\")", "@SUM(A1)", "+1", "-2", "\tx", "ok", None],
                           "row": [1, 2, 3, 4, 5, 6, 7]})
@@ -137,7 +137,7 @@ def test_cells_starting_like_a_formula_are_written_as_text():
 def test_the_manifest_report_csv_escapes_formulas_and_the_json_keeps_them(tmp_path):
     import pandas as pd
 
-    from skin_cnn.manifest import validate_manifest
+    from skin_cnn.data.manifest import validate_manifest
 
     manifest = tmp_path / "m.csv"
     pd.DataFrame({"image_path": ["a.jpg"], "patient_id": ["p1"], "diagnosis": ["acne"]}).to_csv(manifest, index=False)

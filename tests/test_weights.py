@@ -132,7 +132,7 @@ def test_real_imagenet_file_fills_a_frozen_trunk_that_training_leaves_unchanged(
 ):
     import h5py
     import tensorflow as tf
-    from skin_cnn.diseases import TASK_NAMES, task_targets
+    from skin_cnn.core.tasks import TASK_NAMES, task_targets
     from skin_cnn.models import build_model, compile_model
 
     # Through the environment variable, with any download attempt doomed to fail.

@@ -26,7 +26,7 @@ def extract_features(frame, weights, image_size, batch_size=16):
     from tqdm import tqdm
 
     from skin_cnn.models import build_model, split_at_frozen_boundary
-    from skin_cnn.predict import Predictor
+    from skin_cnn.inference.predictor import Predictor
 
     model = build_model("P", input_shape=(image_size, image_size, 3), weights=weights)
     feature_model, _ = split_at_frozen_boundary(model)
@@ -66,10 +66,10 @@ def main(argv=None):
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
 
-    from skin_cnn.diseases import TASKS
+    from skin_cnn.core.tasks import TASKS
     from skin_cnn.evaluation import write_evaluation
-    from skin_cnn.predictions import predictions_frame
-    from skin_cnn.split import load_split
+    from skin_cnn.core.predictions import predictions_frame
+    from skin_cnn.data.split import load_split
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from skin_cnn.diseases import TASK_NAMES
+from skin_cnn.core.tasks import TASK_NAMES
 
 # The study's Table 3 (VGG-16P/N/PS/NS; cropped test images): AUC and accuracy, % (95% CI).
 STUDY_TABLE3 = {

@@ -21,13 +21,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
-from skin_cnn.progress import progress_bar
+from skin_cnn.core.progress import progress_bar
 
-from skin_cnn import atomic
+from skin_cnn.core import io as atomic
 from skin_cnn.cleanse.classifier import SCORE_COLUMN, load_images, model_input_size
 from skin_cnn.data.reading import ImageReadError, open_rgb
-from skin_cnn.manifest import write_manifest
-from skin_cnn.split import SPLITS, patient_units
+from skin_cnn.data.manifest import write_manifest
+from skin_cnn.data.split import SPLITS, patient_units
 
 #: The step name written into a flow JSON.
 FLOW_STEP = "cleansing"
@@ -90,7 +90,7 @@ class CleanseResult:
 
     def flow_step(self):
         """The cleansing step of a flow diagram (patients: distinct ids, an image without one
-        counting as its own patient, as in :func:`skin_cnn.split.patient_units`)."""
+        counting as its own patient, as in :func:`skin_cnn.data.split.patient_units`)."""
         def patients(frame):
             return int(patient_units(frame).nunique()) if "patient_id" in frame.columns else None
 
@@ -126,7 +126,7 @@ def cleanse_frame(frame, model, *, threshold=0.5, batch_size=64, progress=True):
     Parameters
     ----------
     frame : pandas.DataFrame
-        A manifest frame (:func:`skin_cnn.manifest.load_manifest`) with absolute ``image_path``.
+        A manifest frame (:func:`skin_cnn.data.manifest.load_manifest`) with absolute ``image_path``.
     model : keras.Model
         A skin classifier (:func:`skin_cnn.cleanse.classifier.load_skin_classifier`).
     threshold : float

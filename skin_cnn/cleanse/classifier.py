@@ -37,13 +37,13 @@ from keras import layers
 from matplotlib.figure import Figure
 from PIL import Image
 from sklearn.model_selection import train_test_split
-from skin_cnn.progress import progress_bar
+from skin_cnn.core.progress import progress_bar
 
-from skin_cnn import atomic
+from skin_cnn.core import io as atomic
 from skin_cnn.data.reading import ImageReadError, open_rgb
 from skin_cnn.evaluation.intervals import clopper_pearson
 from skin_cnn.evaluation.metrics import auc_estimate, confusion_counts
-from skin_cnn.manifest import load_manifest
+from skin_cnn.data.manifest import load_manifest
 
 #: Files inside a model folder.
 MODEL_FILENAME = "skin_classifier.keras"
@@ -160,7 +160,7 @@ def image_paths_from(source, *, max_images=None, seed=0, split=TRAIN_SPLIT):
     ----------
     source : str or Path
         A folder (searched recursively) or a manifest ``.csv`` (read with
-        :func:`skin_cnn.manifest.load_manifest`).
+        :func:`skin_cnn.data.manifest.load_manifest`).
     max_images : int, optional
         Keep a random sample of at most this many (seeded), so a large archive can train the
         filter in seconds.
@@ -267,7 +267,7 @@ def binary_metrics(y_true, p_nonskin, threshold=0.5):
 
 
 class EpochBar(keras.callbacks.Callback):
-    """One progress step per epoch with the loss (:func:`skin_cnn.progress.progress_bar`): a bar on a
+    """One progress step per epoch with the loss (:func:`skin_cnn.core.progress.progress_bar`): a bar on a
     terminal, plain lines in a log file."""
 
     def __init__(self, epochs):

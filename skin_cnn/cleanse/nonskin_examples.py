@@ -50,9 +50,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageFont, ImageOps
-from skin_cnn.progress import progress_bar
+from skin_cnn.core.progress import progress_bar
 
-from skin_cnn.atomic import atomic_path, write_csv
+from skin_cnn.core.io import atomic_path, write_csv
 from skin_cnn.data.reading import open_rgb
 
 logger = logging.getLogger(__name__)

@@ -12,7 +12,7 @@ import click
 
 from skin_cnn.cleanse.nonskin_examples import INDEX_FILENAME, KINDS, make_examples
 from skin_cnn.cli.options import seed_option
-from skin_cnn.manifest import load_manifest
+from skin_cnn.data.manifest import load_manifest
 
 
 @click.group(name="cleanse")

@@ -62,11 +62,11 @@ def command(manifest, out, copies, sample, method, workers, seed, icd10_map, qui
     """
     import numpy as np
 
-    from skin_cnn import atomic
+    from skin_cnn.core import io as atomic
     from skin_cnn.data.crop import BOX_COLUMNS, compute_crop_boxes, draw_contact_sheet
     from skin_cnn.data.reading import ImageReadError, read_image
     from skin_cnn.evaluation.flow import extend_record, flow_path
-    from skin_cnn.manifest import load_manifest
+    from skin_cnn.data.manifest import load_manifest
 
     out = Path(out)
     if out.suffix.lower() in (".csv", ".png"):
@@ -78,7 +78,7 @@ def command(manifest, out, copies, sample, method, workers, seed, icd10_map, qui
     frame = load_manifest(manifest, icd10_map=icd10_map)
     is_split = "split" in frame.columns
     if is_split:
-        from skin_cnn.split import load_split
+        from skin_cnn.data.split import load_split
 
         frame = load_split(manifest, icd10_map=icd10_map)
     frame = frame.drop(columns=[c for c in (*BOX_COLUMNS, "width", "height") if c in frame.columns])
@@ -98,11 +98,11 @@ def command(manifest, out, copies, sample, method, workers, seed, icd10_map, qui
     cropped = frame.merge(boxes, on="image_path", how="inner", validate="one_to_one")
     name = "split.csv" if is_split else "manifest.csv"
     if is_split:
-        from skin_cnn.split import write_split
+        from skin_cnn.data.split import write_split
 
         write_split(cropped, out / name)
     else:
-        from skin_cnn.manifest import write_manifest
+        from skin_cnn.data.manifest import write_manifest
 
         write_manifest(cropped, out / name)
     written = [out / "crop_boxes.csv", out / "crop_errors.csv", out / name]

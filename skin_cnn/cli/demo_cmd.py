@@ -31,7 +31,7 @@ def command(out, weights, patients, epochs, image_size, seed, overwrite, quiet):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import shutil
 
-    from skin_cnn.demo import run_demo
+    from skin_cnn.app.demo import run_demo
 
     if os.path.exists(os.path.join(out, "run", "config.json")) or os.path.exists(os.path.join(out, "demo.json")):
         if not overwrite:

@@ -169,7 +169,7 @@ def command(
 
         flow = load_flow(flow_json, split)
     if run:
-        from skin_cnn.run_evaluation import evaluate_run
+        from skin_cnn.inference.evaluate_run import evaluate_run
 
         out = Path(out) if out else Path(run) / f"eval_{split}"
         metrics = evaluate_run(
@@ -199,7 +199,7 @@ def _evaluate_file(predictions_csv, out, rule, val_predictions, by, flow, quiet,
     from skin_cnn.evaluation.report import write_evaluation
     from skin_cnn.evaluation.threshold import resolve_thresholds
     from skin_cnn.evaluation.threshold_choice import ThresholdFitting
-    from skin_cnn.predictions import read_predictions
+    from skin_cnn.core.predictions import read_predictions
 
     preds = read_predictions(predictions_csv)
     validation = None
@@ -223,7 +223,7 @@ def _evaluate_file(predictions_csv, out, rule, val_predictions, by, flow, quiet,
         evaluated=preds,
         evaluated_name=str(predictions_csv),
     )
-    from skin_cnn.run_evaluation import record_test_evaluation
+    from skin_cnn.inference.evaluate_run import record_test_evaluation
 
     run_dir, record = _test_record(predictions_csv)
     flow = _predictions_flow(predictions_csv, preds, run_dir, flow)
@@ -267,8 +267,8 @@ def _predictions_flow(predictions_csv, preds, run_dir, given):
     match = re.fullmatch(r"predictions_(train|val|test)\.csv", Path(predictions_csv).name)
     if run_dir is None or match is None:
         return None
-    from skin_cnn.run_evaluation import run_flow
-    from skin_cnn.split import load_split
+    from skin_cnn.inference.evaluate_run import run_flow
+    from skin_cnn.data.split import load_split
 
     split = match.group(1)
     frame = load_split(Path(run_dir) / "split.csv")
@@ -290,7 +290,7 @@ def _test_record(predictions_csv):
     """``(run folder, test_evaluations entry)`` for a predictions CSV inside a run folder, else
     ``(None, None)``. The run's test predictions (``predictions_test.csv``) evaluated again are
     one more look at its test split, counted in the entry."""
-    from skin_cnn.run_evaluation import run_folder_of, test_evaluation_count
+    from skin_cnn.inference.evaluate_run import run_folder_of, test_evaluation_count
 
     run_dir = run_folder_of(predictions_csv)
     if run_dir is None:

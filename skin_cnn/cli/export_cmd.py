@@ -45,7 +45,7 @@ def command(model, fmt, out, check_images, seed):
     the tolerance (1e-4 SavedModel, 1e-2 TFLite) or a crop box differs.
     """
     from skin_cnn.cli.options import refuse_overwriting
-    from skin_cnn.export import describe_check, export_model
+    from skin_cnn.inference.export import describe_check, export_model
 
     refuse_overwriting([model], [out, f"{out}.check.json"])
     check = export_model(model, fmt, out, check_images=check_images, seed=seed)

@@ -29,7 +29,7 @@ def check(manifest, icd10_map, out_dir, report_path, check_images, max_lines, qu
     for example).
     """
     from skin_cnn.cli.options import refuse_overwriting
-    from skin_cnn.manifest import report_paths, validate_manifest
+    from skin_cnn.data.manifest import report_paths, validate_manifest
 
     if out_dir and report_path:
         raise click.UsageError("give either -o/--out or --report, not both")

@@ -10,12 +10,12 @@ from pathlib import Path
 
 import click
 
-from skin_cnn.atomic import atomic_path, write_csv, write_text
+from skin_cnn.core.io import atomic_path, write_csv, write_text
 from skin_cnn.cli.options import refuse_overwriting
-from skin_cnn.diseases import resolve_task
+from skin_cnn.core.tasks import resolve_task
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".gif", ".webp")
-#: Printed above the table (the same words as skin_cnn.predict.CONDITIONAL_NOTE, without
+#: Printed above the table (the same words as skin_cnn.inference.predictor.CONDITIONAL_NOTE, without
 #: importing the model code before it is needed).
 CONDITIONAL_NOTE_TEXT = (
     "Each task answers only: if the photo shows one of these two diseases, which one? It does not\n"
@@ -100,7 +100,7 @@ def command(model, inputs, task, out, gradcam_dir, batch_size, quiet):
         raise click.UsageError(f"-o {out}: the output must end in .csv or .json")
     refuse_overwriting([model, *paths], [out])
 
-    from skin_cnn.predict import load_predictor
+    from skin_cnn.inference.predictor import load_predictor
 
     predictor = load_predictor(model)
     missing = [t for t in tasks if t not in predictor.tasks]
@@ -156,7 +156,7 @@ def _predict_photos(predictor, paths, tasks, batch_size, quiet):
     import numpy as np
     import pandas as pd
 
-    from skin_cnn.predict import predict_frame
+    from skin_cnn.inference.predictor import predict_frame
 
     files = _expand_photos(paths)
     if not files:
@@ -189,9 +189,9 @@ def _predict_manifests(predictor, manifests, tasks, batch_size, quiet):
     import numpy as np
     import pandas as pd
 
-    from skin_cnn.manifest import load_manifest
-    from skin_cnn.predict import predict_frame
-    from skin_cnn.predictions import predictions_frame
+    from skin_cnn.data.manifest import load_manifest
+    from skin_cnn.inference.predictor import predict_frame
+    from skin_cnn.core.predictions import predictions_frame
 
     frame = pd.concat([load_manifest(p) for p in manifests], ignore_index=True)
     result = predict_frame(predictor, frame, batch_size=batch_size, progress=not quiet)
@@ -204,7 +204,7 @@ def _predict_manifests(predictor, manifests, tasks, batch_size, quiet):
 def _write_gradcams(predictor, frame, table, folder, quiet):
     """One picture per row of ``table`` (image × task), named ``<stem>_<task>_gradcam.png``."""
     from PIL import Image
-    from skin_cnn.progress import progress_bar
+    from skin_cnn.core.progress import progress_bar
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -237,7 +237,7 @@ def _format_table(table, predictor):
     """A plain-text table: image (in full), task, answer, P(first class), threshold."""
     import pandas as pd
 
-    from skin_cnn.predict import display_class
+    from skin_cnn.inference.predictor import display_class
 
     shown = pd.DataFrame({"image_path": [str(p) for p in table["image_path"]],
                           "task": list(table["task"])})

@@ -31,7 +31,7 @@ def command(source, out, epoch, batch_index, n, variant, image_size, crop, augme
     of each image) or a split CSV (what `skin-cnn train SPLIT` with the given settings would
     feed). OUT is a PNG (a folder gets preview.png).
     """
-    from skin_cnn.split import load_split
+    from skin_cnn.data.split import load_split
     from skin_cnn.training.config import resolve_config
     from skin_cnn.training.preview import draw_training_batch, run_training_batch, training_batch
 

@@ -95,7 +95,7 @@ def command(model, host, port, max_upload_mb, max_megapixels, workers, max_concu
     import uvicorn
     import uvicorn.config
 
-    from skin_cnn.predict import load_predictor
+    from skin_cnn.inference.predictor import load_predictor
     from skin_cnn.serve.app import BodyLimits, create_app
 
     predictor = load_predictor(model, max_pixels=int(max_megapixels * 1e6))

@@ -41,8 +41,8 @@ def command(manifest, out, seed, fractions, group_near_duplicates, hash_distance
     import warnings
 
     from skin_cnn.evaluation import flow as flows
-    from skin_cnn.manifest import validate_manifest
-    from skin_cnn.split import (
+    from skin_cnn.data.manifest import validate_manifest
+    from skin_cnn.data.split import (
         DEFAULT_HASH_DISTANCE,
         check_fractions,
         flow_counts,

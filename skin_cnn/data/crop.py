@@ -470,7 +470,7 @@ def _box_for_file(task):
 def _save_copy(array, path):
     from pathlib import Path
 
-    from skin_cnn.atomic import atomic_path
+    from skin_cnn.core.io import atomic_path
 
     path = Path(path)
     options = {"quality": 95} if path.suffix.lower() in (".jpg", ".jpeg") else {}
@@ -506,7 +506,7 @@ def compute_crop_boxes(paths, *, params=None, copies_to=None, workers=1, progres
         ``image_path`` and ``reason`` for every file that could not be read.
     """
     import pandas as pd
-    from skin_cnn.progress import progress_bar
+    from skin_cnn.core.progress import progress_bar
 
     params = resolve_crop_params(params)
     paths = [str(p) for p in paths]
@@ -547,7 +547,7 @@ def draw_contact_sheet(items, path, *, columns=4, thumb=3.0):
     from matplotlib.figure import Figure
     from matplotlib.patches import Rectangle
 
-    from skin_cnn.atomic import atomic_path
+    from skin_cnn.core.io import atomic_path
 
     items = list(items)
     if not items:

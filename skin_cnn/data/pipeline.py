@@ -16,7 +16,7 @@ does, and :func:`skin_cnn.training.preview.training_batch` redraws any batch of 
 
 Batches are ``(x, labels, masks)``: ``x`` float32 RGB in [0, 255] (the model normalises),
 ``labels[task]`` float32 ``(B, 1)``, ``masks[task]`` float32 ``(B,)`` (1 when the image belongs to
-the task), from :func:`skin_cnn.diseases.task_targets`.
+the task), from :func:`skin_cnn.core.tasks.task_targets`.
 
 **Balanced** epochs (``--balanced``) show as many images as plain ones, ``n``, with an equal
 share for every disease present (shares differ by at most one image). A disease's share is
@@ -33,7 +33,7 @@ import numpy as np
 import tensorflow as tf
 
 from skin_cnn.data.augment import CACHED_VIEW, EPOCH, apply_augmentation, augmentation_params
-from skin_cnn.diseases import TASK_NAMES, task_targets
+from skin_cnn.core.tasks import TASK_NAMES, task_targets
 
 #: Cached features up to this size are gathered inside TensorFlow; larger ones are read row by
 #: row from their file.

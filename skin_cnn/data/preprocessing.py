@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from skin_cnn.progress import progress_bar
+from skin_cnn.core.progress import progress_bar
 
 from skin_cnn.data.crop import BOX_COLUMNS, DEFAULT_CROP_PARAMS, crop_image, hue_crop_box, resolve_crop_params
 from skin_cnn.data.reading import DEFAULT_MAX_PIXELS, ImageReadError, read_image
@@ -381,3 +381,49 @@ def prepare_images(frame, preprocessing, folder, *, splits=("train", "val"), pro
             prepared[split] = PreparedSplit(store, np.asarray(positions, dtype=np.int64))
     bar.close()
     return prepared, skipped
+
+
+def heatmap_on_photo(heatmap, photo_shape, box, resize="stretch"):
+    """Map a heat map of the model input back onto the photo it was computed from.
+
+    The model input is the crop box of the photo, stretched (or, with ``resize="pad"``, scaled
+    and centred with black borders, as ``tf.image.resize_with_pad`` does) to the model's size.
+    This undoes that: the borders are cut off and the map is resized bilinearly to the box.
+    It is the inverse of :func:`model_input`'s geometry, so Grad-CAM overlays and the shortcut
+    audit place a map on the photo the same way.
+
+    Parameters
+    ----------
+    heatmap : array of shape (h, w)
+        At the model input's resolution.
+    photo_shape : tuple
+        ``(H, W, ...)`` of the photo.
+    box : tuple of 4 int
+        ``(left, top, right, bottom)`` cut from the photo (right and bottom exclusive).
+    resize : {"stretch", "pad"}
+
+    Returns
+    -------
+    numpy.ndarray
+        float32 (H, W): the map inside the box, NaN outside it (the model never saw there).
+    """
+    from PIL import Image
+
+    heat = np.asarray(heatmap, dtype=np.float32)
+    height, width = int(photo_shape[0]), int(photo_shape[1])
+    left, top = max(0, int(box[0])), max(0, int(box[1]))
+    right, bottom = min(width, int(box[2])), min(height, int(box[3]))
+    if right <= left or bottom <= top:
+        raise ValueError(f"crop box {tuple(box)} lies outside the {width}×{height} photo")
+    box_w, box_h = int(box[2]) - int(box[0]), int(box[3]) - int(box[1])
+    if resize == "pad":
+        in_h, in_w = heat.shape
+        ratio = max(box_w / in_w, box_h / in_h)
+        used_h, used_w = int(box_h / ratio), int(box_w / ratio)
+        pad_top, pad_left = int((in_h - box_h / ratio) / 2), int((in_w - box_w / ratio) / 2)
+        heat = heat[pad_top : pad_top + max(1, used_h), pad_left : pad_left + max(1, used_w)]
+    region = np.asarray(Image.fromarray(heat).resize((box_w, box_h), Image.BILINEAR))
+    out = np.full((height, width), np.nan, dtype=np.float32)
+    out[top:bottom, left:right] = region[top - int(box[1]) : bottom - int(box[1]),
+                                         left - int(box[0]) : right - int(box[0])]
+    return out

@@ -16,7 +16,7 @@ Public API::
 
 The CI methods are documented in ``docs/statistics.md``. This package works on predictions
 tables only and never loads a model; evaluating a run folder's split with its model is
-:func:`skin_cnn.run_evaluation.evaluate_run`.
+:func:`skin_cnn.inference.evaluate_run.evaluate_run`.
 """
 
 from skin_cnn.evaluation.bootstrap import bootstrap_intervals, paired_auc_difference

@@ -279,7 +279,7 @@ def bootstrap_distribution(
     parts = {m: [] for m in metrics}
     batches = iter_resample_indices(n_units, n_resamples, seed, strata)
     if progress:
-        from skin_cnn.progress import progress_bar
+        from skin_cnn.core.progress import progress_bar
 
         batches = progress_bar(
             batches,

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from skin_cnn.evaluation.flow import sha256_file
+from skin_cnn.core.io import sha256_file
 
 SPLIT_ORDER = ("train", "val", "test")
 #: Columns of a split shown among the baseline characteristics when present (besides diagnosis).
@@ -52,7 +52,7 @@ def disjointness(split_frame, columns=("patient_id", "split_group")):
     ----------
     split_frame : pandas.DataFrame
         Rows with ``split`` and the ``columns`` to check (read as is, not through
-        :func:`skin_cnn.split.load_split`, which would refuse an overlapping file instead of
+        :func:`skin_cnn.data.split.load_split`, which would refuse an overlapping file instead of
         reporting it).
 
     Returns

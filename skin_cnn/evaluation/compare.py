@@ -21,16 +21,17 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from skin_cnn.atomic import write_csv, write_text
-from skin_cnn.diseases import TASK_NAMES
+from skin_cnn.core.io import write_csv, write_text
+from skin_cnn.core.tasks import TASK_NAMES
 from skin_cnn.evaluation import intervals
 from skin_cnn.evaluation.bootstrap import paired_auc_difference
+from skin_cnn.evaluation.cells import fmt_pct
 from skin_cnn.evaluation.delong import delong_test
 from skin_cnn.evaluation.metrics import auc_estimate, confusion_counts
 from skin_cnn.evaluation.plots import task_title
 from skin_cnn.evaluation.precision import caveats, flagged
-from skin_cnn.evaluation.report import CAVEAT_TEXT, Report, fmt_pct
-from skin_cnn.predictions import read_predictions
+from skin_cnn.evaluation.report import CAVEAT_TEXT, Report
+from skin_cnn.core.predictions import read_predictions
 
 KEY = ["image_path", "task"]
 RUN_PREDICTION_FILES = ("eval_test/predictions_test.csv", "predictions_test.csv")

@@ -31,7 +31,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from skin_cnn.diseases import TASK_NAMES
+from skin_cnn.core.tasks import TASK_NAMES
 from skin_cnn.evaluation.bootstrap import (
     _Design,
     _percentile_interval,
@@ -121,7 +121,7 @@ def fairness_analysis(
     Parameters
     ----------
     predictions : pandas.DataFrame
-        Predictions table (``skin_cnn.predictions`` layout) with ``column``.
+        Predictions table (``skin_cnn.core.predictions`` layout) with ``column``.
     column : str
         E.g. ``fitzpatrick_scale``; missing values form the group ``unknown``.
     thresholds : float, dict of str -> float, or ``"per row"``

@@ -28,11 +28,12 @@ that was edited afterwards is recognised and not carried on as if it still descr
 
 from __future__ import annotations
 
-import hashlib
 import json
 import warnings
 from collections import Counter
 from pathlib import Path
+
+from skin_cnn.core.io import sha256_file
 
 SPLIT_NAMES = ("train", "val", "test")
 SUFFIX = ".flow.json"
@@ -55,15 +56,6 @@ def flow_path(csv_path):
     return Path(csv_path).with_suffix(SUFFIX)
 
 
-def sha256_file(path):
-    """SHA-256 of a file's bytes (hex), read in blocks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def short_reason(reason):
     """A reason without its per-file detail, so that equal causes are counted together.
 
@@ -77,7 +69,7 @@ def short_reason(reason):
 
 
 def _patients(frame):
-    from skin_cnn.split import patient_units
+    from skin_cnn.data.split import patient_units
 
     if frame is None or "patient_id" not in frame.columns:
         return None
@@ -174,7 +166,7 @@ def start_record(csv_path, frame):
 
 def write_record(out_csv, record):
     """Write ``record`` beside ``out_csv`` (which must already exist), stamped with its hash."""
-    from skin_cnn.atomic import write_json
+    from skin_cnn.core.io import write_json
 
     out_csv = Path(out_csv)
     record = dict(record, describes={"file": out_csv.name, "sha256": sha256_file(out_csv)})
@@ -227,7 +219,7 @@ def record_training(split_csv, run_dir, frame, skipped):
     Meant for the trainer once ``RUN/split.csv`` and ``skipped_images.csv`` are written, so the
     run folder carries its flow even when the split's folder moves. Without it the evaluation
     builds the same step from ``skipped_images.csv``
-    (:func:`skin_cnn.run_evaluation.run_record`).
+    (:func:`skin_cnn.inference.evaluate_run.run_record`).
 
     Parameters
     ----------

@@ -10,14 +10,15 @@ joined with their near-duplicate photos).
 
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
+
+from skin_cnn.core.io import sha256_file
 
 
 def _resolved_paths(frame):
     """Normalised absolute image paths; relative ones against the table's own folder when known
-    (``frame.attrs["path"]``, set by :func:`skin_cnn.predictions.read_predictions`), else the
+    (``frame.attrs["path"]``, set by :func:`skin_cnn.core.predictions.read_predictions`), else the
     current folder."""
     source = frame.attrs.get("path")
     base = Path(source).resolve().parent if source else Path.cwd()
@@ -26,14 +27,6 @@ def _resolved_paths(frame):
         path = Path(raw)
         out[raw] = os.path.normpath(path if path.is_absolute() else base / path)
     return out
-
-
-def _sha256(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _content_hashes(paths):
@@ -46,17 +39,17 @@ def _content_hashes(paths):
             except OSError:
                 continue
     common = set(sizes[0].values()) & set(sizes[1].values())
-    return [{_sha256(p): p for p, size in s.items() if size in common} for s in sizes]
+    return [{sha256_file(p): p for p, size in s.items() if size in common} for s in sizes]
 
 
 def _ids(frame, column):
-    """The non-empty values of ``column``; patient ids as :func:`skin_cnn.manifest.patient_key`
+    """The non-empty values of ``column``; patient ids as :func:`skin_cnn.data.manifest.patient_key`
     (the identity manifest and split use: ``P7`` and ``p7`` are one patient)."""
     if column not in frame.columns:
         return None
     values = frame[column].fillna("").astype(str).str.strip()
     if column == "patient_id":
-        from skin_cnn.manifest import patient_key
+        from skin_cnn.data.manifest import patient_key
 
         values = values.map(patient_key)
     return set(values[values != ""])

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from skin_cnn.diseases import TASK_NAMES, TASKS
+from skin_cnn.core.tasks import TASK_NAMES, TASKS
 from skin_cnn.evaluation import intervals
 from skin_cnn.evaluation.bootstrap import METRICS, bootstrap_intervals
 from skin_cnn.evaluation.delong import auc_interval
@@ -220,7 +220,7 @@ def evaluate_predictions(
     progress=False,
     auc_ci="logit",
 ):
-    """``metrics.json`` content for a predictions frame (``skin_cnn.predictions`` layout).
+    """``metrics.json`` content for a predictions frame (``skin_cnn.core.predictions`` layout).
 
     Parameters
     ----------
@@ -244,7 +244,7 @@ def evaluate_predictions(
         the metrics' ``ci`` values are cluster bootstrap or image-level intervals
         (:func:`promote_cluster_intervals`).
     """
-    from skin_cnn.predictions import check_unique_rows
+    from skin_cnn.core.predictions import check_unique_rows
 
     check_unique_rows(predictions, "the predictions")
     tasks = [t for t in TASK_NAMES if (predictions["task"] == t).any()]

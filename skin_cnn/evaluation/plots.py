@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from skin_cnn.atomic import atomic_path
-from skin_cnn.diseases import TASKS
+from skin_cnn.core.io import atomic_path
+from skin_cnn.core.tasks import TASKS
 from skin_cnn.evaluation.precision import caveats
 from skin_cnn.evaluation.threshold import threshold_label
 

@@ -11,12 +11,14 @@ import base64
 import html
 from pathlib import Path
 
-from skin_cnn.atomic import write_text
-from skin_cnn.diseases import TASKS
+from skin_cnn.core.io import write_text
+from skin_cnn.core.tasks import TASKS
 from skin_cnn.evaluation.bootstrap import METRICS
+from skin_cnn.evaluation.cells import auc_method_text, fmt_pct
+from skin_cnn.evaluation.cells import metric_cell as _cell
 from skin_cnn.evaluation.metrics import METRIC_LABELS, primary_interval
 from skin_cnn.evaluation.plots import task_title
-from skin_cnn.evaluation.precision import MIN_COUNT, flagged
+from skin_cnn.evaluation.precision import MIN_COUNT
 from skin_cnn.evaluation.threshold import is_per_row, threshold_label
 
 # STARD 2015 items (Cohen et al., BMJ Open 2016) that the generated report addresses.
@@ -42,18 +44,6 @@ EVALUATION_FILES = ("metrics.json", "metrics.csv", "report.md", "report.html", "
                     "predictions_val.csv", "predictions_test.csv", "predictions_train.csv")
 
 
-def fmt_pct(entry):
-    """``73.57% (69.76–77.13%)``; ``n/a`` with the reason when undefined."""
-    if entry is None or entry.get("value") is None:
-        note = (entry or {}).get("note")
-        return f"n/a ({note})" if note else "n/a"
-    text = f"{100 * entry['value']:.2f}%"
-    if entry.get("ci") is not None:
-        lo, hi = entry["ci"]
-        text += f" ({100 * lo:.2f}–{100 * hi:.2f}%)"
-    return text
-
-
 CAVEAT_TEXT = (
     "A note in brackets belongs to the number before it: **zero-width interval** — the method "
     "returned no spread (e.g. DeLong with perfectly separated classes), which is not certainty; "
@@ -62,17 +52,6 @@ CAVEAT_TEXT = (
     "**no image predicted positive (negative)** — the threshold put every image on one side, so "
     "sensitivity (specificity) is 0% whatever the AUC, which measures ranking, not this threshold."
 )
-
-
-def _cell(metric, task):
-    """A metric of a task entry as a table cell, with its caveats in the cell itself."""
-    return flagged(fmt_pct(task[metric]), metric, task[metric], task)
-
-
-def fmt_interval(ci):
-    if ci is None:
-        return "n/a"
-    return f"{100 * ci[0]:.2f}–{100 * ci[1]:.2f}%"
 
 
 class Report:
@@ -214,37 +193,6 @@ def _threshold_text(metrics):
         f"is at least the threshold ({per_task}). The thresholds were chosen on validation "
         f"predictions, never on the evaluated images, and applied unchanged: {method}."
     )
-
-
-UNIT_TEXT = {
-    "split group": "whole **split groups** (the groups of `skin-cnn split`: patients joined with "
-    "their near-duplicate images, an image with neither its own group), so that images of one "
-    "patient or near-duplicate photos stay together",
-    "patient": "whole **patients** (an image without a patient id is its own cluster), so that "
-    "images of one patient stay together",
-    "image": "single **images**: the predictions carry neither patient ids nor split groups, so "
-    "images are treated as independent",
-}
-
-
-def bootstrap_text(boot):
-    """One sentence saying how the bootstrap was run and which unit it really resampled."""
-    return (
-        f"{boot['n_resamples']:,} {boot['method']} bootstrap resamples (seed {boot['seed']}), "
-        f"drawing {UNIT_TEXT.get(boot['unit'], boot['unit'])}. Resampling unit: "
-        f"**{boot['unit']}**; units are drawn within each class (stratified), so every resample "
-        "has as many positive and negative units as the data."
-    )
-
-
-def auc_method_text(metrics):
-    """Which DeLong interval the AUC rows carry."""
-    if metrics.get("auc_ci", "wald") == "logit":
-        return (
-            "DeLong variance, interval on the logit scale (inside (0, 1)); where the logit does not "
-            "exist (AUC 0 or 1, or zero variance) the Newcombe (2006) score interval"
-        )
-    return "DeLong variance, Wald interval on the AUC scale clipped to [0, 1] (as the study)"
 
 
 def test_evaluations_text(record):
@@ -568,7 +516,7 @@ def write_evaluation(
     Parameters
     ----------
     predictions : pandas.DataFrame
-        Predictions table (``skin_cnn.predictions`` layout).
+        Predictions table (``skin_cnn.core.predictions`` layout).
     thresholds : float or dict of str -> float
     threshold_method : str
     by : sequence of str
@@ -611,13 +559,13 @@ def write_evaluation(
     """
     import json
 
-    from skin_cnn.atomic import write_csv
+    from skin_cnn.core.io import write_csv
     from skin_cnn.evaluation import plots
     from skin_cnn.evaluation.metrics import evaluate_predictions, metrics_by, metrics_table
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    from skin_cnn.predictions import check_columns
+    from skin_cnn.core.predictions import check_columns
 
     check_columns(predictions.columns, {"--by": by, "--fairness": fairness})
     metrics = evaluate_predictions(

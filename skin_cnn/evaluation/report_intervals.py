@@ -11,6 +11,7 @@ bootstrap ones are the secondary table, as before.
 from __future__ import annotations
 
 from skin_cnn.evaluation.bootstrap import METRICS
+from skin_cnn.evaluation.cells import auc_method_text, bootstrap_text, fmt_interval
 from skin_cnn.evaluation.metrics import METRIC_LABELS
 from skin_cnn.evaluation.plots import task_title
 from skin_cnn.evaluation.precision import flagged
@@ -29,8 +30,6 @@ def _units_phrase(entry):
 
 def image_level_text(metrics):
     """What the image-level intervals are, for the sentence under a table that shows them."""
-    from skin_cnn.evaluation.report import auc_method_text
-
     return (
         "exact Clopper–Pearson for sensitivity, specificity and accuracy; logit interval of "
         "Mercaldo, Lau & Zhou (2007) at the sample prevalence for PPV and NPV; AUC: "
@@ -74,8 +73,6 @@ def add_secondary_intervals(rep, metrics):
     first → the bootstrap intervals (their unit said), as a second view. Nothing when neither
     exists (bootstrap not run and nothing promoted).
     """
-    from skin_cnn.evaluation.report import bootstrap_text, fmt_interval
-
     tasks = metrics["tasks"]
     promoted = _promoted(tasks)
     if promoted:

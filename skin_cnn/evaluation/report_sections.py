@@ -8,6 +8,7 @@ for is not added, so the checklist never points to something the run does not co
 
 from __future__ import annotations
 
+from skin_cnn.evaluation.cells import fmt_interval, metric_cell
 from skin_cnn.evaluation.plots import task_title
 
 
@@ -166,7 +167,6 @@ def add_calibration(rep, calibration, figure=None):
 def add_fairness(rep, result, figure=None):
     """Per-group table, gaps with bootstrap intervals, forest plot and small-group statements."""
     from skin_cnn.evaluation.fairness import FAIRNESS_METRICS, small_statements
-    from skin_cnn.evaluation.report import _cell, fmt_interval
 
     column = result["column"]
     anchor = rep.heading(f"Fairness by {column}")
@@ -188,7 +188,7 @@ def add_fairness(rep, result, figure=None):
         for group, e in entry["groups"].items():
             rows.append([task_title(task), group, f"{e['n_images']} ({e['n_positive']}/{e['n_negative']})",
                          "—" if e["n_patients"] is None else e["n_patients"],
-                         *(_cell(m, e) for m in FAIRNESS_METRICS)])
+                         *(metric_cell(m, e) for m in FAIRNESS_METRICS)])
     rep.table(["Task", column, "n images (pos/neg)", "Patients", "AUC", "Sensitivity", "Specificity"], rows)
     gaps = []
     for task, entry in result["tasks"].items():

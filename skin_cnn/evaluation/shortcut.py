@@ -17,7 +17,7 @@ The hue box is only a proxy for the lesion (it is the whole photo when the crop 
 so the lesion figure is a lower bound of attention to skin rather than a segmentation.
 
 Only NumPy is needed here; :func:`audit_predictor` takes a loaded
-:class:`~skin_cnn.predict.Predictor` to compute the maps.
+:class:`~skin_cnn.inference.predictor.Predictor` to compute the maps.
 """
 from __future__ import annotations
 
@@ -173,7 +173,7 @@ def audit_predictor(predictor, predictions, frame=None, *, n_images=32, seed=0, 
 
     Parameters
     ----------
-    predictor : skin_cnn.predict.Predictor
+    predictor : skin_cnn.inference.predictor.Predictor
     predictions : pandas.DataFrame
         The evaluated predictions (``image_path``, ``task``); each drawn image is explained for
         the tasks it has rows for, at the predictor's thresholds (the reported class).
@@ -197,8 +197,7 @@ def audit_predictor(predictor, predictions, frame=None, *, n_images=32, seed=0, 
         holds ``border`` and ``watermarks``.
     """
     from skin_cnn.data.crop import hue_crop_box, resolve_crop_params
-    from skin_cnn.data.preprocessing import box_from_row
-    from skin_cnn.explain import heatmap_on_photo
+    from skin_cnn.data.preprocessing import box_from_row, heatmap_on_photo
 
     lesion_params = resolve_crop_params(lesion_params)
     rows_of = {}

@@ -9,11 +9,11 @@ from skin_cnn.models.info import (
     ModelInfo,
     model_info,
     read_file_info,
-    store_thresholds,
     with_model_info,
 )
 from skin_cnn.models.losses import compile_model, masked_task_losses, masked_task_metrics
 from skin_cnn.models.preprocessing import VGG16Preprocess
+from skin_cnn.models.saving import store_thresholds
 from skin_cnn.models.spatial_transformer import SpatialTransformer
 from skin_cnn.models.vgg import (
     GLOBAL_POOL,

@@ -2,13 +2,13 @@
 
 As in the study's released inference code: a shared Dense 64 (ReLU, L2) and, per task, a
 Dense 32 (ReLU, L2) and a Dense 1 sigmoid. The sigmoid layer of each task is named after the
-task, so the model's output dict is keyed by ``skin_cnn.diseases.TASK_NAMES`` and Keras'
+task, so the model's output dict is keyed by ``skin_cnn.core.tasks.TASK_NAMES`` and Keras'
 per-output losses, sample weights and metrics match by that name.
 """
 
 import keras
 
-from skin_cnn.diseases import TASK_NAMES
+from skin_cnn.core.tasks import TASK_NAMES
 
 SHARED_DENSE = "shared_dense"
 SHARED_DROPOUT = "shared_dropout"

@@ -24,10 +24,7 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
 import zipfile
-from pathlib import Path
-
 import keras
 
 #: Name of the info layer in every model :func:`skin_cnn.models.build_model` returns.
@@ -75,7 +72,7 @@ def _check_preprocessing(preprocessing, source):
 
 def task_entries(task_names):
     """``[{"name", "positive", "negative"}]`` of the study's tasks among ``task_names``."""
-    from skin_cnn.diseases import TASKS
+    from skin_cnn.core.tasks import TASKS
 
     return [{"name": t, "positive": TASKS[t].positive, "negative": TASKS[t].negative}
             for t in task_names if t in TASKS]
@@ -213,49 +210,3 @@ def _info_config(config):
         if entry.get("registered_name") == REGISTERED_NAME:
             return entry.setdefault("config", {})
     return None
-
-
-def store_thresholds(path, thresholds, preprocessing=None):
-    """Write thresholds chosen on validation into the ``.keras`` file at ``path``.
-
-    Only the archive's ``config.json`` is rewritten (weights and optimizer state are copied
-    byte for byte) and the file is replaced atomically, so a server reading it meanwhile sees the
-    old or the new model, never half of one. A file saved before :class:`ModelInfo` existed is
-    loaded, given the layer and saved again (without optimizer state).
-
-    Parameters
-    ----------
-    path : str or Path
-        A ``.keras`` file.
-    thresholds : dict
-        ``{task: {"value", "rule", "method"}}``; tasks not named keep their stored threshold.
-    preprocessing : dict, optional
-        Stored as well when the file records none yet (a model saved before the layer existed,
-        whose run folder's ``config.json`` knows it).
-    """
-    from skin_cnn.atomic import atomic_path
-
-    path = Path(path)
-    config = _archive_config(path)
-    layer = _info_config(config)
-    if layer is None:
-        from skin_cnn.predict import load_keras_model
-
-        model = with_model_info(load_keras_model(path), thresholds=thresholds,
-                                preprocessing=preprocessing)
-        with atomic_path(path) as tmp:
-            model.save(tmp)
-        return
-    merged = _check_thresholds(layer.get("thresholds"), f"{path}: {INFO_LAYER}")
-    merged.update(_check_thresholds(thresholds, f"thresholds for {path}"))
-    layer["thresholds"] = merged
-    if layer.get("preprocessing") is None and preprocessing is not None:
-        layer["preprocessing"] = _check_preprocessing(preprocessing, f"preprocessing for {path}")
-    with atomic_path(path) as tmp, zipfile.ZipFile(path) as source, \
-            zipfile.ZipFile(tmp, "w") as target:
-        for item in source.infolist():
-            if item.filename == "config.json":
-                target.writestr(item, json.dumps(config))
-                continue
-            with source.open(item) as src, target.open(item, "w") as dst:
-                shutil.copyfileobj(src, dst, 1 << 20)

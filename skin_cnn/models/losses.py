@@ -21,7 +21,7 @@ selects it.
 import keras
 import tensorflow as tf
 
-from skin_cnn.diseases import TASK_NAMES
+from skin_cnn.core.tasks import TASK_NAMES
 
 REDUCTIONS = ("mean_with_sample_weight", "sum_over_batch_size")
 

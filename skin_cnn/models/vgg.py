@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import keras
 import pandas as pd
 
-from skin_cnn.diseases import TASK_NAMES
+from skin_cnn.core.tasks import TASK_NAMES
 from skin_cnn.models.heads import multitask_heads
 from skin_cnn.models.info import ModelInfo, task_entries
 from skin_cnn.models.preprocessing import VGG16Preprocess
@@ -224,7 +224,7 @@ def build_model(
     keras.Model
         Named ``vgg16p``, ``vgg16n``, ``vgg16ps`` or ``vgg16ns``; input ``image``, then the
         ``skin_cnn_info`` identity layer (tasks, classes, preprocessing); outputs a dict keyed
-        by ``skin_cnn.diseases.TASK_NAMES``, each ``(batch, 1)`` sigmoid.
+        by ``skin_cnn.core.tasks.TASK_NAMES``, each ``(batch, 1)`` sigmoid.
     """
     spec = resolve_variant(variant)
     input_shape, trunk_shape = _check_size(input_shape, stn_output_size, spec.spatial_transformer)

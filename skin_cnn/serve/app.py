@@ -31,7 +31,7 @@ Safety rules, each enforced here rather than left to the web framework's default
   (:mod:`skin_cnn.data.reading`), so a small GIF with hundreds of thousands of frames cannot
   hold a worker for seconds.
 * **One model, shared.** The model is loaded once; model calls run one at a time (the
-  :class:`skin_cnn.predict.Predictor` lock) and decoding runs in at most ``workers`` threads, so
+  :class:`skin_cnn.inference.predictor.Predictor` lock) and decoding runs in at most ``workers`` threads, so
   a burst of requests queues instead of exhausting memory.
 """
 
@@ -53,7 +53,7 @@ from python_multipart.multipart import MultipartParser, parse_options_header
 
 from skin_cnn import __version__
 from skin_cnn.data.reading import ImageReadError
-from skin_cnn.diseases import TASKS, resolve_task
+from skin_cnn.core.tasks import TASKS, resolve_task
 
 logger = logging.getLogger("skin_cnn.serve")
 
@@ -318,7 +318,7 @@ def _png_base64(array):
 
 def _task_meta(predictor, task):
     """``(positive, negative, TaskThreshold)`` of a task, from the predictor when it knows them."""
-    from skin_cnn.predict import TaskThreshold
+    from skin_cnn.inference.predictor import TaskThreshold
 
     spec = TASKS.get(task)
     default = (spec.positive, spec.negative) if spec else ("positive", "negative")
@@ -329,7 +329,7 @@ def _task_meta(predictor, task):
 
 def task_description(predictor, task):
     """What the page and the API say about a task: classes, question and threshold."""
-    from skin_cnn.predict import task_question
+    from skin_cnn.inference.predictor import task_question
 
     positive, negative, threshold = _task_meta(predictor, task)
     return {
@@ -363,7 +363,7 @@ def predict_upload(predictor, data, tasks, gradcam=False, threshold=None):
         ``gradcam_png``: base64 PNG of the heat map on the whole photo (shrunk to
         :data:`GRADCAM_MAX_SIDE` when larger), captioned, with a colour bar.
     """
-    from skin_cnn.predict import TaskThreshold, display_class
+    from skin_cnn.inference.predictor import TaskThreshold, display_class
 
     try:
         image = predictor.read(data, name="upload")
@@ -423,11 +423,11 @@ def _truthy(value):
 
 def create_app(predictor, *, max_upload_bytes=10_000_000, workers=2, max_concurrent_uploads=None,
                body_limits=BodyLimits(), allowed_hosts=LOCAL_HOSTS):
-    """Build the FastAPI application around a loaded :class:`skin_cnn.predict.Predictor`.
+    """Build the FastAPI application around a loaded :class:`skin_cnn.inference.predictor.Predictor`.
 
     Parameters
     ----------
-    predictor : skin_cnn.predict.Predictor
+    predictor : skin_cnn.inference.predictor.Predictor
         Loaded once and shared by every request.
     max_upload_bytes : int
         Largest accepted upload (413 above it).

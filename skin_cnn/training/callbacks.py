@@ -34,8 +34,8 @@ import pandas as pd
 import tensorflow as tf
 from sklearn.metrics import roc_auc_score
 
-from skin_cnn import atomic
-from skin_cnn.diseases import TASK_NAMES, TASKS
+from skin_cnn.core import io as atomic
+from skin_cnn.core.tasks import TASK_NAMES, TASKS
 
 STATE_FILE = "state.npz"
 
@@ -187,7 +187,7 @@ class EpochProgress(keras.callbacks.Callback):
     echo : callable
         Where the per-epoch lines go.
     bar : bool
-        Draw a bar over the batches of each epoch (:func:`skin_cnn.progress.progress_bar`).
+        Draw a bar over the batches of each epoch (:func:`skin_cnn.core.progress.progress_bar`).
     """
 
     def __init__(self, epochs, steps, echo=print, bar=False):
@@ -198,7 +198,7 @@ class EpochProgress(keras.callbacks.Callback):
     def on_epoch_begin(self, epoch, logs=None):
         self._start = time.perf_counter()
         if self.bar:
-            from skin_cnn.progress import progress_bar
+            from skin_cnn.core.progress import progress_bar
 
             self._bar = progress_bar(total=self.steps, desc=f"epoch {epoch + 1}/{self.epochs}", unit="batch",
                                      leave=False)

@@ -16,7 +16,6 @@ Keras: the CLI reads it just to show ``--help``.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import os
 import platform
@@ -356,15 +355,6 @@ def resolve_config(file_settings=None, overrides=None, source="configuration"):
 
 
 # ----------------------------------------------------------------------------------------------
-def sha256_file(path, chunk=1 << 20):
-    """SHA-256 of a file, so a run records exactly which split it was trained on."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(chunk), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def library_versions():
     """Versions of the package and of every library whose behaviour a run depends on."""
     from importlib import metadata

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import math
 
-from skin_cnn import atomic
-from skin_cnn.diseases import TASK_NAMES
+from skin_cnn.core import io as atomic
+from skin_cnn.core.tasks import TASK_NAMES
 
 
 def plot_training_curves(history, path, title=None):

@@ -34,17 +34,17 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import StratifiedGroupKFold
 
-from skin_cnn import atomic
+from skin_cnn.core import io as atomic
 from skin_cnn.data.preprocessing import prepare_images
-from skin_cnn.diseases import TASK_NAMES
+from skin_cnn.core.tasks import TASK_NAMES
 from skin_cnn.evaluation import evaluate_predictions
 from skin_cnn.evaluation.report import write_evaluation
 from skin_cnn.evaluation.threshold import parse_threshold
-from skin_cnn.manifest import load_manifest
+from skin_cnn.data.manifest import load_manifest
 from skin_cnn.models import build_model, read_file_info, split_at_frozen_boundary, store_thresholds
-from skin_cnn.predict import predict_frame
-from skin_cnn.predictions import predictions_frame
-from skin_cnn.split import group_images, load_split, write_split
+from skin_cnn.inference.predictor import predict_frame
+from skin_cnn.core.predictions import predictions_frame
+from skin_cnn.data.split import group_images, load_split, write_split
 from skin_cnn.training import run_folder
 from skin_cnn.training.callbacks import predict_batches, save_model_atomic
 from skin_cnn.training.config import resolve_config
@@ -73,7 +73,7 @@ class CVResult:
 
 def group_labels(frame, progress=False, group_near_duplicates=True):
     """The unit every fold keeps whole: ``split_group`` when present, else patients joined with
-    their near-duplicate photos (:func:`skin_cnn.split.group_images`; patients only when
+    their near-duplicate photos (:func:`skin_cnn.data.split.group_images`; patients only when
     ``group_near_duplicates`` is False)."""
     if "split_group" in frame.columns and frame["split_group"].notna().all():
         return pd.factorize(frame["split_group"].astype(str))[0]
@@ -214,7 +214,7 @@ def fold_threshold_fitting(config, fold_dirs):
     """How the fold models' thresholds were fitted: the recipe's rule on each fold's own
     ``val_predictions.csv``, keyed by ``fold`` (None for a fixed threshold)."""
     from skin_cnn.evaluation.threshold_choice import ThresholdFitting
-    from skin_cnn.predictions import read_predictions
+    from skin_cnn.core.predictions import read_predictions
 
     rule = parse_threshold(str(config.threshold))
     if not rule.needs_validation:

@@ -97,8 +97,8 @@ def nested_ensemble_predictions(frame, folds, features, fold_dirs, tasks):
     import json
     from pathlib import Path
 
-    from skin_cnn.diseases import TASKS
-    from skin_cnn.predictions import predictions_frame
+    from skin_cnn.core.tasks import TASKS
+    from skin_cnn.core.predictions import predictions_frame
 
     c = {k + 1: json.loads((Path(d) / "linear_fit.json").read_text(encoding="utf-8"))["tasks"]
          for k, d in enumerate(fold_dirs)}

@@ -33,9 +33,9 @@ from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
-from skin_cnn.progress import progress_bar
+from skin_cnn.core.progress import progress_bar
 
-from skin_cnn import atomic
+from skin_cnn.core import io as atomic
 from skin_cnn.data.pipeline import view_images
 from skin_cnn.data.preprocessing import box_from_row
 

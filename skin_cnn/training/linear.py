@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from skin_cnn.diseases import TASKS
+from skin_cnn.core.tasks import TASKS
 
 #: Inverse L2 strengths tried for every task (standardised features, so one grid fits all sizes).
 C_GRID = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0)
@@ -47,7 +47,7 @@ class LinearFit:
 
 def group_ids(frame):
     """The unit the inner folds keep whole: ``split_group``, else the patient, else the photo."""
-    from skin_cnn.manifest import patient_key
+    from skin_cnn.data.manifest import patient_key
 
     if "split_group" in frame.columns and frame["split_group"].notna().all():
         return np.unique(frame["split_group"].astype(str), return_inverse=True)[1]

@@ -17,12 +17,13 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
-from skin_cnn.atomic import atomic_path
+from skin_cnn.core.io import atomic_path
 from skin_cnn.data.pipeline import epoch_order, epoch_views, image_stream, view_images
 from skin_cnn.data.preprocessing import prepare_images
 from skin_cnn.data.reading import check_image
-from skin_cnn.diseases import TASKS, tasks_for_disease
-from skin_cnn.split import load_split
+from skin_cnn.core.tasks import TASKS, tasks_for_disease
+from skin_cnn.data.skipped import read_skipped
+from skin_cnn.data.split import load_split
 from skin_cnn.training import run_folder
 from skin_cnn.training.config import resolve_config
 from skin_cnn.training.trainer import augment_config
@@ -111,7 +112,7 @@ def run_training_batch(run_dir, *, epoch=1, batch=0, progress=False):
         raise ValueError(f"{run_dir}: fitted with the linear head, which has no epochs or batches: it saw every "
                          "train and val image once, as is; `skin-cnn preview SPLIT --no-augment` draws those inputs")
     frame = load_split(run_dir / "split.csv")
-    skipped = run_folder.read_skipped(run_dir / "skipped_images.csv")
+    skipped = read_skipped(run_dir / "skipped_images.csv")
     return training_batch(config, frame, epoch=epoch, batch=batch, skipped=skipped, progress=progress), config
 
 

@@ -29,9 +29,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from skin_cnn import atomic
-from skin_cnn.data.preprocessing import SKIPPED_COLUMNS
-from skin_cnn.diseases import DISEASES, TASK_NAMES
+from skin_cnn.core import io as atomic
+from skin_cnn.core.tasks import DISEASES, TASK_NAMES
 
 SPLITS = ("train", "val", "test")
 STATUS_FILE = "status.json"
@@ -130,22 +129,6 @@ def read_run_config(run_dir):
         return json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
         raise ValueError(f"{path}: not valid JSON ({exc})") from exc
-
-
-def write_skipped(path, skipped):
-    """``skipped_images.csv``: every image left out, with its split and the reason (may be empty)."""
-    frame = pd.DataFrame(list(skipped), columns=list(SKIPPED_COLUMNS))
-    atomic.write_csv(path, frame)
-    return frame
-
-
-def read_skipped(path):
-    """The rows of a ``skipped_images.csv`` as a list of dicts (empty when the file is absent)."""
-    path = Path(path)
-    if not path.is_file():
-        return []
-    frame = pd.read_csv(path, dtype=str, keep_default_na=False)
-    return frame.reindex(columns=list(SKIPPED_COLUMNS), fill_value="").to_dict("records")
 
 
 def read_history(run_dir):

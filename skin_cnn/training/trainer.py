@@ -32,19 +32,21 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from skin_cnn import atomic
+from skin_cnn.core import io as atomic
+from skin_cnn.core.io import sha256_file
 from skin_cnn.data.augment import AugmentConfig
 from skin_cnn.data.pipeline import feature_stream, image_stream, steps_per_epoch, targets
 from skin_cnn.data.preprocessing import ImageStore, prepare_images
-from skin_cnn.diseases import TASK_NAMES, TASKS
+from skin_cnn.core.tasks import TASK_NAMES, TASKS
 from skin_cnn.evaluation.flow import record_training
 from skin_cnn.models import build_model, compile_model, parameter_counts, split_at_frozen_boundary
-from skin_cnn.predictions import predictions_frame
-from skin_cnn.run_evaluation import evaluate_run
-from skin_cnn.split import load_split, write_split
+from skin_cnn.core.predictions import predictions_frame
+from skin_cnn.inference.evaluate_run import evaluate_run
+from skin_cnn.data.skipped import read_skipped, write_skipped
+from skin_cnn.data.split import load_split, write_split
 from skin_cnn.training import callbacks as cb
 from skin_cnn.training import run_folder
-from skin_cnn.training.config import TrainConfig, prepared_bytes, resolve_config, run_config_document, sha256_file
+from skin_cnn.training.config import TrainConfig, prepared_bytes, resolve_config, run_config_document
 from skin_cnn.training.curves import plot_training_curves
 from skin_cnn.training.distribute import make_strategy, output_dir_for, patch_keras_for_multi_worker
 from skin_cnn.training.feature_cache import (build_cache, cache_key, find_cache, image_fingerprints, pid_alive,
@@ -542,7 +544,7 @@ def store_fitted_thresholds(config, run_dir, fit):
     A fixed threshold (the default 0.5) stores nothing: predict and evaluate use 0.5 anyway.
     """
     from skin_cnn.evaluation.threshold import fit_thresholds, parse_threshold
-    from skin_cnn.predict import store_chosen_thresholds
+    from skin_cnn.inference.predictor import store_chosen_thresholds
 
     rule = parse_threshold(str(config.threshold))
     if not rule.needs_validation or fit is None or not (Path(run_dir) / "best.keras").is_file():
@@ -568,7 +570,7 @@ def train(config, *, resume=False, progress=True, echo=print, synthetic=False, s
         run is left as it is and its summary printed again.
     progress : bool
         A progress bar per epoch in a terminal (one line per epoch otherwise) and progress of the
-        preparation steps (:func:`skin_cnn.progress.progress_bar`).
+        preparation steps (:func:`skin_cnn.core.progress.progress_bar`).
     echo : callable
         Where one-line messages go (``click.echo`` from the CLI).
     synthetic : bool
@@ -604,7 +606,7 @@ def _train(config, info, t0, *, resume, progress, echo, synthetic, shared_featur
                              shared=shared_features)
         if data.skipped:
             echo(f"{len(data.skipped)} image(s) could not be read and are left out (skipped_images.csv)")
-        run_folder.write_skipped(run_dir / "skipped_images.csv", data.skipped)
+        write_skipped(run_dir / "skipped_images.csv", data.skipped)
         if info.is_chief:  # the run carries its STARD flow record: the split's, plus training
             record_training(config.split, run_dir, frame, data.skipped)
         if config.head == "linear":
@@ -633,7 +635,7 @@ def _summarise_finished_run(config, run_dir, echo, synthetic):
     finished = run_folder.is_finished(run_dir)
     frame = read_split(config)
     rows = run_folder.read_history(run_dir).to_dict("records")
-    skipped = run_folder.read_skipped(run_dir / "skipped_images.csv")
+    skipped = read_skipped(run_dir / "skipped_images.csv")
     result = RunResult(run_dir=run_dir, best_epoch=int(finished["best_epoch"]),
                        epochs_run=int(finished["epochs_run"]),
                        val_aucs=best_epoch_summary(rows, int(finished["best_epoch"])), skipped=skipped)

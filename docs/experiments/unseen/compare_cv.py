@@ -45,7 +45,7 @@ def main(argv=None):
 
     from sklearn.metrics import roc_auc_score
 
-    from skin_cnn.diseases import TASK_NAMES
+    from skin_cnn.core.tasks import TASK_NAMES
     from skin_cnn.evaluation.bootstrap import paired_auc_difference
 
     manifest = pd.read_csv(args.manifest)

@@ -30,7 +30,7 @@ def block5_model(weights, size=250):
     """block4_pool maps → [GAP(block 4), GAP(block 5)] → 3 sigmoid outputs (ImageNet block 5)."""
     import keras
 
-    from skin_cnn.diseases import TASK_NAMES
+    from skin_cnn.core.tasks import TASK_NAMES
     from skin_cnn.models import build_model
 
     full = build_model("P", input_shape=(size, size, 3), weights=weights, head="linear", pool_blocks=(4, 5),
@@ -67,7 +67,7 @@ def main(argv=None):
     from sklearn.metrics import roc_auc_score
 
     from skin_cnn.data.pipeline import targets
-    from skin_cnn.diseases import TASK_NAMES, TASKS
+    from skin_cnn.core.tasks import TASK_NAMES, TASKS
     from skin_cnn.models import compile_model
     from skin_cnn.training.linear import fit_linear_heads, set_linear_heads
 
@@ -133,7 +133,7 @@ def summarise(args):
     """Pooled out-of-fold AUC of the linear and fine-tuned models, and their paired difference."""
     from sklearn.metrics import roc_auc_score
 
-    from skin_cnn.diseases import TASKS
+    from skin_cnn.core.tasks import TASKS
     from skin_cnn.evaluation.bootstrap import paired_auc_difference
 
     out = Path(args.out)

@@ -5,7 +5,7 @@
 import json
 import sys
 
-from skin_cnn.diseases import TASK_NAMES
+from skin_cnn.core.tasks import TASK_NAMES
 
 
 def _diff(entry):

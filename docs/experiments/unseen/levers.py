@@ -170,7 +170,7 @@ def main(argv=None):
 
     from sklearn.metrics import roc_auc_score
 
-    from skin_cnn.diseases import TASKS
+    from skin_cnn.core.tasks import TASKS
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -2,8 +2,8 @@
 
 A manifest lists one image per row: ``image_path`` (relative to the CSV's folder, or absolute),
 ``patient_id`` (may be empty) and either ``diagnosis`` (one of
-:data:`skin_cnn.diseases.DISEASES`, any case) or ``icd10`` (mapped to a category by
-:func:`skin_cnn.diseases.load_icd10_map`). Every other column is kept as text, unchanged, so that
+:data:`skin_cnn.core.tasks.DISEASES`, any case) or ``icd10`` (mapped to a category by
+:func:`skin_cnn.core.tasks.load_icd10_map`). Every other column is kept as text, unchanged, so that
 results can later be grouped by source, Fitzpatrick type or anything else the database exports.
 
 :func:`load_manifest` is strict and cheap: it refuses a manifest whose rows cannot be labelled and
@@ -23,8 +23,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from skin_cnn import atomic
-from skin_cnn.diseases import DISEASES, ICD10Map, load_icd10_map
+from skin_cnn.core import io as atomic
+from skin_cnn.core.tasks import DISEASES, ICD10Map, load_icd10_map
 
 #: Problem codes, their severity and a short human label (used in flow counts and docs).
 CODES = {
@@ -638,7 +638,7 @@ def validate_manifest(path, icd10_map=None, check_images=True, progress=True):
     n_ok = 0
     header_ok = not any(p["severity"] == "error" and p["row"] == 1 for p in problems)
     if header_ok and len(frame):
-        from skin_cnn.progress import progress_bar
+        from skin_cnn.core.progress import progress_bar
 
         expected = frame["sha256"] if "sha256" in frame.columns else None
         first_by_digest = {}

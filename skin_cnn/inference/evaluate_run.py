@@ -2,7 +2,7 @@
 
 :mod:`skin_cnn.evaluation` turns predictions into metrics and reports and never loads a model;
 this module is the step before it for a run folder: it predicts a split of the run's
-``split.csv`` with ``best.keras`` (through :mod:`skin_cnn.predict`), finds the validation
+``split.csv`` with ``best.keras`` (through :mod:`skin_cnn.inference.predictor`), finds the validation
 predictions a fitted threshold is chosen on, draws the run's STARD flow, and records in the run
 folder how many times its test split has been evaluated (``test_evaluations.json``), a count
 every report shows: a test split evaluated once is a pre-specified test, one evaluated many times
@@ -46,7 +46,7 @@ def record_test_evaluation(run_dir, out, how=""):
     int
         The count including this evaluation.
     """
-    from skin_cnn.atomic import write_json
+    from skin_cnn.core.io import write_json
 
     path = Path(run_dir) / TEST_EVALUATIONS
     record = {"count": 0, "evaluations": []}
@@ -84,7 +84,7 @@ def run_record(run_dir, split_frame):
     none, so every step of manifest → split → cleanse → crop → train is in the chain.
     """
     from skin_cnn.evaluation import flow as flows
-    from skin_cnn.training.run_folder import read_skipped
+    from skin_cnn.data.skipped import read_skipped
 
     run_dir = Path(run_dir)
     config = _config(run_dir)
@@ -112,7 +112,7 @@ def run_flow(run_dir, split, split_frame, predictions, skipped):
     then the images that received an index test result, those that could not be read being
     excluded with their reason."""
     from skin_cnn.evaluation import flow as flows
-    from skin_cnn.training.run_folder import read_skipped
+    from skin_cnn.data.skipped import read_skipped
 
     record = run_record(run_dir, split_frame)
     chain = flows.chain(record, split)
@@ -171,7 +171,7 @@ def _moved_images(run_dir, config):
     """``"image: old → new"`` for every image whose split differs between the split file trained
     on (when it still exists with the recorded SHA-256) and the run's ``split.csv``."""
     from skin_cnn.evaluation.flow import sha256_file
-    from skin_cnn.split import load_split
+    from skin_cnn.data.split import load_split
 
     original = Path(config.get("split") or "")
     if not original.is_file() or sha256_file(original) != config.get("split_sha256"):
@@ -205,10 +205,10 @@ def check_split(run_dir, allow_changed=False):
 def check_model_tasks(predictor, model_name):
     """Refuse a model whose outputs are not skin-cnn tasks, before anything is predicted.
 
-    The predictions table and every metric are per task (:data:`skin_cnn.diseases.TASKS`); a
+    The predictions table and every metric are per task (:data:`skin_cnn.core.tasks.TASKS`); a
     model with other outputs would otherwise fail after the whole split was predicted.
     """
-    from skin_cnn.diseases import TASKS
+    from skin_cnn.core.tasks import TASKS
 
     unknown = [t for t in predictor.tasks if t not in TASKS]
     if unknown or not predictor.tasks:
@@ -231,7 +231,7 @@ def run_split(run_dir, split):
 
     Cheap (no model), so every argument can be checked against it before a model is loaded.
     """
-    from skin_cnn.split import load_split
+    from skin_cnn.data.split import load_split
 
     split_csv = Path(run_dir) / "split.csv"
     if not split_csv.is_file():
@@ -245,8 +245,8 @@ def run_split(run_dir, split):
 def predict_run_split(run_dir, split, predictor=None, progress=True):
     """Predict one split of a run with the run's model and preprocessing.
 
-    Uses :func:`skin_cnn.predict.load_predictor` (the run's ``best.keras`` and its
-    ``config.json`` preprocessing) and :func:`skin_cnn.predict.predict_frame` on the rows of the
+    Uses :func:`skin_cnn.inference.predictor.load_predictor` (the run's ``best.keras`` and its
+    ``config.json`` preprocessing) and :func:`skin_cnn.inference.predictor.predict_frame` on the rows of the
     run's ``split.csv`` in ``split``.
 
     Returns
@@ -257,11 +257,11 @@ def predict_run_split(run_dir, split, predictor=None, progress=True):
         The images that could not be read.
     split_frame : pandas.DataFrame
         The whole split table.
-    predictor : skin_cnn.predict.Predictor
+    predictor : skin_cnn.inference.predictor.Predictor
         For reuse on another split.
     """
-    from skin_cnn.predict import load_predictor, predict_frame
-    from skin_cnn.predictions import predictions_frame
+    from skin_cnn.inference.predictor import load_predictor, predict_frame
+    from skin_cnn.core.predictions import predictions_frame
 
     run_dir = Path(run_dir)
     frame = run_split(run_dir, split)
@@ -278,8 +278,8 @@ def predict_run_split(run_dir, split, predictor=None, progress=True):
 def _validation(run_dir, predictor, progress, out):
     """Validation predictions for a fitted threshold when none were given: the run folder's,
     else a fresh prediction of the val split. Returns ``(frame, source)``."""
-    from skin_cnn.atomic import write_csv
-    from skin_cnn.predictions import read_predictions
+    from skin_cnn.core.io import write_csv
+    from skin_cnn.core.predictions import read_predictions
 
     for rel in VAL_PREDICTION_FILES:
         if (run_dir / rel).is_file():
@@ -332,11 +332,11 @@ def evaluate_run(
         from ``val_predictions``, else from the run folder (``val_predictions.csv``, written by
         training), else the validation split is predicted. They must share no image, patient or
         split group with the evaluated split. Fitted thresholds are also stored in the run's
-        model file (:func:`skin_cnn.predict.store_chosen_thresholds`) for ``predict`` and ``serve``.
+        model file (:func:`skin_cnn.inference.predictor.store_chosen_thresholds`) for ``predict`` and ``serve``.
     flow : dict, optional
         A flow record or chain (:func:`skin_cnn.evaluation.plots.load_flow`) to draw instead of
         the run's own (:func:`run_flow`); the evaluated images are added as its last step.
-    predictor : skin_cnn.predict.Predictor, optional
+    predictor : skin_cnn.inference.predictor.Predictor, optional
         An already loaded model (e.g. at the end of training).
     auc_ci : {"logit", "wald"}
         Scale of the DeLong AUC interval.
@@ -358,7 +358,7 @@ def evaluate_run(
     dict
         ``metrics.json`` content.
     """
-    from skin_cnn.atomic import write_csv
+    from skin_cnn.core.io import write_csv
     from skin_cnn.evaluation.report import write_evaluation
     from skin_cnn.evaluation.threshold import STORED, parse_threshold, resolve_thresholds
 
@@ -372,7 +372,7 @@ def evaluate_run(
         )
     change = check_split(run_dir, allow_changed_split)
     # every argument is checked before the model runs: a misspelt column fails at once
-    from skin_cnn.predictions import check_columns, predicted_columns, read_predictions
+    from skin_cnn.core.predictions import check_columns, predicted_columns, read_predictions
 
     check_columns(predicted_columns(run_split(run_dir, split).columns), {"--by": by, "--fairness": fairness},
                   str(run_dir / "split.csv"))
@@ -429,7 +429,7 @@ def evaluate_run(
     if split == "test":
         record_test_evaluation(run_dir, out, method)
     if rule.needs_validation:  # predict and serve then answer at the thresholds reported here
-        from skin_cnn.predict import store_chosen_thresholds
+        from skin_cnn.inference.predictor import store_chosen_thresholds
 
         store_chosen_thresholds(run_dir, thresholds, rule, method)
     return metrics
@@ -445,7 +445,7 @@ def threshold_fitting(rule, validation, source, predictor, tasks, split, run_dir
     """
     from skin_cnn.evaluation.threshold import STORED
     from skin_cnn.evaluation.threshold_choice import ThresholdFitting, rule_of_label
-    from skin_cnn.predictions import read_predictions
+    from skin_cnn.core.predictions import read_predictions
 
     if rule.needs_validation and validation is not None:
         return ThresholdFitting({t: rule for t in tasks}, validation, source=source)
@@ -489,7 +489,7 @@ def failure_gradcams(predictor, cases, split_frame=None):
     """
     import numpy as np
 
-    from skin_cnn.explain import overlay
+    from skin_cnn.inference.gradcam import overlay
 
     from skin_cnn.data.preprocessing import box_from_row
 

@@ -27,22 +27,22 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
-from skin_cnn.progress import progress_bar
+from skin_cnn.core.progress import progress_bar
 
-from skin_cnn import atomic
-from skin_cnn.diseases import DISEASES
+from skin_cnn.core import io as atomic
+from skin_cnn.core.tasks import DISEASES
 
 SOURCE = "synthetic-demo"
 README = """SYNTHETIC DEMO DATA - NOT MEDICAL IMAGES
 
-Every image in this folder was drawn by a program (skin_cnn.demo_data): a patch of skin-coloured
+Every image in this folder was drawn by a program (skin_cnn.data.demo_data): a patch of skin-coloured
 texture with a caricature of a lesion pattern for acne, rosacea, psoriasis, eczema or cutaneous
 T-cell lymphoma. No image shows a real person. Patient ids (demo-p...) are invented.
 
 The set exists to run and test the skin-cnn pipeline end to end. Accuracy measured on it says
 nothing about any real diagnostic task. Regenerate it with:
 
-    python -c "from skin_cnn.demo_data import generate_demo_dataset; generate_demo_dataset('{folder}')"
+    python -c "from skin_cnn.data.demo_data import generate_demo_dataset; generate_demo_dataset('{folder}')"
 
 Settings used: {settings}
 """

@@ -1,4 +1,6 @@
-"""Write files so that a reader never sees half of one: write to a temporary name, then rename.
+"""Files: written so that a reader never sees half of one, and identified by their SHA-256.
+
+Writes go to a temporary name, then rename.
 
 A run killed mid-write (SIGKILL, power loss) leaves either the old complete file or none, never a
 truncated model or CSV that looks complete.
@@ -6,6 +8,7 @@ truncated model or CSV that looks complete.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import tempfile
@@ -85,3 +88,16 @@ def _json_default(obj):
     if isinstance(obj, Path):
         return os.fspath(obj)
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def sha256_file(path, chunk=1 << 20):
+    """SHA-256 of a file's bytes (hex), read in blocks of ``chunk`` bytes.
+
+    The one file digest of the package: a run records the split it was trained on by it, a flow
+    record the CSV it describes, the leakage check the photos two sets share.
+    """
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(chunk), b""):
+            digest.update(block)
+    return digest.hexdigest()

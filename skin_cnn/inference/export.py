@@ -1,7 +1,7 @@
 """Export a trained model that takes a photo: SavedModel (TF Serving) or TFLite (phones).
 
 An export takes what a camera gives, a uint8 RGB photo of any size ``(H, W, 3)`` under the
-input name ``photo``, and repeats inside the graph what :func:`skin_cnn.predict.load_predictor`
+input name ``photo``, and repeats inside the graph what :func:`skin_cnn.inference.predictor.load_predictor`
 does in Python (:func:`skin_cnn.data.preprocessing.model_input`): the run's hue crop, the
 antialiased bilinear resize to the model size, rounding to whole numbers, then the model. It
 returns one positive-class probability per task, shape ``(1,)``, under the task's name.
@@ -21,7 +21,7 @@ returns one positive-class probability per task, shape ``(1,)``, under the task'
   only built-in ops.
 
 An export is only trusted once it gives ``skin-cnn predict``'s numbers: every export is run on
-sample photos next to :class:`~skin_cnn.predict.Predictor` and the largest absolute
+sample photos next to :class:`~skin_cnn.inference.predictor.Predictor` and the largest absolute
 probability difference (and, for a SavedModel, whether every crop box is equal) is printed and
 written to ``PATH.check.json``. Goals: below 1e-4 for a SavedModel (the same TensorFlow ops)
 and below 1e-2 for TFLite (other kernels; its resize rounds a pixel differently now and then).
@@ -42,11 +42,11 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from skin_cnn.atomic import atomic_path, write_json
+from skin_cnn.core.io import atomic_path, write_json
 from skin_cnn.data.crop import crop_image
 from skin_cnn.data.preprocessing import Preprocessing
-from skin_cnn.predict import load_predictor, resolve_model_path
-from skin_cnn.split import load_split
+from skin_cnn.inference.predictor import load_predictor, resolve_model_path
+from skin_cnn.data.split import load_split
 
 try:  # LiteRT, the successor of TensorFlow's own TFLite interpreter; optional
     from ai_edge_litert.interpreter import Interpreter as LiteRTInterpreter
@@ -416,7 +416,7 @@ def export_model(model_or_run_path, fmt, out, check_images=8, seed=0):
     ----------
     model_or_run_path : str or Path
         A run folder or a ``.keras`` file (loaded with ``safe_mode=True``); the preprocessing
-        is the one ``skin-cnn predict`` uses (:func:`~skin_cnn.predict.load_predictor`).
+        is the one ``skin-cnn predict`` uses (:func:`~skin_cnn.inference.predictor.load_predictor`).
     fmt : {"savedmodel", "tflite"}
     out : str or Path
         A folder for a SavedModel, a file for TFLite.

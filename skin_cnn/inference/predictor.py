@@ -35,11 +35,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from skin_cnn.progress import progress_bar
+from skin_cnn.core.progress import progress_bar
 
 from skin_cnn.data.preprocessing import Preprocessing, box_from_row, crop_box, model_input
 from skin_cnn.data.reading import DEFAULT_MAX_PIXELS, ImageReadError, read_image
-from skin_cnn.diseases import TASKS
+from skin_cnn.core.tasks import TASKS
 
 logger = logging.getLogger(__name__)
 
@@ -145,58 +145,6 @@ def resolve_model_path(path):
         raise ValueError(f"{path}: expected a .keras model file or a run folder")
     run_dir = path.parent if (path.parent / "config.json").is_file() else None
     return path, run_dir
-
-
-#: Most bytes a ``.keras`` archive may inflate to. A VGG-16 with its 138 million parameters in
-#: float32 takes 0.55 GB; a file claiming more is refused before a byte is inflated.
-MAX_MODEL_INFLATED_BYTES = 2_000_000_000
-
-
-def check_keras_archive(path, max_inflated=MAX_MODEL_INFLATED_BYTES):
-    """Refuse a ``.keras`` file from its zip directory and stored record, before Keras opens it.
-
-    Keras would inflate a zip bomb in full (3.8 GB for a 4 MB file), report a damaged archive
-    as "File not found", and bury a bad stored threshold at the end of a page-long message.
-    Here each is one line naming the file: missing, not a zip archive, inflating to more than
-    ``max_inflated`` bytes (the sizes the zip directory declares, which bound what Python's
-    :mod:`zipfile` will inflate), or a bad ``skin_cnn_info`` record
-    (:func:`skin_cnn.models.info.read_file_info`).
-    """
-    import zipfile
-
-    from skin_cnn.models.info import read_file_info
-
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: no such model file")
-    if not path.is_file() or not zipfile.is_zipfile(path):
-        raise ValueError(f"{path}: not a Keras .keras model file (not a zip archive: damaged, "
-                         "truncated or another format)")
-    try:
-        with zipfile.ZipFile(path) as archive:
-            inflated = sum(info.file_size for info in archive.infolist())
-    except (zipfile.BadZipFile, OSError) as exc:
-        raise ValueError(f"{path}: damaged .keras archive ({exc})") from None
-    if inflated > max_inflated:
-        raise ValueError(f"{path}: the archive would inflate to {inflated / 1e9:,.1f} GB, more than any "
-                         f"skin-cnn model ({max_inflated / 1e9:g} GB); refused as a possible zip bomb")
-    read_file_info(path)
-
-
-def load_keras_model(path):
-    """Load a ``.keras`` file with ``safe_mode=True`` (no arbitrary code from the file), after
-    :func:`check_keras_archive`."""
-    import keras
-
-    import skin_cnn
-
-    if Path(path).suffix.lower() == ".keras":
-        check_keras_archive(path)
-    skin_cnn.register_keras_objects()
-    try:
-        return keras.models.load_model(path, compile=False, safe_mode=True)
-    except (OSError, ValueError, TypeError) as exc:
-        raise ValueError(f"{path}: cannot load the model ({exc})") from exc
 
 
 # ---------------------------------------------------------------------------------------------
@@ -360,7 +308,7 @@ class Predictor:
 
     def explain(self, tensors, tasks=None, target="predicted"):
         """Grad-CAM maps and probabilities for preprocessed images (see :func:`gradcam_batch`)."""
-        from skin_cnn.explain import gradcam_batch
+        from skin_cnn.inference.gradcam import gradcam_batch
 
         tasks = self.tasks if tasks is None else tuple(tasks)
         thresholds = {task: self.thresholds[task].value for task in tasks}
@@ -371,7 +319,7 @@ class Predictor:
         """Grad-CAM pictures of a decoded photo, one per task, for people to look at.
 
         Each is the heat map of the task's reported class on the whole photo at its own
-        resolution (:func:`skin_cnn.explain.gradcam_figure`), captioned with the task's
+        resolution (:func:`skin_cnn.inference.gradcam.gradcam_figure`), captioned with the task's
         conditional question, the answer, the probability and the threshold.
 
         Parameters
@@ -394,7 +342,7 @@ class Predictor:
         probabilities : dict of str -> float
             The positive-class probability of each task.
         """
-        from skin_cnn.explain import gradcam_figure
+        from skin_cnn.inference.gradcam import gradcam_figure
 
         tasks = self.tasks if tasks is None else tuple(tasks)
         tensor, box = prepared if prepared is not None else self.preprocess(photo)
@@ -443,6 +391,7 @@ def load_predictor(model_or_run_path, preprocessing=None, *, max_pixels=DEFAULT_
         Refuse larger photos before decoding them.
     """
     from skin_cnn.models.info import model_info
+    from skin_cnn.models.saving import load_keras_model
 
     model_file, run_dir = resolve_model_path(model_or_run_path)
     model = load_keras_model(model_file)
@@ -486,7 +435,7 @@ def store_chosen_thresholds(run_dir, thresholds, rule, method):
 
     ``skin-cnn evaluate RUN --threshold youden|sens:X|spec:X`` calls this, so that ``predict``
     and ``serve`` answer at the threshold the evaluation reported, with or without the run
-    folder around the ``.keras`` file (:func:`skin_cnn.models.info.store_thresholds`).
+    folder around the ``.keras`` file (:func:`skin_cnn.models.saving.store_thresholds`).
 
     Parameters
     ----------
@@ -504,7 +453,7 @@ def store_chosen_thresholds(run_dir, thresholds, rule, method):
         The model file written; None when the run folder holds no model file (predictions made
         elsewhere), which is logged.
     """
-    from skin_cnn.models.info import store_thresholds
+    from skin_cnn.models.saving import store_thresholds
 
     try:
         model_file, run_dir = resolve_model_path(run_dir)
@@ -530,7 +479,7 @@ class FramePredictions(dict):
     """``{task: numpy.ndarray of shape (n,)}`` for the rows of a frame, plus what was skipped.
 
     A plain dict of probabilities aligned with the frame's rows, so it can go straight to
-    :func:`skin_cnn.predictions.predictions_frame` once skipped rows are dropped
+    :func:`skin_cnn.core.predictions.predictions_frame` once skipped rows are dropped
     (:meth:`kept`). Rows whose image could not be read hold ``NaN``.
 
     Attributes
@@ -567,7 +516,7 @@ def predict_frame(model, frame, preprocessing=None, *, batch_size=32, progress=T
     batch_size : int
         Images per model call.
     progress : bool
-        Report progress (:func:`skin_cnn.progress.progress_bar`).
+        Report progress (:func:`skin_cnn.core.progress.progress_bar`).
     workers : int
         Threads decoding and cropping images while the model runs.
 

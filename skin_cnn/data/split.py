@@ -32,8 +32,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from skin_cnn.diseases import DISEASES
-from skin_cnn.manifest import write_manifest
+from skin_cnn.core.tasks import DISEASES
+from skin_cnn.data.manifest import write_manifest
 
 SPLITS = ("train", "val", "test")
 DEFAULT_FRACTIONS = (0.8, 0.1, 0.1)
@@ -56,9 +56,9 @@ def check_fractions(fractions):
 
 
 def patient_units(frame):
-    """One key per patient: the patient id (:func:`skin_cnn.manifest.patient_key`: case and
+    """One key per patient: the patient id (:func:`skin_cnn.data.manifest.patient_key`: case and
     invisible characters ignored), or a key of its own for an image without one."""
-    from skin_cnn.manifest import patient_key
+    from skin_cnn.data.manifest import patient_key
 
     ids = frame["patient_id"].fillna("").astype(str).map(patient_key)
     own = pd.Series([f"\0image:{i}" for i in range(len(frame))], index=frame.index)
@@ -72,7 +72,7 @@ def patient_units(frame):
 def image_hashes(paths, progress=False):
     """pHash and dHash (64 bits each) of every image, as a boolean array of shape (n, 2, 64)."""
     import imagehash
-    from skin_cnn.progress import progress_bar
+    from skin_cnn.core.progress import progress_bar
 
     from skin_cnn.data.reading import open_rgb
 
@@ -380,7 +380,7 @@ def load_split(path, icd10_map=None):
         No ``split`` column, a value other than train/val/test (row numbers given), or a patient
         whose images lie in more than one split.
     """
-    from skin_cnn.manifest import load_manifest, patient_key
+    from skin_cnn.data.manifest import load_manifest, patient_key
 
     frame = load_manifest(path, icd10_map=icd10_map)
     if "split" not in frame.columns:
@@ -435,12 +435,12 @@ def flow_counts(report, split_frame):
 
     Parameters
     ----------
-    report : skin_cnn.manifest.ValidationReport
+    report : skin_cnn.data.manifest.ValidationReport
         Validation of the whole manifest.
     split_frame : pandas.DataFrame
         The rows that were split (``split`` column).
     """
-    from skin_cnn.manifest import CODES
+    from skin_cnn.data.manifest import CODES
 
     all_rows = report.frame
     units = patient_units(all_rows) if "patient_id" in all_rows.columns else pd.Series(range(len(all_rows)))

@@ -1,6 +1,6 @@
 """``skin-cnn demo``: the whole pipeline on a synthetic demo set, offline, in a few minutes.
 
-Steps: generate the synthetic images (:mod:`skin_cnn.demo_data`) → validate the manifest →
+Steps: generate the synthetic images (:mod:`skin_cnn.data.demo_data`) → validate the manifest →
 split by patient → hue-crop boxes → train → evaluate on the test split → print where the report
 is. Everything it writes is labelled *synthetic*: the images are drawn by a program and its
 numbers say nothing about real photos.
@@ -16,15 +16,15 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from skin_cnn.progress import progress_bar
+from skin_cnn.core.progress import progress_bar
 
-from skin_cnn import atomic
+from skin_cnn.core import io as atomic
 from skin_cnn.data.crop import BOX_COLUMNS, hue_crop_box, resolve_crop_params
 from skin_cnn.data.reading import read_image
-from skin_cnn.demo_data import generate_demo_dataset
-from skin_cnn.manifest import load_manifest, validate_manifest
+from skin_cnn.data.demo_data import generate_demo_dataset
+from skin_cnn.data.manifest import load_manifest, validate_manifest
 from skin_cnn.models.weights import imagenet_weights_available
-from skin_cnn.split import patient_split, write_split
+from skin_cnn.data.split import patient_split, write_split
 from skin_cnn.training.config import resolve_config
 from skin_cnn.training.trainer import train
 

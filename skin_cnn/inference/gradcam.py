@@ -42,6 +42,8 @@ import tensorflow as tf
 from matplotlib import colormaps
 from PIL import Image
 
+from skin_cnn.data.preprocessing import heatmap_on_photo
+
 TARGETS = ("predicted", "positive", "negative")
 #: Narrowest caption of :func:`gradcam_figure`, in pixels; narrower photos get white beside them.
 MIN_CAPTION_WIDTH = 360
@@ -169,7 +171,7 @@ def gradcam_batch(model, images, tasks=None, layer_name=None, target="predicted"
         raise ValueError(
             f"images are {images.shape[1]}×{images.shape[2]} but the model takes "
             f"{expected[0]}×{expected[1]}; preprocess them first "
-            "(skin_cnn.predict.Predictor.preprocess)"
+            "(skin_cnn.inference.predictor.Predictor.preprocess)"
         )
     all_tasks = tuple(_output_tensors(model))
     tasks = all_tasks if tasks is None else tuple(tasks)
@@ -225,7 +227,7 @@ def gradcam(model, image, task, layer_name=None, target="predicted"):
     model : keras.Model
     image : array of shape (H, W, 3)
         Float RGB in [0, 255] at the model's input size (the output of
-        :meth:`skin_cnn.predict.Predictor.preprocess`).
+        :meth:`skin_cnn.inference.predictor.Predictor.preprocess`).
     task : str
         The task (output name) to explain.
     layer_name : str, optional
@@ -281,48 +283,6 @@ def overlay(image, heatmap, alpha=0.45, colormap="jet"):
 # the heat map on the photo, for people
 
 
-def heatmap_on_photo(heatmap, photo_shape, box, resize="stretch"):
-    """Map a heat map of the model input back onto the photo it was computed from.
-
-    The model input is the crop box of the photo, stretched (or, with ``resize="pad"``, scaled
-    and centred with black borders, as ``tf.image.resize_with_pad`` does) to the model's size.
-    This undoes that: the borders are cut off and the map is resized bilinearly to the box.
-
-    Parameters
-    ----------
-    heatmap : array of shape (h, w)
-        At the model input's resolution.
-    photo_shape : tuple
-        ``(H, W, ...)`` of the photo.
-    box : tuple of 4 int
-        ``(left, top, right, bottom)`` cut from the photo (right and bottom exclusive).
-    resize : {"stretch", "pad"}
-
-    Returns
-    -------
-    numpy.ndarray
-        float32 (H, W): the map inside the box, NaN outside it (the model never saw there).
-    """
-    heat = np.asarray(heatmap, dtype=np.float32)
-    height, width = int(photo_shape[0]), int(photo_shape[1])
-    left, top = max(0, int(box[0])), max(0, int(box[1]))
-    right, bottom = min(width, int(box[2])), min(height, int(box[3]))
-    if right <= left or bottom <= top:
-        raise ValueError(f"crop box {tuple(box)} lies outside the {width}×{height} photo")
-    box_w, box_h = int(box[2]) - int(box[0]), int(box[3]) - int(box[1])
-    if resize == "pad":
-        in_h, in_w = heat.shape
-        ratio = max(box_w / in_w, box_h / in_h)
-        used_h, used_w = int(box_h / ratio), int(box_w / ratio)
-        pad_top, pad_left = int((in_h - box_h / ratio) / 2), int((in_w - box_w / ratio) / 2)
-        heat = heat[pad_top : pad_top + max(1, used_h), pad_left : pad_left + max(1, used_w)]
-    region = np.asarray(Image.fromarray(heat).resize((box_w, box_h), Image.BILINEAR))
-    out = np.full((height, width), np.nan, dtype=np.float32)
-    out[top:bottom, left:right] = region[top - int(box[1]) : bottom - int(box[1]),
-                                         left - int(box[0]) : right - int(box[0])]
-    return out
-
-
 def _font(size, bold=False):
     from matplotlib import font_manager
 
@@ -353,7 +313,7 @@ def gradcam_figure(photo, heatmap, box, *, resize="stretch", title="", lines=(),
     Parameters
     ----------
     photo : array of shape (H, W, 3)
-        The decoded photo, uint8 RGB (what :meth:`skin_cnn.predict.Predictor.read` returns).
+        The decoded photo, uint8 RGB (what :meth:`skin_cnn.inference.predictor.Predictor.read` returns).
     heatmap : array of shape (h, w)
         The map at the model input's resolution (:func:`gradcam_batch`).
     box : tuple of 4 int

@@ -11,7 +11,7 @@ import os
 import numpy as np
 import pandas as pd
 
-from skin_cnn.diseases import TASK_NAMES, TASKS
+from skin_cnn.core.tasks import TASK_NAMES, TASKS
 
 PREDICTION_COLUMNS = ("image_path", "patient_id", "task", "y_true", "y_prob")
 
