@@ -95,3 +95,20 @@ def test_a_model_with_other_outputs_is_refused_before_predicting(run, tmp_path, 
     result = CliRunner().invoke(cli, ["evaluate", str(other), "--quiet"])
     assert result.exit_code == 1 and "are not skin-cnn tasks" in result.output
     assert "Traceback" not in result.output and "KeyError" not in result.output
+
+
+def test_a_run_from_before_the_hash_is_compared_image_by_image_with_its_split_file(run, tmp_path):
+    from skin_cnn.run_evaluation import split_change
+
+    edited = _swap_train_and_test(run, tmp_path / "old")
+    config = json.loads((edited / "config.json").read_text())
+    del config["run_split_sha256"]  # as written by earlier versions
+    (edited / "config.json").write_text(json.dumps(config))
+    change = split_change(edited)
+    assert change is not None and any(line.endswith("test → train") for line in change["moved"])
+    unchanged = tmp_path / "unchanged"
+    import shutil
+
+    shutil.copytree(run, unchanged)
+    (unchanged / "config.json").write_text(json.dumps(config))
+    assert split_change(unchanged) is None

@@ -140,10 +140,13 @@ def split_change(run_dir):
     added) would otherwise have ``evaluate`` report training photos as "test". When the split
     file trained on still exists unchanged, the images whose split differs are listed too.
 
+    Runs trained before ``run_split_sha256`` was recorded are compared image by image with the
+    split file trained on, when that still exists unchanged.
+
     Returns
     -------
     dict or None
-        None when the copy is unchanged (or the run records no hash to compare with); else
+        None when the copy is unchanged (or nothing recorded allows a comparison); else
         ``recorded``, ``found`` (SHA-256s), ``moved`` (``"image: train → test"`` lines, images
         added or removed included; empty when the original is not available) and ``text``
         (one sentence).
@@ -152,14 +155,18 @@ def split_change(run_dir):
 
     run_dir = Path(run_dir)
     config = _config(run_dir)
-    recorded = config.get("run_split_sha256")
     copy = run_dir / "split.csv"
-    if not recorded or not copy.is_file():
+    if not copy.is_file():
         return None
+    recorded = config.get("run_split_sha256")
     found = sha256_file(copy)
     if found == recorded:
         return None
     moved = _moved_images(run_dir, config)
+    if not recorded:
+        if not moved:
+            return None
+        recorded = config.get("split_sha256") or ""
     text = (f"{copy} is not the split this model was trained on (SHA-256 {found[:12]}… where "
             f"config.json records {recorded[:12]}…)")
     if moved:
