@@ -55,6 +55,7 @@ def test_the_same_file_under_another_name_is_recognised(tmp_path):
     ("folds.csv", lambda m, f: ["cv", m, "-o", m.parent]),
     ("predictions_test.csv", lambda m, f: ["evaluate", "--predictions", m, "-o", m.parent]),
     ("compare.csv", lambda m, f: ["compare", m, f, "-o", m.parent]),
+    ("holdout_predictions.csv", lambda m, f: ["cleanse", "train", "--skin", m, "-o", m.parent]),
 ])
 def test_every_command_with_an_output_refuses_to_write_over_its_input(tmp_path, command, name):
     given = tmp_path / name

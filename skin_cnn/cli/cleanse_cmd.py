@@ -94,7 +94,11 @@ def train_command(skin, non_skin, n_nonskin, out, epochs, batch_size, input_size
     OUT/training_curve.png. Positive class: non-skin.
     """
     from skin_cnn.cleanse import classifier
+    from skin_cnn.cli.options import refuse_overwriting
 
+    refuse_overwriting([skin], [Path(out) / name for name in (
+        classifier.MODEL_FILENAME, classifier.METRICS_FILENAME, classifier.PREDICTIONS_FILENAME,
+        classifier.HISTORY_PLOT_FILENAME)])
     skin_paths = classifier.image_paths_from(skin, max_images=max_per_class, seed=seed)
     if non_skin is None:
         non_skin = Path(out) / "nonskin_examples"
