@@ -273,20 +273,10 @@ def _free_port():
 
 def test_fifty_concurrent_requests_on_a_real_server_all_succeed(predictor, photo):
     import httpx
-    import uvicorn
 
     from skin_cnn.serve.app import create_app
 
-    port = _free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(predictor), host="127.0.0.1", port=port, log_level="warning")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert server.started
+    server, thread, port = _start_server(create_app(predictor))
     data = photo.read_bytes()
 
     async def burst():
