@@ -32,7 +32,7 @@ def _swap_train_and_test(run_dir, target):
 
 
 def test_training_records_the_hash_of_the_runs_own_split_copy(run):
-    from skin_cnn.evaluation.flow import sha256_file
+    from skin_cnn.core.io import sha256_file
     from skin_cnn.inference.evaluate_run import split_change
 
     config = json.loads((run / "config.json").read_text())
@@ -98,7 +98,7 @@ def test_a_model_with_other_outputs_is_refused_before_predicting(run, tmp_path, 
 
 
 def test_a_run_from_before_the_hash_is_compared_image_by_image_with_its_split_file(run, tmp_path):
-    from skin_cnn.run_evaluation import split_change
+    from skin_cnn.inference.evaluate_run import split_change
 
     edited = _swap_train_and_test(run, tmp_path / "old")
     config = json.loads((edited / "config.json").read_text())

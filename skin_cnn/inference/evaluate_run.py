@@ -151,7 +151,7 @@ def split_change(run_dir):
         added or removed included; empty when the original is not available) and ``text``
         (one sentence).
     """
-    from skin_cnn.evaluation.flow import sha256_file
+    from skin_cnn.core.io import sha256_file
 
     run_dir = Path(run_dir)
     config = _config(run_dir)
@@ -177,7 +177,7 @@ def split_change(run_dir):
 def _moved_images(run_dir, config):
     """``"image: old → new"`` for every image whose split differs between the split file trained
     on (when it still exists with the recorded SHA-256) and the run's ``split.csv``."""
-    from skin_cnn.evaluation.flow import sha256_file
+    from skin_cnn.core.io import sha256_file
     from skin_cnn.data.split import load_split
 
     original = Path(config.get("split") or "")
