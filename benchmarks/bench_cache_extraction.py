@@ -1,6 +1,6 @@
 """Feature-cache extraction speed vs a bare VGG-16 forward pass at the same size.
 
-The extraction is ``skin_cnn.training.feature_cache.build_cache`` as training runs it: prepared
+The extraction is ``skin_cnn.training.feature_cache.build_chunk`` as training runs it: prepared
 uint8 images read row by row, the K augmented views made by ``view_images``, the frozen trunk
 applied in batches, features written to the cache. The reference is the same frozen trunk
 (``split_at_frozen_boundary``) run on one in-memory float32 batch again and again. Both are
@@ -45,7 +45,7 @@ def main(argv=None):
     from skin_cnn.data.preprocessing import Preprocessing, prepare_images
     from skin_cnn.models import build_model, split_at_frozen_boundary
     from skin_cnn.data.split import load_split
-    from skin_cnn.training.feature_cache import build_cache
+    from skin_cnn.training.feature_cache import FeatureSettings, build_chunk, image_identities
 
     model = build_model("P", input_shape=(args.size, args.size, 3), weights=args.weights, seed=0)
     trunk, _ = split_at_frozen_boundary(model)
@@ -55,6 +55,7 @@ def main(argv=None):
         frame = load_split(small_split(args.data, tmp / "split.csv", args.train_images, args.val_images))
         prepared, _ = prepare_images(frame, Preprocessing(image_size=(args.size, args.size)), tmp / "prep",
                                      progress=False)
+        identities = image_identities(frame)
         n_images = len(prepared["val"].store) + (1 + args.views) * len(prepared["train"].store)
         forward = tf.function(lambda x: trunk(x, training=False))
         train_store = prepared["train"].store
@@ -63,7 +64,8 @@ def main(argv=None):
         extraction, bare = [], []
         for r in range(args.rounds):
             start = time.perf_counter()
-            build_cache(tmp / f"cache{r}", "key", trunk, prepared, augment=augment, views=args.views, seed=r,
+            settings = FeatureSettings(trunk_digest="bench", preprocessing={}, augmentation=augment.to_dict(), seed=r)
+            build_chunk(tmp / f"cache{r}", trunk, prepared, identities, settings, views=args.views, augment=augment,
                         batch_size=args.batch, progress=False)
             extraction.append(n_images / (time.perf_counter() - start))
             start = time.perf_counter()

@@ -14,6 +14,8 @@ os.environ.setdefault("KERAS_HOME", os.path.join(_cache, "keras"))
 os.environ.setdefault("MPLCONFIGDIR", os.path.join(_cache, "mpl"))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("MPLBACKEND", "Agg")
+# the per-user feature cache stays in the temporary folder (each test gets its own: see below)
+os.environ["SKIN_CNN_CACHE_DIR"] = os.path.join(_cache, "features")
 
 import pytest  # noqa: E402
 
@@ -48,3 +50,15 @@ def vgg16_weights():
     if not VGG16_WEIGHTS.is_file():
         pytest.skip(f"{VGG16_WEIGHTS} not found: set SKIN_CNN_VGG16_WEIGHTS or SKIN_CNN_SHARED")
     return VGG16_WEIGHTS
+
+
+@pytest.fixture(autouse=True)
+def feature_cache_dir(tmp_path_factory, monkeypatch):
+    """A fresh default feature cache per test (``$SKIN_CNN_CACHE_DIR``), so no test reuses another's features.
+
+    Module-scoped fixtures run before it and share the session's folder; tests that check what
+    they built pass ``cache_dir`` themselves.
+    """
+    folder = tmp_path_factory.mktemp("feature-cache")
+    monkeypatch.setenv("SKIN_CNN_CACHE_DIR", str(folder))
+    return folder

@@ -53,21 +53,32 @@ def test_saved_model_on_images_matches_the_heads_on_cached_features(split_csv, t
     assert len([p for p in cache_dir.iterdir() if not p.name.startswith(".")]) == 2
 
 
-def test_cache_key_changes_with_the_image_files_and_settings(split_csv):
+def test_cache_key_changes_with_the_settings_and_identities_with_the_content(split_csv, tmp_path):
+    import shutil
+
     from skin_cnn.data.split import load_split
-    from skin_cnn.training.feature_cache import cache_key
-    from skin_cnn.training.feature_cache import image_fingerprints
+    from skin_cnn.training.feature_cache import cache_key, image_identities
+
+    base = dict(preprocessing={"image_size": [32, 32]}, trunk_digest="t")
+    key = cache_key(**base)
+    assert key == cache_key(**base) == cache_key(**base, precision="float32")
+    assert key != cache_key(**dict(base, trunk_digest="u"))
+    assert key != cache_key(**dict(base, preprocessing={"image_size": [40, 40]}))
+    assert key != cache_key(**base, precision="bfloat16")
 
     frame = load_split(split_csv)
-    base = dict(preprocessing={"image_size": [32, 32]}, trunk_digest="t", augmentation={}, views=2, seed=0)
-    key = cache_key(image_fingerprints(frame), **base)
-    assert key == cache_key(image_fingerprints(frame), **base)
-    assert key != cache_key(image_fingerprints(frame), **dict(base, views=3))
-    assert key != cache_key(image_fingerprints(frame), **dict(base, trunk_digest="u"))
-    path = frame["image_path"].iloc[0]
+    path = tmp_path / ("copy" + os.path.splitext(frame["image_path"].iloc[0])[1])
+    shutil.copyfile(frame["image_path"].iloc[0], path)
+    frame.loc[frame.index[0], "image_path"] = str(path)
+    before = image_identities(frame)
     st = os.stat(path)
-    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
-    assert key != cache_key(image_fingerprints(frame), **base)
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))  # touched, same bytes: the same image
+    assert image_identities(frame).equals(before)
+    with open(path, "ab") as fh:  # other bytes: another image
+        fh.write(b"\0")
+    after = image_identities(frame)
+    assert after["sha256"].iloc[0] != before["sha256"].iloc[0]
+    assert after.iloc[1:].equals(before.iloc[1:])
 
 
 def test_each_epoch_draws_one_stored_view_per_image_from_seed_and_epoch():
@@ -105,7 +116,7 @@ def test_leftovers_of_killed_processes_are_removed_and_live_ones_kept(tmp_path):
     assert (tmp_path / f".prepared-{os.getpid()}-y1").is_dir()  # a live process's folder is not touched
 
 
-def test_the_cache_holds_no_test_images_and_the_views_extraction_used(split_csv, tmp_path):
+def test_the_cache_holds_no_test_images_and_the_views_extraction_used(split_csv, tmp_path, feature_cache_dir):
     """Stored view v of image i is the trunk applied to view_images(..., v) of that image."""
     import keras
 
@@ -114,20 +125,28 @@ def test_the_cache_holds_no_test_images_and_the_views_extraction_used(split_csv,
     from skin_cnn.models import split_at_frozen_boundary
     from skin_cnn.data.split import load_split
     from skin_cnn.training import train
-    from skin_cnn.training.feature_cache import open_cache
+    from skin_cnn.training.feature_cache import image_identities, open_chunk
     from skin_cnn.training.trainer import augment_config
 
     config = tiny_config(split_csv, tmp_path / "run", epochs=1, cache_views=2)
     train(config, progress=False, echo=lambda m: None)
-    cache = open_cache(next((tmp_path / "run" / "feature_cache").glob("*/index.json")).parent)
+    (folder,) = feature_cache_dir.glob("*/chunks/*")
+    chunk = open_chunk(folder)
     frame = load_split(split_csv)
-    assert len(cache.index["positions"]["train"]) == (frame["split"] == "train").sum()
-    assert not hasattr(cache, "test")
+    stored = chunk.rows.set_index("image_path")
+    assert set(stored.index) == set(frame.loc[frame["split"] != "test", "image_path"].astype(str))
+    assert (stored.loc[frame.loc[frame["split"] == "val", "image_path"].astype(str), "array"] == "val").all()
     prepared, _ = prepare_images(frame, config.preprocessing(), tmp_path / "prep", splits=("train",), progress=False)
+    train_rows = frame.loc[prepared["train"].positions]
     model = keras.models.load_model(tmp_path / "run" / "best.keras", compile=False)
     trunk, _ = split_at_frozen_boundary(model)
     idx = np.arange(min(3, len(prepared["train"].store)))
-    for view in range(cache.num_views):
-        images = view_images(prepared["train"].store, idx, view, seed=config.seed, augment=augment_config(config))
-        np.testing.assert_allclose(np.asarray(trunk(images, training=False)), cache.train[view, idx], atol=1e-4)
-    assert not np.allclose(cache.train[0, idx], cache.train[1, idx])  # augmented views differ from the clean one
+    keys = image_identities(train_rows.iloc[idx])["aug_key"].to_numpy()
+    rows = stored.loc[train_rows["image_path"].astype(str).iloc[idx], "row"].astype(int).to_numpy()
+    assert chunk.arrays["train"].shape[0] == 3
+    for view in range(3):
+        images = view_images(prepared["train"].store, idx, view, seed=config.seed, augment=augment_config(config),
+                             keys=keys)
+        np.testing.assert_allclose(np.asarray(trunk(images, training=False)), chunk.arrays["train"][view, rows],
+                                   atol=1e-4)
+    assert not np.allclose(chunk.arrays["train"][0, rows], chunk.arrays["train"][1, rows])  # augmented differ

@@ -1,6 +1,5 @@
 """skin-cnn preview: the batch training fed, pixel for pixel, and the grid drawn from it."""
 import numpy as np
-import pandas as pd
 import pytest
 from click.testing import CliRunner
 from PIL import Image
@@ -50,19 +49,24 @@ def test_preview_of_a_cached_run_shows_the_stored_view_of_each_image(split_csv, 
     from skin_cnn.data.pipeline import epoch_order
     from skin_cnn.models import split_at_frozen_boundary
     from skin_cnn.training import train
-    from skin_cnn.training.feature_cache import open_cache
+    from skin_cnn.data.split import load_split
+    from skin_cnn.training.feature_cache import cached_features
     from skin_cnn.training.preview import run_training_batch
+    from skin_cnn.training.trainer import feature_settings
 
     out = tmp_path / "run"
     config = tiny_config(split_csv, out, variant="P", epochs=2, batch_size=4, cache_views=2)
     train(config, progress=False, echo=lambda m: None)
     (images, rows), _ = run_training_batch(out, epoch=2, batch=0)
     assert set(rows["view"]) <= {0, 1, 2}
-    cache = open_cache(next((out / "feature_cache").glob("*/index.json")).parent)
-    positions = cache.index["positions"]["train"]
-    diseases = pd.read_csv(out / "split.csv").loc[positions, "diagnosis"].to_numpy()
-    idx = epoch_order(config.seed, 1, diseases)[:4]
     trunk, _ = split_at_frozen_boundary(keras.models.load_model(out / "best.keras", compile=False))
+    settings, views = feature_settings(config, trunk)
+    messages = []
+    cache = cached_features(load_split(out / "split.csv"), {"train": 1 + views}, trunk, settings,
+                            progress=False, echo=messages.append)
+    assert cache.reused, messages  # the features the run trained on
+    diseases = load_split(out / "split.csv").loc[cache.positions["train"], "diagnosis"].to_numpy()
+    idx = epoch_order(config.seed, 1, diseases)[:4]
     expected = cache.train[rows["view"].to_numpy(), idx]
     np.testing.assert_allclose(np.asarray(trunk(images, training=False)), expected, atol=1e-4)
 

@@ -26,7 +26,7 @@ def _weights(path):
 
 
 @pytest.mark.parametrize("variant", ["P", "N"])
-def test_a_run_killed_mid_epoch_resumes_to_the_same_weights_and_history(tmp_path, variant):
+def test_a_run_killed_mid_epoch_resumes_to_the_same_weights_and_history(tmp_path, variant, feature_cache_dir):
     """P trains on cached features, N on augmented images: both replay the killed epoch exactly."""
     from skin_cnn.training import load_resume_config, train
 
@@ -56,7 +56,7 @@ def test_a_run_killed_mid_epoch_resumes_to_the_same_weights_and_history(tmp_path
         assert any("reusing feature cache" in m for m in messages)
     # the killed process's preparation folder and partial cache are gone
     assert not list(killed.glob(".prepared-*"))
-    assert not list(killed.glob("feature_cache/.*"))
+    assert not list(feature_cache_dir.glob("*/chunks/.*"))
 
     reference = tmp_path / "reference"
     train(tiny_config(split, reference, **settings), progress=False, echo=lambda m: None)

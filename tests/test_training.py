@@ -166,7 +166,7 @@ def test_two_runs_with_the_same_seed_give_the_same_history(split_csv, tmp_path, 
     assert not math.isclose(float(a["loss"].iloc[-1]), float(c["loss"].iloc[-1]), rel_tol=1e-6)
 
 
-def test_training_never_reads_the_test_split(tmp_path):
+def test_training_never_reads_the_test_split(tmp_path, feature_cache_dir):
     """An unreadable test photo is not even noticed: training prepares train and val only."""
     from skin_cnn.data.split import load_split, write_split
     from skin_cnn.training import train
@@ -184,8 +184,8 @@ def test_training_never_reads_the_test_split(tmp_path):
         assert pd.read_csv(out / "skipped_images.csv").empty
         assert not (out / "eval_test").exists()  # looking at the test split is a deliberate act
         assert not list(out.glob(".prepared-*"))
-    index = json.loads(next((tmp_path / "P" / "feature_cache").glob("*/index.json")).read_text())
-    assert set(index["positions"]) == {"train", "val"}
+    stored = pd.concat([pd.read_csv(f) for f in feature_cache_dir.glob("*/chunks/*/rows.csv")])
+    assert set(stored["image_path"]) == set(frame.loc[frame["split"] != "test", "image_path"].astype(str))
 
 
 def test_resume_of_a_finished_run_keeps_its_model_card_and_summary(split_csv, tmp_path):

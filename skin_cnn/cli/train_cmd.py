@@ -73,7 +73,8 @@ def recipe_options(function):
         click.option("--cache-views", type=int, default=D.cache_views,
             help="Augmented views per training image in the cache."),
         click.option("--cache-dir", type=click.Path(file_okay=False), default=None,
-            help="Shared feature-cache folder (default: RUN/feature_cache)."),
+            help="Feature-cache folder, shared by every run (default: $SKIN_CNN_CACHE_DIR, else "
+                 "~/.cache/skin-cnn/features)."),
         click.option("--head", type=click.Choice(HEADS), default=D.head,
             help="mlp: the study's heads, trained by epochs; linear: a logistic regression per task "
                  "on train + val (variant P, frozen trunk).")

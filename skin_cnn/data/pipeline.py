@@ -74,18 +74,21 @@ def epoch_views(seed, epoch, n_images, n_views):
     return np.random.default_rng([int(seed), int(epoch), 1]).integers(0, n_views, size=n_images)
 
 
-def view_images(store, indices, view, *, seed, augment):
+def view_images(store, indices, view, *, seed, augment, keys=None):
     """Stored feature-cache view ``view`` of the images at ``indices``, float32 (n, H, W, 3).
 
     View 0 is the clean image; view ``v > 0`` is augmented with the parameters of
-    ``(seed, (CACHED_VIEW, v), index)``. The feature cache extracts its views with this, and
-    ``preview`` redraws them with it.
+    ``(seed, (CACHED_VIEW, v), key)``, where ``key`` is the image's entry of ``keys`` (the
+    feature cache passes a number derived from the photo's content, so a photo's stored views do
+    not depend on where it sits in a split) or, without ``keys``, its index. The feature cache
+    extracts its views with this, and ``preview`` redraws them with it.
     """
     indices = np.asarray(indices, dtype=np.int64).reshape(-1)
     images = np.asarray(store.read(indices), dtype="float32")
     if view == 0 or not augment.enabled:
         return images
-    params = augmentation_params(seed, (CACHED_VIEW, int(view)), indices, augment)
+    draws = indices if keys is None else np.asarray(keys, dtype=np.int64).reshape(-1)
+    params = augmentation_params(seed, (CACHED_VIEW, int(view)), draws, augment)
     return np.asarray(apply_augmentation(images, params, augment.fill_mode))
 
 

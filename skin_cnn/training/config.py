@@ -93,8 +93,8 @@ class TrainConfig:
     cache_views : int
         Augmented views per training image stored in the feature cache, besides the clean view.
     cache_dir : str or None
-        Shared folder for feature caches, keyed by a hash of everything they depend on;
-        default ``<run folder>/feature_cache``.
+        Feature-cache folder, shared by every run and found again by each photo's content;
+        default the per-user folder (:func:`skin_cnn.training.feature_cache.default_cache_dir`).
     strategy : {"auto", "mirrored", "multi-worker"}
         tf.distribute strategy (docs/distributed.md).
     evaluate : bool

@@ -35,7 +35,6 @@ import pandas as pd
 from sklearn.model_selection import StratifiedGroupKFold
 
 from skin_cnn.core import io as atomic
-from skin_cnn.data.preprocessing import prepare_images
 from skin_cnn.core.tasks import TASK_NAMES
 from skin_cnn.evaluation import evaluate_predictions
 from skin_cnn.evaluation.report import write_evaluation
@@ -48,9 +47,9 @@ from skin_cnn.data.split import group_images, load_split, write_split
 from skin_cnn.training import run_folder
 from skin_cnn.training.callbacks import predict_batches, save_model_atomic
 from skin_cnn.training.config import resolve_config
-from skin_cnn.training.feature_cache import build_cache, cache_key, find_cache, image_fingerprints, weights_digest
-from skin_cnn.training.trainer import (SharedFeatures, augment_config, load_resume_config, preparation_folder,
-                                       train)
+from skin_cnn.training.feature_cache import cached_features
+from skin_cnn.training.trainer import (SharedFeatures, feature_settings, load_resume_config,
+                                       preparation_folder, train)
 
 FOLDS_FILE = "folds.csv"
 #: Files ``run_cv`` writes at the top of its folder (commands check that none is an input).
@@ -115,32 +114,22 @@ def read_source(path):
 
 # ----------------------------------------------------------------------------------------------
 def shared_features(config, frame, out, *, progress, echo):
-    """Extract the trunk features of every image (and K views) once, for all folds."""
+    """The trunk features of every image (and K views) for all folds: from the cache, computed where missing."""
     model = build_model(config.variant, input_shape=(config.image_size, config.image_size, 3),
                         weights=config.model_weights(), fine_tune_blocks=config.fine_tune_blocks, seed=config.seed,
                         head=config.head, pool_blocks=config.pooled_blocks(), mirror=config.mirror,
                         sqrt_features=config.sqrt_features)
     feature_model, _ = split_at_frozen_boundary(model)
-    augment = augment_config(config)
-    views = int(config.cache_views) if augment.enabled else 0
+    settings, views = feature_settings(config, feature_model)
     everything = frame.assign(split="train")
-    key = cache_key(image_fingerprints(everything), preprocessing=config.preprocessing().to_dict(),
-                    trunk_digest=weights_digest(feature_model), augmentation=augment.to_dict() if views else {},
-                    views=views, seed=config.seed)
-    cache_dir = Path(config.cache_dir) if config.cache_dir else Path(out) / "feature_cache"
-    cache = find_cache(cache_dir, key)
-    if cache is not None:
-        echo(f"reusing feature cache {cache.path}")
-    else:
-        echo(f"extracting features once for all folds: {len(frame)} images, 1 clean + {views} augmented views")
-        with preparation_folder(out) as work:
-            prepared, skipped = prepare_images(everything, config.preprocessing(), work, progress=progress)
-            cache = build_cache(cache_dir, key, feature_model, prepared, augment=augment, views=views,
-                                seed=config.seed, progress=progress, extra_index={"skipped": skipped})
-    paths = frame["image_path"].astype(str).to_numpy()
-    positions = cache.index["positions"]["train"]
-    row_of = {paths[p]: i for i, p in enumerate(positions)}
-    return SharedFeatures(cache, row_of, list(cache.index.get("skipped", [])))
+    echo(f"extracting features once for all folds: {len(frame)} images, 1 clean + {views} augmented views "
+         "(photos already in the feature cache are reused)")
+    with preparation_folder(out) as work:
+        cache = cached_features(everything, {"train": 1 + views}, feature_model, settings, cache_dir=config.cache_dir,
+                                work=work, progress=progress, echo=echo)
+        if "train" in cache.files:  # the gathered array outlives the scratch folder
+            cache.arrays["train"] = np.array(cache.arrays["train"])
+    return SharedFeatures.from_cache(cache, everything)
 
 
 def out_of_fold_predictions(fold_dirs, fold_frames, shared, config):
@@ -150,10 +139,10 @@ def out_of_fold_predictions(fold_dirs, fold_frames, shared, config):
         held = frame[frame["split"] == "test"]
         model = keras.models.load_model(Path(fold_dir) / "best.keras", compile=False)
         if shared is not None:
-            held = held[held["image_path"].astype(str).isin(shared.row_of.keys())]
-            rows = [shared.row_of[p] for p in held["image_path"].astype(str)]
+            labels, rows = shared.rows_of(held)
+            held = held.loc[labels]
             _, head = split_at_frozen_boundary(model)
-            probabilities = predict_batches(head, np.asarray(shared.cache.train[0, rows]), batch_size=1024)
+            probabilities = predict_batches(head, np.asarray(shared.features[0, rows]), batch_size=1024)
         else:
             result = predict_frame(model, held, config.preprocessing(), progress=False)
             held, probabilities = result.kept(held)

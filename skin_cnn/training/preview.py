@@ -26,6 +26,7 @@ from skin_cnn.data.skipped import read_skipped
 from skin_cnn.data.split import load_split
 from skin_cnn.training import run_folder
 from skin_cnn.training.config import resolve_config
+from skin_cnn.training.feature_cache import image_identities
 from skin_cnn.training.trainer import augment_config
 
 
@@ -90,9 +91,10 @@ def training_batch(config, frame, *, epoch=1, batch=0, skipped=None, progress=Fa
             n_views = 1 + (int(config.cache_views) if augment.enabled else 0)
             views = epoch_views(config.seed, e, len(order), n_views)[idx]
             images = np.zeros((len(idx),) + store.row_shape, dtype=np.float32)
+            keys = image_identities(train.iloc[idx])["aug_key"].to_numpy()  # views drawn per photo content
             for view in np.unique(views):
                 at = np.flatnonzero(views == view)
-                images[at] = view_images(store, idx[at], int(view), seed=config.seed, augment=augment)
+                images[at] = view_images(store, idx[at], int(view), seed=config.seed, augment=augment, keys=keys[at])
         else:
             stream = image_stream(store, diseases, seed=config.seed, epochs=[e], batch_size=bs, augment=augment,
                                   balanced=config.balanced)

@@ -13,7 +13,6 @@
       skipped_images.csv     images that could not be read, with the reason
       model_card.md          intended use, data, metrics, limitations
       tensorboard/           TensorBoard logs
-      feature_cache/         stored trunk features (variant P), keyed by a hash
       backup/state.npz       what ``--resume`` continues from (removed when the run finishes)
       status.json            written when training ends: finished, best epoch, epochs run
       eval_test/             ``skin-cnn evaluate`` of the best model on the test split

@@ -49,8 +49,8 @@ from skin_cnn.training import run_folder
 from skin_cnn.training.config import TrainConfig, prepared_bytes, resolve_config, run_config_document
 from skin_cnn.training.curves import plot_training_curves
 from skin_cnn.training.distribute import make_strategy, output_dir_for, patch_keras_for_multi_worker
-from skin_cnn.training.feature_cache import (build_cache, cache_key, find_cache, image_fingerprints, pid_alive,
-                                             remove_stale_partials, weights_digest)
+from skin_cnn.training.feature_cache import (FeatureSettings, cached_features, identity_of, image_identities,
+                                             pid_alive, weights_digest)
 
 PREPARED_PREFIX = ".prepared-"
 
@@ -97,7 +97,7 @@ class TrainingData:
         Frame row labels of the validation rows of ``val_x``.
     skipped : list of dict
         Unreadable images (``image_path``, ``split``, ``reason``).
-    cache : FeatureCache or None
+    cache : CachedFeatures or None
     """
 
     train_model: object
@@ -261,17 +261,45 @@ class SharedFeatures:
 
     Attributes
     ----------
-    cache : FeatureCache
-        Its ``train`` array holds 1 + K views of every image.
-    row_of : dict of str -> int
-        Image path → row of the cache.
+    cache : CachedFeatures
+        Where they came from (its entry path is reported by the runs).
+    features : numpy.ndarray, (1 + K, n, ...)
+        The clean view and K augmented views of every readable image of the superset.
+    row_of : dict of identity -> int
+        Image identity ``(image_path, sha256, box, diagnosis)`` → row of ``features``.
     skipped : list of dict
         Images that could not be read (``image_path``, ``split``, ``reason``).
     """
 
     cache: object
+    features: np.ndarray
     row_of: dict
     skipped: list
+
+    @classmethod
+    def from_cache(cls, cache, frame, split="train"):
+        """The features of ``cache.arrays[split]``, indexed by the identity of ``frame``'s rows."""
+        identities = image_identities(frame.loc[cache.positions[split]])
+        row_of = {identity_of(r): i for i, r in enumerate(identities.to_dict("records"))}
+        return cls(cache, cache.arrays[split], row_of, list(cache.skipped))
+
+    def rows_of(self, part):
+        """``(frame labels, feature rows)`` of the readable rows of ``part``, matched by identity.
+
+        A row that is neither among the features nor among the unreadable images (its file or
+        diagnosis changed since the features were extracted) is a ValueError naming it.
+        """
+        unreadable = {s["image_path"] for s in self.skipped}
+        labels, rows = [], []
+        for label, record in zip(part.index, image_identities(part).to_dict("records")):
+            row = self.row_of.get(identity_of(record))
+            if row is not None:
+                labels.append(label)
+                rows.append(row)
+            elif record["image_path"] not in unreadable:
+                raise ValueError(f"{record['image_path']}: not among the features extracted for this "
+                                 "cross-validation (its file or diagnosis changed since); start it again")
+        return np.asarray(labels, dtype=np.int64), np.asarray(rows, dtype=np.int64)
 
 
 def training_data(config, frame, model, work, run_dir, *, info, progress, echo, shared=None):
@@ -296,50 +324,53 @@ def training_data(config, frame, model, work, run_dir, *, info, progress, echo, 
                         prepared["val"].store, prepared["val"].positions, skipped)
 
 
-def _cached_training_data(config, frame, model, work, run_dir, augment, *, progress, echo):
-    feature_model, head_model = split_at_frozen_boundary(model)
+def feature_settings(config, feature_model, precision=None):
+    """The :class:`~skin_cnn.training.feature_cache.FeatureSettings` of a run's frozen trunk.
+
+    ``precision`` is the resolved compute precision of the trunk (default: the config's
+    ``precision`` when it has one, else ``"float32"``). Returns the settings and ``K``, the
+    augmented views stored per training image.
+    """
+    augment = augment_config(config)
     views = int(config.cache_views) if augment.enabled else 0
-    key = cache_key(image_fingerprints(frame), preprocessing=config.preprocessing().to_dict(),
-                    trunk_digest=weights_digest(feature_model),
-                    augmentation=augment.to_dict() if views else {}, views=views, seed=config.seed)
-    cache_dir = Path(config.cache_dir) if config.cache_dir else Path(run_dir) / "feature_cache"
-    remove_stale_partials(cache_dir)
-    cache = find_cache(cache_dir, key)
-    if cache is not None:
-        echo(f"reusing feature cache {cache.path}")
-    else:
-        echo(f"building feature cache {cache_dir / key} (1 clean + {views} augmented views per training image)")
-        prepared, skipped = prepare_images(frame, config.preprocessing(), work, progress=progress)
-        cache = build_cache(cache_dir, key, feature_model, prepared, augment=augment, views=views,
-                            seed=config.seed, progress=progress, extra_index={"skipped": skipped})
-    positions = {s: np.asarray(cache.index["positions"][s], dtype=np.int64) for s in ("train", "val")}
+    settings = FeatureSettings(trunk_digest=weights_digest(feature_model),
+                               preprocessing=config.preprocessing().to_dict(),
+                               precision=str(precision or getattr(config, "precision", None) or "float32"),
+                               augmentation=augment.to_dict() if views else {}, seed=int(config.seed))
+    return settings, views
+
+
+def _cached_training_data(config, frame, model, work, run_dir, augment, *, progress, echo):
+    """Heads on cached trunk features; rows found by image identity, in the current frame's order."""
+    feature_model, head_model = split_at_frozen_boundary(model)
+    settings, views = feature_settings(config, feature_model)
+    cache = cached_features(frame, {"train": 1 + views, "val": 1}, feature_model, settings,
+                            cache_dir=config.cache_dir, work=work, progress=progress, echo=echo)
+    positions = cache.positions
     diseases = frame.loc[positions["train"], "diagnosis"].to_numpy()
     features = cache.train
-    if features.nbytes > (1 << 30):
-        features = ImageStore.from_npy(cache.path / "train.npy", leading_axes=2)
+    if "train" in cache.files:
+        features = ImageStore.from_npy(cache.files["train"], leading_axes=2)
 
     def stream(initial_epoch, shard=None):
         return feature_stream(features, diseases, seed=config.seed, epochs=range(initial_epoch, config.epochs),
                               batch_size=config.batch_size, balanced=config.balanced, shard=shard)
 
     return TrainingData(head_model, stream, steps_per_epoch(len(diseases), config.batch_size), cache.val,
-                        positions["val"], list(cache.index.get("skipped", [])), cache, features, positions["train"])
+                        positions["val"], list(cache.skipped), cache, features, positions["train"])
 
 
 def _shared_training_data(config, frame, model, shared):
-    """Training data from a :class:`SharedFeatures` superset: rows selected, nothing extracted."""
+    """Training data from a :class:`SharedFeatures` superset: rows selected by identity, nothing extracted."""
     _, head_model = split_at_frozen_boundary(model)
-    paths = frame["image_path"].astype(str)
     positions, rows = {}, {}
     for split in ("train", "val"):
-        part = frame.index[(frame["split"] == split) & paths.isin(shared.row_of.keys())]
-        positions[split] = np.asarray(part, dtype=np.int64)
-        rows[split] = np.asarray([shared.row_of[p] for p in paths[part]], dtype=np.int64)
-    split_of = dict(zip(paths, frame["split"]))
+        positions[split], rows[split] = shared.rows_of(frame[frame["split"] == split])
+    split_of = dict(zip(frame["image_path"].astype(str), frame["split"]))
     skipped = [dict(s, split=split_of[s["image_path"]]) for s in shared.skipped
                if split_of.get(s["image_path"]) in ("train", "val")]
-    features = np.asarray(shared.cache.train[:, rows["train"]], dtype="float32")
-    val_x = np.asarray(shared.cache.train[0, rows["val"]], dtype="float32")
+    features = np.asarray(shared.features[:, rows["train"]], dtype="float32")
+    val_x = np.asarray(shared.features[0, rows["val"]], dtype="float32")
     diseases = frame.loc[positions["train"], "diagnosis"].to_numpy()
 
     def stream(initial_epoch, shard=None):
