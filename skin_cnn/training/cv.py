@@ -267,10 +267,9 @@ def nested_scores(config, frame, folds, shared, fold_dirs, out, echo):
         echo("the ensemble's threshold is fitted on single-model out-of-fold predictions: nested ensemble scores "
              "need the linear head; it is stored as not validated for the ensemble")
         return None
-    paths = frame["image_path"].astype(str)
-    readable = paths.isin(shared.row_of.keys()).to_numpy()
-    rows = [shared.row_of[p] for p in paths[readable]]
-    features = np.asarray(shared.cache.train[:, rows])
+    labels, rows = shared.rows_of(frame)  # in frame order, found by image identity
+    readable = frame.index.isin(labels)
+    features = np.asarray(shared.features[:, rows])
     try:
         table = nested_ensemble_predictions(frame[readable], folds[readable] + 1, features, fold_dirs, TASK_NAMES)
     except ValueError as exc:
