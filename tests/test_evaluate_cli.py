@@ -336,3 +336,46 @@ def test_a_missing_column_is_refused_before_the_model_is_loaded(tmp_path, monkey
     message = result.output.strip().splitlines()[-1]
     assert f"{option} source" in message and "'source'" in message and "source_repo" in message
     assert "Traceback" not in result.output and not (run_dir / "eval_test").exists()
+
+
+def _header(md, first):
+    return next(line for line in md.splitlines() if line.startswith(f"| {first} |")).split("|")
+
+
+def test_every_table_puts_sensitivity_before_specificity_and_the_auc_as_a_proportion(evaluated):
+    out, result = evaluated
+    md = (out / "report.md").read_text()
+    metrics = json.loads((out / "metrics.json").read_text())["tasks"]
+    for header in (_header(md, "Task"), _header(md, "source")):
+        names = [h.strip() for h in header]
+        assert names.index("Sensitivity") < names.index("Specificity")
+    console = result.output.splitlines()
+    names = next(line for line in console if line.startswith("task")).split()
+    assert names.index("sens%") < names.index("spec%") and "auc" in names and "auc%" not in names
+    auc = metrics["acne_vs_rosacea"]["auc"]
+    lo, hi = auc["ci"]
+    assert f"{auc['value']:.3f} ({lo:.3f}–{hi:.3f})" in md  # a proportion, three decimals
+    row = next(line for line in console if line.startswith("acne_vs_rosacea")).split()
+    assert row[-1] == f"{auc['value']:.3f}"
+    assert f"{100 * auc['value']:.2f}%" not in md
+
+
+def test_a_report_on_synthetic_images_says_so_under_every_section(tmp_path, evaluated):
+    import re
+
+    pred = write_predictions(tmp_path / "pred.csv")
+    frame = pd.read_csv(pred)
+    frame["synthetic"] = "true"  # the demo set's column
+    frame.to_csv(pred, index=False)
+    result = run("evaluate", "--predictions", pred, "-o", tmp_path / "out", "--n-bootstrap", 0, "--quiet")
+    assert result.exit_code == 0, result.output
+    html = (tmp_path / "out" / "report.html").read_text()
+    sections = re.split(r"<h2 ", html)[1:]
+    assert len(sections) > 5
+    assert all("SYNTHETIC DEMO DATA" in part.split("</h2>", 1)[1][:300] for part in sections)
+    assert "banner-fixed'>SYNTHETIC DEMO DATA" in html.split("<h1>")[0]
+    md = (tmp_path / "out" / "report.md").read_text()
+    assert md.count("SYNTHETIC DEMO DATA") == 1 + md.count("\n## ")
+    assert json.loads((tmp_path / "out" / "metrics.json").read_text())["synthetic"] is True
+    real = evaluated[0]  # no synthetic column: no banner
+    assert "SYNTHETIC" not in (real / "report.html").read_text()

@@ -208,7 +208,8 @@ def test_predict_answers_at_the_stored_threshold_and_shows_it(tmp_path):
 
     printed = _invoke("predict", path, photo, "--task", "acne_vs_rosacea", "--quiet").stdout
     assert "if the photo shows one of these two diseases, which one?" in printed
-    assert f"{flipped['acne_vs_rosacea']:.3g} (youden, chosen on validation)" in printed
+    assert f"{flipped['acne_vs_rosacea']:.3g} (test)" in printed  # the method stored with it, not a guess
+    assert "chosen on validation" not in printed
     assert str(photo) in printed  # the whole path, never cut
 
 

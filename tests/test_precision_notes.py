@@ -42,9 +42,9 @@ def test_a_perfect_auc_on_seven_images_says_why_it_is_not_certainty(tmp_path):
     out = _evaluate(tmp_path, SEVEN)
     report = (out / "report.md").read_text()
     auc_row = _row(report, "## AUC and accuracy", "Acne vs rosacea")
-    assert ("100.00% (100.00–100.00%) **[zero-width interval (not certainty); only 3 positive images and "
+    assert ("1.000 (1.000–1.000) **[zero-width interval (not certainty); only 3 positive images and "
             "4 negative images (minimum 10)]**") in auc_row
-    sens = _row(report, "## Sensitivity, specificity", "Acne vs rosacea").split(" | ")[3]
+    sens = _row(report, "## Sensitivity, specificity", "Acne vs rosacea").split(" | ")[2]
     assert sens == ("0.00% (0.00–70.76%) **[no image predicted positive at this threshold; only 3 positive images "
                     "(minimum 10)]**")
     html = (out / "report.html").read_text()
@@ -85,7 +85,7 @@ def test_compare_tables_carry_the_caveats(tmp_path):
     assert result.exit_code == 0, result.output
     md = (out / "compare.md").read_text()
     rows = [line for line in md.splitlines() if line.startswith("| Acne vs rosacea |")]
-    perfect = next(r for r in rows if "100.00% (100.00–100.00%)" in r)
+    perfect = next(r for r in rows if "1.000 (1.000–1.000)" in r)  # the AUC, a proportion
     assert "**[zero-width interval (not certainty); only 3 positive images and 4 negative images" in perfect
     table = pd.read_csv(out / "compare.csv", keep_default_na=False)
     assert table["note"].str.contains("only 3 positive images and 4 negative images").all()

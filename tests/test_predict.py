@@ -207,12 +207,14 @@ def test_cli_prints_a_table_and_writes_json_for_one_task(run, photos, tmp_path):
     lines = printed.stdout.strip().splitlines()
     assert "if the photo shows one of these two diseases, which one?" in lines[0]
     header = next(i for i, line in enumerate(lines) if line.startswith("image_path"))
-    assert lines[header].split() == ["image_path", "task", "answer", "probability", "threshold"]
+    assert lines[header].split() == ["image_path", "task", "answer", "probability"]
     row = lines[header + 1].split()
     assert row[0] == str(photos[0]) and row[1] == "acne_vs_rosacea"
-    assert row[2] in ("Acne", "Rosacea") and row[3].startswith("P(Acne)=") and row[4] == "0.5"
+    assert row[2] in ("Acne", "Rosacea") and row[3] == "P(Acne)"
+    side = "above" if row[2] == "Acne" else "below"
+    assert row[5] == "—" and " ".join(row[6:]) == f"{side} this model's cut-off of 50% for acne"
     assert lines[header + 2] == (
-        "threshold (answer = first class when P >= threshold): acne_vs_rosacea 0.5 (default)"
+        "cut-off (answer = first class when P >= cut-off): acne_vs_rosacea 0.5 (default)"
     )
 
     out = tmp_path / "one.json"
@@ -223,6 +225,21 @@ def test_cli_prints_a_table_and_writes_json_for_one_task(run, photos, tmp_path):
     records = json.loads(out.read_text())
     assert [r["task"] for r in records] == ["ctcl_vs_eczema"] * 2
     assert {r["predicted"] for r in records} <= {"ctcl", "eczema"}
+    for r in records:
+        side = "above" if r["predicted"] == "ctcl" else "below"
+        assert r["reading"].endswith(f"— {side} this model's cut-off of 50% for CTCL")
+
+
+@pytest.mark.parametrize("p, t, text", [
+    (0.30, 0.29, "30% — above this model's cut-off of 29% for psoriasis"),
+    (0.10, 0.29, "10% — below this model's cut-off of 29% for psoriasis"),
+    (0.291, 0.29, "29.1% — above this model's cut-off of 29.0% for psoriasis"),
+    (0.29, 0.29, "29% — at this model's cut-off of 29% for psoriasis"),
+])
+def test_a_probability_is_read_against_the_cut_off(p, t, text):
+    from skin_cnn.inference.predictor import cutoff_reading
+
+    assert cutoff_reading(p, t, "psoriasis") == text
 
 
 def test_cli_manifest_gives_the_predictions_csv_of_each_images_tasks(run, tmp_path):
@@ -269,8 +286,8 @@ def test_cli_prints_long_file_names_whole(run, tmp_path):
 
 def test_help_says_what_is_printed():
     text = " ".join(_invoke("predict", "--help").stdout.split())
-    for words in ("which one?", "answer", "P(first class)", "threshold", "never shortened",
-                  "y_prob", "chosen on validation"):
+    for words in ("which one?", "answer", "P(first class)", "cut-off", "never shortened",
+                  "y_prob", "reading", "skin-cnn train --threshold youden"):
         assert words in text, words
 
 

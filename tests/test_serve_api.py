@@ -457,7 +457,7 @@ def test_answers_use_the_models_stored_thresholds_and_say_what_they_mean(tmp_pat
     info = client.get("/api/info").json()
     assert info["tasks"]["ctcl_vs_eczema"]["question"] == "If it is CTCL or Eczema: which one?"
     assert info["tasks"]["ctcl_vs_eczema"]["threshold"] == pytest.approx(flipped["ctcl_vs_eczema"])
-    assert "chosen on validation" in info["tasks"]["ctcl_vs_eczema"]["threshold_text"]
+    assert info["tasks"]["ctcl_vs_eczema"]["threshold_text"] == f"{flipped['ctcl_vs_eczema']:.3g} (val)"
 
     answer = client.post("/api/predict", files={"file": ("p.png", photo.read_bytes(), "image/png")},
                          data={"gradcam": "true"}).json()
@@ -470,6 +470,13 @@ def test_answers_use_the_models_stored_thresholds_and_say_what_they_mean(tmp_pat
         assert result["probability_positive"] == pytest.approx(p[task], abs=1e-6)
         assert result["answer"].startswith(result["question"])
         assert result["answer"].endswith(expected.capitalize() if expected != "ctcl" else "CTCL")
+        # the answer reads right beside the cut-off: flipped cut-offs answer the negative class
+        cut, prob = f"{flipped[task]:.0%}", f"{p[task]:.0%}"
+        side = "below" if expected == TASKS[task].negative else "above"
+        assert result["reading"].split(" — ")[1].startswith(f"{side} this model's cut-off of ")
+        if cut != prob:
+            assert result["reading"] == (f"{prob} — {side} this model's cut-off of {cut} for "
+                                         f"{'CTCL' if TASKS[task].positive == 'ctcl' else TASKS[task].positive}")
         assert Image.open(io.BytesIO(base64.b64decode(result["gradcam_png"]))).size[1] > 40
 
 

@@ -138,6 +138,7 @@ def test_page_shows_prediction_crop_box_and_heat_maps_for_an_uploaded_photo(
             for i in range(3):
                 text = cards.nth(i).inner_text()
                 assert "If it is one of these two:" in text and "Threshold" in text
+                assert "this model's cut-off of" in text  # the probability read against the cut-off
                 assert cards.nth(i).locator(".predicted-class").inner_text().strip()
             assert "does not say whether either disease is present" in page.locator("#note").inner_text()
             assert page.locator(".gradcam img").count() == 3

@@ -303,16 +303,18 @@ def _summary(metrics, out):
     def pct(e):
         return "   n/a" if e["value"] is None else f"{100 * e['value']:6.2f}"
 
+    def proportion(e):
+        return "   n/a" if e["value"] is None else f"{e['value']:6.3f}"
+
     click.echo(
         f"{'task':22s} {'n':>6s} {'sens%':>6s} {'spec%':>6s} {'ppv%':>6s} {'npv%':>6s} "
-        f"{'acc%':>6s} {'auc%':>6s}"
+        f"{'acc%':>6s} {'auc':>6s}"
     )
     for task, e in metrics["tasks"].items():
         click.echo(
             f"{task:22s} {e['n_images']:6d} "
-            + " ".join(
-                pct(e[m]) for m in ("sensitivity", "specificity", "ppv", "npv", "accuracy", "auc")
-            )
+            + " ".join(pct(e[m]) for m in ("sensitivity", "specificity", "ppv", "npv", "accuracy"))
+            + " " + proportion(e["auc"])
         )
     from skin_cnn.evaluation.precision import MIN_COUNT, caveats
     from skin_cnn.evaluation.threshold import threshold_label
@@ -329,8 +331,10 @@ def _summary(metrics, out):
     if isinstance(th, dict):
         th = ", ".join(f"{task} {threshold_label(value)}" for task, value in th.items())
     click.echo(f"threshold: {th} ({metrics['threshold_method']})")
+    from skin_cnn.evaluation.cells import fmt_gap
+
     for column, result in (metrics.get("fairness") or {}).items():
-        gaps = [f"{task} {m} {100 * g['value']:.1f} pts ({g['high']} vs {g['low']})"
+        gaps = [f"{task} {m} {fmt_gap(g['value'], m)} ({g['high']} vs {g['low']})"
                 for task, t in result["tasks"].items() for m, g in t["gaps"].items()
                 if g["value"] is not None]
         click.echo(f"fairness by {column}: largest gaps: {'; '.join(gaps) or 'none estimable'} "

@@ -22,7 +22,7 @@ CONDITIONAL_NOTE_TEXT = (
     "say whether either is present; read only the task that matches your question (--task)."
 )
 PHOTO_COLUMNS = ["image_path", "task", "question", "predicted", "probability", "y_prob",
-                 "threshold", "threshold_rule"]
+                 "threshold", "threshold_rule", "reading"]
 
 
 @click.command("predict")
@@ -74,12 +74,15 @@ def command(model, inputs, task, out, gradcam_dir, batch_size, quiet):
       image_path   the file, as given (never shortened)
       task         e.g. psoriasis_vs_eczema
       answer       the class predicted, IF the photo shows one of the two
-      probability  P(first class), e.g. P(Psoriasis)=0.871
-      threshold    the answer is the first class when P >= threshold
-    and a last line saying where each threshold comes from (chosen on validation by
-    `skin-cnn evaluate --threshold youden|sens:X|spec:X`, or the default 0.5).
+      probability  P(first class) against the model's cut-off, e.g.
+                   P(Psoriasis) 30% — above this model's cut-off of 29% for psoriasis
+                   (the answer is the first class when P >= cut-off)
+    and a last line saying where each cut-off comes from, as stored in the model (e.g. fitted
+    at training by `skin-cnn train --threshold youden`, or by `skin-cnn evaluate --threshold
+    youden|sens:X|spec:X`), or the default 0.5.
     With -o OUT.csv/.json: columns image_path, task, question, predicted, probability (of
-    the predicted class), y_prob (of the first class), threshold, threshold_rule.
+    the predicted class), y_prob (of the first class), threshold, threshold_rule, reading
+    (the probability against the cut-off, as printed).
 
     \b
     Manifests: the predictions CSV of the evaluation (image_path, patient_id, task, y_true,
@@ -156,7 +159,7 @@ def _predict_photos(predictor, paths, tasks, batch_size, quiet):
     import numpy as np
     import pandas as pd
 
-    from skin_cnn.inference.predictor import predict_frame
+    from skin_cnn.inference.predictor import cutoff_reading, predict_frame
 
     files = _expand_photos(paths)
     if not files:
@@ -179,6 +182,7 @@ def _predict_photos(predictor, paths, tasks, batch_size, quiet):
                     "y_prob": p,
                     "threshold": threshold.value,
                     "threshold_rule": threshold.rule,
+                    "reading": cutoff_reading(p, threshold.value, predictor.classes[task][0]),
                 }
             )
     table = pd.DataFrame(rows, columns=PHOTO_COLUMNS)
@@ -234,18 +238,21 @@ def _write_table(table, out):
 
 
 def _format_table(table, predictor):
-    """A plain-text table: image (in full), task, answer, P(first class), threshold."""
+    """A plain-text table: image (in full), task, answer, and P(first class) read against the
+    model's cut-off (:func:`skin_cnn.inference.predictor.cutoff_reading`)."""
     import pandas as pd
 
-    from skin_cnn.inference.predictor import display_class
+    from skin_cnn.inference.predictor import cutoff_reading, display_class
 
     shown = pd.DataFrame({"image_path": [str(p) for p in table["image_path"]],
                           "task": list(table["task"])})
     shown["answer"] = [display_class(predictor.predicted_class(t, p))
                        for t, p in zip(table["task"], table["y_prob"])]
-    shown["probability"] = [f"P({display_class(predictor.classes[t][0])})={p:.3f}"
-                            for t, p in zip(table["task"], table["y_prob"])]
-    shown["threshold"] = [f"{predictor.thresholds[t].value:.3g}" for t in table["task"]]
+    shown["probability"] = [
+        f"P({display_class(predictor.classes[t][0])}) "
+        + cutoff_reading(p, predictor.thresholds[t].value, predictor.classes[t][0])
+        for t, p in zip(table["task"], table["y_prob"])
+    ]
     if "y_true" in table.columns:  # manifest predictions: the true class too
         positive = {t: predictor.classes[t] for t in set(table["task"])}
         shown["true"] = [display_class(positive[t][0] if y else positive[t][1])
@@ -262,4 +269,4 @@ def _threshold_line(predictor, tasks):
     for task in tasks:
         groups.setdefault(predictor.thresholds[task].describe(), []).append(task)
     parts = [f"{', '.join(names)} {text}" for text, names in groups.items()]
-    return "threshold (answer = first class when P >= threshold): " + "; ".join(parts)
+    return "cut-off (answer = first class when P >= cut-off): " + "; ".join(parts)

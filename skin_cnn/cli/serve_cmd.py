@@ -83,7 +83,7 @@ def command(model, host, port, max_upload_mb, max_megapixels, workers, max_concu
     \b
     The page: pick the question (psoriasis or eczema, acne or rosacea, CTCL or eczema; each
     task only tells its two diseases apart), upload or drop a photo, see the crop box, the
-    answer at the model's threshold (chosen on validation and stored in the model, else 0.5)
+    answer at the model's threshold (fitted and stored in the model, else 0.5)
     with its probability, and a Grad-CAM heat map on the photo. JSON API: POST /api/predict
     (multipart field 'file'), GET /api/info, GET /healthz, GET /openapi.json, an offline API
     page at /docs.

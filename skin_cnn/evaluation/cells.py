@@ -10,28 +10,44 @@ from __future__ import annotations
 from skin_cnn.evaluation.precision import flagged
 
 
-def fmt_pct(entry):
-    """``73.57% (69.76–77.13%)``; ``n/a`` with the reason when undefined."""
+#: Metrics shown as proportions rather than percentages (the AUC is not a share of images).
+PROPORTION_METRICS = ("auc",)
+
+
+def fmt_value(value, metric=None):
+    """``73.57%`` for a share of images, ``0.853`` (three decimals) for the AUC."""
+    return f"{value:.3f}" if metric in PROPORTION_METRICS else f"{100 * value:.2f}%"
+
+
+def fmt_pct(entry, metric=None):
+    """``73.57% (69.76–77.13%)``, or for the AUC ``0.853 (0.781–0.925)``; ``n/a`` with the
+    reason when undefined."""
     if entry is None or entry.get("value") is None:
         note = (entry or {}).get("note")
         return f"n/a ({note})" if note else "n/a"
-    text = f"{100 * entry['value']:.2f}%"
+    text = fmt_value(entry["value"], metric)
     if entry.get("ci") is not None:
-        lo, hi = entry["ci"]
-        text += f" ({100 * lo:.2f}–{100 * hi:.2f}%)"
+        text += f" ({fmt_interval(entry['ci'], metric)})"
     return text
 
 
 def metric_cell(metric, task):
     """A metric of a task entry as a table cell, with its caveats in the cell itself."""
-    return flagged(fmt_pct(task[metric]), metric, task[metric], task)
+    return flagged(fmt_pct(task[metric], metric), metric, task[metric], task)
 
 
-def fmt_interval(ci):
-    """``69.76–77.13%``; ``n/a`` when there is no interval."""
+def fmt_interval(ci, metric=None):
+    """``69.76–77.13%``, or for the AUC ``0.781–0.925``; ``n/a`` when there is no interval."""
     if ci is None:
         return "n/a"
+    if metric in PROPORTION_METRICS:
+        return f"{ci[0]:.3f}–{ci[1]:.3f}"
     return f"{100 * ci[0]:.2f}–{100 * ci[1]:.2f}%"
+
+
+def fmt_gap(value, metric):
+    """A difference between groups: ``12.50 points`` of a share of images, ``0.085`` of the AUC."""
+    return f"{value:.3f}" if metric in PROPORTION_METRICS else f"{100 * value:.2f} points"
 
 
 UNIT_TEXT = {

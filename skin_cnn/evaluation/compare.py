@@ -266,11 +266,12 @@ def _counts(row):
 
 def _flag(metric, entry, row):
     """A compare table cell with its caveats (zero-width interval, too few images) in it."""
-    return flagged(fmt_pct(entry), metric, entry, _counts(row))
+    return flagged(fmt_pct(entry, metric), metric, entry, _counts(row))
 
 
-def _pp(value):
-    return "n/a" if value is None or pd.isna(value) else f"{100 * value:+.2f}"
+def _difference(value):
+    """An AUC difference as a signed proportion with three decimals (``+0.024``)."""
+    return "n/a" if value is None or pd.isna(value) else f"{value:+.3f}"
 
 
 def _primary_first(tests):
@@ -290,18 +291,18 @@ def _tests_rows(tests, table=None):
 
     rows = []
     for _, r in tests.iterrows():
-        ci = "n/a" if pd.isna(r["ci_low"]) else f"{_pp(r['ci_low'])} to {_pp(r['ci_high'])} pp"
+        ci = "n/a" if pd.isna(r["ci_low"]) else f"{_difference(r['ci_low'])} to {_difference(r['ci_high'])}"
         if ci != "n/a":
             counts = _counts(firsts[r["task"]]) if r["task"] in firsts else {}
             ci = flagged(ci, "auc", {"ci": [r["ci_low"], r["ci_high"]]}, counts)
         delong = [ci, _p(value(r, "p_value")), _p(value(r, "p_holm"))]
         head = [task_title(r["task"]), r["model_a"], r["model_b"],
-                "n/a" if pd.isna(r["difference"]) else f"{_pp(r['difference'])} pp"]
+                "n/a" if pd.isna(r["difference"]) else _difference(r["difference"])]
         if not boot:
             rows.append(head + delong)
             continue
         ok = value(r, "boot_ci_low") is not None
-        bootstrap = [f"{_pp(r['boot_ci_low'])} to {_pp(r['boot_ci_high'])} pp" if ok else "n/a",
+        bootstrap = [f"{_difference(r['boot_ci_low'])} to {_difference(r['boot_ci_high'])}" if ok else "n/a",
                      _p(value(r, "boot_p_value")) if ok else "n/a"]
         if boot_first:
             rows.append(head + bootstrap + [_p(value(r, "boot_p_holm"))] + delong)

@@ -294,6 +294,7 @@ def plot_forest(result, metrics, path):
     the dashed line is the value on all images.
     """
     from skin_cnn.evaluation.plots import _figure, _save, task_title
+    from skin_cnn.evaluation.cells import fmt_gap
 
     tasks = list(result["tasks"])
     n_groups = max(1, len(result["groups"]))
@@ -328,8 +329,8 @@ def plot_forest(result, metrics, path):
             ax.grid(axis="x", alpha=0.3)
             gap = entry["gaps"][m]
             sub = ("gap n/a" if gap["value"] is None else
-                   f"gap {100 * gap['value']:.1f} pts"
-                   + (f" ({100 * gap['ci'][0]:.1f} to {100 * gap['ci'][1]:.1f})" if gap["ci"] else ""))
+                   f"gap {fmt_gap(gap['value'], m)}"
+                   + (f" ({fmt_gap(gap['ci'][0], m)} to {fmt_gap(gap['ci'][1], m)})" if gap["ci"] else ""))
             ax.set_title(f"{task_title(task)}: {labels[m]}\n{sub}", fontsize=9)
     for j, m in enumerate(FAIRNESS_METRICS):
         axes[-1, j].set_xlabel(f"{labels[m]} (95% CI)")

@@ -57,10 +57,12 @@ CAVEAT_TEXT = (
 class Report:
     """An ordered list of blocks rendered to Markdown and HTML."""
 
-    def __init__(self, title, anchors=False):
+    def __init__(self, title, anchors=False, banner=None):
         self.title = title
         self.blocks = []
         self.anchors = anchors  # write <a id> before Markdown headings (for in-report links)
+        # shown under the title and under every section heading, and kept in view while scrolling
+        self.banner = banner
 
     def heading(self, text, level=2):
         """Add a heading; returns its anchor (``id``), which links in the report can point to."""
@@ -85,13 +87,16 @@ class Report:
         self.blocks.append(("img", Path(path), alt))
 
     def markdown(self, folder):
-        out = [f"# {self.title}", ""]
+        banner = [f"> **{self.banner}**", ""] if self.banner else []
+        out = [f"# {self.title}", "", *banner]
         for block in self.blocks:
             kind = block[0]
             if kind == "h":
                 if self.anchors:  # explicit, so links work whatever the Markdown viewer
                     out += [f'<a id="{block[3]}"></a>', ""]
                 out += ["#" * block[1] + " " + block[2], ""]
+                if block[1] <= 2:
+                    out += banner
             elif kind == "p":
                 out += [block[1], ""]
             elif kind == "table":
@@ -113,12 +118,17 @@ class Report:
             "<html lang='en'><head><meta charset='utf-8'>",
             f"<title>{esc(self.title)}</title>",
             f"<style>{_CSS}</style></head><body>",
-            f"<h1>{esc(self.title)}</h1>",
         ]
+        banner = f"<p class='banner'>{esc(self.banner)}</p>" if self.banner else ""
+        if banner:  # kept at the top of the window while scrolling, and of every printed page
+            out.append(f"<div class='banner-fixed'>{esc(self.banner)}</div>")
+        out += [f"<h1>{esc(self.title)}</h1>", banner]
         for block in self.blocks:
             kind = block[0]
             if kind == "h":
                 out.append(f"<h{block[1]} id='{block[3]}'>{esc(block[2])}</h{block[1]}>")
+                if block[1] <= 2 and banner:
+                    out.append(banner)
             elif kind == "p":
                 out.append(f"<p>{_inline(block[1])}</p>")
             elif kind == "table":
@@ -151,7 +161,11 @@ color:#222}table{border-collapse:collapse;margin:1em 0}
 th,td{border:1px solid #bbb;padding:4px 8px;text-align:left}
 th{background:#eef2f7}figure{display:inline-block;margin:0.5em}img{max-width:100%}
 figcaption{font-size:0.85em;color:#555}code{background:#f3f3f3;padding:0 3px}
-td b{color:#9a3412;font-weight:600}"""
+td b{color:#9a3412;font-weight:600}
+.banner{background:#fde68a;border:2px solid #b45309;color:#7c2d12;font-weight:700;padding:4px 8px}
+.banner-fixed{position:sticky;top:0;z-index:1;background:#b45309;color:#fff;font-weight:700;
+padding:4px 8px;text-align:center}
+@media print{.banner-fixed{position:fixed;left:0;right:0}}"""
 
 
 def _inline(text):
@@ -179,6 +193,18 @@ def _relative(path, folder):
         return Path(path).as_posix()
 
 
+#: The banner of a report on synthetic images (the demo's), under every section heading.
+SYNTHETIC_BANNER = ("SYNTHETIC DEMO DATA: images drawn by a program, not patients; "
+                    "these numbers say nothing about real photos.")
+
+
+def synthetic_images(predictions):
+    """True when the predictions' ``synthetic`` column (the demo set's) marks any image synthetic."""
+    if "synthetic" not in predictions.columns:
+        return False
+    return bool(predictions["synthetic"].astype(str).str.strip().str.lower().isin(("true", "1", "yes")).any())
+
+
 def _threshold_text(metrics):
     method = metrics.get("threshold_method", "fixed")
     per_task = ", ".join(f"{t}: {threshold_label(e['threshold'])}" for t, e in metrics["tasks"].items())
@@ -190,8 +216,8 @@ def _threshold_text(metrics):
         )
     return (
         f"A prediction is positive when the predicted probability of the task's first class "
-        f"is at least the threshold ({per_task}). The thresholds were chosen on validation "
-        f"predictions, never on the evaluated images, and applied unchanged: {method}."
+        f"is at least the threshold ({per_task}). The thresholds were fitted before this "
+        f"evaluation on predictions of other images, never on the evaluated images, and applied unchanged: {method}."
     )
 
 
@@ -256,7 +282,8 @@ def build_report(metrics, folder, figures, source="", by_tables=None, bootstrap_
     from skin_cnn.evaluation import report_intervals as intervals
     from skin_cnn.evaluation import report_sections as more
 
-    rep = Report("Diagnostic accuracy report", anchors=True)
+    rep = Report("Diagnostic accuracy report", anchors=True,
+                 banner=SYNTHETIC_BANNER if metrics.get("synthetic") else None)
     sections = {}
     tasks = metrics["tasks"]
     boots = {t: e["bootstrap"] for t, e in tasks.items() if e.get("bootstrap")}
@@ -281,12 +308,12 @@ def build_report(metrics, folder, figures, source="", by_tables=None, bootstrap_
         "sensitivity, specificity, PPV, NPV, AUC and accuracy, each with its 95% interval",
     )
     rep.table(
-        ["Task", "n images (pos/neg)", "Specificity", "Sensitivity", "PPV", "NPV"],
+        ["Task", "n images (pos/neg)", "Sensitivity", "Specificity", "PPV", "NPV"],
         [
             [
                 task_title(t),
                 f"{e['n_images']} ({e['n_positive']}/{e['n_negative']})",
-                *(_cell(m, e) for m in ("specificity", "sensitivity", "ppv", "npv")),
+                *(_cell(m, e) for m in ("sensitivity", "specificity", "ppv", "npv")),
             ]
             for t, e in tasks.items()
         ],
@@ -392,7 +419,7 @@ def build_report(metrics, folder, figures, source="", by_tables=None, bootstrap_
                         if value is None or r["ci_low"] != r["ci_low"] or r["ci_low"] is None
                         else [r["ci_low"], r["ci_high"]]
                     )
-                    cells.append(fmt_pct({"value": value, "ci": ci}))
+                    cells.append(fmt_pct({"value": value, "ci": ci}, m))
                 wide.append([str(group), task_title(task), int(part["n_images"].iloc[0])] + cells)
             rep.table(
                 [
@@ -461,8 +488,8 @@ def build_report(metrics, folder, figures, source="", by_tables=None, bootstrap_
     ]
     if metrics.get("threshold_method", "fixed") != "fixed":
         lim.append(
-            "The threshold was fitted on validation predictions; with a small validation "
-            "set it is itself uncertain, which the intervals above do not include."
+            "The threshold was fitted on predictions of other images (the method above says which); "
+            "with few of them it is itself uncertain, which the intervals above do not include."
         )
     rep.items(lim)
     more.add_checklists(rep, sections)
@@ -585,6 +612,8 @@ def write_evaluation(
 
         add_threshold_choice(metrics, predictions, threshold_fit, thresholds, n_resamples=n_bootstrap, seed=seed,
                              confidence=confidence)
+    if synthetic_images(predictions):
+        metrics["synthetic"] = True
     if source:
         metrics["source"] = str(source)
     from skin_cnn.evaluation.calibration import calibration_summary

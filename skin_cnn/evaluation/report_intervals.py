@@ -90,7 +90,7 @@ def add_secondary_intervals(rep, metrics):
             cells = []
             for m in METRICS:
                 image = e[m].get("image_level") or e[m]
-                cells.append(flagged(fmt_interval(image["ci"]), m, {"ci": image["ci"]}, e))
+                cells.append(flagged(fmt_interval(image["ci"], m), m, {"ci": image["ci"]}, e))
             rows.append([task_title(t)] + cells)
         rep.table(["Task"] + [METRIC_LABELS[m] for m in METRICS], rows)
         return
@@ -103,7 +103,7 @@ def add_secondary_intervals(rep, metrics):
         ["Task"] + [METRIC_LABELS[m] for m in METRICS],
         [
             [task_title(t)]
-            + [flagged(fmt_interval(b.get(m)), m, {"ci": b.get(m)}, tasks[t]) for m in METRICS]
+            + [flagged(fmt_interval(b.get(m), m), m, {"ci": b.get(m)}, tasks[t]) for m in METRICS]
             for t, b in boots.items()
         ],
     )

@@ -8,7 +8,7 @@ for is not added, so the checklist never points to something the run does not co
 
 from __future__ import annotations
 
-from skin_cnn.evaluation.cells import fmt_interval, metric_cell
+from skin_cnn.evaluation.cells import fmt_gap, metric_cell
 from skin_cnn.evaluation.plots import task_title
 
 
@@ -21,7 +21,7 @@ def threshold_summary(metrics):
     method = metrics.get("threshold_method", "fixed")
     if method == "fixed":
         return "pre-specified fixed threshold, not chosen on the evaluated images"
-    return f"chosen on validation predictions before this evaluation and applied unchanged ({method})"
+    return f"fitted before this evaluation on predictions of other images and applied unchanged ({method})"
 
 
 def flow_summary(flow):
@@ -196,10 +196,10 @@ def add_fairness(rep, result, figure=None):
             if g["value"] is None:
                 gaps.append([task_title(task), m, "n/a", "", "", g["note"]])
             else:
-                gaps.append([task_title(task), m, f"{100 * g['value']:.2f} points", f"{g['high']} − {g['low']}",
-                             fmt_interval(g["ci"]).replace("%", " pts") if g["ci"] else "n/a",
+                gaps.append([task_title(task), m, fmt_gap(g["value"], m), f"{g['high']} − {g['low']}",
+                             f"{fmt_gap(g['ci'][0], m)} to {fmt_gap(g['ci'][1], m)}" if g["ci"] else "n/a",
                              g["note"] or ""])
-    rep.para("**Largest between-group gap** (percentage points):")
+    rep.para("**Largest between-group gap** (percentage points; for the AUC, a difference of proportions):")
     rep.table(["Task", "Metric", "Gap", "Groups (high − low)", "95% bootstrap interval", "Note"], gaps)
     statements = small_statements(result)
     if statements:

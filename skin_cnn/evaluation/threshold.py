@@ -46,7 +46,7 @@ class ThresholdRule:
         if self.method == "fixed":
             return "fixed"
         if self.method == STORED:
-            return "stored in the model (fitted on validation predictions when it was trained), else 0.5"
+            return "stored in the model (fitted when it was trained, on the predictions its method names), else 0.5"
         if self.method == "youden":
             return "youden (maximum sensitivity + specificity - 1 on validation predictions)"
         return f"{self.method} >= {self.target:g} on validation predictions"

@@ -12,7 +12,7 @@ coarsest map that still has a spatial layout (``H/16 × W/16`` cells), upsampled
 input's resolution. Each task has its own head, so each task has its own map.
 
 By default the map explains the *predicted* class of each task: the positive class when its
-probability is at least the task's threshold (0.5 unless one was chosen on validation; score
+probability is at least the task's threshold (0.5 unless one was fitted and stored; score
 ``+logit``), the negative class otherwise (score ``-logit``), so the map always shows the
 evidence for what the page or table reports.
 

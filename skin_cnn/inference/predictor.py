@@ -60,6 +60,23 @@ def display_class(name):
     return "CTCL" if name.lower() == "ctcl" else name[:1].upper() + name[1:]
 
 
+def cutoff_reading(probability, threshold, positive):
+    """The positive class's probability read against the model's cut-off.
+
+    E.g. ``30% — above this model's cut-off of 29% for psoriasis``. Fitted cut-offs lie far from
+    50%, so a bare "P(psoriasis) = 30%" answered "psoriasis" reads wrong; side by side with the
+    cut-off it reads right. Percentages get the decimals (up to two) it takes to tell the two
+    apart.
+    """
+    p, t = float(probability), float(threshold)
+    digits = 0
+    while digits < 2 and p != t and f"{p:.{digits}%}" == f"{t:.{digits}%}":
+        digits += 1
+    side = "above" if p > t else "at" if p == t else "below"
+    name = display_class(positive) if positive.lower() == "ctcl" else positive
+    return f"{p:.{digits}%} — {side} this model's cut-off of {t:.{digits}%} for {name}"
+
+
 def task_question(positive, negative):
     """The conditional question a task answers, e.g. "If it is psoriasis or eczema: which one?"."""
     return f"If it is {display_class(positive)} or {display_class(negative)}: which one?"
@@ -89,13 +106,15 @@ class TaskThreshold:
         return self.rule not in ("default", "fixed")
 
     def describe(self):
-        """``0.5 (default)``, ``0.3 (fixed)`` or ``0.412 (youden, chosen on validation)``; a
-        cross-validation ensemble's threshold fitted on single-model scores says so instead."""
+        """``0.5 (default)``, ``0.3 (fixed)``, or a fitted threshold with the method stored with it,
+        e.g. ``0.29 (youden (…) on the inner out-of-fold predictions of the train and val images
+        …)``: where it was fitted is said as recorded, never assumed; a cross-validation
+        ensemble's threshold fitted on single-model scores says so instead."""
         if self.rule in ("default", "fixed"):
             return f"{self.value:g} ({self.rule})"
         if "not validated" in self.rule:
             return f"{self.value:.3g} ({self.rule})"
-        return f"{self.value:.3g} ({self.rule}, chosen on validation)"
+        return f"{self.value:.3g} ({self.method or self.rule})"
 
     def to_dict(self):
         return {"value": self.value, "rule": self.rule, "method": self.method}
@@ -357,8 +376,8 @@ class Predictor:
             pictures[task] = gradcam_figure(
                 photo, heatmaps[task][0], box, resize=self.preprocessing.resize,
                 max_side=max_side, title=f"{self.question(task)} → {answer}",
-                lines=[f"{name + ' · ' if name else ''}P({display_class(positive)}) = {p:.3f} · "
-                       f"threshold {self.thresholds[task].describe()} · model {self.name}"],
+                lines=[f"{name + ' · ' if name else ''}P({display_class(positive)}) "
+                       f"{cutoff_reading(p, self.thresholds[task].value, positive)} · model {self.name}"],
                 bar_label=f"Grad-CAM: where the photo speaks for {answer}{where}",
             )
             probabilities[task] = p

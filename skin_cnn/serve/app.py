@@ -349,7 +349,7 @@ def predict_upload(predictor, data, tasks, gradcam=False, threshold=None):
     Parameters
     ----------
     threshold : float, optional
-        One threshold for every task instead of the model's own (chosen on validation, else 0.5).
+        One threshold for every task instead of the model's own (stored in the model, else 0.5).
 
     Returns
     -------
@@ -357,13 +357,14 @@ def predict_upload(predictor, data, tasks, gradcam=False, threshold=None):
         ``image`` (width, height of the decoded photo), ``crop_box`` (left, top, right, bottom in
         its pixels), ``input_size``, ``note`` (:data:`CONDITIONAL_NOTE`), ``thresholds`` (per
         task), ``threshold`` (their common value, or None when they differ), and per task
-        ``positive``, ``negative``, ``question``, ``answer``, ``probability_positive``,
-        ``predicted_class``, ``probability`` (of the predicted class), ``threshold`` with its
+        ``positive``, ``negative``, ``question``, ``answer``, ``reading`` (the positive class's
+        probability against the cut-off, :func:`skin_cnn.inference.predictor.cutoff_reading`),
+        ``probability_positive``, ``predicted_class``, ``probability`` (of the predicted class), ``threshold`` with its
         ``threshold_rule``, ``threshold_method`` and ``threshold_text``, and, with ``gradcam``,
         ``gradcam_png``: base64 PNG of the heat map on the whole photo (shrunk to
         :data:`GRADCAM_MAX_SIDE` when larger), captioned, with a colour bar.
     """
-    from skin_cnn.inference.predictor import TaskThreshold, display_class
+    from skin_cnn.inference.predictor import TaskThreshold, cutoff_reading, display_class
 
     try:
         image = predictor.read(data, name="upload")
@@ -403,6 +404,7 @@ def predict_upload(predictor, data, tasks, gradcam=False, threshold=None):
         predicted = entry["positive"] if is_positive else entry["negative"]
         entry.update(
             answer=f"{entry['question']} → {display_class(predicted)}",
+            reading=cutoff_reading(p, entry["threshold"], entry["positive"]),
             probability_positive=p,
             predicted_class=predicted,
             probability=p if is_positive else 1.0 - p,
@@ -555,7 +557,7 @@ def create_app(predictor, *, max_upload_bytes=10_000_000, workers=2, max_concurr
 
         Each task answers only "if the photo shows one of these two diseases, which one?" (the
         `note` and each task's `question` say so). Answers per task the predicted class at the
-        task's `threshold` (chosen on validation and stored in the model, else 0.5), its
+        task's `threshold` (fitted and stored in the model, else 0.5), its
         probability and the positive-class probability, the hue-crop box in the photo's pixels
         and, with `gradcam=true`, a base64 PNG of the Grad-CAM heat map on the photo, captioned,
         with a colour bar. Form fields `task` and `gradcam` override the query parameters.

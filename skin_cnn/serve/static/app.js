@@ -100,7 +100,7 @@ function taskCard(task, result) {
   );
   text.appendChild(verdict);
   text.appendChild(element("p", "probability",
-    `P(${capitalise(result.positive)}) = ${percent(result.probability_positive, 1)}`));
+    `P(${capitalise(result.positive)}) ${result.reading}`));
 
   // One bar: the positive class's share from the left; the mark is the threshold.
   const bar = element("div", "bar");
