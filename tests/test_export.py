@@ -120,3 +120,36 @@ def test_a_run_without_crop_exports_the_whole_photo_box(keras_model, tmp_path):
 def test_unknown_format_is_refused(run, tmp_path):
     with pytest.raises(ValueError, match="unknown export format 'onnx'"):
         export_model(run, "onnx", tmp_path / "m.onnx")
+
+
+def _encoded(photo, fmt):
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(photo).save(buffer, format=fmt, **({"quality": 90} if fmt == "JPEG" else {}))
+    return buffer.getvalue()
+
+
+def test_the_batch_signature_takes_encoded_photos_and_answers_as_the_one_photo_signature(run, tmp_path):
+    out = tmp_path / "sm"
+    check = export_model(run, "savedmodel", out, check_images=2)
+    assert check["passed"] and check["batch_crop_boxes_equal"] == 2 and check["batch_max_abs_diff_all"] < 1e-4
+    loaded = tf.saved_model.load(str(out))
+    one, batch = loaded.signatures["serving_default"], loaded.signatures["predict_images"]
+    photos = [_photo(45, 58, seed=11), _photo(61, 40, seed=12), _photo(50, 50, seed=13)]
+    encoded = [_encoded(photos[0], "PNG"), _encoded(photos[1], "JPEG"), _encoded(photos[2], "PNG")]
+    got = batch(images=tf.constant(encoded))
+    assert got["crop_box"].shape == (3, 4)
+    for i, data in enumerate(encoded):
+        # the one-photo signature on the pixels the batch signature decoded (PNG: the photo itself)
+        pixels = tf.io.decode_image(data, channels=3, expand_animations=False)
+        if i != 1:
+            assert np.array_equal(pixels.numpy(), photos[i])
+        single = one(photo=pixels)
+        assert got["crop_box"][i].numpy().tolist() == single["crop_box"].numpy().tolist()
+        for task in single:
+            if task != "crop_box":
+                assert got[task].shape == (3,)
+                assert float(got[task][i]) == pytest.approx(float(single[task][0]), abs=1e-6)

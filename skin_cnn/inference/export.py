@@ -9,7 +9,12 @@ returns one positive-class probability per task, shape ``(1,)``, under the task'
 * **SavedModel**: the whole path, crop included (:mod:`skin_cnn.data.crop_tf`, equal box for
   box to :func:`~skin_cnn.data.crop.hue_crop_box`), the resize by the very TensorFlow op
   training used; it also returns the crop box as ``crop_box`` (int32 ``left, top, right,
-  bottom``; the whole photo when the run does not crop). Only the study's crop method exists
+  bottom``; the whole photo when the run does not crop). Beside this one-photo signature
+  (``serving_default``) it has a batch signature for serving systems, ``predict_images``: a
+  1-D string tensor ``images`` of encoded photos (JPEG, PNG, GIF, BMP bytes), each decoded
+  with ``tf.io.decode_image`` to RGB and put through the same preprocessing; outputs
+  ``{task: (n,)}`` and ``crop_box`` ``(n, 4)``. ``tf.io.decode_image`` does not apply EXIF
+  orientation: send photos upright. Only the study's crop method exists
   in TensorFlow ops: a model trained with the circular crop is refused (export TFLite and crop
   in Python).
 * **TFLite**: resize and model only. The exact crop needs float64 arithmetic (float32 moves
@@ -60,6 +65,10 @@ FORMATS = ("savedmodel", "tflite")
 TOLERANCES = {"savedmodel": 1e-4, "tflite": 1e-2}
 SIGNATURE = "serving_default"
 INPUT_NAME = "photo"
+#: The SavedModel signature for serving systems (TF Serving, Vertex-style clients): a batch of
+#: encoded photos, ``images`` a 1-D string tensor of JPEG/PNG/GIF/BMP bytes.
+BATCH_SIGNATURE = "predict_images"
+BATCH_INPUT_NAME = "images"
 #: Output of a SavedModel holding the crop box it cut.
 BOX_NAME = "crop_box"
 #: What the check file says about cropping in each format.
@@ -192,11 +201,27 @@ def _photo_spec():
     return tf.TensorSpec((None, None, 3), tf.uint8, name=INPUT_NAME)
 
 
+def _images_spec():
+    return tf.TensorSpec((None,), tf.string, name=BATCH_INPUT_NAME)
+
+
+def decode_photo(data):
+    """Encoded bytes (JPEG, PNG, GIF, BMP) to a uint8 RGB ``(H, W, 3)`` photo, in TensorFlow ops.
+
+    Grey photos are repeated to three channels and an alpha channel is dropped, as
+    :func:`skin_cnn.data.reading.open_rgb` does; an animated GIF gives its first frame.
+    """
+    photo = tf.io.decode_image(data, channels=3, dtype=tf.uint8, expand_animations=False)
+    photo.set_shape((None, None, 3))
+    return photo
+
+
 def _write_savedmodel(model, preprocessing, directory, *, builtin_only=False):
     """Write a SavedModel whose ``serving_default`` maps ``photo`` to ``{task: (1,)}``.
 
     ``builtin_only`` writes the TFLite graph (no crop, :func:`builtin_resize`, no box output);
-    otherwise the full :func:`graph_model_input` path and a ``crop_box`` output.
+    otherwise the full :func:`graph_model_input` path and a ``crop_box`` output, and the batch
+    signature ``predict_images`` (encoded photos in, ``{task: (n,)}`` and ``crop_box`` out).
     """
     tasks = tuple(model.output_names)
 
@@ -211,9 +236,24 @@ def _write_savedmodel(model, preprocessing, directory, *, builtin_only=False):
             result[BOX_NAME] = box
         return result
 
+    def serve_images(images):
+        height, width = preprocessing.image_size
+
+        def one(data):
+            return graph_model_input(decode_photo(data), preprocessing)
+
+        pixels, boxes = tf.map_fn(one, images, fn_output_signature=(
+            tf.TensorSpec((height, width, 3), tf.float32), tf.TensorSpec((4,), tf.int32)))
+        outputs = model(pixels, training=False)
+        result = {task: tf.reshape(outputs[task], [-1]) for task in tasks}
+        result[BOX_NAME] = boxes
+        return result
+
     archive = keras.export.ExportArchive()
     archive.track(model)
     archive.add_endpoint(name=SIGNATURE, fn=serve, input_signature=[_photo_spec()])
+    if not builtin_only:
+        archive.add_endpoint(name=BATCH_SIGNATURE, fn=serve_images, input_signature=[_images_spec()])
     archive.write_out(os.fspath(directory), verbose=False)
 
 
@@ -293,6 +333,26 @@ def run_savedmodel(path, photos):
             results.setdefault(task, []).append(float(np.asarray(value).reshape(-1)[0]))
     probabilities = {task: np.asarray(v, np.float32) for task, v in results.items()}
     return probabilities, np.asarray(boxes, np.int64).reshape(-1, 4)
+
+
+def run_savedmodel_batch(path, encoded):
+    """``(probabilities {task: (n,)}, boxes (n, 4) int)`` from a SavedModel's batch signature,
+    all encoded photos (bytes) in one call."""
+    fn = tf.saved_model.load(os.fspath(path)).signatures[BATCH_SIGNATURE]
+    out = fn(**{BATCH_INPUT_NAME: tf.constant(list(encoded), dtype=tf.string)})
+    boxes = np.asarray(out.pop(BOX_NAME), np.int64).reshape(-1, 4)
+    return {task: np.asarray(value, np.float32).reshape(-1) for task, value in out.items()}, boxes
+
+
+def png_bytes(photo):
+    """A photo as PNG bytes: lossless, so its decoded pixels are the photo's own."""
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(_photo_array(photo)).save(buffer, format="PNG")
+    return buffer.getvalue()
 
 
 def tflite_interpreter(path):
@@ -389,7 +449,9 @@ def check_export(predictor, fmt, path, photos):
     dict
         ``max_abs_diff`` per task, ``max_abs_diff_all``, and for a SavedModel
         ``crop_boxes_equal`` (photos whose ``crop_box`` equals the predictor's box) and
-        ``crop_box_mismatches`` (up to 10 ``{index, expected, got}``).
+        ``crop_box_mismatches`` (up to 10 ``{index, expected, got}``), and the batch signature's
+        ``batch_max_abs_diff_all`` (the photos sent as PNG bytes in one call) and
+        ``batch_crop_boxes_equal``.
     """
     boxes = [predictor.crop_box(photo) for photo in photos]
     reference = predictor.predict_images(photos)
@@ -402,6 +464,12 @@ def check_export(predictor, fmt, path, photos):
             if tuple(int(v) for v in got_boxes[i]) != tuple(int(v) for v in box)
         ]
         result.update(crop_boxes_equal=len(photos) - len(mismatches), crop_box_mismatches=mismatches[:10])
+        batch, batch_boxes = run_savedmodel_batch(path, [png_bytes(photo) for photo in photos])
+        result.update(
+            batch_max_abs_diff_all=compare(reference, batch)[1],
+            batch_crop_boxes_equal=int(sum(tuple(int(v) for v in got) == tuple(int(v) for v in box)
+                                           for got, box in zip(batch_boxes, boxes))),
+        )
     else:
         got = run_tflite(path, [crop_image(photo, box) for photo, box in zip(photos, boxes)])
     per_task, worst = compare(reference, got)
@@ -456,8 +524,9 @@ def export_model(model_or_run_path, fmt, out, check_images=8, seed=0):
         photos, source = sample_photos(predictor, int(check_images), run_dir, seed)
         check.update(n_images=len(photos), images=source)
         check.update(check_export(predictor, fmt, out, photos))
-        boxes_ok = check.get("crop_boxes_equal", len(photos)) == len(photos)
-        check["passed"] = bool(check["max_abs_diff_all"] < TOLERANCES[fmt] and boxes_ok)
+        boxes_ok = all(check.get(k, len(photos)) == len(photos) for k in ("crop_boxes_equal", "batch_crop_boxes_equal"))
+        worst = max(check["max_abs_diff_all"], check.get("batch_max_abs_diff_all", 0.0))
+        check["passed"] = bool(worst < TOLERANCES[fmt] and boxes_ok)
     else:
         check.update(n_images=0, images=None, max_abs_diff={}, max_abs_diff_all=None, passed=None)
     write_json(check_path(out), check)
@@ -473,6 +542,10 @@ def describe_check(check):
     if "crop_boxes_equal" in check:
         equal = check["crop_boxes_equal"] == check["n_images"]
         boxes = f"; crop boxes equal {check['crop_boxes_equal']}/{check['n_images']}{'' if equal else ' (DIFFER)'}"
+    if "batch_max_abs_diff_all" in check:
+        equal, n_equal = check["batch_crop_boxes_equal"] == check["n_images"], check["batch_crop_boxes_equal"]
+        boxes += (f"; batch signature {BATCH_SIGNATURE} (PNG bytes) max |Δp| = {check['batch_max_abs_diff_all']:.2e}, "
+                  f"crop boxes equal {n_equal}/{check['n_images']}{'' if equal else ' (DIFFER)'}")
     return (
         f"{check['format']} written to {check['path']}; "
         f"max |Δp| vs skin-cnn predict over {check['n_images']} photos "
@@ -482,6 +555,8 @@ def describe_check(check):
 
 
 __all__ = [
+    "BATCH_INPUT_NAME",
+    "BATCH_SIGNATURE",
     "BOX_NAME",
     "FORMATS",
     "INPUT_NAME",
@@ -492,9 +567,12 @@ __all__ = [
     "describe_check",
     "export_model",
     "export_savedmodel",
+    "decode_photo",
     "export_tflite",
     "graph_model_input",
     "random_photos",
+    "png_bytes",
     "run_savedmodel",
+    "run_savedmodel_batch",
     "run_tflite",
 ]
