@@ -38,7 +38,9 @@ def command(model, fmt, out, check_images, seed):
     the task's name. It repeats the preprocessing skin-cnn predict uses for MODEL: a SavedModel
     crops (hue crop, output 'crop_box'), resizes and rounds like skin-cnn predict; a TFLite file
     resizes only (the exact crop needs float64 ops TFLite lacks), so send it the photo cut to
-    the crop box when the run crops.
+    the crop box when the run crops. A SavedModel also has the batch signature
+    'predict_images' for serving systems: 'images', a 1-D string tensor of encoded photos
+    (JPEG/PNG bytes), decoded and preprocessed the same way; one probability per photo (n,).
     The export is compared with skin-cnn predict on the run's test photos (else seeded random
     photos); the largest probability difference and, for a SavedModel, the crop boxes that
     match are printed and written to OUT.check.json. Exit status 1 when the difference exceeds
