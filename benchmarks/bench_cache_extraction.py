@@ -42,7 +42,8 @@ def main(argv=None):
     from bench_training_path import small_split
 
     from skin_cnn.data.augment import AugmentConfig
-    from skin_cnn.data.preprocessing import Preprocessing, prepare_images
+    from skin_cnn.core.specs import Preprocessing
+    from skin_cnn.data.preprocessing import prepare_images
     from skin_cnn.models import build_model, split_at_frozen_boundary
     from skin_cnn.data.split import load_split
     from skin_cnn.training.feature_cache import FeatureSettings, build_chunk, image_identities

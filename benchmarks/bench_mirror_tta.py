@@ -37,7 +37,7 @@ def main(argv=None):
                     help="hue crop before resizing (default off, as in --recipe frozen-linear)")
     args = ap.parse_args(argv)
 
-    from skin_cnn.data.preprocessing import Preprocessing
+    from skin_cnn.core.specs import Preprocessing
     from skin_cnn.data.reading import read_image
     from skin_cnn.models import build_model
     from skin_cnn.inference.predictor import Predictor

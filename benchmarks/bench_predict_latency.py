@@ -46,7 +46,8 @@ def main(argv=None):
     import tensorflow as tf
 
     from skin_cnn.data.crop import crop_image, hue_crop_box
-    from skin_cnn.data.preprocessing import Preprocessing, resize_to_model
+    from skin_cnn.core.specs import Preprocessing
+    from skin_cnn.data.preprocessing import resize_to_model
     from skin_cnn.models import build_model
     from skin_cnn.inference.predictor import Predictor
 

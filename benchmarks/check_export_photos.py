@@ -55,7 +55,7 @@ def main(argv=None):
     import tensorflow as tf
 
     from skin_cnn.data.crop import crop_image, hue_crop_box
-    from skin_cnn.data.preprocessing import Preprocessing
+    from skin_cnn.core.specs import Preprocessing
     from skin_cnn.inference.export import (BOX_NAME, CROP_NOTES, INPUT_NAME, SIGNATURE, TOLERANCES, export_savedmodel,
                                  export_tflite, tflite_interpreter)
     from skin_cnn.models import build_model

@@ -158,7 +158,7 @@ def write_photos(folder, n, size=(48, 40), seed=0, prefix="photo"):
 
 def preprocessing_for(size, crop=True, resize="stretch"):
     """A run's ``preprocessing`` entry as ``config.json`` stores it."""
-    from skin_cnn.data.crop import DEFAULT_CROP_PARAMS
+    from skin_cnn.core.specs import DEFAULT_CROP_PARAMS
 
     params = {k: list(v) if isinstance(v, tuple) else v for k, v in DEFAULT_CROP_PARAMS.items()}
     return {

@@ -5,17 +5,15 @@ import itertools
 import numpy as np
 import pytest
 
+from skin_cnn.core.specs import CIRCULAR_CROP_PARAMS, DEFAULT_CROP_PARAMS, Preprocessing, resolve_crop_params
 from skin_cnn.data.crop import (
-    CIRCULAR_CROP_PARAMS,
-    DEFAULT_CROP_PARAMS,
     circular_hue_labels,
     circular_two_means,
     compute_crop_boxes,
     hue_crop_box,
-    resolve_crop_params,
     rgb_saturation_value,
 )
-from skin_cnn.data.preprocessing import Preprocessing, model_input
+from skin_cnn.data.preprocessing import model_input
 
 BLUE_HUE = 0.62
 

@@ -10,7 +10,8 @@ from model_fixtures import shared_run
 
 from skin_cnn.cli import cli
 from skin_cnn.data.crop import crop_image, hue_crop_box
-from skin_cnn.data.preprocessing import Preprocessing, model_input, resize_to_model
+from skin_cnn.core.specs import Preprocessing
+from skin_cnn.data.preprocessing import model_input, resize_to_model
 from skin_cnn.inference.export import builtin_resize, check_path, export_model
 from skin_cnn.inference.predictor import load_predictor
 from skin_cnn.models.saving import load_keras_model

@@ -282,7 +282,7 @@ def test_the_saved_model_computes_the_fitted_regressions_on_its_features(linear_
     model = load_keras_model(out / "best.keras")
     features, _ = split_at_frozen_boundary(model)
     config = json.loads((out / "config.json").read_text())
-    from skin_cnn.data.preprocessing import Preprocessing
+    from skin_cnn.core.specs import Preprocessing
 
     pre = Preprocessing.from_dict(config["preprocessing"])
     split = pd.read_csv(out / "split.csv")

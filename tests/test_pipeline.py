@@ -38,13 +38,13 @@ from skin_cnn.data.pipeline import (
 from skin_cnn.data.preprocessing import (
     SKIPPED_COLUMNS,
     ImageStore,
-    Preprocessing,
     box_from_row,
     load_model_input,
     model_input,
     prepare_images,
 )
 from skin_cnn.data.reading import ImageReadError
+from skin_cnn.core.specs import Preprocessing
 from skin_cnn.core.tasks import TASK_NAMES
 
 # Hand-written from the study's task definitions: disease -> task -> (mask, label).

@@ -19,7 +19,8 @@ from pathlib import Path
 from skin_cnn.core.progress import progress_bar
 
 from skin_cnn.core import io as atomic
-from skin_cnn.data.crop import BOX_COLUMNS, hue_crop_box, resolve_crop_params
+from skin_cnn.core.specs import resolve_crop_params
+from skin_cnn.data.crop import BOX_COLUMNS, hue_crop_box
 from skin_cnn.data.reading import read_image
 from skin_cnn.data.demo_data import generate_demo_dataset
 from skin_cnn.data.manifest import load_manifest, validate_manifest

@@ -6,7 +6,7 @@ from pathlib import Path
 import click
 
 from skin_cnn.cli.options import refuse_overwriting
-from skin_cnn.data.crop import CROP_METHODS
+from skin_cnn.core.specs import CROP_METHODS
 from skin_cnn.training.config import HEADS, OPTIMIZERS, POOL_BLOCKS, RECIPES, STRATEGIES, VARIANTS, TrainConfig
 
 D = TrainConfig()

@@ -29,52 +29,11 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
+from skin_cnn.core.specs import CIRCULAR_CROP_PARAMS, resolve_crop_params
+
 #: Columns holding a crop box on a manifest or split frame (full-resolution pixels,
 #: right/bottom exclusive).
 BOX_COLUMNS = ("crop_left", "crop_top", "crop_right", "crop_bottom")
-
-#: Crop methods: the study's hue line (the faithful default) and hue as a circle.
-CROP_METHODS = ("study", "circular")
-
-#: Default keyword arguments of :func:`hue_crop_box`, as recorded in a run's ``crop_params``.
-DEFAULT_CROP_PARAMS = {
-    "method": "study",
-    "downscale": 4,
-    "n_clusters": 2,
-    "ratio_bounds": (0.1, 0.3),
-    "max_scan_height": 1 / 2.3,
-    "max_scan_width": 1 / 2.1,
-}
-
-#: Settings only the ``"circular"`` method has, with their defaults: pixels whose HSV saturation
-#: or value (0..1) falls outside these limits have no meaningful hue and are left out.
-CIRCULAR_CROP_PARAMS = {
-    "min_saturation": 0.15,
-    "min_value": 0.12,
-    "max_value": 0.98,
-}
-
-
-def resolve_crop_params(params=None):
-    """The full crop settings for ``params``: its method's defaults, then ``params``.
-
-    A mapping without ``method`` is the study's method (what runs recorded before there was a
-    choice). Unknown keys, an unknown method, or circular-only keys given to the study's method
-    are one ValueError naming them.
-    """
-    params = dict(params or {})
-    method = params.get("method", DEFAULT_CROP_PARAMS["method"])
-    if method not in CROP_METHODS:
-        raise ValueError(f"unknown crop method {method!r}; expected one of {', '.join(CROP_METHODS)}")
-    defaults = dict(DEFAULT_CROP_PARAMS, method=method)
-    if method == "circular":
-        defaults.update(CIRCULAR_CROP_PARAMS)
-    unknown = sorted(set(params) - set(defaults))
-    if unknown:
-        raise ValueError(f"unknown crop_params {unknown} for the {method} crop; expected some of {sorted(defaults)}")
-    defaults.update(params)
-    return defaults
-
 
 def _validate_image(image):
     """Return ``image`` as a C-contiguous uint8 (H, W, 3) array or raise one clear ValueError."""
@@ -364,7 +323,7 @@ def hue_crop_box(
         stay 2). Steps 3–6 are the same, with the ratio and each line's shares taken among the
         pixels that have a hue.
     **circular
-        The circular method's settings (:data:`CIRCULAR_CROP_PARAMS`: ``min_saturation``,
+        The circular method's settings (:data:`~skin_cnn.core.specs.CIRCULAR_CROP_PARAMS`: ``min_saturation``,
         ``min_value``, ``max_value``); an error with the study's method.
     downscale : int
         Reduction factor before clustering (4 in the study).
@@ -487,7 +446,7 @@ def compute_crop_boxes(paths, *, params=None, copies_to=None, workers=1, progres
     paths : sequence of str
         Image files.
     params : dict, optional
-        Keyword arguments of :func:`hue_crop_box` (default :data:`DEFAULT_CROP_PARAMS`, the
+        Keyword arguments of :func:`hue_crop_box` (default :data:`~skin_cnn.core.specs.DEFAULT_CROP_PARAMS`, the
         study's method; ``{"method": "circular"}`` for hue as a circle).
     copies_to : sequence of str or None, optional
         Where to save each cropped copy (same length as ``paths``); None saves none.

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from skin_cnn.data.crop import DEFAULT_CROP_PARAMS
+from skin_cnn.core.specs import DEFAULT_CROP_PARAMS
 
 #: NumPy's pairwise summation sums blocks of at most this many values with eight accumulators.
 _PAIRWISE_BLOCK = 128

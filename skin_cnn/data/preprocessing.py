@@ -25,104 +25,17 @@ from __future__ import annotations
 import math
 import os
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from skin_cnn.core.progress import progress_bar
 
-from skin_cnn.data.crop import BOX_COLUMNS, DEFAULT_CROP_PARAMS, crop_image, hue_crop_box, resolve_crop_params
+from skin_cnn.data.crop import BOX_COLUMNS, crop_image, hue_crop_box
 from skin_cnn.data.reading import DEFAULT_MAX_PIXELS, ImageReadError, read_image
 
-RESIZE_MODES = ("stretch", "pad")
 #: Columns of every list of images left out (``skipped_images.csv`` and friends).
 SKIPPED_COLUMNS = ("image_path", "split", "reason")
-
-
-def _json_params(params):
-    return {k: list(v) if isinstance(v, tuple) else v for k, v in params.items()}
-
-
-@dataclass(frozen=True)
-class Preprocessing:
-    """How a photo becomes the model's input; stored in ``config.json`` as ``preprocessing``.
-
-    Attributes
-    ----------
-    image_size : (int, int)
-        ``(height, width)`` of the model input (the study: 250 × 250).
-    crop : bool
-        Cut the hue-clustering box out of the photo before resizing (the study's best data
-        version); a frame's ``crop_*`` columns, when present, give the box.
-    crop_params : dict
-        Keyword arguments of :func:`~skin_cnn.data.crop.hue_crop_box` (default: the study's
-        method and parameters; ``{"method": "circular"}`` treats hue as a circle). An entry
-        without ``method`` is the study's.
-    resize : {"stretch", "pad"}
-        ``"stretch"`` distorts the aspect ratio to the model size, as the study's Keras loader
-        did; ``"pad"`` keeps it and pads with black.
-    antialias : bool
-        Low-pass filter when shrinking (TensorFlow's ``antialias=True``), so a 4000-pixel photo
-        shrunk to 250 keeps texture instead of aliasing into moiré.
-    """
-
-    image_size: tuple = (250, 250)
-    crop: bool = True
-    crop_params: dict = field(default_factory=lambda: dict(DEFAULT_CROP_PARAMS))
-    resize: str = "stretch"
-    antialias: bool = True
-
-    def __post_init__(self):
-        size = self.image_size
-        if isinstance(size, (int, np.integer)):
-            size = (size, size)
-        if not (isinstance(size, (list, tuple)) and len(size) == 2
-                and all(isinstance(s, (int, np.integer)) and s > 0 for s in size)):
-            raise ValueError(f"image_size must be [height, width] of positive integers; got {self.image_size!r}")
-        object.__setattr__(self, "image_size", (int(size[0]), int(size[1])))
-        params = resolve_crop_params(self.crop_params)
-        params["ratio_bounds"] = tuple(float(v) for v in params["ratio_bounds"])
-        object.__setattr__(self, "crop_params", params)
-        if self.resize not in RESIZE_MODES:
-            raise ValueError(f"resize must be one of {', '.join(RESIZE_MODES)}; got {self.resize!r}")
-        object.__setattr__(self, "crop", bool(self.crop))
-        object.__setattr__(self, "antialias", bool(self.antialias))
-
-    def to_dict(self):
-        """The JSON-ready ``preprocessing`` entry of ``config.json``."""
-        return {"image_size": list(self.image_size), "crop": self.crop,
-                "crop_params": _json_params(self.crop_params), "resize": self.resize,
-                "antialias": self.antialias}
-
-    @classmethod
-    def from_dict(cls, values, source="preprocessing"):
-        """Read a ``preprocessing`` entry; one ValueError naming ``source`` when it is bad.
-
-        Missing keys take the defaults (crop on with the study's parameters, stretched,
-        antialiased), so an entry written before ``antialias`` existed still loads.
-        """
-        if isinstance(values, cls):
-            return values
-        if not isinstance(values, dict):
-            raise ValueError(f"{source}: preprocessing must be a mapping; got {type(values).__name__}")
-        known = {"image_size", "crop", "crop_params", "resize", "antialias"}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"{source}: unknown preprocessing settings {unknown}; expected some of {sorted(known)}")
-        if "image_size" not in values:
-            raise ValueError(f"{source}: preprocessing needs image_size")
-        try:
-            return cls(**values)
-        except (TypeError, ValueError) as exc:
-            raise ValueError(f"{source}: {exc}") from None
-
-    def describe(self):
-        """One line for reports and previews."""
-        height, width = self.image_size
-        crop = "no crop"
-        if self.crop:
-            crop = "hue crop" if self.crop_params["method"] == "study" else f"{self.crop_params['method']} hue crop"
-        return f"{height}×{width}, {crop}, {self.resize}{'' if self.antialias else ', no antialias'}"
 
 
 # ----------------------------------------------------------------------------------------------

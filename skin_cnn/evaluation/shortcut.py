@@ -196,7 +196,8 @@ def audit_predictor(predictor, predictions, frame=None, *, n_images=32, seed=0, 
         that cannot be read is left out and listed in ``attrs["unreadable"]``; ``attrs`` also
         holds ``border`` and ``watermarks``.
     """
-    from skin_cnn.data.crop import hue_crop_box, resolve_crop_params
+    from skin_cnn.core.specs import resolve_crop_params
+    from skin_cnn.data.crop import hue_crop_box
     from skin_cnn.data.preprocessing import box_from_row, heatmap_on_photo
 
     lesion_params = resolve_crop_params(lesion_params)

@@ -49,7 +49,7 @@ import tensorflow as tf
 
 from skin_cnn.core.io import atomic_path, write_json
 from skin_cnn.data.crop import crop_image
-from skin_cnn.data.preprocessing import Preprocessing
+from skin_cnn.core.specs import Preprocessing
 from skin_cnn.inference.predictor import load_predictor, resolve_model_path
 from skin_cnn.data.split import load_split
 

@@ -4,7 +4,7 @@ A model is only as good as the match between what it saw in training and what it
 afterwards: a photo that is cropped differently, or stretched instead of padded, is a different
 input, and a probability turned into a class at another threshold than the one chosen on
 validation is a different answer. :func:`load_predictor` therefore takes the
-:class:`~skin_cnn.data.preprocessing.Preprocessing`, the task classes and the thresholds from the
+:class:`~skin_cnn.core.specs.Preprocessing`, the task classes and the thresholds from the
 model itself (its :class:`~skin_cnn.models.info.ModelInfo` layer, written by training and by
 ``skin-cnn evaluate --threshold youden|sens:…|spec:…``), and every path through this module — :class:`Predictor`,
 :func:`predict_frame` (used by ``skin-cnn evaluate``), ``skin-cnn predict`` and ``skin-cnn
@@ -37,7 +37,8 @@ from pathlib import Path
 import numpy as np
 from skin_cnn.core.progress import progress_bar
 
-from skin_cnn.data.preprocessing import Preprocessing, box_from_row, crop_box, model_input
+from skin_cnn.core.specs import Preprocessing
+from skin_cnn.data.preprocessing import box_from_row, crop_box, model_input
 from skin_cnn.data.reading import DEFAULT_MAX_PIXELS, ImageReadError, read_image
 from skin_cnn.core.tasks import TASKS
 

@@ -8,7 +8,7 @@ any error. :class:`ModelInfo` therefore carries them *in the model*: an identity
 the input whose Keras config holds
 
 * ``tasks``: ``[{"name", "positive", "negative"}, ...]``, one per output;
-* ``preprocessing``: the :class:`~skin_cnn.data.preprocessing.Preprocessing` entry (image size,
+* ``preprocessing``: the :class:`~skin_cnn.core.specs.Preprocessing` entry (image size,
   crop, crop parameters, resize, antialias) the model was trained with, or None when unknown;
 * ``thresholds``: ``{task: {"value", "rule", "method"}}`` (optionally ``claims``: the sensitivity and
   specificity the threshold gives on the scores it was fitted on) for tasks whose threshold was chosen on
@@ -65,7 +65,7 @@ def _check_thresholds(thresholds, source):
 def _check_preprocessing(preprocessing, source):
     if preprocessing is None:
         return None
-    from skin_cnn.data.preprocessing import Preprocessing
+    from skin_cnn.core.specs import Preprocessing
 
     return Preprocessing.from_dict(preprocessing, source=source).to_dict()
 

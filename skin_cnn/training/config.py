@@ -23,7 +23,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from skin_cnn.data.crop import CROP_METHODS
+from skin_cnn.core.specs import CROP_METHODS
 
 VARIANTS = ("P", "N", "PS", "NS")
 OPTIMIZERS = ("adam", "sgd")
@@ -235,8 +235,8 @@ class TrainConfig:
         return self.weights
 
     def preprocessing(self):
-        """The run's :class:`~skin_cnn.data.preprocessing.Preprocessing` (the crop method's default parameters)."""
-        from skin_cnn.data.preprocessing import Preprocessing
+        """The run's :class:`~skin_cnn.core.specs.Preprocessing` (the crop method's default parameters)."""
+        from skin_cnn.core.specs import Preprocessing
 
         return Preprocessing(image_size=(int(self.image_size), int(self.image_size)), crop=bool(self.crop),
                              crop_params={"method": self.crop_method})

@@ -47,7 +47,8 @@ def main(argv=None):
 
     from tqdm import tqdm
 
-    from skin_cnn.data.preprocessing import Preprocessing, load_model_input
+    from skin_cnn.core.specs import Preprocessing
+    from skin_cnn.data.preprocessing import load_model_input
 
     frame = pd.read_csv(args.manifest)
     root = Path(args.manifest).parent

@@ -1,0 +1,143 @@
+"""Settings that travel together through the stages, as plain dataclasses and dictionaries.
+
+:class:`Preprocessing` (how a photo becomes the model's input) is written into a run's
+``config.json`` and into the model file, and read back by training, evaluation, ``predict``,
+``serve`` and ``export``; the crop settings it carries are resolved here too. Nothing here reads
+an image, so the model layer can check a stored record without loading Pillow or the crop.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+#: Crop methods: the study's hue line (the faithful default) and hue as a circle.
+CROP_METHODS = ("study", "circular")
+
+#: Default keyword arguments of :func:`~skin_cnn.data.crop.hue_crop_box`, as recorded in a run's ``crop_params``.
+DEFAULT_CROP_PARAMS = {
+    "method": "study",
+    "downscale": 4,
+    "n_clusters": 2,
+    "ratio_bounds": (0.1, 0.3),
+    "max_scan_height": 1 / 2.3,
+    "max_scan_width": 1 / 2.1,
+}
+
+#: Settings only the ``"circular"`` method has, with their defaults: pixels whose HSV saturation
+#: or value (0..1) falls outside these limits have no meaningful hue and are left out.
+CIRCULAR_CROP_PARAMS = {
+    "min_saturation": 0.15,
+    "min_value": 0.12,
+    "max_value": 0.98,
+}
+
+
+def resolve_crop_params(params=None):
+    """The full crop settings for ``params``: its method's defaults, then ``params``.
+
+    A mapping without ``method`` is the study's method (what runs recorded before there was a
+    choice). Unknown keys, an unknown method, or circular-only keys given to the study's method
+    are one ValueError naming them.
+    """
+    params = dict(params or {})
+    method = params.get("method", DEFAULT_CROP_PARAMS["method"])
+    if method not in CROP_METHODS:
+        raise ValueError(f"unknown crop method {method!r}; expected one of {', '.join(CROP_METHODS)}")
+    defaults = dict(DEFAULT_CROP_PARAMS, method=method)
+    if method == "circular":
+        defaults.update(CIRCULAR_CROP_PARAMS)
+    unknown = sorted(set(params) - set(defaults))
+    if unknown:
+        raise ValueError(f"unknown crop_params {unknown} for the {method} crop; expected some of {sorted(defaults)}")
+    defaults.update(params)
+    return defaults
+
+
+RESIZE_MODES = ("stretch", "pad")
+
+
+def _json_params(params):
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in params.items()}
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """How a photo becomes the model's input; stored in ``config.json`` as ``preprocessing``.
+
+    Attributes
+    ----------
+    image_size : (int, int)
+        ``(height, width)`` of the model input (the study: 250 × 250).
+    crop : bool
+        Cut the hue-clustering box out of the photo before resizing (the study's best data
+        version); a frame's ``crop_*`` columns, when present, give the box.
+    crop_params : dict
+        Keyword arguments of :func:`~skin_cnn.data.crop.hue_crop_box` (default: the study's
+        method and parameters; ``{"method": "circular"}`` treats hue as a circle). An entry
+        without ``method`` is the study's.
+    resize : {"stretch", "pad"}
+        ``"stretch"`` distorts the aspect ratio to the model size, as the study's Keras loader
+        did; ``"pad"`` keeps it and pads with black.
+    antialias : bool
+        Low-pass filter when shrinking (TensorFlow's ``antialias=True``), so a 4000-pixel photo
+        shrunk to 250 keeps texture instead of aliasing into moiré.
+    """
+
+    image_size: tuple = (250, 250)
+    crop: bool = True
+    crop_params: dict = field(default_factory=lambda: dict(DEFAULT_CROP_PARAMS))
+    resize: str = "stretch"
+    antialias: bool = True
+
+    def __post_init__(self):
+        size = self.image_size
+        if isinstance(size, (int, np.integer)):
+            size = (size, size)
+        if not (isinstance(size, (list, tuple)) and len(size) == 2
+                and all(isinstance(s, (int, np.integer)) and s > 0 for s in size)):
+            raise ValueError(f"image_size must be [height, width] of positive integers; got {self.image_size!r}")
+        object.__setattr__(self, "image_size", (int(size[0]), int(size[1])))
+        params = resolve_crop_params(self.crop_params)
+        params["ratio_bounds"] = tuple(float(v) for v in params["ratio_bounds"])
+        object.__setattr__(self, "crop_params", params)
+        if self.resize not in RESIZE_MODES:
+            raise ValueError(f"resize must be one of {', '.join(RESIZE_MODES)}; got {self.resize!r}")
+        object.__setattr__(self, "crop", bool(self.crop))
+        object.__setattr__(self, "antialias", bool(self.antialias))
+
+    def to_dict(self):
+        """The JSON-ready ``preprocessing`` entry of ``config.json``."""
+        return {"image_size": list(self.image_size), "crop": self.crop,
+                "crop_params": _json_params(self.crop_params), "resize": self.resize,
+                "antialias": self.antialias}
+
+    @classmethod
+    def from_dict(cls, values, source="preprocessing"):
+        """Read a ``preprocessing`` entry; one ValueError naming ``source`` when it is bad.
+
+        Missing keys take the defaults (crop on with the study's parameters, stretched,
+        antialiased), so an entry written before ``antialias`` existed still loads.
+        """
+        if isinstance(values, cls):
+            return values
+        if not isinstance(values, dict):
+            raise ValueError(f"{source}: preprocessing must be a mapping; got {type(values).__name__}")
+        known = {"image_size", "crop", "crop_params", "resize", "antialias"}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"{source}: unknown preprocessing settings {unknown}; expected some of {sorted(known)}")
+        if "image_size" not in values:
+            raise ValueError(f"{source}: preprocessing needs image_size")
+        try:
+            return cls(**values)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"{source}: {exc}") from None
+
+    def describe(self):
+        """One line for reports and previews."""
+        height, width = self.image_size
+        crop = "no crop"
+        if self.crop:
+            crop = "hue crop" if self.crop_params["method"] == "study" else f"{self.crop_params['method']} hue crop"
+        return f"{height}×{width}, {crop}, {self.resize}{'' if self.antialias else ', no antialias'}"
