@@ -59,7 +59,7 @@ def _feature_model():
 @pytest.fixture()
 def store(tmp_path):
     """A split of demo photos, a tiny trunk and its settings (2 augmented views)."""
-    from skin_cnn.data.preprocessing import Preprocessing
+    from skin_cnn.core.specs import Preprocessing
     from skin_cnn.data.split import load_split
     from skin_cnn.training.feature_cache import FeatureSettings, weights_digest
 
@@ -173,7 +173,8 @@ def test_unreadable_photos_are_remembered_by_content_and_reported_again(store, t
 
 
 def test_features_for_aligns_to_the_frame_and_leaves_uncached_rows_nan(store):
-    from skin_cnn.data.preprocessing import Preprocessing, load_model_input
+    from skin_cnn.core.specs import Preprocessing
+    from skin_cnn.data.preprocessing import load_model_input
     from skin_cnn.training.feature_cache import features_for
 
     frame, model, settings, cache_dir = store

@@ -13,7 +13,6 @@ lists *every* problem by the row number as seen in a spreadsheet, so one pass fi
 from __future__ import annotations
 
 import csv
-import hashlib
 import os
 import re
 import unicodedata
@@ -24,6 +23,7 @@ from pathlib import Path
 import pandas as pd
 
 from skin_cnn.core import io as atomic
+from skin_cnn.core.io import sha256_file
 from skin_cnn.core.tasks import DISEASES, ICD10Map, load_icd10_map
 
 #: Problem codes, their severity and a short human label (used in flow counts and docs).
@@ -597,11 +597,7 @@ def _hash_and_check(image):
     reason = sniff_file(image)
     if reason is not None:
         return None, reason
-    digest = hashlib.sha256()
-    with open(image, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest(), check_image(image)
+    return sha256_file(image), check_image(image)
 
 
 def validate_manifest(path, icd10_map=None, check_images=True, progress=True):

@@ -636,7 +636,7 @@ def _compute_missing(entry, frame, missing, needs, identities, feature_model, se
     if todo.index.duplicated().any():  # one frame row asked for under two splits: prepare it once
         todo = todo[~todo.index.duplicated()]
     with tempfile.TemporaryDirectory(prefix="skin-cnn-features-", dir=work) as scratch:
-        from skin_cnn.data.preprocessing import Preprocessing
+        from skin_cnn.core.specs import Preprocessing
 
         preprocessing = Preprocessing.from_dict(settings.preprocessing)
         prepared, failed = prepare_images(todo, preprocessing, scratch, splits=ARRAYS, progress=progress)
@@ -683,7 +683,7 @@ def features_for(frame, feature_model, preprocessing, *, precision="float32", ca
     -------
     numpy.ndarray, float32 ``(len(frame), ...)``
     """
-    from skin_cnn.data.preprocessing import Preprocessing
+    from skin_cnn.core.specs import Preprocessing
 
     preprocessing = Preprocessing.from_dict(preprocessing)
     settings = FeatureSettings(trunk_digest=weights_digest(feature_model), preprocessing=preprocessing.to_dict(),
