@@ -1,161 +1,148 @@
-"""Import direction between the package's layers, checked on the source of every module, and a
-command line whose help texts load no TensorFlow."""
-import ast
+"""The package's architecture: import contracts checked with import-linter on every module, and a
+command line whose help texts load no TensorFlow.
+
+The contracts live in ``setup.cfg`` (``[importlinter]``): the stage layers (each imports only the
+stages below it, and every module belongs to a stage), no import cycles between the modules of any
+package, a model layer that loads no image reader, and an evaluation that imports no TensorFlow.
+Each is shown to fail on a copy of the package with one bad import added, so a passing check means
+something.
+"""
+import configparser
 import json
+import shutil
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
 
+import pytest
+
 import skin_cnn
 
 PACKAGE_DIR = Path(skin_cnn.__file__).resolve().parent
-
-#: layer -> packages no module of that layer may import (at module level or inside a function).
-FORBIDDEN = {
-    "skin_cnn.data": ("skin_cnn.training", "skin_cnn.evaluation", "skin_cnn.cleanse"),
-    "skin_cnn.evaluation": ("skin_cnn.training", "skin_cnn.models", "skin_cnn.inference"),
-}
+ROOT = PACKAGE_DIR.parent
+CONFIG = ROOT / "setup.cfg"
 
 #: Libraries that ``skin-cnn --help`` must not load (each takes from a fraction of a second to
 #: several seconds to import).
 HEAVY = ("tensorflow", "keras", "matplotlib", "sklearn", "pandas", "scipy")
 
-
-def within(name, package):
-    """Whether the dotted module ``name`` is ``package`` or lies below it."""
-    return name == package or name.startswith(package + ".")
+LINT = ("import sys; from importlinter.cli import lint_imports; "
+        "sys.exit(lint_imports(config_filename='setup.cfg', no_cache=True, no_logo=True))")
 
 
-def module_name(path, root=PACKAGE_DIR):
-    """``skin_cnn/data/crop.py`` -> ``skin_cnn.data.crop``; a package's ``__init__.py`` -> the package."""
-    parts = list(Path(path).resolve().relative_to(root.parent).with_suffix("").parts)
-    if parts[-1] == "__init__":
-        parts.pop()
-    return ".".join(parts)
+def contract_names(config=CONFIG):
+    """The names of the contracts in an import-linter configuration."""
+    parser = configparser.ConfigParser()
+    parser.read(config, encoding="utf-8")
+    return [parser[s]["name"] for s in parser.sections() if s.startswith("importlinter:contract:")]
 
 
-def imported_names(source, module, is_package=False):
-    """Every ``(line, module)`` a source imports, wherever the import statement stands.
-
-    ``from a.b import c`` counts as importing ``a.b`` and ``a.b.c`` (``c`` may be a submodule);
-    relative imports are resolved against ``module``; ``importlib.import_module("x")`` and
-    ``__import__("x")`` with a literal name count too.
-    """
-    package = module if is_package else module.rpartition(".")[0]
-    found = []
-    for node in ast.walk(ast.parse(source)):
-        if isinstance(node, ast.Import):
-            found.extend((node.lineno, alias.name) for alias in node.names)
-        elif isinstance(node, ast.ImportFrom):
-            if node.level:
-                parts = package.split(".")
-                base = ".".join(parts[: len(parts) - (node.level - 1)])
-                base = f"{base}.{node.module}" if node.module else base
-            else:
-                base = node.module
-            found.append((node.lineno, base))
-            found.extend((node.lineno, f"{base}.{alias.name}") for alias in node.names if alias.name != "*")
-        elif isinstance(node, ast.Call) and node.args and isinstance(node.args[0], ast.Constant):
-            func = node.func
-            called = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", None)
-            if called in ("import_module", "__import__") and isinstance(node.args[0].value, str):
-                found.append((node.lineno, node.args[0].value))
-    return found
+def lint_imports(root):
+    """Run import-linter on the ``skin_cnn`` package found under ``root`` (its ``setup.cfg``)."""
+    pytest.importorskip("importlinter")
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(root), "PYTHONDONTWRITEBYTECODE": "1", "COLUMNS": "200"}
+    return subprocess.run([sys.executable, "-c", LINT], cwd=root, env=env, capture_output=True, text=True,
+                          timeout=300)
 
 
-def violations(source, module, is_package=False):
-    """``(line, forbidden package)`` for each import that breaks :data:`FORBIDDEN`."""
-    rules = [banned for layer, banned in FORBIDDEN.items() if within(module, layer)]
-    return sorted(
-        {
-            (line, package)
-            for line, name in imported_names(source, module, is_package)
-            for banned in rules
-            for package in banned
-            if within(name, package)
-        }
-    )
+@pytest.fixture
+def package_copy(tmp_path):
+    """A copy of the package and its ``setup.cfg`` to break on purpose."""
+    shutil.copytree(PACKAGE_DIR, tmp_path / "skin_cnn", ignore=shutil.ignore_patterns("__pycache__", "static"))
+    shutil.copy(CONFIG, tmp_path / "setup.cfg")
+    return tmp_path
 
 
-def package_modules():
-    return sorted(PACKAGE_DIR.rglob("*.py"))
+def add_function(path, body):
+    """Append a function whose body is ``body`` to a module (an import inside a function counts)."""
+    with open(path, "a", encoding="utf-8") as handle:
+        handle.write("\n\ndef _added():\n" + textwrap.indent(textwrap.dedent(body), "    "))
 
 
-# ---------------------------------------------------------------------------------------------
-# the checker itself
-
-
-def test_checker_finds_forbidden_imports_at_module_and_function_level():
-    source = textwrap.dedent(
-        """
-        import os
-        import skin_cnn.training.trainer
-        from skin_cnn.data.reading import read_image
-        from skin_cnn import evaluation
-
-
-        def later():
-            from skin_cnn.evaluation.metrics import auc_estimate
-            from ..cleanse import apply
-            import importlib
-            return importlib.import_module("skin_cnn.training")
-
-
-        class Lazy:
-            def method(self):
-                from . import crop, pipeline
-                from .. import inference
-        """
-    )
-    found = violations(source, "skin_cnn.data.example")
-    assert found == [
-        (3, "skin_cnn.training"),
-        (5, "skin_cnn.evaluation"),
-        (9, "skin_cnn.evaluation"),
-        (10, "skin_cnn.cleanse"),
-        (12, "skin_cnn.training"),
-    ]
-    # The same source is allowed above the data layer, and ``inference`` is only banned for evaluation.
-    assert violations(source, "skin_cnn.cleanse.example") == []
-    assert (18, "skin_cnn.inference") in violations(source, "skin_cnn.evaluation.example")
-
-
-def test_checker_resolves_relative_imports_and_package_boundaries():
-    assert violations("from ..models import build_model", "skin_cnn.evaluation.report") == [
-        (1, "skin_cnn.models")
-    ]
-    # In a package's __init__.py one dot is the package itself.
-    assert violations("from .metrics import auc_estimate", "skin_cnn.evaluation", is_package=True) == []
-    assert violations("from ..inference import predictor", "skin_cnn.evaluation.plots") == [
-        (1, "skin_cnn.inference")
-    ]
-    # A name that only starts like a banned package is not inside it.
-    assert violations("import skin_cnn.models_notes", "skin_cnn.evaluation.report") == []
-    assert violations("from skin_cnn import models_notes", "skin_cnn.evaluation.report") == []
-
-
-def test_module_names_follow_the_file_layout():
-    assert module_name(PACKAGE_DIR / "data" / "crop.py") == "skin_cnn.data.crop"
-    assert module_name(PACKAGE_DIR / "evaluation" / "__init__.py") == "skin_cnn.evaluation"
+def broken(result):
+    """The names of the contracts a lint-imports run reports broken."""
+    return [line[: -len(" BROKEN")] for line in result.stdout.splitlines() if line.endswith(" BROKEN")]
 
 
 # ---------------------------------------------------------------------------------------------
 # the package
 
 
-def test_every_layer_imports_only_downwards():
-    modules = package_modules()
-    names = {module_name(path) for path in modules}
-    for layer in FORBIDDEN:  # the rules look at real modules, not at an empty or moved tree
-        assert layer in names and sum(within(n, layer) for n in names) > 1, layer
-    problems = []
-    for path in modules:
-        name = module_name(path)
-        for line, package in violations(path.read_text(encoding="utf-8"), name, path.name == "__init__.py"):
-            layer = next(layer for layer in FORBIDDEN if within(name, layer))
-            problems.append(f"{path.relative_to(PACKAGE_DIR.parent)}:{line}: {layer} must not import {package}")
-    assert not problems, "imports against the layer order:\n" + "\n".join(problems)
+def test_the_package_keeps_every_import_contract():
+    names = contract_names()
+    assert len(names) >= 4, names
+    result = lint_imports(ROOT)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"Contracts: {len(names)} kept, 0 broken." in result.stdout, result.stdout
+
+
+def test_every_stage_of_the_package_is_a_layer():
+    """The layers contract is exhaustive: it names every subpackage, and the package root holds
+    no module besides ``__init__`` and ``__main__``."""
+    parser = configparser.ConfigParser()
+    parser.read(CONFIG, encoding="utf-8")
+    layers = parser["importlinter:contract:layers"]
+    named = {n.strip() for line in layers["layers"].split("\n") for n in line.split("|") if n.strip()}
+    stages = {p.name for p in PACKAGE_DIR.iterdir() if (p / "__init__.py").is_file()}
+    assert named == stages
+    assert layers.getboolean("exhaustive")
+    assert sorted(p.name for p in PACKAGE_DIR.glob("*.py")) == ["__init__.py", "__main__.py"]
+
+
+# ---------------------------------------------------------------------------------------------
+# each contract fails when broken
+
+
+def test_an_upward_import_inside_a_function_breaks_the_layers(package_copy):
+    add_function(package_copy / "skin_cnn" / "core" / "tasks.py", "from skin_cnn.training import config\n")
+    result = lint_imports(package_copy)
+    assert result.returncode != 0
+    # training imports core, so the same import also closes a cycle between the two stages
+    assert broken(result)[:2] == ["Each stage imports only the stages below it",
+                                  "No import cycles between the modules of a package, at any depth"], result.stdout
+    assert "skin_cnn.core.tasks -> skin_cnn.training.config" in result.stdout
+
+
+def test_two_independent_stages_may_not_import_each_other(package_copy):
+    add_function(package_copy / "skin_cnn" / "evaluation" / "metrics.py", "from skin_cnn.models import info\n")
+    result = lint_imports(package_copy)
+    assert broken(result) == ["Each stage imports only the stages below it"], result.stdout
+    assert "skin_cnn.evaluation.metrics -> skin_cnn.models.info" in result.stdout
+
+
+def test_a_module_at_the_package_root_breaks_the_layers(package_copy):
+    (package_copy / "skin_cnn" / "loose.py").write_text("VALUE = 1\n", encoding="utf-8")
+    result = lint_imports(package_copy)
+    assert result.returncode != 0
+    assert "skin_cnn.loose" in result.stdout + result.stderr
+
+
+def test_an_import_cycle_inside_a_package_breaks_the_cycle_contract(package_copy):
+    # cells is imported by report; report imported back from cells closes a cycle in one stage,
+    # which no layer rule sees.
+    cells = package_copy / "skin_cnn" / "evaluation" / "cells.py"
+    add_function(cells, "from skin_cnn.evaluation.report import Report\n")
+    result = lint_imports(package_copy)
+    assert broken(result) == ["No import cycles between the modules of a package, at any depth"], result.stdout
+    assert ".cells -> .report" in result.stdout
+
+
+def test_a_model_module_reading_images_breaks_its_contract(package_copy):
+    add_function(package_copy / "skin_cnn" / "models" / "heads.py", "from PIL import Image\n")
+    result = lint_imports(package_copy)
+    assert broken(result) == ["Loading a model loads no image reader, crop or plotting library"], result.stdout
+
+
+def test_evaluation_importing_keras_breaks_its_contract(package_copy):
+    add_function(package_copy / "skin_cnn" / "evaluation" / "intervals.py", "import keras\n")
+    result = lint_imports(package_copy)
+    assert broken(result) == ["Evaluation works on predictions tables and imports neither TensorFlow nor Keras"], \
+        result.stdout
+
+
+# ---------------------------------------------------------------------------------------------
+# the command line
 
 
 def test_help_texts_load_no_tensorflow():
