@@ -61,7 +61,8 @@ def recipe_options(function):
         click.option("--batch-size", type=int, default=D.batch_size, help="Images per step (try 32 on a small CPU)."),
         click.option("--optimizer", type=click.Choice(OPTIMIZERS), default=D.optimizer, help="Optimizer."),
         click.option("--learning-rate", type=float, default=D.learning_rate,
-            help="Initial learning rate (1e-4 suits heads on a frozen trunk; ~2e-5 when the trunk trains)."),
+            help="Initial learning rate (1e-3 for heads on a frozen trunk, chosen by cross-validation; "
+                 "~2e-5 when the trunk trains)."),
         click.option("--fine-tune-blocks", type=int, default=D.fine_tune_blocks,
             help="P/PS: let the last N VGG-16 blocks train (0: whole trunk frozen, as in the paper)."),
         click.option("--patience", type=int, default=D.patience,
@@ -118,9 +119,10 @@ def recipe_options(function):
 def command(ctx, split_csv, out, resume_dir, config_file, quiet, recipe, **params):
     """Train a multi-task VGG-16 on SPLIT_CSV (from `skin-cnn split`) into the run folder -o.
 
-    Defaults follow the study: VGG-16P (ImageNet trunk, frozen), hue crop, 250×250, Adam at
-    1e-4, batch 64, up to 60 epochs, the epoch with the best validation mean AUC kept
-    (best.keras), early stopping and learning-rate reduction on that score. With a frozen trunk
+    Defaults follow the study: VGG-16P (ImageNet trunk, frozen), hue crop, 250×250, the study's
+    heads, batch 64; Adam at 1e-3, halved after 5 and stopped after 20 epochs without a better
+    validation mean AUC, up to 200 epochs (chosen by cross-validation so the heads converge), the
+    epoch with the best validation mean AUC kept (best.keras). With a frozen trunk
     the trunk features are computed once (feature cache), which makes CPU training practical.
     --recipe frozen-linear instead fits a logistic regression per task on frozen block-4 + 5
     features of train and val (chosen by cross-validation on public photos; docs/training.md).
