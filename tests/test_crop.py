@@ -298,3 +298,26 @@ def test_crop_command_writes_boxes_errors_manifest_copies_and_sheet(tmp_path):
             assert copy.size == (right - left, bottom - top)
     with Image.open(out / "contact_sheet.png") as sheet:
         assert sheet.size[0] > 100 and sheet.size[1] > 100
+    # the copies are marked, and training with the crop on over them is refused in one line
+    assert set(copies["hue_cropped"]) == {"study"}
+    split = copies.assign(split=["train", "val"])
+    split.to_csv(out / "split_copies.csv", index=False)
+    refused = CliRunner().invoke(cli, ["train", str(out / "split_copies.csv"), "-o", str(tmp_path / "run"),
+                                       "--weights", "none", "--image-size", "32", "--epochs", "1"])
+    assert refused.exit_code != 0 and "Traceback" not in refused.output
+    message = [line for line in refused.output.splitlines() if "hue_cropped" in line]
+    assert len(message) == 1 and "split_copies.csv" in message[0] and "--no-crop" in message[0]
+    assert not (tmp_path / "run" / "best.keras").exists()
+
+
+def test_cropped_copies_may_train_without_the_crop_and_originals_with_it():
+    import pandas as pd
+
+    from skin_cnn.data.crop import check_not_cropped_twice
+
+    marked = pd.DataFrame({"image_path": ["a.jpg", "b.jpg"], "hue_cropped": ["study", ""]})
+    check_not_cropped_twice(marked, False, "copies.csv")  # no crop: nothing to refuse
+    check_not_cropped_twice(marked.drop(columns=["hue_cropped"]), True, "raw.csv")
+    check_not_cropped_twice(marked.assign(hue_cropped=float("nan")), True, "read back empty")
+    with pytest.raises(ValueError, match="copies.csv: 1 photo"):
+        check_not_cropped_twice(marked, True, "copies.csv")

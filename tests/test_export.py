@@ -73,13 +73,30 @@ def test_savedmodel_takes_a_photo_and_reproduces_predict(run, keras_model, tmp_p
 
 
 @pytest.mark.filterwarnings("ignore:.*tf.lite.Interpreter is deprecated:UserWarning")
-def test_tflite_resizes_a_cropped_photo_and_reproduces_predict(run, keras_model, tmp_path):
+def test_tflite_resizes_a_cropped_photo_and_reproduces_predict(run, keras_model, tmp_path, caplog):
+    from skin_cnn.export import describe_check, read_tflite_metadata, run_tflite
+
     out = tmp_path / "model.tflite"
     check = export_model(run, "tflite", out, check_images=2)
     assert check["passed"] is True and check["max_abs_diff_all"] < 1e-2
     written = json.loads(check_path(out).read_text())
     assert written["format"] == "tflite" and written["crop"].startswith("not in the export")
     assert "crop_boxes_equal" not in written
+    # the file itself records that it wants a cropped photo, and whoever uses it is told
+    recorded = read_tflite_metadata(out)
+    assert recorded["needs_cropped_photo"] is True and recorded["crop_in_export"] is False
+    assert recorded["preprocessing"] == load_predictor(run).preprocessing.to_dict()
+    assert "already hue-cropped" in describe_check(check) and written["expects"] == recorded["expects"]
+    with caplog.at_level("WARNING", logger="skin_cnn.export"):
+        run_tflite(out, [_photo()])
+    assert any("already hue-cropped" in r.getMessage() for r in caplog.records)
+    photo = tmp_path / "photo.png"
+    from PIL import Image
+
+    Image.fromarray(_photo()).save(photo)
+    refused = CliRunner().invoke(cli, ["predict", str(out), str(photo)])
+    assert refused.exit_code != 0 and "Traceback" not in refused.output
+    assert "a TFLite export" in refused.output and "already hue-cropped" in refused.output
 
     runner = tf.lite.Interpreter(model_path=str(out)).get_signature_runner("serving_default")
     for photo in (_photo(), _photo(31, 77, seed=2)):  # different sizes through one file

@@ -100,6 +100,9 @@ def test_one_epoch_of_each_variant_writes_a_complete_run_folder(split_csv, tmp_p
     assert len(preds) == expected_rows
     card = (out / "model_card.md").read_text()
     assert "not a medical device" in card and "Fitzpatrick" in card
+    method = card.split("### Method")[1].split("## Data")[0]  # heads trained by epochs list how
+    assert "- Optimizer: adam, learning rate" in method and "- Epochs: at most 1;" in method
+    assert "logistic regression" not in method
     assert result.summary and str(out) in result.summary
     if variant == "P":
         assert (out / "eval_test" / "metrics.json").is_file()

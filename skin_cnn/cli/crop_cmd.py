@@ -35,7 +35,8 @@ def _flow_step(frame, cropped, errors):
 @click.argument("manifest", type=click.Path(dir_okay=False, exists=True))
 @out_option
 @click.option("--copies/--no-copies", default=False, show_default=True,
-              help="Also save cropped copies under OUT/images/ and a manifest pointing at them.")
+              help="Also save cropped copies under OUT/images/ and a manifest pointing at them, its "
+                   "hue_cropped column marking them (train on it with --no-crop).")
 @click.option("--sample", default=16, show_default=True, type=click.IntRange(0, 200),
               help="Images drawn on the before/after contact sheet (0: none).")
 @click.option("--method", type=click.Choice(("study", "circular")), default="study", show_default=True,
@@ -63,7 +64,7 @@ def command(manifest, out, copies, sample, method, workers, seed, icd10_map, qui
     import numpy as np
 
     from skin_cnn.core import io as atomic
-    from skin_cnn.data.crop import BOX_COLUMNS, compute_crop_boxes, draw_contact_sheet
+    from skin_cnn.data.crop import BOX_COLUMNS, CROPPED_COLUMN, compute_crop_boxes, draw_contact_sheet
     from skin_cnn.data.reading import ImageReadError, read_image
     from skin_cnn.evaluation.flow import extend_record, flow_path
     from skin_cnn.data.manifest import load_manifest
@@ -113,6 +114,7 @@ def command(manifest, out, copies, sample, method, workers, seed, icd10_map, qui
         keep = [p in ok_paths for p in frame["image_path"]]
         copied = frame[keep].copy()
         copied["image_path"] = [os.path.relpath(d, out) for d, k in zip(destinations, keep) if k]
+        copied[CROPPED_COLUMN] = method  # never cropped again: training with the crop on refuses it
         copies_name = f"{Path(name).stem}_copies.csv"
         atomic.write_csv(out / copies_name, copied)
         written += [out / "images", out / copies_name]

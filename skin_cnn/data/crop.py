@@ -406,6 +406,34 @@ def hue_crop(image, **params):
 
 
 # ---------------------------------------------------------------------------------------------
+# Cropped copies are marked, so that they are never cropped a second time
+
+#: Column of a ``skin-cnn crop --copies`` manifest: the crop method that cut each copy.
+CROPPED_COLUMN = "hue_cropped"
+
+
+def check_not_cropped_twice(frame, crop, source):
+    """Refuse to hue-crop photos that already are cropped copies (``crop --copies`` marks them).
+
+    Training with the crop on over cropped copies crops every photo twice, while ``predict`` on a
+    raw photo crops it once: the model would learn from inputs it never gets.
+
+    Raises
+    ------
+    ValueError
+        One line naming ``source``, when ``crop`` is on and any row carries :data:`CROPPED_COLUMN`.
+    """
+    if not crop or CROPPED_COLUMN not in frame.columns:
+        return
+    values = frame[CROPPED_COLUMN]
+    marked = values.notna() & (values.astype(str).str.strip() != "")
+    if marked.any():
+        raise ValueError(f"{source}: {int(marked.sum())} photo(s) are already hue-cropped copies (column "
+                         f"{CROPPED_COLUMN}, from skin-cnn crop --copies); the crop would cut them twice while "
+                         "predict crops a raw photo once: train with --no-crop, or on the original photos")
+
+
+# ---------------------------------------------------------------------------------------------
 # Many images: boxes for a whole manifest, cropped copies, a contact sheet
 
 

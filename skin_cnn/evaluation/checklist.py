@@ -151,7 +151,9 @@ def run_context(run_dir):
         ``run_dir``; ``config`` (``config.json``); ``train``, ``preprocessing``, ``versions``
         and ``seed`` from it; ``files`` (name -> SHA-256 of the model file ``best.keras`` and of
         the weights file recorded in ``train.weights`` when it is a path that exists);
-        ``history`` (:func:`_history`); ``training_curves`` (path or None); ``baseline``
+        ``history`` (:func:`_history`); ``training_curves`` (path or None); ``method``
+        (:func:`skin_cnn.evaluation.method.method_rows`: the settings that took effect) and
+        ``linear_fit`` (``linear_fit.json``) for the linear heads; ``baseline``
         (:func:`baseline_table`) and ``disjointness`` (:func:`disjointness`) from ``split.csv``.
         Entries the folder does not have are None.
     """
@@ -168,6 +170,14 @@ def run_context(run_dir):
     if (run_dir / "split.csv").is_file():
         split = pd.read_csv(run_dir / "split.csv", dtype=str, keep_default_na=False)
     curves = run_dir / "training_curves.png"
+    linear_fit = _read_json(run_dir / "linear_fit.json") or {}
+    chosen_c = {t: e["C"] for t, e in (linear_fit.get("tasks") or {}).items() if "C" in e} or None
+    method = None
+    if train:
+        from skin_cnn.evaluation.method import method_rows
+
+        method = method_rows(train, feature_cache=(config.get("resolved") or {}).get("feature_cache"),
+                             preprocessing=config.get("preprocessing"), chosen_c=chosen_c)
     return {
         "run_dir": str(run_dir),
         "config": config or None,
@@ -180,6 +190,8 @@ def run_context(run_dir):
         "weights_setting": weights,
         "history": _history(run_dir, train),
         "training_curves": str(curves) if curves.is_file() else None,
+        "method": method,
+        "linear_fit": linear_fit or None,
         "baseline": baseline_table(split) if split is not None and "split" in split else None,
         "disjointness": disjointness(split) if split is not None and "split" in split else None,
     }

@@ -84,20 +84,18 @@ def add_run(rep, run):
                                         f"antialias `{pre.get('antialias')}`"])
             rows.append(["Hue-clustering crop", f"`{pre.get('crop')}`"
                          + (f" (`{pre['crop_params']}`)" if pre.get("crop") and pre.get("crop_params") else "")])
-        rows += _setting_rows(train, (("zoom", "Augmentation: zoom"), ("rotation", "Augmentation: rotation"),
-                                      ("translation", "Augmentation: translation"), ("flip", "Augmentation: flips"),
-                                      ("balanced", "Class-balanced oversampling")))
-        rep.para("From the run's `config.json`; augmentation applies to training images only.")
+        method = run.get("method") or []
+        steps = [[name, value] for section, name, value in method
+                 if section == "preprocessing" and name not in ("Model input", "Hue-clustering crop")]
+        rows += steps
+        rep.para("From the run's `config.json`, listing only the steps that took effect.")
         rep.table(["Setting", "Value"], rows)
-        out["preprocessing"] = (anchor, f"input {pre.get('image_size', '?')}, crop {pre.get('crop', '?')}, "
-                                        f"zoom {train.get('zoom')}, rotation {train.get('rotation')}, "
-                                        f"flip {train.get('flip')}")
+        out["preprocessing"] = (anchor, f"input {pre.get('image_size', '?')}, crop {pre.get('crop', '?')}; "
+                                + "; ".join(f"{name.lower()}: {value}" for name, value in steps))
 
         anchor = rep.heading("Model specification")
-        rows = _setting_rows(train, (("variant", "Variant"), ("weights", "Initial trunk weights"),
-                                     ("fine_tune_blocks", "VGG-16 blocks trained"),
-                                     ("optimizer", "Optimizer"), ("learning_rate", "Learning rate"),
-                                     ("batch_size", "Batch size"), ("seed", "Seed")))
+        rows = _setting_rows(train, (("variant", "Variant"), ("weights", "Initial trunk weights")))
+        rows += [[name, value] for section, name, value in (run.get("method") or []) if section == "model"]
         for name, digest in (run.get("files") or {}).items():
             rows.append([f"SHA-256 of `{name}`", f"`{digest}`"])
         if run.get("split_sha256"):
@@ -135,6 +133,16 @@ def add_run(rep, run):
             rep.image(run["training_curves"], "Training curves (training_curves.png of the run)")
         out["training"] = (anchor, f"{hist['epochs_run']} epochs, best epoch {hist['best_epoch']} by "
                                    f"validation mean AUC, patience {hist['patience']}")
+    elif train.get("head") == "linear" and run.get("linear_fit"):
+        anchor = rep.heading("Model fitting")
+        fits = run["linear_fit"].get("tasks") or {}
+        rep.para("No epochs: each task's logistic regression is fitted in closed form on the train and validation "
+                 "images together; its strength C was chosen by patient-grouped inner cross-validation (AUC) "
+                 "and the regression refitted on all of them (the run's `linear_fit.json`).")
+        rep.table(["Task", "C chosen", "Inner out-of-fold AUC", "Images"],
+                  [[t, f"{e['C']:g}", f"{e['inner_cv_auc']:.3f}", str(e.get("n", ""))] for t, e in fits.items()])
+        out["training"] = (anchor, "closed-form logistic regressions, C by grouped inner cross-validation: "
+                           + ", ".join(f"{t} C={e['C']:g}" for t, e in fits.items()))
     return out
 
 

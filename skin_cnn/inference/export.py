@@ -36,6 +36,7 @@ Sample photos are the run's own test photos when the model comes from a run fold
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
@@ -79,6 +80,51 @@ CROP_NOTES = {
         "built-in kernels lack; send the photo cut to hue_crop_box (or a SavedModel's crop_box)"
     ),
 }
+
+
+#: Name of the metadata entry (JSON) of a TFLite export: what photo it expects.
+METADATA_NAME = "skin_cnn"
+
+
+def tflite_expectation(preprocessing):
+    """The metadata entry of a TFLite export: whether it needs a photo cropped beforehand."""
+    preprocessing = Preprocessing.from_dict(preprocessing)
+    if preprocessing.crop:
+        expects = ("a photo already hue-cropped: this export resizes only; cut the photo to "
+                   "skin_cnn.data.crop.hue_crop_box (or a SavedModel export's crop_box) first")
+    else:
+        expects = "the whole photo (the model was trained without the hue crop)"
+    return {"input": INPUT_NAME, "crop_in_export": False, "needs_cropped_photo": bool(preprocessing.crop),
+            "expects": expects, "preprocessing": preprocessing.to_dict()}
+
+
+def _with_metadata(flat, entry):
+    """The TFLite flat buffer ``flat`` with the JSON ``entry`` added as metadata :data:`METADATA_NAME`."""
+    from tensorflow.lite.python import schema_py_generated as schema
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    model = flatbuffer_utils.convert_bytearray_to_object(bytearray(flat))
+    buffer = schema.BufferT()
+    buffer.data = np.frombuffer(json.dumps(entry).encode("utf-8"), dtype=np.uint8)
+    model.buffers.append(buffer)
+    item = schema.MetadataT()
+    item.name = METADATA_NAME
+    item.buffer = len(model.buffers) - 1
+    model.metadata = [m for m in (model.metadata or []) if m.name != METADATA_NAME] + [item]
+    return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
+
+
+def read_tflite_metadata(path):
+    """The :data:`METADATA_NAME` entry of a TFLite file, or None when it has none."""
+    from tensorflow.lite.python import schema_py_generated as schema
+
+    data = Path(path).read_bytes()
+    model = schema.Model.GetRootAsModel(data, 0)
+    for i in range(model.MetadataLength()):
+        item = model.Metadata(i)
+        if item.Name() and item.Name().decode("utf-8") == METADATA_NAME:
+            return json.loads(model.Buffers(item.Buffer()).DataAsNumpy().tobytes().decode("utf-8"))
+    return None
 
 
 def check_path(out):
@@ -284,6 +330,10 @@ def export_savedmodel(model, preprocessing, out):
 def export_tflite(model, preprocessing, out):
     """Convert ``model`` with its resize (no crop) to a float32 TFLite flat buffer at ``out``.
 
+    The file's metadata (:data:`METADATA_NAME`, :func:`tflite_expectation`) records that it
+    expects a photo already hue-cropped when the run crops; :func:`read_tflite_metadata` reads
+    it back, ``skin-cnn predict`` and :func:`run_tflite` say so.
+
     Converted from a SavedModel with the serving signature, so the TFLite file keeps the named
     input (``photo``) and the task-named outputs. Ops TFLite lacks (none in the four variants,
     but a custom layer might add some) fall back to TensorFlow ops, which need the Flex
@@ -306,6 +356,7 @@ def export_tflite(model, preprocessing, out):
                 tf.lite.OpsSet.SELECT_TF_OPS,
             ]
             flat = converter.convert()
+    flat = _with_metadata(flat, tflite_expectation(preprocessing))
     with atomic_path(out) as tmp_path:
         Path(tmp_path).write_bytes(flat)
     return Path(out)
@@ -364,8 +415,15 @@ def tflite_interpreter(path):
         return tf.lite.Interpreter(model_path=os.fspath(path))
 
 
-def run_tflite(path, photos):
-    """Probabilities ``{task: (n,)}`` from a TFLite file, one photo (already cropped) per call."""
+def run_tflite(path, photos, cropped=None):
+    """Probabilities ``{task: (n,)}`` from a TFLite file, one photo (already cropped) per call.
+
+    ``cropped``: whether the photos were cut to their crop boxes; when not said and the file's
+    metadata says it needs cropped photos, a warning says so.
+    """
+    recorded = read_tflite_metadata(path) or {}
+    if cropped is None and recorded.get("needs_cropped_photo"):
+        logger.warning("%s expects %s", path, recorded["expects"])
     runner = tflite_interpreter(path).get_signature_runner(SIGNATURE)
     results = {}
     for photo in photos:
@@ -471,7 +529,7 @@ def check_export(predictor, fmt, path, photos):
                                            for got, box in zip(batch_boxes, boxes))),
         )
     else:
-        got = run_tflite(path, [crop_image(photo, box) for photo, box in zip(photos, boxes)])
+        got = run_tflite(path, [crop_image(photo, box) for photo, box in zip(photos, boxes)], cropped=True)
     per_task, worst = compare(reference, got)
     result.update(max_abs_diff=per_task, max_abs_diff_all=worst)
     return result
@@ -529,6 +587,8 @@ def export_model(model_or_run_path, fmt, out, check_images=8, seed=0):
         check["passed"] = bool(worst < TOLERANCES[fmt] and boxes_ok)
     else:
         check.update(n_images=0, images=None, max_abs_diff={}, max_abs_diff_all=None, passed=None)
+    if fmt == "tflite":  # read back from the file, as a phone app would
+        check["expects"] = (read_tflite_metadata(out) or {}).get("expects")
     write_json(check_path(out), check)
     return check
 
@@ -536,7 +596,8 @@ def export_model(model_or_run_path, fmt, out, check_images=8, seed=0):
 def describe_check(check):
     """One line for people: what was compared, the largest difference and the crop boxes."""
     if not check["n_images"]:
-        return f"{check['format']} written to {check['path']} (not checked)"
+        expects = f"; it expects {check['expects']}" if check.get("expects") else ""
+        return f"{check['format']} written to {check['path']} (not checked){expects}"
     verdict = "ok" if check["max_abs_diff_all"] < check["tolerance"] else "ABOVE the tolerance"
     boxes = ""
     if "crop_boxes_equal" in check:
@@ -546,10 +607,11 @@ def describe_check(check):
         equal, n_equal = check["batch_crop_boxes_equal"] == check["n_images"], check["batch_crop_boxes_equal"]
         boxes += (f"; batch signature {BATCH_SIGNATURE} (PNG bytes) max |Δp| = {check['batch_max_abs_diff_all']:.2e}, "
                   f"crop boxes equal {n_equal}/{check['n_images']}{'' if equal else ' (DIFFER)'}")
+    expects = f"; it expects {check['expects']}" if check.get("expects") else ""
     return (
         f"{check['format']} written to {check['path']}; "
         f"max |Δp| vs skin-cnn predict over {check['n_images']} photos "
-        f"= {check['max_abs_diff_all']:.2e} ({verdict}, tolerance {check['tolerance']:g}){boxes}; "
+        f"= {check['max_abs_diff_all']:.2e} ({verdict}, tolerance {check['tolerance']:g}){boxes}{expects}; "
         f"details in {check_path(check['path'])}"
     )
 

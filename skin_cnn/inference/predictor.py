@@ -161,6 +161,13 @@ def resolve_model_path(path):
         raise FileNotFoundError(f"{path}: run folder holds none of {', '.join(RUN_MODEL_FILES)}")
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such model file or run folder")
+    if path.suffix.lower() == ".tflite":
+        from skin_cnn.inference.export import read_tflite_metadata
+
+        recorded = read_tflite_metadata(path) or {}
+        raise ValueError(f"{path}: a TFLite export, which skin-cnn predict does not run (give its run folder or "
+                         f".keras file; skin_cnn.inference.export.run_tflite runs it); it expects "
+                         f"{recorded.get('expects', 'what its export check file says')}")
     if path.suffix != ".keras":
         raise ValueError(f"{path}: expected a .keras model file or a run folder")
     run_dir = path.parent if (path.parent / "config.json").is_file() else None

@@ -264,6 +264,29 @@ RECIPES = {
 }
 
 
+def recipe_table(recipes=None):
+    """The recipes as a Markdown table of what each one runs (docs/training.md shows it).
+
+    Each recipe is resolved like ``--recipe NAME`` and described by
+    :func:`skin_cnn.evaluation.method.method_rows`: settings a recipe does not use (the study's
+    augmentation and optimizer for the linear heads) are "—", not listed as if they ran.
+    """
+    from skin_cnn.evaluation.method import method_rows
+
+    recipes = RECIPES if recipes is None else recipes
+    described = {}
+    for name, settings in recipes.items():
+        config = resolve_config(dict(settings, split="split.csv", out="run"), source=f"recipe {name}")
+        described[name] = {setting: value for _, setting, value in
+                           method_rows(config.to_dict(), feature_cache=config.use_feature_cache())}
+    settings = list(dict.fromkeys(s for rows in described.values() for s in rows))
+    lines = ["| setting | " + " | ".join(f"`--recipe {n}`" for n in recipes) + " |",
+             "|---|" + "---|" * len(recipes)]
+    for setting in settings:
+        lines.append(f"| {setting} | " + " | ".join(described[n].get(setting, "—") for n in recipes) + " |")
+    return "\n".join(lines)
+
+
 # ----------------------------------------------------------------------------------------------
 def load_config_file(path):
     """Read a YAML or JSON settings file into a dict of TrainConfig field names.

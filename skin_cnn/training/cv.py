@@ -36,6 +36,7 @@ from sklearn.model_selection import StratifiedGroupKFold
 
 from skin_cnn.core import io as atomic
 from skin_cnn.core.tasks import TASK_NAMES
+from skin_cnn.data.crop import check_not_cropped_twice
 from skin_cnn.evaluation import evaluate_predictions
 from skin_cnn.evaluation.report import write_evaluation
 from skin_cnn.evaluation.threshold import parse_threshold
@@ -369,6 +370,7 @@ def _run_cv(source, out, n_folds, settings, *, resume, progress, echo, n_bootstr
         settings, n_folds = saved["settings"], int(saved["folds"])
         group_near_duplicates = saved.get("group_near_duplicates", group_near_duplicates)
     base = resolve_config(dict(settings, split=str(source), out=str(out / "fold1")), source="skin-cnn cv")
+    check_not_cropped_twice(frame, base.crop, source)
     groups = group_labels(frame, progress=progress, group_near_duplicates=group_near_duplicates)
     frame = frame.assign(split_group=groups)  # the bootstrap of the pooled evaluation resamples these
     folds = assign_folds(frame["diagnosis"], groups, n_folds, seed=base.seed)

@@ -20,10 +20,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from skin_cnn.core.tasks import TASKS
-
-#: Inverse L2 strengths tried for every task (standardised features, so one grid fits all sizes).
-C_GRID = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0)
-INNER_FOLDS = 5
+# inverse L2 strengths tried for every task (standardised features, so one grid fits all sizes) and
+# the inner folds: defined beside the method text that reports them
+from skin_cnn.evaluation.method import C_GRID, INNER_FOLDS  # noqa: F401 (re-exported)
 
 
 @dataclass

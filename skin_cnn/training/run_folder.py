@@ -209,6 +209,19 @@ def training_text(config, epochs_run, best_epoch):
             f"seed {config.seed}.")
 
 
+def method_of(config):
+    """:func:`skin_cnn.evaluation.method.method_rows` of a run's settings, with the C its linear
+    heads chose when the run folder holds ``linear_fit.json``."""
+    from skin_cnn.evaluation.method import method_rows
+
+    fit = Path(config.out) / "linear_fit.json"
+    chosen = None
+    if config.head == "linear" and fit.is_file():
+        chosen = {t: e["C"] for t, e in json.loads(fit.read_text(encoding="utf-8"))["tasks"].items()}
+    return method_rows(config.to_dict(), feature_cache=config.use_feature_cache(),
+                       preprocessing=config.preprocessing().to_dict(), chosen_c=chosen)
+
+
 def model_card(*, config, frame, val_aucs, best_epoch, epochs_run, skipped, test_metrics=None,
                synthetic=False, converged=True):
     """``model_card.md`` text, filled from the run's settings, data and validation results."""
@@ -236,6 +249,8 @@ def model_card(*, config, frame, val_aucs, best_epoch, epochs_run, skipped, test
         f"- Features and heads: {features_text(config)}.",
         training_text(config, epochs_run, best_epoch),
     ]
+    lines += ["", "### Method: the settings that took effect", ""] + [
+        f"- {name}: {value}" for _, name, value in method_of(config)]
     if not converged:
         lines += [
             f"- **Not converged:** the best epoch is the last of the {epochs_run} run; the validation AUC was",

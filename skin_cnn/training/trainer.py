@@ -38,6 +38,7 @@ from skin_cnn.data.augment import AugmentConfig
 from skin_cnn.data.pipeline import feature_stream, image_stream, steps_per_epoch, targets
 from skin_cnn.data.preprocessing import ImageStore, prepare_images
 from skin_cnn.core.tasks import TASK_NAMES, TASKS
+from skin_cnn.data.crop import check_not_cropped_twice
 from skin_cnn.evaluation.flow import record_training
 from skin_cnn.models import build_model, compile_model, parameter_counts, split_at_frozen_boundary
 from skin_cnn.core.predictions import predictions_frame
@@ -174,6 +175,7 @@ def read_split(config):
     if not path.is_file():
         raise FileNotFoundError(f"{path}: split file not found")
     frame = load_split(path)
+    check_not_cropped_twice(frame, config.crop, path)
     counts = frame["split"].value_counts()
     for split in ("train", "val"):
         if counts.get(split, 0) == 0:

@@ -1,0 +1,147 @@
+"""The training method of a run, in words, listing only the settings that took effect.
+
+A run's ``config.json`` holds every setting, including those its recipe never used: a
+``--recipe frozen-linear`` run still carries the study's zoom, rotation, flips, optimizer and
+learning rate as unused defaults. Copied into a paper, such a list misreports the method. This
+module turns the resolved settings into the rows that describe what ran — the README's recipe
+table, the model card, the report's preprocessing and model sections and the reporting
+checklists all read it, so none of them can drift from the others.
+
+What applies:
+
+* augmentation (zoom, rotation, shift, flips) only when the training saw augmented images: every
+  epoch without the feature cache, or through stored views with it (``cache_views`` > 0); the
+  linear heads on a cache without views see none;
+* optimizer, learning rate, batch size, epochs, early stopping and the learning-rate schedule only
+  for heads trained by gradient descent (``head: mlp``);
+* for the linear heads, the logistic regression, its grid of C and how it was chosen, and (when
+  known) the C chosen per task;
+* mirror views, the pooled blocks and the square root as set;
+* the threshold rule and what it was fitted on.
+
+It reads plain dictionaries (the ``train`` and ``resolved`` entries of ``config.json``), so the
+evaluation layer can use it without importing the training code.
+"""
+from __future__ import annotations
+
+#: Inverse L2 strengths the linear heads try (``skin_cnn.training.linear.C_GRID`` refers here).
+C_GRID = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0)
+#: Folds of the linear heads' inner cross-validation.
+INNER_FOLDS = 5
+
+
+def _on(value):
+    return str(value).strip().lower() in ("true", "1", "yes", "on")
+
+
+def uses_feature_cache(train):
+    """Whether the heads trained on stored trunk features (``feature_cache`` resolved)."""
+    setting = str(train.get("feature_cache", "auto"))
+    if setting == "off":
+        return False
+    return train.get("variant", "P") == "P" and int(train.get("fine_tune_blocks", 0)) < 5
+
+
+def augmentation_applies(train, feature_cache=None):
+    """Whether any training image was augmented."""
+    strengths = any(float(train.get(k, 0) or 0) > 0 for k in ("zoom", "rotation", "translation"))
+    if not (strengths or _on(train.get("flip", False))):
+        return False
+    cached = uses_feature_cache(train) if feature_cache is None else bool(feature_cache)
+    return not cached or int(train.get("cache_views", 0)) > 0
+
+
+def threshold_text(train):
+    """The threshold rule and what it is fitted on."""
+    rule = str(train.get("threshold", "0.5")).strip().lower()
+    try:
+        value = float(rule)
+    except ValueError:
+        value = None
+    if value is not None:
+        return f"{value:g}, pre-specified"
+    what = {"youden": "Youden's J (maximum sensitivity + specificity − 1)"}.get(rule, rule)
+    on = ("the inner out-of-fold predictions of the train and validation images"
+          if train.get("head") == "linear" else "the validation predictions of the best epoch")
+    return f"{what}, fitted on {on}; the cut-off halfway between adjacent scores"
+
+
+def method_rows(train, *, feature_cache=None, preprocessing=None, chosen_c=None):
+    """What ran, as ``(section, setting, value)`` rows; ``section`` is ``preprocessing`` or ``model``.
+
+    Parameters
+    ----------
+    train : dict
+        The run's resolved settings (``config.json``'s ``train``).
+    feature_cache : bool, optional
+        Whether the heads trained on stored features (``config.json``'s ``resolved``); derived
+        from ``train`` when not given.
+    preprocessing : dict, optional
+        ``config.json``'s ``preprocessing`` (resize, antialias, crop parameters).
+    chosen_c : dict of str -> float, optional
+        The C each task's logistic regression chose (``linear_fit.json``).
+    """
+    size = train.get("image_size", (preprocessing or {}).get("image_size"))
+    size = size[0] if isinstance(size, (list, tuple)) else size
+    rows = [("preprocessing", "Model input", f"{size}×{size} pixels"
+             + (f", resize {preprocessing.get('resize')}" if preprocessing and preprocessing.get("resize") else ""))]
+    if _on(train.get("crop", False)):
+        rows.append(("preprocessing", "Hue-clustering crop", f"on ({train.get('crop_method', 'study')} method)"))
+    else:
+        rows.append(("preprocessing", "Hue-clustering crop", "off: the whole photo is resized"))
+    rows.append(("preprocessing", "Mirror views",
+                 "each photo and its left-right mirror image; their features averaged inside the model"
+                 if _on(train.get("mirror", False)) else "none"))
+    if augmentation_applies(train, feature_cache):
+        cached = uses_feature_cache(train) if feature_cache is None else bool(feature_cache)
+        text = (f"zoom ±{float(train.get('zoom', 0)):g}, rotation ±{float(train.get('rotation', 0)):g} turn, "
+                f"shift ±{float(train.get('translation', 0)):g}, flips {'on' if _on(train.get('flip')) else 'off'}")
+        text += (f"; {int(train.get('cache_views', 0))} stored augmented views per training image" if cached
+                 else "; drawn anew every epoch")
+        rows.append(("preprocessing", "Augmentation", f"training images only: {text}"))
+    else:
+        rows.append(("preprocessing", "Augmentation", "none"))
+    linear = train.get("head") == "linear"
+    if _on(train.get("balanced", False)) and not linear:
+        rows.append(("preprocessing", "Class-balanced oversampling", "on"))
+
+    variant = str(train.get("variant", "P"))
+    weights = "ImageNet weights" if variant in ("P", "PS") and str(train.get("weights", "")).lower() not in (
+        "none", "random", "") else "random initial weights"
+    tuned = int(train.get("fine_tune_blocks", 0) or 0)
+    trunk = f"VGG-16 ({weights}), " + ("frozen" if variant in ("P", "PS") and not tuned
+                                       else f"last {tuned} block(s) trained" if variant in ("P", "PS")
+                                       else "all layers trained")
+    rows.append(("model", "Trunk", trunk + (", spatial transformer in front" if variant.endswith("S") else "")))
+    blocks = "blocks 4 and 5, side by side" if str(train.get("pool_blocks", "5")) == "4+5" else "block 5"
+    rows.append(("model", "Pooled features", f"global average of {blocks}"
+                 + (", square-rooted" if _on(train.get("sqrt_features", False)) else "")))
+    if linear:
+        grid = ", ".join(f"{c:g}" for c in C_GRID)
+        rows.append(("model", "Heads", "one L2 logistic regression per task on the standardised features of the "
+                     f"train and validation images; C from {{{grid}}} chosen by patient-grouped inner "
+                     f"{INNER_FOLDS}-fold cross-validation (AUC)"))
+        if chosen_c:
+            rows.append(("model", "C chosen", ", ".join(f"{t} {float(c):g}" for t, c in chosen_c.items())))
+    else:
+        rows.append(("model", "Heads", "Dense 64 ReLU, then per task Dense 32 ReLU and a sigmoid (L2 5e-4)"))
+        parts = [str(train["optimizer"])] if train.get("optimizer") else []
+        if train.get("learning_rate") is not None:
+            parts.append(f"learning rate {float(train['learning_rate']):g}")
+        if train.get("batch_size") is not None:
+            parts.append(f"batch {train['batch_size']}")
+        if parts:
+            rows.append(("model", "Optimizer", ", ".join(parts)))
+        if train.get("epochs") is not None:
+            rows.append(("model", "Epochs", f"at most {train['epochs']}; the epoch with the best validation mean AUC "
+                         f"kept; early stop after {train.get('patience')} epochs without improvement; learning rate "
+                         f"×{train.get('lr_factor')} after {train.get('lr_patience')}"))
+    rows.append(("model", "Threshold", threshold_text(train)))
+    rows.append(("model", "Seed", str(train.get("seed"))))
+    return rows
+
+
+def method_summary(train, **kwargs):
+    """One line of the method (for a checklist cell): the rows' values joined."""
+    return "; ".join(f"{name}: {value}" for _, name, value in method_rows(train, **kwargs)
+                     if name not in ("Seed",))
