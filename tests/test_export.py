@@ -74,7 +74,7 @@ def test_savedmodel_takes_a_photo_and_reproduces_predict(run, keras_model, tmp_p
 
 @pytest.mark.filterwarnings("ignore:.*tf.lite.Interpreter is deprecated:UserWarning")
 def test_tflite_resizes_a_cropped_photo_and_reproduces_predict(run, keras_model, tmp_path, caplog):
-    from skin_cnn.export import describe_check, read_tflite_metadata, run_tflite
+    from skin_cnn.inference.export import describe_check, read_tflite_metadata, run_tflite
 
     out = tmp_path / "model.tflite"
     check = export_model(run, "tflite", out, check_images=2)
@@ -87,7 +87,7 @@ def test_tflite_resizes_a_cropped_photo_and_reproduces_predict(run, keras_model,
     assert recorded["needs_cropped_photo"] is True and recorded["crop_in_export"] is False
     assert recorded["preprocessing"] == load_predictor(run).preprocessing.to_dict()
     assert "already hue-cropped" in describe_check(check) and written["expects"] == recorded["expects"]
-    with caplog.at_level("WARNING", logger="skin_cnn.export"):
+    with caplog.at_level("WARNING", logger="skin_cnn.inference.export"):
         run_tflite(out, [_photo()])
     assert any("already hue-cropped" in r.getMessage() for r in caplog.records)
     photo = tmp_path / "photo.png"
