@@ -36,7 +36,6 @@ Sample photos are the run's own test photos when the model comes from a run fold
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import shutil
@@ -52,6 +51,7 @@ from skin_cnn.core.io import atomic_path, write_json
 from skin_cnn.data.crop import crop_image
 from skin_cnn.core.specs import Preprocessing
 from skin_cnn.inference.predictor import load_predictor, resolve_model_path
+from skin_cnn.inference.tflite_metadata import METADATA_NAME, read_tflite_metadata, with_metadata  # noqa: F401
 from skin_cnn.data.split import load_split
 
 try:  # LiteRT, the successor of TensorFlow's own TFLite interpreter; optional
@@ -82,10 +82,6 @@ CROP_NOTES = {
 }
 
 
-#: Name of the metadata entry (JSON) of a TFLite export: what photo it expects.
-METADATA_NAME = "skin_cnn"
-
-
 def tflite_expectation(preprocessing):
     """The metadata entry of a TFLite export: whether it needs a photo cropped beforehand."""
     preprocessing = Preprocessing.from_dict(preprocessing)
@@ -96,35 +92,6 @@ def tflite_expectation(preprocessing):
         expects = "the whole photo (the model was trained without the hue crop)"
     return {"input": INPUT_NAME, "crop_in_export": False, "needs_cropped_photo": bool(preprocessing.crop),
             "expects": expects, "preprocessing": preprocessing.to_dict()}
-
-
-def _with_metadata(flat, entry):
-    """The TFLite flat buffer ``flat`` with the JSON ``entry`` added as metadata :data:`METADATA_NAME`."""
-    from tensorflow.lite.python import schema_py_generated as schema
-    from tensorflow.lite.tools import flatbuffer_utils
-
-    model = flatbuffer_utils.convert_bytearray_to_object(bytearray(flat))
-    buffer = schema.BufferT()
-    buffer.data = np.frombuffer(json.dumps(entry).encode("utf-8"), dtype=np.uint8)
-    model.buffers.append(buffer)
-    item = schema.MetadataT()
-    item.name = METADATA_NAME
-    item.buffer = len(model.buffers) - 1
-    model.metadata = [m for m in (model.metadata or []) if m.name != METADATA_NAME] + [item]
-    return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
-
-
-def read_tflite_metadata(path):
-    """The :data:`METADATA_NAME` entry of a TFLite file, or None when it has none."""
-    from tensorflow.lite.python import schema_py_generated as schema
-
-    data = Path(path).read_bytes()
-    model = schema.Model.GetRootAsModel(data, 0)
-    for i in range(model.MetadataLength()):
-        item = model.Metadata(i)
-        if item.Name() and item.Name().decode("utf-8") == METADATA_NAME:
-            return json.loads(model.Buffers(item.Buffer()).DataAsNumpy().tobytes().decode("utf-8"))
-    return None
 
 
 def check_path(out):
@@ -356,7 +323,7 @@ def export_tflite(model, preprocessing, out):
                 tf.lite.OpsSet.SELECT_TF_OPS,
             ]
             flat = converter.convert()
-    flat = _with_metadata(flat, tflite_expectation(preprocessing))
+    flat = with_metadata(flat, tflite_expectation(preprocessing))
     with atomic_path(out) as tmp_path:
         Path(tmp_path).write_bytes(flat)
     return Path(out)

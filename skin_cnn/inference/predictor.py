@@ -162,7 +162,7 @@ def resolve_model_path(path):
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such model file or run folder")
     if path.suffix.lower() == ".tflite":
-        from skin_cnn.inference.export import read_tflite_metadata
+        from skin_cnn.inference.tflite_metadata import read_tflite_metadata
 
         recorded = read_tflite_metadata(path) or {}
         raise ValueError(f"{path}: a TFLite export, which skin-cnn predict does not run (give its run folder or "
