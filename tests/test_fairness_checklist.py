@@ -286,3 +286,15 @@ def test_failure_gradcams_of_a_run_and_a_missing_image_skipped():
     assert set(cams) == {(p, "acne_vs_rosacea") for p in test["image_path"]}
     for picture in cams.values():
         assert picture.dtype == np.uint8 and picture.shape == (*size, 3)
+
+
+def test_fitzpatrick_minus_one_is_unknown_not_a_skin_type():
+    from skin_cnn.evaluation.fairness import group_labels
+
+    values = pd.Series([2.0, -1.0, float("nan"), 6.0, 0.0, "IV", " 3 "])
+    assert list(group_labels(values, "fitzpatrick_scale")) == ["2", "unknown", "unknown", "6", "unknown", "IV", "3"]
+    assert list(group_labels(values, "site"))[:2] == ["2", "-1"]  # elsewhere -1 is a value like any other
+    split = crafted_split().assign(fitzpatrick_scale=["2", "-1", "", "3", "3", "-1", "2", "2"])
+    table = {r[0]: r[1:] for r in baseline_table(split)[1]}
+    assert "fitzpatrick_scale: -1" not in table
+    assert table["fitzpatrick_scale: unknown"] == ["1 (33.3%)", "1 (50.0%)", "1 (33.3%)"]

@@ -103,3 +103,25 @@ def test_preview_of_a_split_uses_the_training_defaults(split_csv):
     images, rows = training_batch(config, load_split(split_csv), epoch=1, batch=0)
     assert images.shape == (4, 32, 32, 3) and images.dtype == np.float32
     assert set(rows["split"]) == {"train"}
+
+
+def test_the_advice_for_a_run_without_epochs_names_its_crop_setting(split_csv, tmp_path):
+    import json
+
+    from skin_cnn.cli import cli
+    from skin_cnn.training.config import resolve_config
+    from skin_cnn.training.preview import split_preview_command
+
+    run = tmp_path / "run"
+    run.mkdir()
+    settings = {"head": "linear", "crop": False, "variant": "P", "image_size": 64, "split": str(split_csv)}
+    (run / "config.json").write_text(json.dumps({"train": settings}))
+    result = CliRunner().invoke(cli, ["preview", str(run), "-o", str(tmp_path / "p.png")])
+    assert result.exit_code != 0
+    advice = result.output.split("`")[1]
+    assert advice == "skin-cnn preview SPLIT --no-augment --variant P --image-size 64 --no-crop"
+    args = advice.replace("SPLIT", str(split_csv)).split()[1:] + ["-o", str(tmp_path / "p.png")]
+    assert CliRunner().invoke(cli, args).exit_code == 0 and (tmp_path / "p.png").is_file()
+    # the advised command previews with the run's own settings
+    cropped = resolve_config(dict(settings, crop=True, head="mlp"), source="t")
+    assert "--no-crop" not in split_preview_command(cropped)

@@ -370,3 +370,60 @@ def test_split_command_refuses_a_disease_missing_from_val_and_test(tmp_path):
     result = CliRunner().invoke(cli, ["split", str(manifest), "-o", str(out), "--quiet", "--allow-empty"])
     assert result.exit_code == 0, result.output
     assert "WARNING: no ctcl in the" in result.output and (out / "split.csv").is_file()
+
+
+def test_a_split_without_patient_ids_counts_images_not_patients(tmp_path):
+    from click.testing import CliRunner
+
+    from skin_cnn.cli import cli
+
+    folder = tmp_path / "d"
+    folder.mkdir()
+    lines = ["image_path,patient_id,diagnosis"]
+    for i in range(30):
+        bf.valid_jpeg(folder / f"{i}.jpg", bf.gradient_rgb(16, 16, seed=i))
+        lines.append(f"{i}.jpg,,{'acne' if i % 2 else 'rosacea'}")
+    (folder / "m.csv").write_text("\n".join(lines) + "\n")
+    result = CliRunner().invoke(cli, ["split", str(folder / "m.csv"), "-o", str(tmp_path / "s.csv"), "--quiet",
+                                      "--no-group-near-duplicates"])
+    assert result.exit_code == 0, result.output
+    assert "patients" not in result.output.split("no patient ids")[1].replace("not patients", "")
+    split = pd.read_csv(tmp_path / "s.csv", dtype=str, keep_default_na=False)
+    from skin_cnn.data.split import split_table
+
+    table = split_table(split)
+    assert set(table.columns.get_level_values(1)) == {"images"}
+    assert int(table.loc["total"].sum()) == 30
+    with_ids = split.assign(patient_id=[f"p{i // 2}" for i in range(len(split))])
+    assert set(split_table(with_ids).columns.get_level_values(1)) == {"images", "patients"}
+
+
+def test_manifest_check_writes_the_flow_record_split_would_start_with(tmp_path):
+    from click.testing import CliRunner
+
+    from skin_cnn.cli import cli
+    from skin_cnn.core.io import sha256_file
+
+    folder = tmp_path / "d"
+    folder.mkdir()
+    lines = ["image_path,patient_id,diagnosis"]
+    for i in range(24):
+        bf.valid_jpeg(folder / f"{i}.jpg", bf.gradient_rgb(16, 16, seed=i))
+        lines.append(f"{i}.jpg,p{i // 2},{'acne' if i // 2 % 2 else 'rosacea'}")
+    lines += ["gone.jpg,p21,acne", "0.jpg,p22,acne"]
+    (folder / "m.csv").write_text("\n".join(lines) + "\n")
+    result = CliRunner().invoke(cli, ["manifest", "check", str(folder / "m.csv"), "-o", str(tmp_path / "r"),
+                                      "--quiet"])
+    assert result.exit_code == 1  # two rows with errors
+    flow = json.loads((tmp_path / "r" / "manifest_report.flow.json").read_text())
+    assert flow["describes"] == {"file": "m.csv", "sha256": sha256_file(folder / "m.csv")}
+    manifest, validation = flow["steps"]
+    assert manifest == {"name": "manifest", "images": 26, "patients": 14}
+    assert (validation["images"], validation["patients"]) == (24, 12)
+    assert validation["excluded"] == {"missing file": 1, "duplicate image path": 1}
+    # the same two steps open the record split writes
+    result = CliRunner().invoke(cli, ["split", str(folder / "m.csv"), "-o", str(tmp_path / "s.csv"), "--quiet",
+                                      "--allow-empty", "--no-group-near-duplicates"])
+    assert result.exit_code == 0, result.output
+    split_flow = json.loads((tmp_path / "s.flow.json").read_text())
+    assert split_flow["steps"][:2] == flow["steps"]

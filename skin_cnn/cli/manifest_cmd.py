@@ -26,15 +26,18 @@ def check(manifest, icd10_map, out_dir, report_path, check_images, max_lines, qu
     """Validate MANIFEST: files exist and decode, labels are known, no duplicates or conflicts.
 
     Exit status 1 when there are errors, 0 when there are only warnings (empty patient ids,
-    for example).
+    for example). With -o/--report it also writes the flow record of the check beside the report
+    (manifest_report.flow.json: the manifest's images and patients, then those without errors and
+    the excluded rows by reason), the first steps of the STARD flow diagram.
     """
     from skin_cnn.cli.options import refuse_overwriting
-    from skin_cnn.data.manifest import report_paths, validate_manifest
+    from skin_cnn.data.manifest import check_flow_path, report_paths, validate_manifest, write_check_flow
 
     if out_dir and report_path:
         raise click.UsageError("give either -o/--out or --report, not both")
     if out_dir or report_path:
-        refuse_overwriting([manifest, icd10_map], report_paths(out_dir or report_path),
+        csv_path, json_path = report_paths(out_dir or report_path)
+        refuse_overwriting([manifest, icd10_map], (csv_path, json_path, check_flow_path(csv_path)),
                            "-o/--out" if out_dir else "--report")
     report = validate_manifest(manifest, icd10_map=icd10_map, check_images=check_images, progress=not quiet)
     click.echo(report.summary())
@@ -43,7 +46,8 @@ def check(manifest, icd10_map, out_dir, report_path, check_images, max_lines, qu
     target = out_dir or report_path
     if target:
         csv_path, json_path = report.write(target)
-        click.echo(f"report written to {csv_path} and {json_path}")
+        flow = write_check_flow(report, manifest, csv_path)
+        click.echo(f"report written to {csv_path} and {json_path}; flow record {flow}")
     elif len(report.problems) > max_lines:
         click.echo("write the full report with -o FOLDER or --report FILE.csv")
     if not report.ok:

@@ -46,6 +46,7 @@ def command(manifest, out, seed, fractions, group_near_duplicates, hash_distance
         DEFAULT_HASH_DISTANCE,
         check_fractions,
         flow_counts,
+        has_patient_ids,
         patient_split,
         split_problems,
         split_table,
@@ -104,6 +105,9 @@ def command(manifest, out, seed, fractions, group_near_duplicates, hash_distance
                    "model on (evaluate them elsewhere, or use skin-cnn cv)", err=True)
     write_split(split, out)
     flow_path = flows.write_record(out, _record(manifest, flow_counts(report, split)))
+    if not has_patient_ids(split):
+        click.echo("no patient ids in the manifest: the split is by image (each image, or group of near "
+                   "duplicates, is its own unit), so the counts below are images, not patients")
     click.echo(split_table(split).to_string())
     click.echo(f"wrote {out} and {flow_path}")
 

@@ -399,21 +399,33 @@ def load_split(path, icd10_map=None):
     return frame
 
 
+def has_patient_ids(frame):
+    """True when at least one row names its patient (without any, every image is its own unit)."""
+    return "patient_id" in frame.columns and bool((frame["patient_id"].fillna("").astype(str).str.strip() != "").any())
+
+
 def split_table(frame):
-    """Images and patients per diagnosis and split (plus a total row), as a DataFrame."""
+    """Images and patients per diagnosis and split (plus a total row), as a DataFrame.
+
+    Without any patient id the table has image counts only: counting each image as a "patient"
+    would present images as people.
+    """
     units = patient_units(frame)
     present = [d for d in DISEASES if d in set(frame["diagnosis"])]
     present += sorted(set(frame["diagnosis"]) - set(DISEASES))
-    columns = pd.MultiIndex.from_product([SPLITS, ("images", "patients")])
+    counted = ("images", "patients") if has_patient_ids(frame) else ("images",)
+    columns = pd.MultiIndex.from_product([SPLITS, counted])
     table = pd.DataFrame(0, index=present + ["total"], columns=columns)
     for split in SPLITS:
         part = frame["split"] == split
         for dx in present:
             rows = part & (frame["diagnosis"] == dx)
             table.loc[dx, (split, "images")] = int(rows.sum())
-            table.loc[dx, (split, "patients")] = int(units[rows].nunique())
+            if "patients" in counted:
+                table.loc[dx, (split, "patients")] = int(units[rows].nunique())
         table.loc["total", (split, "images")] = int(part.sum())
-        table.loc["total", (split, "patients")] = int(units[part].nunique())
+        if "patients" in counted:
+            table.loc["total", (split, "patients")] = int(units[part].nunique())
     return table
 
 
@@ -430,6 +442,42 @@ def _counts(frame):
     return {"images": len(frame), "patients": int(units.nunique()), "by_diagnosis": by_dx}
 
 
+def validation_steps(report, kept=None):
+    """The first two steps of a flow record: the manifest's rows, then those validation kept.
+
+    Parameters
+    ----------
+    report : skin_cnn.data.manifest.ValidationReport
+        Validation of the whole manifest.
+    kept : pandas.DataFrame, optional
+        The rows kept (by ``skin-cnn split``, those it split); default: every row without an
+        error (none when the header itself is wrong).
+    """
+    from skin_cnn.data.manifest import CODES
+
+    all_rows = report.frame
+    units = patient_units(all_rows) if "patient_id" in all_rows.columns else pd.Series(range(len(all_rows)))
+    excluded = report.excluded()
+    by_reason = Counter(CODES[code][1] for code, _ in excluded.values())
+    if not excluded and not report.ok:  # header-level errors exclude every row
+        by_reason = Counter({CODES[c][1]: len(all_rows) for c in report.by_code if CODES[c][0] == "error"})
+    if kept is None:
+        kept = all_rows.drop(index=list(excluded)) if (excluded or report.ok) else all_rows.iloc[:0]
+    return [
+        {"name": "manifest", "images": len(all_rows), "patients": int(units.nunique())},
+        {
+            "name": "validation",
+            "images": len(kept),
+            "patients": int(patient_units(kept).nunique()) if "patient_id" in kept.columns else len(kept),
+            "excluded": dict(by_reason),
+            "excluded_rows": [
+                {"row": report.rows[i], "image_path": all_rows.at[i, "image_path"], "code": code, "message": message}
+                for i, (code, message) in sorted(excluded.items())
+            ],
+        },
+    ]
+
+
 def flow_counts(report, split_frame):
     """Counts for a STARD flow diagram: manifest → validation (exclusions by reason) → split.
 
@@ -440,29 +488,9 @@ def flow_counts(report, split_frame):
     split_frame : pandas.DataFrame
         The rows that were split (``split`` column).
     """
-    from skin_cnn.data.manifest import CODES
-
-    all_rows = report.frame
-    units = patient_units(all_rows) if "patient_id" in all_rows.columns else pd.Series(range(len(all_rows)))
-    excluded = report.excluded()
-    by_reason = Counter(CODES[code][1] for code, _ in excluded.values())
-    if not excluded and not report.ok:  # header-level errors exclude every row
-        by_reason = Counter({CODES[c][1]: len(all_rows) for c in report.by_code if CODES[c][0] == "error"})
     kept = split_frame
-    steps = [
-        {"name": "manifest", "images": len(all_rows), "patients": int(units.nunique())},
-        {
-            "name": "validation",
-            "images": len(kept),
-            "patients": int(patient_units(kept).nunique()),
-            "excluded": dict(by_reason),
-            "excluded_rows": [
-                {"row": report.rows[i], "image_path": all_rows.at[i, "image_path"], "code": code, "message": message}
-                for i, (code, message) in sorted(excluded.items())
-            ],
-        },
-        {"name": "split", **{s: _counts(kept[kept["split"] == s]) for s in SPLITS}},
-    ]
+    steps = [*validation_steps(report, kept),
+             {"name": "split", **{s: _counts(kept[kept["split"] == s]) for s in SPLITS}}]
     info = split_frame.attrs.get("split_info")
     if info:
         steps[-1]["grouping"] = info

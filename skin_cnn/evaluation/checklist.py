@@ -107,10 +107,11 @@ def baseline_table(split_frame):
             return f"{ids.nunique()}" + (f" (+{no_id} images without id)" if no_id else "")
 
         rows.append(["Patients"] + [patients(parts[s]) for s in splits])
+    from skin_cnn.evaluation.fairness import group_labels
+
     columns = [c for c in ("diagnosis", *CHARACTERISTICS) if c in split_frame.columns]
     for column in columns:
-        labels = split_frame[column].astype(object).where(~_missing(split_frame[column]), "unknown")
-        labels = labels.map(lambda v: str(int(v)) if isinstance(v, float) and v.is_integer() else str(v))
+        labels = group_labels(split_frame[column], column)  # Fitzpatrick -1 is unknown, not a type
         for value in sorted(set(labels), key=lambda v: (v == "unknown", v)):
             rows.append([f"{column}: {value}"] + [
                 pct(int((labels[parts[s].index] == value).sum()), len(parts[s])) for s in splits

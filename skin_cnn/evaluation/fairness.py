@@ -52,19 +52,36 @@ _NEEDS = {
 _WHAT = {"n_positive": "positive", "n_negative": "negative"}
 
 
-def group_labels(values):
+#: The Fitzpatrick skin types, in digits and in Roman numerals. Data sets write other values for
+#: "not assessed" (Fitzpatrick17k: ``-1``); those are no skin type.
+FITZPATRICK_TYPES = frozenset("123456") | frozenset(("I", "II", "III", "IV", "V", "VI"))
+
+
+def is_fitzpatrick(column):
+    """Whether a column holds Fitzpatrick skin types (its name says so: ``fitzpatrick_scale`` …)."""
+    return "fitzpatrick" in str(column or "").lower()
+
+
+def group_labels(values, column=None):
     """Group label per row: the value as text, ``unknown`` where it is missing or empty.
 
     Numbers stored as floats by pandas (``3.0`` because the column has gaps) are shown as ``3``.
+    In a Fitzpatrick column (:func:`is_fitzpatrick`) a value that is not a skin type 1–6 (I–VI),
+    such as ``-1`` for "not assessed", is ``unknown`` too, not a seventh skin type.
     """
+    fitzpatrick = is_fitzpatrick(column)
 
     def label(v):
         if v is None or (isinstance(v, float) and np.isnan(v)):
             return UNKNOWN
         if isinstance(v, float) and v.is_integer():
-            return str(int(v))
+            v = int(v)
         text = str(v).strip()
-        return text if text and text.lower() != "nan" else UNKNOWN
+        if not text or text.lower() in ("nan", "none"):
+            return UNKNOWN
+        if fitzpatrick and text.upper() not in FITZPATRICK_TYPES:
+            return UNKNOWN
+        return text
 
     return pd.Series([label(v) for v in values], index=getattr(values, "index", None), dtype=object)
 
@@ -148,7 +165,7 @@ def fairness_analysis(
             f"--fairness {column}: the predictions have no column {column!r} "
             f"(columns: {', '.join(map(str, predictions.columns))})"
         )
-    labels = group_labels(predictions[column].reset_index(drop=True))
+    labels = group_labels(predictions[column].reset_index(drop=True), column)
     frame = predictions.reset_index(drop=True).assign(_group=labels)
     order = _order(labels)
     result = {

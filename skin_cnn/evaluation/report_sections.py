@@ -181,7 +181,8 @@ def add_fairness(rep, result, figure=None):
     boot = result.get("bootstrap")
     rep.para(
         f"AUC, sensitivity and specificity per value of `{column}`, at the threshold of the whole "
-        f"evaluation. Rows without a value form the group **unknown** ({result['n_unknown']} "
+        "evaluation. Rows without a value (in a Fitzpatrick column also a value that is no skin type 1–6, "
+        f"such as -1 for not assessed) form the group **unknown** ({result['n_unknown']} "
         "prediction rows), shown but left out of the gaps, as it mixes types. A group enters a "
         f"metric's gap only with at least {result['min_count']} images behind it (positive images "
         "for sensitivity, negative for specificity, both for the AUC). The gap is the highest minus "

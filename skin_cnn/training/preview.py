@@ -105,6 +105,19 @@ def training_batch(config, frame, *, epoch=1, batch=0, skipped=None, progress=Fa
     return images, rows
 
 
+def split_preview_command(config, split="SPLIT"):
+    """The ``skin-cnn preview`` command that draws a run's inputs from its split, unaugmented.
+
+    It carries the run's variant, input size and crop setting (``--no-crop`` for a run that did
+    not crop), so the picture shows what the model saw, not training's defaults.
+    """
+    parts = ["skin-cnn", "preview", str(split), "--no-augment", "--variant", str(config.variant),
+             "--image-size", str(int(config.image_size))]
+    if not config.crop:
+        parts.append("--no-crop")
+    return " ".join(parts)
+
+
 def run_training_batch(run_dir, *, epoch=1, batch=0, progress=False):
     """:func:`training_batch` of a run folder, from its ``config.json``, split and skipped list."""
     run_dir = Path(run_dir)
@@ -112,7 +125,7 @@ def run_training_batch(run_dir, *, epoch=1, batch=0, progress=False):
     config = resolve_config(dict(document.get("train", {}), out=str(run_dir)), source=str(run_dir / "config.json"))
     if config.head == "linear":
         raise ValueError(f"{run_dir}: fitted with the linear head, which has no epochs or batches: it saw every "
-                         "train and val image once, as is; `skin-cnn preview SPLIT --no-augment` draws those inputs")
+                         f"train and val image once, as is; `{split_preview_command(config)}` draws those inputs")
     frame = load_split(run_dir / "split.csv")
     skipped = read_skipped(run_dir / "skipped_images.csv")
     return training_batch(config, frame, epoch=epoch, batch=batch, skipped=skipped, progress=progress), config
