@@ -31,7 +31,8 @@ def check(manifest, icd10_map, out_dir, report_path, check_images, max_lines, qu
     the excluded rows by reason), the first steps of the STARD flow diagram.
     """
     from skin_cnn.cli.options import refuse_overwriting
-    from skin_cnn.data.manifest import check_flow_path, report_paths, validate_manifest, write_check_flow
+    from skin_cnn.data.manifest import report_paths, validate_manifest
+    from skin_cnn.data.split import check_flow_path, write_check_flow
 
     if out_dir and report_path:
         raise click.UsageError("give either -o/--out or --report, not both")

@@ -549,23 +549,6 @@ class ValidationReport:
         return csv_path, json_path
 
 
-def check_flow_path(report_csv):
-    """``manifest_report.flow.json`` beside the report CSV."""
-    return Path(report_csv).with_suffix(".flow.json")
-
-
-def write_check_flow(report, manifest, report_csv):
-    """Write the check's flow record (manifest and validation steps), stamped with the manifest's
-    SHA-256, so the counts can be traced to the very file that was checked."""
-    from skin_cnn.core.io import sha256_file, write_json
-    from skin_cnn.data.split import validation_steps
-
-    path = check_flow_path(report_csv)
-    write_json(path, {"steps": validation_steps(report),
-                      "describes": {"file": Path(manifest).name, "sha256": sha256_file(manifest)}})
-    return path
-
-
 #: First characters that make a spreadsheet read a cell as a formula (OWASP "CSV injection").
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 

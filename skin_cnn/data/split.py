@@ -478,6 +478,22 @@ def validation_steps(report, kept=None):
     ]
 
 
+def check_flow_path(report_csv):
+    """``manifest_report.flow.json`` beside the report CSV."""
+    return Path(report_csv).with_suffix(".flow.json")
+
+
+def write_check_flow(report, manifest, report_csv):
+    """Write the check's flow record (manifest and validation steps), stamped with the manifest's
+    SHA-256, so the counts can be traced to the very file that was checked."""
+    from skin_cnn.core.io import sha256_file, write_json
+
+    path = check_flow_path(report_csv)
+    write_json(path, {"steps": validation_steps(report),
+                      "describes": {"file": Path(manifest).name, "sha256": sha256_file(manifest)}})
+    return path
+
+
 def flow_counts(report, split_frame):
     """Counts for a STARD flow diagram: manifest → validation (exclusions by reason) → split.
 
