@@ -437,6 +437,7 @@ def test_evaluate_answers_at_the_models_stored_thresholds_on_test_and_at_half_el
     assert "uncertainty of choosing the threshold" in report
     # the report and its checklist rows describe the regression that ran, not the study's optimiser
     assert "C chosen" in report and "Model fitting" in report and "logistic regression" in report
+    assert "closed-form logistic regressions, C by grouped inner cross-validation" in report  # its checklist row
     for absent in ("Learning rate", "learning rate", "Optimizer", "adam"):
         assert absent not in report, absent
     val = evaluate_run(out, split="val", out=out / "eval_val", n_bootstrap=20, progress=False)

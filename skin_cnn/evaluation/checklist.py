@@ -224,7 +224,7 @@ FILLABLE = (
       ("CLAIM", "Detailed description of model; software libraries and packages; "
                 "initialisation of model parameters"),
       ("STARD-AI", "Index test: model and version")]),
-    ("Training log and stopping rule", "training",
+    ("Training: epochs and stopping rule, or the closed-form fit and its chosen C", "training",
      [("TRIPOD+AI", "12c Type of model and model-building steps"),
       ("CLAIM", "Details of training approach; method of selecting the final model")]),
     ("Threshold and how it was fixed before the test", "threshold",
