@@ -230,3 +230,34 @@ def test_the_default_cache_folder_and_size_bound_follow_the_environment(monkeypa
     monkeypatch.setenv("SKIN_CNN_CACHE_MAX_GB", "lots")
     with pytest.raises(ValueError, match="SKIN_CNN_CACHE_MAX_GB"):
         max_cache_bytes()
+
+
+def test_evaluating_a_frozen_trunk_run_reads_its_features_and_equals_the_full_model(tmp_path):
+    """The heads on cached features answer as the saved image-in model does (1e-4), unreadable photos alike."""
+    from skin_cnn.data.split import load_split
+    from skin_cnn.inference.predictor import load_predictor, predict_frame
+    from skin_cnn.training import train
+    from skin_cnn.training.feature_cache import run_frame_predictions
+
+    split = tiny_split(tmp_path, patients=3, broken=True)  # one unreadable training photo
+    run = tmp_path / "run"
+    train(tiny_config(split, run, epochs=1, cache_dir=str(tmp_path / "cache")), progress=False, echo=lambda m: None)
+    frame = load_split(run / "split.csv")
+    part = frame[frame["split"].isin(["val", "test"]) | frame["image_path"].str.endswith("broken.jpg")]
+    predictor = load_predictor(run)
+    messages = []
+    cached = run_frame_predictions(run, echo=messages.append)(predictor, part, progress=False)
+    n_test = int((part["split"] == "test").sum())
+    assert any(f"computing {n_test} image(s)" in m for m in messages), messages  # val and the broken one known
+    full = predict_frame(predictor, part, progress=False)
+    assert cached.ok.tolist() == full.ok.tolist() and not cached.ok.all()
+    assert [(s["image_path"], s["index"]) for s in cached.skipped] == [(s["image_path"], s["index"])
+                                                                       for s in full.skipped]
+    for task in predictor.tasks:
+        np.testing.assert_allclose(cached[task][cached.ok], full[task][full.ok], atol=1e-4)
+    messages = []
+    again = run_frame_predictions(run, echo=messages.append)(predictor, part, progress=False)
+    assert any("reusing feature cache" in m for m in messages), messages
+    for task in predictor.tasks:
+        np.testing.assert_array_equal(again[task], cached[task])
+    assert run_frame_predictions(tmp_path / "no-such-run") is None

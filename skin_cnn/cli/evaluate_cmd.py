@@ -170,6 +170,7 @@ def command(
         flow = load_flow(flow_json, split)
     if run:
         from skin_cnn.inference.evaluate_run import evaluate_run
+        from skin_cnn.training.feature_cache import run_frame_predictions
 
         out = Path(out) if out else Path(run) / f"eval_{split}"
         metrics = evaluate_run(
@@ -184,6 +185,7 @@ def command(
             progress=not quiet,
             shortcut_audit=shortcut_audit,
             allow_changed_split=allow_changed_split,
+            frame_predictions=run_frame_predictions(run, echo=click.echo),
             **common,
         )
     else:

@@ -249,12 +249,14 @@ def run_split(run_dir, split):
     return frame
 
 
-def predict_run_split(run_dir, split, predictor=None, progress=True):
+def predict_run_split(run_dir, split, predictor=None, progress=True, frame_predictions=None):
     """Predict one split of a run with the run's model and preprocessing.
 
     Uses :func:`skin_cnn.inference.predictor.load_predictor` (the run's ``best.keras`` and its
     ``config.json`` preprocessing) and :func:`skin_cnn.inference.predictor.predict_frame` on the rows of the
-    run's ``split.csv`` in ``split``.
+    run's ``split.csv`` in ``split``; ``frame_predictions``, a function with the signature of
+    ``predict_frame(predictor, frame, progress=...)``, replaces it (the feature cache's
+    ``cached_frame_predictions`` for a frozen-trunk run).
 
     Returns
     -------
@@ -276,13 +278,13 @@ def predict_run_split(run_dir, split, predictor=None, progress=True):
     if predictor is None:
         predictor = load_predictor(run_dir)
     check_model_tasks(predictor, run_dir / "best.keras")
-    result = predict_frame(predictor, part, progress=progress)
+    result = (frame_predictions or predict_frame)(predictor, part, progress=progress)
     kept, probs = result.kept(part)
     preds = predictions_frame(kept.reset_index(drop=True), probs, tasks=list(probs))
     return preds, result.skipped, frame, predictor
 
 
-def _validation(run_dir, predictor, progress, out):
+def _validation(run_dir, predictor, progress, out, frame_predictions=None):
     """Validation predictions for a fitted threshold when none were given: the run folder's,
     else a fresh prediction of the val split. Returns ``(frame, source)``."""
     from skin_cnn.core.io import write_csv
@@ -291,7 +293,7 @@ def _validation(run_dir, predictor, progress, out):
     for rel in VAL_PREDICTION_FILES:
         if (run_dir / rel).is_file():
             return read_predictions(run_dir / rel), str(run_dir / rel)
-    validation, _, _, _ = predict_run_split(run_dir, "val", predictor, progress)
+    validation, _, _, _ = predict_run_split(run_dir, "val", predictor, progress, frame_predictions)
     write_csv(out / "predictions_val.csv", validation)
     return validation, f"{run_dir} val split"
 
@@ -319,6 +321,7 @@ def evaluate_run(
     n_failures=4,
     shortcut_audit=0,
     allow_changed_split=False,
+    frame_predictions=None,
 ):
     """Predict a run's split with its best model, write ``predictions_<split>.csv`` and evaluate.
 
@@ -359,6 +362,11 @@ def evaluate_run(
         Evaluate even when the run's ``split.csv`` is not the split trained on
         (:func:`check_split`); the difference is then written into the report. Without it such
         a run is refused before anything is predicted.
+    frame_predictions : callable, optional
+        Predicts the split's photos instead of
+        :func:`skin_cnn.inference.predictor.predict_frame` (same signature): ``skin-cnn
+        evaluate`` and ``train --evaluate-test`` pass the feature cache's, so a frozen trunk's
+        features of photos already seen are not computed again.
 
     Returns
     -------
@@ -384,14 +392,14 @@ def evaluate_run(
     check_columns(predicted_columns(run_split(run_dir, split).columns), {"--by": by, "--fairness": fairness},
                   str(run_dir / "split.csv"))
     given = read_predictions(val_predictions) if rule.needs_validation and val_predictions is not None else None
-    preds, skipped, frame, predictor = predict_run_split(run_dir, split, predictor, progress)
+    preds, skipped, frame, predictor = predict_run_split(run_dir, split, predictor, progress, frame_predictions)
     out.mkdir(parents=True, exist_ok=True)
     write_csv(out / f"predictions_{split}.csv", preds)
     validation, source = None, ""
     if given is not None:
         validation, source = given, str(val_predictions)
     elif rule.needs_validation:
-        validation, source = _validation(run_dir, predictor, progress, out)
+        validation, source = _validation(run_dir, predictor, progress, out, frame_predictions)
     if rule.method == STORED:
         thresholds, method = stored_thresholds(predictor, list(dict.fromkeys(preds["task"])), split)
     else:

@@ -707,6 +707,83 @@ def features_for(frame, feature_model, preprocessing, *, precision="float32", ca
     return _aligned(len(rows), np.asarray(keep), values)
 
 
+def cached_frame_predictions(predictor, frame, *, progress=True, cache_dir=None, precision="float32", echo=None):
+    """:func:`~skin_cnn.inference.predictor.predict_frame` of a frozen-trunk model, its trunk read from the cache.
+
+    A model whose layers up to some point are all frozen (variant P, a cross-validation
+    ensemble) is its trunk followed by its heads; the trunk's features of photos any command
+    has seen are taken from the cache, the others computed and stored, and the heads run on
+    them. The answer is the full model's to float rounding. Other models are predicted whole.
+
+    Parameters
+    ----------
+    predictor : skin_cnn.inference.predictor.Predictor
+    frame : pandas.DataFrame
+        ``image_path`` (and ``diagnosis``, ``crop_*``) of the photos to predict.
+    precision : str
+        The precision the trunk runs in (part of the cache key).
+
+    Returns
+    -------
+    FramePredictions
+        Aligned with ``frame``'s rows; unreadable photos ``NaN`` and listed in ``skipped``.
+    """
+    from skin_cnn.inference.predictor import FramePredictions, predict_frame
+    from skin_cnn.models import split_at_frozen_boundary
+    from skin_cnn.training.callbacks import predict_batches
+
+    try:
+        trunk, head = split_at_frozen_boundary(predictor.model)
+    except ValueError:
+        return predict_frame(predictor, frame, progress=progress)
+    rows = frame.reset_index(drop=True).assign(split="predict")
+    settings = FeatureSettings(trunk_digest=weights_digest(trunk), preprocessing=predictor.preprocessing.to_dict(),
+                               precision=str(precision))
+    with tempfile.TemporaryDirectory(prefix="skin-cnn-features-") as work:
+        got = cached_features(rows, {"predict": 1}, trunk, settings, cache_dir=cache_dir, work=work,
+                              progress=progress, echo=echo or (lambda message: None))
+        outputs = predict_batches(head, got.arrays["predict"], batch_size=256)
+    positions = got.positions["predict"]
+    probabilities = {task: np.full(len(rows), np.nan, dtype=np.float32) for task in predictor.tasks}
+    for task in predictor.tasks:
+        probabilities[task][positions] = outputs[task]
+    ok = np.zeros(len(rows), dtype=bool)
+    ok[positions] = True
+    split_of = frame["split"].astype(str).tolist() if "split" in frame.columns else [""] * len(frame)
+    position_of = {}
+    for i, path in enumerate(rows["image_path"].astype(str)):
+        position_of.setdefault(path, []).append(i)
+    skipped = []
+    for entry in got.skipped:
+        for i in position_of.get(entry["image_path"], []):
+            if not ok[i]:
+                skipped.append({"image_path": entry["image_path"], "split": split_of[i], "reason": entry["reason"],
+                                "index": frame.index[i]})
+    skipped.sort(key=lambda s: frame.index.get_loc(s["index"]))
+    return FramePredictions(probabilities, ok, list({s["index"]: s for s in skipped}.values()))
+
+
+def run_frame_predictions(run_dir, *, echo=None):
+    """The way to predict a run's photos: through the feature cache when the run trained on it, else None.
+
+    For ``evaluate_run(..., frame_predictions=...)``: a run whose ``config.json`` says it used
+    the feature cache reads the trunk's features from the same cache folder.
+    """
+    import functools
+
+    path = Path(run_dir) / "config.json"
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not (document.get("resolved") or {}).get("feature_cache"):
+        return None
+    settings = document.get("train") or {}
+    precision = (document.get("resolved") or {}).get("precision") or settings.get("precision") or "float32"
+    return functools.partial(cached_frame_predictions, cache_dir=settings.get("cache_dir"),
+                             precision=str(precision), echo=echo)
+
+
 def _aligned(n, positions, values):
     out = np.full((n,) + values.shape[1:], np.nan, dtype="float32")
     out[np.asarray(positions, dtype=np.int64)] = values

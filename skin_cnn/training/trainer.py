@@ -51,7 +51,7 @@ from skin_cnn.training.config import TrainConfig, prepared_bytes, resolve_config
 from skin_cnn.training.curves import plot_training_curves
 from skin_cnn.training.distribute import make_strategy, output_dir_for, patch_keras_for_multi_worker
 from skin_cnn.training.feature_cache import (FeatureSettings, cached_features, identity_of, image_identities,
-                                             pid_alive, weights_digest)
+                                             pid_alive, run_frame_predictions, weights_digest)
 
 PREPARED_PREFIX = ".prepared-"
 
@@ -478,6 +478,7 @@ def evaluate_test(run_dir, progress, echo):
     out = Path(run_dir) / "eval_test"
     echo("evaluating the best model on the test split (--evaluate-test)")
     metrics = evaluate_run(run_dir, split="test", out=out, val_predictions=Path(run_dir) / "val_predictions.csv",
+                           frame_predictions=run_frame_predictions(run_dir, echo=echo),
                            progress=progress)
     return out, metrics
 
