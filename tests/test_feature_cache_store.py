@@ -261,3 +261,30 @@ def test_evaluating_a_frozen_trunk_run_reads_its_features_and_equals_the_full_mo
     for task in predictor.tasks:
         np.testing.assert_array_equal(again[task], cached[task])
     assert run_frame_predictions(tmp_path / "no-such-run") is None
+
+
+@pytest.mark.slow
+def test_train_evaluate_then_cv_on_the_same_photos_runs_the_trunk_once_per_photo(tmp_path):
+    """The README path with the frozen-linear recipe: cv finds every photo train and evaluate stored."""
+    from skin_cnn.inference.evaluate_run import evaluate_run
+    from skin_cnn.training import resolve_config, train
+    from skin_cnn.training.config import RECIPES
+    from skin_cnn.training.cv import run_cv
+    from skin_cnn.training.feature_cache import run_frame_predictions
+
+    split = tiny_split(tmp_path, patients=5, broken=False)
+    settings = dict(RECIPES["frozen-linear"], image_size=32, weights="none", seed=1, tensorboard=False,
+                    cache_dir=str(tmp_path / "cache"))
+    messages = []
+    train(resolve_config(dict(settings, split=str(split), out=str(tmp_path / "run"))), progress=False,
+          echo=messages.append)
+    evaluate_run(tmp_path / "run", split="test", out=tmp_path / "run" / "eval_test", n_bootstrap=20, progress=False,
+                 frame_predictions=run_frame_predictions(tmp_path / "run", echo=messages.append))
+    run_cv(split, tmp_path / "cv", 3, settings, progress=False, echo=messages.append, n_bootstrap=20)
+    computed = [m for m in messages if "building feature cache" in m or "extending feature cache" in m]
+    frame = pd.read_csv(split)
+    n_train_val, n_test = int((frame["split"] != "test").sum()), int((frame["split"] == "test").sum())
+    assert len(computed) == 2, computed  # train: its train and val photos; evaluate: the test photos
+    assert f"computing {n_train_val} image(s)" in computed[0] and f"computing {n_test} image(s)" in computed[1]
+    assert any("reusing feature cache" in m and f"({len(frame)} images found by content)" in m
+               for m in messages), messages  # cv
