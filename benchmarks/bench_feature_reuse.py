@@ -32,15 +32,6 @@ HERE = Path(__file__).resolve().parent
 SHARED = HERE.parent.parent / "shared"
 
 
-def cpu_flags():
-    """The CPU's matrix and vector flags that decide the trunk's speed."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text().split("flags", 1)[1].split("\n", 1)[0].split()
-    except (OSError, IndexError):
-        return []
-    return sorted(f for f in flags if f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16"))
-
-
 def computed(messages):
     """Photos whose features the cache computed, summed over its messages."""
     return sum(int(m.group(1)) for line in messages
@@ -58,6 +49,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
 
     import tensorflow as tf
+    from bench_slow_clients import _cpu_flags as cpu_flags
 
     from skin_cnn.data.manifest import load_manifest
     from skin_cnn.data.split import patient_split, write_split
