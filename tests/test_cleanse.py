@@ -566,3 +566,26 @@ def test_readme_offers_no_apply_and_its_next_step_works_after_a_review_that_advi
     assert not Path(review[5]).exists()
     result = CliRunner().invoke(cli, [*crop[1:], "--quiet", "--sample", "0"], catch_exceptions=False)
     assert result.exit_code == 0, result.output
+
+
+def test_training_the_filter_after_deterministic_training_logs_no_tensorflow_error(tmp_path):
+    """Training turns TensorFlow's op determinism on for the process; the filter trained later in the
+    same notebook must not make TensorFlow log an ``E0000 … NodeDef`` line."""
+    import subprocess
+    import sys
+
+    write_skin(tmp_path / "skin", 6, seed=1)
+    nx.make_examples(tmp_path / "nonskin", 6, seed=2, size=64, progress=False)
+    script = f"""
+import glob, keras, tensorflow as tf
+keras.utils.set_random_seed(0)
+tf.config.experimental.enable_op_determinism()
+from skin_cnn.cleanse.classifier import train_skin_classifier
+train_skin_classifier(sorted(glob.glob({str(tmp_path / 'skin' / '*.jpg')!r})),
+                      sorted(glob.glob({str(tmp_path / 'nonskin' / '*.jpg')!r})),
+                      {str(tmp_path / 'filter')!r}, input_size=16, epochs=2, batch_size=4, progress=False)
+"""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "NodeDef" not in result.stderr and "E0000" not in result.stderr, result.stderr
+    assert (tmp_path / "filter" / "skin_classifier.keras").is_file()

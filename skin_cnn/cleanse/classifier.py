@@ -309,6 +309,31 @@ class TrainingResult:
     holdout: pd.DataFrame = field(repr=False)
 
 
+def training_batches(x, y, class_weight, batch_size, seed):
+    """Shuffled (seeded, anew each epoch) batches of ``(images, labels, class weights)``.
+
+    Built here rather than left to ``model.fit`` on arrays: Keras' array adapter maps its batches
+    in parallel, and in a process where TensorFlow's op determinism is on (``skin_cnn.training``
+    turns it on for reproducible training) TensorFlow rewrites that map and logs an
+    ``E0000 … NodeDef mentions attribute use_unbounded_threadpool`` line that reads like an error.
+    A plain ``tf.data`` pipeline has no such map. The weights are the class weights per image,
+    which is what ``class_weight`` does.
+    """
+    import tensorflow as tf
+
+    weights = np.where(np.asarray(y) == 1, class_weight[1], class_weight[0]).astype("float32")
+    data = tf.data.Dataset.from_tensor_slices((np.asarray(x, np.float32), np.asarray(y, np.float32), weights))
+    return data.shuffle(len(weights), seed=seed, reshuffle_each_iteration=True).batch(batch_size)
+
+
+def predict_batches(model, x, batch_size=256):
+    """``model``'s outputs for ``x`` through a plain ``tf.data`` pipeline (see :func:`training_batches`)."""
+    import tensorflow as tf
+
+    data = tf.data.Dataset.from_tensor_slices(np.asarray(x, np.float32)).batch(batch_size)
+    return np.asarray(model.predict(data, verbose=0)).ravel()
+
+
 def train_skin_classifier(
     skin_paths,
     nonskin_paths,
@@ -377,13 +402,13 @@ def train_skin_classifier(
     if progress and not verbose:
         callbacks.append(EpochBar(int(epochs)))
     history = model.fit(
-        x[idx_train], y[idx_train], epochs=int(epochs), batch_size=int(batch_size), shuffle=True,
-        class_weight=class_weight, verbose=verbose, callbacks=callbacks,
+        training_batches(x[idx_train], y[idx_train], class_weight, int(batch_size), int(seed)),
+        epochs=int(epochs), shuffle=False, verbose=verbose, callbacks=callbacks,
     )
 
-    p_hold = model.predict(x[idx_hold], batch_size=256, verbose=0).ravel()
+    p_hold = predict_batches(model, x[idx_hold])
     metrics = binary_metrics(y[idx_hold], p_hold)
-    train_pred = model.predict(x[idx_train], batch_size=256, verbose=0).ravel()
+    train_pred = predict_batches(model, x[idx_train])
     metrics_train = binary_metrics(y[idx_train], train_pred)
     # Saved without the optimizer's state (a fresh, uncompiled copy with the trained weights):
     # the file is smaller and is only ever used for inference.
