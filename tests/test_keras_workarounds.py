@@ -1,4 +1,4 @@
-"""The two places where skin-cnn reaches into Keras or the import system, and why they still must.
+"""Where skin-cnn reaches into Keras, why it still must, and how its custom layers get registered.
 
 * ``skin_cnn.training.distribute.patch_keras_for_multi_worker`` builds the model before ``fit``
   and wraps a private Keras function so that MultiWorkerMirroredStrategy can train. The tests
@@ -6,15 +6,18 @@
   (with two real worker processes on 127.0.0.1) that an unpatched Keras still fails: when a Keras
   release fixes the bug, :func:`test_keras_still_needs_the_multi_worker_workaround` fails and
   the workaround can be removed.
-* ``import skin_cnn`` registers the custom layers when Keras is imported later, through a
-  one-shot import hook; the tests check it in fresh processes, both import orders.
+* Importing :mod:`skin_cnn.models` registers every custom layer, with no import hook: the tests
+  check in fresh processes, both import orders, that each class the source registers is found,
+  and that ``import skin_cnn`` alone loads no Keras and leaves nothing in ``sys.meta_path``.
 """
+import ast
 import json
 import os
 import socket
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -121,30 +124,64 @@ def _fresh(code, **env):
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-@pytest.mark.parametrize("order", ["skin_cnn, keras", "keras, skin_cnn"])
-def test_layers_are_registered_in_a_fresh_process_and_no_hook_stays(order):
+def registered_in_source():
+    """``skin_cnn>Name`` of every class the models' source decorates with
+    ``register_keras_serializable(package="skin_cnn")``, read from the files, not from Keras."""
+    import skin_cnn.models as models_package
+
+    names = []
+    for path in sorted(Path(models_package.__file__).parent.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if not isinstance(node, ast.ClassDef):
+                continue
+            for decorator in node.decorator_list:
+                registers = isinstance(decorator, ast.Call) and \
+                    getattr(decorator.func, "attr", "") == "register_keras_serializable"
+                if registers and any(k.arg == "package" and k.value.value == "skin_cnn" for k in decorator.keywords):
+                    names.append(f"skin_cnn>{node.name}")
+    return names
+
+
+@pytest.mark.parametrize("order", ["skin_cnn.models, keras", "keras, skin_cnn.models"])
+def test_importing_skin_cnn_models_registers_every_custom_layer(order):
+    expected = registered_in_source()
+    assert len(expected) >= 5, expected  # ModelInfo, VGG16Preprocess, SpatialTransformer, the views
     out = _fresh(
         f"""
-        import json, sys
+        import json
         import {order}
         import keras
-        hooks = [type(f).__name__ for f in sys.meta_path if type(f).__module__.startswith("skin_cnn")]
-        found = keras.saving.get_registered_object("skin_cnn>VGG16Preprocess")
-        print(json.dumps([hooks, found is not None and found.__name__]))
+        names = {expected!r}
+        print(json.dumps([n for n in names if keras.saving.get_registered_object(n) is None]))
         """
     )
-    assert out == [[], "VGG16Preprocess"]
+    assert out == []
 
 
-def test_the_import_hook_waits_for_keras_and_then_leaves():
+def test_importing_the_package_loads_no_keras_and_installs_no_import_hook():
     out = _fresh(
         """
         import json, sys
+        before = list(sys.meta_path)
         import skin_cnn
-        before = [type(f).__name__ for f in sys.meta_path if type(f).__module__ == "skin_cnn"]
-        import json as again, numpy  # other imports leave the hook alone
-        middle = [type(f).__name__ for f in sys.meta_path if type(f).__module__ == "skin_cnn"]
-        print(json.dumps([before, middle, "keras" in sys.modules]))
+        added = [type(f).__module__ + "." + type(f).__name__ for f in sys.meta_path if f not in before]
+        print(json.dumps([added, "keras" in sys.modules, "tensorflow" in sys.modules]))
         """
     )
-    assert out == [["_RegisterAfterKerasImport"], ["_RegisterAfterKerasImport"], False]
+    assert out == [[], False, False]
+
+
+def test_load_model_opens_a_saved_model_in_a_fresh_process(tmp_path):
+    from skin_cnn.models import build_model
+
+    model = build_model("PS", input_shape=(32, 32, 3), weights=None, seed=0)
+    model.save(tmp_path / "m.keras")
+    out = _fresh(
+        f"""
+        import json
+        from skin_cnn.models import load_model
+        model = load_model({str(tmp_path / "m.keras")!r})
+        print(json.dumps(sorted({{type(layer).__name__ for layer in model.layers}})))
+        """
+    )
+    assert "SpatialTransformer" in out and "VGG16Preprocess" in out

@@ -44,9 +44,9 @@ def padded_model_file(tmp_path_factory):
 
 def test_load_model_in_a_fresh_process_returns_tasks_classes_and_preprocessing(padded_model_file):
     code = (
-        "import json, sys, keras, skin_cnn\n"
-        "from skin_cnn.models import model_info\n"
-        "m = keras.models.load_model(sys.argv[1], safe_mode=True)\n"
+        "import json, sys\n"
+        "from skin_cnn.models import load_model, model_info\n"
+        "m = load_model(sys.argv[1])\n"
         "print(json.dumps(model_info(m)))\n"
     )
     done = subprocess.run([sys.executable, "-c", code, str(padded_model_file)], capture_output=True,

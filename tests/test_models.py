@@ -329,7 +329,7 @@ def test_keras_file_round_trip_gives_identical_predictions_in_a_fresh_process(tm
     script = textwrap.dedent(
         f"""
         import json, numpy as np
-        import skin_cnn, keras
+        import skin_cnn.models, keras
         model = keras.models.load_model({str(path)!r}, safe_mode=True)
         out = model(np.load({str(tmp_path / "x.npy")!r}))
         print(json.dumps({{k: np.asarray(v)[:, 0].tolist() for k, v in out.items()}}))

@@ -1,8 +1,12 @@
 """The study's four VGG-16 variants, the spatial transformer, the masked loss and weights.
 
 ``from skin_cnn.models import build_model`` imports Keras: the package is only used where a model
-is built, trained or loaded.
+is built, trained or loaded. Importing it registers every custom Keras layer of skin-cnn (each is
+defined with ``keras.saving.register_keras_serializable`` in a module imported here), so
+:func:`load_model`, and ``keras.models.load_model`` as well, open a skin-cnn ``.keras`` file in a
+fresh process without ``custom_objects``.
 """
+from skin_cnn import check_keras_backend
 
 from skin_cnn.models.heads import multitask_heads
 from skin_cnn.models.info import (
@@ -13,6 +17,7 @@ from skin_cnn.models.info import (
 )
 from skin_cnn.models.losses import compile_model, masked_task_losses, masked_task_metrics
 from skin_cnn.models.preprocessing import VGG16Preprocess
+from skin_cnn.models.saving import load_keras_model as load_model
 from skin_cnn.models.saving import store_thresholds
 from skin_cnn.models.spatial_transformer import SpatialTransformer
 from skin_cnn.models.vgg import (
@@ -36,8 +41,12 @@ from skin_cnn.models.weights import (
     resolve_weights,
 )
 
+# Keras is imported now: a backend set in ~/.keras/keras.json is refused with one line here.
+check_keras_backend()
+
 __all__ = [
     "build_model",
+    "load_model",
     "resolve_variant",
     "split_at_frozen_boundary",
     "parameter_counts",

@@ -16,8 +16,9 @@ the input whose Keras config holds
   use the pre-specified 0.5.
 
 Being an ordinary registered layer with ``get_config``, it travels with ``model.save`` and comes
-back from ``keras.models.load_model(path, safe_mode=True)`` once ``skin_cnn`` is imported; it does
-nothing to the tensors, so predictions, Grad-CAM, export and the feature cache are unchanged.
+back from :func:`skin_cnn.models.load_model` (or ``keras.models.load_model`` once
+``skin_cnn.models`` is imported); it does nothing to the tensors, so predictions, Grad-CAM,
+export and the feature cache are unchanged.
 """
 
 from __future__ import annotations

@@ -53,11 +53,11 @@ def load_keras_model(path):
     :func:`check_keras_archive`."""
     import keras
 
-    import skin_cnn
+    from skin_cnn import check_keras_backend
 
     if Path(path).suffix.lower() == ".keras":
         check_keras_archive(path)
-    skin_cnn.register_keras_objects()
+    check_keras_backend()  # the layers are registered: this module lies in skin_cnn.models
     try:
         return keras.models.load_model(path, compile=False, safe_mode=True)
     except (OSError, ValueError, TypeError) as exc:
