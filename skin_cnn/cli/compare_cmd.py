@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from skin_cnn.cli.options import refuse_overwriting, seed_option
+from skin_cnn.cli.options import interval_options, refuse_overwriting
 
 
 @click.command(name="compare")
@@ -34,27 +34,10 @@ from skin_cnn.cli.options import refuse_overwriting, seed_option
     help="Validation predictions for a fitted threshold, once per source in order [default for a "
     "run folder: its val_predictions.csv].",
 )
-@click.option(
-    "--n-bootstrap",
-    default=2000,
-    show_default=True,
-    type=click.IntRange(0),
-    help="Resamples of the paired cluster bootstrap of AUC differences (0: none).",
-)
-@click.option(
-    "--auc-ci",
-    default="logit",
-    show_default=True,
-    type=click.Choice(["logit", "wald"]),
-    help="DeLong AUC interval on the logit scale or on the AUC scale (as the study).",
-)
-@seed_option
-@click.option(
-    "--confidence",
-    default=0.95,
-    show_default=True,
-    type=click.FloatRange(0.5, 0.999),
-    help="Confidence level of the intervals.",
+@interval_options(
+    n_bootstrap_help="Resamples of the paired cluster bootstrap of AUC differences (0: none).",
+    auc_ci_help="DeLong AUC interval on the logit scale or on the AUC scale (as the study).",
+    confidence_help="Confidence level of the intervals.",
 )
 def command(sources, out, threshold, val_predictions, n_bootstrap, auc_ci, seed, confidence):
     """Compare SOURCES (run folders evaluated with `skin-cnn evaluate`, or predictions CSVs).

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from skin_cnn.cli.options import seed_option
+from skin_cnn.cli.options import interval_options
 
 
 @click.command(name="evaluate")
@@ -64,35 +64,12 @@ from skin_cnn.cli.options import seed_option
     "and specificity with intervals, the largest gap with a bootstrap interval, a forest plot; "
     "may be repeated.",
 )
-@click.option(
-    "--n-bootstrap",
-    default=2000,
-    show_default=True,
-    type=click.IntRange(0),
-    help="Bootstrap resamples (0: none).",
-)
-@click.option(
-    "--bootstrap-method",
-    default="percentile",
-    show_default=True,
-    type=click.Choice(["percentile", "bca"]),
-    help="Bootstrap interval.",
-)
-@click.option(
-    "--auc-ci",
-    default="logit",
-    show_default=True,
-    type=click.Choice(["logit", "wald"]),
-    help="DeLong AUC interval: on the logit scale (inside (0, 1); Newcombe score interval where "
+@interval_options(
+    n_bootstrap_help="Bootstrap resamples (0: none).",
+    auc_ci_help="DeLong AUC interval: on the logit scale (inside (0, 1); Newcombe score interval where "
     "the logit does not exist), or on the AUC scale clipped to [0, 1] (as the study).",
-)
-@seed_option
-@click.option(
-    "--confidence",
-    default=0.95,
-    show_default=True,
-    type=click.FloatRange(0.5, 0.999),
-    help="Confidence level of every interval.",
+    confidence_help="Confidence level of every interval.",
+    bootstrap_method=True,
 )
 @click.option(
     "--flow",

@@ -67,3 +67,44 @@ def interrupted(started, resume_command, again_command="run the same command aga
     else:
         click.echo(f"\ninterrupted before anything was trained; {again_command}", err=True)
     return SystemExit(130)
+
+
+# ---------------------------------------------------------------------------------------------
+# How the intervals of an evaluation are computed: the same options, spelled and checked the same
+# way, wherever intervals are reported (evaluate, compare).
+
+
+def stacked(*decorators):
+    """One decorator applying ``decorators`` as if written one above the other, first on top."""
+
+    def apply(function):
+        for decorator in reversed(decorators):
+            function = decorator(function)
+        return function
+
+    return apply
+
+
+def interval_options(*, n_bootstrap_help, auc_ci_help, confidence_help, bootstrap_method=False):
+    """``--n-bootstrap`` [``--bootstrap-method``] ``--auc-ci`` ``--seed`` ``--confidence``.
+
+    Parameters
+    ----------
+    n_bootstrap_help, auc_ci_help, confidence_help : str
+        What the option means for this command (what its bootstrap resamples, for instance).
+    bootstrap_method : bool
+        Offer ``--bootstrap-method percentile|bca`` as well.
+    """
+    options = [
+        click.option("--n-bootstrap", default=2000, show_default=True, type=click.IntRange(0),
+                     help=n_bootstrap_help),
+        click.option("--auc-ci", default="logit", show_default=True, type=click.Choice(["logit", "wald"]),
+                     help=auc_ci_help),
+        seed_option,
+        click.option("--confidence", default=0.95, show_default=True, type=click.FloatRange(0.5, 0.999),
+                     help=confidence_help),
+    ]
+    if bootstrap_method:
+        options.insert(1, click.option("--bootstrap-method", default="percentile", show_default=True,
+                                       type=click.Choice(["percentile", "bca"]), help="Bootstrap interval."))
+    return stacked(*options)
