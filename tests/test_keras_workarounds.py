@@ -97,6 +97,7 @@ def test_the_private_keras_pieces_the_workaround_uses_still_exist():
     assert callable(trainer._collective_all_reduce_multi_worker)
 
 
+@pytest.mark.slow
 def test_keras_still_needs_the_multi_worker_workaround():
     codes, outputs = _two_workers("unpatched")
     assert codes != [0, 0], "Keras now builds models under MultiWorkerMirroredStrategy: drop that half"
@@ -106,6 +107,7 @@ def test_keras_still_needs_the_multi_worker_workaround():
     assert any("Invalid reduction dimension" in text for text in outputs), outputs[0][-2000:]
 
 
+@pytest.mark.slow
 def test_the_workaround_trains_in_step_and_leaves_other_strategies_to_keras():
     codes, outputs = _two_workers("patched")
     assert codes == [0, 0], outputs[0][-3000:]
@@ -142,6 +144,7 @@ def registered_in_source():
     return names
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("order", ["skin_cnn.models, keras", "keras, skin_cnn.models"])
 def test_importing_skin_cnn_models_registers_every_custom_layer(order):
     expected = registered_in_source()
@@ -171,6 +174,7 @@ def test_importing_the_package_loads_no_keras_and_installs_no_import_hook():
     assert out == [[], False, False]
 
 
+@pytest.mark.slow
 def test_load_model_opens_a_saved_model_in_a_fresh_process(tmp_path):
     from skin_cnn.models import build_model
 

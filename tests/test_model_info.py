@@ -42,6 +42,7 @@ def padded_model_file(tmp_path_factory):
     return path
 
 
+@pytest.mark.slow
 def test_load_model_in_a_fresh_process_returns_tasks_classes_and_preprocessing(padded_model_file):
     code = (
         "import json, sys\n"

@@ -309,6 +309,7 @@ def test_task_auc_counts_only_the_images_of_the_task():
 # save / load
 
 
+@pytest.mark.slow
 def test_keras_file_round_trip_gives_identical_predictions_in_a_fresh_process(tmp_path):
     model = compile_model(build_model("PS", input_shape=SIZE, weights=None, seed=0))
     # Move the transformer away from the identity so its weights matter after loading.

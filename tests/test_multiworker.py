@@ -6,8 +6,12 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 from test_training import tiny_config, tiny_split
+
+#: Two training worker processes: minutes on a CPU.
+pytestmark = pytest.mark.slow
 
 SCRIPT = """
 import json, sys

@@ -15,6 +15,9 @@ import pandas as pd
 import pytest
 from nbclient import NotebookClient
 
+#: The notebook runs in a separate Jupyter kernel: minutes on a CPU.
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK = ROOT / "docs" / "notebooks" / "quickstart.ipynb"
 

@@ -25,6 +25,7 @@ def _weights(path):
     return keras.models.load_model(path, compile=False).get_weights()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("variant", ["P", "N"])
 def test_a_run_killed_mid_epoch_resumes_to_the_same_weights_and_history(tmp_path, variant, feature_cache_dir):
     """P trains on cached features, N on augmented images: both replay the killed epoch exactly."""

@@ -113,6 +113,7 @@ def test_a_second_training_into_a_held_run_folder_stops_with_one_line(split_csv,
         assert not (out / "config.json").exists()  # it wrote nothing
 
 
+@pytest.mark.slow
 def test_two_training_processes_into_one_folder_the_second_exits_1(split_csv, tmp_path):
     out = tmp_path / "run"
     holder = subprocess.Popen(

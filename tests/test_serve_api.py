@@ -395,6 +395,7 @@ def _burst_of_junk_uploads(slots, n=40, size=2_000_000, delay=0.05):
     return statuses, peak
 
 
+@pytest.mark.slow
 def test_concurrent_uploads_are_bounded_in_memory():
     # 40 junk uploads of 2 MB at once (80 MB of bodies) against a server that holds at most two
     # in memory. Unbounded, every body is read while earlier ones wait for the one worker:
@@ -405,6 +406,7 @@ def test_concurrent_uploads_are_bounded_in_memory():
     assert peak < 30e6, f"peak {peak / 1e6:.0f} MB"
 
 
+@pytest.mark.slow
 def test_the_memory_measurement_sees_unbounded_uploads():
     # The same burst with room for all 40: the measurement must show the 80 MB of bodies,
     # or the bounded test above could not fail.

@@ -4,6 +4,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from skin_cnn.cli.quiet_tf import without_banner
 
 # what `import tensorflow` (2.21, CPU) writes to stderr before its logging is set up
@@ -25,6 +27,7 @@ def test_the_banner_lines_go_and_errors_and_other_lines_stay():
     assert without_banner(BANNER + ERROR + "a warning of our own\n" + BANNER) == ERROR + "a warning of our own\n"
 
 
+@pytest.mark.slow
 def test_a_command_that_loads_tensorflow_prints_only_its_own_error(tmp_path):
     (tmp_path / "m.csv").write_text("image_path,diagnosis\na.jpg,acne\n")
     (tmp_path / "model").mkdir()
