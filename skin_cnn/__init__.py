@@ -9,6 +9,8 @@ skin-cnn runs on the TensorFlow backend of Keras only (``tf.data`` pipelines, ``
 SavedModel and TFLite export). A ``KERAS_BACKEND`` naming another backend is refused at import
 with one line saying so, rather than failing later inside a model.
 """
+from __future__ import annotations
+
 import importlib
 import os
 import sys
@@ -23,7 +25,7 @@ class BackendError(ImportError):
     """Keras is set to a backend other than TensorFlow."""
 
 
-def check_keras_backend(backend=None):
+def check_keras_backend(backend: str | None = None) -> None:
     """Raise :class:`BackendError` unless Keras uses (or will use) the TensorFlow backend.
 
     Parameters
@@ -47,7 +49,7 @@ def check_keras_backend(backend=None):
         )
 
 
-def register_keras_objects():
+def register_keras_objects() -> None:
     """Register every custom Keras object of skin-cnn (idempotent): import :mod:`skin_cnn.models`.
 
     Importing ``skin_cnn.models`` does the same; this function is for code that loads models

@@ -15,10 +15,12 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Callable
 
 from skin_cnn.core.progress import progress_bar
 
 from skin_cnn.core import io as atomic
+from skin_cnn.core.io import PathLike
 from skin_cnn.core.specs import resolve_crop_params
 from skin_cnn.data.crop import BOX_COLUMNS, hue_crop_box
 from skin_cnn.data.reading import read_image
@@ -30,7 +32,7 @@ from skin_cnn.training.config import resolve_config
 from skin_cnn.training.trainer import train
 
 #: Settings of the default demo, measured to finish in a few minutes on a 2-core CPU.
-DEMO_DEFAULTS = {
+DEMO_DEFAULTS: dict[str, Any] = {
     "n_patients_per_disease": 12,
     "images_per_patient": (2, 4),
     "source_image_size": (192, 256),
@@ -69,9 +71,11 @@ def crop_boxes_frame(frame, params=None, progress=True):
 MIN_DEMO_PATIENTS = 3
 
 
-def run_demo(out="runs/demo", weights=None, *, n_patients_per_disease=None, images_per_patient=None,
-             source_image_size=None, image_size=None, epochs=None, cache_views=None, batch_size=32,
-             seed=0, progress=True, echo=print):
+def run_demo(out: PathLike = "runs/demo", weights: str | None = None, *, n_patients_per_disease: int | None = None,
+             images_per_patient: tuple[int, int] | None = None, source_image_size: tuple[int, int] | None = None,
+             image_size: int | None = None, epochs: int | None = None, cache_views: int | None = None,
+             batch_size: int = 32, seed: int = 0, progress: bool = True,
+             echo: Callable[[str], object] = print) -> DemoResult:
     """Run the demo pipeline into ``out`` and return a :class:`DemoResult`.
 
     Parameters

@@ -13,10 +13,17 @@ import json
 import os
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterator, Union
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+#: A file or folder as the functions of the package accept it.
+PathLike = Union[str, "os.PathLike[str]"]
 
 
 @contextlib.contextmanager
-def atomic_path(path):
+def atomic_path(path: PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success it replaces ``path`` atomically.
 
     An ``OSError`` without a file name (``ENOSPC`` from ``write``) is raised again naming
@@ -43,7 +50,7 @@ def atomic_path(path):
             os.unlink(tmp)
 
 
-def _naming(exc, path):
+def _naming(exc: OSError, path: PathLike) -> OSError:
     """``exc`` as an error naming the file being written (``No space left on device: 'PATH'``).
 
     Errors from writing (a full disk, a quota) carry no file name; the user must learn which
@@ -54,29 +61,29 @@ def _naming(exc, path):
     return type(exc)(exc.errno, exc.strerror or str(exc), os.fspath(path))
 
 
-def _umask():
+def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
 
 
-def write_text(path, text):
+def write_text(path: PathLike, text: str) -> None:
     with atomic_path(path) as tmp:
         Path(tmp).write_text(text, encoding="utf-8")
 
 
-def write_json(path, obj):
+def write_json(path: PathLike, obj: Any) -> None:
     write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n")
 
 
-def write_csv(path, frame, **kwargs):
+def write_csv(path: PathLike, frame: pd.DataFrame, **kwargs: Any) -> None:
     """Write a pandas DataFrame atomically (index off unless asked)."""
     kwargs.setdefault("index", False)
     with atomic_path(path) as tmp:
         frame.to_csv(tmp, **kwargs)
 
 
-def _json_default(obj):
+def _json_default(obj: Any) -> Any:
     import numpy as np
 
     if isinstance(obj, np.integer):
@@ -90,7 +97,7 @@ def _json_default(obj):
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
 
 
-def sha256_file(path, chunk=1 << 20):
+def sha256_file(path: PathLike, chunk: int = 1 << 20) -> str:
     """SHA-256 of a file's bytes (hex), read in blocks of ``chunk`` bytes.
 
     The one file digest of the package: a run records the split it was trained on by it, a flow

@@ -7,16 +7,19 @@ table through :func:`predictions_frame`, and evaluation reads it back with
 from __future__ import annotations
 
 import os
+from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
+from skin_cnn.core.io import PathLike
 from skin_cnn.core.tasks import TASK_NAMES, TASKS
 
 PREDICTION_COLUMNS = ("image_path", "patient_id", "task", "y_true", "y_prob")
 
 
-def predictions_frame(manifest, probabilities, tasks=TASK_NAMES):
+def predictions_frame(manifest: pd.DataFrame, probabilities: Mapping[str, Any],
+                      tasks: Sequence[str] = TASK_NAMES) -> pd.DataFrame:
     """Long-format predictions for the images of ``manifest``.
 
     Parameters
@@ -56,7 +59,7 @@ def predictions_frame(manifest, probabilities, tasks=TASK_NAMES):
     return pd.concat(frames, ignore_index=True)
 
 
-def predicted_columns(manifest_columns):
+def predicted_columns(manifest_columns: Iterable[object]) -> list[str]:
     """The columns :func:`predictions_frame` gives the predictions of a manifest with these columns.
 
     Known before any model runs, so options naming a column (``--by``, ``--fairness``) can be
@@ -66,7 +69,8 @@ def predicted_columns(manifest_columns):
     return [*PREDICTION_COLUMNS, *extra]
 
 
-def check_columns(columns, options, name="the predictions"):
+def check_columns(columns: Sequence[str], options: Mapping[str, Iterable[str]],
+                  name: str = "the predictions") -> None:
     """Refuse an option naming a column that ``columns`` lacks, naming the ones that exist.
 
     Parameters
@@ -93,7 +97,7 @@ def check_columns(columns, options, name="the predictions"):
                 )
 
 
-def check_unique_rows(frame, name):
+def check_unique_rows(frame: pd.DataFrame, name: PathLike) -> None:
     """Refuse a predictions table that lists one (image, task) pair more than once.
 
     A repeated row would count one image twice in every metric and interval.
@@ -107,7 +111,7 @@ def check_unique_rows(frame, name):
         )
 
 
-def _read_csv(path):
+def _read_csv(path: PathLike) -> pd.DataFrame:
     """The CSV as a frame; one ValueError naming the file when it is empty, binary or header-only."""
     path_text = str(path)
     try:
@@ -135,7 +139,7 @@ def _read_csv(path):
     return df
 
 
-def read_predictions(path):
+def read_predictions(path: PathLike) -> pd.DataFrame:
     """Read and check a predictions CSV; one clear error naming the file for each problem."""
     df = _read_csv(path)
     missing = [c for c in PREDICTION_COLUMNS if c not in df.columns]

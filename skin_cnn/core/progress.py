@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import sys
 import time
+from typing import Any, Iterable
 
 #: Seconds between two lines of a long task in a log file.
 LINE_INTERVAL = 30.0
@@ -116,7 +117,7 @@ class LineProgress:
             self._write()
 
 
-def progress_bar(iterable=None, **kwargs):
+def progress_bar(iterable: Iterable[Any] | None = None, **kwargs: Any) -> Any:
     """A tqdm bar where it can be drawn, else a :class:`LineProgress`; tqdm's arguments.
 
     Parameters

@@ -8,6 +8,7 @@ an image, so the model layer can check a stored record without loading Pillow or
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any, Mapping
 
 import numpy as np
 
@@ -33,7 +34,7 @@ CIRCULAR_CROP_PARAMS = {
 }
 
 
-def resolve_crop_params(params=None):
+def resolve_crop_params(params: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The full crop settings for ``params``: its method's defaults, then ``params``.
 
     A mapping without ``method`` is the study's method (what runs recorded before there was a
@@ -57,7 +58,7 @@ def resolve_crop_params(params=None):
 RESIZE_MODES = ("stretch", "pad")
 
 
-def _json_params(params):
+def _json_params(params: Mapping[str, Any]) -> dict[str, Any]:
     return {k: list(v) if isinstance(v, tuple) else v for k, v in params.items()}
 
 
@@ -90,7 +91,7 @@ class Preprocessing:
     resize: str = "stretch"
     antialias: bool = True
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         size = self.image_size
         if isinstance(size, (int, np.integer)):
             size = (size, size)
@@ -106,14 +107,14 @@ class Preprocessing:
         object.__setattr__(self, "crop", bool(self.crop))
         object.__setattr__(self, "antialias", bool(self.antialias))
 
-    def to_dict(self):
+    def to_dict(self) -> dict[str, Any]:
         """The JSON-ready ``preprocessing`` entry of ``config.json``."""
         return {"image_size": list(self.image_size), "crop": self.crop,
                 "crop_params": _json_params(self.crop_params), "resize": self.resize,
                 "antialias": self.antialias}
 
     @classmethod
-    def from_dict(cls, values, source="preprocessing"):
+    def from_dict(cls, values: Preprocessing | Mapping[str, Any], source: str = "preprocessing") -> Preprocessing:
         """Read a ``preprocessing`` entry; one ValueError naming ``source`` when it is bad.
 
         Missing keys take the defaults (crop on with the study's parameters, stretched,
@@ -134,7 +135,7 @@ class Preprocessing:
         except (TypeError, ValueError) as exc:
             raise ValueError(f"{source}: {exc}") from None
 
-    def describe(self):
+    def describe(self) -> str:
         """One line for reports and previews."""
         height, width = self.image_size
         crop = "no crop"

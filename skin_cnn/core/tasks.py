@@ -11,6 +11,7 @@ import re
 from dataclasses import dataclass
 from importlib.resources import files
 from pathlib import Path
+from typing import Iterable
 
 DISEASES = ("acne", "rosacea", "psoriasis", "eczema", "ctcl")
 
@@ -24,11 +25,11 @@ class Task:
     negative: str
 
     @property
-    def short(self):
+    def short(self) -> str:
         """A compact name for narrow places (progress lines, figure titles): ``psor/ecz``."""
         return f"{self.positive[:4]}/{self.negative[:3]}"
 
-    def label(self, diagnosis):
+    def label(self, diagnosis: str) -> int | None:
         """1 for the positive class, 0 for the negative, None when the disease is not in the task."""
         if diagnosis == self.positive:
             return 1
@@ -48,14 +49,14 @@ TASKS = {
 TASK_NAMES = tuple(TASKS)
 
 
-def tasks_for_disease(diagnosis):
+def tasks_for_disease(diagnosis: str) -> tuple[str, ...]:
     """Names of the tasks an image of ``diagnosis`` contributes to (eczema: two, others: one)."""
     if diagnosis not in DISEASES:
         raise ValueError(f"unknown diagnosis {diagnosis!r}; expected one of {', '.join(DISEASES)}")
     return tuple(name for name, task in TASKS.items() if task.label(diagnosis) is not None)
 
 
-def task_targets(diagnoses):
+def task_targets(diagnoses: Iterable[str]) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
     """Per-task labels and masks for a sequence of diagnoses.
 
     Returns
@@ -65,8 +66,8 @@ def task_targets(diagnoses):
         ``masks[task][i]`` is 1.0 when image ``i`` belongs to the task, else 0.0, so the image
         adds nothing to that task's loss.
     """
-    labels = {name: [] for name in TASK_NAMES}
-    masks = {name: [] for name in TASK_NAMES}
+    labels: dict[str, list[float]] = {name: [] for name in TASK_NAMES}
+    masks: dict[str, list[float]] = {name: [] for name in TASK_NAMES}
     for diagnosis in diagnoses:
         for name, task in TASKS.items():
             y = task.label(diagnosis)
@@ -75,7 +76,7 @@ def task_targets(diagnoses):
     return labels, masks
 
 
-def resolve_task(name):
+def resolve_task(name: str | None) -> tuple[str, ...]:
     """Accept a task name, or ``all``; return a tuple of task names."""
     if name in (None, "all"):
         return TASK_NAMES
@@ -87,7 +88,7 @@ def resolve_task(name):
 # ---------------------------------------------------------------------------------------------
 # ICD-10
 
-def default_icd10_map_path():
+def default_icd10_map_path() -> Path:
     """Path of the ICD-10 → category table shipped with skin-cnn (installed or in a checkout)."""
     try:
         shipped = files("skin_cnn.data_manifests") / "icd10_categories.csv"
@@ -98,7 +99,7 @@ def default_icd10_map_path():
     return Path(__file__).resolve().parent.parent / "data_manifests" / "icd10_categories.csv"
 
 
-def normalize_icd10(code):
+def normalize_icd10(code: object) -> str:
     """Upper-case, drop spaces, and drop a trailing dot: ``' l70.0 '`` → ``'L70.0'``."""
     return re.sub(r"\s+", "", str(code)).upper().rstrip(".")
 
@@ -117,7 +118,7 @@ class ICD10Map:
     prefixes: tuple  # (prefix, category) sorted longest first
     source: str = ""
 
-    def lookup(self, code):
+    def lookup(self, code: object) -> str | None:
         """The category of ``code``, or None when the table has no entry for it."""
         if code is None or (isinstance(code, float) and code != code):
             return None
@@ -134,7 +135,7 @@ class ICD10Map:
         return None
 
 
-def load_icd10_map(path=None):
+def load_icd10_map(path: str | os.PathLike[str] | None = None) -> ICD10Map:
     """Read a mapping CSV with columns ``code`` and ``category`` (others, e.g. ``label``, ignored).
 
     Parameters

@@ -26,10 +26,16 @@ Only NumPy, Pillow and matplotlib are needed, so the crop runs anywhere an image
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any, Iterable, Mapping
+
 import numpy as np
 from PIL import Image
 
+from skin_cnn.core.io import PathLike
 from skin_cnn.core.specs import CIRCULAR_CROP_PARAMS, resolve_crop_params
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 #: Columns holding a crop box on a manifest or split frame (full-resolution pixels,
 #: right/bottom exclusive).
@@ -466,7 +472,9 @@ def _save_copy(array, path):
                                     **options)
 
 
-def compute_crop_boxes(paths, *, params=None, copies_to=None, workers=1, progress=True):
+def compute_crop_boxes(paths: Iterable[PathLike], *, params: Mapping[str, Any] | None = None,
+                       copies_to: Iterable[PathLike] | None = None, workers: int = 1,
+                       progress: bool = True) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Hue crop boxes of many image files, with every failure kept and explained.
 
     Parameters

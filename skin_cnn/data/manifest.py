@@ -19,11 +19,12 @@ import unicodedata
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
 from skin_cnn.core import io as atomic
-from skin_cnn.core.io import sha256_file
+from skin_cnn.core.io import PathLike, sha256_file
 from skin_cnn.core.tasks import DISEASES, ICD10Map, load_icd10_map
 
 #: Problem codes, their severity and a short human label (used in flow counts and docs).
@@ -363,7 +364,7 @@ def _find_patient_conflicts(frame, rows, problems):
             )
 
 
-def load_manifest(path, icd10_map=None):
+def load_manifest(path: PathLike, icd10_map: ICD10Map | PathLike | None = None) -> pd.DataFrame:
     """Read a manifest CSV into the manifest frame.
 
     Parameters
@@ -600,7 +601,8 @@ def _hash_and_check(image):
     return sha256_file(image), check_image(image)
 
 
-def validate_manifest(path, icd10_map=None, check_images=True, progress=True):
+def validate_manifest(path: PathLike, icd10_map: ICD10Map | PathLike | None = None, check_images: bool = True,
+                      progress: bool = True) -> ValidationReport:
     """Find every problem of a manifest, row by row.
 
     Parameters
@@ -637,7 +639,7 @@ def validate_manifest(path, icd10_map=None, check_images=True, progress=True):
         from skin_cnn.core.progress import progress_bar
 
         expected = frame["sha256"] if "sha256" in frame.columns else None
-        first_by_digest = {}
+        first_by_digest: dict[str, Any] = {}
         iterator = progress_bar(
             frame["image_path"].items(),
             total=len(frame),
@@ -709,7 +711,7 @@ def validate_manifest(path, icd10_map=None, check_images=True, progress=True):
     )
 
 
-def write_manifest(frame, path):
+def write_manifest(frame: pd.DataFrame, path: PathLike) -> Path:
     """Write a manifest frame as CSV (atomically), with paths relative to the CSV when possible.
 
     ``image_path`` becomes relative to the CSV's folder when the image lies below it, so a data

@@ -28,11 +28,13 @@ from __future__ import annotations
 import warnings
 from collections import Counter
 from pathlib import Path
+from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
 
-from skin_cnn.core.tasks import DISEASES
+from skin_cnn.core.io import PathLike
+from skin_cnn.core.tasks import DISEASES, ICD10Map
 from skin_cnn.data.manifest import write_manifest
 
 SPLITS = ("train", "val", "test")
@@ -242,14 +244,14 @@ def _shuffle_split_groups(groups, counts, random_state):
 
 
 def patient_split(
-    frame,
-    fractions=DEFAULT_FRACTIONS,
-    seed=0,
-    group_near_duplicates=True,
-    hash_distance=DEFAULT_HASH_DISTANCE,
-    progress=False,
-    hashes=None,
-):
+    frame: pd.DataFrame,
+    fractions: Sequence[float] = DEFAULT_FRACTIONS,
+    seed: int = 0,
+    group_near_duplicates: bool = True,
+    hash_distance: int = DEFAULT_HASH_DISTANCE,
+    progress: bool = False,
+    hashes: Any = None,
+) -> pd.DataFrame:
     """Assign every image to train, val or test, keeping each patient (group) in one split.
 
     Parameters
@@ -298,7 +300,7 @@ def patient_split(
         )
     labels, info = group_images(frame, group_near_duplicates, hash_distance, progress=progress, hashes=hashes)
     group_dx = _group_diagnosis(frame["diagnosis"], labels)
-    by_dx = {}
+    by_dx: dict[Any, Any] = {}
     for group in sorted(group_dx):
         by_dx.setdefault(group_dx[group], []).append(group)
     counts = allocate_counts({dx: len(groups) for dx, groups in by_dx.items()}, fractions)
@@ -363,7 +365,7 @@ def split_problems(split_frame, fractions=DEFAULT_FRACTIONS):
 # files and summaries
 
 
-def write_split(frame, path):
+def write_split(frame: pd.DataFrame, path: PathLike) -> Path:
     """Write a split frame as CSV (atomically); image paths below the CSV's folder become relative."""
     path = Path(path)
     if "split" not in frame.columns:
@@ -371,7 +373,7 @@ def write_split(frame, path):
     return write_manifest(frame, path)
 
 
-def load_split(path, icd10_map=None):
+def load_split(path: PathLike, icd10_map: ICD10Map | PathLike | None = None) -> pd.DataFrame:
     """Read a split CSV: the manifest frame plus ``split`` ∈ {train, val, test}.
 
     Raises

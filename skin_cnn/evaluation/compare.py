@@ -17,11 +17,12 @@ from __future__ import annotations
 
 from itertools import combinations
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import pandas as pd
 
-from skin_cnn.core.io import write_csv, write_text
+from skin_cnn.core.io import PathLike, write_csv, write_text
 from skin_cnn.core.tasks import TASK_NAMES
 from skin_cnn.evaluation import intervals
 from skin_cnn.evaluation.bootstrap import paired_auc_difference
@@ -426,8 +427,9 @@ def resolve_model_thresholds(rule, sources, frames, val_predictions=None):
 
 
 def write_comparison(
-    sources, out, threshold=0.5, confidence=0.95, val_predictions=None, n_bootstrap=2000, seed=0, auc_ci="logit"
-):
+    sources: Sequence[PathLike], out: PathLike, threshold: float | str = 0.5, confidence: float = 0.95,
+    val_predictions: Sequence[PathLike] | None = None, n_bootstrap: int = 2000, seed: int = 0, auc_ci: str = "logit"
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Load each source (run folder or predictions CSV), compare, write ``compare.csv``,
     ``compare_delong.csv`` and ``compare.md`` into ``out``; returns (table, tests).
 

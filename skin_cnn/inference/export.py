@@ -42,12 +42,13 @@ import shutil
 import tempfile
 import warnings
 from pathlib import Path
+from typing import Any
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-from skin_cnn.core.io import atomic_path, write_json
+from skin_cnn.core.io import PathLike, atomic_path, write_json
 from skin_cnn.data.crop import crop_image
 from skin_cnn.core.specs import Preprocessing
 from skin_cnn.inference.predictor import load_predictor, resolve_model_path
@@ -502,7 +503,7 @@ def check_export(predictor, fmt, path, photos):
     return result
 
 
-def export_model(model_or_run_path, fmt, out, check_images=8, seed=0):
+def export_model(model_or_run_path: PathLike, fmt: str, out: PathLike, check_images: int = 8, seed: int = 0) -> Any:
     """Export a run's model (or a ``.keras`` file) with its preprocessing, and check it.
 
     Parameters

@@ -33,11 +33,16 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, Mapping
 
 import numpy as np
 from skin_cnn.core.progress import progress_bar
 
+from skin_cnn.core.io import PathLike
 from skin_cnn.core.specs import Preprocessing
+
+if TYPE_CHECKING:
+    import pandas as pd
 from skin_cnn.data.preprocessing import box_from_row, crop_box, model_input
 from skin_cnn.data.reading import DEFAULT_MAX_PIXELS, ImageReadError, read_image
 from skin_cnn.core.tasks import TASKS
@@ -403,7 +408,8 @@ def _batched(predictor, tensors, batch_size):
     }
 
 
-def load_predictor(model_or_run_path, preprocessing=None, *, max_pixels=DEFAULT_MAX_PIXELS):
+def load_predictor(model_or_run_path: PathLike, preprocessing: Preprocessing | Mapping[str, Any] | None = None, *,
+                   max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Predictor:
     """Load a model once (``safe_mode=True``) with the preprocessing it was trained with.
 
     Parameters
@@ -528,7 +534,8 @@ class FramePredictions(dict):
         return frame[self.ok], {task: prob[self.ok] for task, prob in self.items()}
 
 
-def predict_frame(model, frame, preprocessing=None, *, batch_size=32, progress=True, workers=2):
+def predict_frame(model: Any, frame: pd.DataFrame, preprocessing: Preprocessing | Mapping[str, Any] | None = None, *,
+                  batch_size: int = 32, progress: bool = True, workers: int = 2) -> FramePredictions:
     """Predict every image of a manifest or split frame, skipping unreadable files.
 
     Parameters

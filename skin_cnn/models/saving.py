@@ -10,8 +10,12 @@ import json
 import shutil
 import zipfile
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, Mapping
 
-from skin_cnn.core.io import atomic_path
+from skin_cnn.core.io import PathLike, atomic_path
+
+if TYPE_CHECKING:
+    import keras
 from skin_cnn.models.info import (INFO_LAYER, _archive_config, _check_preprocessing, _check_thresholds, _info_config,
                                   read_file_info, with_model_info)
 
@@ -21,7 +25,7 @@ from skin_cnn.models.info import (INFO_LAYER, _archive_config, _check_preprocess
 MAX_MODEL_INFLATED_BYTES = 2_000_000_000
 
 
-def check_keras_archive(path, max_inflated=MAX_MODEL_INFLATED_BYTES):
+def check_keras_archive(path: PathLike, max_inflated: int = MAX_MODEL_INFLATED_BYTES) -> None:
     """Refuse a ``.keras`` file from its zip directory and stored record, before Keras opens it.
 
     Keras would inflate a zip bomb in full (3.8 GB for a 4 MB file), report a damaged archive
@@ -48,7 +52,7 @@ def check_keras_archive(path, max_inflated=MAX_MODEL_INFLATED_BYTES):
     read_file_info(path)
 
 
-def load_keras_model(path):
+def load_keras_model(path: PathLike) -> keras.Model:
     """Load a ``.keras`` file with ``safe_mode=True`` (no arbitrary code from the file), after
     :func:`check_keras_archive`."""
     import keras
@@ -64,7 +68,8 @@ def load_keras_model(path):
         raise ValueError(f"{path}: cannot load the model ({exc})") from exc
 
 
-def store_thresholds(path, thresholds, preprocessing=None):
+def store_thresholds(path: PathLike, thresholds: Mapping[str, Any],
+                     preprocessing: Mapping[str, Any] | None = None) -> None:
     """Write thresholds chosen on validation into the ``.keras`` file at ``path``.
 
     Only the archive's ``config.json`` is rewritten (weights and optimizer state are copied

@@ -10,17 +10,22 @@ Public API::
 
 Importing this package does not import TensorFlow; :func:`train` does.
 """
+from __future__ import annotations
+
+import os
+from typing import Any
+
 from skin_cnn.training.config import TrainConfig, load_config_file, resolve_config
 
 
-def train(config, **kwargs):
+def train(config: TrainConfig, **kwargs: Any) -> Any:
     """Train into ``config.out``; see :func:`skin_cnn.training.trainer.train`."""
     from skin_cnn.training.trainer import train as _train
 
     return _train(config, **kwargs)
 
 
-def load_resume_config(run_dir):
+def load_resume_config(run_dir: str | os.PathLike[str]) -> TrainConfig:
     """Settings of an existing run folder, for ``train(..., resume=True)``."""
     from skin_cnn.training.trainer import load_resume_config as _load
 

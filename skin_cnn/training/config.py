@@ -24,6 +24,7 @@ import platform
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Mapping
 
 from skin_cnn.core.specs import CROP_METHODS
 
@@ -361,7 +362,8 @@ def coerce_setting(name, value, source):
         raise ValueError(f"{source}: {name}={value!r}: expected {kind}") from None
 
 
-def resolve_config(file_settings=None, overrides=None, source="configuration"):
+def resolve_config(file_settings: Mapping[str, Any] | None = None, overrides: Mapping[str, Any] | None = None,
+                   source: str = "configuration") -> TrainConfig:
     """Defaults, then the file's settings, then explicit overrides; validated.
 
     Parameters
