@@ -298,3 +298,13 @@ def test_fitzpatrick_minus_one_is_unknown_not_a_skin_type():
     table = {r[0]: r[1:] for r in baseline_table(split)[1]}
     assert "fitzpatrick_scale: -1" not in table
     assert table["fitzpatrick_scale: unknown"] == ["1 (33.3%)", "1 (50.0%)", "1 (33.3%)"]
+
+
+def test_fitzpatrick_minus_one_is_no_subgroup_of_its_own_in_by_tables():
+    from skin_cnn.evaluation.metrics import metrics_by
+
+    rows = [{"image_path": f"{i}.jpg", "patient_id": f"p{i}", "task": "acne_vs_rosacea", "y_true": i % 2,
+             "y_prob": (i % 7) / 7, "fitzpatrick_scale": [2.0, -1.0, 3.0, float("nan")][i % 4]} for i in range(40)]
+    table, per_group = metrics_by(pd.DataFrame(rows), "fitzpatrick_scale", n_bootstrap=0)
+    assert set(per_group) == {"2", "3", "(missing)"}
+    assert sum(g["tasks"]["acne_vs_rosacea"]["n_images"] for g in per_group.values()) == 40

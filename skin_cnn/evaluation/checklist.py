@@ -107,7 +107,7 @@ def baseline_table(split_frame):
             return f"{ids.nunique()}" + (f" (+{no_id} images without id)" if no_id else "")
 
         rows.append(["Patients"] + [patients(parts[s]) for s in splits])
-    from skin_cnn.evaluation.fairness import group_labels
+    from skin_cnn.evaluation.groups import group_labels
 
     columns = [c for c in ("diagnosis", *CHARACTERISTICS) if c in split_frame.columns]
     for column in columns:

@@ -42,7 +42,7 @@ from skin_cnn.evaluation.bootstrap import (
 )
 from skin_cnn.evaluation.precision import MIN_COUNT
 
-UNKNOWN = "unknown"
+from skin_cnn.evaluation.groups import UNKNOWN, group_labels  # noqa: F401 (group_labels: public here too)
 FAIRNESS_METRICS = ("auc", "sensitivity", "specificity")
 _NEEDS = {
     "sensitivity": ("n_positive",),
@@ -52,38 +52,6 @@ _NEEDS = {
 _WHAT = {"n_positive": "positive", "n_negative": "negative"}
 
 
-#: The Fitzpatrick skin types, in digits and in Roman numerals. Data sets write other values for
-#: "not assessed" (Fitzpatrick17k: ``-1``); those are no skin type.
-FITZPATRICK_TYPES = frozenset("123456") | frozenset(("I", "II", "III", "IV", "V", "VI"))
-
-
-def is_fitzpatrick(column):
-    """Whether a column holds Fitzpatrick skin types (its name says so: ``fitzpatrick_scale`` …)."""
-    return "fitzpatrick" in str(column or "").lower()
-
-
-def group_labels(values, column=None):
-    """Group label per row: the value as text, ``unknown`` where it is missing or empty.
-
-    Numbers stored as floats by pandas (``3.0`` because the column has gaps) are shown as ``3``.
-    In a Fitzpatrick column (:func:`is_fitzpatrick`) a value that is not a skin type 1–6 (I–VI),
-    such as ``-1`` for "not assessed", is ``unknown`` too, not a seventh skin type.
-    """
-    fitzpatrick = is_fitzpatrick(column)
-
-    def label(v):
-        if v is None or (isinstance(v, float) and np.isnan(v)):
-            return UNKNOWN
-        if isinstance(v, float) and v.is_integer():
-            v = int(v)
-        text = str(v).strip()
-        if not text or text.lower() in ("nan", "none"):
-            return UNKNOWN
-        if fitzpatrick and text.upper() not in FITZPATRICK_TYPES:
-            return UNKNOWN
-        return text
-
-    return pd.Series([label(v) for v in values], index=getattr(values, "index", None), dtype=object)
 
 
 def _order(labels):

@@ -354,7 +354,8 @@ def metrics_by(
     """Metrics per subgroup of ``column`` (e.g. source, Fitzpatrick type) as one long table.
 
     The thresholds are those of the whole evaluation, never re-chosen per subgroup. Rows with an
-    empty value form the subgroup ``"(missing)"``.
+    empty value (in a Fitzpatrick column also one that is no skin type, such as ``-1``) form the
+    subgroup ``"(missing)"`` (:func:`skin_cnn.evaluation.groups.group_labels`).
 
     Returns
     -------
@@ -363,13 +364,11 @@ def metrics_by(
     per_group : dict
         Subgroup value -> ``metrics.json``-style content.
     """
-    if column not in predictions.columns:
-        raise ValueError(
-            f"--by {column}: the predictions have no column {column!r} "
-            f"(columns: {', '.join(map(str, predictions.columns))})"
-        )
-    keys = predictions[column].astype(object).where(predictions[column].notna(), "(missing)")
-    keys = keys.map(lambda v: "(missing)" if str(v) == "" else v)
+    from skin_cnn.core.predictions import check_columns
+    from skin_cnn.evaluation.groups import group_labels
+
+    check_columns(predictions.columns, {"--by": (column,)})
+    keys = group_labels(predictions[column], column, missing="(missing)")  # Fitzpatrick -1: missing
     frames, per_group = [], {}
     for value in sorted(pd.unique(keys), key=str):
         part = predictions[keys == value]
