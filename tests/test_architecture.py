@@ -90,6 +90,19 @@ def test_every_stage_of_the_package_is_a_layer():
     assert sorted(p.name for p in PACKAGE_DIR.glob("*.py")) == ["__init__.py", "__main__.py"]
 
 
+def test_the_architecture_page_shows_the_layers_of_the_contract():
+    parser = configparser.ConfigParser()
+    parser.read(CONFIG, encoding="utf-8")
+    contract = [line.strip() for line in parser["importlinter:contract:layers"]["layers"].strip().split("\n")]
+    page = (ROOT / "docs" / "architecture.md").read_text(encoding="utf-8")
+    section = page.split("## Import direction", 1)[1]
+    block = next(b for b in section.split("\n\n") if b.strip() and all(x.startswith("    ") for x in b.split("\n")))
+    listed = [line.strip() for line in block.split("\n")]
+    assert listed == contract
+    for stage in (n.strip() for line in contract for n in line.split("|")):
+        assert f'    {stage}["{stage} — ' in page, stage  # a box in the picture
+
+
 # ---------------------------------------------------------------------------------------------
 # each contract fails when broken
 
