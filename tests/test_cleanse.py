@@ -568,6 +568,7 @@ def test_readme_offers_no_apply_and_its_next_step_works_after_a_review_that_advi
     assert result.exit_code == 0, result.output
 
 
+@pytest.mark.slow  # TensorFlow started in another process
 def test_training_the_filter_after_deterministic_training_logs_no_tensorflow_error(tmp_path):
     """Training turns TensorFlow's op determinism on for the process; the filter trained later in the
     same notebook must not make TensorFlow log an ``E0000 … NodeDef`` line."""

@@ -28,6 +28,7 @@ def test_the_banner_lines_go_and_errors_and_other_lines_stay():
 
 
 @pytest.mark.slow
+@pytest.mark.slow  # TensorFlow started in another process
 def test_a_command_that_loads_tensorflow_prints_only_its_own_error(tmp_path):
     (tmp_path / "m.csv").write_text("image_path,diagnosis\na.jpg,acne\n")
     (tmp_path / "model").mkdir()
