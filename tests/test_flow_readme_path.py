@@ -61,6 +61,10 @@ def _fake_model(monkeypatch):
     model = types.SimpleNamespace(tasks=tuple(TASK_NAMES))  # a model with the study's outputs
     monkeypatch.setattr(predict, "load_predictor", lambda run_dir, *a, **k: model)
     monkeypatch.setattr(predict, "predict_frame", predict_frame)
+    import skin_cnn.inference.evaluate_run as run_evaluation
+
+    # no model, so no trunk features to audit (tests/test_duplicates_audit.py runs the audit)
+    monkeypatch.setattr(run_evaluation, "audit_leakage", lambda *a, **k: None)
 
 
 class GreyFilter:

@@ -90,6 +90,21 @@ from skin_cnn.cli.options import interval_options
 @click.option("--allow-changed-split", is_flag=True,
               help="Evaluate a run whose split.csv differs from the split its model was trained on "
               "(refused without it); the difference is written into the report.")
+@click.option(
+    "--leakage-audit/--no-leakage-audit",
+    default=True,
+    show_default=True,
+    help="Run folders: compare every evaluated image with every training image by the cosine "
+    "similarity of the model's pooled trunk features and list the suspected duplicates (report, "
+    "suspected_duplicates.csv, flow); never removes them.",
+)
+@click.option(
+    "--leakage-threshold",
+    default=None,
+    type=click.FloatRange(-1.0, 1.0),
+    help="Cosine similarity at or above which a pair is a suspected duplicate [default: 0.88, chosen "
+    "on public photos: docs/experiments/leakage-threshold.md].",
+)
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def command(
     run,
@@ -108,6 +123,8 @@ def command(
     flow_json,
     shortcut_audit,
     allow_changed_split,
+    leakage_audit,
+    leakage_threshold,
     quiet,
 ):
     """Evaluate RUN (a `skin-cnn train` folder) or a --predictions CSV.
@@ -163,6 +180,8 @@ def command(
             shortcut_audit=shortcut_audit,
             allow_changed_split=allow_changed_split,
             frame_predictions=run_frame_predictions(run, echo=click.echo),
+            leakage_audit=leakage_audit,
+            leakage_threshold=leakage_threshold,
             **common,
         )
     else:
@@ -318,6 +337,11 @@ def _summary(metrics, out):
                 if g["value"] is not None]
         click.echo(f"fairness by {column}: largest gaps: {'; '.join(gaps) or 'none estimable'} "
                    "(intervals and too-small groups in the report)")
+    audit = metrics.get("leakage_audit")
+    if audit:
+        from skin_cnn.evaluation.duplicates import summary_sentence
+
+        click.echo(summary_sentence(audit) + " — listed in the report and suspected_duplicates.csv")
     record = metrics.get("test_evaluations")
     if record:
         click.echo(f"test split evaluated {record['count']} time(s) in this run folder")

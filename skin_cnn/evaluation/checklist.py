@@ -252,6 +252,9 @@ FILLABLE = (
       ("STARD-AI", "Analysis of errors (failure cases)")]),
     ("Grad-CAM of the failures", "gradcam",
      [("CLAIM", "Methods for explainability or interpretability")]),
+    ("Leakage audit: evaluated images compared with every training image (suspected duplicates)", "leakage",
+     [("CLAIM", "Data partitions and the level at which they are disjoint"),
+      ("STARD-AI", "Data partitioning (training, validation, test sets)")]),
 )
 
 #: Items only the authors can write, per checklist.
@@ -317,6 +320,7 @@ def not_filled(sections):
         "training": "evaluate the run folder", "subgroups": "--by COLUMN",
         "fairness": "--fairness COLUMN", "failures": "image paths that can be read",
         "gradcam": "evaluate the run folder", "calibration": "predictions", "flow": "a flow record",
+        "leakage": "evaluate the run folder",
     }
     return [f"{what} ({how.get(key, 'not available')})" for what, key, _ in FILLABLE
             if key not in sections]

@@ -241,7 +241,7 @@ def test_evaluations_text(record):
 
 
 def build_report(metrics, folder, figures, source="", by_tables=None, bootstrap_note=True, flow=None,
-                 by_groups=None, fairness=None, run=None, failures=None, shortcut=None):
+                 by_groups=None, fairness=None, run=None, failures=None, shortcut=None, leakage=None):
     """Assemble the report.
 
     Parameters
@@ -275,6 +275,8 @@ def build_report(metrics, folder, figures, source="", by_tables=None, bootstrap_
     shortcut : dict, optional
         ``{"summary": DataFrame, "n_requested", "unreadable"}`` of the shortcut audit
         (:mod:`skin_cnn.evaluation.shortcut`).
+    leakage : dict, optional
+        ``{"audit", "pairs", "figure"}`` of the leakage audit (:mod:`skin_cnn.evaluation.duplicates`).
 
     The report ends with the reporting checklists (TRIPOD+AI, CLAIM, STARD-AI): each item this
     report answers links to its section; the rest are listed as the authors' to write.
@@ -445,6 +447,11 @@ def build_report(metrics, folder, figures, source="", by_tables=None, bootstrap_
         from skin_cnn.evaluation.shortcut import add_section
 
         sections.update(add_section(rep, **shortcut))
+    if leakage is not None:
+        from skin_cnn.evaluation import duplicates
+
+        sections["leakage"] = (duplicates.add_section(rep, leakage["audit"], leakage["pairs"], leakage.get("figure")),
+                               duplicates.summary_sentence(leakage["audit"]))
 
     rep.heading("Statistical methods")
     rep.items(
@@ -497,11 +504,12 @@ def build_report(metrics, folder, figures, source="", by_tables=None, bootstrap_
 
 
 def write_report(metrics, folder, figures, source="", by_tables=None, flow=None, by_groups=None,
-                 fairness=None, run=None, failures=None, shortcut=None):
+                 fairness=None, run=None, failures=None, shortcut=None, leakage=None):
     """Write ``report.md`` and ``report.html`` into ``folder``; returns their paths."""
     folder = Path(folder)
     rep = build_report(metrics, folder, figures, source=source, by_tables=by_tables, flow=flow,
-                       by_groups=by_groups, fairness=fairness, run=run, failures=failures, shortcut=shortcut)
+                       by_groups=by_groups, fairness=fairness, run=run, failures=failures, shortcut=shortcut,
+                       leakage=leakage)
     md, page = folder / "report.md", folder / "report.html"
     write_text(md, rep.markdown(folder))
     write_text(page, rep.html(folder))
@@ -530,6 +538,7 @@ def write_evaluation(
     n_failures=4,
     shortcut=None,
     threshold_fit=None,
+    leakage=None,
 ):
     """Evaluate a predictions frame and write every output into the folder ``out``.
 
@@ -578,6 +587,10 @@ def write_evaluation(
         (:class:`skin_cnn.evaluation.threshold_choice.ThresholdFitting`): each task then also gets
         ``threshold_choice``, sensitivity and specificity intervals that redo the choice in every
         bootstrap resample, beside the same resamples at the threshold held fixed.
+    leakage : dict, optional
+        ``{"audit", "pairs"}`` of :func:`skin_cnn.inference.evaluate_run.audit_leakage`: the pairs go to
+        ``suspected_duplicates.csv`` and ``suspected_duplicates.png``, the counts to
+        ``metrics.json`` (``leakage_audit``), the flow and the report.
 
     Returns
     -------
@@ -641,6 +654,9 @@ def write_evaluation(
         shortcut_section = report_entry(shortcut)
         metrics["shortcut_audit"] = audit_metrics(shortcut_section["summary"])
         write_csv(out / "shortcut_audit.csv", shortcut)
+    if leakage is not None:
+        metrics["leakage_audit"] = leakage["audit"]
+        write_csv(out / "suspected_duplicates.csv", leakage["pairs"])
     # JSON has no NaN: fail loudly here rather than write an unreadable file
     write_text(out / "metrics.json", json.dumps(metrics, indent=2, allow_nan=False) + "\n")
     write_csv(out / "metrics.csv", metrics_table(metrics))
@@ -656,6 +672,12 @@ def write_evaluation(
         )
     figures["calibration"] = plots.plot_calibration(predictions, out / "calibration.png")
     flow = plots.normalise_flow(flow) if flow else plots.flow_from_predictions(predictions)
+    if leakage is not None:
+        from skin_cnn.evaluation import duplicates
+
+        flow = duplicates.mark_flow(flow, leakage["audit"])
+        leakage = dict(leakage, figure=duplicates.plot_pairs(leakage["pairs"], out / "suspected_duplicates.png",
+                                                             base=image_base))
     write_text(out / "flow.json", json.dumps(flow, indent=2) + "\n")
     figures["stard_flow"] = plots.plot_stard_flow(flow, metrics, out / "stard_flow.png")
     by_tables, by_groups = {}, {}
@@ -685,5 +707,6 @@ def write_evaluation(
                                                         base=image_base, cams=cams)
     failures = {"cases": cases, "missing": missing, "gradcam": bool(cams)}
     write_report(metrics, out, figures, source=source, by_tables=by_tables, flow=flow, by_groups=by_groups,
-                 fairness=fairness_results, run=run, failures=failures, shortcut=shortcut_section)
+                 fairness=fairness_results, run=run, failures=failures, shortcut=shortcut_section,
+                 leakage=leakage)
     return metrics

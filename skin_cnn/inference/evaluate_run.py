@@ -322,6 +322,8 @@ def evaluate_run(
     shortcut_audit=0,
     allow_changed_split=False,
     frame_predictions=None,
+    leakage_audit=True,
+    leakage_threshold=None,
 ):
     """Predict a run's split with its best model, write ``predictions_<split>.csv`` and evaluate.
 
@@ -367,6 +369,14 @@ def evaluate_run(
         :func:`skin_cnn.inference.predictor.predict_frame` (same signature): ``skin-cnn
         evaluate`` and ``train --evaluate-test`` pass the feature cache's, so a frozen trunk's
         features of photos already seen are not computed again.
+    leakage_audit : bool
+        Compare every evaluated image with every training image of the run by the cosine
+        similarity of the model's pooled trunk features (:func:`audit_leakage`) and list the
+        suspected duplicates in the report, ``metrics.json`` (``leakage_audit``) and the flow.
+        Not run for the train split itself.
+    leakage_threshold : float, optional
+        Similarity at or above which a pair is suspected
+        (default :data:`skin_cnn.evaluation.duplicates.DEFAULT_THRESHOLD`).
 
     Returns
     -------
@@ -418,6 +428,9 @@ def evaluate_run(
         from skin_cnn.evaluation.shortcut import audit_predictor
 
         shortcut = audit_predictor(predictor, preds, frame, n_images=int(shortcut_audit), seed=seed)
+    leakage = None
+    if leakage_audit and split != "train":
+        leakage = audit_leakage(predictor, frame, preds, split, leakage_threshold, progress=progress)
     metrics = write_evaluation(
         preds,
         out,
@@ -425,6 +438,7 @@ def evaluate_run(
         method,
         by=by,
         flow=_flow_of(run_dir, split, frame, preds, skipped, flow),
+        leakage=leakage,
         n_bootstrap=n_bootstrap,
         seed=seed,
         confidence=confidence,
@@ -533,3 +547,117 @@ def failure_gradcams(predictor, cases, split_frame=None):
         for path, tensor, heat in zip(paths, tensors, heatmaps[task]):
             cams[(path, task)] = np.asarray(overlay(tensor.astype(np.uint8), heat), dtype=np.uint8)
     return cams
+
+
+# ---------------------------------------------------------------------------------------------
+# the leakage audit's features
+
+
+def pooled_trunk_model(model, layer_name=None, pooling="avg"):
+    """A model from the image to the global pooling of a convolution's output.
+
+    By default the last ``Conv2D`` layer (:func:`skin_cnn.inference.gradcam.last_conv_layer`:
+    ``block5_conv3`` for the VGG-16 trunk), so the features are what the evaluated model itself
+    sees of an image, whatever head sits on top; the leakage audit compares images by them.
+    ``pooling``: ``avg`` (global average), ``max`` (global maximum) or ``gem`` (generalised
+    mean with p = 3, between the two).
+    """
+    import keras
+
+    from skin_cnn.inference.gradcam import last_conv_layer
+
+    conv = model.get_layer(layer_name or last_conv_layer(model))
+    maps = conv.output
+    if pooling == "avg":
+        pooled = keras.layers.GlobalAveragePooling2D(name=f"leakage_audit_{pooling}")(maps)
+    elif pooling == "max":
+        pooled = keras.layers.GlobalMaxPooling2D(name=f"leakage_audit_{pooling}")(maps)
+    elif pooling == "gem":
+        cubed = keras.layers.Lambda(lambda x: keras.ops.power(keras.ops.maximum(x, 0.0), 3.0))(maps)
+        mean = keras.layers.GlobalAveragePooling2D()(cubed)
+        pooled = keras.layers.Lambda(lambda x: keras.ops.power(x + 1e-12, 1.0 / 3.0), name="leakage_audit_gem")(mean)
+    else:
+        raise ValueError(f"pooling must be avg, max or gem, got {pooling!r}")
+    return keras.Model(model.inputs[0], pooled, name=f"{model.name}_pooled_trunk")
+
+
+def pooled_features(predictor, frame, feature_model=None, batch_size=32, progress=False):
+    """Pooled trunk features of every readable image of ``frame``, read and cropped as the model reads them.
+
+    Parameters
+    ----------
+    predictor : skin_cnn.inference.predictor.Predictor
+        The evaluated model with its preprocessing; a frame's ``crop_*`` columns are used as the
+        crop boxes when cropping is on.
+    frame : pandas.DataFrame
+        ``image_path`` (and optional crop columns).
+    feature_model : keras.Model, optional
+        Default :func:`pooled_trunk_model` of ``predictor.model``.
+
+    Returns
+    -------
+    features : numpy.ndarray of shape (n_ok, d), float32
+    ok : numpy.ndarray of bool, shape (len(frame),)
+        Which rows were read (``features`` holds them in frame order).
+    """
+    import numpy as np
+
+    from skin_cnn.data.preprocessing import box_from_row
+    from skin_cnn.core.progress import progress_bar
+
+    model = feature_model if feature_model is not None else pooled_trunk_model(predictor.model)
+    rows = frame.to_dict("records")
+    ok = np.zeros(len(rows), dtype=bool)
+    parts, batch = [], []
+
+    def flush():
+        if batch:
+            parts.append(np.asarray(model(np.stack(batch), training=False), dtype=np.float32))
+            batch.clear()
+
+    for k, row in enumerate(progress_bar(rows, desc="audit features", unit="img", disable=not progress, leave=False)):
+        try:
+            tensor, _ = predictor.preprocess(predictor.read(str(row["image_path"])), box_from_row(row))
+        except (OSError, ValueError):  # ImageReadError is a ValueError; the evaluation lists unreadable files
+            continue
+        batch.append(tensor)
+        ok[k] = True
+        if len(batch) == batch_size:
+            flush()
+    flush()
+    width = int(model.outputs[0].shape[-1])
+    return (np.concatenate(parts) if parts else np.zeros((0, width), np.float32)), ok
+
+
+def audit_leakage(predictor, split_frame, predictions, split="test", threshold=None, progress=False):
+    """The leakage audit of an evaluated split against the run's training split.
+
+    Every evaluated image (those with predictions) and every training image is described by the
+    model's pooled trunk features (:func:`pooled_features`); pairs at or above ``threshold``
+    (cosine similarity) are suspected duplicates
+    (:func:`skin_cnn.evaluation.duplicates.suspected_duplicates`).
+
+    Returns
+    -------
+    dict or None
+        ``{"audit": metrics.json entry, "pairs": DataFrame}``; None when the split frame has no
+        training images to compare with.
+    """
+    from skin_cnn.evaluation import duplicates
+
+    threshold = duplicates.DEFAULT_THRESHOLD if threshold is None else float(threshold)
+    predicted = set(predictions["image_path"].astype(str))
+    evaluated = split_frame[(split_frame["split"] == split)
+                            & split_frame["image_path"].astype(str).isin(predicted)].reset_index(drop=True)
+    training = split_frame[split_frame["split"] == "train"].reset_index(drop=True)
+    if training.empty or evaluated.empty:
+        return None
+    trunk = pooled_trunk_model(predictor.model, pooling=duplicates.DEFAULT_POOLING)
+    eval_features, eval_ok = pooled_features(predictor, evaluated, trunk, progress=progress)
+    train_features, train_ok = pooled_features(predictor, training, trunk, progress=progress)
+    pairs = duplicates.suspected_duplicates(evaluated[eval_ok], training[train_ok], eval_features, train_features,
+                                            threshold)
+    audit = duplicates.audit_summary(pairs, int(eval_ok.sum()), int(train_ok.sum()), threshold, split,
+                                     skipped=int((~eval_ok).sum() + (~train_ok).sum()),
+                                     pooling=duplicates.DEFAULT_POOLING)
+    return {"audit": audit, "pairs": pairs}

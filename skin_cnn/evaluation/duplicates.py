@@ -1,0 +1,247 @@
+"""Leakage audit: evaluated images that look like a training image to the model's own trunk.
+
+A patient-level split keeps one patient id in one split, and ``skin-cnn split`` joins photos
+whose perceptual hashes nearly match. Neither catches every repeat: public dermatology sets hold
+re-crops and zooms of one lesion under other ids, which a 12-bit pHash/dHash match misses. After
+the split, nothing else compares training and evaluated images; this module does, in the space
+the model itself sees. Every evaluated image and every training image is described by the
+pooled trunk features of the evaluated model (the generalised mean, p = 3, of its last
+convolution's feature map, ``block5_conv3`` for VGG-16: computed by the caller, which has the
+model), and each pair whose
+cosine similarity reaches the threshold is listed as a *suspected* duplicate. Suspected
+duplicates are reported, counted in the STARD flow and drawn side by side; they are never
+removed, because a similar photo of another patient is not proof of leakage and the decision is
+the reader's.
+
+:data:`DEFAULT_POOLING` and :data:`DEFAULT_THRESHOLD` were chosen on the public photos
+(``docs/experiments/leakage_threshold.py``, figures in ``docs/experiments/leakage-threshold.md``):
+at 0.88, 99% of half-size rescales and JPEG re-saves of a photo are found, 0.67% of photos are
+flagged against photos of other diseases, and only 13% of 70% centre crops are found — whole-image
+pooled features see a zoomed crop as another picture, so the audit finds copies, not most
+re-crops.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+#: Cosine similarity of pooled trunk features at or above which a pair is a suspected duplicate.
+DEFAULT_THRESHOLD = 0.88
+#: How the last convolution's feature map is pooled into one vector (``avg``, ``max`` or ``gem``).
+DEFAULT_POOLING = "gem"
+_POOLING_WORDS = {"avg": "global average", "max": "global maximum", "gem": "generalised mean (p = 3)"}
+
+
+def feature_text(pooling=DEFAULT_POOLING):
+    """What the features are, for reports and ``metrics.json``."""
+    return f"{_POOLING_WORDS[pooling]} of the evaluated model's last convolution (block5_conv3 for VGG-16)"
+COLUMNS = ("image_path", "patient_id", "train_image_path", "train_patient_id", "similarity")
+
+
+def _unit_rows(features):
+    """Rows scaled to length 1 (float64); an all-zero row stays zero and so matches nothing."""
+    x = np.asarray(features, dtype=np.float64)
+    if x.ndim != 2:
+        raise ValueError(f"features must be a 2-D array (images × features), got shape {x.shape}")
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    return np.divide(x, norms, out=np.zeros_like(x), where=norms > 0)
+
+
+def cosine_matches(evaluated, training, threshold=DEFAULT_THRESHOLD, block=1024):
+    """Index pairs ``(i, j)`` with ``cos(evaluated[i], training[j]) >= threshold``.
+
+    The similarity matrix is formed a block of evaluated rows at a time (one matrix product per
+    block), so 2,000 × 20,000 images need a few hundred megabytes at most.
+
+    Parameters
+    ----------
+    evaluated, training : arrays of shape (n, d) and (m, d)
+    threshold : float in [-1, 1]
+    block : int
+        Evaluated rows per matrix product.
+
+    Returns
+    -------
+    i, j : int arrays
+    similarity : float array
+        Sorted by similarity, highest first (ties by ``i`` then ``j``).
+    """
+    if not -1.0 <= float(threshold) <= 1.0:
+        raise ValueError(f"a cosine-similarity threshold lies in [-1, 1], got {threshold}")
+    a, b = _unit_rows(evaluated), _unit_rows(training)
+    if a.shape[1] != b.shape[1]:
+        raise ValueError(f"evaluated features have {a.shape[1]} dimensions, training features {b.shape[1]}")
+    found_i, found_j, found_s = [], [], []
+    for start in range(0, len(a), block):
+        sims = a[start:start + block] @ b.T
+        i, j = np.nonzero(sims >= threshold - 1e-12)
+        found_i.append(i + start)
+        found_j.append(j)
+        found_s.append(sims[i, j])
+    if not found_i:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0)
+    i, j, s = (np.concatenate(v) for v in (found_i, found_j, found_s))
+    order = np.lexsort((j, i, -s))
+    return i[order].astype(np.int64), j[order].astype(np.int64), np.clip(s[order], -1.0, 1.0)
+
+
+def nearest_training(evaluated, training):
+    """For each evaluated row, the highest cosine similarity to any training row (``-inf`` without
+    training rows): the number a reader compares with the threshold."""
+    a, b = _unit_rows(evaluated), _unit_rows(training)
+    if not len(b) or not len(a):
+        return np.full(len(a), -np.inf)
+    return np.concatenate([(a[s:s + 1024] @ b.T).max(axis=1) for s in range(0, len(a), 1024)])
+
+
+def suspected_duplicates(evaluated_frame, training_frame, evaluated_features, training_features,
+                         threshold=DEFAULT_THRESHOLD):
+    """The audit's table: one row per (evaluated image, training image) pair at or above the threshold.
+
+    Parameters
+    ----------
+    evaluated_frame, training_frame : pandas.DataFrame
+        ``image_path`` and, when known, ``patient_id``; row ``k`` is described by row ``k`` of
+        its features.
+    evaluated_features, training_features : arrays of shape (n, d), (m, d)
+    threshold : float
+
+    Returns
+    -------
+    pandas.DataFrame
+        :data:`COLUMNS`, highest similarity first.
+    """
+    if len(evaluated_frame) != len(evaluated_features) or len(training_frame) != len(training_features):
+        raise ValueError("each image needs exactly one feature row (frames and features differ in length)")
+    i, j, sims = cosine_matches(evaluated_features, training_features, threshold)
+
+    def column(frame, name, rows):
+        if name not in frame.columns:
+            return [""] * len(rows)
+        return frame[name].fillna("").astype(str).to_numpy()[rows].tolist()
+
+    return pd.DataFrame({
+        "image_path": column(evaluated_frame, "image_path", i),
+        "patient_id": column(evaluated_frame, "patient_id", i),
+        "train_image_path": column(training_frame, "image_path", j),
+        "train_patient_id": column(training_frame, "patient_id", j),
+        "similarity": sims.astype(float),
+    }, columns=list(COLUMNS))
+
+
+def audit_summary(pairs, n_evaluated, n_training, threshold=DEFAULT_THRESHOLD, split="test", skipped=0,
+                  pooling=DEFAULT_POOLING):
+    """The ``leakage_audit`` entry of ``metrics.json``.
+
+    ``suspected`` counts evaluated images with at least one training image at or above the
+    threshold (an image matching three training photos counts once); ``pairs`` counts the pairs.
+    """
+    return {
+        "feature": feature_text(pooling),
+        "pooling": pooling,
+        "similarity": "cosine",
+        "threshold": float(threshold),
+        "split": split,
+        "n_evaluated": int(n_evaluated),
+        "n_training": int(n_training),
+        "pairs": int(len(pairs)),
+        "suspected": int(pairs["image_path"].nunique()) if len(pairs) else 0,
+        "unreadable": int(skipped),
+        "action": "listed and counted, not removed",
+    }
+
+
+def summary_sentence(audit):
+    """One line for the terminal and the report."""
+    n, total = audit["suspected"], audit["n_evaluated"]
+    return (
+        f"leakage audit: {n} of {total} evaluated {audit['split']} images are suspected duplicates of "
+        f"training images (cosine similarity of pooled trunk features >= {audit['threshold']:.2f} to at "
+        f"least one of {audit['n_training']} training images; {audit['pairs']} pairs; kept, not removed)"
+    )
+
+
+def plot_pairs(pairs, path, base=None, max_pairs=12, size=150):
+    """Thumbnails of the suspected pairs, evaluated image beside training image, one pair a row.
+
+    Returns the figure's path, or None when there is no pair.
+    """
+    from skin_cnn.evaluation.gallery import _thumbnail, resolve_image
+    from skin_cnn.evaluation.plots import _figure, _save
+
+    if pairs.empty:
+        return None
+    shown = pairs.head(max_pairs)
+    fig = _figure(4.4, 2.0 * len(shown) + 0.5)
+    axes = fig.subplots(len(shown), 2, squeeze=False)
+    for row, (_, r) in enumerate(shown.iterrows()):
+        for col, (key, who) in enumerate((("image_path", "patient_id"), ("train_image_path", "train_patient_id"))):
+            ax = axes[row, col]
+            ax.axis("off")
+            found = resolve_image(r[key], base)
+            thumb = _thumbnail(found, size) if found else None
+            if thumb is not None:
+                ax.imshow(thumb)
+            else:
+                ax.text(0.5, 0.5, "image not found", ha="center", va="center", fontsize=7)
+            label = "evaluated" if col == 0 else "training"
+            patient = f", patient {r[who]}" if r[who] else ""
+            name = str(r[key]).replace("\\", "/").rsplit("/", 1)[-1]
+            ax.set_title(f"{label}{patient}\n{name[:28]}", fontsize=6.5)
+        axes[row, 0].text(1.05, -0.06, f"cosine {r['similarity']:.3f}", transform=axes[row, 0].transAxes,
+                          ha="center", va="top", fontsize=7)
+    more = f" (first {len(shown)} of {len(pairs)})" if len(pairs) > len(shown) else ""
+    fig.suptitle(f"Suspected duplicates of training images{more}", fontsize=9)
+    return _save(fig, path)
+
+
+def add_section(rep, audit, pairs, figure=None, max_rows=20):
+    """The report section: what was compared, how many, the pairs (table and thumbnails).
+
+    Returns the section's anchor.
+    """
+    anchor = rep.heading("Leakage audit: suspected duplicates of training images")
+    rep.para(
+        f"Every evaluated image was compared with every training image of the run by the cosine "
+        f"similarity of its pooled trunk features ({audit['feature']}). Pairs at or above "
+        f"**{audit['threshold']:.2f}** are suspected duplicates: the same photo, a re-crop, a zoom or "
+        "a re-compressed copy, which the patient-level split can miss when one lesion appears "
+        "under two patient ids. They are listed, counted in the flow of images, and **not "
+        "removed**: a reader decides whether they are duplicates and, if so, reports the metrics "
+        "without them. The threshold and its false-flag rate on unrelated photos are in "
+        "docs/experiments/leakage-threshold.md."
+    )
+    rep.para(
+        f"**{audit['suspected']}** of {audit['n_evaluated']} evaluated images are suspected duplicates "
+        f"of at least one of {audit['n_training']} training images ({audit['pairs']} pairs)."
+        + (f" {audit['unreadable']} images could not be read and were not compared." if audit.get("unreadable")
+           else "")
+    )
+    if len(pairs):
+        rows = [[r["image_path"], r["patient_id"] or "—", r["train_image_path"], r["train_patient_id"] or "—",
+                 f"{r['similarity']:.3f}"] for _, r in pairs.head(max_rows).iterrows()]
+        rep.table(["Evaluated image", "Patient", "Training image", "Patient", "Cosine similarity"], rows)
+        if len(pairs) > max_rows:
+            rep.para(f"… {len(pairs) - max_rows} more pairs in `suspected_duplicates.csv`.")
+        if figure:
+            rep.image(figure, "Suspected duplicates: evaluated image (left) beside training image (right)")
+    return anchor
+
+
+def mark_flow(flow, audit):
+    """The flow chain with the audit's count on its evaluation step (the last step without one).
+
+    The suspected duplicates stay among the evaluated images: the step says how many of them
+    there are (``suspected_duplicates``) and a note says so in the diagram and the flow table.
+    """
+    steps = [dict(step) for step in flow["steps"]]
+    if not steps:
+        return flow
+    at = next((k for k in range(len(steps) - 1, -1, -1) if steps[k].get("step") == "evaluation"), len(steps) - 1)
+    note = (f"of which {audit['suspected']} suspected duplicates of training images "
+            f"(cosine >= {audit['threshold']:.2f}; kept, not removed)")
+    step = steps[at]
+    step["suspected_duplicates"] = int(audit["suspected"])
+    step["note"] = f"{step['note']}; {note}" if step.get("note") else note
+    return {**flow, "steps": steps}
