@@ -9,6 +9,7 @@ import pytest
 from test_training import tiny_split
 
 SETTINGS = {"image_size": 32, "epochs": 2, "batch_size": 4, "weights": "none", "cache_views": 1, "seed": 3,
+            "precision": "float32",
             "tensorboard": False}
 
 
@@ -117,7 +118,7 @@ def test_the_ensemble_is_the_mean_of_the_fold_models(cv_run):
     from skin_cnn.inference.predictor import load_predictor
 
     tmp, _, result, _ = cv_run
-    ensemble = load_predictor(result.ensemble)
+    ensemble = load_predictor(result.ensemble, precision="float32")
     assert ensemble.preprocessing.image_size == (32, 32)
     x = np.random.default_rng(0).uniform(0, 255, size=(3, 32, 32, 3)).astype("float32")
     folds = [keras.models.load_model(d / "best.keras", compile=False) for d in result.fold_dirs]

@@ -12,7 +12,7 @@ from skin_cnn.cli import cli
 from skin_cnn.data.crop import crop_image, hue_crop_box
 from skin_cnn.core.specs import Preprocessing
 from skin_cnn.data.preprocessing import model_input, resize_to_model
-from skin_cnn.inference.export import builtin_resize, check_path, export_model
+from skin_cnn.inference.export import builtin_resize, check_path, describe_check, export_model
 from skin_cnn.inference.predictor import load_predictor
 from skin_cnn.models.saving import load_keras_model
 
@@ -129,7 +129,7 @@ def test_a_run_without_crop_exports_the_whole_photo_box(keras_model, tmp_path):
     assert check["passed"] is True and check["crop"] == "the run does not crop"
     got = tf.saved_model.load(str(tmp_path / "sm")).signatures["serving_default"](photo=tf.constant(_photo()))
     assert got["crop_box"].numpy().tolist() == [0, 0, 58, 45]
-    predictor = load_predictor(run)
+    predictor = load_predictor(run, precision="float32")
     expected = predictor.predict_images([_photo()])
     for task, value in expected.items():
         assert float(got[task][0]) == pytest.approx(float(value[0]), abs=1e-5)
@@ -171,3 +171,32 @@ def test_the_batch_signature_takes_encoded_photos_and_answers_as_the_one_photo_s
             if task != "crop_box":
                 assert got[task].shape == (3,)
                 assert float(got[task][i]) == pytest.approx(float(single[task][0]), abs=1e-6)
+
+
+def test_a_bfloat16_savedmodel_computes_its_trunk_in_bfloat16_and_states_its_tolerance(run, tmp_path):
+    out = tmp_path / "bf16"
+    check = export_model(run, "savedmodel", out, check_images=2, precision="bfloat16")
+    assert check["precision"] == "bfloat16" and check["reference"] == "skin-cnn predict --precision float32"
+    assert check["tolerance"] == 5e-2 and check["passed"] is True and check["crop_boxes_equal"] == 2
+    assert 0 < check["max_abs_diff_all"] < 5e-2  # not float32 (it would agree within 1e-4 or better)
+    graph = tf.saved_model.load(str(out)).signatures["serving_default"].graph.as_graph_def()
+    assert any(node.op == "Conv2D" and node.attr["T"].type == tf.bfloat16.as_datatype_enum
+               for node in list(graph.node) + [n for f in graph.library.function for n in f.node_def])
+
+
+@pytest.mark.filterwarnings("ignore:.*tf.lite.Interpreter is deprecated:UserWarning")
+def test_a_float16_tflite_file_holds_half_size_weights_and_agrees_within_its_tolerance(run, tmp_path):
+    full, half = tmp_path / "f32.tflite", tmp_path / "f16.tflite"
+    export_model(run, "tflite", full, check_images=0)
+    check = export_model(run, "tflite", half, check_images=2, precision="float16")
+    assert check["precision"] == "float16" and check["tolerance"] == 5e-2 and check["passed"] is True
+    # VGG-16's 14.7 million conv weights dominate the file: float16 halves it
+    assert 0.45 < half.stat().st_size / full.stat().st_size < 0.55
+    assert "(float16)" in describe_check(check) and "tolerance 0.05" in describe_check(check)
+
+
+def test_a_bfloat16_tflite_file_is_refused_with_the_reason(run, tmp_path):
+    result = CliRunner().invoke(cli, ["export", str(run), "--format", "tflite", "-o", str(tmp_path / "m.tflite"),
+                                      "--precision", "bfloat16"])
+    assert result.exit_code != 0 and "Traceback" not in result.output
+    assert "TFLite has no bfloat16 kernels" in result.output

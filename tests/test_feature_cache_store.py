@@ -244,7 +244,7 @@ def test_evaluating_a_frozen_trunk_run_reads_its_features_and_equals_the_full_mo
     train(tiny_config(split, run, epochs=1, cache_dir=str(tmp_path / "cache")), progress=False, echo=lambda m: None)
     frame = load_split(run / "split.csv")
     part = frame[frame["split"].isin(["val", "test"]) | frame["image_path"].str.endswith("broken.jpg")]
-    predictor = load_predictor(run)
+    predictor = load_predictor(run, precision="float32")  # the run's: its features are reused
     messages = []
     cached = run_frame_predictions(run, echo=messages.append)(predictor, part, progress=False)
     n_test = int((part["split"] == "test").sum())

@@ -26,14 +26,17 @@ def _weights(path):
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("precision", ["float32", "bfloat16"])
 @pytest.mark.parametrize("variant", ["P", "N"])
-def test_a_run_killed_mid_epoch_resumes_to_the_same_weights_and_history(tmp_path, variant, feature_cache_dir):
-    """P trains on cached features, N on augmented images: both replay the killed epoch exactly."""
+def test_a_run_killed_mid_epoch_resumes_to_the_same_weights_and_history(tmp_path, variant, precision,
+                                                                        feature_cache_dir):
+    """P trains on cached features, N on augmented images: both replay the killed epoch exactly,
+    in float32 and with a bfloat16 trunk (N then trains its convolutions in mixed bfloat16)."""
     from skin_cnn.training import load_resume_config, train
 
     split = tiny_split(tmp_path, broken=False)
     settings = dict(variant=variant, epochs=6 if variant == "P" else 4, batch_size=2, cache_views=2, patience=2,
-                    lr_patience=1, save_last=True)
+                    lr_patience=1, save_last=True, precision=precision)
     killed = tmp_path / "killed"
     config = tiny_config(split, killed, **settings)
     proc = subprocess.Popen([sys.executable, "-c", SCRIPT, json.dumps(config.to_dict())],
@@ -53,6 +56,7 @@ def test_a_run_killed_mid_epoch_resumes_to_the_same_weights_and_history(tmp_path
     messages = []
     train(load_resume_config(killed), resume=True, progress=False, echo=messages.append)
     assert any(f"after epoch {interrupted_after}" in m for m in messages)
+    assert f"precision: {precision} (set; recorded in the run)" in messages
     if variant == "P":
         assert any("reusing feature cache" in m for m in messages)
     # the killed process's preparation folder and partial cache are gone

@@ -30,7 +30,10 @@ def _fake_predict(monkeypatch):
         probs = {t: np.array([(s * (k + 7)) % 97 / 97 for s in seeds]) for k, t in enumerate(TASK_NAMES)}
         return predict.FramePredictions(probs, np.ones(n, dtype=bool), [])
 
-    model = types.SimpleNamespace(tasks=tuple(TASK_NAMES))  # a model with the study's outputs
+    from skin_cnn.core.compute_precision import Precision
+
+    # a model with the study's outputs
+    model = types.SimpleNamespace(tasks=tuple(TASK_NAMES), precision=Precision("float32"))
     monkeypatch.setattr(predict, "load_predictor", lambda run_dir, *a, **k: model)
     monkeypatch.setattr(predict, "predict_frame", predict_frame)
     import skin_cnn.inference.evaluate_run as run_evaluation

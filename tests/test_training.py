@@ -32,7 +32,7 @@ def tiny_config(split, out, **settings):
     from skin_cnn.training import resolve_config
 
     base = dict(split=str(split), out=str(out), image_size=32, epochs=1, batch_size=4, weights="none",
-                evaluate=False, cache_views=1, seed=3)
+                evaluate=False, cache_views=1, seed=3, precision="float32")  # bfloat16: where asked for
     base.update(settings)
     return resolve_config(base)
 
@@ -145,13 +145,15 @@ def test_an_existing_run_folder_is_not_overwritten(split_csv, tmp_path):
         train(tiny_config(split_csv, out), progress=False, echo=lambda m: None)
 
 
+@pytest.mark.parametrize("precision", ["float32", "bfloat16"])
 @pytest.mark.parametrize("variant", ["P", "N"])
-def test_two_runs_with_the_same_seed_give_the_same_history(split_csv, tmp_path, variant):
+def test_two_runs_with_the_same_seed_give_the_same_history(split_csv, tmp_path, variant, precision):
     from skin_cnn.training import train
 
     histories = []
     for name in ("a", "b"):
-        train(tiny_config(split_csv, tmp_path / name, variant=variant, epochs=2), progress=False, echo=lambda m: None)
+        train(tiny_config(split_csv, tmp_path / name, variant=variant, epochs=2, precision=precision),
+              progress=False, echo=lambda m: None)
         histories.append(pd.read_csv(tmp_path / name / "history.csv"))
     a, b = (h.drop(columns="epoch_time_s") for h in histories)
     assert list(a.columns) == list(b.columns) and len(a) == 2
@@ -163,8 +165,8 @@ def test_two_runs_with_the_same_seed_give_the_same_history(split_csv, tmp_path, 
     for first, second in zip(*weights):
         np.testing.assert_array_equal(first, second)
     # a different seed changes the result (the seed is actually used)
-    train(tiny_config(split_csv, tmp_path / "c", variant=variant, epochs=2, seed=4), progress=False,
-          echo=lambda m: None)
+    train(tiny_config(split_csv, tmp_path / "c", variant=variant, epochs=2, seed=4, precision=precision),
+          progress=False, echo=lambda m: None)
     c = pd.read_csv(tmp_path / "c" / "history.csv")
     assert not math.isclose(float(a["loss"].iloc[-1]), float(c["loss"].iloc[-1]), rel_tol=1e-6)
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from skin_cnn.cli.options import interval_options
+from skin_cnn.cli.options import interval_options, precision_option
 
 
 @click.command(name="evaluate")
@@ -105,6 +105,7 @@ from skin_cnn.cli.options import interval_options
     help="Cosine similarity at or above which a pair is a suspected duplicate [default: 0.88, chosen "
     "on public photos: docs/experiments/leakage-threshold.md].",
 )
+@precision_option()
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def command(
     run,
@@ -125,6 +126,7 @@ def command(
     allow_changed_split,
     leakage_audit,
     leakage_threshold,
+    precision,
     quiet,
 ):
     """Evaluate RUN (a `skin-cnn train` folder) or a --predictions CSV.
@@ -182,6 +184,8 @@ def command(
             frame_predictions=run_frame_predictions(run, echo=click.echo),
             leakage_audit=leakage_audit,
             leakage_threshold=leakage_threshold,
+            precision=precision,
+            echo=click.echo,
             **common,
         )
     else:

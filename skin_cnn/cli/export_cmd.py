@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import click
 
+from skin_cnn.core.compute_precision import POLICIES
+
 
 @click.command("export")
 @click.argument("model", type=click.Path(exists=True))
@@ -29,7 +31,15 @@ import click
     help="Photos on which the export is compared with skin-cnn predict (0: no check).",
 )
 @click.option("--seed", default=0, show_default=True, type=int, help="Seed of random check photos.")
-def command(model, fmt, out, check_images, seed):
+@click.option(
+    "--precision",
+    type=click.Choice(list(POLICIES)),
+    default="float32",
+    show_default=True,
+    help="What the export computes in. float32: portable. bfloat16: SavedModel only (CPUs with "
+    "AVX512-BF16/AMX). float16: TFLite float16 weights, or a SavedModel for GPUs.",
+)
+def command(model, fmt, out, check_images, seed, precision):
     """Export MODEL (a run folder or .keras file) to --format at OUT.
 
     \b
@@ -44,13 +54,14 @@ def command(model, fmt, out, check_images, seed):
     The export is compared with skin-cnn predict on the run's test photos (else seeded random
     photos); the largest probability difference and, for a SavedModel, the crop boxes that
     match are printed and written to OUT.check.json. Exit status 1 when the difference exceeds
-    the tolerance (1e-4 SavedModel, 1e-2 TFLite) or a crop box differs.
+    the tolerance (float32: 1e-4 SavedModel, 1e-2 TFLite; bfloat16 and float16: 5e-2) or a
+    crop box differs. The comparison is always with skin-cnn predict in float32.
     """
     from skin_cnn.cli.options import refuse_overwriting
     from skin_cnn.inference.export import describe_check, export_model
 
     refuse_overwriting([model], [out, f"{out}.check.json"])
-    check = export_model(model, fmt, out, check_images=check_images, seed=seed)
+    check = export_model(model, fmt, out, check_images=check_images, seed=seed, precision=precision)
     click.echo(describe_check(check))
     if check["passed"] is False:
         raise click.ClickException(

@@ -108,3 +108,15 @@ def interval_options(*, n_bootstrap_help, auc_ci_help, confidence_help, bootstra
         options.insert(1, click.option("--bootstrap-method", default="percentile", show_default=True,
                                        type=click.Choice(["percentile", "bca"]), help="Bootstrap interval."))
     return stacked(*options)
+def precision_option(default="auto"):
+    """``--precision auto|float32|bfloat16|float16``: what the VGG-16 trunk computes in."""
+    from skin_cnn.core.compute_precision import PRECISIONS
+
+    return click.option(
+        "--precision",
+        type=click.Choice(PRECISIONS, case_sensitive=False),
+        default=default,
+        show_default=True,
+        help="What the VGG-16 trunk computes in when it runs. auto: float16 on a GPU, else bfloat16 on a CPU "
+        "with AMX-BF16 or AVX512-BF16, else float32 (docs/models.md).",
+    )

@@ -11,7 +11,7 @@ from pathlib import Path
 import click
 
 from skin_cnn.core.io import atomic_path, write_csv, write_text
-from skin_cnn.cli.options import refuse_overwriting
+from skin_cnn.cli.options import precision_option, refuse_overwriting
 from skin_cnn.core.tasks import resolve_task
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".gif", ".webp")
@@ -58,8 +58,9 @@ PHOTO_COLUMNS = ["image_path", "task", "question", "predicted", "probability", "
     type=click.IntRange(1, 1024),
     help="Images per model call.",
 )
+@precision_option()
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def command(model, inputs, task, out, gradcam_dir, batch_size, quiet):
+def command(model, inputs, task, out, gradcam_dir, batch_size, precision, quiet):
     """Predict photos (files or folders) or manifests (.csv) with MODEL.
 
     MODEL is a run folder (its best.keras) or a .keras file. The model's own record gives the
@@ -105,7 +106,8 @@ def command(model, inputs, task, out, gradcam_dir, batch_size, quiet):
 
     from skin_cnn.inference.predictor import load_predictor
 
-    predictor = load_predictor(model)
+    predictor = load_predictor(model, precision=precision)
+    click.echo(predictor.precision.describe(), err=True)
     missing = [t for t in tasks if t not in predictor.tasks]
     if missing:
         raise click.UsageError(f"the model has no output for {', '.join(missing)}")

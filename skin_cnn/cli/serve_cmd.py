@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import click
 
+from skin_cnn.cli.options import precision_option
+
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
@@ -76,8 +78,9 @@ def accepted_hosts(host, extra=()):
     help="Seconds a client may take to send its photo; slower clients get 408 and free their "
     "upload slot, so slow connections cannot hold the page.",
 )
+@precision_option()
 def command(model, host, port, max_upload_mb, max_megapixels, workers, max_concurrent_uploads,
-            allowed_hosts, body_timeout):
+            allowed_hosts, body_timeout, precision):
     """Serve MODEL (a run folder or .keras file) at http://HOST:PORT/.
 
     \b
@@ -98,7 +101,8 @@ def command(model, host, port, max_upload_mb, max_megapixels, workers, max_concu
     from skin_cnn.inference.predictor import load_predictor
     from skin_cnn.serve.app import BodyLimits, create_app
 
-    predictor = load_predictor(model, max_pixels=int(max_megapixels * 1e6))
+    predictor = load_predictor(model, max_pixels=int(max_megapixels * 1e6), precision=precision)
+    click.echo(predictor.precision.describe(), err=True)
     app = create_app(
         predictor,
         max_upload_bytes=int(max_upload_mb * 1e6),

@@ -6,6 +6,7 @@ from pathlib import Path
 import click
 
 from skin_cnn.cli.options import refuse_overwriting
+from skin_cnn.cli.options import precision_option
 from skin_cnn.core.specs import CROP_METHODS
 from skin_cnn.training.config import HEADS, OPTIMIZERS, POOL_BLOCKS, RECIPES, STRATEGIES, VARIANTS, TrainConfig
 
@@ -21,7 +22,7 @@ _FIELDS = {
     "seed": "seed", "feature_cache": "feature_cache", "cache_views": "cache_views",
     "cache_dir": "cache_dir", "strategy": "strategy", "evaluate": "evaluate", "tensorboard": "tensorboard",
     "save_last": "save_last", "head": "head", "pool_blocks": "pool_blocks", "mirror": "mirror",
-    "threshold": "threshold", "sqrt_features": "sqrt_features",
+    "threshold": "threshold", "sqrt_features": "sqrt_features", "precision": "precision",
 }
 
 
@@ -93,6 +94,7 @@ def recipe_options(function):
             help="A named set of the settings above (docs/training.md); flags you type still win."),
         click.option("--tensorboard/--no-tensorboard", default=D.tensorboard,
             help="Write TensorBoard logs to RUN/tensorboard."),
+        precision_option(D.precision),
     ]
     for decorator in reversed(decorators):
         function = decorator(function)

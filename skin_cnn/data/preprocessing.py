@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import math
 import os
-from concurrent.futures import ThreadPoolExecutor
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,6 +34,7 @@ from skin_cnn.core.progress import progress_bar
 from skin_cnn.data.crop import BOX_COLUMNS, crop_image, hue_crop_box
 from skin_cnn.data.reading import DEFAULT_MAX_PIXELS, ImageReadError, read_image
 
+_OPEN_LOCK = threading.Lock()
 #: Columns of every list of images left out (``skipped_images.csv`` and friends).
 SKIPPED_COLUMNS = ("image_path", "split", "reason")
 
@@ -73,6 +74,24 @@ def crop_box(image, preprocessing, box=None):
     return hue_crop_box(image, **preprocessing.crop_params)
 
 
+def resize_tensor(image, preprocessing):
+    """:func:`resize_to_model` in TensorFlow ops: uint8 ``(h, w, 3)`` tensor → uint8 at the model size.
+
+    The one resize of every path (eager here, inside ``tf.data`` in :func:`photo_batches`,
+    inside an exported graph), so all give the same pixels, bit for bit.
+    """
+    import tensorflow as tf
+
+    height, width = preprocessing.image_size
+    pixels = tf.cast(image, tf.float32)
+    if preprocessing.resize == "pad":
+        out = tf.image.resize_with_pad(pixels, height, width, method="bilinear",
+                                       antialias=preprocessing.antialias)
+    else:
+        out = tf.image.resize(pixels, (height, width), method="bilinear", antialias=preprocessing.antialias)
+    return tf.cast(tf.clip_by_value(tf.round(out), 0.0, 255.0), tf.uint8)
+
+
 def resize_to_model(image, preprocessing):
     """An (already cropped) uint8 RGB photo at the model size, as uint8.
 
@@ -80,14 +99,7 @@ def resize_to_model(image, preprocessing):
     """
     import tensorflow as tf
 
-    height, width = preprocessing.image_size
-    pixels = tf.cast(tf.convert_to_tensor(np.asarray(image)), tf.float32)
-    if preprocessing.resize == "pad":
-        out = tf.image.resize_with_pad(pixels, height, width, method="bilinear",
-                                       antialias=preprocessing.antialias)
-    else:
-        out = tf.image.resize(pixels, (height, width), method="bilinear", antialias=preprocessing.antialias)
-    return np.asarray(tf.cast(tf.clip_by_value(tf.round(out), 0.0, 255.0), tf.uint8))
+    return np.asarray(resize_tensor(tf.convert_to_tensor(np.asarray(image)), preprocessing))
 
 
 def model_input(image, preprocessing, box=None):
@@ -120,6 +132,114 @@ def model_input(image, preprocessing, box=None):
 def load_model_input(path, preprocessing, box=None, *, max_pixels=DEFAULT_MAX_PIXELS):
     """:func:`model_input` of the photo at ``path``; :class:`ImageReadError` when unreadable."""
     return model_input(read_image(path, max_pixels=max_pixels), preprocessing, box)
+
+
+# ----------------------------------------------------------------------------------------------
+# Many photos, decoded in parallel on tf.data while the model runs
+#
+# Once the VGG-16 trunk computes in bfloat16, decoding a photo, finding its hue crop box and the
+# antialiased resize (about 10 ms per photo and core) are a large share of the time; run one after
+# the other with the forward pass they leave the trunk waiting. :func:`photo_batches` makes them a
+# ``tf.data`` pipeline: a parallel ``map`` (``deterministic=True``, so batches keep the frame's
+# order) decodes and crops each photo in Python (Pillow and NumPy release the GIL for the heavy
+# parts) and resizes it with :func:`resize_tensor` in TensorFlow ops; batches are prefetched, so
+# the next ones are prepared while the model works on the current one. The pixels are those of
+# :func:`model_input`, bit for bit. :func:`run_over_photos` drives it for ``predict``, ``evaluate``
+# and :func:`prepare_images`.
+
+#: Batches prepared ahead of the one the model is working on.
+PREFETCH_BATCHES = 2
+
+
+def parallel_calls():
+    """Photos decoded at once: the CPUs this process may use (at least 2, so one decodes while
+    the other runs the model's Python side)."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cpus = os.cpu_count() or 2
+    return max(2, cpus)
+
+
+def _cropped_photo(row, preprocessing, max_pixels):
+    """``(cropped uint8 photo, "")`` of a frame row, or ``(1×1×3 zeros, reason)`` when unreadable."""
+    try:
+        image = read_image(str(row["image_path"]), max_pixels=max_pixels)
+        return crop_image(image, crop_box(image, preprocessing, box_from_row(row))), ""
+    except (ImageReadError, ValueError, OSError) as exc:
+        return np.zeros((1, 1, 3), np.uint8), getattr(exc, "reason", None) or str(exc)
+
+
+def photo_batches(rows, preprocessing, *, batch_size=32, max_pixels=DEFAULT_MAX_PIXELS, parallel=None):
+    """A ``tf.data.Dataset`` of ``(index, pixels, reason)`` batches over ``rows``, in their order.
+
+    Parameters
+    ----------
+    rows : list of dict
+        Frame records: ``image_path`` and optional ``crop_*`` columns (used as the crop box when
+        cropping is on, as everywhere else).
+    preprocessing : Preprocessing
+    batch_size : int
+    max_pixels : int or None
+        Photos with more pixels are refused before decoding.
+    parallel : int, optional
+        Photos prepared at once (default :func:`parallel_calls`).
+
+    Returns
+    -------
+    tf.data.Dataset
+        ``index`` int64 ``(B,)`` (positions in ``rows``), ``pixels`` uint8 ``(B, H, W, 3)`` (zeros
+        for an unreadable photo), ``reason`` string ``(B,)`` (empty when the photo was read).
+    """
+    import tensorflow as tf
+
+    rows = list(rows)
+
+    def load_python(i):
+        photo, reason = _cropped_photo(rows[int(i)], preprocessing, max_pixels)
+        return photo, np.bytes_(reason.encode("utf-8"))
+
+    def load(i):
+        photo, reason = tf.numpy_function(load_python, [i], (tf.uint8, tf.string), stateful=False)
+        photo = tf.ensure_shape(photo, (None, None, 3))
+        return i, resize_tensor(photo, preprocessing), tf.ensure_shape(reason, ())
+
+    dataset = tf.data.Dataset.range(len(rows)).map(
+        load, num_parallel_calls=int(parallel or parallel_calls()), deterministic=True)
+    options = tf.data.Options()
+    options.deterministic = True
+    return dataset.batch(int(batch_size)).prefetch(PREFETCH_BATCHES).with_options(options)
+
+
+def run_over_photos(rows, preprocessing, function, *, batch_size=32, max_pixels=DEFAULT_MAX_PIXELS,
+                    parallel=None, progress=None):
+    """Call ``function(indices, pixels)`` on every readable photo of ``rows``, batch by batch, in order.
+
+    The next batches are decoded while ``function`` works on the current one.
+
+    Parameters
+    ----------
+    function : callable
+        Receives the positions in ``rows`` (int64 array, increasing) and their model inputs,
+        uint8 ``(n, H, W, 3)``; called only for non-empty batches.
+    progress : tqdm bar, optional
+        Advanced by the photos of each batch, read or not.
+
+    Returns
+    -------
+    list of (int, str)
+        ``(position, reason)`` of every photo that could not be read, in order.
+    """
+    unreadable = []
+    for index, pixels, reason in photo_batches(rows, preprocessing, batch_size=batch_size, max_pixels=max_pixels,
+                                               parallel=parallel).as_numpy_iterator():
+        failed = reason != b""
+        unreadable.extend((int(i), r.decode("utf-8")) for i, r in zip(index[failed], reason[failed]))
+        if (~failed).any():
+            function(index[~failed], pixels[~failed])
+        if progress is not None:
+            progress.update(len(index))
+    return unreadable
 
 
 # ----------------------------------------------------------------------------------------------
@@ -182,9 +302,10 @@ class ImageStore:
         return self.rows
 
     def _descriptor(self):
-        if self._fd is None:
-            self._fd = os.open(self.path, os.O_RDONLY)
-        return self._fd
+        with _OPEN_LOCK:  # tf.data reads rows from several threads at once
+            if self._fd is None:
+                self._fd = os.open(self.path, os.O_RDONLY)
+            return self._fd
 
     def read(self, indices):
         """Rows at ``indices`` (any order, repeats allowed) as one array."""
@@ -233,17 +354,18 @@ class PreparedSplit:
     positions: np.ndarray
 
 
-def _prepare_one(row, preprocessing):
-    try:
-        pixels, _ = load_model_input(str(row["image_path"]), preprocessing, box_from_row(row))
-        return pixels, None
-    except (ImageReadError, ValueError, OSError) as exc:
-        return None, getattr(exc, "reason", None) or str(exc)
+def _asked_rows(rows, split, n):
+    """Positions ``0..n-1`` of a split to prepare: all, or those ``rows`` names."""
+    return list(range(n)) if rows is None else sorted(set(rows.get(split, ())) & set(range(n)))
 
 
-def prepare_images(frame, preprocessing, folder, *, splits=("train", "val"), progress=True, workers=2,
-                   rows=None):
+def prepare_images(frame, preprocessing, folder, *, splits=("train", "val"), progress=True, workers=None,
+                   rows=None, on_batch=None):
     """Decode, crop and resize the images of ``splits`` once, into uint8 stores under ``folder``.
+
+    Photos are decoded in parallel on ``tf.data`` (:func:`run_over_photos`)
+    and written in frame order as they come; ``on_batch`` sees each batch at once, so a model can
+    run on the images while the next ones are decoded.
 
     Parameters
     ----------
@@ -254,9 +376,14 @@ def prepare_images(frame, preprocessing, folder, *, splits=("train", "val"), pro
         Where the raw ``<split>.u8`` files go (a run's temporary preparation folder).
     splits : tuple of str
         Which splits to prepare; training never prepares ``test``.
+    workers : int, optional
+        Photos decoded at once (default: one per CPU).
     rows : dict of split -> set of int, optional
         Prepare only these positions within each split (``preview`` needs one batch); the other
         rows stay zero and are never read.
+    on_batch : callable, optional
+        ``on_batch(split, store_rows, pixels)`` after each batch is written: ``store_rows`` the rows
+        of the split's store (int64), ``pixels`` their uint8 images ``(n, H, W, 3)``.
 
     Returns
     -------
@@ -267,31 +394,45 @@ def prepare_images(frame, preprocessing, folder, *, splits=("train", "val"), pro
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     height, width = preprocessing.image_size
-    row_bytes = height * width * 3
+    blank = bytes(height * width * 3)
     prepared, skipped = {}, []
     parts = {s: frame[frame["split"] == s] for s in splits}
-    total = sum(len(p) if rows is None else len(rows.get(s, ())) for s, p in parts.items())
+    total = sum(len(_asked_rows(rows, s, len(p))) for s, p in parts.items())
     bar = progress_bar(total=total, desc="prepare images", unit="img", disable=not progress)
-    blank = bytes(row_bytes)
-    with ThreadPoolExecutor(max_workers=max(1, int(workers))) as pool:
-        for split, part in parts.items():
-            wanted = None if rows is None else set(rows.get(split, ()))
-            records = part.to_dict("records")
-            todo = [r if wanted is None or i in wanted else None for i, r in enumerate(records)]
-            results = pool.map(lambda r: (None, None) if r is None else _prepare_one(r, preprocessing), todo)
-            path = folder / f"{split}.u8"
-            positions = []
-            with open(path, "wb") as fh:
-                for label, record, (pixels, reason) in zip(part.index, todo, results):
-                    if record is not None and pixels is None:
-                        skipped.append({"image_path": str(record["image_path"]), "split": split, "reason": reason})
-                    else:
-                        fh.write(blank if pixels is None else pixels.tobytes())
-                        positions.append(int(label))
-                    if record is not None:
-                        bar.update(1)
-            store = ImageStore(path, (height, width, 3), np.uint8, len(positions))
-            prepared[split] = PreparedSplit(store, np.asarray(positions, dtype=np.int64))
+    for split, part in parts.items():
+        records, labels = part.to_dict("records"), part.index
+        wanted = _asked_rows(rows, split, len(records))
+        asked = set(wanted)
+        path = folder / f"{split}.u8"
+        positions = []
+        with open(path, "wb") as fh:
+            following = [0]  # the next frame row not yet written or skipped
+
+            def blanks_up_to(stop):
+                for k in range(following[0], stop):
+                    if k not in asked:  # a row not asked for: zeros, never read
+                        fh.write(blank)
+                        positions.append(int(labels[k]))
+                following[0] = max(following[0], stop)
+
+            def write(idx, pixels, split=split):
+                store_rows = []
+                for j, image in zip(idx, pixels):
+                    blanks_up_to(wanted[j])
+                    store_rows.append(len(positions))
+                    fh.write(np.ascontiguousarray(image, dtype=np.uint8).tobytes())
+                    positions.append(int(labels[wanted[j]]))
+                    following[0] = wanted[j] + 1
+                if on_batch is not None:
+                    on_batch(split, np.asarray(store_rows, dtype=np.int64), pixels)
+
+            unreadable = run_over_photos([records[i] for i in wanted], preprocessing, write, parallel=workers,
+                                         progress=bar)
+            blanks_up_to(len(records))
+        skipped.extend({"image_path": str(records[wanted[j]]["image_path"]), "split": split, "reason": reason}
+                       for j, reason in unreadable)
+        store = ImageStore(path, (height, width, 3), np.uint8, len(positions))
+        prepared[split] = PreparedSplit(store, np.asarray(positions, dtype=np.int64))
     bar.close()
     return prepared, skipped
 

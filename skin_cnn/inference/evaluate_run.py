@@ -249,7 +249,8 @@ def run_split(run_dir, split):
     return frame
 
 
-def predict_run_split(run_dir, split, predictor=None, progress=True, frame_predictions=None):
+def predict_run_split(run_dir, split, predictor=None, progress=True, frame_predictions=None, precision="auto",
+                      echo=None):
     """Predict one split of a run with the run's model and preprocessing.
 
     Uses :func:`skin_cnn.inference.predictor.load_predictor` (the run's ``best.keras`` and its
@@ -268,6 +269,9 @@ def predict_run_split(run_dir, split, predictor=None, progress=True, frame_predi
         The whole split table.
     predictor : skin_cnn.inference.predictor.Predictor
         For reuse on another split.
+
+    ``precision`` (:mod:`skin_cnn.models.precision_policy`) applies when the model is loaded here;
+    ``echo`` then receives the line saying it.
     """
     from skin_cnn.inference.predictor import load_predictor, predict_frame
     from skin_cnn.core.predictions import predictions_frame
@@ -276,7 +280,9 @@ def predict_run_split(run_dir, split, predictor=None, progress=True, frame_predi
     frame = run_split(run_dir, split)
     part = frame[frame["split"] == split].reset_index(drop=True)
     if predictor is None:
-        predictor = load_predictor(run_dir)
+        predictor = load_predictor(run_dir, precision=precision)
+        if echo is not None:
+            echo(predictor.precision.describe())
     check_model_tasks(predictor, run_dir / "best.keras")
     result = (frame_predictions or predict_frame)(predictor, part, progress=progress)
     kept, probs = result.kept(part)
@@ -324,6 +330,8 @@ def evaluate_run(
     frame_predictions=None,
     leakage_audit=True,
     leakage_threshold=None,
+    precision="auto",
+    echo=None,
 ):
     """Predict a run's split with its best model, write ``predictions_<split>.csv`` and evaluate.
 
@@ -377,6 +385,10 @@ def evaluate_run(
     leakage_threshold : float, optional
         Similarity at or above which a pair is suspected
         (default :data:`skin_cnn.evaluation.duplicates.DEFAULT_THRESHOLD`).
+    precision : str or Precision
+        What the trunk computes in when the model is loaded here (:mod:`skin_cnn.models.precision_policy`).
+    echo : callable, optional
+        Receives the one line saying the precision of a model loaded here.
 
     Returns
     -------
@@ -402,7 +414,8 @@ def evaluate_run(
     check_columns(predicted_columns(run_split(run_dir, split).columns), {"--by": by, "--fairness": fairness},
                   str(run_dir / "split.csv"))
     given = read_predictions(val_predictions) if rule.needs_validation and val_predictions is not None else None
-    preds, skipped, frame, predictor = predict_run_split(run_dir, split, predictor, progress, frame_predictions)
+    preds, skipped, frame, predictor = predict_run_split(run_dir, split, predictor, progress, frame_predictions,
+                                                         precision, echo)
     out.mkdir(parents=True, exist_ok=True)
     write_csv(out / f"predictions_{split}.csv", preds)
     validation, source = None, ""

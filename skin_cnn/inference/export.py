@@ -25,11 +25,21 @@ returns one positive-class probability per task, shape ``(1,)``, under the task'
   written as two matrix products with TensorFlow's triangle-kernel weights, so the file needs
   only built-in ops.
 
+An export is float32 by default, the portable choice. ``precision="bfloat16"`` writes a
+SavedModel whose VGG-16 trunk computes in bfloat16 (fast on CPUs with AVX512-BF16 or AMX; TFLite
+has no bfloat16 kernels, so a bfloat16 TFLite file is refused); ``precision="float16"`` writes a
+SavedModel with a float16 trunk (GPUs) or a TFLite file with float16 weights (TFLite's float16
+quantisation: half the size, dequantised to float32 on CPUs, computed in float16 on GPU
+delegates). Variables, heads and outputs stay float32 (:mod:`skin_cnn.models.precision_policy`).
+
 An export is only trusted once it gives ``skin-cnn predict``'s numbers: every export is run on
-sample photos next to :class:`~skin_cnn.inference.predictor.Predictor` and the largest absolute
+sample photos next to :class:`~skin_cnn.inference.predictor.Predictor` in float32 and the largest absolute
 probability difference (and, for a SavedModel, whether every crop box is equal) is printed and
-written to ``PATH.check.json``. Goals: below 1e-4 for a SavedModel (the same TensorFlow ops)
-and below 1e-2 for TFLite (other kernels; its resize rounds a pixel differently now and then).
+written to ``PATH.check.json`` with the tolerance it is held to (:func:`tolerance`). Goals:
+below 1e-4 for a float32 SavedModel (the same TensorFlow ops), below 1e-2 for a float32 TFLite
+file (other kernels; its resize rounds a pixel differently now and then), and below 5e-2 for
+the bfloat16 and float16 exports (8 and 11 significant bits in every convolution; measured
+differences are in ``docs/models.md``).
 Sample photos are the run's own test photos when the model comes from a run folder with a
 ``split.csv``; otherwise seeded random photos of several sizes (stated in the check file).
 """
@@ -48,9 +58,12 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from skin_cnn.core.compute_precision import POLICIES
 from skin_cnn.core.io import PathLike, atomic_path, write_json
+from skin_cnn.models.precision_policy import float32_layers, trunk_precision
 from skin_cnn.data.crop import crop_image
 from skin_cnn.core.specs import Preprocessing
+from skin_cnn.data.preprocessing import resize_tensor
 from skin_cnn.inference.predictor import load_predictor, resolve_model_path
 from skin_cnn.inference.tflite_metadata import METADATA_NAME, read_tflite_metadata, with_metadata  # noqa: F401
 from skin_cnn.data.split import load_split
@@ -63,8 +76,20 @@ except ImportError:
 logger = logging.getLogger(__name__)
 
 FORMATS = ("savedmodel", "tflite")
-#: Largest accepted absolute probability difference between export and ``skin-cnn predict``.
+#: Precisions an export can compute in (``auto`` is not one: an export is made for other machines).
+EXPORT_PRECISIONS = tuple(POLICIES)
+#: Largest accepted absolute probability difference between a float32 export and ``skin-cnn predict``.
 TOLERANCES = {"savedmodel": 1e-4, "tflite": 1e-2}
+#: The same for the (format, precision) pairs that compute in fewer bits (compared with float32).
+REDUCED_PRECISION_TOLERANCES = {("savedmodel", "bfloat16"): 5e-2, ("savedmodel", "float16"): 5e-2,
+                                ("tflite", "float16"): 5e-2}
+
+
+def tolerance(fmt, precision="float32"):
+    """The largest accepted |Δp| of an export in ``precision`` against ``skin-cnn predict`` in float32."""
+    if precision == "float32":
+        return TOLERANCES[fmt]
+    return REDUCED_PRECISION_TOLERANCES[(fmt, precision)]
 SIGNATURE = "serving_default"
 INPUT_NAME = "photo"
 #: The SavedModel signature for serving systems (TF Serving, Vertex-style clients): a batch of
@@ -115,8 +140,8 @@ def graph_model_input(photo, preprocessing):
 
     ``pixels`` is float32 ``(height, width, 3)`` holding whole numbers, ``box`` int32
     ``(left, top, right, bottom)``. The crop is :func:`skin_cnn.data.crop_tf.hue_crop_box`; the
-    resize is the same ``tf.image`` call as :func:`~skin_cnn.data.preprocessing.resize_to_model`
-    on the same float32 pixels, so the result is equal, not merely close.
+    resize is :func:`~skin_cnn.data.preprocessing.resize_tensor`, the resize of every path, so
+    the result is equal, not merely close.
     """
     from skin_cnn.data.crop_tf import hue_crop_box
 
@@ -127,15 +152,7 @@ def graph_model_input(photo, preprocessing):
         photo = photo[box[1]:box[3], box[0]:box[2]]
     else:
         box = tf.stack([0, 0, shape[1], shape[0]])
-    pixels = tf.cast(photo, tf.float32)
-    height, width = preprocessing.image_size
-    if preprocessing.resize == "pad":
-        resized = tf.image.resize_with_pad(pixels, height, width, method="bilinear",
-                                           antialias=preprocessing.antialias)
-    else:
-        resized = tf.image.resize(pixels, (height, width), method="bilinear",
-                                  antialias=preprocessing.antialias)
-    return _to_model_pixels(resized), box
+    return tf.cast(resize_tensor(photo, preprocessing), tf.float32), box
 
 
 def _triangle_weights(in_size, out_size):
@@ -271,9 +288,10 @@ def _write_savedmodel(model, preprocessing, directory, *, builtin_only=False):
     archive.write_out(os.fspath(directory), verbose=False)
 
 
-def export_savedmodel(model, preprocessing, out):
+def export_savedmodel(model, preprocessing, out, precision="float32"):
     """Export ``model`` with its photo preprocessing as a SavedModel folder at ``out``.
 
+    The trunk computes in ``precision`` inside the exported graph (float32 by default).
     Written beside ``out``, then renamed, so an interrupted export never leaves half a folder.
     """
     preprocessing = Preprocessing.from_dict(preprocessing)
@@ -282,11 +300,13 @@ def export_savedmodel(model, preprocessing, out):
         raise ValueError(f"the model crops with the {method} hue crop, which has no TensorFlow version: a "
                          "SavedModel cannot take whole photos; export --format tflite and crop with "
                          "skin_cnn.data.crop.hue_crop_box before it")
+    check_export_precision("savedmodel", precision)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
-        _write_savedmodel(model, preprocessing, staging / "model")
+        with trunk_precision(model, precision):
+            _write_savedmodel(model, preprocessing, staging / "model")
         if out.exists():
             shutil.rmtree(out)
         os.replace(staging / "model", out)
@@ -295,35 +315,51 @@ def export_savedmodel(model, preprocessing, out):
     return out
 
 
-def export_tflite(model, preprocessing, out):
-    """Convert ``model`` with its resize (no crop) to a float32 TFLite flat buffer at ``out``.
+def _tflite_converter(saved, precision, select_ops=False):
+    converter = tf.lite.TFLiteConverter.from_saved_model(saved, signature_keys=[SIGNATURE])
+    if precision == "float16":  # float16 weights, dequantised (CPU) or used as is (GPU delegate)
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.target_spec.supported_types = [tf.float16]
+    if select_ops:
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS, tf.lite.OpsSet.SELECT_TF_OPS]
+    return converter
+
+
+def check_export_precision(fmt, precision):
+    """``precision`` when ``fmt`` can be written in it; else a ValueError saying what can."""
+    if precision not in EXPORT_PRECISIONS:
+        raise ValueError(f"export precision must be one of {', '.join(EXPORT_PRECISIONS)}; got {precision!r}")
+    if precision != "float32" and (fmt, precision) not in REDUCED_PRECISION_TOLERANCES:
+        raise ValueError(f"{fmt} cannot be written in {precision}: TFLite has no bfloat16 kernels; "
+                         "use --precision float16 (float16 weights) or float32, or --format savedmodel")
+    return precision
+
+
+def export_tflite(model, preprocessing, out, precision="float32"):
+    """Convert ``model`` with its resize (no crop) to a TFLite flat buffer at ``out``.
 
     The file's metadata (:data:`METADATA_NAME`, :func:`tflite_expectation`) records that it
     expects a photo already hue-cropped when the run crops; :func:`read_tflite_metadata` reads
     it back, ``skin-cnn predict`` and :func:`run_tflite` say so.
 
     Converted from a SavedModel with the serving signature, so the TFLite file keeps the named
-    input (``photo``) and the task-named outputs. Ops TFLite lacks (none in the four variants,
-    but a custom layer might add some) fall back to TensorFlow ops, which need the Flex
-    delegate at run time; a warning says so.
+    input (``photo``) and the task-named outputs. ``precision="float16"`` stores the weights in
+    float16 (TFLite's float16 quantisation); the default keeps them float32. Ops TFLite lacks
+    (none in the four variants, but a custom layer might add some) fall back to TensorFlow ops,
+    which need the Flex delegate at run time; a warning says so.
     """
     preprocessing = Preprocessing.from_dict(preprocessing)
-    with tempfile.TemporaryDirectory(prefix="skin-cnn-export-") as tmp:
+    check_export_precision("tflite", precision)
+    with tempfile.TemporaryDirectory(prefix="skin-cnn-export-") as tmp, float32_layers(model):
         saved = os.fspath(Path(tmp) / "saved")
         _write_savedmodel(model, preprocessing, saved, builtin_only=True)
-        converter = tf.lite.TFLiteConverter.from_saved_model(saved, signature_keys=[SIGNATURE])
         try:
-            flat = converter.convert()
+            flat = _tflite_converter(saved, precision).convert()
         except Exception as exc:  # noqa: BLE001 (the converter raises several types for a missing op)
             logger.warning(
                 "TFLite builtins could not express the model (%s); using TF select ops", exc
             )
-            converter = tf.lite.TFLiteConverter.from_saved_model(saved, signature_keys=[SIGNATURE])
-            converter.target_spec.supported_ops = [
-                tf.lite.OpsSet.TFLITE_BUILTINS,
-                tf.lite.OpsSet.SELECT_TF_OPS,
-            ]
-            flat = converter.convert()
+            flat = _tflite_converter(saved, precision, select_ops=True).convert()
     flat = with_metadata(flat, tflite_expectation(preprocessing))
     with atomic_path(out) as tmp_path:
         Path(tmp_path).write_bytes(flat)
@@ -503,7 +539,8 @@ def check_export(predictor, fmt, path, photos):
     return result
 
 
-def export_model(model_or_run_path: PathLike, fmt: str, out: PathLike, check_images: int = 8, seed: int = 0) -> Any:
+def export_model(model_or_run_path: PathLike, fmt: str, out: PathLike, check_images: int = 8, seed: int = 0,
+                 precision: str = "float32") -> Any:
     """Export a run's model (or a ``.keras`` file) with its preprocessing, and check it.
 
     Parameters
@@ -518,33 +555,39 @@ def export_model(model_or_run_path: PathLike, fmt: str, out: PathLike, check_ima
         Sample photos for the check (0 skips it; not recommended).
     seed : int
         Seed of the random sample photos.
+    precision : {"float32", "bfloat16", "float16"}
+        What the export computes in (module notes); the check compares it with
+        ``skin-cnn predict --precision float32``.
 
     Returns
     -------
     dict
-        The check written to ``OUT.check.json``: ``format``, ``path``, ``input``, ``crop``
-        (whether and where the crop happens), ``preprocessing``, ``n_images``, ``images``
-        (where they came from), ``max_abs_diff`` per task, ``max_abs_diff_all``,
-        ``crop_boxes_equal`` (SavedModel), ``tolerance`` and ``passed``.
+        The check written to ``OUT.check.json``: ``format``, ``precision``, ``path``, ``input``,
+        ``crop`` (whether and where the crop happens), ``preprocessing``, ``n_images``, ``images``
+        (where they came from), ``reference`` (what it was compared with), ``max_abs_diff`` per
+        task, ``max_abs_diff_all``, ``crop_boxes_equal`` (SavedModel), ``tolerance`` and ``passed``.
     """
     if fmt not in FORMATS:
         raise ValueError(f"unknown export format {fmt!r}; expected one of {', '.join(FORMATS)}")
-    predictor = load_predictor(model_or_run_path)
+    check_export_precision(fmt, precision)
+    predictor = load_predictor(model_or_run_path, precision="float32")
     _, run_dir = resolve_model_path(model_or_run_path)
     out = Path(out)
     if fmt == "savedmodel":
-        export_savedmodel(predictor.model, predictor.preprocessing, out)
+        export_savedmodel(predictor.model, predictor.preprocessing, out, precision)
     else:
-        export_tflite(predictor.model, predictor.preprocessing, out)
+        export_tflite(predictor.model, predictor.preprocessing, out, precision)
     check = {
         "format": fmt,
+        "precision": precision,
+        "reference": "skin-cnn predict --precision float32",
         "path": os.fspath(out),
         "model": os.fspath(model_or_run_path),
         "input": {"name": INPUT_NAME, "shape": [None, None, 3], "dtype": "uint8"},
         "crop": CROP_NOTES[fmt] if predictor.preprocessing.crop else "the run does not crop",
         "preprocessing": predictor.preprocessing.to_dict(),
         "preprocessing_source": getattr(predictor, "preprocessing_source", None),
-        "tolerance": TOLERANCES[fmt],
+        "tolerance": tolerance(fmt, precision),
     }
     if check_images > 0:
         photos, source = sample_photos(predictor, int(check_images), run_dir, seed)
@@ -552,7 +595,7 @@ def export_model(model_or_run_path: PathLike, fmt: str, out: PathLike, check_ima
         check.update(check_export(predictor, fmt, out, photos))
         boxes_ok = all(check.get(k, len(photos)) == len(photos) for k in ("crop_boxes_equal", "batch_crop_boxes_equal"))
         worst = max(check["max_abs_diff_all"], check.get("batch_max_abs_diff_all", 0.0))
-        check["passed"] = bool(worst < TOLERANCES[fmt] and boxes_ok)
+        check["passed"] = bool(worst < check["tolerance"] and boxes_ok)
     else:
         check.update(n_images=0, images=None, max_abs_diff={}, max_abs_diff_all=None, passed=None)
     if fmt == "tflite":  # read back from the file, as a phone app would
@@ -576,9 +619,10 @@ def describe_check(check):
         boxes += (f"; batch signature {BATCH_SIGNATURE} (PNG bytes) max |Δp| = {check['batch_max_abs_diff_all']:.2e}, "
                   f"crop boxes equal {n_equal}/{check['n_images']}{'' if equal else ' (DIFFER)'}")
     expects = f"; it expects {check['expects']}" if check.get("expects") else ""
+    precision = check.get("precision", "float32")
     return (
-        f"{check['format']} written to {check['path']}; "
-        f"max |Δp| vs skin-cnn predict over {check['n_images']} photos "
+        f"{check['format']} ({precision}) written to {check['path']}; "
+        f"max |Δp| vs skin-cnn predict over {check['n_images']} photos in float32 "
         f"= {check['max_abs_diff_all']:.2e} ({verdict}, tolerance {check['tolerance']:g}){boxes}{expects}; "
         f"details in {check_path(check['path'])}"
     )
@@ -588,11 +632,14 @@ __all__ = [
     "BATCH_INPUT_NAME",
     "BATCH_SIGNATURE",
     "BOX_NAME",
+    "EXPORT_PRECISIONS",
     "FORMATS",
     "INPUT_NAME",
+    "REDUCED_PRECISION_TOLERANCES",
     "TOLERANCES",
     "builtin_resize",
     "check_export",
+    "check_export_precision",
     "check_path",
     "describe_check",
     "export_model",
@@ -605,4 +652,5 @@ __all__ = [
     "run_savedmodel",
     "run_savedmodel_batch",
     "run_tflite",
+    "tolerance",
 ]

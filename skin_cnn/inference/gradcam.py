@@ -203,10 +203,11 @@ def gradcam_batch(model, images, tasks=None, layer_name=None, target="predicted"
             targets[task] = z * tf.stop_gradient(sign)
 
     heatmaps, probabilities = {}, {}
+    activations = tf.cast(conv, tf.float32)  # bfloat16 or float16 when the trunk computes in it
     for task in tasks:
-        grads = tape.gradient(targets[task], conv)
+        grads = tf.cast(tape.gradient(targets[task], conv), tf.float32)
         weights = tf.reduce_mean(grads, axis=(1, 2), keepdims=True)
-        cam = tf.reduce_sum(weights * conv, axis=-1)
+        cam = tf.reduce_sum(weights * activations, axis=-1)
         if cam.shape[0] == 2 * len(images):  # mirror views inside the model: map the mirror back
             cam = cam[: len(images)] + tf.reverse(cam[len(images):], axis=[2])
         cam = tf.nn.relu(cam)[..., None]

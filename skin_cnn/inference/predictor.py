@@ -30,22 +30,22 @@ import json
 import logging
 import os
 import threading
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
 
 import numpy as np
-from skin_cnn.core.progress import progress_bar
 
 from skin_cnn.core.io import PathLike
 from skin_cnn.core.specs import Preprocessing
 
+
 if TYPE_CHECKING:
     import pandas as pd
-from skin_cnn.data.preprocessing import box_from_row, crop_box, model_input
-from skin_cnn.data.reading import DEFAULT_MAX_PIXELS, ImageReadError, read_image
+from skin_cnn.data.preprocessing import crop_box, model_input, run_over_photos
+from skin_cnn.data.reading import DEFAULT_MAX_PIXELS, read_image
 from skin_cnn.core.tasks import TASKS
+from skin_cnn.core.progress import progress_bar
 
 logger = logging.getLogger(__name__)
 
@@ -206,6 +206,10 @@ class Predictor:
         the thresholds stored in the model; tasks with neither use 0.5.
     preprocessing_source : str, optional
         Where the preprocessing came from, for people (``model file``, ``run config.json``, …).
+    precision : str or Precision, optional
+        What the trunk computes in (``auto``, ``float32``, ``bfloat16``, ``float16``;
+        :mod:`skin_cnn.models.precision_policy`): set on the model's trunk layers here. None keeps the
+        model's layers as they are.
 
     Attributes
     ----------
@@ -214,12 +218,21 @@ class Predictor:
         and ``serve``.
     classes : dict of str -> (str, str)
         ``(positive, negative)`` class names of every task, from the model when it stores them.
+    precision : Precision
+        What the trunk computes in (``precision.describe()`` is the line commands print).
     """
 
     def __init__(self, model, preprocessing, *, name=None, max_pixels=DEFAULT_MAX_PIXELS,
-                 thresholds=None, preprocessing_source=None):
+                 thresholds=None, preprocessing_source=None, precision=None):
+        from skin_cnn.core.compute_precision import Precision
+        from skin_cnn.models.precision_policy import apply_precision, model_precision, resolve_precision
         from skin_cnn.models.info import model_info
 
+        if precision is None:
+            self.precision = Precision(model_precision(model), "as loaded", "the model's own layers")
+        else:
+            self.precision = resolve_precision(precision)
+            apply_precision(model, self.precision)
         self.model = model
         self.preprocessing = Preprocessing.from_dict(preprocessing)
         self.preprocessing_source = preprocessing_source or "given"
@@ -409,7 +422,7 @@ def _batched(predictor, tensors, batch_size):
 
 
 def load_predictor(model_or_run_path: PathLike, preprocessing: Preprocessing | Mapping[str, Any] | None = None, *,
-                   max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Predictor:
+                   max_pixels: int | None = DEFAULT_MAX_PIXELS, precision: Any = "auto") -> Predictor:
     """Load a model once (``safe_mode=True``) with the preprocessing it was trained with.
 
     Parameters
@@ -422,6 +435,9 @@ def load_predictor(model_or_run_path: PathLike, preprocessing: Preprocessing | M
         size, the study's hue crop on, ``resize="stretch"``.
     max_pixels : int or None
         Refuse larger photos before decoding them.
+    precision : str or Precision
+        What the trunk computes in (:func:`skin_cnn.models.precision_policy.resolve_precision`);
+        ``auto``: bfloat16 on a CPU with bf16 instructions, whatever the model was trained in.
     """
     from skin_cnn.models.info import model_info
     from skin_cnn.models.saving import load_keras_model
@@ -450,7 +466,7 @@ def load_predictor(model_or_run_path: PathLike, preprocessing: Preprocessing | M
                     model_file, preprocessing.describe())
     name = run_dir.name if run_dir is not None else model_file.stem
     return Predictor(model, preprocessing, name=name, max_pixels=max_pixels,
-                     preprocessing_source=source)
+                     preprocessing_source=source, precision=precision)
 
 
 def _warn_if_config_differs(run_dir, stored, model_file):
@@ -535,7 +551,8 @@ class FramePredictions(dict):
 
 
 def predict_frame(model: Any, frame: pd.DataFrame, preprocessing: Preprocessing | Mapping[str, Any] | None = None, *,
-                  batch_size: int = 32, progress: bool = True, workers: int = 2) -> FramePredictions:
+                  batch_size: int = 32, progress: bool = True, workers: int | None = None,
+                  precision: Any = None) -> FramePredictions:
     """Predict every image of a manifest or split frame, skipping unreadable files.
 
     Parameters
@@ -551,8 +568,12 @@ def predict_frame(model: Any, frame: pd.DataFrame, preprocessing: Preprocessing 
         Images per model call.
     progress : bool
         Report progress (:func:`skin_cnn.core.progress.progress_bar`).
-    workers : int
-        Threads decoding and cropping images while the model runs.
+    workers : int, optional
+        Photos decoded and cropped at once while the model runs (default: one per CPU;
+        :func:`skin_cnn.data.preprocessing.photo_batches`).
+    precision : str or Precision, optional
+        What the trunk computes in (:mod:`skin_cnn.models.precision_policy`); None keeps the
+        predictor's (a bare model's layers as they are).
 
     Returns
     -------
@@ -567,63 +588,34 @@ def predict_frame(model: Any, frame: pd.DataFrame, preprocessing: Preprocessing 
             raise ValueError(
                 "predict_frame needs the run's preprocessing when given a bare keras model"
             )
-        model = Predictor(model, preprocessing)
-    elif preprocessing is not None:
-        model = Predictor(model.model, preprocessing, name=model.name, max_pixels=model.max_pixels,
-                          thresholds=model.thresholds)
+        model = Predictor(model, preprocessing, precision=precision)
+    elif preprocessing is not None or precision is not None:
+        model = Predictor(model.model, preprocessing or model.preprocessing, name=model.name,
+                          max_pixels=model.max_pixels, thresholds=model.thresholds,
+                          precision=precision if precision is not None else model.precision)
     predictor = model
     if "image_path" not in frame.columns:
         raise ValueError("frame has no image_path column")
     n = len(frame)
     rows = frame.to_dict("records")
-
-    def load(row):
-        path = str(row["image_path"])
-        try:
-            image = predictor.read(path)
-            return predictor.preprocess(image, box_from_row(row))[0], None
-        except (ImageReadError, ValueError) as exc:
-            return None, getattr(exc, "reason", str(exc))
-
     probs = {task: np.full((n,), np.nan, dtype=np.float32) for task in predictor.tasks}
     ok = np.zeros((n,), dtype=bool)
-    skipped = []
+
+    def predict(idx, pixels):
+        out = predictor.predict_tensors(pixels.astype(np.float32))
+        for task in predictor.tasks:
+            probs[task][idx] = out[task]
+        ok[idx] = True
+
     bar = progress_bar(total=n, desc="predict", unit="img", disable=not progress)
-    starts = list(range(0, n, batch_size))
-    with ThreadPoolExecutor(max_workers=max(1, int(workers))) as pool:
-
-        def submit(start):
-            positions = range(start, min(start + batch_size, n))
-            return [(i, pool.submit(load, rows[i])) for i in positions]
-
-        # Decode the next batch while the model works on the current one.
-        pending = submit(starts[0]) if starts else []
-        for k in range(len(starts)):
-            current = pending
-            pending = submit(starts[k + 1]) if k + 1 < len(starts) else []
-            good = []
-            for i, future in current:
-                tensor, reason = future.result()
-                if tensor is None:
-                    skipped.append(
-                        {
-                            "image_path": str(rows[i]["image_path"]),
-                            "split": str(rows[i].get("split", "")),
-                            "reason": reason,
-                            "index": frame.index[i],
-                        }
-                    )
-                    logger.info("skipped %s: %s", rows[i]["image_path"], reason)
-                else:
-                    good.append((i, tensor))
-            if good:
-                out = predictor.predict_tensors(np.stack([t for _, t in good]))
-                idx = np.array([i for i, _ in good])
-                for task in predictor.tasks:
-                    probs[task][idx] = out[task]
-                ok[idx] = True
-            bar.update(len(current))
+    unreadable = run_over_photos(rows, predictor.preprocessing, predict, batch_size=batch_size,
+                                 max_pixels=predictor.max_pixels, parallel=workers, progress=bar)
     bar.close()
+    skipped = []
+    for i, reason in unreadable:
+        skipped.append({"image_path": str(rows[i]["image_path"]), "split": str(rows[i].get("split", "")),
+                        "reason": reason, "index": frame.index[i]})
+        logger.info("skipped %s: %s", rows[i]["image_path"], reason)
     return FramePredictions(probs, ok, skipped)
 
 

@@ -13,7 +13,10 @@ the input whose Keras config holds
 * ``thresholds``: ``{task: {"value", "rule", "method"}}`` (optionally ``claims``: the sensitivity and
   specificity the threshold gives on the scores it was fitted on) for tasks whose threshold was chosen on
   validation predictions (``skin-cnn evaluate RUN --threshold youden``); tasks without an entry
-  use the pre-specified 0.5.
+  use the pre-specified 0.5;
+* ``precision``: what the trunk computed the training features in (``float32``, ``bfloat16``,
+  ``float16``; :mod:`skin_cnn.models.precision_policy`), or None when unknown. The file's layers
+  are float32 whatever it says; a loader sets the precision it predicts in.
 
 Being an ordinary registered layer with ``get_config``, it travels with ``model.save`` and comes
 back from :func:`skin_cnn.models.load_model` (or ``keras.models.load_model`` once
@@ -71,6 +74,16 @@ def _check_preprocessing(preprocessing, source):
     return Preprocessing.from_dict(preprocessing, source=source).to_dict()
 
 
+def _check_precision(precision, source):
+    if precision is None:
+        return None
+    from skin_cnn.core.compute_precision import POLICIES
+
+    if precision not in POLICIES:
+        raise ValueError(f"{source}: precision must be one of {', '.join(POLICIES)}; got {precision!r}")
+    return str(precision)
+
+
 def task_entries(task_names):
     """``[{"name", "positive", "negative"}]`` of the study's tasks among ``task_names``."""
     from skin_cnn.core.tasks import TASKS
@@ -91,9 +104,12 @@ class ModelInfo(keras.layers.Layer):
         A :meth:`Preprocessing.to_dict` entry; None when the model was built without one.
     thresholds : dict, optional
         ``{task: {"value", "rule", "method"}}`` (a bare number is accepted as ``value``).
+    precision : str, optional
+        The precision the training features were computed in (``float32``, ``bfloat16``,
+        ``float16``); None when unknown.
     """
 
-    def __init__(self, tasks=(), preprocessing=None, thresholds=None, **kwargs):
+    def __init__(self, tasks=(), preprocessing=None, thresholds=None, precision=None, **kwargs):
         kwargs.setdefault("name", INFO_LAYER)
         kwargs["trainable"] = False
         super().__init__(**kwargs)
@@ -101,6 +117,7 @@ class ModelInfo(keras.layers.Layer):
         self.tasks = _check_tasks(tasks, source)
         self.preprocessing = _check_preprocessing(preprocessing, source)
         self.thresholds = _check_thresholds(thresholds, source)
+        self.precision = _check_precision(precision, source)
 
     def call(self, inputs):
         return inputs
@@ -111,13 +128,14 @@ class ModelInfo(keras.layers.Layer):
     def get_config(self):
         config = super().get_config()
         config.update({"tasks": [dict(t) for t in self.tasks], "preprocessing": self.preprocessing,
-                       "thresholds": {t: dict(v) for t, v in self.thresholds.items()}})
+                       "thresholds": {t: dict(v) for t, v in self.thresholds.items()},
+                       "precision": self.precision})
         return config
 
     def as_dict(self):
-        """A JSON-ready copy: ``{"tasks", "preprocessing", "thresholds"}``."""
+        """A JSON-ready copy: ``{"tasks", "preprocessing", "thresholds", "precision"}``."""
         return json.loads(json.dumps({"tasks": self.tasks, "preprocessing": self.preprocessing,
-                                      "thresholds": self.thresholds}))
+                                      "thresholds": self.thresholds, "precision": self.precision}))
 
 
 def info_layer(model):
@@ -129,12 +147,12 @@ def info_layer(model):
 
 
 def model_info(model):
-    """``{"tasks", "preprocessing", "thresholds"}`` stored in ``model``, or None."""
+    """``{"tasks", "preprocessing", "thresholds", "precision"}`` stored in ``model``, or None."""
     layer = info_layer(model)
     return layer.as_dict() if layer is not None else None
 
 
-def with_model_info(model, *, preprocessing=None, thresholds=None, tasks=None):
+def with_model_info(model, *, preprocessing=None, thresholds=None, tasks=None, precision=None):
     """``model`` carrying a :class:`ModelInfo` with the given entries; other entries are kept.
 
     A model that already has the layer is updated in place and returned. One without it (saved
@@ -156,6 +174,8 @@ def with_model_info(model, *, preprocessing=None, thresholds=None, tasks=None):
         merged = dict(layer.thresholds)
         merged.update(_check_thresholds(thresholds, source))
         layer.thresholds = merged
+    if precision is not None:
+        layer.precision = _check_precision(precision, source)
     return model
 
 
@@ -193,7 +213,8 @@ def read_file_info(path):
     source = f"{path}: {INFO_LAYER}"
     return {"tasks": _check_tasks(layer.get("tasks"), source),
             "preprocessing": _check_preprocessing(layer.get("preprocessing"), source),
-            "thresholds": _check_thresholds(layer.get("thresholds"), source)}
+            "thresholds": _check_thresholds(layer.get("thresholds"), source),
+            "precision": _check_precision(layer.get("precision"), source)}
 
 
 def _archive_config(path):

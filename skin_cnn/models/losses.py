@@ -53,6 +53,17 @@ def masked_task_metrics(tasks=TASK_NAMES, num_thresholds=200):
     }
 
 
+def _trains_in_float16(model):
+    """True when a trainable layer computes in float16, whose small gradients need loss scaling.
+
+    (bfloat16 has float32's exponent range and needs none.)
+    """
+    from skin_cnn.models.precision_policy import trunk_layers
+
+    return any(layer.trainable_weights and layer.dtype_policy.compute_dtype == "float16"
+               for layer in trunk_layers(model))
+
+
 def compile_model(
     model,
     optimizer="adam",
@@ -94,6 +105,8 @@ def compile_model(
         optimizer = keras.optimizers.get(
             {"class_name": optimizer, "config": {"learning_rate": learning_rate}}
         )
+    if _trains_in_float16(model) and not isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
+        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
     if jit_compile is None:
         jit_compile = "auto" if tf.config.list_physical_devices("GPU") else False
     tasks = [name for name in model.output_names if name in TASK_NAMES] or list(TASK_NAMES)

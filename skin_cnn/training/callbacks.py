@@ -221,9 +221,13 @@ def save_model_atomic(model, path):
 
     A saved model is for predicting; what resuming needs (optimizer moments included) is in
     ``backup/state.npz``. Leaving the optimizer out makes ``best.keras`` a third of the size.
+    The file's layers are float32 whatever precision the trunk computes in now
+    (:func:`~skin_cnn.models.precision_policy.float32_layers`), so any Keras loads it at full precision.
     """
+    from skin_cnn.models.precision_policy import float32_layers
+
     optimizer = getattr(model, "optimizer", None)
-    with atomic.atomic_path(path) as tmp:
+    with atomic.atomic_path(path) as tmp, float32_layers(model):
         try:
             if optimizer is not None:
                 model.optimizer = None

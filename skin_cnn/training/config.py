@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
+from skin_cnn.core.compute_precision import PRECISIONS
 from skin_cnn.core.specs import CROP_METHODS
 
 VARIANTS = ("P", "N", "PS", "NS")
@@ -110,6 +111,10 @@ class TrainConfig:
     save_last : bool
         Also write ``last.keras``, the model after the last epoch (``best.keras`` is always
         written; each is a full VGG-16 of about 60 MB).
+    precision : {"auto", "float32", "bfloat16", "float16"}
+        What the VGG-16 trunk computes in (:mod:`skin_cnn.models.precision_policy`); ``auto``:
+        float16 on a GPU, else bfloat16 on CPUs with AMX-BF16 or AVX512-BF16, else float32. The
+        resolved value is recorded in ``config.json`` (``resolved``) and a resumed run keeps it.
     """
 
     split: str = ""
@@ -145,6 +150,7 @@ class TrainConfig:
     mirror: bool = False
     sqrt_features: bool = False
     threshold: str = "0.5"
+    precision: str = "auto"
 
     # -------------------------------------------------------------------------------------
     def validate(self, source="configuration"):
@@ -158,6 +164,8 @@ class TrainConfig:
             bad("optimizer", f"expected one of {', '.join(OPTIMIZERS)}")
         if self.strategy not in STRATEGIES:
             bad("strategy", f"expected one of {', '.join(STRATEGIES)}")
+        if self.precision not in PRECISIONS:
+            bad("precision", f"expected one of {', '.join(PRECISIONS)}")
         if self.feature_cache not in ("auto", "on", "off"):
             bad("feature_cache", "expected auto, on or off")
         for name in ("image_size", "epochs", "batch_size"):

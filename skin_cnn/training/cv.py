@@ -35,6 +35,8 @@ import pandas as pd
 from sklearn.model_selection import StratifiedGroupKFold
 
 from skin_cnn.core import io as atomic
+from skin_cnn.core.compute_precision import Precision
+from skin_cnn.models.precision_policy import apply_precision, resolve_precision
 from skin_cnn.core.tasks import TASK_NAMES
 from skin_cnn.data.crop import check_not_cropped_twice
 from skin_cnn.evaluation import evaluate_predictions
@@ -114,12 +116,16 @@ def read_source(path):
 
 
 # ----------------------------------------------------------------------------------------------
-def shared_features(config, frame, out, *, progress, echo):
-    """The trunk features of every image (and K views) for all folds: from the cache, computed where missing."""
+def shared_features(config, frame, out, *, progress, echo, precision=None):
+    """Extract the trunk features of every image (and K views) once, for all folds.
+
+    ``precision``: what the trunk computes in (default: ``config.precision`` resolved).
+    """
     model = build_model(config.variant, input_shape=(config.image_size, config.image_size, 3),
                         weights=config.model_weights(), fine_tune_blocks=config.fine_tune_blocks, seed=config.seed,
                         head=config.head, pool_blocks=config.pooled_blocks(), mirror=config.mirror,
                         sqrt_features=config.sqrt_features)
+    apply_precision(model, resolve_precision(precision or config.precision))
     feature_model, _ = split_at_frozen_boundary(model)
     settings, views = feature_settings(config, feature_model)
     everything = frame.assign(split="train")
@@ -133,8 +139,11 @@ def shared_features(config, frame, out, *, progress, echo):
     return SharedFeatures.from_cache(cache, everything)
 
 
-def out_of_fold_predictions(fold_dirs, fold_frames, shared, config):
-    """Each fold model's predictions on its held-out fold, one table (``fold`` column added)."""
+def out_of_fold_predictions(fold_dirs, fold_frames, shared, config, precision=None):
+    """Each fold model's predictions on its held-out fold, one table (``fold`` column added).
+
+    ``precision``: what the trunk computes in when it runs (no shared features).
+    """
     parts = []
     for k, (fold_dir, frame) in enumerate(zip(fold_dirs, fold_frames)):
         held = frame[frame["split"] == "test"]
@@ -145,7 +154,8 @@ def out_of_fold_predictions(fold_dirs, fold_frames, shared, config):
             _, head = split_at_frozen_boundary(model)
             probabilities = predict_batches(head, np.asarray(shared.features[0, rows]), batch_size=1024)
         else:
-            result = predict_frame(model, held, config.preprocessing(), progress=False)
+            result = predict_frame(model, held, config.preprocessing(), progress=False,
+                                   precision=precision or config.precision)
             held, probabilities = result.kept(held)
         table = predictions_frame(held.reset_index(drop=True), probabilities)
         table["fold"] = k + 1
@@ -365,22 +375,27 @@ def _run_cv(source, out, n_folds, settings, *, resume, progress, echo, n_bootstr
     out.mkdir(parents=True, exist_ok=True)
     frame = read_source(source)
     settings = dict(settings or {})
+    precision = None
     if (out / "cv.json").is_file() and resume:
         saved = json.loads((out / "cv.json").read_text(encoding="utf-8"))
         settings, n_folds = saved["settings"], int(saved["folds"])
         group_near_duplicates = saved.get("group_near_duplicates", group_near_duplicates)
+        precision = Precision.from_record(saved.get("precision"), source=f"{out / 'cv.json'}: precision")
     base = resolve_config(dict(settings, split=str(source), out=str(out / "fold1")), source="skin-cnn cv")
     check_not_cropped_twice(frame, base.crop, source)
+    precision = precision or resolve_precision(base.precision)
+    echo(precision.describe())
     groups = group_labels(frame, progress=progress, group_near_duplicates=group_near_duplicates)
     frame = frame.assign(split_group=groups)  # the bootstrap of the pooled evaluation resamples these
     folds = assign_folds(frame["diagnosis"], groups, n_folds, seed=base.seed)
     atomic.write_csv(out / FOLDS_FILE, frame[["image_path", "patient_id", "diagnosis"]].assign(
         group=groups, fold=folds + 1))
     atomic.write_json(out / "cv.json", {"folds": int(n_folds), "settings": settings, "source": os.fspath(source),
-                                        "group_near_duplicates": bool(group_near_duplicates)})
+                                        "group_near_duplicates": bool(group_near_duplicates),
+                                        "precision": precision.to_dict()})
     shared = None
     if base.use_feature_cache():
-        shared = shared_features(base, frame, out, progress=progress, echo=echo)
+        shared = shared_features(base, frame, out, progress=progress, echo=echo, precision=precision)
 
     fold_dirs, fold_frames = [], []
     for k in range(n_folds):
@@ -400,9 +415,9 @@ def _run_cv(source, out, n_folds, settings, *, resume, progress, echo, n_bootstr
         else:
             config, again = resolve_config(dict(settings, split=str(split_path), out=str(fold_dir)),
                                            source="skin-cnn cv"), False
-        train(config, resume=again, progress=progress, echo=echo, shared_features=shared)
+        train(config, resume=again, progress=progress, echo=echo, shared_features=shared, precision=precision)
 
-    oof = out_of_fold_predictions(fold_dirs, fold_frames, shared, base)
+    oof = out_of_fold_predictions(fold_dirs, fold_frames, shared, base, precision)
     atomic.write_csv(out / "oof_predictions.csv", oof)
     per_fold = fold_metrics(oof, fold_thresholds(fold_dirs, fixed_threshold(base)))
     summary = spread(per_fold)

@@ -355,8 +355,39 @@ def _write_array(path, shape, fill):
     del out
 
 
+class CleanViews:
+    """Clean-view features computed batch by batch while the next photos are decoded.
+
+    Passed as ``on_batch`` to :func:`~skin_cnn.data.preprocessing.prepare_images`: each batch of
+    prepared images goes through the trunk as soon as it exists, so decoding, cropping and
+    resizing (on ``tf.data`` threads) overlap the forward pass instead of preceding it.
+    """
+
+    def __init__(self, feature_model):
+        self.forward = tf.function(lambda x: feature_model(x, training=False), reduce_retracing=True)
+        self.parts = {array: [] for array in ARRAYS}
+
+    def __call__(self, array, rows, pixels):
+        features = np.asarray(self.forward(tf.constant(pixels, tf.float32)), dtype=np.float32)
+        self.parts[array].append((np.asarray(rows), features))
+
+    def arrays(self, prepared):
+        """``{array: features of store rows 0..n-1}`` for the arrays whose every stored row was seen."""
+        out = {}
+        for array, parts in self.parts.items():
+            n = len(prepared[array].store) if array in prepared else 0
+            if not parts or sum(len(r) for r, _ in parts) != n:
+                continue
+            first = parts[0][1]
+            features = np.empty((n,) + first.shape[1:], np.float32)
+            for rows, values in parts:
+                features[rows] = values
+            out[array] = features
+        return out
+
+
 def build_chunk(entry, feature_model, prepared, identities, settings, *, views, augment, unreadable=(),
-                batch_size=32, progress=True):
+                batch_size=32, progress=True, clean=None):
     """Extract the features of ``prepared`` images into a new complete chunk of ``entry``.
 
     Parameters
@@ -375,14 +406,20 @@ def build_chunk(entry, feature_model, prepared, identities, settings, *, views, 
     augment : AugmentConfig
     unreadable : list of (frame label, reason)
         Photos that could not be prepared: recorded by content, so they are not tried again.
+    clean : dict of {"train", "val"} -> numpy.ndarray, optional
+        Clean-view features already computed while the images were prepared (:class:`CleanViews`),
+        one row per stored image; view 0 of those arrays is taken from here.
     """
+    clean = clean or {}
     chunks = Path(entry) / CHUNKS
     chunks.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".partial-{os.getpid()}-", dir=chunks))
     forward = tf.function(lambda x: feature_model(x, training=False), reduce_retracing=True)
     try:
         height, width = next(iter(prepared.values())).store.row_shape[:2]
-        feature_shape = tuple(int(s) for s in forward(tf.zeros((1, height, width, 3))).shape[1:])
+        known = next(iter(clean.values()), None)
+        feature_shape = (tuple(known.shape[1:]) if known is not None
+                         else tuple(int(s) for s in forward(tf.zeros((1, height, width, 3))).shape[1:]))
         n_views = {"train": 1 + int(views), "val": 1}
         total = sum(n_views[a] * len(prepared[a].store) for a in ARRAYS)
         bar = progress_bar(total=total, desc="feature cache", unit="img", disable=not progress)
@@ -395,6 +432,10 @@ def build_chunk(entry, feature_model, prepared, identities, settings, *, views, 
             def fill(out, store=store, keys=keys, array=array):
                 for view in range(n_views[array]):
                     target = out[view] if array == "train" else out
+                    if view == 0 and array in clean:
+                        target[:] = clean[array]
+                        bar.update(len(store))
+                        continue
                     for start in range(0, len(store), batch_size):
                         idx = np.arange(start, min(start + batch_size, len(store)))
                         images = view_images(store, idx, view, seed=settings.seed, augment=augment, keys=keys[idx])
@@ -639,7 +680,9 @@ def _compute_missing(entry, frame, missing, needs, identities, feature_model, se
         from skin_cnn.core.specs import Preprocessing
 
         preprocessing = Preprocessing.from_dict(settings.preprocessing)
-        prepared, failed = prepare_images(todo, preprocessing, scratch, splits=ARRAYS, progress=progress)
+        clean = CleanViews(feature_model)  # the trunk runs while the next photos are decoded
+        prepared, failed = prepare_images(todo, preprocessing, scratch, splits=ARRAYS, progress=progress,
+                                          on_batch=clean)
         reason_of = {f["image_path"]: f["reason"] for f in failed}
         done = {int(p) for part in prepared.values() for p in part.positions}
         unreadable = {label: reason_of.get(str(path), "unreadable")
@@ -647,7 +690,8 @@ def _compute_missing(entry, frame, missing, needs, identities, feature_model, se
         recordable = [(label, reason) for label, reason in unreadable.items() if identities.loc[label, "sha256"]]
         if done or recordable:
             build_chunk(entry, feature_model, prepared, identities, settings, views=views, augment=augment,
-                        unreadable=recordable, batch_size=batch_size, progress=progress)
+                        unreadable=recordable, batch_size=batch_size, progress=progress,
+                        clean=clean.arrays(prepared))
         for p in prepared.values():
             p.store.close()
     return unreadable
@@ -657,7 +701,7 @@ def _compute_missing(entry, frame, missing, needs, identities, feature_model, se
 # Reading features for other parts of the package
 
 
-def features_for(frame, feature_model, preprocessing, *, precision="float32", cache_dir=None, compute=False,
+def features_for(frame, feature_model, preprocessing, *, precision=None, cache_dir=None, compute=False,
                  progress=False, echo=None) -> np.ndarray:
     """Clean-view trunk features of every row of ``frame``, aligned to its rows (NaN where unavailable).
 
@@ -673,8 +717,8 @@ def features_for(frame, feature_model, preprocessing, *, precision="float32", ca
         The frozen feature model (:func:`skin_cnn.models.split_at_frozen_boundary`'s first part).
     preprocessing : Preprocessing or dict
         The preprocessing the features were made with (a run's ``config.json`` entry).
-    precision : str
-        The precision the trunk runs in.
+    precision : str, optional
+        The precision the trunk runs in; default: what ``feature_model``'s trunk layers compute in.
     compute : bool
         Compute and store the rows not in the cache; False leaves them NaN (unreadable images are
         NaN either way).
@@ -684,10 +728,11 @@ def features_for(frame, feature_model, preprocessing, *, precision="float32", ca
     numpy.ndarray, float32 ``(len(frame), ...)``
     """
     from skin_cnn.core.specs import Preprocessing
+    from skin_cnn.models.precision_policy import model_precision
 
     preprocessing = Preprocessing.from_dict(preprocessing)
     settings = FeatureSettings(trunk_digest=weights_digest(feature_model), preprocessing=preprocessing.to_dict(),
-                               precision=str(precision))
+                               precision=str(precision or model_precision(feature_model)))
     echo = echo or (lambda message: None)
     rows = frame.reset_index(drop=True).assign(split="val")
     if compute:
@@ -707,7 +752,7 @@ def features_for(frame, feature_model, preprocessing, *, precision="float32", ca
     return _aligned(len(rows), np.asarray(keep), values)
 
 
-def cached_frame_predictions(predictor, frame, *, progress=True, cache_dir=None, precision="float32", echo=None):
+def cached_frame_predictions(predictor, frame, *, progress=True, cache_dir=None, echo=None):
     """:func:`~skin_cnn.inference.predictor.predict_frame` of a frozen-trunk model, its trunk read from the cache.
 
     A model whose layers up to some point are all frozen (variant P, a cross-validation
@@ -720,8 +765,6 @@ def cached_frame_predictions(predictor, frame, *, progress=True, cache_dir=None,
     predictor : skin_cnn.inference.predictor.Predictor
     frame : pandas.DataFrame
         ``image_path`` (and ``diagnosis``, ``crop_*``) of the photos to predict.
-    precision : str
-        The precision the trunk runs in (part of the cache key).
 
     Returns
     -------
@@ -730,6 +773,7 @@ def cached_frame_predictions(predictor, frame, *, progress=True, cache_dir=None,
     """
     from skin_cnn.inference.predictor import FramePredictions, predict_frame
     from skin_cnn.models import split_at_frozen_boundary
+    from skin_cnn.models.precision_policy import model_precision
     from skin_cnn.training.callbacks import predict_batches
 
     try:
@@ -737,8 +781,9 @@ def cached_frame_predictions(predictor, frame, *, progress=True, cache_dir=None,
     except ValueError:
         return predict_frame(predictor, frame, progress=progress)
     rows = frame.reset_index(drop=True).assign(split="predict")
+    # the key holds the precision the predictor's trunk computes in (``--precision`` of evaluate)
     settings = FeatureSettings(trunk_digest=weights_digest(trunk), preprocessing=predictor.preprocessing.to_dict(),
-                               precision=str(precision))
+                               precision=model_precision(trunk))
     with tempfile.TemporaryDirectory(prefix="skin-cnn-features-") as work:
         got = cached_features(rows, {"predict": 1}, trunk, settings, cache_dir=cache_dir, work=work,
                               progress=progress, echo=echo or (lambda message: None))
@@ -779,9 +824,7 @@ def run_frame_predictions(run_dir, *, echo=None):
     if not (document.get("resolved") or {}).get("feature_cache"):
         return None
     settings = document.get("train") or {}
-    precision = (document.get("resolved") or {}).get("precision") or settings.get("precision") or "float32"
-    return functools.partial(cached_frame_predictions, cache_dir=settings.get("cache_dir"),
-                             precision=str(precision), echo=echo)
+    return functools.partial(cached_frame_predictions, cache_dir=settings.get("cache_dir"), echo=echo)
 
 
 def _aligned(n, positions, values):

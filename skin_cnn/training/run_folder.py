@@ -223,7 +223,7 @@ def method_of(config):
 
 
 def model_card(*, config, frame, val_aucs, best_epoch, epochs_run, skipped, test_metrics=None,
-               synthetic=False, converged=True):
+               synthetic=False, converged=True, precision=None):
     """``model_card.md`` text, filled from the run's settings, data and validation results."""
     table, patients = data_counts(frame)
     name = f"VGG-16{config.variant}"
@@ -251,6 +251,9 @@ def model_card(*, config, frame, val_aucs, best_epoch, epochs_run, skipped, test
     ]
     lines += ["", "### Method: the settings that took effect", ""] + [
         f"- {name}: {value}" for _, name, value in method_of(config)]
+    if precision is not None:
+        lines.append(f"- Trunk precision: {precision.name} ({precision.reason}); weights, heads and "
+                     "outputs float32. Any precision can predict with the model (`--precision`).")
     if not converged:
         lines += [
             f"- **Not converged:** the best epoch is the last of the {epochs_run} run; the validation AUC was",

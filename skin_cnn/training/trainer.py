@@ -34,13 +34,15 @@ import tensorflow as tf
 
 from skin_cnn.core import io as atomic
 from skin_cnn.core.io import sha256_file
+from skin_cnn.core.compute_precision import Precision
+from skin_cnn.models.precision_policy import apply_precision, model_precision, resolve_precision
 from skin_cnn.data.augment import AugmentConfig
 from skin_cnn.data.pipeline import feature_stream, image_stream, steps_per_epoch, targets
 from skin_cnn.data.preprocessing import ImageStore, prepare_images
 from skin_cnn.core.tasks import TASK_NAMES, TASKS
 from skin_cnn.data.crop import check_not_cropped_twice
 from skin_cnn.evaluation.flow import record_training
-from skin_cnn.models import build_model, compile_model, parameter_counts, split_at_frozen_boundary
+from skin_cnn.models import build_model, compile_model, parameter_counts, split_at_frozen_boundary, with_model_info
 from skin_cnn.core.predictions import predictions_frame
 from skin_cnn.inference.evaluate_run import evaluate_run
 from skin_cnn.data.skipped import read_skipped, write_skipped
@@ -228,16 +230,36 @@ def class_counts(frame):
     return "; ".join(parts)
 
 
-def build(config, info):
+def build(config, info, precision=None):
+    """The run's model, its trunk computing in ``precision`` (recorded in its ModelInfo too).
+
+    ``precision`` defaults to ``config.precision`` resolved on this machine.
+    """
+    precision = resolve_precision(precision or config.precision)
     with info.strategy.scope():
-        return build_model(config.variant, input_shape=(config.image_size, config.image_size, 3),
-                           weights=config.model_weights(), fine_tune_blocks=config.fine_tune_blocks,
-                           seed=config.seed, preprocessing=config.preprocessing(), head=config.head,
-                           pool_blocks=config.pooled_blocks(), mirror=config.mirror,
-                           sqrt_features=config.sqrt_features)
+        model = build_model(config.variant, input_shape=(config.image_size, config.image_size, 3),
+                            weights=config.model_weights(), fine_tune_blocks=config.fine_tune_blocks,
+                            seed=config.seed, preprocessing=config.preprocessing(), head=config.head,
+                            pool_blocks=config.pooled_blocks(), mirror=config.mirror,
+                            sqrt_features=config.sqrt_features)
+    return with_model_info(apply_precision(model, precision), precision=precision.name)
 
 
-def record_run(config, run_dir, frame, model, info, resume):
+def run_precision(config, resume):
+    """The precision of a run: ``config.precision`` resolved, or for ``--resume`` the one recorded.
+
+    A resumed run keeps the precision it started in (``config.json``, ``resolved.precision``),
+    whatever ``auto`` would choose on this machine, so it replays exactly; runs recorded before
+    the setting existed computed in float32.
+    """
+    if not resume:
+        return resolve_precision(config.precision)
+    path = Path(config.out) / "config.json"
+    return Precision.from_record(run_folder.read_run_config(config.out).get("resolved", {}).get("precision"),
+                              source=f"{path}: resolved.precision")
+
+
+def record_run(config, run_dir, frame, model, info, resume, precision):
     """Write ``config.json`` and ``split.csv`` (new run) or check the split is unchanged (resume)."""
     split_path = Path(config.split)
     if resume:
@@ -248,7 +270,7 @@ def record_run(config, run_dir, frame, model, info, resume):
         return document
     resolved = {"feature_cache": config.use_feature_cache(), "strategy": info.name,
                 "replicas": info.num_replicas, "workers": info.num_workers,
-                "parameters": parameter_counts(model)}
+                "parameters": parameter_counts(model), "precision": precision.to_dict()}
     document = run_config_document(config, split_sha256=sha256_file(split_path), resolved=resolved)
     document["split"] = os.fspath(split_path.resolve())
     write_split(frame, run_dir / "split.csv")
@@ -329,15 +351,15 @@ def training_data(config, frame, model, work, run_dir, *, info, progress, echo, 
 def feature_settings(config, feature_model, precision=None):
     """The :class:`~skin_cnn.training.feature_cache.FeatureSettings` of a run's frozen trunk.
 
-    ``precision`` is the resolved compute precision of the trunk (default: the config's
-    ``precision`` when it has one, else ``"float32"``). Returns the settings and ``K``, the
-    augmented views stored per training image.
+    ``precision`` is the compute precision of the trunk (default: what the feature model's trunk
+    layers compute in now, :func:`~skin_cnn.models.precision_policy.model_precision`). Returns the
+    settings and ``K``, the augmented views stored per training image.
     """
     augment = augment_config(config)
     views = int(config.cache_views) if augment.enabled else 0
     settings = FeatureSettings(trunk_digest=weights_digest(feature_model),
                                preprocessing=config.preprocessing().to_dict(),
-                               precision=str(precision or getattr(config, "precision", None) or "float32"),
+                               precision=str(precision or model_precision(feature_model)),
                                augmentation=augment.to_dict() if views else {}, seed=int(config.seed))
     return settings, views
 
@@ -473,13 +495,13 @@ def write_validation_outputs(config, data, frame, model, run_dir, history_rows, 
                              title=f"VGG-16{config.variant}" + (" (synthetic demo data)" if synthetic else ""))
 
 
-def evaluate_test(run_dir, progress, echo):
+def evaluate_test(run_dir, progress, echo, precision="auto"):
     """Evaluate the best model on the test split into ``run_dir/eval_test``."""
     out = Path(run_dir) / "eval_test"
     echo("evaluating the best model on the test split (--evaluate-test)")
     metrics = evaluate_run(run_dir, split="test", out=out, val_predictions=Path(run_dir) / "val_predictions.csv",
                            frame_predictions=run_frame_predictions(run_dir, echo=echo),
-                           progress=progress)
+                           progress=progress, precision=precision)
     return out, metrics
 
 
@@ -488,7 +510,7 @@ def has_converged(best_epoch, epochs_run, max_epochs):
     return not (best_epoch == epochs_run == max_epochs and epochs_run > 1)
 
 
-def write_card_and_summary(result, config, frame, echo, synthetic):
+def write_card_and_summary(result, config, frame, echo, synthetic, precision=None):
     result.converged = has_converged(result.best_epoch, result.epochs_run, config.epochs)
     if not result.converged:
         echo(f"warning: the best epoch is the last one run ({result.best_epoch}); validation AUC was still "
@@ -496,7 +518,7 @@ def write_card_and_summary(result, config, frame, echo, synthetic):
     atomic.write_text(result.run_dir / "model_card.md", run_folder.model_card(
         config=config, frame=frame, val_aucs=result.val_aucs, best_epoch=result.best_epoch,
         epochs_run=result.epochs_run, skipped=result.skipped, test_metrics=result.test_metrics,
-        synthetic=synthetic, converged=result.converged))
+        synthetic=synthetic, converged=result.converged, precision=precision))
     result.summary = run_folder.summary_text(
         run_dir=result.run_dir, config=config, epochs_run=result.epochs_run, best_epoch=result.best_epoch,
         val_aucs=result.val_aucs, wall_s=result.wall_s, skipped=result.skipped, feature_cache=result.feature_cache,
@@ -592,7 +614,8 @@ def store_fitted_thresholds(config, run_dir, fit):
 
 
 # ----------------------------------------------------------------------------------------------
-def train(config, *, resume=False, progress=True, echo=print, synthetic=False, shared_features=None):
+def train(config, *, resume=False, progress=True, echo=print, synthetic=False, shared_features=None,
+          precision=None):
     """Train one model into a run folder and return a :class:`RunResult`.
 
     Parameters
@@ -611,6 +634,10 @@ def train(config, *, resume=False, progress=True, echo=print, synthetic=False, s
         Label the model card as trained on synthetic demo data.
     shared_features : SharedFeatures, optional
         Trunk features already extracted for these images (variant P; ``skin-cnn cv``).
+    precision : Precision, optional
+        Resolved already (``skin-cnn cv`` resolves it once for every fold); else
+        ``config.precision`` is resolved here (a resumed run keeps its recorded one) and said in
+        one line.
     """
     if not isinstance(config, TrainConfig):
         raise TypeError("config must be a TrainConfig")
@@ -621,10 +648,10 @@ def train(config, *, resume=False, progress=True, echo=print, synthetic=False, s
     lock = run_folder.run_lock(config.out) if info.is_chief else contextlib.nullcontext()
     with lock:
         return _train(config, info, t0, resume=resume, progress=progress, echo=echo, synthetic=synthetic,
-                      shared_features=shared_features)
+                      shared_features=shared_features, precision=precision)
 
 
-def _train(config, info, t0, *, resume, progress, echo, synthetic, shared_features):
+def _train(config, info, t0, *, resume, progress, echo, synthetic, shared_features, precision):
     """:func:`train` once the run folder is held."""
     run_dir = open_run_folder(config, info, resume)
     if resume and run_folder.is_finished(run_dir):
@@ -632,8 +659,11 @@ def _train(config, info, t0, *, resume, progress, echo, synthetic, shared_featur
     set_determinism(config.seed)
     frame = read_split(config)
     check_disk_space(run_dir, frame, config.image_size)
-    model = build(config, info)
-    record_run(config, run_dir, frame, model, info, resume)
+    if precision is None:
+        precision = run_precision(config, resume)
+        echo(precision.describe())
+    model = build(config, info, precision)
+    record_run(config, run_dir, frame, model, info, resume, precision)
 
     with preparation_folder(run_dir) as work:
         data = training_data(config, frame, model, work, run_dir, info=info, progress=progress, echo=echo,
@@ -658,9 +688,9 @@ def _train(config, info, t0, *, resume, progress, echo, synthetic, shared_featur
     shutil.rmtree(run_dir / "backup", ignore_errors=True)  # only a run that may resume needs it
 
     if config.evaluate and (frame["split"] == "test").any():
-        result.eval_dir, result.test_metrics = evaluate_test(run_dir, progress, echo)
+        result.eval_dir, result.test_metrics = evaluate_test(run_dir, progress, echo, precision)
     result.wall_s = time.time() - t0
-    write_card_and_summary(result, config, frame, echo, synthetic)
+    write_card_and_summary(result, config, frame, echo, synthetic, precision)
     return result
 
 
@@ -677,5 +707,5 @@ def _summarise_finished_run(config, run_dir, echo, synthetic):
     if metrics_path.is_file():
         result.eval_dir, result.test_metrics = metrics_path.parent, json.loads(metrics_path.read_text())
     echo(f"{run_dir}: this run already finished ({result.epochs_run} epochs); nothing to resume")
-    write_card_and_summary(result, config, frame, echo, synthetic)
+    write_card_and_summary(result, config, frame, echo, synthetic, run_precision(config, resume=True))
     return result
