@@ -222,7 +222,7 @@ def run_over_photos(rows, preprocessing, function, *, batch_size=32, max_pixels=
     function : callable
         Receives the positions in ``rows`` (int64 array, increasing) and their model inputs,
         uint8 ``(n, H, W, 3)``; called only for non-empty batches.
-    progress : tqdm bar, optional
+    progress : progress bar (skin_cnn.core.progress.progress_bar), optional
         Advanced by the photos of each batch, read or not.
 
     Returns
