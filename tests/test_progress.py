@@ -2,6 +2,7 @@
 
 import io
 import re
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -58,3 +59,19 @@ def test_a_command_whose_output_is_not_a_terminal_writes_no_carriage_return(tmp_
     assert result.exit_code == 0, result.output
     assert "\r" not in result.output and "crop boxes: 10/10 img" in result.output
     assert len(pd.read_csv(tmp_path / "crops" / "manifest.csv")) == 10
+
+
+def test_an_imported_ipykernel_without_a_running_kernel_is_not_a_notebook(monkeypatch):
+    import types
+
+    from skin_cnn.core import progress
+
+    monkeypatch.setitem(sys.modules, "ipykernel", types.ModuleType("ipykernel"))
+    monkeypatch.setitem(sys.modules, "IPython", types.SimpleNamespace(get_ipython=lambda: None))
+    assert not progress.interactive(io.StringIO())
+
+    class ZMQInteractiveShell:
+        pass
+
+    monkeypatch.setitem(sys.modules, "IPython", types.SimpleNamespace(get_ipython=ZMQInteractiveShell))
+    assert progress.interactive(io.StringIO())

@@ -31,7 +31,17 @@ def interactive(stream=None) -> bool:
             return True
     except ValueError:  # a closed stream
         return False
-    return "ipykernel" in sys.modules
+    return in_notebook_kernel()
+
+
+def in_notebook_kernel() -> bool:
+    """True inside a running Jupyter kernel (not merely when ``ipykernel`` has been imported,
+    as a test runner or a library may do)."""
+    ipython = sys.modules.get("IPython")
+    if "ipykernel" not in sys.modules or ipython is None:
+        return False
+    shell = getattr(ipython, "get_ipython", lambda: None)()
+    return shell is not None and type(shell).__name__ == "ZMQInteractiveShell"
 
 
 class LineProgress:
