@@ -164,3 +164,28 @@ def test_pooled_trunk_features_are_the_pooled_last_convolution():
         np.testing.assert_allclose(got, values, rtol=1e-4, atol=1e-5)
     with pytest.raises(ValueError, match="pooling"):
         pooled_trunk_model(model, pooling="median")
+
+
+def test_a_model_with_mirror_views_gives_one_feature_row_per_photo_the_mean_of_its_views():
+    import keras
+
+    from skin_cnn.inference.evaluate_run import pooled_features, pooled_trunk_model
+    from skin_cnn.models.views import MirrorViews
+
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((32, 32, 3))
+    conv = keras.layers.Conv2D(8, 3, activation="relu", name="conv")
+    maps = conv(MirrorViews()(inputs))
+    mirrored_model = keras.Model(inputs, keras.layers.GlobalAveragePooling2D()(maps))
+    images = np.random.default_rng(1).uniform(0, 255, (5, 32, 32, 3)).astype("float32")
+
+    class Reader:  # the predictor's reading and preprocessing, reduced to a lookup
+        read = staticmethod(lambda path: images[int(path)])
+        preprocess = staticmethod(lambda image, box: (image, None))
+
+    features, ok = pooled_features(Reader(), pd.DataFrame({"image_path": ["0", "1", "2", "3", "4"]}),
+                                   pooled_trunk_model(mirrored_model), batch_size=2)
+    plain = np.asarray(conv(images)).mean(axis=(1, 2))
+    mirror = np.asarray(conv(images[:, :, ::-1])).mean(axis=(1, 2))
+    assert ok.all() and features.shape == (5, 8)
+    np.testing.assert_allclose(features, (plain + mirror) / 2, rtol=1e-4, atol=1e-5)

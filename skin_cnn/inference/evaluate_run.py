@@ -625,7 +625,10 @@ def pooled_features(predictor, frame, feature_model=None, batch_size=32, progres
 
     def flush():
         if batch:
-            parts.append(np.asarray(model(np.stack(batch), training=False), dtype=np.float32))
+            out = np.asarray(model(np.stack(batch), training=False), dtype=np.float32)
+            # a model with views in front of its trunk (MirrorViews) stacks them view-major along
+            # the batch axis: one row per photo is the mean over its views
+            parts.append(out.reshape(len(out) // len(batch), len(batch), -1).mean(axis=0))
             batch.clear()
 
     for k, row in enumerate(progress_bar(rows, desc="audit features", unit="img", disable=not progress, leave=False)):
