@@ -58,7 +58,9 @@ def _fake_model(monkeypatch):
         probs = {t: np.array([(s * (k + 7)) % 97 / 97 for s in seeds]) for k, t in enumerate(TASK_NAMES)}
         return predict.FramePredictions(probs, ok, skipped)
 
-    model = types.SimpleNamespace(tasks=tuple(TASK_NAMES))  # a model with the study's outputs
+    # a model with the study's outputs, loaded in float32
+    model = types.SimpleNamespace(tasks=tuple(TASK_NAMES),
+                                  precision=types.SimpleNamespace(describe=lambda: "precision: float32"))
     monkeypatch.setattr(predict, "load_predictor", lambda run_dir, *a, **k: model)
     monkeypatch.setattr(predict, "predict_frame", predict_frame)
     import skin_cnn.inference.evaluate_run as run_evaluation
