@@ -96,7 +96,7 @@ def default_icd10_map_path() -> Path:
             return Path(str(shipped))
     except (ModuleNotFoundError, TypeError):
         pass
-    return Path(__file__).resolve().parent.parent / "data_manifests" / "icd10_categories.csv"
+    return Path(__file__).resolve().parents[2] / "data_manifests" / "icd10_categories.csv"
 
 
 def normalize_icd10(code: object) -> str:
