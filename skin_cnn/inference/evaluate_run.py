@@ -412,7 +412,7 @@ def evaluate_run(
     from skin_cnn.core.predictions import check_columns, predicted_columns, read_predictions
 
     check_columns(predicted_columns(run_split(run_dir, split).columns), {"--by": by, "--fairness": fairness},
-                  str(run_dir / "split.csv"))
+                  f"the predictions of {run_dir / 'split.csv'}")
     given = read_predictions(val_predictions) if rule.needs_validation and val_predictions is not None else None
     preds, skipped, frame, predictor = predict_run_split(run_dir, split, predictor, progress, frame_predictions,
                                                          precision, echo)
