@@ -144,3 +144,30 @@ def test_a_full_disk_is_reported_with_the_file_being_written(tmp_path, monkeypat
         raise AssertionError("no error")
     assert "No space left on device" in message and str(target) in message
     assert not target.exists() and list((tmp_path / "out").iterdir()) == []  # no temporary left
+
+
+def test_a_refused_input_is_one_line_without_a_debugging_hint_and_a_system_failure_offers_one():
+    import click
+    import pytest
+
+    from skin_cnn import cli as cli_module
+
+    class Group(cli_module.LazyGroup):  # the CLI's error handling, with commands of the test's own
+        def get_command(self, ctx, name):
+            return click.Group.get_command(self, ctx, name)
+
+    group = Group(name="g")
+
+    @group.command("refuse")
+    def refuse():
+        raise ValueError("data.csv: row 3: diagnosis 'acnee' is not one of the five")
+
+    @group.command("fail")
+    def fail():
+        raise RuntimeError("the disk went away")
+
+    for name, expected in (("refuse", "data.csv: row 3: diagnosis 'acnee' is not one of the five"),
+                           ("fail", "the disk went away (run with --debug for the traceback)")):
+        with pytest.raises(click.ClickException) as info:
+            group.main([name], standalone_mode=False)
+        assert info.value.format_message() == expected

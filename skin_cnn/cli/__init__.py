@@ -99,7 +99,11 @@ class LazyGroup(click.Group):
             if ctx.obj and ctx.obj.get("debug"):
                 raise
             raise UserError(missing_dependency_message(exc.name or str(exc))) from exc
-        except (FileNotFoundError, ValueError, OSError, RuntimeError) as exc:
+        except (FileNotFoundError, ValueError) as exc:  # a refused input: its message is the whole story
+            if ctx.obj and ctx.obj.get("debug"):
+                raise
+            raise UserError(str(exc)) from exc
+        except (OSError, RuntimeError) as exc:  # the system or a library failed: the traceback may help
             if ctx.obj and ctx.obj.get("debug"):
                 raise
             raise UserError(f"{exc} (run with --debug for the traceback)") from exc
