@@ -55,6 +55,22 @@ def resolve_crop_params(params: Mapping[str, Any] | None = None) -> dict[str, An
     return defaults
 
 
+def check_scan_limits(ratio_bounds, max_scan_height, max_scan_width):
+    """The crop's ratio bounds as ``(low, high)`` floats, once its scan limits are checked.
+
+    Both crop implementations (NumPy and TensorFlow) accept the same settings, so they refuse
+    the same ones with the same message: bounds outside ``0 <= low <= high <= 1``, or a scan
+    deeper than half the image (opposite scans could cross).
+    """
+    lo, hi = (float(b) for b in ratio_bounds)
+    if not 0.0 <= lo <= hi <= 1.0:
+        raise ValueError(f"ratio_bounds must satisfy 0 <= low <= high <= 1; got {ratio_bounds!r}")
+    for name, frac in (("max_scan_height", max_scan_height), ("max_scan_width", max_scan_width)):
+        if not 0.0 <= frac <= 0.5:
+            raise ValueError(f"{name} must lie in [0, 0.5] so opposite scans cannot cross; got {frac!r}")
+    return lo, hi
+
+
 RESIZE_MODES = ("stretch", "pad")
 
 

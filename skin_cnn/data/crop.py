@@ -32,7 +32,7 @@ import numpy as np
 from PIL import Image
 
 from skin_cnn.core.io import PathLike
-from skin_cnn.core.specs import CIRCULAR_CROP_PARAMS, resolve_crop_params
+from skin_cnn.core.specs import CIRCULAR_CROP_PARAMS, check_scan_limits, resolve_crop_params
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -349,20 +349,8 @@ def hue_crop_box(
     """
     image = _validate_image(image)
     settings = resolve_crop_params(dict(circular, method=method))
-    lo, hi = (float(b) for b in ratio_bounds)
-    if not 0.0 <= lo <= hi <= 1.0:
-        raise ValueError(f"ratio_bounds must satisfy 0 <= low <= high <= 1; got {ratio_bounds!r}")
-    for name, frac in (("max_scan_height", max_scan_height), ("max_scan_width", max_scan_width)):
-        if not 0.0 <= frac <= 0.5:
-            raise ValueError(f"{name} must lie in [0, 0.5] so opposite scans cannot cross; got {frac!r}")
-    height, width = image.shape[:2]
-    if method == "circular":
-        if n_clusters != 2:
-            raise ValueError(f"the circular crop splits hue into 2 arcs; got n_clusters={n_clusters!r}")
-        labels = circular_hue_labels(downscaled_rgb(image, downscale),
-                                     **{k: settings[k] for k in CIRCULAR_CROP_PARAMS})
-    else:
-        labels = cluster_hue(downscaled_hue(image, downscale), n_clusters)
+    lo, hi = check_scan_limits(ratio_bounds, max_scan_height, max_scan_width)
+    labels = _hue_labels(image, method, downscale, n_clusters, settings)
     clustered = labels[labels >= 0]  # the circular method leaves pixels without hue out (-1)
     k = int(clustered.max()) + 1 if clustered.size else 1
     shares = np.bincount(clustered, minlength=k) / max(clustered.size, 1)
@@ -373,13 +361,32 @@ def hue_crop_box(
     col_stops = _line_stops(labels, max(k, 2), ratio, axis=0)
     n_rows = int(np.floor(h * max_scan_height))
     n_cols = int(np.floor(w * max_scan_width))
+    stops = (_first_stop(col_stops, n_cols), _first_stop(row_stops, n_rows),
+             _first_stop(col_stops[::-1], n_cols), _first_stop(row_stops[::-1], n_rows))
+    return _full_resolution_box(stops, labels.shape, image.shape[:2], int(downscale))
 
-    top = _first_stop(row_stops, n_rows)
-    bottom = _first_stop(row_stops[::-1], n_rows)
-    left = _first_stop(col_stops, n_cols)
-    right = _first_stop(col_stops[::-1], n_cols)
 
-    d = int(downscale)
+def _hue_labels(image, method, downscale, n_clusters, settings):
+    """Steps 1–2 of :func:`hue_crop_box`: the cluster of each pixel of the reduced image
+    (-1: no hue, left out by the circular method)."""
+    if method == "circular":
+        if n_clusters != 2:
+            raise ValueError(f"the circular crop splits hue into 2 arcs; got n_clusters={n_clusters!r}")
+        return circular_hue_labels(downscaled_rgb(image, downscale),
+                                   **{k: settings[k] for k in CIRCULAR_CROP_PARAMS})
+    return cluster_hue(downscaled_hue(image, downscale), n_clusters)
+
+
+def _full_resolution_box(stops, reduced_shape, full_shape, d):
+    """Step 6 of :func:`hue_crop_box`: the box ``(left, top, right, bottom)`` in full pixels.
+
+    ``stops`` are the first stopping lines from the left, top, right and bottom (each counted
+    from its own side on the reduced grid of shape ``reduced_shape``; None: that side is not
+    cropped). The stopping line's whole block of ``d`` full-resolution pixels is kept.
+    """
+    left, top, right, bottom = stops
+    h, w = reduced_shape
+    height, width = full_shape
     box_left = 0 if left is None else d * left
     box_top = 0 if top is None else d * top
     box_right = width if right is None else min(d * (w - right), width)

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from skin_cnn.core.specs import DEFAULT_CROP_PARAMS
+from skin_cnn.core.specs import DEFAULT_CROP_PARAMS, check_scan_limits
 
 #: NumPy's pairwise summation sums blocks of at most this many values with eight accumulators.
 _PAIRWISE_BLOCK = 128
@@ -35,12 +35,7 @@ def _check_params(downscale, n_clusters, ratio_bounds, max_scan_height, max_scan
         raise ValueError(f"downscale must be a positive integer; got {downscale!r}")
     if n_clusters != 2:
         raise ValueError(f"the TensorFlow hue crop supports n_clusters=2 only; got {n_clusters!r}")
-    lo, hi = (float(b) for b in ratio_bounds)
-    if not 0.0 <= lo <= hi <= 1.0:
-        raise ValueError(f"ratio_bounds must satisfy 0 <= low <= high <= 1; got {ratio_bounds!r}")
-    for name, frac in (("max_scan_height", max_scan_height), ("max_scan_width", max_scan_width)):
-        if not 0.0 <= frac <= 0.5:
-            raise ValueError(f"{name} must lie in [0, 0.5] so opposite scans cannot cross; got {frac!r}")
+    lo, hi = check_scan_limits(ratio_bounds, max_scan_height, max_scan_width)
     return int(downscale), lo, hi, float(max_scan_height), float(max_scan_width)
 
 

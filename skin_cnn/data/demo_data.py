@@ -301,14 +301,7 @@ def generate_demo_dataset(
         ``source`` (``synthetic-demo``), ``fitzpatrick_type`` and ``synthetic`` (``true``).
     """
     out_dir = Path(out_dir)
-    lo, hi = (images_per_patient, images_per_patient) if np.isscalar(images_per_patient) else images_per_patient
-    if not 1 <= int(lo) <= int(hi):
-        raise ValueError(f"images_per_patient must be a range 1 <= low <= high, got {images_per_patient!r}")
-    if int(n_patients_per_disease) < 1:
-        raise ValueError(f"n_patients_per_disease must be at least 1, got {n_patients_per_disease}")
-    unknown = [d for d in diseases if d not in PAINTERS]
-    if unknown:
-        raise ValueError(f"unknown diseases {unknown}; expected some of {', '.join(DISEASES)}")
+    lo, hi = _check_demo_settings(n_patients_per_disease, images_per_patient, diseases)
     (out_dir / "images").mkdir(parents=True, exist_ok=True)
     rows, number = [], 0
     total = len(diseases) * int(n_patients_per_disease)
@@ -316,32 +309,8 @@ def generate_demo_dataset(
     for diagnosis in diseases:
         for p in range(int(n_patients_per_disease)):
             number += 1
-            patient = f"demo-p{number:03d}"
             rng = np.random.default_rng([int(seed), DISEASES.index(diagnosis), p])
-            tone = int(rng.integers(1, 7))
-            backdrop_rate, clutter_rate = rng.uniform(0, 0.7), rng.uniform(0, 0.6)
-            for k in range(int(rng.integers(int(lo), int(hi) + 1))):
-                array = draw_image(
-                    diagnosis,
-                    rng,
-                    image_size=image_size,
-                    skin_tone=tone,
-                    backdrop=bool(rng.random() < backdrop_rate),
-                    clutter=bool(rng.random() < clutter_rate),
-                )
-                relative = f"images/{patient}_{diagnosis}_{k + 1}.jpg"
-                with atomic.atomic_path(out_dir / relative) as tmp:
-                    Image.fromarray(array).save(tmp, "JPEG", quality=90)
-                rows.append(
-                    {
-                        "image_path": relative,
-                        "patient_id": patient,
-                        "diagnosis": diagnosis,
-                        "source": SOURCE,
-                        "fitzpatrick_type": tone,
-                        "synthetic": "true",
-                    }
-                )
+            rows += _draw_patient(out_dir, f"demo-p{number:03d}", diagnosis, rng, (lo, hi), image_size)
             bar.update(1)
     bar.close()
     settings = (
@@ -355,3 +324,52 @@ def generate_demo_dataset(
         writer.writeheader()
         writer.writerows(rows)
     return manifest
+
+
+def _check_demo_settings(n_patients_per_disease, images_per_patient, diseases):
+    """The inclusive range of images per patient as ``(low, high)``, once the settings are checked."""
+    lo, hi = (images_per_patient, images_per_patient) if np.isscalar(images_per_patient) else images_per_patient
+    if not 1 <= int(lo) <= int(hi):
+        raise ValueError(f"images_per_patient must be a range 1 <= low <= high, got {images_per_patient!r}")
+    if int(n_patients_per_disease) < 1:
+        raise ValueError(f"n_patients_per_disease must be at least 1, got {n_patients_per_disease}")
+    unknown = [d for d in diseases if d not in PAINTERS]
+    if unknown:
+        raise ValueError(f"unknown diseases {unknown}; expected some of {', '.join(DISEASES)}")
+    return lo, hi
+
+
+def _draw_patient(out_dir, patient, diagnosis, rng, images_range, image_size):
+    """Draw and save one invented patient's images; their manifest rows.
+
+    The patient keeps one skin tone and one chance of a backdrop and of clutter across their
+    images, all drawn from ``rng`` (the patient's own generator), so a patient's photos look alike
+    as real ones do.
+    """
+    lo, hi = images_range
+    tone = int(rng.integers(1, 7))
+    backdrop_rate, clutter_rate = rng.uniform(0, 0.7), rng.uniform(0, 0.6)
+    rows = []
+    for k in range(int(rng.integers(int(lo), int(hi) + 1))):
+        array = draw_image(
+            diagnosis,
+            rng,
+            image_size=image_size,
+            skin_tone=tone,
+            backdrop=bool(rng.random() < backdrop_rate),
+            clutter=bool(rng.random() < clutter_rate),
+        )
+        relative = f"images/{patient}_{diagnosis}_{k + 1}.jpg"
+        with atomic.atomic_path(out_dir / relative) as tmp:
+            Image.fromarray(array).save(tmp, "JPEG", quality=90)
+        rows.append(
+            {
+                "image_path": relative,
+                "patient_id": patient,
+                "diagnosis": diagnosis,
+                "source": SOURCE,
+                "fitzpatrick_type": tone,
+                "synthetic": "true",
+            }
+        )
+    return rows

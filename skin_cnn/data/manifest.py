@@ -19,7 +19,6 @@ import unicodedata
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 
@@ -132,9 +131,8 @@ def _read_rows(path):
     return header, records
 
 
-def _parse_manifest(path, icd10_map=None):
-    """Parse a manifest into the contract frame plus every problem found without opening images."""
-    path = Path(path)
+def _read_manifest_csv(path):
+    """The header and records of a manifest file, or a one-line error saying why it cannot be read."""
     if not path.is_file():
         raise FileNotFoundError(f"{path}: manifest file not found")
     try:
@@ -145,12 +143,27 @@ def _parse_manifest(path, icd10_map=None):
         raise ValueError(f"{path}: not a readable CSV file ({exc})") from None
     if header is None:
         raise ValueError(f"{path}: manifest is empty (no header row)")
+    return header, records
 
-    problems = []
-    # Known columns match whatever their case; others keep their names unchanged.
-    names = [h if h.lower() not in _KNOWN_COLUMNS else h.lower() for h in header]
-    seen = Counter(names)
-    for name, count in seen.items():
+
+def _check_header(header, names, problems):
+    """Record the header's problems; return which of diagnosis, icd10 and patient_id it has.
+
+    Parameters
+    ----------
+    header : list of str
+        The header as written (quoted in the messages).
+    names : list of str
+        The header with known columns lower-cased.
+    problems : list
+        Problems found so far; appended to.
+
+    Returns
+    -------
+    (bool, bool, bool)
+        Whether there is a diagnosis, an icd10 and a patient_id column.
+    """
+    for name, count in Counter(names).items():
         if count > 1:
             _problem(problems, "duplicate_column", f"column {name!r} appears {count} times in the header", row=1)
     if "image_path" not in names:
@@ -176,34 +189,124 @@ def _parse_manifest(path, icd10_map=None):
         _problem(
             problems, "no_patient_column", "no patient_id column: every image is treated as its own patient", row=1
         )
+    return has_diagnosis, has_icd10, has_patient
 
-    # Columns after a duplicate keep pandas' style suffix so no data is lost.
-    unique_names, counts = [], Counter()
+
+def _unique_names(names):
+    """Column names with pandas' style suffix on repeats (``a``, ``a.1``), so no data is lost."""
+    unique, counts = [], Counter()
     for name in names:
-        unique_names.append(name if counts[name] == 0 else f"{name}.{counts[name]}")
+        unique.append(name if counts[name] == 0 else f"{name}.{counts[name]}")
         counts[name] += 1
+    return unique
 
+
+def _records_frame(records, columns, problems):
+    """The records as a string frame with ``columns``, and the CSV line of each row.
+
+    A record with fewer fields than the header, or with non-empty extra fields, is a ``bad_row``;
+    it is padded (or cut) to the header's width and kept, so later checks still name its row.
+    """
     data, rows = [], []
     for line, fields in records:
-        if len(fields) != len(unique_names):
-            extra = [f for f in fields[len(unique_names):] if f.strip()]
-            if len(fields) < len(unique_names) or extra:
+        if len(fields) != len(columns):
+            extra = [f for f in fields[len(columns):] if f.strip()]
+            if len(fields) < len(columns) or extra:
                 _problem(
                     problems,
                     "bad_row",
-                    f"row has {len(fields)} fields but the header has {len(unique_names)}",
+                    f"row has {len(fields)} fields but the header has {len(columns)}",
                     row=line,
                     image_path=fields[0] if fields else "",
                     index=len(data),
                 )
-            fields = (list(fields) + [""] * len(unique_names))[: len(unique_names)]
+            fields = (list(fields) + [""] * len(columns))[: len(columns)]
         data.append(fields)
         rows.append(line)
+    frame = pd.DataFrame(data, columns=columns, dtype=str) if data else pd.DataFrame(columns=columns, dtype=str)
+    return frame.reset_index(drop=True), rows
 
-    frame = (
-        pd.DataFrame(data, columns=unique_names, dtype=str) if data else pd.DataFrame(columns=unique_names, dtype=str)
-    )
-    frame = frame.reset_index(drop=True)
+
+@dataclass
+class _LabelColumns:
+    """Which label columns a manifest has, and the ICD-10 mapping its icd10 column is read with."""
+
+    has_diagnosis: bool
+    has_icd10: bool
+    icd10_map: object = None
+
+
+def _given_diagnosis(raw, given, code, mapped, columns, where, problems):
+    """The diagnosis of a row whose diagnosis cell is filled: ``given`` when known and not
+    contradicted by its ICD-10 code, else ``""`` (with the problem recorded)."""
+    line, image, i = where
+    diagnosis = ""
+    if given in DISEASES:
+        diagnosis = given
+    else:
+        _problem(
+            problems,
+            "unknown_diagnosis",
+            f"unknown diagnosis {raw!r}; expected one of {', '.join(DISEASES)}",
+            row=line,
+            image_path=image,
+            index=i,
+        )
+    if code and mapped is None:
+        source = columns.icd10_map.source
+        _problem(problems, "unknown_icd10", f"ICD-10 code {code!r} is not in {source}", line, image, i)
+        # a known diagnosis still labels the row, so this is only a warning there
+        problems[-1]["severity"] = "warning" if diagnosis else "error"
+    elif mapped is not None and diagnosis and mapped != diagnosis:
+        _problem(
+            problems,
+            "label_mismatch",
+            f"diagnosis {diagnosis!r} but ICD-10 code {code} maps to {mapped!r}",
+            line,
+            image,
+            i,
+        )
+        diagnosis = ""
+    return diagnosis
+
+
+def _row_diagnosis(frame, i, line, columns, problems):
+    """The diagnosis of frame row ``i`` from its diagnosis and icd10 cells (``""``: none usable)."""
+    image = frame.at[i, "image_path"]
+    if not image:
+        _problem(problems, "empty_image_path", "image_path is empty", row=line, index=i)
+    raw = frame.at[i, "diagnosis"] if columns.has_diagnosis else ""
+    given = normalize_diagnosis(raw) if columns.has_diagnosis else ""
+    code = frame.at[i, "icd10"].strip() if columns.has_icd10 else ""
+    mapped = columns.icd10_map.lookup(code) if code else None
+    if given:
+        return _given_diagnosis(raw, given, code, mapped, columns, (line, image, i), problems)
+    if code:
+        if mapped is None:
+            _problem(
+                problems,
+                "unknown_icd10",
+                f"ICD-10 code {code!r} is not in {columns.icd10_map.source}; add it to a mapping file (--icd10-map)",
+                line,
+                image,
+                i,
+            )
+            return ""
+        return mapped
+    what = " and ".join(c for c, has in (("diagnosis", columns.has_diagnosis), ("icd10", columns.has_icd10)) if has)
+    _problem(problems, "missing_diagnosis", f"{what} is empty", line, image, i)
+    return ""
+
+
+def _parse_manifest(path, icd10_map=None):
+    """Parse a manifest into the contract frame plus every problem found without opening images."""
+    path = Path(path)
+    header, records = _read_manifest_csv(path)
+    problems = []
+    # Known columns match whatever their case; others keep their names unchanged.
+    names = [h if h.lower() not in _KNOWN_COLUMNS else h.lower() for h in header]
+    has_diagnosis, has_icd10, has_patient = _check_header(header, names, problems)
+    frame, rows = _records_frame(records, _unique_names(names), problems)
     if not records:
         _problem(problems, "no_rows", "the manifest has a header but no data rows", row=1)
     if any(p["severity"] == "error" and p["row"] == 1 for p in problems):
@@ -217,64 +320,13 @@ def _parse_manifest(path, icd10_map=None):
     else:
         frame["patient_id"] = ""
 
-    cmap = _resolve_icd10_map(icd10_map) if has_icd10 else None
-    diagnoses = []
-    for i, line in enumerate(rows):
-        image = frame.at[i, "image_path"]
-        if not image:
-            _problem(problems, "empty_image_path", "image_path is empty", row=line, index=i)
-        diagnosis = ""
-        given = normalize_diagnosis(frame.at[i, "diagnosis"]) if has_diagnosis else ""
-        code = frame.at[i, "icd10"].strip() if has_icd10 else ""
-        mapped = cmap.lookup(code) if code else None
-        if given:
-            if given in DISEASES:
-                diagnosis = given
-            else:
-                _problem(
-                    problems,
-                    "unknown_diagnosis",
-                    f"unknown diagnosis {frame.at[i, 'diagnosis']!r}; expected one of {', '.join(DISEASES)}",
-                    row=line,
-                    image_path=image,
-                    index=i,
-                )
-            if code and mapped is None:
-                _problem(problems, "unknown_icd10", f"ICD-10 code {code!r} is not in {cmap.source}", line, image, i)
-                # a known diagnosis still labels the row, so this is only a warning there
-                problems[-1]["severity"] = "warning" if diagnosis else "error"
-            elif mapped is not None and diagnosis and mapped != diagnosis:
-                _problem(
-                    problems,
-                    "label_mismatch",
-                    f"diagnosis {diagnosis!r} but ICD-10 code {code} maps to {mapped!r}",
-                    line,
-                    image,
-                    i,
-                )
-                diagnosis = ""
-        elif code:
-            if mapped is None:
-                _problem(
-                    problems,
-                    "unknown_icd10",
-                    f"ICD-10 code {code!r} is not in {cmap.source}; add it to a mapping file (--icd10-map)",
-                    line,
-                    image,
-                    i,
-                )
-            else:
-                diagnosis = mapped
-        else:
-            what = " and ".join(c for c, has in (("diagnosis", has_diagnosis), ("icd10", has_icd10)) if has)
-            _problem(problems, "missing_diagnosis", f"{what} is empty", line, image, i)
-        diagnoses.append(diagnosis)
-    frame["diagnosis"] = diagnoses
+    columns = _LabelColumns(has_diagnosis, has_icd10, _resolve_icd10_map(icd10_map) if has_icd10 else None)
+    frame["diagnosis"] = [_row_diagnosis(frame, i, line, columns, problems) for i, line in enumerate(rows)]
 
     _find_duplicate_paths(frame, rows, problems)
     _find_patient_conflicts(frame, rows, problems)
-    for i in frame.index[frame["patient_id"] == ""]:
-        if has_patient:
+    if has_patient:
+        for i in frame.index[frame["patient_id"] == ""]:
             _problem(
                 problems,
                 "empty_patient_id",
@@ -601,6 +653,84 @@ def _hash_and_check(image):
     return sha256_file(image), check_image(image)
 
 
+@dataclass
+class _ImageCheck:
+    """Checks the image files of a parsed manifest one row at a time, recording their problems.
+
+    Keeps the first row of each file content (sha256) seen, so a later row with the same content
+    under another path is a ``duplicate_content`` error.
+    """
+
+    frame: pd.DataFrame
+    rows: list
+    problems: list
+    decode: bool
+    first_by_digest: dict = field(default_factory=dict)
+
+    def file(self, i, image):
+        """Check row ``i``'s file ``image``; whether it is usable (exists, and decodes when checked)."""
+        rows, problems = self.rows, self.problems
+        if not os.path.isfile(image):
+            reason = "is a folder, not an image file" if os.path.isdir(image) else "file not found"
+            code = "unreadable_image" if os.path.isdir(image) else "missing_file"
+            _problem(problems, code, reason, rows[i], image, i)
+            return False
+        if not self.decode:
+            return True
+        try:
+            digest, reason = _hash_and_check(image)
+        except OSError as exc:
+            _problem(problems, "unreadable_image", f"cannot read file ({exc.strerror or exc})", rows[i], image, i)
+            return False
+        if reason is not None:
+            _problem(problems, "unreadable_image", reason, rows[i], image, i)
+        if digest is not None:  # None: not an image, refused from its first bytes, never hashed
+            self.content(i, image, digest)
+        return reason is None
+
+    def content(self, i, image, digest):
+        """Compare row ``i``'s content hash with its ``sha256`` cell and with the earlier rows."""
+        frame, rows = self.frame, self.rows
+        want = frame.at[i, "sha256"].strip().lower() if "sha256" in frame.columns else ""
+        if want and want != digest:
+            _problem(
+                self.problems,
+                "checksum_mismatch",
+                f"sha256 is {digest[:12]}…, manifest says {want[:12]}…",
+                rows[i],
+                image,
+                i,
+            )
+        other = self.first_by_digest.get(digest)
+        if other is None:
+            self.first_by_digest[digest] = i
+        elif frame.at[other, "image_path"] != image:  # same path is already a duplicate_path
+            _problem(
+                self.problems,
+                "duplicate_content",
+                f"same file content (sha256) as row {rows[other]} ({_short(frame.at[other, 'image_path'], 60)})",
+                rows[i],
+                image,
+                i,
+            )
+
+
+def _check_images(parsed, check_images, progress):
+    """Check every row's image file (see :class:`_ImageCheck`); the number of usable ones."""
+    from skin_cnn.core.progress import progress_bar
+
+    check = _ImageCheck(parsed.frame, parsed.rows, parsed.problems, decode=check_images)
+    iterator = progress_bar(
+        parsed.frame["image_path"].items(),
+        total=len(parsed.frame),
+        desc="checking images" if check_images else "checking files",
+        unit="img",
+        disable=not progress,
+        leave=False,
+    )
+    return sum(check.file(i, image) for i, image in iterator if image)
+
+
 def validate_manifest(path: PathLike, icd10_map: ICD10Map | PathLike | None = None, check_images: bool = True,
                       progress: bool = True) -> ValidationReport:
     """Find every problem of a manifest, row by row.
@@ -633,65 +763,8 @@ def validate_manifest(path: PathLike, icd10_map: ICD10Map | PathLike | None = No
     """
     parsed = _parse_manifest(path, icd10_map)
     frame, rows, problems = parsed.frame, parsed.rows, parsed.problems
-    n_ok = 0
     header_ok = not any(p["severity"] == "error" and p["row"] == 1 for p in problems)
-    if header_ok and len(frame):
-        from skin_cnn.core.progress import progress_bar
-
-        expected = frame["sha256"] if "sha256" in frame.columns else None
-        first_by_digest: dict[str, Any] = {}
-        iterator = progress_bar(
-            frame["image_path"].items(),
-            total=len(frame),
-            desc="checking images" if check_images else "checking files",
-            unit="img",
-            disable=not progress,
-            leave=False,
-        )
-        for i, image in iterator:
-            if not image:
-                continue
-            if not os.path.isfile(image):
-                reason = "is a folder, not an image file" if os.path.isdir(image) else "file not found"
-                code = "unreadable_image" if os.path.isdir(image) else "missing_file"
-                _problem(problems, code, reason, rows[i], image, i)
-                continue
-            if not check_images:
-                n_ok += 1
-                continue
-            try:
-                digest, reason = _hash_and_check(image)
-            except OSError as exc:
-                _problem(problems, "unreadable_image", f"cannot read file ({exc.strerror or exc})", rows[i], image, i)
-                continue
-            if reason is not None:
-                _problem(problems, "unreadable_image", reason, rows[i], image, i)
-            else:
-                n_ok += 1
-            if digest is None:  # not an image: refused from its first bytes, never hashed
-                continue
-            want = expected.iat[i].strip().lower() if expected is not None else ""
-            if want and want != digest:
-                _problem(
-                    problems,
-                    "checksum_mismatch",
-                    f"sha256 is {digest[:12]}…, manifest says {want[:12]}…",
-                    rows[i],
-                    image,
-                    i,
-                )
-            other = first_by_digest.get(digest)
-            if other is None:
-                first_by_digest[digest] = i
-            elif frame.at[other, "image_path"] != image:  # same path is already a duplicate_path
-                _problem(
-                    problems,
-                    "duplicate_content",
-                    f"same file content (sha256) as row {rows[other]} ({_short(frame.at[other, 'image_path'], 60)})",
-                    rows[i],
-                    image,
-                    i,
-                )
+    n_ok = _check_images(parsed, check_images, progress) if header_ok and len(frame) else 0
 
     table = pd.DataFrame(problems, columns=list(PROBLEM_COLUMNS) + ["_index"])
     table["_index"] = table["_index"].astype(object)

@@ -287,33 +287,11 @@ def patient_split(
         if column not in frame.columns:
             raise ValueError(f"the frame needs a {column!r} column to be split")
     frame = frame.reset_index(drop=True)
-    n_empty = int((frame["patient_id"].fillna("").astype(str).str.strip() == "").sum())
     if group_near_duplicates is None:
         group_near_duplicates = True
-    if n_empty:
-        joined = "joined with its near duplicates" if group_near_duplicates else "not grouped further"
-        warnings.warn(
-            f"{n_empty} of {len(frame)} images have no patient id; each is treated as its own "
-            f"patient, {joined}",
-            UserWarning,
-            stacklevel=2,
-        )
+    n_empty = _warn_missing_patient_ids(frame, group_near_duplicates)
     labels, info = group_images(frame, group_near_duplicates, hash_distance, progress=progress, hashes=hashes)
-    group_dx = _group_diagnosis(frame["diagnosis"], labels)
-    by_dx: dict[Any, Any] = {}
-    for group in sorted(group_dx):
-        by_dx.setdefault(group_dx[group], []).append(group)
-    counts = allocate_counts({dx: len(groups) for dx, groups in by_dx.items()}, fractions)
-
-    rng = np.random.default_rng(seed)
-    group_split = {}
-    rank = {d: k for k, d in enumerate(DISEASES)}
-    for dx in sorted(by_dx, key=lambda d: (rank.get(d, len(rank)), str(d))):
-        groups = np.asarray(by_dx[dx])
-        parts = _shuffle_split_groups(groups, counts[dx], int(rng.integers(2**31 - 1)))
-        for name, part in zip(SPLITS, parts):
-            for group in part:
-                group_split[int(group)] = name
+    group_split = _split_groups(_group_diagnosis(frame["diagnosis"], labels), fractions, seed)
 
     out = frame.copy()
     out["split"] = [group_split[int(g)] for g in labels]
@@ -330,6 +308,46 @@ def patient_split(
     )
     out.attrs["split_info"] = info
     return out
+
+
+def _warn_missing_patient_ids(frame, group_near_duplicates):
+    """Warn (once, naming the count) about rows without a patient id; their number.
+
+    Such rows cannot be kept with the patient's other photos, so the user should know how many
+    images are split as patients of their own.
+    """
+    n_empty = int((frame["patient_id"].fillna("").astype(str).str.strip() == "").sum())
+    if n_empty:
+        joined = "joined with its near duplicates" if group_near_duplicates else "not grouped further"
+        warnings.warn(
+            f"{n_empty} of {len(frame)} images have no patient id; each is treated as its own "
+            f"patient, {joined}",
+            UserWarning,
+            stacklevel=3,  # the caller of patient_split
+        )
+    return n_empty
+
+
+def _split_groups(group_dx, fractions, seed):
+    """``{group: split name}``: each diagnosis' groups shuffled and cut by ``fractions``.
+
+    Diagnoses are taken in the order of ``DISEASES`` (others after, by name), each drawing its
+    own shuffle seed from one generator, so a fixed seed gives a fixed split.
+    """
+    by_dx: dict[Any, Any] = {}
+    for group in sorted(group_dx):
+        by_dx.setdefault(group_dx[group], []).append(group)
+    counts = allocate_counts({dx: len(groups) for dx, groups in by_dx.items()}, fractions)
+    rng = np.random.default_rng(seed)
+    group_split = {}
+    rank = {d: k for k, d in enumerate(DISEASES)}
+    for dx in sorted(by_dx, key=lambda d: (rank.get(d, len(rank)), str(d))):
+        groups = np.asarray(by_dx[dx])
+        parts = _shuffle_split_groups(groups, counts[dx], int(rng.integers(2**31 - 1)))
+        for name, part in zip(SPLITS, parts):
+            for group in part:
+                group_split[int(group)] = name
+    return group_split
 
 
 def split_problems(split_frame, fractions=DEFAULT_FRACTIONS):
