@@ -18,6 +18,7 @@ import time
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
+from skin_cnn.core.specs import EvalSettings
 from skin_cnn.evaluation.bootstrap import (
     bootstrap_distribution,
     cluster_units,
@@ -45,13 +46,14 @@ def main(argv=None):
     args = ap.parse_args(argv)
     y, p, ids = synthetic(args.n, args.patients, args.seed)
 
+    settings = EvalSettings(n_bootstrap=args.resamples, seed=args.seed)
     start = time.perf_counter()
     dist, unit, _ = bootstrap_distribution(
-        y, p, patient_ids=ids, n_resamples=args.resamples, seed=args.seed, metrics=("auc",)
+        y, p, patient_ids=ids, settings=settings, metrics=("auc",)
     )
     t_vec = time.perf_counter() - start
     start = time.perf_counter()
-    bootstrap_distribution(y, p, patient_ids=ids, n_resamples=args.resamples, seed=args.seed)
+    bootstrap_distribution(y, p, patient_ids=ids, settings=settings)
     t_all = time.perf_counter() - start
 
     units, n_units, _ = cluster_units(ids, n=len(y))

@@ -51,6 +51,7 @@ def main(argv=None):
     import tensorflow as tf
     from bench_slow_clients import _cpu_flags as cpu_flags
 
+    from skin_cnn.core.specs import EvalSettings
     from skin_cnn.data.manifest import load_manifest
     from skin_cnn.data.split import patient_split, write_split
     from skin_cnn.inference.evaluate_run import evaluate_run
@@ -77,7 +78,8 @@ def main(argv=None):
 
         timed("train", lambda echo: train(resolve_config(dict(settings, split=str(split), out=str(tmp / "run"))),
                                           progress=False, echo=echo))
-        timed("evaluate", lambda echo: evaluate_run(tmp / "run", out=tmp / "run" / "eval_test", n_bootstrap=200,
+        timed("evaluate", lambda echo: evaluate_run(tmp / "run", out=tmp / "run" / "eval_test",
+                                                    settings=EvalSettings(n_bootstrap=200),
                                                     progress=False,
                                                     frame_predictions=run_frame_predictions(tmp / "run", echo=echo)))
         timed("cv_warm", lambda echo: run_cv(split, tmp / "cv-warm", args.folds, settings, progress=False,

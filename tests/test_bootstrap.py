@@ -6,6 +6,7 @@ import pytest
 from scipy import stats
 from sklearn.metrics import roc_auc_score
 
+from skin_cnn.core.specs import EvalSettings
 from skin_cnn.evaluation.bootstrap import (
     bootstrap_distribution,
     bootstrap_intervals,
@@ -43,7 +44,7 @@ def loop_metrics(y, p, rows, threshold=0.5):
 @pytest.mark.parametrize("decimals", [None, 1])
 def test_image_bootstrap_equals_plain_loop_on_same_resamples(decimals):
     y, p, _ = make_data(decimals=decimals)
-    dist, unit, _ = bootstrap_distribution(y, p, n_resamples=150, seed=5)
+    dist, unit, _ = bootstrap_distribution(y, p, settings=EvalSettings(n_bootstrap=150, seed=5))
     assert unit == "image"
     expected = {m: [] for m in dist}
     # image level: each image is a unit, its stratum is its class
@@ -57,7 +58,7 @@ def test_image_bootstrap_equals_plain_loop_on_same_resamples(decimals):
 
 def test_patient_bootstrap_draws_whole_patients_like_a_plain_loop():
     y, p, ids = make_data(n=120, n_patients=40, seed=2)
-    dist, unit, _ = bootstrap_distribution(y, p, patient_ids=ids, n_resamples=150, seed=9)
+    dist, unit, _ = bootstrap_distribution(y, p, patient_ids=ids, settings=EvalSettings(n_bootstrap=150, seed=9))
     assert unit == "patient"
     units, n_units, _ = cluster_units(ids)
     members = [np.flatnonzero(units == u) for u in range(n_units)]
@@ -89,9 +90,9 @@ def test_weighted_auc_equals_auc_of_repeated_rows():
 
 def test_same_seed_same_intervals_other_seed_other_intervals():
     y, p, ids = make_data(n_patients=50)
-    a = bootstrap_intervals(y, p, patient_ids=ids, n_resamples=200, seed=1)
-    b = bootstrap_intervals(y, p, patient_ids=ids, n_resamples=200, seed=1)
-    c = bootstrap_intervals(y, p, patient_ids=ids, n_resamples=200, seed=2)
+    a = bootstrap_intervals(y, p, patient_ids=ids, settings=EvalSettings(n_bootstrap=200, seed=1))
+    b = bootstrap_intervals(y, p, patient_ids=ids, settings=EvalSettings(n_bootstrap=200, seed=1))
+    c = bootstrap_intervals(y, p, patient_ids=ids, settings=EvalSettings(n_bootstrap=200, seed=2))
     assert a == b and a["auc"] != c["auc"]
     assert a["unit"] == "patient" and a["n_resamples"] == 200 and a["seed"] == 1
 
@@ -106,8 +107,8 @@ class _Previous:
 @pytest.mark.parametrize("method", ["bca", "percentile"])
 def test_image_level_intervals_match_scipy_bootstrap(method):
     y, p, _ = make_data(n=120, seed=4)
-    dist, _, _ = bootstrap_distribution(y, p, n_resamples=999, seed=3)
-    ours = bootstrap_intervals(y, p, n_resamples=999, seed=3, method=method)
+    dist, _, _ = bootstrap_distribution(y, p, settings=EvalSettings(n_bootstrap=999, seed=3))
+    ours = bootstrap_intervals(y, p, settings=EvalSettings(n_bootstrap=999, seed=3, bootstrap_method=method))
     statistics = {
         "auc": lambda yy, pp: roc_auc_score(yy, pp),
         "accuracy": lambda yy, pp: np.mean((pp >= 0.5) == yy),
@@ -134,8 +135,9 @@ def test_image_level_intervals_match_scipy_bootstrap(method):
 
 def test_patient_level_bca_matches_hand_computation_with_cluster_jackknife():
     y, p, ids = make_data(n=90, n_patients=30, seed=8)
-    res = bootstrap_intervals(y, p, patient_ids=ids, n_resamples=500, seed=0, method="bca")
-    dist, _, _ = bootstrap_distribution(y, p, patient_ids=ids, n_resamples=500, seed=0)
+    res = bootstrap_intervals(y, p, patient_ids=ids,
+                              settings=EvalSettings(n_bootstrap=500, seed=0, bootstrap_method="bca"))
+    dist, _, _ = bootstrap_distribution(y, p, patient_ids=ids, settings=EvalSettings(n_bootstrap=500, seed=0))
     units, n_units, _ = cluster_units(ids)
     theta = roc_auc_score(y, p)
     jack = np.array([roc_auc_score(y[units != u], p[units != u]) for u in range(n_units)])
@@ -154,7 +156,7 @@ def test_one_positive_image_is_in_every_resample():
     # (7/8)^8 = 34%, leaving sensitivity and AUC undefined; drawn within each class it is always in
     y = np.array([1, 0, 0, 0, 0, 0, 0, 0])
     p = np.linspace(0.9, 0.1, 8)  # the positive scores highest: sensitivity 1 and AUC 1 always
-    res = bootstrap_intervals(y, p, n_resamples=400, seed=0)
+    res = bootstrap_intervals(y, p, settings=EvalSettings(n_bootstrap=400, seed=0))
     assert "sensitivity" not in res.get("n_undefined", {}) and "auc" not in res.get("n_undefined", {})
     assert res["sensitivity"] == [1.0, 1.0] and res["auc"] == [1.0, 1.0]
     assert res["stratified"] is True
@@ -179,7 +181,7 @@ def test_ppv_without_predicted_positives_is_still_counted_as_undefined():
     # has no positive prediction and no PPV (probability (38/40)^38 ≈ 14% per resample)
     y = np.array([1] * 10 + [0] * 40)
     p = np.r_[np.full(10, 0.4), np.full(38, 0.1), [0.8, 0.9]]
-    res = bootstrap_intervals(y, p, n_resamples=500, seed=1)
+    res = bootstrap_intervals(y, p, settings=EvalSettings(n_bootstrap=500, seed=1))
     assert 20 < res["n_undefined"]["ppv"] < 140
     assert "sensitivity" not in res["n_undefined"]
 
@@ -197,5 +199,5 @@ def test_split_groups_join_patients_and_near_duplicates():
 def test_interval_reports_its_unit_and_the_number_of_units():
     y, p, ids = make_data(n=60, n_patients=20, seed=3)
     groups = [int(i[1:]) // 2 for i in ids]  # patients two by two
-    res = bootstrap_intervals(y, p, patient_ids=ids, groups=groups, n_resamples=50)
+    res = bootstrap_intervals(y, p, patient_ids=ids, groups=groups, settings=EvalSettings(n_bootstrap=50))
     assert res["unit"] == "split group" and res["n_units"] == len(set(groups))

@@ -5,6 +5,7 @@ from click.testing import CliRunner
 
 from skin_cnn.cli import cli
 from skin_cnn.cli.options import interval_options, stacked
+from skin_cnn.core.specs import EvalSettings
 
 INTERVAL_OPTIONS = ("n_bootstrap", "auc_ci", "seed", "confidence")
 
@@ -54,9 +55,24 @@ def test_interval_options_reach_the_function_with_their_defaults():
 
     result = CliRunner().invoke(run, [])
     assert result.exit_code == 0, result.output
-    assert seen == {"n_bootstrap": 2000, "bootstrap_method": "percentile", "auc_ci": "logit", "seed": 0,
-                    "confidence": 0.95}
+    assert seen == {"settings": EvalSettings(n_bootstrap=2000, seed=0, confidence=0.95, bootstrap_method="percentile",
+                                             auc_ci="logit")}
     assert [p.name for p in run.params] == ["n_bootstrap", "bootstrap_method", "auc_ci", "seed", "confidence"]
+
+
+def test_interval_options_give_the_command_one_settings_object_from_the_flags():
+    seen = {}
+
+    @click.command()
+    @interval_options(n_bootstrap_help="n", auc_ci_help="a", confidence_help="c")
+    def run(**kwargs):
+        seen.update(kwargs)
+
+    result = CliRunner().invoke(run, ["--n-bootstrap", "7", "--auc-ci", "wald", "--seed", "3", "--confidence", "0.9"])
+    assert result.exit_code == 0, result.output
+    # without --bootstrap-method the bootstrap is the percentile one
+    assert seen == {"settings": EvalSettings(n_bootstrap=7, seed=3, confidence=0.9, bootstrap_method="percentile",
+                                             auc_ci="wald")}
 
 
 @pytest.mark.parametrize("name", ["evaluate", "compare"])

@@ -16,6 +16,7 @@ from skin_cnn.evaluation.bootstrap import paired_auc_difference
 from skin_cnn.evaluation.compare import aligned, compare_predictions, holm
 from skin_cnn.evaluation.metrics import task_metrics
 from skin_cnn.evaluation.cells import fmt_interval
+from skin_cnn.core.specs import EvalSettings
 
 METRICS = ("sensitivity", "specificity", "ppv", "npv", "accuracy", "auc")
 SECONDARY = "## Image-level intervals (secondary: every image treated as independent)"
@@ -115,7 +116,7 @@ def test_logit_auc_interval_is_the_default_and_matches_a_hand_computation():
     var = np.var(v10, ddof=1) / len(pos) + np.var(v01, ddof=1) / len(neg)
     logit, half = math.log(auc / (1 - auc)), 1.959963984540054 * math.sqrt(var) / (auc * (1 - auc))
     expected = [1 / (1 + math.exp(-(logit - half))), 1 / (1 + math.exp(-(logit + half)))]
-    entry = task_metrics(y, p, n_bootstrap=0)["auc"]
+    entry = task_metrics(y, p, settings=EvalSettings(n_bootstrap=0))["auc"]
     assert entry["method"] == "delong-logit"
     assert entry["ci"] == pytest.approx(expected, abs=1e-12)
     assert entry["ci"][0] < auc < entry["ci"][1] < 1
@@ -134,7 +135,7 @@ def _frames(tmp_path):
 
 def test_compare_primary_test_is_the_paired_cluster_bootstrap_with_holm(tmp_path):
     frames = _frames(tmp_path)
-    _, tests = compare_predictions(frames, n_bootstrap=300, seed=4)
+    _, tests = compare_predictions(frames, settings=EvalSettings(n_bootstrap=300, seed=4))
     assert (tests["primary"] == "cluster bootstrap").all() and (tests["boot_unit"] == "patient").all()
     data = aligned(frames)  # the images in the order compare draws their patients
     for _, r in tests.iterrows():  # the same p-value as the bootstrap run on its own

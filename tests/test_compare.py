@@ -11,6 +11,7 @@ from skin_cnn.evaluation.bootstrap import iter_resample_indices, paired_auc_diff
 from skin_cnn.evaluation.compare import compare_predictions, holm
 from skin_cnn.evaluation.delong import delong_test
 from skin_cnn.evaluation.threshold import choose_threshold
+from skin_cnn.core.specs import EvalSettings
 
 
 def frame(seed, noise, n=80, tasks=("acne_vs_rosacea", "psoriasis_vs_eczema")):
@@ -149,11 +150,11 @@ def test_paired_bootstrap_equals_a_plain_loop_over_whole_patients():
 
 def test_compare_reports_the_paired_bootstrap_beside_delong():
     frames = {"A": frame(1, 0.2), "B": frame(2, 1.5)}
-    _, tests = compare_predictions(frames, n_bootstrap=200)
+    _, tests = compare_predictions(frames, settings=EvalSettings(n_bootstrap=200))
     assert {"boot_ci_low", "boot_ci_high", "boot_p_value", "boot_unit"} <= set(tests.columns)
     assert (tests["boot_unit"] == "patient").all()
     assert (tests["boot_ci_low"] <= tests["difference"]).all() and (tests["difference"] <= tests["boot_ci_high"]).all()
-    same = compare_predictions({"A": frames["A"], "B": frames["A"].copy()}, n_bootstrap=100)[1]
+    same = compare_predictions({"A": frames["A"], "B": frames["A"].copy()}, settings=EvalSettings(n_bootstrap=100))[1]
     assert (same["boot_ci_low"] == 0).all() and (same["boot_ci_high"] == 0).all()
 
 

@@ -8,6 +8,7 @@ from click.testing import CliRunner
 from test_training import tiny_config, tiny_split
 
 from skin_cnn.cli import cli
+from skin_cnn.core.specs import EvalSettings
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +53,7 @@ def test_an_edited_split_is_refused_before_predicting(run, tmp_path, monkeypatch
     monkeypatch.setattr(predict, "predict_frame", no_prediction)
     with pytest.raises(ValueError, match=r"split\.csv is not the split this model was trained on.*"
                                          r"--allow-changed-split"):
-        evaluate_run(edited, n_bootstrap=20, progress=False)
+        evaluate_run(edited, settings=EvalSettings(n_bootstrap=20), progress=False)
     result = CliRunner().invoke(cli, ["evaluate", str(edited), "--quiet"])
     assert result.exit_code == 1 and "--allow-changed-split" in result.output
     assert len(result.output.strip().splitlines()) == 1
@@ -67,7 +68,7 @@ def test_allow_changed_split_writes_the_difference_into_the_report(run, tmp_path
     moved = pd.read_csv(run / "split.csv")["split"].isin(["train", "test"]).sum()
     assert len(change["moved"]) == moved  # every train and test image, found from the original
     assert any(line.endswith("train → test") for line in change["moved"])
-    evaluate_run(edited, n_bootstrap=20, progress=False, allow_changed_split=True)
+    evaluate_run(edited, settings=EvalSettings(n_bootstrap=20), progress=False, allow_changed_split=True)
     report = (edited / "eval_test" / "report.md").read_text(encoding="utf-8")
     assert "Split changed since training" in report and change["found"][:12] in report
     assert change["moved"][0] in report
@@ -91,7 +92,7 @@ def test_a_model_with_other_outputs_is_refused_before_predicting(run, tmp_path, 
 
     monkeypatch.setattr(predict, "predict_frame", no_prediction)
     with pytest.raises(ValueError, match=r"best\.keras: the model's outputs \(score\) are not skin-cnn tasks"):
-        evaluate_run(other, n_bootstrap=20, progress=False)
+        evaluate_run(other, settings=EvalSettings(n_bootstrap=20), progress=False)
     result = CliRunner().invoke(cli, ["evaluate", str(other), "--quiet"])
     assert result.exit_code == 1 and "are not skin-cnn tasks" in result.output
     assert "Traceback" not in result.output and "KeyError" not in result.output

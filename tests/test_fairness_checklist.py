@@ -20,6 +20,7 @@ from skin_cnn.evaluation.calibration import (
 from skin_cnn.evaluation.checklist import baseline_table, disjointness, run_context
 from skin_cnn.evaluation.fairness import UNKNOWN, fairness_analysis, small_statements
 from skin_cnn.evaluation.gallery import failure_cases
+from skin_cnn.core.specs import EvalSettings
 
 # ---------------------------------------------------------------------------------------------
 # calibration
@@ -88,7 +89,7 @@ def fairness_frame():
 
 
 def test_fairness_groups_gaps_and_small_groups():
-    r = fairness_analysis(fairness_frame(), "fitz", 0.5, n_bootstrap=400, seed=1)
+    r = fairness_analysis(fairness_frame(), "fitz", 0.5, settings=EvalSettings(n_bootstrap=400, seed=1))
     t = r["tasks"]["acne_vs_rosacea"]
     assert r["groups"] == ["2", "5", "6", UNKNOWN] and r["n_unknown"] == 2
     assert t["groups"]["2"]["sensitivity"]["value"] == pytest.approx(0.9)
@@ -115,7 +116,7 @@ def test_fairness_gap_of_identical_groups_reaches_zero():
     # the same data twice: gap 0, and an interval on both sides of zero, said plainly
     one = _group_rows("I", [0.9] * 8 + [0.2] * 4, [0.1] * 9 + [0.6] * 3, "a")
     two = _group_rows("II", [0.9] * 8 + [0.2] * 4, [0.1] * 9 + [0.6] * 3, "b")
-    r = fairness_analysis(pd.DataFrame(one + two), "fitz", 0.5, n_bootstrap=500, seed=0)
+    r = fairness_analysis(pd.DataFrame(one + two), "fitz", 0.5, settings=EvalSettings(n_bootstrap=500, seed=0))
     gap = r["tasks"]["acne_vs_rosacea"]["gaps"]["sensitivity"]
     assert gap["value"] == pytest.approx(0.0)
     assert gap["ci"][0] < 0 < gap["ci"][1]
@@ -124,7 +125,7 @@ def test_fairness_gap_of_identical_groups_reaches_zero():
 
 def test_fairness_with_one_large_group_estimates_no_gap():
     rows = _group_rows(1, [0.9] * 10, [0.1] * 10, "a") + _group_rows(2, [0.9], [0.1], "b")
-    r = fairness_analysis(pd.DataFrame(rows), "fitz", 0.5, n_bootstrap=50)
+    r = fairness_analysis(pd.DataFrame(rows), "fitz", 0.5, settings=EvalSettings(n_bootstrap=50))
     gap = r["tasks"]["acne_vs_rosacea"]["gaps"]["auc"]
     assert gap["value"] is None and "fewer than two groups" in gap["note"]
 
@@ -305,6 +306,6 @@ def test_fitzpatrick_minus_one_is_no_subgroup_of_its_own_in_by_tables():
 
     rows = [{"image_path": f"{i}.jpg", "patient_id": f"p{i}", "task": "acne_vs_rosacea", "y_true": i % 2,
              "y_prob": (i % 7) / 7, "fitzpatrick_scale": [2.0, -1.0, 3.0, float("nan")][i % 4]} for i in range(40)]
-    table, per_group = metrics_by(pd.DataFrame(rows), "fitzpatrick_scale", n_bootstrap=0)
+    table, per_group = metrics_by(pd.DataFrame(rows), "fitzpatrick_scale", settings=EvalSettings(n_bootstrap=0))
     assert set(per_group) == {"2", "3", "(missing)"}
     assert sum(g["tasks"]["acne_vs_rosacea"]["n_images"] for g in per_group.values()) == 40

@@ -4,6 +4,7 @@ import pandas as pd
 import pytest
 
 from test_training import tiny_config, tiny_split
+from skin_cnn.core.specs import EvalSettings
 
 
 def _weights(run_dir):
@@ -278,7 +279,8 @@ def test_train_evaluate_then_cv_on_the_same_photos_runs_the_trunk_once_per_photo
     messages = []
     train(resolve_config(dict(settings, split=str(split), out=str(tmp_path / "run"))), progress=False,
           echo=messages.append)
-    evaluate_run(tmp_path / "run", split="test", out=tmp_path / "run" / "eval_test", n_bootstrap=20, progress=False,
+    evaluate_run(tmp_path / "run", split="test", out=tmp_path / "run" / "eval_test",
+                 settings=EvalSettings(n_bootstrap=20), progress=False,
                  frame_predictions=run_frame_predictions(tmp_path / "run", echo=messages.append))
     run_cv(split, tmp_path / "cv", 3, settings, progress=False, echo=messages.append, n_bootstrap=20)
     computed = [m for m in messages if "building feature cache" in m or "extending feature cache" in m]

@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 from skin_cnn.core.tasks import TASK_NAMES
+from skin_cnn.core.specs import EvalSettings
 
 
 def _images(n=3, size=32, seed=0):
@@ -425,7 +426,8 @@ def test_evaluate_answers_at_the_models_stored_thresholds_on_test_and_at_half_el
 
     _, out = linear_run
     stored = read_file_info(out / "best.keras")["thresholds"]
-    test = evaluate_run(out, split="test", out=out / "eval_stored", n_bootstrap=20, progress=False)
+    test = evaluate_run(out, split="test", out=out / "eval_stored", settings=EvalSettings(n_bootstrap=20),
+                        progress=False)
     for task, entry in test["tasks"].items():
         assert entry["threshold"] == pytest.approx(stored[task]["value"])
         # the threshold's choice is redone on resamples of the predictions training fitted it on
@@ -440,7 +442,7 @@ def test_evaluate_answers_at_the_models_stored_thresholds_on_test_and_at_half_el
     assert "closed-form logistic regressions, C by grouped inner cross-validation" in report  # its checklist row
     for absent in ("Learning rate", "learning rate", "Optimizer", "adam"):
         assert absent not in report, absent
-    val = evaluate_run(out, split="val", out=out / "eval_val", n_bootstrap=20, progress=False)
+    val = evaluate_run(out, split="val", out=out / "eval_val", settings=EvalSettings(n_bootstrap=20), progress=False)
     assert all(entry["threshold"] == 0.5 and "threshold_choice" not in entry for entry in val["tasks"].values())
     assert "fitted on predictions of this run's train and validation images" in val["threshold_method"]
 

@@ -15,6 +15,7 @@ from skin_cnn.evaluation.metrics import (
     task_metrics,
 )
 from skin_cnn.evaluation.threshold import choose_threshold, parse_threshold, resolve_thresholds
+from skin_cnn.core.specs import EvalSettings
 
 METRICS = ("sensitivity", "specificity", "ppv", "npv", "accuracy", "auc")
 
@@ -24,7 +25,7 @@ def test_ten_images_counted_by_hand():
     p = [0.9, 0.7, 0.5, 0.2, 0.6, 0.4, 0.3, 0.1, 0.05, 0.49]
     # threshold 0.5, y_prob >= 0.5 positive: TP 0.9 0.7 0.5 | FN 0.2 | FP 0.6 | TN the other five
     m = task_metrics(
-        y, p, 0.5, patient_ids=list("aabbccddee"), task="acne_vs_rosacea", n_bootstrap=0
+        y, p, 0.5, patient_ids=list("aabbccddee"), task="acne_vs_rosacea", settings=EvalSettings(n_bootstrap=0)
     )
     assert (m["tp"], m["fn"], m["tn"], m["fp"]) == (3, 1, 5, 1)
     assert (m["positive"], m["negative"]) == ("acne", "rosacea")
@@ -49,7 +50,8 @@ def test_contract_layout_with_bootstrap():
     rng = np.random.default_rng(0)
     y = rng.integers(0, 2, 60)
     p = rng.random(60)
-    m = task_metrics(y, p, patient_ids=[f"p{i % 20}" for i in range(60)], n_bootstrap=100, seed=3)
+    m = task_metrics(y, p, patient_ids=[f"p{i % 20}" for i in range(60)],
+                     settings=EvalSettings(n_bootstrap=100, seed=3))
     for k in METRICS:
         assert set(m[k]) >= {"value", "ci", "method"}
         assert 0 <= m[k]["ci"][0] <= m[k]["value"] <= m[k]["ci"][1] <= 1
@@ -59,7 +61,7 @@ def test_contract_layout_with_bootstrap():
 
 
 def test_threshold_boundary_counts_as_positive():
-    m = task_metrics([1, 0], [0.3, 0.3], threshold=0.3, n_bootstrap=0)
+    m = task_metrics([1, 0], [0.3, 0.3], threshold=0.3, settings=EvalSettings(n_bootstrap=0))
     assert (m["tp"], m["fp"]) == (1, 1)
 
 
@@ -75,7 +77,7 @@ def test_threshold_boundary_counts_as_positive():
     ],
 )
 def test_edge_cases_give_defined_json_without_nan(y, p):
-    m = task_metrics(y, p, n_bootstrap=50)
+    m = task_metrics(y, p, settings=EvalSettings(n_bootstrap=50))
     json.dumps(m, allow_nan=False)  # raises on NaN or infinity
     for k in METRICS:
         e = m[k]
@@ -86,14 +88,15 @@ def test_edge_cases_give_defined_json_without_nan(y, p):
 
 
 def test_undefined_auc_is_null_with_a_note():
-    m = task_metrics([0, 0, 0], [0.2, 0.4, 0.6], n_bootstrap=0)
+    m = task_metrics([0, 0, 0], [0.2, 0.4, 0.6], settings=EvalSettings(n_bootstrap=0))
     assert m["auc"]["value"] is None and "no positive" in m["auc"]["note"]
     assert m["sensitivity"]["value"] is None and m["specificity"]["value"] == pytest.approx(2 / 3)
 
 
 def test_no_patient_ids_means_unknown_patient_count():
     assert (
-        task_metrics([0, 1], [0.2, 0.8], patient_ids=["", ""], n_bootstrap=0)["n_patients"] is None
+        task_metrics([0, 1], [0.2, 0.8], patient_ids=["", ""],
+                     settings=EvalSettings(n_bootstrap=0))["n_patients"] is None
     )
 
 
@@ -119,7 +122,7 @@ def _frame():
 def test_evaluate_predictions_per_task_and_table():
     df = _frame()
     res = evaluate_predictions(
-        df, {"acne_vs_rosacea": 0.4, "psoriasis_vs_eczema": 0.6}, "youden (x)", n_bootstrap=0
+        df, {"acne_vs_rosacea": 0.4, "psoriasis_vs_eczema": 0.6}, "youden (x)", settings=EvalSettings(n_bootstrap=0)
     )
     assert list(res["tasks"]) == ["psoriasis_vs_eczema", "acne_vs_rosacea"]  # TASK_NAMES order
     assert res["threshold"] == {"psoriasis_vs_eczema": 0.6, "acne_vs_rosacea": 0.4}
@@ -130,12 +133,12 @@ def test_evaluate_predictions_per_task_and_table():
     table = metrics_table(res)
     assert len(table) == 2 * 6
     assert set(table.columns) >= {"task", "metric", "value", "ci_low", "ci_high", "method"}
-    assert evaluate_predictions(df, 0.5, n_bootstrap=0)["threshold"] == 0.5
+    assert evaluate_predictions(df, 0.5, settings=EvalSettings(n_bootstrap=0))["threshold"] == 0.5
 
 
 def test_subgroups_partition_the_images():
     df = _frame()
-    table, groups = metrics_by(df, "source", 0.5, n_bootstrap=0)
+    table, groups = metrics_by(df, "source", 0.5, settings=EvalSettings(n_bootstrap=0))
     assert set(groups) == {"a", "b"}
     for task in ("acne_vs_rosacea", "psoriasis_vs_eczema"):
         total = sum(g["tasks"][task]["n_images"] for g in groups.values())
@@ -234,23 +237,23 @@ def test_a_repeated_image_and_task_is_refused():
     df = _frame()
     doubled = pd.concat([df, df.iloc[[3]]], ignore_index=True)
     with pytest.raises(ValueError, match="repeat an \\(image, task\\) pair.*acne_vs_rosacea/3.jpg"):
-        evaluate_predictions(doubled, n_bootstrap=0)
+        evaluate_predictions(doubled, settings=EvalSettings(n_bootstrap=0))
     # the same image under two tasks is two rows of the table, not a repeat
     both = df.iloc[[0]].assign(task="psoriasis_vs_eczema")
-    evaluate_predictions(pd.concat([df, both], ignore_index=True), n_bootstrap=0)
+    evaluate_predictions(pd.concat([df, both], ignore_index=True), settings=EvalSettings(n_bootstrap=0))
 
 
 def test_logit_auc_interval_is_recorded_and_stays_inside_zero_one():
     # perfectly separated: the Wald interval collapses to [1, 1], the logit option does not
     y = np.array([1, 1, 1, 0, 0, 0, 0])
     p = np.array([0.9, 0.8, 0.7, 0.3, 0.2, 0.1, 0.05])
-    wald = task_metrics(y, p, n_bootstrap=0, auc_ci="wald")["auc"]
-    logit = task_metrics(y, p, n_bootstrap=0)["auc"]  # logit is the default
+    wald = task_metrics(y, p, settings=EvalSettings(n_bootstrap=0, auc_ci="wald"))["auc"]
+    logit = task_metrics(y, p, settings=EvalSettings(n_bootstrap=0))["auc"]  # logit is the default
     assert wald["ci"] == [1.0, 1.0] and wald["method"] == "delong"
     assert logit["value"] == 1.0 and 0 < logit["ci"][0] < 0.95 and logit["ci"][1] == 1.0
     assert logit["method"] == "newcombe-score" and "logit" in logit["note"]
     df = _frame()
-    m = evaluate_predictions(df, n_bootstrap=0, auc_ci="logit")
+    m = evaluate_predictions(df, settings=EvalSettings(n_bootstrap=0, auc_ci="logit"))
     assert m["auc_ci"] == "logit"
     assert all(e["auc"]["method"] == "delong-logit" for e in m["tasks"].values())
 
@@ -259,13 +262,13 @@ def test_bootstrap_resamples_the_split_groups_when_the_predictions_carry_them():
     df = _frame()
     # no patient ids, but the split grouped images three by three (near duplicates)
     df = df.assign(patient_id="", split_group=[i // 3 for i in range(len(df))])
-    m = evaluate_predictions(df, n_bootstrap=50)
+    m = evaluate_predictions(df, settings=EvalSettings(n_bootstrap=50))
     acne = m["tasks"]["acne_vs_rosacea"]["bootstrap"]
     assert acne["unit"] == "split group" and acne["n_units"] == 17  # 50 images, groups of 3: 16 + 1 of 2
     table = metrics_table(m)
     assert set(table["bootstrap_unit"]) == {"split group"}
     # without ids and groups the unit is the image, and it says so
-    plain = evaluate_predictions(df.drop(columns="split_group"), n_bootstrap=50)
+    plain = evaluate_predictions(df.drop(columns="split_group"), settings=EvalSettings(n_bootstrap=50))
     assert plain["tasks"]["acne_vs_rosacea"]["bootstrap"]["unit"] == "image"
     assert plain["tasks"]["acne_vs_rosacea"]["bootstrap"]["n_units"] == 50
 
@@ -280,12 +283,12 @@ def test_per_row_thresholds_count_each_row_at_its_own_cut_off():
         "task": "acne_vs_rosacea", "y_true": [1, 1, 0, 1, 1, 0, 0],
         "y_prob": [0.4, 0.2, 0.35, 0.5, 0.7, 0.55, 0.1], "fold": [1, 1, 1, 2, 2, 2, 2],
         "threshold": [0.3, 0.3, 0.3, 0.6, 0.6, 0.6, 0.6]})
-    m = evaluate_predictions(frame, PER_ROW, "per fold", n_bootstrap=20)
+    m = evaluate_predictions(frame, PER_ROW, "per fold", settings=EvalSettings(n_bootstrap=20))
     e = m["tasks"]["acne_vs_rosacea"]
     assert (e["tp"], e["fn"], e["tn"], e["fp"]) == (2, 2, 2, 1)
     assert e["threshold"] == {"1": 0.3, "2": 0.6}
     # one shared cut-off reads as a plain number, as before
-    same = evaluate_predictions(frame.assign(threshold=0.45), PER_ROW, n_bootstrap=0)
+    same = evaluate_predictions(frame.assign(threshold=0.45), PER_ROW, settings=EvalSettings(n_bootstrap=0))
     assert same["threshold"] == 0.45 and same["tasks"]["acne_vs_rosacea"]["tp"] == 2
     with pytest.raises(ValueError, match="'threshold' column"):
-        evaluate_predictions(frame.drop(columns=["threshold"]), PER_ROW, n_bootstrap=0)
+        evaluate_predictions(frame.drop(columns=["threshold"]), PER_ROW, settings=EvalSettings(n_bootstrap=0))

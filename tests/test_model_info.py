@@ -14,6 +14,7 @@ import pytest
 from click.testing import CliRunner
 from model_fixtures import plain_model
 from PIL import Image
+from skin_cnn.core.specs import EvalSettings
 
 STUDY_TASKS = [
     {"name": "psoriasis_vs_eczema", "positive": "psoriasis", "negative": "eczema"},
@@ -157,7 +158,7 @@ def evaluated_run(tmp_path_factory):
     pd.DataFrame(rows).to_csv(run_dir / "split.csv", index=False)
     plain_model().save(run_dir / "best.keras")
     (run_dir / "config.json").write_text(json.dumps({"preprocessing": PADDED_NO_CROP}))
-    metrics = evaluate_run(run_dir, threshold="youden", n_bootstrap=0, progress=False)
+    metrics = evaluate_run(run_dir, threshold="youden", settings=EvalSettings(n_bootstrap=0), progress=False)
     return run_dir, metrics
 
 

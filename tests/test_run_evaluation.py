@@ -17,6 +17,7 @@ from PIL import Image
 from skin_cnn.cli import cli
 from skin_cnn.core.tasks import TASK_NAMES
 from skin_cnn.inference.evaluate_run import evaluate_run
+from skin_cnn.core.specs import EvalSettings
 
 DISEASES = ("acne", "rosacea", "psoriasis", "eczema", "ctcl")
 
@@ -66,12 +67,13 @@ def _count(run):
 
 
 def test_a_copy_of_the_test_predictions_called_validation_is_refused(run_dir, tmp_path):
-    evaluate_run(run_dir, n_bootstrap=0, progress=False)
+    evaluate_run(run_dir, settings=EvalSettings(n_bootstrap=0), progress=False)
     test = pd.read_csv(run_dir / "eval_test" / "predictions_test.csv")
     fake_val = tmp_path / "val_copy.csv"
     test.assign(split="val").to_csv(fake_val, index=False)
     with pytest.raises(ValueError, match=r"val_copy\.csv: .*overlap.*images.*patients"):
-        evaluate_run(run_dir, threshold="youden", val_predictions=fake_val, n_bootstrap=0, progress=False)
+        evaluate_run(run_dir, threshold="youden", val_predictions=fake_val,
+                     settings=EvalSettings(n_bootstrap=0), progress=False)
     result = CliRunner().invoke(
         cli, ["evaluate", str(run_dir), "--threshold", "youden", "--val-predictions", str(fake_val), "--quiet"]
     )
@@ -80,21 +82,21 @@ def test_a_copy_of_the_test_predictions_called_validation_is_refused(run_dir, tm
 
 
 def test_the_run_val_split_is_a_valid_source_of_a_fitted_threshold(run_dir):
-    m = evaluate_run(run_dir, threshold="youden", n_bootstrap=0, progress=False)
+    m = evaluate_run(run_dir, threshold="youden", settings=EvalSettings(n_bootstrap=0), progress=False)
     assert "val split" in m["threshold_method"]
 
 
 def test_every_test_evaluation_is_counted_and_shown(run_dir):
     out = run_dir / "eval_test"
-    first = evaluate_run(run_dir, n_bootstrap=0, progress=False)
+    first = evaluate_run(run_dir, settings=EvalSettings(n_bootstrap=0), progress=False)
     assert first["test_evaluations"] == {"count": 1, "split": "test"}
     assert "evaluated **1** time(s)" in (out / "report.md").read_text()
-    second = evaluate_run(run_dir, n_bootstrap=0, progress=False)
+    second = evaluate_run(run_dir, settings=EvalSettings(n_bootstrap=0), progress=False)
     assert second["test_evaluations"]["count"] == 2 and _count(run_dir) == 2
     report = (out / "report.md").read_text()
     assert "evaluated **2** time(s)" in report and "tuned" in report
     # the validation split is not the test split: shown, not counted
-    val = evaluate_run(run_dir, split="val", n_bootstrap=0, progress=False)
+    val = evaluate_run(run_dir, split="val", settings=EvalSettings(n_bootstrap=0), progress=False)
     assert val["test_evaluations"] == {"count": 2, "split": "val"} and _count(run_dir) == 2
     assert "evaluated **2** time(s)" in (run_dir / "eval_val" / "report.md").read_text()
     # re-evaluating the run's test predictions file is one more look at the test split
@@ -107,7 +109,7 @@ def test_every_test_evaluation_is_counted_and_shown(run_dir):
 
 
 def test_predictions_outside_a_run_folder_say_the_count_is_not_known(run_dir, tmp_path):
-    evaluate_run(run_dir, n_bootstrap=0, progress=False)
+    evaluate_run(run_dir, settings=EvalSettings(n_bootstrap=0), progress=False)
     lone = tmp_path / "elsewhere" / "predictions_test.csv"
     lone.parent.mkdir()
     shutil.copy(run_dir / "eval_test" / "predictions_test.csv", lone)

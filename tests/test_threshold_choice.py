@@ -6,6 +6,7 @@ import pytest
 from skin_cnn.evaluation.metrics import task_metrics
 from skin_cnn.evaluation.threshold import choose_threshold, parse_threshold
 from skin_cnn.evaluation.threshold_choice import rule_of_label, threshold_choice_entry
+from skin_cnn.core.specs import EvalSettings
 
 TASK = "psoriasis_vs_eczema"
 
@@ -28,12 +29,12 @@ def test_refitting_the_threshold_in_every_resample_widens_the_fixed_threshold_in
     val, test = _predictions(30, seed, "v"), _predictions(300, 100 + seed, "t")
     rule = parse_threshold("youden")
     cut = choose_threshold(val["y_true"], val["y_prob"], "youden")
-    entry = threshold_choice_entry(test, val, rule, cut, n_resamples=400, seed=seed)
+    entry = threshold_choice_entry(test, val, rule, cut, settings=EvalSettings(n_bootstrap=400, seed=seed))
     for metric in ("sensitivity", "specificity"):
         assert _width(entry[metric]) > 1.2 * _width(entry["fixed"][metric]), (metric, entry)
     # the comparison is the fixed-threshold bootstrap itself: same resamples, same interval
-    fixed = task_metrics(test["y_true"], test["y_prob"], cut, test["patient_id"].tolist(), n_bootstrap=400,
-                         seed=seed)["bootstrap"]
+    fixed = task_metrics(test["y_true"], test["y_prob"], cut, test["patient_id"].tolist(),
+                         settings=EvalSettings(n_bootstrap=400, seed=seed))["bootstrap"]
     for metric in ("sensitivity", "specificity"):
         assert entry["fixed"][metric] == pytest.approx(fixed[metric])
 
@@ -47,7 +48,7 @@ def test_a_larger_validation_set_adds_less_width():
     ratios = []
     for val in (small, big):
         cut = choose_threshold(val["y_true"], val["y_prob"], "youden")
-        entry = threshold_choice_entry(test, val, rule, cut, n_resamples=300, seed=0)
+        entry = threshold_choice_entry(test, val, rule, cut, settings=EvalSettings(n_bootstrap=300, seed=0))
         ratios.append(_width(entry["sensitivity"]) / _width(entry["fixed"]["sensitivity"]))
     assert ratios[1] < ratios[0]
 
@@ -61,9 +62,11 @@ def test_each_fold_refits_its_own_threshold_on_its_own_validation_rows():
                       _predictions(40, 7, "d").assign(fold=2, y_prob=lambda f: 0.1 + 0.8 * f["y_prob"])])
     cuts = np.where(test["fold"] == 1, choose_threshold(val.y_true[val.fold == 1], val.y_prob[val.fold == 1]),
                     choose_threshold(val.y_true[val.fold == 2], val.y_prob[val.fold == 2]))
-    entry = threshold_choice_entry(test, val, parse_threshold("youden"), cuts, n_resamples=200, seed=0, key="fold")
+    entry = threshold_choice_entry(test, val, parse_threshold("youden"), cuts,
+                                   settings=EvalSettings(n_bootstrap=200, seed=0), key="fold")
     only_fold1 = threshold_choice_entry(test[test.fold == 1], val[val.fold == 1], parse_threshold("youden"),
-                                        cuts[test["fold"].to_numpy() == 1], n_resamples=200, seed=0)
+                                        cuts[test["fold"].to_numpy() == 1],
+                                        settings=EvalSettings(n_bootstrap=200, seed=0))
     # fold 2 adds only negatives called negative and positives called negative
     assert entry["sensitivity"][1] <= only_fold1["sensitivity"][1]
     assert entry["specificity"][0] >= only_fold1["specificity"][0] - 1e-9

@@ -67,7 +67,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
 
     from skin_cnn.core.tasks import TASKS
-    from skin_cnn.evaluation import write_evaluation
+    from skin_cnn.evaluation import EvalSettings, ReportInputs, write_evaluation
     from skin_cnn.core.predictions import predictions_frame
     from skin_cnn.data.split import load_split
 
@@ -117,7 +117,8 @@ def main(argv=None):
         else:
             (out / "eval_test").mkdir(exist_ok=True)
             table.to_csv(out / "eval_test" / "predictions_test.csv", index=False)
-            write_evaluation(table, out / "eval_test", by=tuple(args.by), seed=args.seed)
+            write_evaluation(table, out / "eval_test", settings=EvalSettings(seed=args.seed),
+                             inputs=ReportInputs(by=tuple(args.by)))
     summary = {"model": "logistic regression on frozen VGG-16 pooled features (no crop, no augmentation)",
                "image_size": args.image_size, "tasks": chosen, "source_from_features": source}
     (out / "baseline.json").write_text(json.dumps(summary, indent=2) + "\n")

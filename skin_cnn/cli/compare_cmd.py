@@ -39,7 +39,7 @@ from skin_cnn.cli.options import interval_options, refuse_overwriting
     auc_ci_help="DeLong AUC interval on the logit scale or on the AUC scale (as the study).",
     confidence_help="Confidence level of the intervals.",
 )
-def command(sources, out, threshold, val_predictions, n_bootstrap, auc_ci, seed, confidence):
+def command(sources, out, threshold, val_predictions, settings):
     """Compare SOURCES (run folders evaluated with `skin-cnn evaluate`, or predictions CSVs).
 
     All models must have been evaluated on the same images (matched by image_path and task).
@@ -61,11 +61,8 @@ def command(sources, out, threshold, val_predictions, n_bootstrap, auc_ci, seed,
         sources,
         out,
         threshold=parse_threshold(threshold),
-        confidence=confidence,
         val_predictions=val_predictions,
-        n_bootstrap=n_bootstrap,
-        seed=seed,
-        auc_ci=auc_ci,
+        settings=settings,
     )
     click.echo((Path(out) / "compare.md").read_text(encoding="utf-8"))
     click.echo(f"wrote {Path(out) / 'compare.md'}, compare.csv and compare_delong.csv")

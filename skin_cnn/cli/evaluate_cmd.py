@@ -116,11 +116,7 @@ def command(
     val_predictions,
     by,
     fairness,
-    n_bootstrap,
-    bootstrap_method,
-    auc_ci,
-    seed,
-    confidence,
+    settings,
     flow_json,
     shortcut_audit,
     allow_changed_split,
@@ -152,13 +148,6 @@ def command(
                            [target / name for name in EVALUATION_FILES])
     if predictions_csv and rule.method == "stored":  # a predictions file carries no model
         rule = parse_threshold("0.5")
-    common = dict(
-        n_bootstrap=n_bootstrap,
-        seed=seed,
-        confidence=confidence,
-        bootstrap_method=bootstrap_method,
-        auc_ci=auc_ci,
-    )
     flow = None
     if flow_json:
         from skin_cnn.evaluation.plots import load_flow
@@ -186,19 +175,19 @@ def command(
             leakage_threshold=leakage_threshold,
             precision=precision,
             echo=click.echo,
-            **common,
+            settings=settings,
         )
     else:
         if out is None:
             raise click.UsageError("-o/--out is required with --predictions")
         metrics = _evaluate_file(
-            predictions_csv, out, rule, val_predictions, by, flow, quiet, common, fairness
+            predictions_csv, out, rule, val_predictions, by, flow, quiet, settings, fairness
         )
     _summary(metrics, out)
 
 
-def _evaluate_file(predictions_csv, out, rule, val_predictions, by, flow, quiet, common, fairness=()):
-    from skin_cnn.evaluation.report import write_evaluation
+def _evaluate_file(predictions_csv, out, rule, val_predictions, by, flow, quiet, settings, fairness=()):
+    from skin_cnn.evaluation.report import ReportInputs, write_evaluation
     from skin_cnn.evaluation.threshold import resolve_thresholds
     from skin_cnn.evaluation.threshold_choice import ThresholdFitting
     from skin_cnn.core.predictions import read_predictions
@@ -234,23 +223,18 @@ def _evaluate_file(predictions_csv, out, rule, val_predictions, by, flow, quiet,
         from skin_cnn.evaluation.checklist import run_context
 
         run = run_context(run_dir)
-    metrics = write_evaluation(
-        preds,
-        out,
-        thresholds,
-        method,
+    inputs = ReportInputs(
         by=by,
+        fairness=fairness,
         flow=flow,
         source=str(predictions_csv),
-        progress=not quiet,
         test_evaluations=record,
-        fairness=fairness,
         run=run,
         image_base=Path(predictions_csv).resolve().parent,
         threshold_fit=None if validation is None else ThresholdFitting(
             {t: rule for t in thresholds}, validation, source=str(val_predictions)),
-        **common,
     )
+    metrics = write_evaluation(preds, out, thresholds, method, settings=settings, inputs=inputs, progress=not quiet)
     if record and record["split"] == "test":
         record_test_evaluation(run_dir, out, method)
     return metrics

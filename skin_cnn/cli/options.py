@@ -86,14 +86,15 @@ def stacked(*decorators):
 
 
 def interval_options(*, n_bootstrap_help, auc_ci_help, confidence_help, bootstrap_method=False):
-    """``--n-bootstrap`` [``--bootstrap-method``] ``--auc-ci`` ``--seed`` ``--confidence``.
+    """``--n-bootstrap`` [``--bootstrap-method``] ``--auc-ci`` ``--seed`` ``--confidence``, given to
+    the command as one ``settings`` (:class:`~skin_cnn.core.specs.EvalSettings`).
 
     Parameters
     ----------
     n_bootstrap_help, auc_ci_help, confidence_help : str
         What the option means for this command (what its bootstrap resamples, for instance).
     bootstrap_method : bool
-        Offer ``--bootstrap-method percentile|bca`` as well.
+        Offer ``--bootstrap-method percentile|bca`` as well (else the bootstrap is percentile).
     """
     options = [
         click.option("--n-bootstrap", default=2000, show_default=True, type=click.IntRange(0),
@@ -107,7 +108,28 @@ def interval_options(*, n_bootstrap_help, auc_ci_help, confidence_help, bootstra
     if bootstrap_method:
         options.insert(1, click.option("--bootstrap-method", default="percentile", show_default=True,
                                        type=click.Choice(["percentile", "bca"]), help="Bootstrap interval."))
-    return stacked(*options)
+
+    def decorate(command):
+        return stacked(*options)(_settings_argument(command))
+
+    return decorate
+
+
+def _settings_argument(command):
+    """``command`` called with one ``settings`` in place of the interval options' five values."""
+    import functools
+
+    @functools.wraps(command)
+    def wrapper(*args, n_bootstrap, auc_ci, seed, confidence, bootstrap_method="percentile", **kwargs):
+        from skin_cnn.core.specs import EvalSettings
+
+        settings = EvalSettings(n_bootstrap=n_bootstrap, seed=seed, confidence=confidence,
+                                bootstrap_method=bootstrap_method, auc_ci=auc_ci)
+        return command(*args, settings=settings, **kwargs)
+
+    return wrapper
+
+
 def precision_option(default="auto"):
     """``--precision auto|float32|bfloat16|float16``: what the VGG-16 trunk computes in."""
     from skin_cnn.core.compute_precision import PRECISIONS

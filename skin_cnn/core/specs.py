@@ -158,3 +158,64 @@ class Preprocessing:
         if self.crop:
             crop = "hue crop" if self.crop_params["method"] == "study" else f"{self.crop_params['method']} hue crop"
         return f"{height}×{width}, {crop}, {self.resize}{'' if self.antialias else ', no antialias'}"
+
+
+#: Ways of turning bootstrap resamples into an interval (:mod:`skin_cnn.evaluation.bootstrap`).
+BOOTSTRAP_METHODS = ("percentile", "bca")
+#: Scales of the DeLong AUC interval (:func:`skin_cnn.evaluation.delong.auc_interval`).
+AUC_CI_SCALES = ("logit", "wald")
+
+
+def _whole(value: Any) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+
+
+@dataclass(frozen=True)
+class EvalSettings:
+    """How an evaluation computes its intervals; one object from the command line to the bootstrap.
+
+    The same five settings decide every interval of ``metrics.json``, the subgroup and fairness
+    tables and ``compare``; passing them as one value keeps them from drifting apart on the way.
+
+    Attributes
+    ----------
+    n_bootstrap : int
+        Bootstrap resamples (0: no bootstrap, only the image-level intervals).
+    seed : int
+        Seed of the resampling; a fixed seed gives the same intervals.
+    confidence : float
+        Confidence level of every interval, strictly between 0 and 1.
+    bootstrap_method : {"percentile", "bca"}
+        How the resamples become an interval.
+    auc_ci : {"logit", "wald"}
+        Scale of the DeLong AUC interval: logit (inside (0, 1)) or the AUC itself (the study's).
+    """
+
+    n_bootstrap: int = 2000
+    seed: int = 0
+    confidence: float = 0.95
+    bootstrap_method: str = "percentile"
+    auc_ci: str = "logit"
+
+    def __post_init__(self) -> None:
+        if not _whole(self.n_bootstrap) or self.n_bootstrap < 0:
+            raise ValueError(f"n_bootstrap must be a whole number of resamples, 0 or more, got {self.n_bootstrap!r}")
+        if not _whole(self.seed):
+            raise ValueError(f"seed must be a whole number, got {self.seed!r}")
+        if not _number(self.confidence) or not 0 < self.confidence < 1:
+            raise ValueError(f"confidence must lie strictly between 0 and 1, got {self.confidence!r}")
+        if self.bootstrap_method not in BOOTSTRAP_METHODS:
+            raise ValueError(f"bootstrap_method must be one of {', '.join(BOOTSTRAP_METHODS)}, "
+                             f"got {self.bootstrap_method!r}")
+        if self.auc_ci not in AUC_CI_SCALES:
+            raise ValueError(f"auc_ci must be one of {', '.join(AUC_CI_SCALES)}, got {self.auc_ci!r}")
+
+    def replace(self, **changes: Any) -> "EvalSettings":
+        """A copy with ``changes`` (checked like a new one), e.g. ``settings.replace(n_bootstrap=0)``."""
+        from dataclasses import replace
+
+        return replace(self, **changes)

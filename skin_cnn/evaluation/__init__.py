@@ -4,8 +4,10 @@ Public API::
 
     from skin_cnn.evaluation import evaluate_predictions, write_evaluation, compare_predictions
 
+* :class:`EvalSettings` — the interval settings every function below takes as ``settings``;
 * :func:`evaluate_predictions` — ``metrics.json`` content for a predictions table;
-* :func:`write_evaluation` — the same plus ``metrics.csv``, figures and ``report.md``/``.html``;
+* :func:`write_evaluation` — the same plus ``metrics.csv``, figures and ``report.md``/``.html``
+  (what else to report, such as subgroup columns, in a :class:`ReportInputs`);
 * :func:`choose_threshold` — a threshold fitted on validation predictions;
 * :func:`check_disjoint` — refuse threshold-fitting predictions that overlap the evaluated ones;
 * :func:`fairness_analysis` — per-group AUC, sensitivity, specificity and the largest gaps;
@@ -19,6 +21,7 @@ tables only and never loads a model; evaluating a run folder's split with its mo
 :func:`skin_cnn.inference.evaluate_run.evaluate_run`.
 """
 
+from skin_cnn.core.specs import EvalSettings
 from skin_cnn.evaluation.bootstrap import bootstrap_intervals, paired_auc_difference
 from skin_cnn.evaluation.calibration import calibration_summary
 from skin_cnn.evaluation.checklist import run_context
@@ -33,10 +36,12 @@ from skin_cnn.evaluation.metrics import (
     task_metrics,
 )
 from skin_cnn.evaluation.leakage import check_disjoint
-from skin_cnn.evaluation.report import write_evaluation
+from skin_cnn.evaluation.report import ReportInputs, write_evaluation
 from skin_cnn.evaluation.threshold import choose_threshold, parse_threshold, resolve_thresholds
 
 __all__ = [
+    "EvalSettings",
+    "ReportInputs",
     "auc_interval",
     "bootstrap_intervals",
     "calibration_summary",

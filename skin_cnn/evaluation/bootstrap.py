@@ -33,8 +33,10 @@ import math
 import numpy as np
 from scipy import sparse, special
 
+from skin_cnn.core.specs import BOOTSTRAP_METHODS, EvalSettings
+
 METRICS = ("sensitivity", "specificity", "ppv", "npv", "accuracy", "auc")
-METHODS = ("percentile", "bca")
+METHODS = BOOTSTRAP_METHODS
 # resamples drawn per batch; fixed so that the draws depend on the seed only
 BATCH = 250
 
@@ -247,8 +249,7 @@ def bootstrap_distribution(
     y_prob,
     threshold=0.5,
     patient_ids=None,
-    n_resamples=2000,
-    seed=0,
+    settings: EvalSettings = EvalSettings(),
     progress=False,
     metrics=METRICS,
     groups=None,
@@ -256,11 +257,12 @@ def bootstrap_distribution(
     """Bootstrap replicates of the metrics (all six, or those named in ``metrics``).
 
     Units (see :func:`cluster_units`) are drawn within their class stratum
-    (:func:`unit_strata`), the draws being those of :func:`iter_resample_indices`.
+    (:func:`unit_strata`), the draws being those of :func:`iter_resample_indices`;
+    ``settings.n_bootstrap`` resamples seeded by ``settings.seed``.
 
     Returns
     -------
-    dist : dict of str -> array of shape (n_resamples,)
+    dist : dict of str -> array of shape (settings.n_bootstrap,)
         NaN where a resample leaves the metric undefined (e.g. no positive prediction drawn,
         for the PPV).
     unit : str
@@ -277,13 +279,13 @@ def bootstrap_distribution(
             f"unknown metric(s) {', '.join(sorted(unknown))}; expected {', '.join(METRICS)}"
         )
     parts = {m: [] for m in metrics}
-    batches = iter_resample_indices(n_units, n_resamples, seed, strata)
+    batches = iter_resample_indices(n_units, settings.n_bootstrap, settings.seed, strata)
     if progress:
         from skin_cnn.core.progress import progress_bar
 
         batches = progress_bar(
             batches,
-            total=math.ceil(n_resamples / BATCH),
+            total=math.ceil(settings.n_bootstrap / BATCH),
             desc="bootstrap",
             unit="batch",
             leave=False,
@@ -313,10 +315,7 @@ def bootstrap_intervals(
     y_prob,
     threshold=0.5,
     patient_ids=None,
-    n_resamples=2000,
-    seed=0,
-    confidence=0.95,
-    method="percentile",
+    settings: EvalSettings = EvalSettings(),
     progress=False,
     groups=None,
 ):
@@ -329,11 +328,11 @@ def bootstrap_intervals(
         ``y_prob >= threshold`` counts as a positive prediction.
     patient_ids : sequence of str, optional
         Cluster the resampling by patient; images with an empty id are their own cluster.
-    n_resamples, seed : int
+    settings : EvalSettings
+        ``n_bootstrap`` resamples (at least 1) seeded by ``seed``; ``confidence`` and
+        ``bootstrap_method`` (percentile or BCa) of the intervals.
     groups : sequence, optional
         ``split_group`` labels; clusters then join patients and groups (:func:`cluster_units`).
-    confidence : float
-    method : {"percentile", "bca"}
 
     Returns
     -------
@@ -344,22 +343,21 @@ def bootstrap_intervals(
         in ``n_undefined``. A BCa interval that cannot be computed falls back to percentile and
         is listed in ``percentile_fallback``.
     """
-    if method not in METHODS:
-        raise ValueError(f"bootstrap method must be one of {', '.join(METHODS)}, got {method!r}")
-    if n_resamples < 1:
-        raise ValueError("n_resamples must be at least 1")
-    alpha = 1 - confidence
+    if settings.n_bootstrap < 1:
+        raise ValueError("n_bootstrap must be at least 1 for bootstrap intervals")
+    method = settings.bootstrap_method
+    alpha = 1 - settings.confidence
     dist, unit, design = bootstrap_distribution(
-        y_true, y_prob, threshold, patient_ids, n_resamples, seed, progress, groups=groups
+        y_true, y_prob, threshold, patient_ids, settings, progress, groups=groups
     )
     out = {
-        "n_resamples": int(n_resamples),
+        "n_resamples": int(settings.n_bootstrap),
         "unit": unit,
         "n_units": int(design.n_units),
         "stratified": True,
-        "seed": int(seed),
+        "seed": int(settings.seed),
         "method": method,
-        "confidence": confidence,
+        "confidence": settings.confidence,
     }
     undefined, fallback = {}, []
     if method == "bca":

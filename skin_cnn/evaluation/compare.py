@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from skin_cnn.core.io import PathLike, write_csv, write_text
+from skin_cnn.core.specs import EvalSettings
 from skin_cnn.core.tasks import TASK_NAMES
 from skin_cnn.evaluation import intervals
 from skin_cnn.evaluation.bootstrap import paired_auc_difference
@@ -193,7 +194,7 @@ def primary_test(entry, n_images):
     return "cluster bootstrap" if clustered and entry.get("boot_p_value") is not None else "delong"
 
 
-def compare_predictions(frames, threshold=0.5, confidence=0.95, n_bootstrap=2000, seed=0, auc_ci="logit"):
+def compare_predictions(frames, threshold=0.5, settings: EvalSettings = EvalSettings()):
     """AUC and accuracy of every model per task, paired DeLong tests and a paired cluster
     bootstrap of every pair.
 
@@ -204,11 +205,11 @@ def compare_predictions(frames, threshold=0.5, confidence=0.95, n_bootstrap=2000
     threshold : float or dict
         For accuracy: ``y_prob >= threshold`` is positive. One number, or per model a number or
         a task -> number mapping (fitted thresholds).
-    n_bootstrap, seed : int
-        Resamples of the paired bootstrap (0: none) and its seed. Units are the first model's
-        patients, joined with its ``split_group`` when present, drawn within each class.
-    auc_ci : {"logit", "wald"}
-        Scale of the DeLong AUC intervals.
+    settings : EvalSettings
+        ``n_bootstrap`` resamples of the paired bootstrap (0: none) and its ``seed`` (units are
+        the first model's patients, joined with its ``split_group`` when present, drawn within
+        each class); ``confidence`` of every interval; ``auc_ci``, the scale of the DeLong AUC
+        intervals. The paired bootstrap's interval is always a percentile one.
 
     Returns
     -------
@@ -224,6 +225,7 @@ def compare_predictions(frames, threshold=0.5, confidence=0.95, n_bootstrap=2000
     """
     data = aligned(frames)
     names = list(frames)
+    confidence, n_bootstrap, seed = settings.confidence, settings.n_bootstrap, settings.seed
     rows, tests = [], []
     for task in TASK_NAMES:
         part = data[data["task"] == task]
@@ -232,7 +234,7 @@ def compare_predictions(frames, threshold=0.5, confidence=0.95, n_bootstrap=2000
         y = part["y_true"].to_numpy().astype(int)
         for name in names:
             p = part[name].to_numpy(dtype=float)
-            rows.append(_model_row(task, name, y, p, _threshold_of(threshold, name, task), confidence, auc_ci))
+            rows.append(_model_row(task, name, y, p, _threshold_of(threshold, name, task), confidence, settings.auc_ci))
         task_tests = [
             {"task": task, **_pair_test(part, a, b, confidence, n_bootstrap, seed)}
             for a, b in combinations(names, 2)
@@ -427,21 +429,22 @@ def resolve_model_thresholds(rule, sources, frames, val_predictions=None):
 
 
 def write_comparison(
-    sources: Sequence[PathLike], out: PathLike, threshold: float | str = 0.5, confidence: float = 0.95,
-    val_predictions: Sequence[PathLike] | None = None, n_bootstrap: int = 2000, seed: int = 0, auc_ci: str = "logit"
+    sources: Sequence[PathLike], out: PathLike, threshold: float | str = 0.5,
+    val_predictions: Sequence[PathLike] | None = None, settings: EvalSettings = EvalSettings(),
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Load each source (run folder or predictions CSV), compare, write ``compare.csv``,
     ``compare_delong.csv`` and ``compare.md`` into ``out``; returns (table, tests).
 
     ``threshold`` is a number or a fitted rule (``youden``, ``sens:0.90``, ``spec:0.90``), chosen
     per model on ``val_predictions`` (one file per source) or a run folder's own validation
-    predictions.
+    predictions. ``settings``: the intervals and the paired bootstrap, as in
+    :func:`compare_predictions`.
     """
     loaded = [load_variant(s) for s in sources]
     names = _unique_names([name for name, _ in loaded])
     frames = {name: frame for name, (_, frame) in zip(names, loaded)}
     thresholds, _ = resolve_model_thresholds(threshold, list(sources), frames, val_predictions)
-    table, tests = compare_predictions(frames, thresholds, confidence, n_bootstrap, seed, auc_ci)
+    table, tests = compare_predictions(frames, thresholds, settings)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     write_csv(out / "compare.csv", table)

@@ -31,6 +31,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from skin_cnn.core.specs import EvalSettings
 from skin_cnn.core.tasks import TASK_NAMES
 from skin_cnn.evaluation.bootstrap import (
     _Design,
@@ -95,10 +96,7 @@ def fairness_analysis(
     predictions,
     column,
     thresholds=0.5,
-    n_bootstrap=2000,
-    seed=0,
-    confidence=0.95,
-    auc_ci="logit",
+    settings: EvalSettings = EvalSettings(),
     min_count=MIN_COUNT,
 ):
     """Per-group AUC, sensitivity and specificity of ``column`` and the largest gap of each.
@@ -111,8 +109,10 @@ def fairness_analysis(
         E.g. ``fitzpatrick_scale``; missing values form the group ``unknown``.
     thresholds : float, dict of str -> float, or ``"per row"``
         The thresholds of the whole evaluation, never re-chosen per group.
-    n_bootstrap : int
-        Resamples for the gap intervals (0: gaps without intervals).
+    settings : EvalSettings
+        ``n_bootstrap`` resamples for the gap intervals (0: gaps without intervals), their
+        ``seed`` and ``confidence``; ``auc_ci`` for the per-group AUC intervals (the bootstrap
+        method is always percentile here).
     min_count : int
         Fewest images behind a metric for a group to enter its gap.
 
@@ -127,6 +127,8 @@ def fairness_analysis(
     """
     from skin_cnn.evaluation.metrics import task_metrics
     from skin_cnn.evaluation.threshold import row_thresholds
+
+    n_bootstrap, seed, confidence = settings.n_bootstrap, settings.seed, settings.confidence
 
     if column not in predictions.columns:
         raise ValueError(
@@ -158,9 +160,7 @@ def fairness_analysis(
                 part["y_prob"].to_numpy(),
                 threshold,
                 part["patient_id"].tolist() if "patient_id" in part else None,
-                n_bootstrap=0,
-                confidence=confidence,
-                auc_ci=auc_ci,
+                settings=settings.replace(n_bootstrap=0),
             )
             entries[group] = entry
             small[group] = {m: r for m in FAIRNESS_METRICS if (r := too_small(m, entry, min_count))}

@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from skin_cnn.core.specs import EvalSettings
 from skin_cnn.core.tasks import TASK_NAMES, TASKS
 from skin_cnn.evaluation import intervals
 from skin_cnn.evaluation.bootstrap import METRICS, bootstrap_intervals
@@ -78,13 +79,9 @@ def task_metrics(
     threshold=0.5,
     patient_ids=None,
     task=None,
-    n_bootstrap=2000,
-    seed=0,
-    confidence=0.95,
-    bootstrap_method="percentile",
+    settings: EvalSettings = EvalSettings(),
     progress=False,
     groups=None,
-    auc_ci="logit",
 ):
     """Every metric of one binary task as a ``metrics.json`` task entry.
 
@@ -97,12 +94,11 @@ def task_metrics(
         Counted in ``n_patients`` (``None`` when absent) and used as bootstrap clusters.
     task : str, optional
         Adds ``positive`` and ``negative`` class names.
-    n_bootstrap : int
-        0 skips the bootstrap.
+    settings : EvalSettings
+        Confidence level, the DeLong AUC interval's scale and the bootstrap (``n_bootstrap=0``
+        skips it).
     groups : sequence, optional
         ``split_group`` labels: bootstrap clusters join them with the patient ids.
-    auc_ci : {"logit", "wald"}
-        Scale of the DeLong AUC interval.
 
     Returns
     -------
@@ -133,6 +129,7 @@ def task_metrics(
             "fp": fp,
         }
     )
+    confidence = settings.confidence
     sens = intervals.clopper_pearson(tp, tp + fn, confidence)
     spec = intervals.clopper_pearson(tn, tn + fp, confidence)
     acc = intervals.clopper_pearson(tp + tn, y.size, confidence)
@@ -147,20 +144,9 @@ def task_metrics(
     out["ppv"] = intervals.ppv(tp, fn, tn, fp, confidence).as_dict()
     out["npv"] = intervals.npv(tp, fn, tn, fp, confidence).as_dict()
     out["accuracy"] = acc.as_dict()
-    out["auc"] = auc_estimate(y, p, confidence, auc_ci)
-    if n_bootstrap and y.size:
-        out["bootstrap"] = bootstrap_intervals(
-            y,
-            p,
-            threshold,
-            patient_ids,
-            n_resamples=n_bootstrap,
-            seed=seed,
-            confidence=confidence,
-            method=bootstrap_method,
-            progress=progress,
-            groups=groups,
-        )
+    out["auc"] = auc_estimate(y, p, confidence, settings.auc_ci)
+    if settings.n_bootstrap and y.size:
+        out["bootstrap"] = bootstrap_intervals(y, p, threshold, patient_ids, settings, progress=progress, groups=groups)
     return promote_cluster_intervals(out)
 
 
@@ -213,12 +199,8 @@ def evaluate_predictions(
     predictions,
     thresholds=0.5,
     threshold_method="fixed",
-    n_bootstrap=2000,
-    seed=0,
-    confidence=0.95,
-    bootstrap_method="percentile",
+    settings: EvalSettings = EvalSettings(),
     progress=False,
-    auc_ci="logit",
 ):
     """``metrics.json`` content for a predictions frame (``skin_cnn.core.predictions`` layout).
 
@@ -233,8 +215,8 @@ def evaluate_predictions(
         its fold model's threshold).
     threshold_method : str
         How the thresholds were obtained (recorded as is).
-    auc_ci : {"logit", "wald"}
-        Scale of the DeLong AUC interval (recorded in ``auc_ci``).
+    settings : EvalSettings
+        The intervals' settings; ``confidence`` and ``auc_ci`` are recorded.
 
     Returns
     -------
@@ -261,8 +243,8 @@ def evaluate_predictions(
     result = {
         "threshold": shown[tasks[0]] if numbers and len(set(shown.values())) == 1 else shown,
         "threshold_method": threshold_method,
-        "confidence": confidence,
-        "auc_ci": auc_ci,
+        "confidence": settings.confidence,
+        "auc_ci": settings.auc_ci,
         "tasks": {},
     }
     for task in tasks:
@@ -273,13 +255,9 @@ def evaluate_predictions(
             cuts[task],
             part["patient_id"].tolist() if "patient_id" in part else None,
             task=task,
-            n_bootstrap=n_bootstrap,
-            seed=seed,
-            confidence=confidence,
-            bootstrap_method=bootstrap_method,
+            settings=settings,
             progress=progress,
             groups=part["split_group"].tolist() if "split_group" in part else None,
-            auc_ci=auc_ci,
         )
         result["tasks"][task]["threshold"] = shown[task]
     result["primary_interval"] = primary_interval(result)
@@ -345,11 +323,7 @@ def metrics_by(
     predictions,
     column,
     thresholds=0.5,
-    n_bootstrap=2000,
-    seed=0,
-    confidence=0.95,
-    bootstrap_method="percentile",
-    auc_ci="logit",
+    settings: EvalSettings = EvalSettings(),
 ):
     """Metrics per subgroup of ``column`` (e.g. source, Fitzpatrick type) as one long table.
 
@@ -374,15 +348,7 @@ def metrics_by(
         part = predictions[keys == value]
         tasks = [t for t in TASK_NAMES if (part["task"] == t).any()]
         th = thresholds if not isinstance(thresholds, dict) else {t: thresholds[t] for t in tasks}
-        res = evaluate_predictions(
-            part,
-            th,
-            n_bootstrap=n_bootstrap,
-            seed=seed,
-            confidence=confidence,
-            bootstrap_method=bootstrap_method,
-            auc_ci=auc_ci,
-        )
+        res = evaluate_predictions(part, th, settings=settings)
         per_group[value] = res
         frames.append(metrics_table(res, **{column: value}))
     return pd.concat(frames, ignore_index=True), per_group

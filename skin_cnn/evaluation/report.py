@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import base64
 import html
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Sequence
 
 from skin_cnn.core.io import write_text
+from skin_cnn.core.specs import EvalSettings
 from skin_cnn.core.tasks import TASKS
 from skin_cnn.evaluation.bootstrap import METRICS
 from skin_cnn.evaluation.cells import auc_method_text, fmt_pct
@@ -516,59 +519,27 @@ def write_report(metrics, folder, figures, source="", by_tables=None, flow=None,
     return md, page
 
 
-def write_evaluation(
-    predictions,
-    out,
-    thresholds=0.5,
-    threshold_method="fixed",
-    by=(),
-    flow=None,
-    n_bootstrap=2000,
-    seed=0,
-    confidence=0.95,
-    bootstrap_method="percentile",
-    source="",
-    progress=False,
-    auc_ci="logit",
-    test_evaluations=None,
-    fairness=(),
-    run=None,
-    cams=None,
-    image_base=None,
-    n_failures=4,
-    shortcut=None,
-    threshold_fit=None,
-    leakage=None,
-):
-    """Evaluate a predictions frame and write every output into the folder ``out``.
+@dataclass(frozen=True)
+class ReportInputs:
+    """What an evaluation adds to its metrics beside the predictions: subgroup and fairness
+    columns, provenance, the run folder and the audits its caller computed.
 
-    Writes ``metrics.json``, ``metrics.csv``, ``roc_<task>.png``, ``confusion_<task>.png``,
-    ``calibration.png``, ``stard_flow.png`` with its chain ``flow.json``,
-    ``metrics_by_<column>.csv`` for each ``by`` column, ``fairness_<column>.csv`` and
-    ``forest_<column>.png`` for each ``fairness`` column, ``failures.csv`` and
-    ``failure_gallery.png``, ``report.md`` and ``report.html``. ``metrics.json`` also holds
-    ``calibration`` (per task ECE, Brier score, slope, intercept) and ``fairness``.
-
-    Parameters
+    Attributes
     ----------
-    predictions : pandas.DataFrame
-        Predictions table (``skin_cnn.core.predictions`` layout).
-    thresholds : float or dict of str -> float
-    threshold_method : str
     by : sequence of str
         Columns to repeat the metrics per subgroup for.
+    fairness : sequence of str
+        Columns to give a fairness section (:mod:`skin_cnn.evaluation.fairness`), e.g.
+        ``fitzpatrick_scale``.
     flow : dict, optional
         A flow record or the chain of the evaluated split (see
         :func:`skin_cnn.evaluation.plots.load_flow`); default: what the predictions alone tell.
-    auc_ci : {"logit", "wald"}
-        Scale of the DeLong AUC interval.
+    source : str
+        Where the predictions came from (recorded in ``metrics.json`` and shown in the report).
     test_evaluations : dict, optional
         ``{"count": n, "split": split}``: how many times the run's test split has been evaluated
         (this evaluation included when ``split`` is test), stored in ``metrics.json`` and shown
         in the report; None when not known (a predictions file outside a run folder).
-    fairness : sequence of str
-        Columns to give a fairness section (:mod:`skin_cnn.evaluation.fairness`), e.g.
-        ``fitzpatrick_scale``.
     run : dict, optional
         :func:`skin_cnn.evaluation.checklist.run_context` of the run folder, for the partitions,
         model, training and checklist sections.
@@ -591,12 +562,62 @@ def write_evaluation(
         ``{"audit", "pairs"}`` of :func:`skin_cnn.inference.evaluate_run.audit_leakage`: the pairs go to
         ``suspected_duplicates.csv`` and ``suspected_duplicates.png``, the counts to
         ``metrics.json`` (``leakage_audit``), the flow and the report.
+    """
+
+    by: Sequence[str] = ()
+    fairness: Sequence[str] = ()
+    flow: dict | None = None
+    source: str = ""
+    test_evaluations: dict | None = None
+    run: dict | None = None
+    cams: dict | None = None
+    image_base: str | Path | None = None
+    n_failures: int = 4
+    shortcut: Any = None
+    threshold_fit: Any = None
+    leakage: dict | None = None
+
+
+def write_evaluation(
+    predictions,
+    out,
+    thresholds=0.5,
+    threshold_method="fixed",
+    settings: EvalSettings = EvalSettings(),
+    inputs: ReportInputs = ReportInputs(),
+    progress=False,
+):
+    """Evaluate a predictions frame and write every output into the folder ``out``.
+
+    Writes ``metrics.json``, ``metrics.csv``, ``roc_<task>.png``, ``confusion_<task>.png``,
+    ``calibration.png``, ``stard_flow.png`` with its chain ``flow.json``,
+    ``metrics_by_<column>.csv`` for each ``by`` column, ``fairness_<column>.csv`` and
+    ``forest_<column>.png`` for each ``fairness`` column, ``failures.csv`` and
+    ``failure_gallery.png``, ``report.md`` and ``report.html``. ``metrics.json`` also holds
+    ``calibration`` (per task ECE, Brier score, slope, intercept) and ``fairness``.
+
+    Parameters
+    ----------
+    predictions : pandas.DataFrame
+        Predictions table (``skin_cnn.core.predictions`` layout).
+    thresholds : float or dict of str -> float
+    threshold_method : str
+    settings : EvalSettings
+        The intervals and the bootstrap of every table.
+    inputs : ReportInputs
+        Subgroup and fairness columns, provenance and the audits to report.
+    progress : bool
+        Show a progress bar for the bootstrap.
 
     Returns
     -------
     dict
         The ``metrics.json`` content.
     """
+    by, fairness, flow, source, run = inputs.by, inputs.fairness, inputs.flow, inputs.source, inputs.run
+    cams, image_base, n_failures = inputs.cams, inputs.image_base, inputs.n_failures
+    shortcut, threshold_fit, leakage = inputs.shortcut, inputs.threshold_fit, inputs.leakage
+    test_evaluations = inputs.test_evaluations
     import json
 
     from skin_cnn.core.io import write_csv
@@ -608,23 +629,12 @@ def write_evaluation(
     from skin_cnn.core.predictions import check_columns
 
     check_columns(predictions.columns, {"--by": by, "--fairness": fairness})
-    metrics = evaluate_predictions(
-        predictions,
-        thresholds,
-        threshold_method,
-        n_bootstrap=n_bootstrap,
-        seed=seed,
-        confidence=confidence,
-        bootstrap_method=bootstrap_method,
-        progress=progress,
-        auc_ci=auc_ci,
-    )
+    metrics = evaluate_predictions(predictions, thresholds, threshold_method, settings=settings, progress=progress)
     metrics["test_evaluations"] = test_evaluations
-    if threshold_fit is not None and n_bootstrap:
+    if threshold_fit is not None and settings.n_bootstrap:
         from skin_cnn.evaluation.threshold_choice import add_threshold_choice
 
-        add_threshold_choice(metrics, predictions, threshold_fit, thresholds, n_resamples=n_bootstrap, seed=seed,
-                             confidence=confidence)
+        add_threshold_choice(metrics, predictions, threshold_fit, thresholds, settings=settings)
     if synthetic_images(predictions):
         metrics["synthetic"] = True
     if source:
@@ -642,10 +652,7 @@ def write_evaluation(
         from skin_cnn.evaluation.fairness import fairness_analysis
 
         for column in fairness:
-            fairness_results[column] = fairness_analysis(
-                predictions, column, threshold_map, n_bootstrap=n_bootstrap, seed=seed,
-                confidence=confidence, auc_ci=auc_ci,
-            )
+            fairness_results[column] = fairness_analysis(predictions, column, threshold_map, settings=settings)
         metrics["fairness"] = fairness_results
     shortcut_section = None
     if shortcut is not None:
@@ -682,16 +689,7 @@ def write_evaluation(
     figures["stard_flow"] = plots.plot_stard_flow(flow, metrics, out / "stard_flow.png")
     by_tables, by_groups = {}, {}
     for column in by:
-        table, by_groups[column] = metrics_by(
-            predictions,
-            column,
-            threshold_map,
-            n_bootstrap=n_bootstrap,
-            seed=seed,
-            confidence=confidence,
-            bootstrap_method=bootstrap_method,
-            auc_ci=auc_ci,
-        )
+        table, by_groups[column] = metrics_by(predictions, column, threshold_map, settings=settings)
         write_csv(out / f"metrics_by_{column}.csv", table)
         by_tables[column] = table
     from skin_cnn.evaluation import fairness as fair

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from skin_cnn.core.specs import EvalSettings
 from skin_cnn.evaluation.bootstrap import cluster_units, indices_to_counts, iter_resample_indices, unit_strata
 from skin_cnn.evaluation.threshold import ThresholdRule, choose_threshold, parse_threshold
 
@@ -146,13 +147,15 @@ def _interval(values, confidence):
     return [float(v) for v in np.quantile(values, [alpha / 2, 1 - alpha / 2])]
 
 
-def threshold_choice_entry(evaluated, fitting, rule, thresholds, *, n_resamples=2000, seed=0, confidence=0.95,
+def threshold_choice_entry(evaluated, fitting, rule, thresholds, *, settings: EvalSettings = EvalSettings(),
                            key=None, source="validation predictions"):
     """The ``threshold_choice`` entry of one task in ``metrics.json``.
 
     ``sensitivity`` and ``specificity``: percentile intervals with the threshold refitted in every
     resample; ``fixed``: the same resamples of the evaluated images at the threshold used.
+    ``settings`` gives the resamples (``n_bootstrap``), their ``seed`` and the ``confidence``.
     """
+    n_resamples, seed, confidence = settings.n_bootstrap, settings.seed, settings.confidence
     refit, fixed, (unit, fit_unit) = choice_distribution(evaluated, fitting, rule, thresholds,
                                                          n_resamples=n_resamples, seed=seed, key=key)
     return {
@@ -165,7 +168,7 @@ def threshold_choice_entry(evaluated, fitting, rule, thresholds, *, n_resamples=
     }
 
 
-def add_threshold_choice(metrics, predictions, fitting, thresholds, *, n_resamples=2000, seed=0, confidence=0.95):
+def add_threshold_choice(metrics, predictions, fitting, thresholds, *, settings: EvalSettings = EvalSettings()):
     """Add ``threshold_choice`` to every task of ``metrics`` whose threshold ``fitting`` can refit."""
     from skin_cnn.evaluation.threshold import row_thresholds
 
@@ -176,8 +179,8 @@ def add_threshold_choice(metrics, predictions, fitting, thresholds, *, n_resampl
         part = predictions[predictions["task"] == task]
         fit_part = fitting.validation[fitting.validation["task"] == task]
         entry["threshold_choice"] = threshold_choice_entry(
-            part, fit_part, rule, row_thresholds(part, thresholds, task), n_resamples=n_resamples, seed=seed,
-            confidence=confidence, key=fitting.key, source=fitting.source)
+            part, fit_part, rule, row_thresholds(part, thresholds, task), settings=settings,
+            key=fitting.key, source=fitting.source)
     return metrics
 
 

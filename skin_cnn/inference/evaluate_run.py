@@ -15,6 +15,8 @@ import json
 from datetime import datetime, timezone
 from pathlib import Path
 
+from skin_cnn.core.specs import EvalSettings
+
 VAL_PREDICTION_FILES = (
     "val_predictions.csv",
     "predictions_val.csv",
@@ -316,13 +318,9 @@ def evaluate_run(
     val_predictions=None,
     by=(),
     flow=None,
-    n_bootstrap=2000,
-    seed=0,
-    confidence=0.95,
-    bootstrap_method="percentile",
+    settings: EvalSettings = EvalSettings(),
     predictor=None,
     progress=True,
-    auc_ci="logit",
     fairness=(),
     n_failures=4,
     shortcut_audit=0,
@@ -356,10 +354,10 @@ def evaluate_run(
     flow : dict, optional
         A flow record or chain (:func:`skin_cnn.evaluation.plots.load_flow`) to draw instead of
         the run's own (:func:`run_flow`); the evaluated images are added as its last step.
+    settings : EvalSettings
+        The intervals and the bootstrap; its ``seed`` also picks the shortcut audit's photos.
     predictor : skin_cnn.inference.predictor.Predictor, optional
         An already loaded model (e.g. at the end of training).
-    auc_ci : {"logit", "wald"}
-        Scale of the DeLong AUC interval.
     fairness : sequence of str
         Columns to give a fairness section (e.g. ``fitzpatrick_scale``).
     n_failures : int
@@ -396,7 +394,7 @@ def evaluate_run(
         ``metrics.json`` content.
     """
     from skin_cnn.core.io import write_csv
-    from skin_cnn.evaluation.report import write_evaluation
+    from skin_cnn.evaluation.report import ReportInputs, write_evaluation
     from skin_cnn.evaluation.threshold import STORED, parse_threshold, resolve_thresholds
 
     run_dir = Path(run_dir)
@@ -440,34 +438,26 @@ def evaluate_run(
     if shortcut_audit:
         from skin_cnn.evaluation.shortcut import audit_predictor
 
-        shortcut = audit_predictor(predictor, preds, frame, n_images=int(shortcut_audit), seed=seed)
+        shortcut = audit_predictor(predictor, preds, frame, n_images=int(shortcut_audit),
+                                   seed=settings.seed)
     leakage = None
     if leakage_audit and split != "train":
         leakage = audit_leakage(predictor, frame, preds, split, leakage_threshold, progress=progress)
-    metrics = write_evaluation(
-        preds,
-        out,
-        thresholds,
-        method,
+    inputs = ReportInputs(
         by=by,
-        flow=_flow_of(run_dir, split, frame, preds, skipped, flow),
-        leakage=leakage,
-        n_bootstrap=n_bootstrap,
-        seed=seed,
-        confidence=confidence,
-        bootstrap_method=bootstrap_method,
-        source=f"{run_dir} ({split} split)",
-        progress=progress,
-        auc_ci=auc_ci,
-        test_evaluations={"count": count, "split": split},
         fairness=fairness,
+        flow=_flow_of(run_dir, split, frame, preds, skipped, flow),
+        source=f"{run_dir} ({split} split)",
+        test_evaluations={"count": count, "split": split},
         run=dict(run_context(run_dir), split_change=change),
         cams=cams,
         image_base=run_dir,
         n_failures=n_failures,
         shortcut=shortcut,
         threshold_fit=threshold_fitting(rule, validation, source, predictor, list(thresholds), split, run_dir),
+        leakage=leakage,
     )
+    metrics = write_evaluation(preds, out, thresholds, method, settings=settings, inputs=inputs, progress=progress)
     if split == "test":
         record_test_evaluation(run_dir, out, method)
     if rule.needs_validation:  # predict and serve then answer at the thresholds reported here

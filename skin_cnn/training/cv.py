@@ -36,11 +36,12 @@ from sklearn.model_selection import StratifiedGroupKFold
 
 from skin_cnn.core import io as atomic
 from skin_cnn.core.compute_precision import Precision
+from skin_cnn.core.specs import EvalSettings
 from skin_cnn.models.precision_policy import apply_precision, resolve_precision
 from skin_cnn.core.tasks import TASK_NAMES
 from skin_cnn.data.crop import check_not_cropped_twice
 from skin_cnn.evaluation import evaluate_predictions
-from skin_cnn.evaluation.report import write_evaluation
+from skin_cnn.evaluation.report import ReportInputs, write_evaluation
 from skin_cnn.evaluation.threshold import parse_threshold
 from skin_cnn.data.manifest import load_manifest
 from skin_cnn.models import build_model, read_file_info, split_at_frozen_boundary, store_thresholds
@@ -233,7 +234,8 @@ def fold_metrics(oof, thresholds=None):
     rows = []
     for fold, part in oof.groupby("fold"):
         cut = (thresholds or {}).get(int(fold)) or 0.5
-        metrics = evaluate_predictions(part.drop(columns=["fold"]), thresholds=cut, n_bootstrap=0)
+        metrics = evaluate_predictions(part.drop(columns=["fold"]), thresholds=cut,
+                                       settings=EvalSettings(n_bootstrap=0))
         for task, entry in metrics["tasks"].items():
             rows.append({"fold": int(fold), "task": task, "n_images": entry["n_images"],
                          "auc": entry["auc"]["value"], "threshold": entry["threshold"],
@@ -425,9 +427,10 @@ def _run_cv(source, out, n_folds, settings, *, resume, progress, echo, n_bootstr
     atomic.write_csv(out / "cv_summary.csv", summary)
     eval_dir = out / "eval_oof"
     scored, thresholds, method = recipe_thresholds(base, oof, fold_dirs)
-    write_evaluation(scored, eval_dir, thresholds=thresholds, threshold_method=method, n_bootstrap=n_bootstrap,
-                     seed=base.seed, source=f"out-of-fold predictions of {n_folds}-fold cross-validation ({out})",
-                     threshold_fit=fold_threshold_fitting(base, fold_dirs))
+    inputs = ReportInputs(source=f"out-of-fold predictions of {n_folds}-fold cross-validation ({out})",
+                          threshold_fit=fold_threshold_fitting(base, fold_dirs))
+    write_evaluation(scored, eval_dir, thresholds=thresholds, threshold_method=method,
+                     settings=EvalSettings(n_bootstrap=n_bootstrap, seed=base.seed), inputs=inputs)
     ensemble = build_ensemble(fold_dirs)
     save_model_atomic(ensemble, out / "ensemble.keras")
     nested = nested_scores(base, frame, folds, shared, fold_dirs, out, echo)
