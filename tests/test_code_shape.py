@@ -54,8 +54,6 @@ OVER_LIMITS = {
     "skin_cnn/inference/evaluate_run.py::evaluate_run": (167, 23),
     "skin_cnn/inference/gradcam.py::gradcam_batch": (90, 6),
     "skin_cnn/inference/gradcam.py::gradcam_figure": (95, 10),
-    "skin_cnn/models/spatial_transformer.py::SpatialTransformer.__init__": (66, 9),
-    "skin_cnn/models/vgg.py::build_model": (124, 15),
     "skin_cnn/serve/app.py::create_app": (180, 6),
     "skin_cnn/training/cv.py::run_cv": (24, 9),
     "skin_cnn/training/cv.py::_run_cv": (72, 9),

@@ -16,6 +16,7 @@ from sklearn import metrics as sklearn_metrics
 from skin_cnn.core.tasks import TASK_NAMES, TASKS, task_targets
 from skin_cnn.models import (
     VARIANTS,
+    ModelSpec,
     SpatialTransformer,
     build_model,
     compile_model,
@@ -147,6 +148,24 @@ def test_invalid_arguments_are_rejected():
         build_model("N", input_shape=SIZE, weights="/some/file.h5")
     with pytest.raises(ValueError, match="stn_output_size"):
         build_model("P", input_shape=SIZE, weights=None, stn_output_size=(32, 32))
+
+
+def test_a_model_spec_builds_the_same_model_as_the_same_settings_by_name():
+    spec = ModelSpec(input_shape=SIZE, weights=None, seed=3, dense_units=8, task_units=4, head="mlp")
+    by_spec, by_name = build_model("P", spec), build_model("P", input_shape=SIZE, weights=None, seed=3,
+                                                            dense_units=8, task_units=4)
+    assert [w.shape for w in by_spec.weights] == [w.shape for w in by_name.weights]
+    for a, b in zip(by_spec.weights, by_name.weights):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+    # a keyword replaces the spec's setting
+    assert build_model("P", spec, dense_units=16).get_layer("shared_dense").units == 16
+
+
+def test_a_model_spec_refuses_unknown_settings_and_a_positional_shape():
+    with pytest.raises(TypeError, match="dense_unit"):
+        build_model("P", input_shape=SIZE, weights=None, dense_unit=8)
+    with pytest.raises(TypeError, match="ModelSpec"):
+        build_model("P", SIZE)
 
 
 def test_stn_output_size_sets_the_trunk_input():

@@ -8,6 +8,7 @@ import tensorflow as tf
 from scipy import ndimage
 
 from skin_cnn.models import SpatialTransformer
+from skin_cnn.models.spatial_transformer import Localization
 
 
 def _images(shape=(2, 40, 56, 3), seed=0):
@@ -173,6 +174,38 @@ def test_config_round_trip_rebuilds_the_same_layer():
     assert clone(x).shape == (1, 20, 24, 3)
 
 
+def test_localization_settings_as_one_object_equal_the_flat_keywords():
+    grouped = SpatialTransformer(localization=Localization(filters=(4, 8), units=10, grid=2), seed=1, name="stn")
+    flat = SpatialTransformer(localization_filters=(4, 8), localization_units=10, localization_grid=2, seed=1,
+                              name="stn")
+    assert grouped.get_config() == flat.get_config()
+    assert grouped.localization == flat.localization == Localization((4, 8), 10, 2)
+    # a flat keyword replaces that one setting of the object
+    mixed = SpatialTransformer(localization=Localization(units=10), localization_grid=None)
+    assert (mixed.localization_units, mixed.localization_grid, mixed.localization_filters) == (10, None, (16, 32))
+
+
+def test_a_layer_config_written_with_flat_keys_still_loads():
+    # the layer's entry as a .keras file stores it (get_config's keys, JSON values)
+    saved = {
+        "module": "skin_cnn.models.spatial_transformer",
+        "class_name": "SpatialTransformer",
+        "registered_name": "skin_cnn>SpatialTransformer",
+        "config": {
+            "name": "spatial_transformer", "trainable": True, "dtype": "float32",
+            "output_size": [20, 24], "localization_filters": [8, 16], "localization_units": 50,
+            "localization_grid": 4, "input_scale": 0.5, "fill_mode": "constant", "fill_value": 7.0, "seed": 3,
+        },
+    }
+    layer = keras.saving.deserialize_keras_object(saved)
+    assert layer.localization == Localization(filters=(8, 16), units=50, grid=4, input_scale=0.5)
+    assert (layer.output_size, layer.fill_mode, layer.fill_value, layer.seed) == ((20, 24), "constant", 7.0, 3)
+    config = layer.get_config()
+    assert {k: config[k] for k in saved["config"] if k != "dtype"} == {
+        k: v for k, v in saved["config"].items() if k != "dtype"}
+    assert layer(_images((1, 32, 32, 3))).shape == (1, 20, 24, 3)
+
+
 def test_constant_fill_value_fills_samples_outside_the_image():
     x = _images((1, 32, 32, 3))
     layer = SpatialTransformer(fill_mode="constant", fill_value=100.0, seed=0)
@@ -186,3 +219,7 @@ def test_rejects_bad_arguments():
         SpatialTransformer(fill_mode="reflect")
     with pytest.raises(ValueError, match="output_size"):
         SpatialTransformer(output_size=(0, 10))
+    with pytest.raises(ValueError, match="localization_grid"):
+        SpatialTransformer(localization_grid=0)
+    with pytest.raises(ValueError, match="localization_filters"):
+        SpatialTransformer(localization=Localization(filters=(8,)))

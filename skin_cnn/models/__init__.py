@@ -19,10 +19,11 @@ from skin_cnn.models.losses import compile_model, masked_task_losses, masked_tas
 from skin_cnn.models.preprocessing import VGG16Preprocess
 from skin_cnn.models.saving import load_keras_model as load_model
 from skin_cnn.models.saving import store_thresholds
-from skin_cnn.models.spatial_transformer import SpatialTransformer
+from skin_cnn.models.spatial_transformer import Localization, SpatialTransformer
 from skin_cnn.models.vgg import (
     GLOBAL_POOL,
     VARIANTS,
+    ModelSpec,
     Variant,
     build_model,
     model_summary_table,
@@ -46,6 +47,7 @@ check_keras_backend()
 
 __all__ = [
     "build_model",
+    "ModelSpec",
     "load_model",
     "resolve_variant",
     "split_at_frozen_boundary",
@@ -56,6 +58,7 @@ __all__ = [
     "VARIANTS",
     "GLOBAL_POOL",
     "SpatialTransformer",
+    "Localization",
     "VGG16Preprocess",
     "ModelInfo",
     "model_info",

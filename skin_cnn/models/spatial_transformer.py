@@ -10,6 +10,9 @@ and resamples the image through θ with differentiable bilinear interpolation, s
 can learn to zoom into the lesions and move them to the centre before VGG-16 sees them.
 """
 
+from dataclasses import dataclass, replace
+from typing import ClassVar
+
 import keras
 from keras import ops
 
@@ -21,6 +24,67 @@ IDENTITY_PARAMETERS = (1.0, 1.0, 0.0, 0.0)
 def _glorot(seed, offset):
     """Glorot-uniform initialiser, seeded with ``seed + offset`` when a seed is given."""
     return keras.initializers.GlorotUniform(seed=None if seed is None else int(seed) + offset)
+
+
+def _localization_conv(filters, name, initializer):
+    """A 3×3 ReLU convolution of the localisation network (spatial size kept)."""
+    return keras.layers.Conv2D(
+        filters, 3, padding="same", activation="relu", name=name, kernel_initializer=initializer
+    )
+
+
+@dataclass(frozen=True)
+class Localization:
+    """Settings of the spatial transformer's localisation network (they only make sense together).
+
+    Attributes
+    ----------
+    filters : (int, int)
+        Filters of the two localisation convolutions.
+    units : int
+        Units of the hidden localisation dense layer.
+    grid : int or None
+        Side of the grid the localisation features are pooled to (``None``: flatten them).
+    input_scale : float
+        Factor applied to the input before the localisation network only (the resampled image
+        keeps its values). The default maps RGB in [0, 255] to [0, 1] so the randomly
+        initialised localisation convolutions see inputs of unit scale.
+    """
+
+    filters: tuple = (16, 32)
+    units: int = 100
+    grid: int | None = 8
+    input_scale: float = 1.0 / 255.0
+
+    #: The name of each setting in a layer's config (and as a keyword of the layer).
+    CONFIG_NAMES: ClassVar[dict] = {"filters": "localization_filters", "units": "localization_units",
+                    "grid": "localization_grid", "input_scale": "input_scale"}
+
+    def __post_init__(self):
+        if self.grid is not None and int(self.grid) < 1:
+            raise ValueError(f"localization_grid must be ≥ 1 or None; got {self.grid!r}")
+        filters = tuple(int(f) for f in self.filters)
+        if len(filters) != 2:
+            raise ValueError(f"localization_filters must have 2 values; got {self.filters!r}")
+        object.__setattr__(self, "filters", filters)
+        object.__setattr__(self, "units", int(self.units))
+        object.__setattr__(self, "grid", None if self.grid is None else int(self.grid))
+        object.__setattr__(self, "input_scale", float(self.input_scale))
+
+    @classmethod
+    def merged(cls, localization, flat):
+        """``localization`` (or the defaults) with the flat config names found in ``flat`` put in.
+
+        The flat names are removed from ``flat`` (a layer's keyword arguments), so what remains
+        goes to ``keras.layers.Layer``.
+        """
+        given = {field: flat.pop(name) for field, name in cls.CONFIG_NAMES.items() if name in flat}
+        return replace(localization if localization is not None else cls(), **given)
+
+    def config(self):
+        """The settings under their flat config names, as JSON values."""
+        return {"localization_filters": list(self.filters), "localization_units": self.units,
+                "localization_grid": self.grid, "input_scale": self.input_scale}
 
 
 @keras.saving.register_keras_serializable(package="skin_cnn")
@@ -51,16 +115,10 @@ class SpatialTransformer(keras.layers.Layer):
     ----------
     output_size : (int, int), optional
         Height and width of the resampled image; defaults to the input's.
-    localization_filters : (int, int)
-        Filters of the two localisation convolutions.
-    localization_units : int
-        Units of the hidden localisation dense layer.
-    localization_grid : int or None
-        Side of the grid the localisation features are pooled to (see above).
-    input_scale : float
-        Factor applied to the input before the localisation network only (the resampled image
-        keeps its values). The default maps RGB in [0, 255] to [0, 1] so the randomly
-        initialised localisation convolutions see inputs of unit scale.
+    localization : Localization, optional
+        The localisation network's settings. Each may also be given by its flat name
+        (``localization_filters``, ``localization_units``, ``localization_grid``,
+        ``input_scale``), as :meth:`get_config` writes them.
     fill_mode : {"nearest", "constant"}
         Value of samples that fall outside the image: the nearest edge pixel, or ``fill_value``.
     fill_value : float
@@ -69,18 +127,9 @@ class SpatialTransformer(keras.layers.Layer):
         Seed of the localisation network's kernel initialisers.
     """
 
-    def __init__(
-        self,
-        output_size=None,
-        localization_filters=(16, 32),
-        localization_units=100,
-        localization_grid=8,
-        input_scale=1.0 / 255.0,
-        fill_mode="nearest",
-        fill_value=0.0,
-        seed=None,
-        **kwargs,
-    ):
+    def __init__(self, output_size=None, localization=None, fill_mode="nearest", fill_value=0.0, seed=None,
+                 **kwargs):
+        localization = Localization.merged(localization, kwargs)  # takes the flat keys out of kwargs
         super().__init__(**kwargs)
         if output_size is not None:
             output_size = tuple(int(s) for s in output_size)
@@ -88,40 +137,20 @@ class SpatialTransformer(keras.layers.Layer):
                 raise ValueError(f"output_size must be (height, width) ≥ 1; got {output_size!r}")
         if fill_mode not in FILL_MODES:
             raise ValueError(f"fill_mode must be one of {FILL_MODES}; got {fill_mode!r}")
-        if localization_grid is not None and int(localization_grid) < 1:
-            raise ValueError(f"localization_grid must be ≥ 1 or None; got {localization_grid!r}")
-        filters = tuple(int(f) for f in localization_filters)
-        if len(filters) != 2:
-            raise ValueError(
-                f"localization_filters must have 2 values; got {localization_filters!r}"
-            )
         self.output_size = output_size
-        self.localization_filters = filters
-        self.localization_units = int(localization_units)
-        self.localization_grid = None if localization_grid is None else int(localization_grid)
-        self.input_scale = float(input_scale)
+        self.localization = localization
+        self.localization_filters = localization.filters
+        self.localization_units = localization.units
+        self.localization_grid = localization.grid
+        self.input_scale = localization.input_scale
         self.fill_mode = fill_mode
         self.fill_value = float(fill_value)
         self.seed = seed
 
         self.loc_pool1 = keras.layers.MaxPooling2D(2, name="loc_pool1")
-        self.loc_conv1 = keras.layers.Conv2D(
-            filters[0],
-            3,
-            padding="same",
-            activation="relu",
-            name="loc_conv1",
-            kernel_initializer=_glorot(seed, 0),
-        )
+        self.loc_conv1 = _localization_conv(localization.filters[0], "loc_conv1", _glorot(seed, 0))
         self.loc_pool2 = keras.layers.MaxPooling2D(2, name="loc_pool2")
-        self.loc_conv2 = keras.layers.Conv2D(
-            filters[1],
-            3,
-            padding="same",
-            activation="relu",
-            name="loc_conv2",
-            kernel_initializer=_glorot(seed, 1),
-        )
+        self.loc_conv2 = _localization_conv(localization.filters[1], "loc_conv2", _glorot(seed, 1))
         self.loc_flatten = keras.layers.Flatten(name="loc_flatten")
         self.loc_dense = keras.layers.Dense(
             self.localization_units,
@@ -169,10 +198,7 @@ class SpatialTransformer(keras.layers.Layer):
         config.update(
             {
                 "output_size": None if self.output_size is None else list(self.output_size),
-                "localization_filters": list(self.localization_filters),
-                "localization_units": self.localization_units,
-                "localization_grid": self.localization_grid,
-                "input_scale": self.input_scale,
+                **self.localization.config(),
                 "fill_mode": self.fill_mode,
                 "fill_value": self.fill_value,
                 "seed": self.seed,

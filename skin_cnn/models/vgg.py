@@ -10,7 +10,8 @@ sub-model, lets Grad-CAM and feature extraction reach ``model.get_layer("block5_
 directly and lets :func:`split_at_frozen_boundary` cut the graph at any block.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
+from typing import Any
 
 import keras
 import pandas as pd
@@ -158,29 +159,15 @@ def _vgg16_layers(trunk_shape, weights_path, seed):
     return layers
 
 
-def build_model(
-    variant,
-    input_shape=(250, 250, 3),
-    weights="imagenet",
-    fine_tune_blocks=0,
-    dense_units=64,
-    task_units=32,
-    l2=5e-4,
-    dropout=0.0,
-    seed=None,
-    stn_output_size=None,
-    preprocessing=None,
-    head="mlp",
-    pool_blocks=(5,),
-    mirror=False,
-    sqrt_features=False,
-):
-    """Build one of the study's multi-task VGG-16 models.
+@dataclass(frozen=True)
+class ModelSpec:
+    """Every setting of a study model but its variant: what :func:`build_model` builds.
 
-    Parameters
+    The settings travel together from a run's configuration to the model, so they are one
+    object; :func:`build_model` also takes them one by one as keywords (the same names).
+
+    Attributes
     ----------
-    variant : str
-        ``"P"``, ``"N"``, ``"PS"`` or ``"NS"`` (``"VGG-16P"``, ``"vgg16p"`` … also accepted).
     input_shape : (int, int, 3)
         Image size the model takes; RGB float in [0, 255] (the VGG-16 preprocessing is the
         model's first layer). The study used 250×250.
@@ -218,6 +205,36 @@ def build_model(
     sqrt_features : bool
         Square-root the pooled features of each view
         (:class:`~skin_cnn.models.views.SquareRootFeatures`) before the views are averaged.
+    """
+
+    input_shape: Any = (250, 250, 3)
+    weights: Any = "imagenet"
+    fine_tune_blocks: int = 0
+    dense_units: int = 64
+    task_units: int = 32
+    l2: float = 5e-4
+    dropout: float = 0.0
+    seed: int | None = None
+    stn_output_size: Any = None
+    preprocessing: Any = None
+    head: str = "mlp"
+    pool_blocks: Any = (5,)
+    mirror: bool = False
+    sqrt_features: bool = False
+
+
+def build_model(variant: str, spec: ModelSpec | None = None, **settings: Any) -> keras.Model:
+    """Build one of the study's multi-task VGG-16 models.
+
+    Parameters
+    ----------
+    variant : str
+        ``"P"``, ``"N"``, ``"PS"`` or ``"NS"`` (``"VGG-16P"``, ``"vgg16p"`` … also accepted).
+    spec : ModelSpec, optional
+        The model's settings (defaults: the study's VGG-16 at 250×250 with the ImageNet trunk).
+    **settings
+        Any field of :class:`ModelSpec` by name (``input_shape=(64, 64, 3)``, ``seed=0`` …),
+        replacing the one in ``spec``; an unknown name is a TypeError.
 
     Returns
     -------
@@ -226,40 +243,71 @@ def build_model(
         ``skin_cnn_info`` identity layer (tasks, classes, preprocessing); outputs a dict keyed
         by ``skin_cnn.core.tasks.TASK_NAMES``, each ``(batch, 1)`` sigmoid.
     """
-    spec = resolve_variant(variant)
-    input_shape, trunk_shape = _check_size(input_shape, stn_output_size, spec.spatial_transformer)
-    fine_tune_blocks = int(fine_tune_blocks)
-    if not 0 <= fine_tune_blocks <= VGG16_BLOCKS:
-        raise ValueError(
-            f"fine_tune_blocks must be between 0 and {VGG16_BLOCKS}; got {fine_tune_blocks}"
-        )
-    if fine_tune_blocks and not spec.pretrained:
-        raise ValueError(
-            f"fine_tune_blocks applies to P and PS; VGG-16{spec.name} trains every layer"
-        )
-    info = ModelInfo(tasks=task_entries(TASK_NAMES), preprocessing=_as_dict(preprocessing))
+    variant_spec = resolve_variant(variant)
+    spec = _model_spec(spec, settings)
+    input_shape, trunk_shape = _check_size(spec.input_shape, spec.stn_output_size, variant_spec.spatial_transformer)
+    fine_tune_blocks = _check_fine_tuning(spec.fine_tune_blocks, variant_spec)
+    info = ModelInfo(tasks=task_entries(TASK_NAMES), preprocessing=_as_dict(spec.preprocessing))
     if info.preprocessing is not None and tuple(info.preprocessing["image_size"]) != input_shape[:2]:
         raise ValueError(
             f"preprocessing image_size {tuple(info.preprocessing['image_size'])} differs from the "
             f"model input {input_shape[:2]}"
         )
-    if head not in HEADS:
-        raise ValueError(f"head must be one of {', '.join(HEADS)}; got {head!r}")
-    pool_blocks = tuple(int(b) for b in pool_blocks)
+    if spec.head not in HEADS:
+        raise ValueError(f"head must be one of {', '.join(HEADS)}; got {spec.head!r}")
+    pool_blocks = tuple(int(b) for b in spec.pool_blocks)
     if pool_blocks not in POOL_BLOCKS:
         raise ValueError(f"pool_blocks must be one of {POOL_BLOCKS}; got {pool_blocks}")
-    weights_path = _trunk_weights(spec, weights)
+    weights_path = _trunk_weights(variant_spec, spec.weights)
 
     image = keras.Input(shape=input_shape, name=INPUT_NAME, dtype="float32")
     x = info(image)
-    if mirror:
+    if spec.mirror:
         x = MirrorViews(name=MIRROR_VIEWS)(x)
-    if spec.spatial_transformer:
-        x = SpatialTransformer(output_size=stn_output_size, seed=seed, name=SPATIAL_TRANSFORMER)(x)
+    if variant_spec.spatial_transformer:
+        x = SpatialTransformer(output_size=spec.stn_output_size, seed=spec.seed, name=SPATIAL_TRANSFORMER)(x)
     x = VGG16Preprocess(name=PREPROCESS)(x)
-    first_trained_block = VGG16_BLOCKS - fine_tune_blocks + 1 if spec.pretrained else 1
+    first_trained_block = VGG16_BLOCKS - fine_tune_blocks + 1 if variant_spec.pretrained else 1
+    x, block4 = _trunk(x, _vgg16_layers(trunk_shape, weights_path, spec.seed), first_trained_block)
+    x = keras.layers.GlobalAveragePooling2D(name=GLOBAL_POOL)(x)
+    x = _pooled_features(x, block4, pool_blocks, spec.mirror, spec.sqrt_features)
+    return keras.Model(image, _heads(x, spec), name=variant_spec.model_name)
+
+
+def _model_spec(spec, settings):
+    """``spec`` (or the defaults) with ``settings`` put in; a TypeError names an unknown setting."""
+    if spec is not None and not isinstance(spec, ModelSpec):
+        raise TypeError(f"build_model() takes a ModelSpec after the variant, got {spec!r}; "
+                        "pass settings such as input_shape by name")
+    unknown = sorted(set(settings) - {f.name for f in fields(ModelSpec)})
+    if unknown:
+        raise TypeError(f"build_model() got unexpected keyword arguments {unknown}; "
+                        f"expected some of {[f.name for f in fields(ModelSpec)]}")
+    return replace(spec if spec is not None else ModelSpec(), **settings)
+
+
+def _check_fine_tuning(fine_tune_blocks, variant_spec):
+    """``fine_tune_blocks`` as an int, once it is known to suit the variant."""
+    fine_tune_blocks = int(fine_tune_blocks)
+    if not 0 <= fine_tune_blocks <= VGG16_BLOCKS:
+        raise ValueError(
+            f"fine_tune_blocks must be between 0 and {VGG16_BLOCKS}; got {fine_tune_blocks}"
+        )
+    if fine_tune_blocks and not variant_spec.pretrained:
+        raise ValueError(
+            f"fine_tune_blocks applies to P and PS; VGG-16{variant_spec.name} trains every layer"
+        )
+    return fine_tune_blocks
+
+
+def _trunk(x, layers, first_trained_block):
+    """Apply the VGG-16 ``layers`` (``(copy, weights source)`` pairs) to ``x``.
+
+    Each copy takes its source's weights once built, and blocks below ``first_trained_block``
+    are frozen. Returns the trunk's output and block 4's (for ``pool_blocks=(4, 5)``).
+    """
     block4 = None
-    for layer, source in _vgg16_layers(trunk_shape, weights_path, seed):
+    for layer, source in layers:
         x = layer(x)
         if source is not None:
             layer.set_weights(source.get_weights())
@@ -267,21 +315,22 @@ def build_model(
             layer.trainable = False
         if layer.name == "block4_pool":
             block4 = x
-    x = keras.layers.GlobalAveragePooling2D(name=GLOBAL_POOL)(x)
-    x = _pooled_features(x, block4, pool_blocks, mirror, sqrt_features)
-    if head == "linear":
-        outputs = linear_heads(x, TASK_NAMES, seed=seed)
-    else:
-        outputs = multitask_heads(
-            x,
-            TASK_NAMES,
-            dense_units=dense_units,
-            task_units=task_units,
-            l2=l2,
-            dropout=dropout,
-            seed=seed,
-        )
-    return keras.Model(image, outputs, name=spec.model_name)
+    return x, block4
+
+
+def _heads(features, spec):
+    """The per-task outputs on the pooled ``features``: the study's MLP heads or linear ones."""
+    if spec.head == "linear":
+        return linear_heads(features, TASK_NAMES, seed=spec.seed)
+    return multitask_heads(
+        features,
+        TASK_NAMES,
+        dense_units=spec.dense_units,
+        task_units=spec.task_units,
+        l2=spec.l2,
+        dropout=spec.dropout,
+        seed=spec.seed,
+    )
 
 
 def _pooled_features(block5, block4, pool_blocks, mirror, sqrt_features=False):
