@@ -27,7 +27,7 @@ the archive it will clean. Applying a model to a manifest is :mod:`skin_cnn.clea
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import keras
@@ -334,19 +334,49 @@ def predict_batches(model, x, batch_size=256):
     return np.asarray(model.predict(data, verbose=0)).ravel()
 
 
+@dataclass(frozen=True)
+class FilterTraining:
+    """How the skin/non-skin filter is trained: the settings :func:`train_skin_classifier` takes.
+
+    They are written to ``metrics.json`` together, so they travel as one object.
+
+    Attributes
+    ----------
+    input_size : int
+        Side of the square input the photos are squeezed to.
+    epochs, batch_size : int
+        Length of training (no early stopping: the held-out part must not choose the model).
+    holdout : float
+        Fraction held out for the accuracy estimate (0 < holdout < 1).
+    learning_rate : float
+        Adam's step size.
+    seed : int
+        Seeds the held-out split, the weights and the batch order.
+    """
+
+    input_size: int = 64
+    epochs: int = 40
+    batch_size: int = 32
+    holdout: float = 0.2
+    learning_rate: float = 1e-3
+    seed: int = 0
+
+    def __post_init__(self):
+        if not 0.0 < float(self.holdout) < 1.0:
+            raise ValueError(f"holdout must be a fraction between 0 and 1, got {self.holdout}")
+        if int(self.epochs) < 1:
+            raise ValueError(f"epochs must be at least 1, got {self.epochs}")
+
+
 def train_skin_classifier(
     skin_paths,
     nonskin_paths,
     out_dir,
+    settings: FilterTraining | None = None,
     *,
-    input_size=64,
-    epochs=40,
-    batch_size=32,
-    holdout=0.2,
-    learning_rate=1e-3,
-    seed=0,
     progress=True,
     verbose=0,
+    **changes,
 ):
     """Train the skin/non-skin filter, score a held-out part, and write a model folder.
 
@@ -362,18 +392,75 @@ def train_skin_classifier(
     out_dir : str or Path
         Model folder; receives ``skin_classifier.keras``, ``metrics.json``,
         ``holdout_predictions.csv`` and ``training_curve.png``.
-    holdout : float
-        Fraction held out for the accuracy estimate (0 < holdout < 1).
+    settings : FilterTraining, optional
+        The training settings (defaults: :class:`FilterTraining`'s).
+    **changes
+        Any field of :class:`FilterTraining` by name (``epochs=5``, ``holdout=0.3`` …), replacing
+        the one in ``settings``.
 
     Returns
     -------
     TrainingResult
     """
-    if not 0.0 < float(holdout) < 1.0:
-        raise ValueError(f"holdout must be a fraction between 0 and 1, got {holdout}")
-    if int(epochs) < 1:
-        raise ValueError(f"epochs must be at least 1, got {epochs}")
+    s = replace(settings if settings is not None else FilterTraining(), **changes)
     out_dir = Path(out_dir)
+    images = _read_classes(skin_paths, nonskin_paths, int(s.input_size), progress)
+    x, y = images.x, images.y
+    idx_train, idx_hold = train_test_split(
+        np.arange(len(y)), test_size=float(s.holdout), stratify=y, random_state=int(s.seed), shuffle=True
+    )
+    model, history = _fit(x[idx_train], y[idx_train], s, progress and not verbose, verbose)
+
+    p_hold = predict_batches(model, x[idx_hold])
+    metrics = binary_metrics(y[idx_hold], p_hold)
+    metrics_train = binary_metrics(y[idx_train], predict_batches(model, x[idx_train]))
+    model_path = _save_for_inference(model, int(s.input_size), out_dir / MODEL_FILENAME)
+
+    holdout_frame = pd.DataFrame(
+        {
+            "image_path": images.paths[idx_hold],
+            "label": np.where(y[idx_hold] == 1, "non-skin", "skin"),
+            SCORE_COLUMN: p_hold,
+        }
+    )
+    holdout_frame["correct"] = (holdout_frame[SCORE_COLUMN] >= 0.5) == (y[idx_hold] == 1)
+    atomic.write_csv(out_dir / PREDICTIONS_FILENAME, holdout_frame)
+
+    report = {
+        "model": MODEL_FILENAME,
+        "output": f"{OUTPUT_NAME}: sigmoid probability that the image does not show skin",
+        "input_size": int(s.input_size),
+        "holdout_fraction": float(s.holdout),
+        "seed": int(s.seed),
+        "epochs": int(s.epochs),
+        "batch_size": int(s.batch_size),
+        "learning_rate": float(s.learning_rate),
+        "n_images": images.counts,
+        "n_train": int(len(idx_train)),
+        "n_holdout": int(len(idx_hold)),
+        "holdout": metrics,
+        "train": {k: metrics_train[k] for k in ("n", "tp", "fn", "tn", "fp", "accuracy")},
+        "unreadable": [{"image_path": p, "reason": r} for p, r in images.unreadable.items()],
+        "history": {k: [float(v) for v in vals] for k, vals in history.history.items()},
+    }
+    atomic.write_json(out_dir / METRICS_FILENAME, report)
+    _plot_history(history.history, out_dir / HISTORY_PLOT_FILENAME)
+    return TrainingResult(model_path, report, holdout_frame)
+
+
+@dataclass
+class _LabelledImages:
+    """The readable images of both classes: paths, model inputs, labels (1 = non-skin)."""
+
+    paths: np.ndarray
+    x: np.ndarray
+    y: np.ndarray
+    counts: dict
+    unreadable: dict
+
+
+def _read_classes(skin_paths, nonskin_paths, input_size, progress):
+    """Read both classes at ``input_size``; each needs 2 readable images (one to train, one held out)."""
     skin_paths, nonskin_paths = [os.fspath(p) for p in skin_paths], [os.fspath(p) for p in nonskin_paths]
     skin_x, skin_ok, skin_bad = load_images(skin_paths, input_size, desc="skin images", progress=progress)
     non_x, non_ok, non_bad = load_images(nonskin_paths, input_size, desc="non-skin images", progress=progress)
@@ -385,67 +472,36 @@ def train_skin_classifier(
     )
     x = np.concatenate([skin_x, non_x])
     y = np.concatenate([np.zeros(len(skin_x)), np.ones(len(non_x))]).astype("float32")
-    idx_train, idx_hold = train_test_split(
-        np.arange(len(y)), test_size=float(holdout), stratify=y, random_state=int(seed), shuffle=True
-    )
+    counts = {"skin": int(len(skin_x)), "non-skin": int(len(non_x))}
+    return _LabelledImages(paths, x, y, counts, {**skin_bad, **non_bad})
 
-    keras.utils.set_random_seed(int(seed))
-    model = build_skin_classifier(input_size)
+
+def _fit(x, y, s, bar, verbose):
+    """A fresh filter (seeded) fitted on ``x, y`` with classes weighted inversely to their counts."""
+    keras.utils.set_random_seed(int(s.seed))
+    model = build_skin_classifier(s.input_size)
     model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate),
+        optimizer=keras.optimizers.Adam(s.learning_rate),
         loss="binary_crossentropy",
         metrics=[keras.metrics.BinaryAccuracy(name="accuracy")],
     )
-    n_pos, n_neg = float(y[idx_train].sum()), float(len(idx_train) - y[idx_train].sum())
-    class_weight = {0: len(idx_train) / (2 * n_neg), 1: len(idx_train) / (2 * n_pos)}
-    callbacks = []
-    if progress and not verbose:
-        callbacks.append(EpochBar(int(epochs)))
+    n_pos, n_neg = float(y.sum()), float(len(y) - y.sum())
+    class_weight = {0: len(y) / (2 * n_neg), 1: len(y) / (2 * n_pos)}
     history = model.fit(
-        training_batches(x[idx_train], y[idx_train], class_weight, int(batch_size), int(seed)),
-        epochs=int(epochs), shuffle=False, verbose=verbose, callbacks=callbacks,
+        training_batches(x, y, class_weight, int(s.batch_size), int(s.seed)),
+        epochs=int(s.epochs), shuffle=False, verbose=verbose, callbacks=[EpochBar(int(s.epochs))] if bar else [],
     )
+    return model, history
 
-    p_hold = predict_batches(model, x[idx_hold])
-    metrics = binary_metrics(y[idx_hold], p_hold)
-    train_pred = predict_batches(model, x[idx_train])
-    metrics_train = binary_metrics(y[idx_train], train_pred)
-    # Saved without the optimizer's state (a fresh, uncompiled copy with the trained weights):
-    # the file is smaller and is only ever used for inference.
+
+def _save_for_inference(model, input_size, path):
+    """Save a fresh, uncompiled copy of ``model`` with its trained weights at ``path``.
+
+    Without the optimizer's state the file is smaller, and it is only ever used for inference.
+    """
     inference = build_skin_classifier(input_size)
     inference.set_weights(model.get_weights())
-    model_path = out_dir / MODEL_FILENAME
-    with atomic.atomic_path(model_path) as tmp:
+    with atomic.atomic_path(path) as tmp:
         # Keras insists on the .keras suffix, which the temporary name has.
         inference.save(tmp)
-
-    holdout_frame = pd.DataFrame(
-        {
-            "image_path": paths[idx_hold],
-            "label": np.where(y[idx_hold] == 1, "non-skin", "skin"),
-            SCORE_COLUMN: p_hold,
-        }
-    )
-    holdout_frame["correct"] = (holdout_frame[SCORE_COLUMN] >= 0.5) == (y[idx_hold] == 1)
-    atomic.write_csv(out_dir / PREDICTIONS_FILENAME, holdout_frame)
-
-    report = {
-        "model": MODEL_FILENAME,
-        "output": f"{OUTPUT_NAME}: sigmoid probability that the image does not show skin",
-        "input_size": int(input_size),
-        "holdout_fraction": float(holdout),
-        "seed": int(seed),
-        "epochs": int(epochs),
-        "batch_size": int(batch_size),
-        "learning_rate": float(learning_rate),
-        "n_images": {"skin": int(len(skin_x)), "non-skin": int(len(non_x))},
-        "n_train": int(len(idx_train)),
-        "n_holdout": int(len(idx_hold)),
-        "holdout": metrics,
-        "train": {k: metrics_train[k] for k in ("n", "tp", "fn", "tn", "fp", "accuracy")},
-        "unreadable": [{"image_path": p, "reason": r} for p, r in {**skin_bad, **non_bad}.items()],
-        "history": {k: [float(v) for v in vals] for k, vals in history.history.items()},
-    }
-    atomic.write_json(out_dir / METRICS_FILENAME, report)
-    _plot_history(history.history, out_dir / HISTORY_PLOT_FILENAME)
-    return TrainingResult(model_path, report, holdout_frame)
+    return path

@@ -181,14 +181,25 @@ def _person(rng):
 # the drawn objects (returned at page resolution, before being photographed)
 
 
-def draw_document(rng, size=512):
-    """A letter or report page: heading, optional letterhead rule, lines of text."""
+def _blank_page(rng, size, margin, text_size):
+    """A portrait page ``size`` wide, its drawing context, ink colour, margin and text height.
+
+    ``margin`` and ``text_size`` are ranges, as fractions of the width, that the margin and the
+    text height are drawn from (in this order, after the page's height, paper and ink).
+    """
     w, h = size, int(size * rng.uniform(1.25, 1.45))
     page = Image.new("RGB", (w, h), _paper(rng))
     draw = ImageDraw.Draw(page)
     ink = _ink(rng)
-    m = int(w * rng.uniform(0.07, 0.12))
-    text = w * rng.uniform(0.022, 0.04)
+    m = int(w * rng.uniform(*margin))
+    text = w * rng.uniform(*text_size)
+    return page, draw, ink, m, text
+
+
+def draw_document(rng, size=512):
+    """A letter or report page: heading, optional letterhead rule, lines of text."""
+    page, draw, ink, m, text = _blank_page(rng, size, (0.07, 0.12), (0.022, 0.04))
+    w, h = page.size
     head = text * rng.uniform(1.5, 2.2)
     draw.text((m, m), _words(rng, 3).title(), fill=ink, font=_font(head))
     y = m + head * 1.8
@@ -202,12 +213,8 @@ def draw_document(rng, size=512):
 
 def draw_form(rng, size=512):
     """A request or consent form: coloured header bar, ruled table, tick boxes."""
-    w, h = size, int(size * rng.uniform(1.25, 1.45))
-    page = Image.new("RGB", (w, h), _paper(rng))
-    draw = ImageDraw.Draw(page)
-    ink = _ink(rng)
-    m = int(w * rng.uniform(0.05, 0.09))
-    text = w * rng.uniform(0.022, 0.032)
+    page, draw, ink, m, text = _blank_page(rng, size, (0.05, 0.09), (0.022, 0.032))
+    w, h = page.size
     bar = _jitter(((30, 80, 150), (0, 120, 100), (140, 30, 40), (90, 90, 90))[rng.integers(4)], rng, 30)
     bar_h = int(text * 2.4)
     draw.rectangle((m, m, w - m, m + bar_h), fill=bar)

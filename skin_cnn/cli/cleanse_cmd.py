@@ -11,7 +11,7 @@ from pathlib import Path
 import click
 
 from skin_cnn.cleanse.nonskin_examples import INDEX_FILENAME, KINDS, make_examples
-from skin_cnn.cli.options import seed_option
+from skin_cnn.cli.options import gathered, seed_option
 from skin_cnn.data.manifest import load_manifest
 
 
@@ -57,6 +57,13 @@ def make_examples_command(out, n, seed, size, kinds):
     click.echo(f"index: {Path(out) / INDEX_FILENAME}")
 
 
+def _filter_training(**values):
+    """The filter's training settings from the command's options (imports the trainer lazily)."""
+    from skin_cnn.cleanse.classifier import FilterTraining
+
+    return FilterTraining(**values)
+
+
 @command.command("train")
 @click.option(
     "--skin", "skin", required=True, type=click.Path(exists=True),
@@ -84,8 +91,9 @@ def make_examples_command(out, n, seed, size, kinds):
 )
 @click.option("--learning-rate", default=1e-3, show_default=True, type=float)
 @seed_option
-def train_command(skin, non_skin, n_nonskin, out, epochs, batch_size, input_size, holdout, max_per_class,
-                  learning_rate, seed):
+@gathered("training", _filter_training,
+          ("input_size", "epochs", "batch_size", "holdout", "learning_rate", "seed"))
+def train_command(skin, non_skin, n_nonskin, out, max_per_class, training):
     """Train the filter on your own skin photos; report the held-out false-removal rate.
 
     Skin photos come from --skin: of a split CSV only the train rows, so validation and test
@@ -99,6 +107,7 @@ def train_command(skin, non_skin, n_nonskin, out, epochs, batch_size, input_size
     refuse_overwriting([skin], [Path(out) / name for name in (
         classifier.MODEL_FILENAME, classifier.METRICS_FILENAME, classifier.PREDICTIONS_FILENAME,
         classifier.HISTORY_PLOT_FILENAME)])
+    seed = training.seed
     skin_paths = classifier.image_paths_from(skin, max_images=max_per_class, seed=seed)
     if non_skin is None:
         non_skin = Path(out) / "nonskin_examples"
@@ -107,10 +116,7 @@ def train_command(skin, non_skin, n_nonskin, out, epochs, batch_size, input_size
         make_examples(non_skin, count, seed=seed)
     nonskin_paths = classifier.image_paths_from(non_skin, max_images=max_per_class, seed=seed)
     click.echo(f"skin: {len(skin_paths)} images from {skin}; non-skin: {len(nonskin_paths)} images from {non_skin}")
-    result = classifier.train_skin_classifier(
-        skin_paths, nonskin_paths, out, input_size=input_size, epochs=epochs, batch_size=batch_size,
-        holdout=holdout, learning_rate=learning_rate, seed=seed,
-    )
+    result = classifier.train_skin_classifier(skin_paths, nonskin_paths, out, training)
     m = result.metrics
     h = m["holdout"]
     acc = h["accuracy"]

@@ -142,3 +142,35 @@ def precision_option(default="auto"):
         help="What the VGG-16 trunk computes in when it runs. auto: float16 on a GPU, else bfloat16 on a CPU "
         "with AMX-BF16 or AVX512-BF16, else float32 (docs/models.md).",
     )
+
+
+def gathered(name, build, fields):
+    """A decorator that hands a command one object in place of the values of several options.
+
+    Settings that travel together reach the library as one dataclass; the command receives it
+    as the keyword ``name`` (``build(**values)``), built from the options named in ``fields``.
+    The options stay declared where they are, so ``--help`` lists them in the same order. Put it
+    anywhere between ``@click.command`` and the function.
+
+    Parameters
+    ----------
+    name : str
+        The keyword the command receives.
+    build : callable
+        Makes the object from the options' values, given by their Python names.
+    fields : iterable of str
+        The Python names of the options (``batch_size`` for ``--batch-size``).
+    """
+    import functools
+
+    fields = tuple(fields)
+
+    def decorate(command):
+        @functools.wraps(command)
+        def wrapper(*args, **kwargs):
+            values = {field: kwargs.pop(field) for field in fields}
+            return command(*args, **{name: build(**values)}, **kwargs)
+
+        return wrapper
+
+    return decorate
