@@ -200,3 +200,43 @@ def test_compare_report_shows_how_often_each_run_test_split_was_evaluated(tmp_pa
     assert result.exit_code == 0, result.output
     md = (tmp_path / "o" / "compare.md").read_text()
     assert "test split evaluated 3 time(s)" in md and "test-split evaluations not known" in md
+
+
+def test_per_model_auc_interval_is_the_cluster_bootstrap_first_when_patients_hold_several_images(tmp_path):
+    from skin_cnn.evaluation.compare import comparison_report
+
+    rng = np.random.default_rng(3)
+    n = 60
+    ids = [f"p{i // 3:02d}" for i in range(n)]  # three photos per patient, one label per patient (names sort
+    # in row order, so the aligned frame keeps this order and the units are numbered as below)
+    y = np.repeat((rng.random(n // 3) < 0.5).astype(int), 3)
+    frames = {}
+    for name, signal in (("A", 1.5), ("B", 0.4)):
+        p = 1 / (1 + np.exp(-rng.normal(y * signal, 1.0)))
+        frames[name] = pd.DataFrame({"image_path": [f"{i:03d}.jpg" for i in range(n)], "patient_id": ids,
+                                     "task": "acne_vs_rosacea", "y_true": y, "y_prob": p})
+    table, tests = compare_predictions(frames, settings=EvalSettings(n_bootstrap=300, seed=4))
+    # by hand: whole patients drawn within their class (all negative / all positive), 300 resamples
+    members = [np.arange(3 * k, 3 * k + 3) for k in range(n // 3)]
+    strata = [int(y[m[0]]) for m in members]
+    for name in ("A", "B"):
+        p = frames[name]["y_prob"].to_numpy()
+        aucs = [roc_auc_score(y[rows], p[rows]) for batch in iter_resample_indices(n // 3, 300, 4, strata=strata)
+                for rows in (np.concatenate([members[u] for u in drawn]) for drawn in batch)]
+        row = table[table["model"] == name].iloc[0]
+        assert (row["auc_boot_unit"], row["auc_boot_n_units"]) == ("patient", 20)
+        assert [row["auc_boot_ci_low"], row["auc_boot_ci_high"]] == pytest.approx(
+            list(np.quantile(aucs, [0.025, 0.975])), abs=1e-12)
+    text = comparison_report(table, tests, {"A": "a.csv", "B": "b.csv"}, 0.5).markdown(tmp_path)
+    header = next(line for line in text.splitlines() if line.startswith("| Task | Model"))
+    assert header.index("AUC (cluster bootstrap 95% CI)") < header.index("AUC (image-level 95% CI, secondary)")
+    a = table[table["model"] == "A"].iloc[0]
+    row_a = next(line for line in text.splitlines() if "| A |" in line)
+    assert f"({a['auc_boot_ci_low']:.3f}–{a['auc_boot_ci_high']:.3f})" in row_a.split("|")[4]
+    assert f"({a['auc_ci_low']:.3f}–{a['auc_ci_high']:.3f})" in row_a.split("|")[5]
+    # one image per patient: the image-level interval stays the only one
+    single = {k: v.assign(patient_id=[f"q{i}" for i in range(n)]) for k, v in frames.items()}
+    table1, tests1 = compare_predictions(single, settings=EvalSettings(n_bootstrap=100))
+    header1 = next(line for line in comparison_report(table1, tests1, {"A": "a", "B": "b"}, 0.5).markdown(tmp_path)
+                   .splitlines() if line.startswith("| Task | Model"))
+    assert "cluster bootstrap" not in header1 and "| AUC |" in header1

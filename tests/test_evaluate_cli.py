@@ -5,6 +5,8 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+
+from skin_cnn.evaluation.plots import task_title
 from click.testing import CliRunner
 from PIL import Image
 
@@ -203,9 +205,24 @@ def test_a_fitted_threshold_gets_intervals_that_redo_its_choice_beside_the_fixed
         assert choice["fixed"]["sensitivity"] == pytest.approx(entry["bootstrap"]["sensitivity"])
         assert choice["unit"] == entry["bootstrap"]["unit"] and "val.csv" in choice["method"]
         assert choice["sensitivity"][0] <= choice["sensitivity"][1]
-    assert "uncertainty of choosing the threshold" in (out / "report.md").read_text()
+    report = (out / "report.md").read_text()
+    assert "uncertainty of choosing the threshold" in report
+    # the main section shows both intervals beside each other, from metrics.json, one row per task
+    main = report.split("## Sensitivity, specificity and predictive values")[1].split("\n## ")[0]
+    assert "| Task | Sensitivity, threshold choice included | Sensitivity, threshold held fixed |" in main
+    for task, entry in m["tasks"].items():
+        row = next(line for line in main.splitlines() if line.startswith(f"| {task_title(task)} | ")
+                   and "threshold" not in line and line.count("(") == 4)
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        choice, value = entry["threshold_choice"], f"{100 * entry['sensitivity']['value']:.2f}%"
+        assert cells[1] == f"{value} ({100 * choice['sensitivity'][0]:.2f}–{100 * choice['sensitivity'][1]:.2f}%)"
+        assert cells[2] == (f"{value} ({100 * choice['fixed']['sensitivity'][0]:.2f}–"
+                            f"{100 * choice['fixed']['sensitivity'][1]:.2f}%)")
+        spec = choice["specificity"]
+        assert cells[3].endswith(f"({100 * spec[0]:.2f}–{100 * spec[1]:.2f}%)")
     fixed = run("evaluate", "--predictions", pred, "-o", tmp_path / "f", "--n-bootstrap", 50, "--quiet")
     assert fixed.exit_code == 0
+    assert "threshold choice included" not in (tmp_path / "f" / "report.md").read_text()
     assert not any("threshold_choice" in e for e in json.loads((tmp_path / "f" / "metrics.json").read_text())[
         "tasks"].values())
 

@@ -26,7 +26,7 @@ from skin_cnn.core.io import PathLike, write_csv, write_text
 from skin_cnn.core.specs import EvalSettings
 from skin_cnn.core.tasks import TASK_NAMES
 from skin_cnn.evaluation import intervals
-from skin_cnn.evaluation.bootstrap import paired_auc_difference
+from skin_cnn.evaluation.bootstrap import bootstrap_intervals, paired_auc_difference
 from skin_cnn.evaluation.cells import fmt_pct
 from skin_cnn.evaluation.delong import delong_test
 from skin_cnn.evaluation.metrics import auc_estimate, confusion_counts
@@ -162,6 +162,31 @@ def _model_row(task, name, y, p, threshold, confidence, auc_ci):
     }
 
 
+def _cluster_auc(part, name, settings):
+    """One model's cluster bootstrap AUC interval (whole patients or split groups within each
+    class, the resamples of the paired tests): ``auc_boot_ci_low/high, auc_boot_unit,
+    auc_boot_n_units``; empty without a bootstrap (``settings.n_bootstrap`` 0)."""
+    if not settings.n_bootstrap:
+        return {}
+    boot = bootstrap_intervals(
+        part["y_true"].to_numpy().astype(int), part[name].to_numpy(dtype=float),
+        patient_ids=part["patient_id"].tolist() if "patient_id" in part else None,
+        groups=part["split_group"].tolist() if "split_group" in part else None,
+        settings=settings.replace(bootstrap_method="percentile"))
+    low, high = boot["auc"] or (None, None)
+    return {"auc_boot_ci_low": low, "auc_boot_ci_high": high, "auc_boot_unit": boot["unit"],
+            "auc_boot_n_units": boot["n_units"]}
+
+
+def clustered_rows(table):
+    """Rows of the model table whose images come from fewer bootstrap units (patients, split
+    groups) than images: there the cluster bootstrap AUC interval is the one to quote first."""
+    if "auc_boot_unit" not in table.columns:
+        return pd.Series(False, index=table.index)
+    return (table["auc_boot_unit"].isin(["patient", "split group"]) & table["auc_boot_ci_low"].notna()
+            & (table["auc_boot_n_units"] < table["n_images"]))
+
+
 def _pair_test(part, a, b, confidence, n_bootstrap, seed):
     """DeLong's paired test and the paired cluster bootstrap of ``AUC_a − AUC_b``."""
     y = part["y_true"].to_numpy().astype(int)
@@ -215,7 +240,9 @@ def compare_predictions(frames, threshold=0.5, settings: EvalSettings = EvalSett
     -------
     table : pandas.DataFrame
         ``task, model, n_images, auc, auc_ci_low, auc_ci_high, auc_method, threshold, accuracy,
-        accuracy_ci_low, accuracy_ci_high``.
+        accuracy_ci_low, accuracy_ci_high``; with the bootstrap ``auc_boot_ci_low,
+        auc_boot_ci_high, auc_boot_unit, auc_boot_n_units`` (the model's own cluster bootstrap,
+        the primary AUC interval where :func:`clustered_rows`).
     tests : pandas.DataFrame
         ``task, model_a, model_b, auc_a, auc_b, difference``; DeLong's ``ci_low, ci_high, z,
         p_value, p_holm`` (Holm-adjusted within each task over all pairs); with the bootstrap
@@ -234,7 +261,8 @@ def compare_predictions(frames, threshold=0.5, settings: EvalSettings = EvalSett
         y = part["y_true"].to_numpy().astype(int)
         for name in names:
             p = part[name].to_numpy(dtype=float)
-            rows.append(_model_row(task, name, y, p, _threshold_of(threshold, name, task), confidence, settings.auc_ci))
+            row = _model_row(task, name, y, p, _threshold_of(threshold, name, task), confidence, settings.auc_ci)
+            rows.append({**row, **_cluster_auc(part, name, settings)})
         task_tests = [
             {"task": task, **_pair_test(part, a, b, confidence, n_bootstrap, seed)}
             for a, b in combinations(names, 2)
@@ -320,6 +348,44 @@ def _threshold_words(threshold):
     return f"threshold {threshold:g}"
 
 
+def _model_table(table):
+    """Header and rows of the per-model table: the cluster bootstrap AUC interval first where the
+    images come from fewer units than images, the image-level one beside it as secondary."""
+    clustered = clustered_rows(table)
+    header = ["Task", "Model", "n images", "AUC", "Accuracy"]
+    if clustered.any():
+        header = ["Task", "Model", "n images", "AUC (cluster bootstrap 95% CI)",
+                  "AUC (image-level 95% CI, secondary)", "Accuracy"]
+    rows = []
+    for k, r in table.iterrows():
+        image_level = _flag("auc", _entry(r["auc"], r["auc_ci_low"], r["auc_ci_high"]), r)
+        auc = [image_level]
+        if clustered.any():
+            boot = _entry(r["auc"], r["auc_boot_ci_low"], r["auc_boot_ci_high"]) if clustered[k] else None
+            auc = [_flag("auc", boot, r) if boot else "— (every image its own unit)", image_level]
+        accuracy = _flag("accuracy", _entry(r["accuracy"], r["accuracy_ci_low"], r["accuracy_ci_high"]), r)
+        rows.append([task_title(r["task"]), r["model"], r["n_images"], *auc, accuracy])
+    return header, rows
+
+
+def _model_table_text(table, threshold):
+    """The sentence under the per-model table: which AUC interval is primary and why."""
+    methods = ", ".join(sorted(set(table["auc_method"]))) if len(table) else "delong"
+    clustered = clustered_rows(table)
+    if clustered.any():
+        first = table[clustered].iloc[0]
+        auc = (
+            f"AUC with 95% **cluster bootstrap** intervals (percentile; whole units drawn within each "
+            f"class; resampling unit: **{first['auc_boot_unit']}**, {int(first['auc_boot_n_units'])} units for "
+            f"{int(first['n_images'])} images), because images of one unit are not independent; the "
+            f"image-level intervals ({methods}), which treat every image as independent, are secondary"
+        )
+    else:
+        auc = f"AUC with 95% intervals ({methods})"
+    return (f"{auc}; accuracy at {_threshold_words(threshold)} with exact Clopper–Pearson intervals. "
+            "Every model was evaluated on the same images. " + CAVEAT_TEXT)
+
+
 def comparison_report(table, tests, sources, threshold, test_counts=None):
     """The Markdown report of a comparison (Table-3 style, then the paired tests).
 
@@ -335,25 +401,8 @@ def comparison_report(table, tests, sources, threshold, test_counts=None):
 
     rep.items([f"**{name}**: `{src}` ({looks(name)})" for name, src in sources.items()])
     rep.heading("AUC and accuracy")
-    rows = []
-    for task, part in table.groupby("task", sort=False):
-        for _, r in part.iterrows():
-            rows.append(
-                [
-                    task_title(task),
-                    r["model"],
-                    r["n_images"],
-                    _flag("auc", _entry(r["auc"], r["auc_ci_low"], r["auc_ci_high"]), r),
-                    _flag("accuracy", _entry(r["accuracy"], r["accuracy_ci_low"], r["accuracy_ci_high"]), r),
-                ]
-            )
-    rep.table(["Task", "Model", "n images", "AUC", "Accuracy"], rows)
-    methods = ", ".join(sorted(set(table["auc_method"]))) if len(table) else "delong"
-    rep.para(
-        f"AUC with 95% intervals ({methods}); accuracy at {_threshold_words(threshold)} with exact "
-        "Clopper–Pearson intervals. Every model was evaluated on the same images. "
-        + CAVEAT_TEXT
-    )
+    rep.table(*_model_table(table))
+    rep.para(_model_table_text(table, threshold))
     rep.heading("Paired tests of AUC differences")
     head = ["Task", "A", "B", "AUC A − AUC B"]
     delong = ["DeLong 95% CI", "DeLong p", "DeLong p (Holm)"]

@@ -301,7 +301,7 @@ def build_report(metrics, folder, figures, source="", by_tables=None, bootstrap_
     )
     sections["threshold"] = (rep.heading("Threshold"), more.threshold_summary(metrics))
     rep.para(_threshold_text(metrics))
-    from skin_cnn.evaluation.threshold_choice import choice_text
+    from skin_cnn.evaluation.threshold_choice import add_choice_table, choice_text
 
     if choice_text(metrics):
         rep.para(choice_text(metrics))
@@ -328,6 +328,7 @@ def build_report(metrics, folder, figures, source="", by_tables=None, bootstrap_
         "Sensitivity and specificity are those of the task's first class (e.g. acne in acne vs "
         "rosacea). " + intervals.headline_text(metrics)
     )
+    add_choice_table(rep, metrics)
 
     rep.heading("AUC and accuracy")
     rep.table(

@@ -204,3 +204,44 @@ def choice_text(metrics):
     first = next(e["threshold_choice"] for e in metrics["tasks"].values() if e.get("threshold_choice"))
     return ("Intervals that include the uncertainty of choosing the threshold "
             f"({int(100 * first['confidence'])}%, {first['method']}): " + "; ".join(parts) + ".")
+
+
+CHOICE_HEADER = ["Task", "Sensitivity, threshold choice included", "Sensitivity, threshold held fixed",
+                 "Specificity, threshold choice included", "Specificity, threshold held fixed"]
+
+
+def choice_rows(metrics):
+    """Rows of the table beside the main sensitivity/specificity table, one per task whose
+    threshold was chosen on validation predictions: the point estimate with the interval that
+    redoes the choice in every resample, and with the interval at the threshold held fixed."""
+    from skin_cnn.evaluation.cells import fmt_interval, fmt_value
+    from skin_cnn.evaluation.plots import task_title
+
+    rows = []
+    for task, entry in metrics["tasks"].items():
+        choice = entry.get("threshold_choice")
+        if not choice:
+            continue
+        cells = []
+        for m in CHOICE_METRICS:
+            value = (entry.get(m) or {}).get("value")
+            shown = fmt_value(value) if value is not None else "n/a"
+            cells += [f"{shown} ({fmt_interval(choice.get(m))})", f"{shown} ({fmt_interval(choice['fixed'].get(m))})"]
+        rows.append([task_title(task), *cells])
+    return rows
+
+
+def add_choice_table(rep, metrics):
+    """The table of :func:`choice_rows` under a sentence saying what it shows; nothing when no
+    task's threshold was chosen on validation predictions."""
+    rows = choice_rows(metrics)
+    if not rows:
+        return
+    first = next(e["threshold_choice"] for e in metrics["tasks"].values() if e.get("threshold_choice"))
+    rep.table(CHOICE_HEADER, rows)
+    rep.para(
+        f"The threshold was chosen on validation predictions, so it is an estimate too: the "
+        f"first interval of each metric ({int(100 * first['confidence'])}%) includes the uncertainty "
+        f"of that choice ({first['method']}); the second holds the threshold fixed on the same "
+        "resamples of the evaluated images."
+    )
