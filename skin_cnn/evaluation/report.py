@@ -301,10 +301,9 @@ def build_report(metrics, folder, figures, source="", by_tables=None, bootstrap_
     )
     sections["threshold"] = (rep.heading("Threshold"), more.threshold_summary(metrics))
     rep.para(_threshold_text(metrics))
-    from skin_cnn.evaluation.threshold_choice import add_choice_table, choice_text
+    from skin_cnn.evaluation.threshold_choice import add_choice_table, add_choice_text
 
-    if choice_text(metrics):
-        rep.para(choice_text(metrics))
+    add_choice_text(rep, metrics)
     rep.heading("Looks at the test split")
     rep.para(test_evaluations_text(metrics.get("test_evaluations")))
 

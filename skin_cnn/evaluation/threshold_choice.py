@@ -206,6 +206,13 @@ def choice_text(metrics):
             f"({int(100 * first['confidence'])}%, {first['method']}): " + "; ".join(parts) + ".")
 
 
+def add_choice_text(rep, metrics):
+    """The sentence of :func:`choice_text` as a paragraph of ``rep``, when there is one."""
+    text = choice_text(metrics)
+    if text:
+        rep.para(text)
+
+
 CHOICE_HEADER = ["Task", "Sensitivity, threshold choice included", "Sensitivity, threshold held fixed",
                  "Specificity, threshold choice included", "Specificity, threshold held fixed"]
 
