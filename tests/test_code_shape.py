@@ -50,8 +50,6 @@ OVER_LIMITS = {
     "skin_cnn/evaluation/report_sections.py::add_run": (103, 2),
     "skin_cnn/evaluation/shortcut.py::audit_predictor": (70, 9),
     "skin_cnn/inference/evaluate_run.py::evaluate_run": (167, 23),
-    "skin_cnn/inference/gradcam.py::gradcam_batch": (90, 6),
-    "skin_cnn/inference/gradcam.py::gradcam_figure": (95, 10),
     "skin_cnn/serve/app.py::create_app": (180, 6),
     "skin_cnn/training/cv.py::run_cv": (24, 9),
     "skin_cnn/training/cv.py::_run_cv": (72, 9),

@@ -172,12 +172,12 @@ def test_padded_heat_map_loses_its_padding_on_the_photo():
 
 
 def test_figure_keeps_the_photo_pixels_outside_the_box_and_adds_a_caption():
-    from skin_cnn.inference.gradcam import gradcam_figure
+    from skin_cnn.inference.gradcam import Caption, gradcam_figure
 
     photo = np.random.default_rng(0).integers(0, 255, (300, 400, 3), dtype=np.uint8)
     box = (100, 50, 300, 250)
-    picture = gradcam_figure(photo, np.ones((8, 8), np.float32), box, title="If it is A or B",
-                             lines=["P(A) = 0.9"], bar_label="Grad-CAM")
+    picture = gradcam_figure(photo, np.ones((8, 8), np.float32), box,
+                             caption=Caption(title="If it is A or B", lines=("P(A) = 0.9",), bar_label="Grad-CAM"))
     assert picture.dtype == np.uint8 and picture.shape[1] == 400 and picture.shape[0] > 300
     outside = np.ones((300, 400), bool)
     outside[box[1] - 2 : box[3] + 2, box[0] - 2 : box[2] + 2] = False  # box and its outline
@@ -187,6 +187,6 @@ def test_figure_keeps_the_photo_pixels_outside_the_box_and_adds_a_caption():
     assert np.abs(inside - expected).max() <= 1.0
     caption = picture[300:]
     assert (caption < 100).any() and (caption == 255).any()  # dark text on white
-    small = gradcam_figure(photo[:30, :40], np.ones((8, 8)), (0, 0, 40, 30), title="t", alpha=0.0)
+    small = gradcam_figure(photo[:30, :40], np.ones((8, 8)), (0, 0, 40, 30), caption=Caption("t"), alpha=0.0)
     np.testing.assert_array_equal(small[:30, :40], photo[:30, :40])  # alpha 0: the photo itself
     assert small.shape[1] == 360  # narrow photos get a readable caption width

@@ -35,6 +35,7 @@ added before the ReLU, which is Grad-CAM of the averaged score.
 from __future__ import annotations
 
 import weakref
+from dataclasses import dataclass
 
 import keras
 import numpy as np
@@ -161,18 +162,7 @@ def gradcam_batch(model, images, tasks=None, layer_name=None, target="predicted"
     """
     if target not in TARGETS:
         raise ValueError(f"target must be one of {', '.join(TARGETS)}; got {target!r}")
-    images = np.asarray(images, dtype=np.float32)
-    if images.ndim == 3:
-        images = images[None]
-    if images.ndim != 4 or images.shape[-1] != 3:
-        raise ValueError(f"expected images of shape (batch, H, W, 3); got {images.shape}")
-    expected = tuple(model.inputs[0].shape[1:3])
-    if None not in expected and tuple(images.shape[1:3]) != expected:
-        raise ValueError(
-            f"images are {images.shape[1]}×{images.shape[2]} but the model takes "
-            f"{expected[0]}×{expected[1]}; preprocess them first "
-            "(skin_cnn.inference.predictor.Predictor.preprocess)"
-        )
+    images = _model_ready(model, images)
     all_tasks = tuple(_output_tensors(model))
     tasks = all_tasks if tasks is None else tuple(tasks)
     unknown = [t for t in tasks if t not in all_tasks]
@@ -185,39 +175,75 @@ def gradcam_batch(model, images, tasks=None, layer_name=None, target="predicted"
     x = tf.convert_to_tensor(images)
     with tf.GradientTape(persistent=True) as tape:
         conv, scores = sub(x, training=False)
-        logits, targets = {}, {}
-        for task in tasks:
-            kind, layer = kinds[task]
-            s = scores[task]
-            if kind == "dense":
-                s = tf.matmul(s, layer.kernel) + (layer.bias if layer.use_bias else 0.0)
-            elif kind == "probability":
-                p = tf.clip_by_value(s, 1e-7, 1.0 - 1e-7)
-                s = tf.math.log(p) - tf.math.log1p(-p)
-            z = tf.reshape(s, (-1,))
-            if target == "predicted":  # p >= threshold exactly when the logit >= its logit
-                sign = tf.where(z >= tf.constant(cuts[task], z.dtype), 1.0, -1.0)
-            else:
-                sign = tf.fill(tf.shape(z), 1.0 if target == "positive" else -1.0)
-            logits[task] = z
-            targets[task] = z * tf.stop_gradient(sign)
+        logits = {task: _task_logit(scores[task], *kinds[task]) for task in tasks}
+        targets = {task: logits[task] * tf.stop_gradient(_target_sign(logits[task], target, cuts[task]))
+                   for task in tasks}
 
     heatmaps, probabilities = {}, {}
     activations = tf.cast(conv, tf.float32)  # bfloat16 or float16 when the trunk computes in it
     for task in tasks:
         grads = tf.cast(tape.gradient(targets[task], conv), tf.float32)
-        weights = tf.reduce_mean(grads, axis=(1, 2), keepdims=True)
-        cam = tf.reduce_sum(weights * activations, axis=-1)
-        if cam.shape[0] == 2 * len(images):  # mirror views inside the model: map the mirror back
-            cam = cam[: len(images)] + tf.reverse(cam[len(images):], axis=[2])
-        cam = tf.nn.relu(cam)[..., None]
-        peak = tf.reduce_max(cam, axis=(1, 2, 3), keepdims=True)
-        cam = tf.math.divide_no_nan(cam, peak)
-        cam = tf.image.resize(cam, images.shape[1:3], method="bilinear")
-        heatmaps[task] = np.clip(cam.numpy()[..., 0], 0.0, 1.0).astype(np.float32)
+        heatmaps[task] = _class_activation_map(grads, activations, images.shape[:3])
         probabilities[task] = tf.math.sigmoid(logits[task]).numpy().astype(np.float32)
     del tape
     return heatmaps, probabilities
+
+
+def _model_ready(model, images):
+    """``images`` as a float32 batch, once its shape is known to be what ``model`` takes."""
+    images = np.asarray(images, dtype=np.float32)
+    if images.ndim == 3:
+        images = images[None]
+    if images.ndim != 4 or images.shape[-1] != 3:
+        raise ValueError(f"expected images of shape (batch, H, W, 3); got {images.shape}")
+    expected = tuple(model.inputs[0].shape[1:3])
+    if None not in expected and tuple(images.shape[1:3]) != expected:
+        raise ValueError(
+            f"images are {images.shape[1]}×{images.shape[2]} but the model takes "
+            f"{expected[0]}×{expected[1]}; preprocess them first "
+            "(skin_cnn.inference.predictor.Predictor.preprocess)"
+        )
+    return images
+
+
+def _task_logit(score, kind, layer):
+    """A task's logit, shape (batch,), from the tensor :func:`_grad_model` records for it.
+
+    ``"dense"``: the input of the sigmoid Dense layer (its kernel is applied here);
+    ``"probability"``: a probability, turned back into its logit; otherwise already the logit.
+    """
+    if kind == "dense":
+        score = tf.matmul(score, layer.kernel) + (layer.bias if layer.use_bias else 0.0)
+    elif kind == "probability":
+        p = tf.clip_by_value(score, 1e-7, 1.0 - 1e-7)
+        score = tf.math.log(p) - tf.math.log1p(-p)
+    return tf.reshape(score, (-1,))
+
+
+def _target_sign(z, target, cut):
+    """+1 where the map explains the positive class, -1 where the negative, per image."""
+    if target == "predicted":  # p >= threshold exactly when the logit >= its logit
+        return tf.where(z >= tf.constant(cut, z.dtype), 1.0, -1.0)
+    return tf.fill(tf.shape(z), 1.0 if target == "positive" else -1.0)
+
+
+def _class_activation_map(grads, activations, batch_shape):
+    """Grad-CAM from a task's gradients and the layer's activations: (batch, H, W) in [0, 1].
+
+    Channels are weighed by their mean gradient, summed, clipped at 0 (only what speaks for the
+    target) and scaled to 1 at the peak, then resized to the images' ``(batch, H, W)``. With
+    mirror views inside the model the mirror's map is flipped back and added.
+    """
+    n = batch_shape[0]
+    weights = tf.reduce_mean(grads, axis=(1, 2), keepdims=True)
+    cam = tf.reduce_sum(weights * activations, axis=-1)
+    if cam.shape[0] == 2 * n:  # mirror views inside the model: map the mirror back
+        cam = cam[:n] + tf.reverse(cam[n:], axis=[2])
+    cam = tf.nn.relu(cam)[..., None]
+    peak = tf.reduce_max(cam, axis=(1, 2, 3), keepdims=True)
+    cam = tf.math.divide_no_nan(cam, peak)
+    cam = tf.image.resize(cam, batch_shape[1:3], method="bilinear")
+    return np.clip(cam.numpy()[..., 0], 0.0, 1.0).astype(np.float32)
 
 
 def gradcam(model, image, task, layer_name=None, target="predicted"):
@@ -307,8 +333,27 @@ def _wrap(draw, text, font, width):
     return lines + ([line] if line else [])
 
 
-def gradcam_figure(photo, heatmap, box, *, resize="stretch", title="", lines=(),
-                   bar_label="Grad-CAM", alpha=0.45, colormap="jet", max_side=None):
+@dataclass(frozen=True)
+class Caption:
+    """The text under a Grad-CAM figure.
+
+    Attributes
+    ----------
+    title : str
+        First line, in bold (the question and its answer).
+    lines : sequence of str
+        Further lines (probability, threshold, …); wrapped to the picture's width.
+    bar_label : str
+        Written just above the colour bar: what the colours measure.
+    """
+
+    title: str = ""
+    lines: tuple = ()
+    bar_label: str = "Grad-CAM"
+
+
+def gradcam_figure(photo, heatmap, box, *, resize="stretch", caption=Caption(), alpha=0.45, colormap="jet",
+                   max_side=None):
     """The Grad-CAM map drawn on the whole photo at its own resolution, with text and a colour bar.
 
     Parameters
@@ -321,12 +366,8 @@ def gradcam_figure(photo, heatmap, box, *, resize="stretch", title="", lines=(),
         The crop box the model input was cut from (``Predictor.preprocess``).
     resize : {"stretch", "pad"}
         How the box was resized to the model input (the run's ``preprocessing.resize``).
-    title : str
-        First line under the picture, in bold (the question and its answer).
-    lines : sequence of str
-        Further lines (probability, threshold, …); wrapped to the picture's width.
-    bar_label : str
-        Written just above the colour bar: what the colours measure.
+    caption : Caption
+        The title, further lines and colour bar label under the picture.
     alpha : float
         Weight of the colours inside the crop box.
     colormap : str
@@ -349,35 +390,54 @@ def gradcam_figure(photo, heatmap, box, *, resize="stretch", title="", lines=(),
         raise ValueError(f"expected an RGB photo of shape (H, W, 3); got {photo.shape}")
     if not 0.0 <= alpha <= 1.0:
         raise ValueError(f"alpha must lie in [0, 1]; got {alpha!r}")
+    photo, box = _shrunk(photo, tuple(int(v) for v in box), max_side)
     height, width = photo.shape[:2]
-    box = tuple(int(v) for v in box)
-    if max_side is not None and max(height, width) > max_side:
-        scale = max_side / max(height, width)
-        new_w, new_h = max(1, round(width * scale)), max(1, round(height * scale))
-        photo = np.asarray(Image.fromarray(photo.astype(np.uint8)).resize((new_w, new_h), Image.LANCZOS))
-        box = (int(box[0] * new_w / width), int(box[1] * new_h / height),
-               max(int(box[0] * new_w / width) + 1, round(box[2] * new_w / width)),
-               max(int(box[1] * new_h / height) + 1, round(box[3] * new_h / height)))
-        height, width = new_h, new_w
     heat = heatmap_on_photo(heatmap, photo.shape, box, resize)
     inside = ~np.isnan(heat)
     colours = colormaps[colormap](np.nan_to_num(np.clip(heat, 0.0, 1.0)))[..., :3] * 255.0
     picture = photo.astype(np.float32)
     picture[inside] = (1.0 - alpha) * picture[inside] + alpha * colours[inside]
     canvas_photo = Image.fromarray(np.clip(np.rint(picture), 0, 255).astype(np.uint8))
+    if box != (0, 0, width, height):
+        line = max(1, width // 400)
+        ImageDraw.Draw(canvas_photo).rectangle((box[0], box[1], box[2] - 1, box[3] - 1), outline=(255, 255, 255),
+                                               width=line)
+    return _with_caption(canvas_photo, caption, alpha, colormap)
 
+
+def _shrunk(photo, box, max_side):
+    """``photo`` and its crop ``box`` scaled down so the longer side is ``max_side`` (None: as is).
+
+    The box keeps at least one pixel on each side.
+    """
+    height, width = photo.shape[:2]
+    if max_side is None or max(height, width) <= max_side:
+        return photo, box
+    scale = max_side / max(height, width)
+    new_w, new_h = max(1, round(width * scale)), max(1, round(height * scale))
+    photo = np.asarray(Image.fromarray(photo.astype(np.uint8)).resize((new_w, new_h), Image.LANCZOS))
+    box = (int(box[0] * new_w / width), int(box[1] * new_h / height),
+           max(int(box[0] * new_w / width) + 1, round(box[2] * new_w / width)),
+           max(int(box[1] * new_h / height) + 1, round(box[3] * new_h / height)))
+    return photo, box
+
+
+def _with_caption(canvas_photo, caption, alpha, colormap):
+    """``canvas_photo`` (PIL) over a white caption: the wrapped text, then the colour bar from 0 to 1.
+
+    The caption is at least :data:`MIN_CAPTION_WIDTH` wide; its font grows with the width.
+    """
+    from PIL import ImageDraw
+
+    width, height = canvas_photo.size
     canvas_w = max(width, MIN_CAPTION_WIDTH)  # a caption narrower than this cannot be read
     size = max(11, round(canvas_w / 55))
     regular, bold = _font(size), _font(size, bold=True)
     margin = max(4, size // 2)
-    draw = ImageDraw.Draw(canvas_photo)
-    if box != (0, 0, width, height):
-        line = max(1, width // 400)
-        draw.rectangle((box[0], box[1], box[2] - 1, box[3] - 1), outline=(255, 255, 255), width=line)
     text_width = canvas_w - 2 * margin
     measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))
-    wrapped = [(t, bold) for t in _wrap(measure, title, bold, text_width)]
-    for extra in (*lines, bar_label):
+    wrapped = [(t, bold) for t in _wrap(measure, caption.title, bold, text_width)]
+    for extra in (*caption.lines, caption.bar_label):
         wrapped += [(t, regular) for t in _wrap(measure, extra, regular, text_width)]
     line_h = round(size * 1.3)
     bar_h = max(8, size)

@@ -387,7 +387,7 @@ class Predictor:
         probabilities : dict of str -> float
             The positive-class probability of each task.
         """
-        from skin_cnn.inference.gradcam import gradcam_figure
+        from skin_cnn.inference.gradcam import Caption, gradcam_figure
 
         tasks = self.tasks if tasks is None else tuple(tasks)
         tensor, box = prepared if prepared is not None else self.preprocess(photo)
@@ -399,13 +399,14 @@ class Predictor:
             positive, _ = self.classes[task]
             answer = display_class(self.predicted_class(task, p))
             where = "" if whole else " (white box: the region the model sees)"
-            pictures[task] = gradcam_figure(
-                photo, heatmaps[task][0], box, resize=self.preprocessing.resize,
-                max_side=max_side, title=f"{self.question(task)} → {answer}",
-                lines=[f"{name + ' · ' if name else ''}P({display_class(positive)}) "
-                       f"{cutoff_reading(p, self.thresholds[task].value, positive)} · model {self.name}"],
+            caption = Caption(
+                title=f"{self.question(task)} → {answer}",
+                lines=(f"{name + ' · ' if name else ''}P({display_class(positive)}) "
+                       f"{cutoff_reading(p, self.thresholds[task].value, positive)} · model {self.name}",),
                 bar_label=f"Grad-CAM: where the photo speaks for {answer}{where}",
             )
+            pictures[task] = gradcam_figure(photo, heatmaps[task][0], box, resize=self.preprocessing.resize,
+                                            max_side=max_side, caption=caption)
             probabilities[task] = p
         return pictures, probabilities
 
