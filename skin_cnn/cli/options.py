@@ -1,6 +1,8 @@
 """Options shared by several commands, so every command spells them the same way."""
 import click
 
+from skin_cnn.core.specs import DERMNET_WATERMARK_BOX, check_mask
+
 out_option = click.option(
     "-o", "--out", "out", required=True, type=click.Path(), help="Output file or folder."
 )
@@ -174,3 +176,27 @@ def gathered(name, build, fields):
         return wrapper
 
     return decorate
+
+
+#: Names ``--mask-box`` accepts besides four fractions.
+MASK_BOX_NAMES = {"dermnet-watermark": DERMNET_WATERMARK_BOX}
+
+
+class MaskBox(click.ParamType):
+    """``--mask-box``: ``LEFT,TOP,RIGHT,BOTTOM`` fractions of the photo, or a name of :data:`MASK_BOX_NAMES`."""
+
+    name = "box"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, tuple):
+            return value
+        text = str(value).strip().lower()
+        if text in MASK_BOX_NAMES:
+            return MASK_BOX_NAMES[text]
+        try:
+            box = tuple(float(v) for v in text.split(","))
+            return check_mask(0.0, [box])[1][0]
+        except ValueError as exc:
+            names = ", ".join(MASK_BOX_NAMES)
+            reason = str(exc) if len(text.split(",")) == 4 else "expected four fractions LEFT,TOP,RIGHT,BOTTOM"
+            self.fail(f"{value!r}: {reason} (or one of: {names})", param, ctx)

@@ -6,7 +6,7 @@ from pathlib import Path
 import click
 
 from skin_cnn.cli.options import refuse_overwriting
-from skin_cnn.cli.options import precision_option
+from skin_cnn.cli.options import MaskBox, precision_option
 from skin_cnn.core.specs import CROP_METHODS
 from skin_cnn.training.config import HEADS, OPTIMIZERS, POOL_BLOCKS, RECIPES, STRATEGIES, VARIANTS, TrainConfig
 
@@ -15,7 +15,7 @@ D = TrainConfig()
 # click parameter name -> TrainConfig field
 _FIELDS = {
     "variant": "variant", "weights": "weights", "image_size": "image_size", "crop": "crop",
-    "crop_method": "crop_method",
+    "crop_method": "crop_method", "mask_border": "mask_border", "mask_boxes": "mask_boxes",
     "balanced": "balanced", "zoom": "zoom", "rotation": "rotation", "translation": "translation",
     "flip": "flip", "epochs": "epochs", "batch_size": "batch_size", "optimizer": "optimizer",
     "learning_rate": "learning_rate", "fine_tune_blocks": "fine_tune_blocks", "patience": "patience",
@@ -50,6 +50,12 @@ def recipe_options(function):
         click.option("--crop-method", type=click.Choice(CROP_METHODS), default=D.crop_method,
             help="study: the study's hue clustering (faithful); circular: hue as a circle, grey, dark "
                  "and bright pixels left out."),
+        click.option("--mask-border", type=float, default=D.mask_border,
+            help="Paint this fraction of every side of each photo with the ImageNet mean colour "
+                 "(0 = off), so the model cannot read frames or captions there."),
+        click.option("--mask-box", "mask_boxes", type=MaskBox(), multiple=True, default=D.mask_boxes,
+            help="Paint this part of every photo the same way: LEFT,TOP,RIGHT,BOTTOM fractions, or "
+                 "dermnet-watermark (DermNet NZ's logo). Repeatable."),
         click.option("--balanced/--no-balanced", default=D.balanced,
             help="Epochs of the same size with an equal share per disease (docs/training.md)."),
         click.option("--zoom", type=float, default=D.zoom, help="Random zoom strength (0 = off)."),

@@ -73,6 +73,63 @@ def check_scan_limits(ratio_bounds, max_scan_height, max_scan_width):
 
 RESIZE_MODES = ("stretch", "pad")
 
+#: Masks are given in fractions of the photo and applied at this resolution (1/10,000 of a
+#: side), so the NumPy and TensorFlow masks decide every pixel with the same integer arithmetic.
+MASK_RESOLUTION = 10_000
+
+#: The colour masked pixels get: the ImageNet mean that VGG-16's caffe normalisation subtracts
+#: (RGB 123.68, 116.78, 103.94, rounded), so a masked pixel enters the network as about zero.
+MASK_FILL = (124, 117, 104)
+
+#: Where DermNet NZ stamps its logo and "Te Whatu Ora / Health New Zealand" text on the public
+#: photos, ``(left, top, right, bottom)`` in fractions of the photo: near-white in more than 6%
+#: of its 534 photos at x 0.084-0.419, y 0.683-0.908, padded by about 1%
+#: (``python docs/experiments/watermark_region.py``).
+DERMNET_WATERMARK_BOX = (0.07, 0.67, 0.43, 0.92)
+
+
+def check_mask(mask_border: float, mask_boxes) -> tuple:
+    """The mask settings as ``(border, boxes)`` in plain floats, or one ValueError saying what is wrong.
+
+    ``mask_border`` is the band masked along every side, a fraction of that side in ``[0, 0.5)``;
+    ``mask_boxes`` holds ``(left, top, right, bottom)`` fractions with ``0 <= left < right <= 1``
+    and ``0 <= top < bottom <= 1``.
+    """
+    try:
+        border = float(mask_border)
+    except (TypeError, ValueError):
+        raise ValueError(f"mask_border must be a number; got {mask_border!r}") from None
+    if not 0.0 <= border < 0.5:
+        raise ValueError(f"mask_border must lie in [0, 0.5) (a fraction of each side); got {mask_border!r}")
+    boxes = []
+    for box in mask_boxes or ():
+        try:
+            left, top, right, bottom = (float(v) for v in box)
+        except (TypeError, ValueError):
+            raise ValueError(f"mask box {box!r} must be four fractions (left, top, right, bottom)") from None
+        if not (0.0 <= left < right <= 1.0 and 0.0 <= top < bottom <= 1.0):
+            raise ValueError(f"mask box {box!r} needs 0 <= left < right <= 1 and 0 <= top < bottom <= 1")
+        boxes.append((left, top, right, bottom))
+    return border, tuple(boxes)
+
+
+def mask_rectangles(mask_border: float, mask_boxes) -> tuple:
+    """Every masked rectangle as integer ``(left, top, right, bottom)`` in units of
+    :data:`MASK_RESOLUTION`: the four border bands, then the boxes.
+
+    A pixel is masked when its centre lies in a rectangle: left <= centre < right (both axes),
+    with ``right`` equal to the resolution meaning the far edge itself.
+    """
+    def units(value):
+        return int(round(float(value) * MASK_RESOLUTION))
+
+    full, band = MASK_RESOLUTION, units(mask_border)
+    rects = []
+    if band:
+        rects += [(0, 0, full, band), (0, full - band, full, full), (0, 0, band, full), (full - band, 0, full, full)]
+    rects += [tuple(units(v) for v in box) for box in mask_boxes]
+    return tuple(rects)
+
 
 def _json_params(params: Mapping[str, Any]) -> dict[str, Any]:
     return {k: list(v) if isinstance(v, tuple) else v for k, v in params.items()}
@@ -99,6 +156,13 @@ class Preprocessing:
     antialias : bool
         Low-pass filter when shrinking (TensorFlow's ``antialias=True``), so a 4000-pixel photo
         shrunk to 250 keeps texture instead of aliasing into moiré.
+    mask_border : float
+        Paint this fraction of every side of the photo with :data:`MASK_FILL` (0: no border
+        mask), so a model cannot read frames, rulers or captions there.
+    mask_boxes : tuple of (float, float, float, float)
+        Rectangles ``(left, top, right, bottom)``, fractions of the photo, painted the same way
+        in every photo (e.g. :data:`DERMNET_WATERMARK_BOX`). Masks apply to the whole photo,
+        after its crop box is found and before it is cut out.
     """
 
     image_size: tuple = (250, 250)
@@ -106,6 +170,8 @@ class Preprocessing:
     crop_params: dict = field(default_factory=lambda: dict(DEFAULT_CROP_PARAMS))
     resize: str = "stretch"
     antialias: bool = True
+    mask_border: float = 0.0
+    mask_boxes: tuple = ()
 
     def __post_init__(self) -> None:
         size = self.image_size
@@ -122,12 +188,29 @@ class Preprocessing:
             raise ValueError(f"resize must be one of {', '.join(RESIZE_MODES)}; got {self.resize!r}")
         object.__setattr__(self, "crop", bool(self.crop))
         object.__setattr__(self, "antialias", bool(self.antialias))
+        border, boxes = check_mask(self.mask_border, self.mask_boxes)
+        object.__setattr__(self, "mask_border", border)
+        object.__setattr__(self, "mask_boxes", boxes)
+
+    @property
+    def masked(self) -> bool:
+        """Whether any part of the photo is masked."""
+        return bool(self.mask_border or self.mask_boxes)
 
     def to_dict(self) -> dict[str, Any]:
-        """The JSON-ready ``preprocessing`` entry of ``config.json``."""
-        return {"image_size": list(self.image_size), "crop": self.crop,
-                "crop_params": _json_params(self.crop_params), "resize": self.resize,
-                "antialias": self.antialias}
+        """The JSON-ready ``preprocessing`` entry of ``config.json``.
+
+        The mask entries are written only when a mask is set, so a record (and the feature
+        cache's key made from it) of a run without masks is the same as before masks existed.
+        """
+        values = {"image_size": list(self.image_size), "crop": self.crop,
+                  "crop_params": _json_params(self.crop_params), "resize": self.resize,
+                  "antialias": self.antialias}
+        if self.mask_border:
+            values["mask_border"] = self.mask_border
+        if self.mask_boxes:
+            values["mask_boxes"] = [list(box) for box in self.mask_boxes]
+        return values
 
     @classmethod
     def from_dict(cls, values: Preprocessing | Mapping[str, Any], source: str = "preprocessing") -> Preprocessing:
@@ -140,7 +223,7 @@ class Preprocessing:
             return values
         if not isinstance(values, dict):
             raise ValueError(f"{source}: preprocessing must be a mapping; got {type(values).__name__}")
-        known = {"image_size", "crop", "crop_params", "resize", "antialias"}
+        known = {"image_size", "crop", "crop_params", "resize", "antialias", "mask_border", "mask_boxes"}
         unknown = sorted(set(values) - known)
         if unknown:
             raise ValueError(f"{source}: unknown preprocessing settings {unknown}; expected some of {sorted(known)}")
@@ -157,7 +240,12 @@ class Preprocessing:
         crop = "no crop"
         if self.crop:
             crop = "hue crop" if self.crop_params["method"] == "study" else f"{self.crop_params['method']} hue crop"
-        return f"{height}×{width}, {crop}, {self.resize}{'' if self.antialias else ', no antialias'}"
+        masks = []
+        if self.mask_border:
+            masks.append(f"border {self.mask_border:.0%} masked")
+        masks += [f"box {','.join(f'{v:g}' for v in box)} masked" for box in self.mask_boxes]
+        extra = "".join(f", {m}" for m in masks)
+        return f"{height}×{width}, {crop}, {self.resize}{'' if self.antialias else ', no antialias'}{extra}"
 
 
 #: Ways of turning bootstrap resamples into an interval (:mod:`skin_cnn.evaluation.bootstrap`).

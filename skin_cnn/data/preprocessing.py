@@ -7,6 +7,7 @@ consumer reads back. A photo's path::
 
     file ─► read_image (Pillow: EXIF orientation, any mode → 8-bit RGB, bombs refused)
          ─► crop box (the frame's crop_* columns, else the hue-clustering box, when crop is on)
+         ─► border and box masks painted, when set (:mod:`skin_cnn.data.masking`)
          ─► resize to image_size (antialiased bilinear, stretched or padded)
          ─► rounded to uint8 (H, W, 3)
 
@@ -32,6 +33,7 @@ import numpy as np
 from skin_cnn.core.progress import progress_bar
 
 from skin_cnn.data.crop import BOX_COLUMNS, crop_image, hue_crop_box
+from skin_cnn.data.masking import mask_photo
 from skin_cnn.data.reading import DEFAULT_MAX_PIXELS, ImageReadError, read_image
 
 _OPEN_LOCK = threading.Lock()
@@ -126,7 +128,7 @@ def model_input(image, preprocessing, box=None):
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
         raise ValueError(f"expected a uint8 RGB image of shape (H, W, 3); got {image.dtype} {image.shape}")
     box = crop_box(image, preprocessing, box)
-    return resize_to_model(crop_image(image, box), preprocessing), box
+    return resize_to_model(crop_image(mask_photo(image, preprocessing), box), preprocessing), box
 
 
 def load_model_input(path, preprocessing, box=None, *, max_pixels=DEFAULT_MAX_PIXELS):
@@ -165,7 +167,8 @@ def _cropped_photo(row, preprocessing, max_pixels):
     """``(cropped uint8 photo, "")`` of a frame row, or ``(1×1×3 zeros, reason)`` when unreadable."""
     try:
         image = read_image(str(row["image_path"]), max_pixels=max_pixels)
-        return crop_image(image, crop_box(image, preprocessing, box_from_row(row))), ""
+        box = crop_box(image, preprocessing, box_from_row(row))
+        return crop_image(mask_photo(image, preprocessing), box), ""
     except (ImageReadError, ValueError, OSError) as exc:
         return np.zeros((1, 1, 3), np.uint8), getattr(exc, "reason", None) or str(exc)
 

@@ -66,6 +66,17 @@ def threshold_text(train):
     return f"{what}, fitted on {on}; the cut-off halfway between adjacent scores"
 
 
+def _mask_rows(train):
+    """The method row of a run that masks parts of every photo (none when it masks nothing)."""
+    parts = []
+    if float(train.get("mask_border") or 0):
+        parts.append(f"{float(train['mask_border']):.0%} of every side")
+    parts += [f"box {', '.join(f'{float(v):g}' for v in box)}" for box in train.get("mask_boxes") or ()]
+    if not parts:
+        return []
+    return [("preprocessing", "Masks", "; ".join(parts) + " of every photo painted with the ImageNet mean colour")]
+
+
 def method_rows(train, *, feature_cache=None, preprocessing=None, chosen_c=None):
     """What ran, as ``(section, setting, value)`` rows; ``section`` is ``preprocessing`` or ``model``.
 
@@ -89,6 +100,7 @@ def method_rows(train, *, feature_cache=None, preprocessing=None, chosen_c=None)
         rows.append(("preprocessing", "Hue-clustering crop", f"on ({train.get('crop_method', 'study')} method)"))
     else:
         rows.append(("preprocessing", "Hue-clustering crop", "off: the whole photo is resized"))
+    rows += _mask_rows(train)
     rows.append(("preprocessing", "Mirror views",
                  "each photo and its left-right mirror image; their features averaged inside the model"
                  if _on(train.get("mirror", False)) else "none"))

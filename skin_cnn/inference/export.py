@@ -62,6 +62,7 @@ from skin_cnn.core.compute_precision import POLICIES
 from skin_cnn.core.io import PathLike, atomic_path, write_json
 from skin_cnn.models.precision_policy import float32_layers, trunk_precision
 from skin_cnn.data.crop import crop_image
+from skin_cnn.data.masking import mask_photo_tf
 from skin_cnn.core.specs import Preprocessing
 from skin_cnn.data.preprocessing import resize_tensor
 from skin_cnn.inference.predictor import load_predictor, resolve_model_path
@@ -149,9 +150,10 @@ def graph_model_input(photo, preprocessing):
     shape = tf.shape(photo)
     if preprocessing.crop:
         box = hue_crop_box(photo, **preprocessing.crop_params)
-        photo = photo[box[1]:box[3], box[0]:box[2]]
+        photo = mask_photo_tf(photo, preprocessing)[box[1]:box[3], box[0]:box[2]]
     else:
         box = tf.stack([0, 0, shape[1], shape[0]])
+        photo = mask_photo_tf(photo, preprocessing)
     return tf.cast(resize_tensor(photo, preprocessing), tf.float32), box
 
 
@@ -199,7 +201,7 @@ def builtin_resize(photo, preprocessing):
     image is multiplied by :func:`_triangle_weights` along columns, then rows (the order of
     ``ScaleAndTranslate``).
     """
-    pixels = tf.cast(tf.convert_to_tensor(photo, tf.uint8), tf.float32)
+    pixels = tf.cast(mask_photo_tf(tf.convert_to_tensor(photo, tf.uint8), preprocessing), tf.float32)
     target_h, target_w = preprocessing.image_size
     if not preprocessing.antialias:
         if preprocessing.resize == "pad":
@@ -349,6 +351,9 @@ def export_tflite(model, preprocessing, out, precision="float32"):
     which need the Flex delegate at run time; a warning says so.
     """
     preprocessing = Preprocessing.from_dict(preprocessing)
+    if preprocessing.crop and preprocessing.masked:
+        raise ValueError("the model masks parts of the whole photo and crops it: a TFLite export takes the photo "
+                         "already cropped, where the masks cannot be placed; export --format savedmodel")
     check_export_precision("tflite", precision)
     with tempfile.TemporaryDirectory(prefix="skin-cnn-export-") as tmp, float32_layers(model):
         saved = os.fspath(Path(tmp) / "saved")

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from skin_cnn.core.compute_precision import PRECISIONS
-from skin_cnn.core.specs import CROP_METHODS
+from skin_cnn.core.specs import CROP_METHODS, check_mask
 
 VARIANTS = ("P", "N", "PS", "NS")
 OPTIMIZERS = ("adam", "sgd")
@@ -73,6 +73,12 @@ class TrainConfig:
     crop_method : {"study", "circular"}
         How the hue crop clusters hue: the study's (faithful) or hue as a circle with grey,
         dark and bright pixels left out (:mod:`skin_cnn.data.crop`).
+    mask_border : float
+        Paint this fraction of every side of each photo with the ImageNet mean colour before
+        the crop is cut out (0: off; :mod:`skin_cnn.data.masking`).
+    mask_boxes : tuple of (float, float, float, float)
+        Rectangles ``(left, top, right, bottom)``, fractions of every photo, painted the same
+        way (e.g. DermNet NZ's watermark, :data:`skin_cnn.core.specs.DERMNET_WATERMARK_BOX`).
     balanced : bool
         Oversample the training split so each disease is seen equally often.
     zoom, rotation, translation : float
@@ -124,6 +130,8 @@ class TrainConfig:
     image_size: int = 250
     crop: bool = True
     crop_method: str = "study"
+    mask_border: float = 0.0
+    mask_boxes: tuple = ()
     balanced: bool = False
     zoom: float = 0.2
     rotation: float = 0.1
@@ -193,6 +201,14 @@ class TrainConfig:
                 bad(name, "augmentation strength must lie in [0, 1)")
         if self.crop_method not in CROP_METHODS:
             bad("crop_method", f"expected one of {', '.join(CROP_METHODS)}")
+        try:
+            check_mask(self.mask_border, ())
+        except ValueError as exc:
+            bad("mask_border", str(exc))
+        try:
+            check_mask(0.0, self.mask_boxes)
+        except ValueError as exc:
+            bad("mask_boxes", str(exc))
         if self.head not in HEADS:
             bad("head", f"expected one of {', '.join(HEADS)}")
         if str(self.pool_blocks) not in POOL_BLOCKS:
@@ -251,7 +267,8 @@ class TrainConfig:
         from skin_cnn.core.specs import Preprocessing
 
         return Preprocessing(image_size=(int(self.image_size), int(self.image_size)), crop=bool(self.crop),
-                             crop_params={"method": self.crop_method})
+                             crop_params={"method": self.crop_method}, mask_border=float(self.mask_border),
+                             mask_boxes=tuple(tuple(box) for box in self.mask_boxes))
 
     def pooled_blocks(self):
         """``pool_blocks`` as the tuple :func:`~skin_cnn.models.build_model` takes."""
@@ -352,6 +369,10 @@ def _coerce(name, value):
         return int(value)
     if isinstance(default, float):
         return float(value)
+    if isinstance(default, tuple):  # mask_boxes: a list of [left, top, right, bottom]
+        if isinstance(value, (str, bytes)):
+            raise ValueError(f"{name}: expected a list of boxes")
+        return tuple(tuple(float(v) for v in box) for box in value)
     return str(value)
 
 
@@ -366,7 +387,8 @@ def coerce_setting(name, value, source):
     except (TypeError, ValueError):
         default = TrainConfig.__dataclass_fields__[name].default
         kind = ("true or false" if isinstance(default, bool) else "a whole number" if isinstance(default, int)
-                else "a number" if isinstance(default, float) else "a text value")
+                else "a number" if isinstance(default, float)
+                else "a list of [left, top, right, bottom] fractions" if isinstance(default, tuple) else "a text value")
         raise ValueError(f"{source}: {name}={value!r}: expected {kind}") from None
 
 
