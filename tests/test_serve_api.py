@@ -265,6 +265,43 @@ def test_serve_binds_to_loopback_unless_told_otherwise():
     assert defaults["host"] == "127.0.0.1" and defaults["max_upload_mb"] == 10.0
 
 
+def test_serve_hands_its_limits_and_hosts_to_the_app(monkeypatch, tmp_path):
+    import types
+
+    import uvicorn
+    from click.testing import CliRunner
+
+    import skin_cnn.inference.predictor as predictor_module
+    import skin_cnn.serve.app as app_module
+    from skin_cnn.cli.serve_cmd import command
+
+    seen = {}
+    fake = FakePredictor()
+    fake.precision = types.SimpleNamespace(describe=lambda: "float32")
+    fake.thresholds = {t: types.SimpleNamespace(describe=lambda: "0.5") for t in fake.tasks}
+    fake.preprocessing = types.SimpleNamespace(describe=lambda: "stretch")
+    fake.preprocessing_source = "test"
+
+    def load(model, max_pixels, precision):
+        seen["load"] = (max_pixels, precision)
+        return fake
+
+    monkeypatch.setattr(predictor_module, "load_predictor", load)
+    monkeypatch.setattr(app_module, "create_app", lambda predictor, **kw: seen.setdefault("app", kw))
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: seen.setdefault("run", kw))
+    result = CliRunner().invoke(command, [str(tmp_path), "--port", "8123", "--max-upload-mb", "2.5",
+                                          "--max-megapixels", "3", "--workers", "3", "--max-concurrent-uploads",
+                                          "5", "--body-timeout", "9", "--allowed-host", "example.org",
+                                          "--precision", "float32"])
+    assert result.exit_code == 0, result.output
+    assert seen["load"] == (3_000_000, "float32")
+    app = seen["app"]
+    assert (app["max_upload_bytes"], app["workers"], app["max_concurrent_uploads"]) == (2_500_000, 3, 5)
+    assert app["body_limits"].timeout == 9.0
+    assert "example.org" in app["allowed_hosts"] and "localhost" in app["allowed_hosts"]
+    assert (seen["run"]["host"], seen["run"]["port"]) == ("127.0.0.1", 8123)
+
+
 def _free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

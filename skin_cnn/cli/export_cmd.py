@@ -9,36 +9,15 @@ from skin_cnn.core.compute_precision import POLICIES
 
 @click.command("export")
 @click.argument("model", type=click.Path(exists=True))
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["savedmodel", "tflite"]),
-    required=True,
-    help="savedmodel: a folder for TF Serving; tflite: one .tflite file.",
-)
-@click.option(
-    "-o",
-    "--out",
-    required=True,
-    type=click.Path(),
-    help="Output folder (savedmodel) or file (tflite).",
-)
-@click.option(
-    "--check-images",
-    default=8,
-    show_default=True,
-    type=click.IntRange(0, 10_000),
-    help="Photos on which the export is compared with skin-cnn predict (0: no check).",
-)
+@click.option("--format", "fmt", type=click.Choice(["savedmodel", "tflite"]), required=True,
+              help="savedmodel: a folder for TF Serving; tflite: one .tflite file.")
+@click.option("-o", "--out", required=True, type=click.Path(), help="Output folder (savedmodel) or file (tflite).")
+@click.option("--check-images", default=8, show_default=True, type=click.IntRange(0, 10_000),
+              help="Photos on which the export is compared with skin-cnn predict (0: no check).")
 @click.option("--seed", default=0, show_default=True, type=int, help="Seed of random check photos.")
-@click.option(
-    "--precision",
-    type=click.Choice(list(POLICIES)),
-    default="float32",
-    show_default=True,
-    help="What the export computes in. float32: portable. bfloat16: SavedModel only (CPUs with "
-    "AVX512-BF16/AMX). float16: TFLite float16 weights, or a SavedModel for GPUs.",
-)
+@click.option("--precision", type=click.Choice(list(POLICIES)), default="float32", show_default=True,
+              help="What the export computes in. float32: portable. bfloat16: SavedModel only (CPUs with "
+              "AVX512-BF16/AMX). float16: TFLite float16 weights, or a SavedModel for GPUs.")
 def command(model, fmt, out, check_images, seed, precision):
     """Export MODEL (a run folder or .keras file) to --format at OUT.
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import click
 
-from skin_cnn.cli.options import precision_option
+from skin_cnn.cli.options import gathered, precision_option
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
@@ -23,64 +25,55 @@ def accepted_hosts(host, extra=()):
     return tuple(extra) if extra else ("*",)
 
 
+@dataclass(frozen=True)
+class ServeLimits:
+    """How much the server takes on: upload size, photo size, parallel work, slow clients.
+
+    The options' values as given (megabytes, megapixels, seconds); :meth:`app_settings` turns
+    them into :func:`skin_cnn.serve.app.create_app`'s keywords.
+    """
+
+    max_upload_mb: float = 10.0
+    max_megapixels: float = 50.0
+    workers: int = 2
+    max_concurrent_uploads: int | None = None
+    body_timeout: float = 60.0
+
+    def app_settings(self):
+        from skin_cnn.serve.app import BodyLimits
+
+        return {"max_upload_bytes": int(self.max_upload_mb * 1e6), "workers": self.workers,
+                "max_concurrent_uploads": self.max_concurrent_uploads,
+                "body_limits": BodyLimits(timeout=self.body_timeout)}
+
+
 @click.command("serve")
 @click.argument("model", type=click.Path(exists=True))
-@click.option(
-    "--host",
-    default="127.0.0.1",
-    show_default=True,
-    help="Address to listen on. The default answers this computer only; 0.0.0.0 exposes "
-    "the page to the network.",
-)
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on. The default answers this computer only; 0.0.0.0 exposes "
+              "the page to the network.")
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535))
-@click.option(
-    "--max-upload-mb",
-    default=10.0,
-    show_default=True,
-    type=click.FloatRange(min=0.01),
-    help="Largest accepted upload, in megabytes (10^6 bytes).",
-)
-@click.option(
-    "--max-megapixels",
-    default=50.0,
-    show_default=True,
-    type=click.FloatRange(min=0.01),
-    help="Refuse photos with more pixels than this before decoding them.",
-)
-@click.option(
-    "--workers",
-    default=2,
-    show_default=True,
-    type=click.IntRange(1, 64),
-    help="Requests decoded and predicted at the same time; the rest queue.",
-)
-@click.option(
-    "--max-concurrent-uploads",
-    default=None,
-    type=click.IntRange(1, 1024),
-    help="Uploads held in memory at the same time; later requests wait before their body is "
-    "read. Peak memory grows with this times --max-upload-mb.  [default: 2 × --workers]",
-)
-@click.option(
-    "--allowed-host",
-    "allowed_hosts",
-    multiple=True,
-    help="Another host name the page may be reached by (repeatable). On 127.0.0.1 only this "
-    "computer's names are accepted, so another web site cannot reach the server through a "
-    "re-pointed domain name (DNS rebinding); on any other --host every name is accepted unless "
-    "this is given.",
-)
-@click.option(
-    "--body-timeout",
-    default=60.0,
-    show_default=True,
-    type=click.FloatRange(min=1.0),
-    help="Seconds a client may take to send its photo; slower clients get 408 and free their "
-    "upload slot, so slow connections cannot hold the page.",
-)
+@click.option("--max-upload-mb", default=10.0, show_default=True, type=click.FloatRange(min=0.01),
+              help="Largest accepted upload, in megabytes (10^6 bytes).")
+@click.option("--max-megapixels", default=50.0, show_default=True, type=click.FloatRange(min=0.01),
+              help="Refuse photos with more pixels than this before decoding them.")
+@click.option("--workers", default=2, show_default=True, type=click.IntRange(1, 64),
+              help="Requests decoded and predicted at the same time; the rest queue.")
+@click.option("--max-concurrent-uploads", default=None, type=click.IntRange(1, 1024),
+              help="Uploads held in memory at the same time; later requests wait before their body is "
+              "read. Peak memory grows with this times --max-upload-mb.  [default: 2 × --workers]")
+@click.option("--allowed-host", "allowed_hosts", multiple=True,
+              help="Another host name the page may be reached by (repeatable). On 127.0.0.1 only this "
+              "computer's names are accepted, so another web site cannot reach the server through a "
+              "re-pointed domain name (DNS rebinding); on any other --host every name is accepted unless "
+              "this is given.")
+@click.option("--body-timeout", default=60.0, show_default=True, type=click.FloatRange(min=1.0),
+              help="Seconds a client may take to send its photo; slower clients get 408 and free their "
+              "upload slot, so slow connections cannot hold the page.")
 @precision_option()
-def command(model, host, port, max_upload_mb, max_megapixels, workers, max_concurrent_uploads,
-            allowed_hosts, body_timeout, precision):
+@gathered("limits", ServeLimits,
+          ("max_upload_mb", "max_megapixels", "workers", "max_concurrent_uploads", "body_timeout"))
+def command(model, host, port, allowed_hosts, precision, limits):
     """Serve MODEL (a run folder or .keras file) at http://HOST:PORT/.
 
     \b
@@ -99,18 +92,11 @@ def command(model, host, port, max_upload_mb, max_megapixels, workers, max_concu
     import uvicorn.config
 
     from skin_cnn.inference.predictor import load_predictor
-    from skin_cnn.serve.app import BodyLimits, create_app
+    from skin_cnn.serve.app import create_app
 
-    predictor = load_predictor(model, max_pixels=int(max_megapixels * 1e6), precision=precision)
+    predictor = load_predictor(model, max_pixels=int(limits.max_megapixels * 1e6), precision=precision)
     click.echo(predictor.precision.describe(), err=True)
-    app = create_app(
-        predictor,
-        max_upload_bytes=int(max_upload_mb * 1e6),
-        workers=workers,
-        max_concurrent_uploads=max_concurrent_uploads,
-        body_limits=BodyLimits(timeout=body_timeout),
-        allowed_hosts=accepted_hosts(host, allowed_hosts),
-    )
+    app = create_app(predictor, **limits.app_settings(), allowed_hosts=accepted_hosts(host, allowed_hosts))
     if host not in LOOPBACK:
         click.echo(
             f"warning: listening on {host}: anyone who can reach this address can use the page. "

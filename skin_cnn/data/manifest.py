@@ -773,15 +773,8 @@ def validate_manifest(path: PathLike, icd10_map: ICD10Map | PathLike | None = No
     )
     if not header_ok:
         error_index = list(range(len(frame)))
-    return ValidationReport(
-        manifest=os.fspath(path),
-        frame=frame,
-        rows=rows,
-        problems=table,
-        images_checked=bool(check_images),
-        n_images_ok=n_ok,
-        _error_index=error_index,
-    )
+    return ValidationReport(manifest=os.fspath(path), frame=frame, rows=rows, problems=table,
+                            images_checked=bool(check_images), n_images_ok=n_ok, _error_index=error_index)
 
 
 def write_manifest(frame: pd.DataFrame, path: PathLike) -> Path:

@@ -38,6 +38,7 @@ Safety rules, each enforced here rather than left to the web framework's default
 from __future__ import annotations
 
 import base64
+import copy
 import io
 import logging
 import time
@@ -457,12 +458,31 @@ def create_app(predictor, *, max_upload_bytes=10_000_000, workers=2, max_concurr
     app.state.predictor = predictor
     app.state.max_upload_bytes = int(max_upload_bytes)
     workers = max(1, int(workers))
-    limiter = anyio.CapacityLimiter(workers)
     slots = max(1, int(max_concurrent_uploads if max_concurrent_uploads is not None else 2 * workers))
     app.state.max_concurrent_uploads = slots
-    upload_slots = anyio.Semaphore(slots)
     study_order = {task: i for i, task in enumerate(TASKS)}
     tasks_available = tuple(sorted(predictor.tasks, key=lambda t: study_order.get(t, len(TASKS))))
+
+    _add_security(app)
+    _add_pages(app, predictor, tasks_available)
+    _add_predict(app, predictor, tasks_available,
+                 _Capacity(anyio.CapacityLimiter(workers), anyio.Semaphore(slots), body_limits))
+    app.mount("/static", StaticFiles(directory=str(_STATIC)), name="static")
+    return app
+
+
+@dataclass(frozen=True)
+class _Capacity:
+    """What bounds the server's work and memory: predicting ``workers`` at a time, holding
+    ``upload_slots`` bodies at a time, and how slowly a body may arrive."""
+
+    limiter: object
+    upload_slots: object
+    body_limits: BodyLimits
+
+
+def _add_security(app):
+    """Security headers on every answer, and an :class:`UploadError` answered as its JSON status."""
 
     @app.middleware("http")
     async def security_headers(request, call_next):
@@ -480,6 +500,10 @@ def create_app(predictor, *, max_upload_bytes=10_000_000, workers=2, max_concurr
     async def upload_error(request, exc):
         logger.info("%s %s -> %d", request.method, request.url.path, exc.status)
         return JSONResponse({"detail": exc.message}, status_code=exc.status)
+
+
+def _add_pages(app, predictor, tasks_available):
+    """The web page, the API page, the liveness check and the model's description."""
 
     @app.get("/", include_in_schema=False)
     async def index():
@@ -516,36 +540,41 @@ def create_app(predictor, *, max_upload_bytes=10_000_000, workers=2, max_concurr
             "disclaimer": DISCLAIMER,
         }
 
-    @app.post(
-        "/api/predict",
-        summary="Predict one photo",
-        openapi_extra={
-            "requestBody": {
-                "required": True,
-                "content": {
-                    "multipart/form-data": {
-                        "schema": {
-                            "type": "object",
-                            "required": ["file"],
-                            "properties": {
-                                "file": {
-                                    "type": "string",
-                                    "format": "binary",
-                                    "description": "the photo",
-                                },
-                                "task": {"type": "string", "description": "a task name or 'all'"},
-                                "gradcam": {
-                                    "type": "boolean",
-                                    "description": "include Grad-CAM overlays",
-                                },
-                            },
-                        }
+
+#: The body ``POST /api/predict`` takes, for the OpenAPI description (the handler reads the raw
+#: request itself, so FastAPI cannot infer it).
+_PREDICT_REQUEST_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["file"],
+                    "properties": {
+                        "file": {
+                            "type": "string",
+                            "format": "binary",
+                            "description": "the photo",
+                        },
+                        "task": {"type": "string", "description": "a task name or 'all'"},
+                        "gradcam": {
+                            "type": "boolean",
+                            "description": "include Grad-CAM overlays",
+                        },
                     },
-                    "image/*": {"schema": {"type": "string", "format": "binary"}},
-                },
-            }
+                }
+            },
+            "image/*": {"schema": {"type": "string", "format": "binary"}},
         },
-    )
+    }
+}
+
+
+def _add_predict(app, predictor, tasks_available, capacity):
+    """``POST /api/predict``: one photo in, every requested task's answer out."""
+
+    @app.post("/api/predict", summary="Predict one photo", openapi_extra=copy.deepcopy(_PREDICT_REQUEST_BODY))
     async def api_predict(
         request: Request,
         task: str = Query("all", description="A task name or 'all'."),
@@ -568,11 +597,11 @@ def create_app(predictor, *, max_upload_bytes=10_000_000, workers=2, max_concurr
         check_headers(request, app.state.max_upload_bytes)
         # The whole request, from reading the body to the answer, holds one slot: the body is in
         # memory until then. Waiting requests have not been read yet.
-        async with upload_slots:
+        async with capacity.upload_slots:
             return await _predict_request(request, task, gradcam, started)
 
     async def _predict_request(request, task, gradcam, started):
-        data, fields = await read_upload(request, app.state.max_upload_bytes, body_limits)
+        data, fields = await read_upload(request, app.state.max_upload_bytes, capacity.body_limits)
         task = fields.get("task", task)
         gradcam = _truthy(fields["gradcam"]) if "gradcam" in fields else gradcam
         try:
@@ -584,7 +613,7 @@ def create_app(predictor, *, max_upload_bytes=10_000_000, workers=2, max_concurr
             raise UploadError(422, f"the model has no output for task {task!r}")
         try:
             answer = await anyio.to_thread.run_sync(
-                predict_upload, predictor, data, tasks, gradcam, limiter=limiter
+                predict_upload, predictor, data, tasks, gradcam, limiter=capacity.limiter
             )
         except UploadError:
             raise
@@ -600,6 +629,3 @@ def create_app(predictor, *, max_upload_bytes=10_000_000, workers=2, max_concurr
             1000 * (time.perf_counter() - started),
         )
         return answer
-
-    app.mount("/static", StaticFiles(directory=str(_STATIC)), name="static")
-    return app
