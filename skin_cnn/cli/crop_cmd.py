@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import click
 
-from skin_cnn.cli.options import out_option, refuse_overwriting, seed_option
+from skin_cnn.cli.options import gathered, icd10_map_option, out_option, quiet_option, refuse_overwriting, seed_option
 
 
 def _copy_destination(image_path, base, folder, index):
@@ -31,6 +32,14 @@ def _flow_step(frame, cropped, errors):
     return make_step("crop", cropped, excluded_by_reason(errors), details="crop_errors.csv")
 
 
+@dataclass(frozen=True)
+class SheetSample:
+    """Which images the before/after contact sheet draws: ``size`` of them, drawn with ``seed``."""
+
+    size: int = 16
+    seed: int = 0
+
+
 @click.command(name="crop")
 @click.argument("manifest", type=click.Path(dir_okay=False, exists=True))
 @out_option
@@ -45,10 +54,10 @@ def _flow_step(frame, cropped, errors):
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64),
               help="Processes computing boxes (about 5 ms per photo each).")
 @seed_option
-@click.option("--icd10-map", type=click.Path(dir_okay=False), default=None,
-              help="ICD-10 → category CSV for an icd10 column.")
-@click.option("--quiet", is_flag=True, help="No progress bar.")
-def command(manifest, out, copies, sample, method, workers, seed, icd10_map, quiet):
+@icd10_map_option
+@quiet_option("bar")
+@gathered("sheet", lambda sample, seed: SheetSample(sample, seed), ("sample", "seed"))
+def command(manifest, out, copies, method, workers, icd10_map, quiet, sheet):
     """Compute the hue-clustering crop box of every image in MANIFEST (or a split CSV).
 
     Writes into the folder OUT: crop_boxes.csv (image_path, crop_left, crop_top, crop_right,
@@ -61,32 +70,18 @@ def command(manifest, out, copies, sample, method, workers, seed, icd10_map, qui
     image (EXIF orientation applied), right/bottom exclusive. Exit status 1 when no image at
     all could be read.
     """
-    import numpy as np
-
     from skin_cnn.core import io as atomic
-    from skin_cnn.data.crop import BOX_COLUMNS, CROPPED_COLUMN, compute_crop_boxes, draw_contact_sheet
-    from skin_cnn.data.reading import ImageReadError, read_image
-    from skin_cnn.evaluation.flow import extend_record, flow_path
-    from skin_cnn.data.manifest import load_manifest
+    from skin_cnn.data.crop import compute_crop_boxes
+    from skin_cnn.evaluation.flow import flow_path
 
     out = Path(out)
     if out.suffix.lower() in (".csv", ".png"):
         raise click.BadParameter(f"{out}: -o takes a folder, not a file", param_hint="-o/--out")
-    written_names = ("crop_boxes.csv", "crop_errors.csv", "manifest.csv", "split.csv", "manifest.flow.json",
-                     "split.flow.json", "contact_sheet.png", "manifest_copies.csv", "split_copies.csv",
-                     "manifest_copies.flow.json", "split_copies.flow.json")
-    refuse_overwriting([manifest, icd10_map, flow_path(manifest)], [out / n for n in written_names])
-    frame = load_manifest(manifest, icd10_map=icd10_map)
-    is_split = "split" in frame.columns
-    if is_split:
-        from skin_cnn.data.split import load_split
-
-        frame = load_split(manifest, icd10_map=icd10_map)
-    frame = frame.drop(columns=[c for c in (*BOX_COLUMNS, "width", "height") if c in frame.columns])
-
-    base = Path(manifest).resolve().parent
+    refuse_overwriting([manifest, icd10_map, flow_path(manifest)], [out / n for n in _WRITTEN_NAMES])
+    frame, is_split = _read_rows(manifest, icd10_map)
     destinations = None
     if copies:
+        base = Path(manifest).resolve().parent
         destinations = [_copy_destination(p, base, out, i) for i, p in enumerate(frame["image_path"])]
         for image, copy in zip(frame["image_path"], destinations):
             refuse_overwriting([image], [copy], "--copies")
@@ -96,6 +91,50 @@ def command(manifest, out, copies, sample, method, workers, seed, icd10_map, qui
     atomic.write_csv(out / "crop_boxes.csv", boxes)
     atomic.write_csv(out / "crop_errors.csv", errors)
 
+    written = [out / "crop_boxes.csv", out / "crop_errors.csv"]
+    written += _write_cropped(manifest, frame, is_split, (boxes, errors), out, (destinations, method))
+    if sheet.size and len(boxes):
+        written += _contact_sheet(boxes, sheet, out / "contact_sheet.png")
+    _echo_summary(frame, boxes, errors, out)
+    click.echo("wrote " + ", ".join(str(p) for p in written))
+    if len(frame) and not len(boxes):
+        # Nothing to train on: a pipeline must stop here, not on an empty manifest later.
+        raise SystemExit(1)
+
+
+#: Every name ``skin-cnn crop`` may write into its folder (none may replace an input).
+_WRITTEN_NAMES = ("crop_boxes.csv", "crop_errors.csv", "manifest.csv", "split.csv", "manifest.flow.json",
+                  "split.flow.json", "contact_sheet.png", "manifest_copies.csv", "split_copies.csv",
+                  "manifest_copies.flow.json", "split_copies.flow.json")
+
+
+def _read_rows(manifest, icd10_map):
+    """The manifest's (or split's) rows without earlier box columns, and whether it is a split."""
+    from skin_cnn.data.crop import BOX_COLUMNS
+    from skin_cnn.data.manifest import load_manifest
+
+    frame = load_manifest(manifest, icd10_map=icd10_map)
+    is_split = "split" in frame.columns
+    if is_split:
+        from skin_cnn.data.split import load_split
+
+        frame = load_split(manifest, icd10_map=icd10_map)
+    return frame.drop(columns=[c for c in (*BOX_COLUMNS, "width", "height") if c in frame.columns]), is_split
+
+
+def _write_cropped(manifest, frame, is_split, found, out, copies):
+    """Write the rows with their boxes (manifest.csv or split.csv) and, with copies, the manifest
+    of the cropped copies, each with its flow record; the paths written.
+
+    ``found`` is ``(boxes, errors)`` from :func:`~skin_cnn.data.crop.compute_crop_boxes`;
+    ``copies`` is ``(destinations, method)``, destinations None without copies.
+    """
+    from skin_cnn.core import io as atomic
+    from skin_cnn.data.crop import CROPPED_COLUMN
+    from skin_cnn.evaluation.flow import extend_record
+
+    boxes, errors = found
+    destinations, method = copies
     cropped = frame.merge(boxes, on="image_path", how="inner", validate="one_to_one")
     name = "split.csv" if is_split else "manifest.csv"
     if is_split:
@@ -106,10 +145,9 @@ def command(manifest, out, copies, sample, method, workers, seed, icd10_map, qui
         from skin_cnn.data.manifest import write_manifest
 
         write_manifest(cropped, out / name)
-    written = [out / "crop_boxes.csv", out / "crop_errors.csv", out / name]
     step = _flow_step(frame, cropped, errors)
-    written.append(extend_record(manifest, out / name, step, input_frame=frame))
-    if copies:
+    written = [out / name, extend_record(manifest, out / name, step, input_frame=frame)]
+    if destinations is not None:
         ok_paths = set(boxes["image_path"])
         keep = [p in ok_paths for p in frame["image_path"]]
         copied = frame[keep].copy()
@@ -119,23 +157,35 @@ def command(manifest, out, copies, sample, method, workers, seed, icd10_map, qui
         atomic.write_csv(out / copies_name, copied)
         written += [out / "images", out / copies_name]
         written.append(extend_record(manifest, out / copies_name, step, input_frame=frame))
+    return written
 
-    if sample and len(boxes):
-        rng = np.random.default_rng(seed)
-        picks = np.sort(rng.choice(len(boxes), size=min(sample, len(boxes)), replace=False))
-        items = []
-        for row in boxes.iloc[picks].itertuples(index=False):
-            try:
-                image = read_image(row.image_path)
-            except ImageReadError as exc:  # changed since the boxes were computed
-                click.echo(f"contact sheet: {exc}")
-                continue
-            box = tuple(int(getattr(row, c)) for c in BOX_COLUMNS)
-            items.append((image, box, Path(row.image_path).name[:28]))
-        if items:
-            draw_contact_sheet(items, out / "contact_sheet.png")
-            written.append(out / "contact_sheet.png")
 
+def _contact_sheet(boxes, sheet, path):
+    """Draw ``sheet.size`` boxed images (seeded draw) before and after cropping; the paths written."""
+    import numpy as np
+
+    from skin_cnn.data.crop import BOX_COLUMNS, draw_contact_sheet
+    from skin_cnn.data.reading import ImageReadError, read_image
+
+    rng = np.random.default_rng(sheet.seed)
+    picks = np.sort(rng.choice(len(boxes), size=min(sheet.size, len(boxes)), replace=False))
+    items = []
+    for row in boxes.iloc[picks].itertuples(index=False):
+        try:
+            image = read_image(row.image_path)
+        except ImageReadError as exc:  # changed since the boxes were computed
+            click.echo(f"contact sheet: {exc}")
+            continue
+        box = tuple(int(getattr(row, c)) for c in BOX_COLUMNS)
+        items.append((image, box, Path(row.image_path).name[:28]))
+    if not items:
+        return []
+    draw_contact_sheet(items, path)
+    return [path]
+
+
+def _echo_summary(frame, boxes, errors, out):
+    """How many images were cropped, the mean area kept, and the unreadable ones (first 10)."""
     area = ((boxes["crop_right"] - boxes["crop_left"]) * (boxes["crop_bottom"] - boxes["crop_top"])
             / (boxes["width"] * boxes["height"]))
     untouched = int((area >= 1.0).sum())
@@ -147,7 +197,3 @@ def command(manifest, out, copies, sample, method, workers, seed, icd10_map, qui
             click.echo(f"  {row.image_path}: {row.reason}")
         if len(errors) > 10:
             click.echo(f"  … {len(errors) - 10} more")
-    click.echo("wrote " + ", ".join(str(p) for p in written))
-    if len(frame) and not len(boxes):
-        # Nothing to train on: a pipeline must stop here, not on an empty manifest later.
-        raise SystemExit(1)

@@ -7,6 +7,13 @@ out_option = click.option(
     "-o", "--out", "out", required=True, type=click.Path(), help="Output file or folder."
 )
 seed_option = click.option("--seed", default=0, show_default=True, type=int, help="Random seed.")
+icd10_map_option = click.option("--icd10-map", type=click.Path(dir_okay=False), default=None,
+                                help="ICD-10 → category CSV for an icd10 column.")
+
+
+def quiet_option(bars="bars"):
+    """``--quiet``: no progress bar(s) (``bars``: how the command's help names them)."""
+    return click.option("--quiet", is_flag=True, help=f"No progress {bars}.")
 
 
 def _same_path(a, b):

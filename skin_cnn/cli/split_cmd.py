@@ -5,7 +5,16 @@ from pathlib import Path
 
 import click
 
-from skin_cnn.cli.options import refuse_overwriting, seed_option
+from skin_cnn.cli.options import gathered, icd10_map_option, quiet_option, refuse_overwriting, seed_option
+
+
+def _split_settings(seed, fractions, group_near_duplicates, hash_distance):
+    """The split's settings from the command's options, ``fractions`` checked first."""
+    from skin_cnn.data.split import DEFAULT_HASH_DISTANCE, SplitSettings, check_fractions
+
+    return SplitSettings(fractions=tuple(check_fractions(fractions)), seed=seed,
+                         group_near_duplicates=group_near_duplicates,
+                         hash_distance=DEFAULT_HASH_DISTANCE if hash_distance is None else hash_distance)
 
 
 @click.command(name="split")
@@ -21,13 +30,13 @@ from skin_cnn.cli.options import refuse_overwriting, seed_option
               "patient ids are known to be complete].")
 @click.option("--hash-distance", default=None, type=click.IntRange(0, 64),
               help="Largest pHash/dHash distance (bits) of a near-duplicate pair [default: 12].")
-@click.option("--icd10-map", type=click.Path(dir_okay=False), default=None,
-              help="ICD-10 → category CSV for an icd10 column.")
+@icd10_map_option
 @click.option("--allow-empty", is_flag=True,
               help="Write the split even when a split is empty or a disease is missing from val or "
               "test (with warnings); without it that is an error and nothing is written.")
-@click.option("--quiet", is_flag=True, help="No progress bars.")
-def command(manifest, out, seed, fractions, group_near_duplicates, hash_distance, icd10_map, allow_empty, quiet):
+@quiet_option()
+@gathered("settings", _split_settings, ("seed", "fractions", "group_near_duplicates", "hash_distance"))
+def command(manifest, out, icd10_map, allow_empty, quiet, settings):
     """Split MANIFEST 80/10/10 by patient, stratified by diagnosis.
 
     Every row is validated first; rows with errors (missing or unreadable file, unknown
@@ -38,22 +47,10 @@ def command(manifest, out, seed, fractions, group_near_duplicates, hash_distance
     comes out empty, or a disease missing from val or test, stops the command (exit code 1)
     unless --allow-empty is given.
     """
-    import warnings
-
     from skin_cnn.evaluation import flow as flows
     from skin_cnn.data.manifest import validate_manifest
-    from skin_cnn.data.split import (
-        DEFAULT_HASH_DISTANCE,
-        check_fractions,
-        flow_counts,
-        has_patient_ids,
-        patient_split,
-        split_problems,
-        split_table,
-        write_split,
-    )
+    from skin_cnn.data.split import flow_counts, has_patient_ids, split_problems, split_table, write_split
 
-    fractions = tuple(check_fractions(fractions))
     out = Path(out)
     if out.is_dir() or out.suffix.lower() != ".csv":
         out = out / "split.csv"
@@ -61,36 +58,13 @@ def command(manifest, out, seed, fractions, group_near_duplicates, hash_distance
                        [out, flows.flow_path(out)])
     report = validate_manifest(manifest, icd10_map=icd10_map, check_images=True, progress=not quiet)
     click.echo(report.summary())
-    excluded = report.excluded()
-    if not report.ok:
-        errors = report.problems[report.problems["severity"] == "error"]
-        click.echo(f"left out of the split: {len(excluded) or report.n_rows} rows with errors")
-        for _, p in errors.head(20).iterrows():
-            click.echo(f"  row {p['row']}: {p['code']}: {p['message']}  {p['image_path']}")
-        if len(errors) > 20:
-            click.echo(f"  … {len(errors) - 20} more (all in {out.with_suffix('.flow.json')})")
+    _echo_left_out(report, out)
     frame = report.clean_frame()
     if frame.empty:
         raise ValueError(f"{manifest}: no usable rows left to split; run `skin-cnn manifest check {manifest}`")
 
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        split = patient_split(
-            frame,
-            fractions=fractions,
-            seed=seed,
-            group_near_duplicates=group_near_duplicates,
-            hash_distance=DEFAULT_HASH_DISTANCE if hash_distance is None else hash_distance,
-            progress=not quiet,
-        )
-    for note in caught:
-        click.echo(f"warning: {note.message}")
-    info = split.attrs["split_info"]
-    if info["group_near_duplicates"]:
-        click.echo(
-            f"near duplicates: {info['near_duplicate_pairs']} pairs within {info['hash_distance']} bits, "
-            f"{info['merged_groups']} groups joining more than one patient; {info['groups']} groups in all"
-        )
+    split = _split_echoing_warnings(frame, settings, quiet)
+    fractions = settings.fractions
     problems = split_problems(split, fractions)
     if problems and not allow_empty:
         click.echo(split_table(split).to_string())
@@ -110,6 +84,42 @@ def command(manifest, out, seed, fractions, group_near_duplicates, hash_distance
                    "duplicates, is its own unit), so the counts below are images, not patients")
     click.echo(split_table(split).to_string())
     click.echo(f"wrote {out} and {flow_path}")
+
+
+def _echo_left_out(report, out):
+    """Say which rows validation leaves out of the split (the first 20, then how many more)."""
+    if report.ok:
+        return
+    excluded = report.excluded()
+    errors = report.problems[report.problems["severity"] == "error"]
+    click.echo(f"left out of the split: {len(excluded) or report.n_rows} rows with errors")
+    for _, p in errors.head(20).iterrows():
+        click.echo(f"  row {p['row']}: {p['code']}: {p['message']}  {p['image_path']}")
+    if len(errors) > 20:
+        click.echo(f"  … {len(errors) - 20} more (all in {out.with_suffix('.flow.json')})")
+
+
+def _split_echoing_warnings(frame, settings, quiet):
+    """:func:`~skin_cnn.data.split.patient_split` of ``frame``, its warnings and near-duplicate
+    groups said on screen."""
+    import warnings
+
+    from skin_cnn.data.split import patient_split
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        split = patient_split(frame, fractions=settings.fractions, seed=settings.seed,
+                              group_near_duplicates=settings.group_near_duplicates,
+                              hash_distance=settings.hash_distance, progress=not quiet)
+    for note in caught:
+        click.echo(f"warning: {note.message}")
+    info = split.attrs["split_info"]
+    if info["group_near_duplicates"]:
+        click.echo(
+            f"near duplicates: {info['near_duplicate_pairs']} pairs within {info['hash_distance']} bits, "
+            f"{info['merged_groups']} groups joining more than one patient; {info['groups']} groups in all"
+        )
+    return split
 
 
 def _record(manifest, counts):

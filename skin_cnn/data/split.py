@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import warnings
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -43,6 +44,28 @@ DEFAULT_FRACTIONS = (0.8, 0.1, 0.1)
 #: pHash and dHash must be within it. On the public-derm photos every pair this close was either
 #: the same photo or another shot of the same patient and body site.
 DEFAULT_HASH_DISTANCE = 12
+
+
+@dataclass(frozen=True)
+class SplitSettings:
+    """How a manifest is split (the settings of :func:`patient_split` that a command takes).
+
+    Attributes
+    ----------
+    fractions : (float, float, float)
+        Share of patients (groups) per split, per diagnosis.
+    seed : int
+        Seed of the shuffle.
+    group_near_duplicates : bool
+        Keep perceptually near-identical images (and their patients) in one split.
+    hash_distance : int
+        Largest Hamming distance of a near-duplicate pair.
+    """
+
+    fractions: tuple = DEFAULT_FRACTIONS
+    seed: int = 0
+    group_near_duplicates: bool = True
+    hash_distance: int = DEFAULT_HASH_DISTANCE
 
 
 def check_fractions(fractions):
