@@ -15,7 +15,9 @@ def _table_default(page, option):
 def test_training_page_shows_the_default_schedule():
     page = (ROOT / "docs" / "training.md").read_text(encoding="utf-8")
     defaults = TrainConfig()
-    assert float(_table_default(page, "--learning-rate")) == defaults.learning_rate
+    frozen, trained = (float(v) for v in _table_default(page, "--learning-rate").split(" / "))
+    assert frozen == defaults.learning_rate == TrainConfig(variant="P").learning_rate
+    assert trained == TrainConfig(variant="N").learning_rate == TrainConfig(fine_tune_blocks=1).learning_rate
     assert int(_table_default(page, "--epochs")) == defaults.epochs
     assert int(_table_default(page, "--patience")) == defaults.patience
     assert f"halves the rate after {defaults.lr_patience} epochs" in page

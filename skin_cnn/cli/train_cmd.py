@@ -67,9 +67,10 @@ def recipe_options(function):
         click.option("--epochs", type=int, default=D.epochs, help="Maximum number of epochs."),
         click.option("--batch-size", type=int, default=D.batch_size, help="Images per step (try 32 on a small CPU)."),
         click.option("--optimizer", type=click.Choice(OPTIMIZERS), default=D.optimizer, help="Optimizer."),
-        click.option("--learning-rate", type=float, default=D.learning_rate,
+        click.option("--learning-rate", type=float, default=None,
+            show_default="1e-3 with a frozen trunk, 2e-5 when it trains",
             help="Initial learning rate (1e-3 for heads on a frozen trunk, chosen by cross-validation; "
-                 "~2e-5 when the trunk trains)."),
+                 "2e-5 when the trunk trains: --variant N/NS or --fine-tune-blocks)."),
         click.option("--fine-tune-blocks", type=int, default=D.fine_tune_blocks,
             help="P/PS: let the last N VGG-16 blocks train (0: whole trunk frozen, as in the paper)."),
         click.option("--patience", type=int, default=D.patience,
@@ -140,7 +141,7 @@ def command(ctx, split_csv, out, resume_dir, config_file, quiet, recipe, **param
     Examples:
       skin-cnn train data/split.csv -o runs/p250
       skin-cnn train data/split.csv -o runs/fl --recipe frozen-linear
-      skin-cnn train data/split.csv -o runs/n128 --variant N --image-size 128 --learning-rate 2e-5
+      skin-cnn train data/split.csv -o runs/n128 --variant N --image-size 128
       skin-cnn train --config exp.yaml data/split.csv -o runs/exp --epochs 10
       skin-cnn train --resume runs/p250
     """

@@ -2,10 +2,11 @@
 
 A run is described by three layers of settings, each overriding the one before it:
 
-1. the defaults below (the study's heads and batch 64 with Adam; learning rate 1e-3, halved after
-   5 epochs and stopped after 20 without a better validation mean AUC, up to 200 epochs — the
-   schedule chosen for heads on the frozen trunk by patient-grouped cross-validation on public
-   photos, docs/experiments/study-recipe.md; the epoch with the best validation mean AUC kept);
+1. the defaults below (the study's heads and batch 64 with Adam; learning rate 1e-3 (2e-5 when
+   trunk layers train), halved after 5 epochs and stopped after 20 without a better validation
+   mean AUC, up to 200 epochs — the schedule chosen for heads on the frozen trunk by
+   patient-grouped cross-validation on public photos, docs/experiments/study-recipe.md; the
+   epoch with the best validation mean AUC kept);
 2. a YAML or JSON file given with ``--config`` (keys are the field names below; ``-`` and ``_``
    are interchangeable);
 3. the command-line flags the user actually typed.
@@ -37,6 +38,22 @@ POOL_BLOCKS = ("5", "4+5")
 
 #: Variants whose convolutional trunk starts from ImageNet weights and stays frozen.
 PRETRAINED_VARIANTS = ("P", "PS")
+
+
+#: Default Adam learning rates: heads on a frozen trunk (chosen by patient-grouped cross-validation,
+#: docs/experiments/study-recipe.md) and a trunk that trains (from scratch or fine-tuned blocks).
+FROZEN_TRUNK_LEARNING_RATE = 1e-3
+TRAINED_TRUNK_LEARNING_RATE = 2e-5
+
+
+def default_learning_rate(variant, fine_tune_blocks=0):
+    """The default initial learning rate for ``variant`` with ``fine_tune_blocks`` trained blocks.
+
+    1e-3 suits the small heads on a frozen ImageNet trunk but wrecks a trunk that trains (random
+    VGG-16 weights, or pretrained blocks being fine-tuned), which wants about 2e-5.
+    """
+    trains = variant not in PRETRAINED_VARIANTS or int(fine_tune_blocks or 0) > 0
+    return TRAINED_TRUNK_LEARNING_RATE if trains else FROZEN_TRUNK_LEARNING_RATE
 
 
 #: Largest model input side accepted (the study: 250). A 1024² input already costs VGG-16 about
@@ -86,9 +103,15 @@ class TrainConfig:
         RandomTranslation take them; 0 turns one off).
     flip : bool
         Random horizontal and vertical flips.
-    epochs, batch_size, optimizer, learning_rate : ...
-        Optimisation settings. The defaults (up to 200 epochs, Adam at 1e-3) train the study's
-        heads on a frozen trunk to convergence; a trained trunk wants about 2e-5.
+    epochs, batch_size, optimizer : ...
+        Optimisation settings. The defaults (up to 200 epochs, Adam) train the study's heads on a
+        frozen trunk to convergence.
+    learning_rate : float or None
+        Initial learning rate. None (the default) resolves once, when the configuration is made,
+        by whether the trunk trains: 1e-3 for heads on a frozen trunk (P, PS), 2e-5 when trunk
+        layers train (N, NS, or ``fine_tune_blocks`` > 0), the rate a trained VGG-16 trunk wants
+        (:func:`default_learning_rate`). A value given explicitly always wins; the resolved value
+        is what ``config.json`` stores, so a resumed run keeps it.
     fine_tune_blocks : int
         Let the last N VGG-16 blocks train (0: the whole trunk frozen, as the paper says).
     patience : int
@@ -140,7 +163,7 @@ class TrainConfig:
     epochs: int = 200
     batch_size: int = 64
     optimizer: str = "adam"
-    learning_rate: float = 1e-3
+    learning_rate: float | None = None
     fine_tune_blocks: int = 0
     patience: int = 20
     lr_patience: int = 5
@@ -159,6 +182,14 @@ class TrainConfig:
     sqrt_features: bool = False
     threshold: str = "0.5"
     precision: str = "auto"
+
+    def __post_init__(self):
+        #: How ``learning_rate`` was chosen: "set" or the default rule that chose it.
+        self.learning_rate_origin = "set"
+        if self.learning_rate is None:
+            self.learning_rate = default_learning_rate(self.variant, self.fine_tune_blocks)
+            self.learning_rate_origin = ("default: the trunk trains" if self.trunk_trains()
+                                         else "default: heads on a frozen trunk")
 
     # -------------------------------------------------------------------------------------
     def validate(self, source="configuration"):
@@ -240,6 +271,10 @@ class TrainConfig:
     @property
     def has_stn(self):
         return self.variant.endswith("S")
+
+    def trunk_trains(self):
+        """True when VGG-16 trunk layers are trained: variants N/NS, or ``fine_tune_blocks`` > 0."""
+        return not self.pretrained or int(self.fine_tune_blocks or 0) > 0
 
     def trunk_frozen_without_stn(self):
         """True when the model's images pass a fixed function before the first trainable layer.
@@ -349,9 +384,18 @@ def load_config_file(path):
     return settings
 
 
+#: Fields whose default is None (resolved later) but whose values have a type: an example value.
+_TYPED_NONE_DEFAULTS = {"learning_rate": FROZEN_TRUNK_LEARNING_RATE}
+
+
+def _field_prototype(name):
+    """A value of the type the field ``name`` holds (its default, or an example when that is None)."""
+    return _TYPED_NONE_DEFAULTS.get(name, TrainConfig.__dataclass_fields__[name].default)
+
+
 def _coerce(name, value):
     """Convert a value from YAML/JSON/CLI to the type of the TrainConfig field."""
-    default = TrainConfig.__dataclass_fields__[name].default
+    default = _field_prototype(name)
     if value is None or name == "cache_dir":
         return None if value in (None, "") else str(value)
     if isinstance(default, bool):
@@ -385,7 +429,7 @@ def coerce_setting(name, value, source):
     try:
         return _coerce(name, value)
     except (TypeError, ValueError):
-        default = TrainConfig.__dataclass_fields__[name].default
+        default = _field_prototype(name)
         kind = ("true or false" if isinstance(default, bool) else "a whole number" if isinstance(default, int)
                 else "a number" if isinstance(default, float)
                 else "a list of [left, top, right, bottom] fractions" if isinstance(default, tuple) else "a text value")

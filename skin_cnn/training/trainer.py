@@ -270,7 +270,8 @@ def record_run(config, run_dir, frame, model, info, resume, precision):
         return document
     resolved = {"feature_cache": config.use_feature_cache(), "strategy": info.name,
                 "replicas": info.num_replicas, "workers": info.num_workers,
-                "parameters": parameter_counts(model), "precision": precision.to_dict()}
+                "parameters": parameter_counts(model), "precision": precision.to_dict(),
+                "learning_rate": {"value": config.learning_rate, "origin": config.learning_rate_origin}}
     document = run_config_document(config, split_sha256=sha256_file(split_path), resolved=resolved)
     document["split"] = os.fspath(split_path.resolve())
     write_split(frame, run_dir / "split.csv")
