@@ -19,7 +19,7 @@ import numpy as np
 from sklearn.metrics import roc_auc_score
 
 from skin_cnn.core.specs import EvalSettings
-from skin_cnn.evaluation.bootstrap import (
+from skin_cnn.stats.bootstrap import (
     bootstrap_distribution,
     cluster_units,
     iter_resample_indices,

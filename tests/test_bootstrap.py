@@ -7,7 +7,7 @@ from scipy import stats
 from sklearn.metrics import roc_auc_score
 
 from skin_cnn.core.specs import EvalSettings
-from skin_cnn.evaluation.bootstrap import (
+from skin_cnn.stats.bootstrap import (
     bootstrap_distribution,
     bootstrap_intervals,
     cluster_units,

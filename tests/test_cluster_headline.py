@@ -12,10 +12,10 @@ from click.testing import CliRunner
 from scipy import stats
 
 from skin_cnn.cli import cli
-from skin_cnn.evaluation.bootstrap import paired_auc_difference
+from skin_cnn.stats.bootstrap import paired_auc_difference
 from skin_cnn.evaluation.compare import aligned, compare_predictions, holm
 from skin_cnn.evaluation.metrics import task_metrics
-from skin_cnn.evaluation.cells import fmt_interval
+from skin_cnn.reporting.cells import fmt_interval
 from skin_cnn.core.specs import EvalSettings
 
 METRICS = ("sensitivity", "specificity", "ppv", "npv", "accuracy", "auc")

@@ -7,9 +7,9 @@ from click.testing import CliRunner
 from sklearn.metrics import roc_auc_score
 
 from skin_cnn.cli import cli
-from skin_cnn.evaluation.bootstrap import iter_resample_indices, paired_auc_difference
+from skin_cnn.stats.bootstrap import iter_resample_indices, paired_auc_difference
 from skin_cnn.evaluation.compare import compare_predictions, holm
-from skin_cnn.evaluation.delong import delong_test
+from skin_cnn.stats.delong import delong_test
 from skin_cnn.evaluation.threshold import choose_threshold
 from skin_cnn.core.specs import EvalSettings
 

@@ -7,7 +7,7 @@ import pytest
 from scipy import stats
 from sklearn.metrics import roc_auc_score
 
-from skin_cnn.evaluation.delong import (
+from skin_cnn.stats.delong import (
     delong_ci,
     delong_covariance,
     delong_test,
@@ -152,7 +152,7 @@ def _hanley_mcneil(theta, m, n):
 
 @pytest.mark.parametrize("m, n", [(5, 5), (3, 8), (20, 20)])
 def test_logit_option_does_not_collapse_to_one_one_on_perfect_separation(m, n):
-    from skin_cnn.evaluation.delong import auc_interval
+    from skin_cnn.stats.delong import auc_interval
 
     y = np.array([1] * m + [0] * n)
     s = np.r_[np.arange(m) + n + 1.0, np.arange(n, dtype=float)]  # every positive above every negative
@@ -168,7 +168,7 @@ def test_logit_option_does_not_collapse_to_one_one_on_perfect_separation(m, n):
 
 
 def test_more_perfectly_separated_images_give_a_higher_lower_bound():
-    from skin_cnn.evaluation.delong import newcombe_score_interval
+    from skin_cnn.stats.delong import newcombe_score_interval
 
     lows = [newcombe_score_interval(1.0, k, k)[0] for k in (3, 5, 10, 40)]
     assert lows == sorted(lows) and lows[-1] > 0.95

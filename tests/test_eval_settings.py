@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from skin_cnn.core.specs import EvalSettings
-from skin_cnn.evaluation.bootstrap import bootstrap_intervals
+from skin_cnn.stats.bootstrap import bootstrap_intervals
 from skin_cnn.evaluation.metrics import task_metrics
 
 

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from skin_cnn.evaluation.plots import task_title
+from skin_cnn.core.tasks import task_title
 from click.testing import CliRunner
 from PIL import Image
 

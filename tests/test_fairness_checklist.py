@@ -12,14 +12,14 @@ import pytest
 from click.testing import CliRunner
 
 from skin_cnn.cli import cli
-from skin_cnn.evaluation.calibration import (
+from skin_cnn.stats.calibration import (
     brier_score,
     calibration_slope_intercept,
     expected_calibration_error,
 )
-from skin_cnn.evaluation.checklist import baseline_table, disjointness, run_context
+from skin_cnn.reporting.checklist import baseline_table, disjointness, run_context
 from skin_cnn.evaluation.fairness import UNKNOWN, fairness_analysis, small_statements
-from skin_cnn.evaluation.gallery import failure_cases
+from skin_cnn.evaluation.failures import failure_cases
 from skin_cnn.core.specs import EvalSettings
 
 # ---------------------------------------------------------------------------------------------

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from skin_cnn.evaluation.intervals import clopper_pearson, npv, ppv
+from skin_cnn.stats.intervals import clopper_pearson, npv, ppv
 
 Z = stats.norm.ppf(0.975)
 

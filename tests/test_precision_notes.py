@@ -12,7 +12,7 @@ import pandas as pd
 from click.testing import CliRunner
 
 from skin_cnn.cli import cli
-from skin_cnn.evaluation.plots import roc_labels
+from skin_cnn.reporting.plots import roc_labels
 
 SEVEN = [(1, 0.40), (1, 0.35), (1, 0.30), (0, 0.20), (0, 0.10), (0, 0.05), (0, 0.01)]
 

@@ -126,7 +126,7 @@ def test_evaluation_package_does_not_import_model_code():
     import sys
 
     code = (
-        "import sys, skin_cnn.evaluation, skin_cnn.evaluation.report, skin_cnn.evaluation.compare;"
+        "import sys, skin_cnn.evaluation, skin_cnn.reporting.report, skin_cnn.evaluation.compare;"
         "bad = [m for m in sys.modules if m.startswith(('skin_cnn.training', 'skin_cnn.models', "
         "'skin_cnn.inference.predictor', 'tensorflow', 'keras')) and m != 'skin_cnn.core.predictions'];"
         "print(bad); sys.exit(1 if bad else 0)"

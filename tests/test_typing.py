@@ -32,7 +32,7 @@ PUBLIC_API = {
     "skin_cnn.training.config": ["resolve_config"],
     "skin_cnn.inference.predictor": ["load_predictor", "predict_frame"],
     "skin_cnn.inference.export": ["export_model"],
-    "skin_cnn.evaluation.compare": ["write_comparison"],
+    "skin_cnn.reporting.comparison": ["write_comparison"],
 }
 
 

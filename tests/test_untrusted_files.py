@@ -150,7 +150,7 @@ def test_the_manifest_report_csv_escapes_formulas_and_the_json_keeps_them(tmp_pa
 
 
 def test_figure_text_no_font_can_draw_is_reported_in_one_line(tmp_path):
-    from skin_cnn.evaluation.plots import _figure, _save, missing_glyphs
+    from skin_cnn.reporting.plots import _figure, _save, missing_glyphs
 
     fig = _figure(3, 2)
     fig.add_subplot().set_title("皮膚科 clinic")

@@ -67,7 +67,8 @@ def main(argv=None):
     args = parser.parse_args(argv)
 
     from skin_cnn.core.tasks import TASKS
-    from skin_cnn.evaluation import EvalSettings, ReportInputs, write_evaluation
+    from skin_cnn.evaluation import EvalSettings
+    from skin_cnn.reporting import ReportInputs, write_evaluation
     from skin_cnn.core.predictions import predictions_frame
     from skin_cnn.data.split import load_split
 

@@ -41,7 +41,7 @@ from skin_cnn.core.progress import progress_bar
 
 from skin_cnn.core import io as atomic
 from skin_cnn.data.reading import ImageReadError, open_rgb
-from skin_cnn.evaluation.intervals import clopper_pearson
+from skin_cnn.stats.intervals import clopper_pearson
 from skin_cnn.evaluation.metrics import auc_estimate, confusion_counts
 from skin_cnn.data.manifest import load_manifest
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from skin_cnn.evaluation.intervals import clopper_pearson
+from skin_cnn.stats.intervals import clopper_pearson
 
 #: The largest share of real skin photos, overall or in any one disease, that removal may cost.
 MAX_FALSE_REMOVAL = 0.01

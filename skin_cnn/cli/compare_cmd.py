@@ -50,7 +50,7 @@ def command(sources, out, threshold, val_predictions, settings):
     DeLong's test (which treats images as independent) is secondary; otherwise DeLong's is
     primary.
     """
-    from skin_cnn.evaluation.compare import write_comparison
+    from skin_cnn.reporting.comparison import write_comparison
     from skin_cnn.evaluation.threshold import parse_threshold
 
     if len(sources) < 2:

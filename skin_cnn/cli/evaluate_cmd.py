@@ -134,7 +134,7 @@ def command(
     within each class. Evaluating a run's test split adds one to its test_evaluations.json.
     """
     from skin_cnn.cli.options import refuse_overwriting
-    from skin_cnn.evaluation.report import EVALUATION_FILES
+    from skin_cnn.reporting.report import EVALUATION_FILES
     from skin_cnn.evaluation.threshold import parse_threshold
 
     if bool(run) == bool(predictions_csv):
@@ -150,7 +150,7 @@ def command(
         rule = parse_threshold("0.5")
     flow = None
     if flow_json:
-        from skin_cnn.evaluation.plots import load_flow
+        from skin_cnn.evaluation.flow import load_flow
 
         flow = load_flow(flow_json, split)
     if run:
@@ -187,7 +187,7 @@ def command(
 
 
 def _evaluate_file(predictions_csv, out, rule, val_predictions, by, flow, quiet, settings, fairness=()):
-    from skin_cnn.evaluation.report import ReportInputs, write_evaluation
+    from skin_cnn.reporting.report import ReportInputs, write_evaluation
     from skin_cnn.evaluation.threshold import resolve_thresholds
     from skin_cnn.evaluation.threshold_choice import ThresholdFitting
     from skin_cnn.core.predictions import read_predictions
@@ -220,7 +220,7 @@ def _evaluate_file(predictions_csv, out, rule, val_predictions, by, flow, quiet,
     flow = _predictions_flow(predictions_csv, preds, run_dir, flow)
     run = None
     if run_dir is not None:  # predictions of a run folder: its config, history and split
-        from skin_cnn.evaluation.checklist import run_context
+        from skin_cnn.reporting.checklist import run_context
 
         run = run_context(run_dir)
     inputs = ReportInputs(
@@ -302,7 +302,7 @@ def _summary(metrics, out):
             + " ".join(pct(e[m]) for m in ("sensitivity", "specificity", "ppv", "npv", "accuracy"))
             + " " + proportion(e["auc"])
         )
-    from skin_cnn.evaluation.precision import MIN_COUNT, caveats
+    from skin_cnn.stats.precision import MIN_COUNT, caveats
     from skin_cnn.evaluation.threshold import threshold_label
 
     for task, e in metrics["tasks"].items():  # one line per task: the report's cells say more
@@ -317,7 +317,7 @@ def _summary(metrics, out):
     if isinstance(th, dict):
         th = ", ".join(f"{task} {threshold_label(value)}" for task, value in th.items())
     click.echo(f"threshold: {th} ({metrics['threshold_method']})")
-    from skin_cnn.evaluation.cells import fmt_gap
+    from skin_cnn.reporting.cells import fmt_gap
 
     for column, result in (metrics.get("fairness") or {}).items():
         gaps = [f"{task} {m} {fmt_gap(g['value'], m)} ({g['high']} vs {g['low']})"

@@ -248,9 +248,9 @@ class Preprocessing:
         return f"{height}×{width}, {crop}, {self.resize}{'' if self.antialias else ', no antialias'}{extra}"
 
 
-#: Ways of turning bootstrap resamples into an interval (:mod:`skin_cnn.evaluation.bootstrap`).
+#: Ways of turning bootstrap resamples into an interval (:mod:`skin_cnn.stats.bootstrap`).
 BOOTSTRAP_METHODS = ("percentile", "bca")
-#: Scales of the DeLong AUC interval (:func:`skin_cnn.evaluation.delong.auc_interval`).
+#: Scales of the DeLong AUC interval (:func:`skin_cnn.stats.delong.auc_interval`).
 AUC_CI_SCALES = ("logit", "wald")
 
 

@@ -49,6 +49,15 @@ TASKS = {
 TASK_NAMES = tuple(TASKS)
 
 
+def task_title(task: str) -> str:
+    """How figures and reports name a task: ``"Acne vs rosacea"``, ``"CTCL vs eczema"``."""
+    t = TASKS[task]
+    return (
+        f"{t.positive.upper() if t.positive == 'ctcl' else t.positive.capitalize()} vs "
+        f"{t.negative.upper() if t.negative == 'ctcl' else t.negative}"
+    )
+
+
 def tasks_for_disease(diagnosis: str) -> tuple[str, ...]:
     """Names of the tasks an image of ``diagnosis`` contributes to (eczema: two, others: one)."""
     if diagnosis not in DISEASES:

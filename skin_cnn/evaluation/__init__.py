@@ -1,47 +1,66 @@
-"""Diagnostic accuracy with confidence intervals, bootstrap, DeLong tests and a STARD report.
+"""Diagnostic accuracy of a predictions table: metrics with intervals, subgroups, fairness gaps,
+model comparison, threshold choice and the leakage checks.
 
 Public API::
 
-    from skin_cnn.evaluation import evaluate_predictions, write_evaluation, compare_predictions
+    from skin_cnn.evaluation import EvalSettings, evaluate_predictions, compare_predictions
 
 * :class:`EvalSettings` — the interval settings every function below takes as ``settings``;
 * :func:`evaluate_predictions` — ``metrics.json`` content for a predictions table;
-* :func:`write_evaluation` — the same plus ``metrics.csv``, figures and ``report.md``/``.html``
-  (what else to report, such as subgroup columns, in a :class:`ReportInputs`);
+* :func:`metrics_table`, :func:`metrics_by` — the same as rows, and per subgroup of a column;
 * :func:`choose_threshold` — a threshold fitted on validation predictions;
 * :func:`check_disjoint` — refuse threshold-fitting predictions that overlap the evaluated ones;
 * :func:`fairness_analysis` — per-group AUC, sensitivity, specificity and the largest gaps;
-* :func:`calibration_summary` — ECE, Brier score, calibration slope and intercept;
-* :func:`run_context` — what a run folder tells the report and its reporting checklists;
 * :func:`compare_predictions` — AUC and accuracy of several models with paired DeLong tests and
-  a paired cluster bootstrap of the AUC differences.
+  a paired cluster bootstrap of the AUC differences;
+* the statistics they use (:mod:`skin_cnn.stats`): :func:`bootstrap_intervals`,
+  :func:`clopper_pearson`, :func:`ppv`, :func:`npv`, :func:`auc_interval`, :func:`delong_test`,
+  :func:`calibration_summary`.
 
+Writing the files (``metrics.json`` and the figures and report of ``skin-cnn evaluate``,
+``compare.md``) is :mod:`skin_cnn.reporting`: :func:`skin_cnn.reporting.write_evaluation`,
+:func:`skin_cnn.reporting.write_comparison`, :func:`skin_cnn.reporting.run_context`.
+
+Names load on first use, so ``import skin_cnn.evaluation`` costs nothing until one is taken.
 The CI methods are documented in ``docs/statistics.md``. This package works on predictions
-tables only and never loads a model; evaluating a run folder's split with its model is
-:func:`skin_cnn.inference.evaluate_run.evaluate_run`.
+tables only and never loads a model.
 """
 
-from skin_cnn.core.specs import EvalSettings
-from skin_cnn.evaluation.bootstrap import bootstrap_intervals, paired_auc_difference
-from skin_cnn.evaluation.calibration import calibration_summary
-from skin_cnn.evaluation.checklist import run_context
-from skin_cnn.evaluation.compare import compare_predictions, write_comparison
-from skin_cnn.evaluation.delong import auc_interval, delong_ci, delong_test
-from skin_cnn.evaluation.fairness import fairness_analysis
-from skin_cnn.evaluation.intervals import clopper_pearson, npv, ppv
-from skin_cnn.evaluation.metrics import (
-    evaluate_predictions,
-    metrics_by,
-    metrics_table,
-    task_metrics,
-)
-from skin_cnn.evaluation.leakage import check_disjoint
-from skin_cnn.evaluation.report import ReportInputs, write_evaluation
-from skin_cnn.evaluation.threshold import choose_threshold, parse_threshold, resolve_thresholds
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+#: Public name -> the module that defines it.
+_EXPORTS = {
+    "EvalSettings": "skin_cnn.core.specs",
+    "auc_interval": "skin_cnn.stats.delong",
+    "bootstrap_intervals": "skin_cnn.stats.bootstrap",
+    "calibration_summary": "skin_cnn.stats.calibration",
+    "check_disjoint": "skin_cnn.evaluation.leakage",
+    "choose_threshold": "skin_cnn.stats.threshold",
+    "clopper_pearson": "skin_cnn.stats.intervals",
+    "compare_predictions": "skin_cnn.evaluation.compare",
+    "delong_ci": "skin_cnn.stats.delong",
+    "delong_test": "skin_cnn.stats.delong",
+    "evaluate_predictions": "skin_cnn.evaluation.metrics",
+    "fairness_analysis": "skin_cnn.evaluation.fairness",
+    "metrics_by": "skin_cnn.evaluation.metrics",
+    "metrics_table": "skin_cnn.evaluation.metrics",
+    "npv": "skin_cnn.stats.intervals",
+    "paired_auc_difference": "skin_cnn.stats.bootstrap",
+    "parse_threshold": "skin_cnn.evaluation.threshold",
+    "ppv": "skin_cnn.stats.intervals",
+    "resolve_thresholds": "skin_cnn.evaluation.threshold",
+    "task_metrics": "skin_cnn.evaluation.metrics",
+}
+
+#: Names that moved to the reporting stage, which writes files (evaluation sits below it).
+_MOVED = {name: "skin_cnn.reporting"
+          for name in ("write_evaluation", "ReportInputs", "write_comparison", "run_context")}
 
 __all__ = [
     "EvalSettings",
-    "ReportInputs",
     "auc_interval",
     "bootstrap_intervals",
     "calibration_summary",
@@ -60,8 +79,33 @@ __all__ = [
     "parse_threshold",
     "ppv",
     "resolve_thresholds",
-    "run_context",
     "task_metrics",
-    "write_comparison",
-    "write_evaluation",
 ]
+
+if TYPE_CHECKING:
+    from skin_cnn.core.specs import EvalSettings
+    from skin_cnn.evaluation.compare import compare_predictions
+    from skin_cnn.evaluation.fairness import fairness_analysis
+    from skin_cnn.evaluation.leakage import check_disjoint
+    from skin_cnn.evaluation.metrics import evaluate_predictions, metrics_by, metrics_table, task_metrics
+    from skin_cnn.evaluation.threshold import parse_threshold, resolve_thresholds
+    from skin_cnn.stats.bootstrap import bootstrap_intervals, paired_auc_difference
+    from skin_cnn.stats.calibration import calibration_summary
+    from skin_cnn.stats.delong import auc_interval, delong_ci, delong_test
+    from skin_cnn.stats.intervals import clopper_pearson, npv, ppv
+    from skin_cnn.stats.threshold import choose_threshold
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+        globals()[name] = value  # the next access skips this function
+        return value
+    if name in _MOVED:  # an ImportError, so that `from skin_cnn.evaluation import ...` shows where it went
+        raise ImportError(f"skin_cnn.evaluation.{name} is now {_MOVED[name]}.{name} "
+                          f"(from {_MOVED[name]} import {name})")
+    raise AttributeError(f"module 'skin_cnn.evaluation' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

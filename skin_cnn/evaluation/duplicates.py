@@ -162,40 +162,6 @@ def summary_sentence(audit):
     )
 
 
-def plot_pairs(pairs, path, base=None, max_pairs=12, size=150):
-    """Thumbnails of the suspected pairs, evaluated image beside training image, one pair a row.
-
-    Returns the figure's path, or None when there is no pair.
-    """
-    from skin_cnn.evaluation.gallery import _thumbnail, resolve_image
-    from skin_cnn.evaluation.plots import _figure, _save
-
-    if pairs.empty:
-        return None
-    shown = pairs.head(max_pairs)
-    fig = _figure(4.4, 2.0 * len(shown) + 0.5)
-    axes = fig.subplots(len(shown), 2, squeeze=False)
-    for row, (_, r) in enumerate(shown.iterrows()):
-        for col, (key, who) in enumerate((("image_path", "patient_id"), ("train_image_path", "train_patient_id"))):
-            ax = axes[row, col]
-            ax.axis("off")
-            found = resolve_image(r[key], base)
-            thumb = _thumbnail(found, size) if found else None
-            if thumb is not None:
-                ax.imshow(thumb)
-            else:
-                ax.text(0.5, 0.5, "image not found", ha="center", va="center", fontsize=7)
-            label = "evaluated" if col == 0 else "training"
-            patient = f", patient {r[who]}" if r[who] else ""
-            name = str(r[key]).replace("\\", "/").rsplit("/", 1)[-1]
-            ax.set_title(f"{label}{patient}\n{name[:28]}", fontsize=6.5)
-        axes[row, 0].text(1.05, -0.06, f"cosine {r['similarity']:.3f}", transform=axes[row, 0].transAxes,
-                          ha="center", va="top", fontsize=7)
-    more = f" (first {len(shown)} of {len(pairs)})" if len(pairs) > len(shown) else ""
-    fig.suptitle(f"Suspected duplicates of training images{more}", fontsize=9)
-    return _save(fig, path)
-
-
 def add_section(rep, audit, pairs, figure=None, max_rows=20):
     """The report section: what was compared, how many, the pairs (table and thumbnails).
 

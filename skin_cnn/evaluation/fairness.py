@@ -11,7 +11,7 @@ Choices, and why:
   them out would hide how much of the data the analysis cannot speak for. The unknown group is a
   mixture of types, so it takes no part in a gap.
 * A group enters a metric's gap only with enough images behind that metric, by the minimum of
-  :mod:`skin_cnn.evaluation.precision` (:data:`~skin_cnn.evaluation.precision.MIN_COUNT`
+  :mod:`skin_cnn.stats.precision` (:data:`~skin_cnn.stats.precision.MIN_COUNT`
   positive images for sensitivity, negative for specificity, both for the AUC). Smaller groups
   are shown with their numbers and a plain statement that they are too small to conclude
   anything; a gap between a group of 4 and one of 400 would only measure the noise of the 4.
@@ -21,7 +21,7 @@ Choices, and why:
   resample cannot go below zero and is biased upwards). The pair was chosen on the same data,
   so the interval is somewhat optimistic; read it as exploratory.
 * The bootstrap resamples *within each group*, each group keeping its size, with the clusters
-  of the whole evaluation (:func:`skin_cnn.evaluation.bootstrap.cluster_units`: split groups,
+  of the whole evaluation (:func:`skin_cnn.stats.bootstrap.cluster_units`: split groups,
   else patients, else images) drawn within their class stratum, so images of one patient stay
   together and every resample has the group's numbers of positive and negative clusters.
 """
@@ -33,7 +33,7 @@ import pandas as pd
 
 from skin_cnn.core.specs import EvalSettings
 from skin_cnn.core.tasks import TASK_NAMES
-from skin_cnn.evaluation.bootstrap import (
+from skin_cnn.stats.bootstrap import (
     _Design,
     _percentile_interval,
     cluster_units,
@@ -41,7 +41,7 @@ from skin_cnn.evaluation.bootstrap import (
     iter_resample_indices,
     unit_strata,
 )
-from skin_cnn.evaluation.precision import MIN_COUNT
+from skin_cnn.stats.precision import MIN_COUNT
 
 from skin_cnn.evaluation.groups import UNKNOWN, group_labels  # noqa: F401 (group_labels: public here too)
 FAIRNESS_METRICS = ("auc", "sensitivity", "specificity")
@@ -219,7 +219,7 @@ def small_statements(result):
     metrics, the groups too small for those only (typically a group with hardly any images of
     one class). Counts are given as ``positive/negative`` images.
     """
-    from skin_cnn.evaluation.plots import task_title
+    from skin_cnn.core.tasks import task_title
 
     out = []
     n = result["min_count"]
@@ -270,56 +270,3 @@ def fairness_table(result):
                 "n_positive": None, "n_negative": None, "too_small": gap["note"],
             })
     return pd.DataFrame(rows)
-
-
-def plot_forest(result, metrics, path):
-    """Forest plot: per task (rows) and metric (columns) each group's value with its interval.
-
-    Groups too small for a metric are drawn hollow and grey, the unknown group as a square;
-    the dashed line is the value on all images.
-    """
-    from skin_cnn.evaluation.plots import _figure, _save, task_title
-    from skin_cnn.evaluation.cells import fmt_gap
-
-    tasks = list(result["tasks"])
-    n_groups = max(1, len(result["groups"]))
-    fig = _figure(11, max(2.4, len(tasks) * (0.32 * n_groups + 1.3)))
-    axes = fig.subplots(max(1, len(tasks)), len(FAIRNESS_METRICS), squeeze=False, sharex="col")
-    labels = {"auc": "AUC", "sensitivity": "Sensitivity", "specificity": "Specificity"}
-    for i, task in enumerate(tasks):
-        entry = result["tasks"][task]
-        groups = [g for g in result["groups"] if g in entry["groups"]]
-        for j, m in enumerate(FAIRNESS_METRICS):
-            ax = axes[i, j]
-            for y, g in enumerate(groups):
-                e = entry["groups"][g]
-                value, ci = e[m]["value"], e[m]["ci"]
-                if value is None:
-                    continue
-                small = m in entry["small"][g]
-                color = "0.6" if small else "C0"
-                if ci is not None:
-                    ax.plot(ci, [y, y], color=color, lw=1.6)
-                ax.plot([value], [y], "s" if g == UNKNOWN else "o", color=color,
-                        mfc="white" if small else color, ms=6)
-            overall = (metrics or {}).get("tasks", {}).get(task, {}).get(m, {}).get("value")
-            if overall is not None:
-                ax.axvline(overall, color="0.4", ls="--", lw=0.8)
-            ax.set_yticks(range(len(groups)))
-            ax.set_yticklabels(
-                [f"{g} (n={entry['groups'][g]['n_images']})" + (" *" if m in entry["small"][g] else "")
-                 for g in groups], fontsize=8)
-            ax.set_ylim(len(groups) - 0.5, -0.5)
-            ax.set_xlim(-0.02, 1.02)
-            ax.grid(axis="x", alpha=0.3)
-            gap = entry["gaps"][m]
-            sub = ("gap n/a" if gap["value"] is None else
-                   f"gap {fmt_gap(gap['value'], m)}"
-                   + (f" ({fmt_gap(gap['ci'][0], m)} to {fmt_gap(gap['ci'][1], m)})" if gap["ci"] else ""))
-            ax.set_title(f"{task_title(task)}: {labels[m]}\n{sub}", fontsize=9)
-    for j, m in enumerate(FAIRNESS_METRICS):
-        axes[-1, j].set_xlabel(f"{labels[m]} (95% CI)")
-    fig.suptitle(
-        f"By {result['column']}: * / hollow = fewer than {result['min_count']} images behind the "
-        "value; dashed = all images", fontsize=9)
-    return _save(fig, path)

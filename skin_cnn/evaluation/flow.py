@@ -23,7 +23,7 @@ other splits were assigned there (to training or validation), not excluded.
 that was edited afterwards is recognised and not carried on as if it still described it.
 
 :func:`chain` turns a record into the steps of one split, in the form
-:func:`skin_cnn.evaluation.plots.plot_stard_flow` draws.
+:func:`skin_cnn.reporting.plots.plot_stard_flow` draws.
 """
 
 from __future__ import annotations
@@ -376,3 +376,43 @@ def flow_table(flow):
             "; ".join(left) or "none",
         ])
     return rows
+
+
+def load_flow(path, split="test"):
+    """Read a flow record (``NAME.flow.json``) and return the chain of ``split`` that
+    :func:`skin_cnn.reporting.plots.plot_stard_flow` draws (see :func:`chain`).
+
+    Raises
+    ------
+    ValueError
+        The file cannot be read or is not a flow record; the message names the file.
+    """
+    path = Path(path)
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{path}: cannot read flow JSON: {exc}") from None
+    try:
+        return normalise_flow(record, split)
+    except ValueError as exc:
+        raise ValueError(f"{path}: {exc}") from None
+
+
+def normalise_flow(flow, split="test"):
+    """The chain of ``split`` of a flow record; an already normalised chain is returned as is."""
+    if isinstance(flow, dict) and flow.get("split") and all(
+        isinstance(s, dict) and "assigned" in s for s in flow.get("steps") or [None]
+    ):
+        return flow
+    return chain(flow, split)
+
+
+def flow_from_predictions(predictions, split="evaluated"):
+    """The chain known from a predictions table alone: the images that received predictions."""
+    return {"split": split, "steps": [dict(evaluation_step(predictions, []), unexplained=0)]}
+
+
+def flow_from_split(split_frame, split):
+    """The chain known from a run's split table alone: its images, then the evaluated split,
+    the other splits shown as assigned elsewhere."""
+    return chain(start_record("split.csv of the run", split_frame), split)

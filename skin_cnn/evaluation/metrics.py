@@ -12,9 +12,9 @@ import pandas as pd
 
 from skin_cnn.core.specs import EvalSettings
 from skin_cnn.core.tasks import TASK_NAMES, TASKS
-from skin_cnn.evaluation import intervals
-from skin_cnn.evaluation.bootstrap import METRICS, bootstrap_intervals
-from skin_cnn.evaluation.delong import auc_interval
+from skin_cnn.stats import intervals
+from skin_cnn.stats.bootstrap import METRICS, bootstrap_intervals
+from skin_cnn.stats.delong import auc_interval
 from skin_cnn.evaluation.threshold import describe_thresholds, is_per_row, row_thresholds
 
 METRIC_LABELS = {
@@ -45,7 +45,7 @@ def auc_estimate(y_true, y_prob, confidence=0.95, scale="logit"):
     ``scale`` is ``logit`` (the default: the interval stays inside (0, 1) and keeps its coverage
     near an AUC of 1 and at small n, where the Wald interval is clipped or collapses) or ``wald``
     (the AUC scale, as the study); ``method`` names the interval actually used (see
-    :func:`skin_cnn.evaluation.delong.auc_interval`).
+    :func:`skin_cnn.stats.delong.auc_interval`).
     """
     method = "delong" if scale == "wald" else "delong-logit"
     y = np.asarray(y_true).astype(bool)
@@ -270,8 +270,8 @@ def _folds(part):
 
 def _note(metric, entry, boot, task):
     """The ``note`` of a ``metrics.csv`` row: the entry's own note and what a reader must know
-    before quoting the value (:func:`skin_cnn.evaluation.precision.caveats`)."""
-    from skin_cnn.evaluation.precision import caveats
+    before quoting the value (:func:`skin_cnn.stats.precision.caveats`)."""
+    from skin_cnn.stats.precision import caveats
 
     parts = [entry["note"]] if entry.get("note") else []
     parts += caveats(metric, entry, task)

@@ -258,7 +258,7 @@ def report_entry(table):
 
 def add_section(rep, summary, *, border, watermarks, n_requested, unreadable=0):
     """The report's "Shortcut audit" section; returns ``{key: (anchor, text)}`` for the checklists."""
-    from skin_cnn.evaluation.plots import task_title
+    from skin_cnn.core.tasks import task_title
 
     anchor = rep.heading("Shortcut audit")
     marks = "; ".join(f"{w.name} (photos whose `{w.column}` contains “{w.contains}”)" for w in watermarks) or "none"

@@ -6,7 +6,7 @@ another few dozen. The usual intervals (Clopper–Pearson, the cluster bootstrap
 threshold) treat it as fixed. This bootstrap redoes the choice in every resample:
 
 1. resample the threshold-fitting predictions (clusters within class strata, as
-   :mod:`skin_cnn.evaluation.bootstrap` does) and refit the threshold by the same rule;
+   :mod:`skin_cnn.stats.bootstrap` does) and refit the threshold by the same rule;
 2. resample the evaluated predictions — the very resamples of the fixed-threshold bootstrap (same
    seed, same units), so the two intervals differ only by the threshold's variation;
 3. score the evaluated resample at the refitted threshold.
@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from skin_cnn.core.specs import EvalSettings
-from skin_cnn.evaluation.bootstrap import cluster_units, indices_to_counts, iter_resample_indices, unit_strata
+from skin_cnn.stats.bootstrap import cluster_units, indices_to_counts, iter_resample_indices, unit_strata
 from skin_cnn.evaluation.threshold import ThresholdRule, choose_threshold, parse_threshold
 
 CHOICE_METRICS = ("sensitivity", "specificity")
@@ -182,73 +182,3 @@ def add_threshold_choice(metrics, predictions, fitting, thresholds, *, settings:
             part, fit_part, rule, row_thresholds(part, thresholds, task), settings=settings,
             key=fitting.key, source=fitting.source)
     return metrics
-
-
-def choice_text(metrics):
-    """A report sentence per task comparing the two intervals, or "" when there is none."""
-    parts = []
-    for task, entry in metrics["tasks"].items():
-        choice = entry.get("threshold_choice")
-        if not choice:
-            continue
-        cells = []
-        for m in CHOICE_METRICS:
-            refit, fixed = choice.get(m), choice["fixed"].get(m)
-            if refit and fixed:
-                cells.append(f"{m} {100 * refit[0]:.1f}–{100 * refit[1]:.1f}% "
-                             f"(threshold held fixed: {100 * fixed[0]:.1f}–{100 * fixed[1]:.1f}%)")
-        if cells:
-            parts.append(f"{task}: " + "; ".join(cells))
-    if not parts:
-        return ""
-    first = next(e["threshold_choice"] for e in metrics["tasks"].values() if e.get("threshold_choice"))
-    return ("Intervals that include the uncertainty of choosing the threshold "
-            f"({int(100 * first['confidence'])}%, {first['method']}): " + "; ".join(parts) + ".")
-
-
-def add_choice_text(rep, metrics):
-    """The sentence of :func:`choice_text` as a paragraph of ``rep``, when there is one."""
-    text = choice_text(metrics)
-    if text:
-        rep.para(text)
-
-
-CHOICE_HEADER = ["Task", "Sensitivity, threshold choice included", "Sensitivity, threshold held fixed",
-                 "Specificity, threshold choice included", "Specificity, threshold held fixed"]
-
-
-def choice_rows(metrics):
-    """Rows of the table beside the main sensitivity/specificity table, one per task whose
-    threshold was chosen on validation predictions: the point estimate with the interval that
-    redoes the choice in every resample, and with the interval at the threshold held fixed."""
-    from skin_cnn.evaluation.cells import fmt_interval, fmt_value
-    from skin_cnn.evaluation.plots import task_title
-
-    rows = []
-    for task, entry in metrics["tasks"].items():
-        choice = entry.get("threshold_choice")
-        if not choice:
-            continue
-        cells = []
-        for m in CHOICE_METRICS:
-            value = (entry.get(m) or {}).get("value")
-            shown = fmt_value(value) if value is not None else "n/a"
-            cells += [f"{shown} ({fmt_interval(choice.get(m))})", f"{shown} ({fmt_interval(choice['fixed'].get(m))})"]
-        rows.append([task_title(task), *cells])
-    return rows
-
-
-def add_choice_table(rep, metrics):
-    """The table of :func:`choice_rows` under a sentence saying what it shows; nothing when no
-    task's threshold was chosen on validation predictions."""
-    rows = choice_rows(metrics)
-    if not rows:
-        return
-    first = next(e["threshold_choice"] for e in metrics["tasks"].values() if e.get("threshold_choice"))
-    rep.table(CHOICE_HEADER, rows)
-    rep.para(
-        f"The threshold was chosen on validation predictions, so it is an estimate too: the "
-        f"first interval of each metric ({int(100 * first['confidence'])}%) includes the uncertainty "
-        f"of that choice ({first['method']}); the second holds the threshold fixed on the same "
-        "resamples of the evaluated images."
-    )

@@ -127,11 +127,10 @@ def _flow_of(run_dir, split, frame, preds, skipped, given):
     """The chain drawn for an evaluation: the run's own, or ``given`` ending in the evaluated
     images."""
     from skin_cnn.evaluation import flow as flows
-    from skin_cnn.evaluation.plots import normalise_flow
 
     if given is None:
         return run_flow(run_dir, split, frame, preds, skipped)
-    return flows.append_step(normalise_flow(given, split), flows.evaluation_step(preds, skipped))
+    return flows.append_step(flows.normalise_flow(given, split), flows.evaluation_step(preds, skipped))
 
 
 def split_change(run_dir):
@@ -352,7 +351,7 @@ def evaluate_run(
         split group with the evaluated split. Fitted thresholds are also stored in the run's
         model file (:func:`skin_cnn.inference.predictor.store_chosen_thresholds`) for ``predict`` and ``serve``.
     flow : dict, optional
-        A flow record or chain (:func:`skin_cnn.evaluation.plots.load_flow`) to draw instead of
+        A flow record or chain (:func:`skin_cnn.evaluation.flow.load_flow`) to draw instead of
         the run's own (:func:`run_flow`); the evaluated images are added as its last step.
     settings : EvalSettings
         The intervals and the bootstrap; its ``seed`` also picks the shortcut audit's photos.
@@ -394,7 +393,7 @@ def evaluate_run(
         ``metrics.json`` content.
     """
     from skin_cnn.core.io import write_csv
-    from skin_cnn.evaluation.report import ReportInputs, write_evaluation
+    from skin_cnn.reporting.report import ReportInputs, write_evaluation
     from skin_cnn.evaluation.threshold import STORED, parse_threshold, resolve_thresholds
 
     run_dir = Path(run_dir)
@@ -430,8 +429,8 @@ def evaluate_run(
         )
     # shown in the report as including this evaluation; recorded once the report exists
     count = test_evaluation_count(run_dir) + (split == "test")
-    from skin_cnn.evaluation.checklist import run_context
-    from skin_cnn.evaluation.gallery import failure_cases
+    from skin_cnn.reporting.checklist import run_context
+    from skin_cnn.evaluation.failures import failure_cases
 
     cams = failure_gradcams(predictor, failure_cases(preds, thresholds, n_failures), frame)
     shortcut = None

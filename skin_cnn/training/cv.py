@@ -41,7 +41,7 @@ from skin_cnn.models.precision_policy import apply_precision, resolve_precision
 from skin_cnn.core.tasks import TASK_NAMES
 from skin_cnn.data.crop import check_not_cropped_twice
 from skin_cnn.evaluation import evaluate_predictions
-from skin_cnn.evaluation.report import ReportInputs, write_evaluation
+from skin_cnn.reporting.report import ReportInputs, write_evaluation
 from skin_cnn.evaluation.threshold import parse_threshold
 from skin_cnn.data.manifest import load_manifest
 from skin_cnn.models import build_model, read_file_info, split_at_frozen_boundary, store_thresholds

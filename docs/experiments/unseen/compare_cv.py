@@ -46,7 +46,7 @@ def main(argv=None):
     from sklearn.metrics import roc_auc_score
 
     from skin_cnn.core.tasks import TASK_NAMES
-    from skin_cnn.evaluation.bootstrap import paired_auc_difference
+    from skin_cnn.stats.bootstrap import paired_auc_difference
 
     manifest = pd.read_csv(args.manifest)
     root = Path(args.manifest).parent.resolve()

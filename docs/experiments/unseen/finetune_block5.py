@@ -134,7 +134,7 @@ def summarise(args):
     from sklearn.metrics import roc_auc_score
 
     from skin_cnn.core.tasks import TASKS
-    from skin_cnn.evaluation.bootstrap import paired_auc_difference
+    from skin_cnn.stats.bootstrap import paired_auc_difference
 
     out = Path(args.out)
     frame = pd.concat([pd.read_csv(f) for f in sorted(out.glob("fold*.csv"))], ignore_index=True)

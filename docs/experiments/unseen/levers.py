@@ -150,7 +150,7 @@ ROWS = {
 
 
 def paired(y, a, b, groups, mask=None):
-    from skin_cnn.evaluation.bootstrap import paired_auc_difference
+    from skin_cnn.stats.bootstrap import paired_auc_difference
 
     m = np.ones(len(y), bool) if mask is None else mask
     if len(np.unique(y[m])) < 2:

@@ -10,11 +10,11 @@ bootstrap ones are the secondary table, as before.
 
 from __future__ import annotations
 
-from skin_cnn.evaluation.bootstrap import METRICS
-from skin_cnn.evaluation.cells import auc_method_text, bootstrap_text, fmt_interval
+from skin_cnn.stats.bootstrap import METRICS
+from skin_cnn.reporting.cells import auc_method_text, bootstrap_text, fmt_interval
 from skin_cnn.evaluation.metrics import METRIC_LABELS
-from skin_cnn.evaluation.plots import task_title
-from skin_cnn.evaluation.precision import flagged
+from skin_cnn.core.tasks import task_title
+from skin_cnn.stats.precision import flagged
 
 IMAGE_LEVEL_HEADING = "Image-level intervals (secondary: every image treated as independent)"
 

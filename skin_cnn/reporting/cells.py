@@ -7,7 +7,7 @@ and its method read the same wherever they are shown.
 
 from __future__ import annotations
 
-from skin_cnn.evaluation.precision import flagged
+from skin_cnn.stats.precision import flagged
 
 
 #: Metrics shown as proportions rather than percentages (the AUC is not a share of images).

@@ -7,7 +7,6 @@ drawn from any thread and never open a window.
 from __future__ import annotations
 
 import functools
-import json
 import textwrap
 import warnings
 from pathlib import Path
@@ -15,19 +14,11 @@ from pathlib import Path
 import numpy as np
 
 from skin_cnn.core.io import atomic_path
-from skin_cnn.core.tasks import TASKS
-from skin_cnn.evaluation.precision import caveats
+from skin_cnn.core.tasks import TASKS, task_title  # noqa: F401 (task_title: public here too)
+from skin_cnn.stats.precision import caveats
 from skin_cnn.evaluation.threshold import threshold_label
 
 DPI = 120
-
-
-def task_title(task):
-    t = TASKS[task]
-    return (
-        f"{t.positive.upper() if t.positive == 'ctcl' else t.positive.capitalize()} vs "
-        f"{t.negative.upper() if t.negative == 'ctcl' else t.negative}"
-    )
 
 
 def _figure(width, height):
@@ -234,37 +225,6 @@ def plot_calibration(predictions, path, n_bins=10):
 # ---------------------------------------------------------------------------------------------
 # STARD flow diagram
 
-def load_flow(path, split="test"):
-    """Read a flow record (``NAME.flow.json``) and return the chain of ``split`` that
-    :func:`plot_stard_flow` draws (see :func:`skin_cnn.evaluation.flow.chain`).
-
-    Raises
-    ------
-    ValueError
-        The file cannot be read or is not a flow record; the message names the file.
-    """
-    path = Path(path)
-    try:
-        record = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ValueError(f"{path}: cannot read flow JSON: {exc}") from None
-    try:
-        return normalise_flow(record, split)
-    except ValueError as exc:
-        raise ValueError(f"{path}: {exc}") from None
-
-
-def normalise_flow(flow, split="test"):
-    """The chain of ``split`` of a flow record; an already normalised chain is returned as is."""
-    from skin_cnn.evaluation.flow import chain
-
-    if isinstance(flow, dict) and flow.get("split") and all(
-        isinstance(s, dict) and "assigned" in s for s in flow.get("steps") or [None]
-    ):
-        return flow
-    return chain(flow, split)
-
-
 def _count_text(images, patients):
     parts = []
     if images is not None:
@@ -272,21 +232,6 @@ def _count_text(images, patients):
     if patients is not None:
         parts.append(f"{patients:,} patient" + ("" if patients == 1 else "s"))
     return ", ".join(parts) if parts else "count not recorded"
-
-
-def flow_from_predictions(predictions, split="evaluated"):
-    """The chain known from a predictions table alone: the images that received predictions."""
-    from skin_cnn.evaluation.flow import evaluation_step
-
-    return {"split": split, "steps": [dict(evaluation_step(predictions, []), unexplained=0)]}
-
-
-def flow_from_split(split_frame, split):
-    """The chain known from a run's split table alone: its images, then the evaluated split,
-    the other splits shown as assigned elsewhere."""
-    from skin_cnn.evaluation.flow import chain, start_record
-
-    return chain(start_record("split.csv of the run", split_frame), split)
 
 
 def _side_lines(step):
@@ -388,4 +333,57 @@ def plot_stard_flow(flow, metrics, path):
     split = flow.get("split")
     title = "STARD flow diagram" + (f" of the {split} split" if split in ("train", "val", "test") else "")
     ax.set_title(title, fontsize=11)
+    return _save(fig, path)
+
+
+def plot_forest(result, metrics, path):
+    """Forest plot: per task (rows) and metric (columns) each group's value with its interval.
+
+    Groups too small for a metric are drawn hollow and grey, the unknown group as a square;
+    the dashed line is the value on all images.
+    """
+    from skin_cnn.evaluation.fairness import FAIRNESS_METRICS, UNKNOWN
+    from skin_cnn.reporting.cells import fmt_gap
+
+    tasks = list(result["tasks"])
+    n_groups = max(1, len(result["groups"]))
+    fig = _figure(11, max(2.4, len(tasks) * (0.32 * n_groups + 1.3)))
+    axes = fig.subplots(max(1, len(tasks)), len(FAIRNESS_METRICS), squeeze=False, sharex="col")
+    labels = {"auc": "AUC", "sensitivity": "Sensitivity", "specificity": "Specificity"}
+    for i, task in enumerate(tasks):
+        entry = result["tasks"][task]
+        groups = [g for g in result["groups"] if g in entry["groups"]]
+        for j, m in enumerate(FAIRNESS_METRICS):
+            ax = axes[i, j]
+            for y, g in enumerate(groups):
+                e = entry["groups"][g]
+                value, ci = e[m]["value"], e[m]["ci"]
+                if value is None:
+                    continue
+                small = m in entry["small"][g]
+                color = "0.6" if small else "C0"
+                if ci is not None:
+                    ax.plot(ci, [y, y], color=color, lw=1.6)
+                ax.plot([value], [y], "s" if g == UNKNOWN else "o", color=color,
+                        mfc="white" if small else color, ms=6)
+            overall = (metrics or {}).get("tasks", {}).get(task, {}).get(m, {}).get("value")
+            if overall is not None:
+                ax.axvline(overall, color="0.4", ls="--", lw=0.8)
+            ax.set_yticks(range(len(groups)))
+            ax.set_yticklabels(
+                [f"{g} (n={entry['groups'][g]['n_images']})" + (" *" if m in entry["small"][g] else "")
+                 for g in groups], fontsize=8)
+            ax.set_ylim(len(groups) - 0.5, -0.5)
+            ax.set_xlim(-0.02, 1.02)
+            ax.grid(axis="x", alpha=0.3)
+            gap = entry["gaps"][m]
+            sub = ("gap n/a" if gap["value"] is None else
+                   f"gap {fmt_gap(gap['value'], m)}"
+                   + (f" ({fmt_gap(gap['ci'][0], m)} to {fmt_gap(gap['ci'][1], m)})" if gap["ci"] else ""))
+            ax.set_title(f"{task_title(task)}: {labels[m]}\n{sub}", fontsize=9)
+    for j, m in enumerate(FAIRNESS_METRICS):
+        axes[-1, j].set_xlabel(f"{labels[m]} (95% CI)")
+    fig.suptitle(
+        f"By {result['column']}: * / hollow = fewer than {result['min_count']} images behind the "
+        "value; dashed = all images", fontsize=9)
     return _save(fig, path)

@@ -1,6 +1,6 @@
 """Report sections beyond the accuracy tables: run, calibration, fairness, failures, checklists.
 
-Each ``add_*`` function appends its blocks to a :class:`skin_cnn.evaluation.report.Report` and
+Each ``add_*`` function appends its blocks to a :class:`skin_cnn.reporting.report.Report` and
 returns the anchors of what it added with a one-line summary, ``{key: (anchor, text)}``, which
 the checklist section (:func:`add_checklists`) links to. A section the evaluation has no data
 for is not added, so the checklist never points to something the run does not contain.
@@ -8,8 +8,8 @@ for is not added, so the checklist never points to something the run does not co
 
 from __future__ import annotations
 
-from skin_cnn.evaluation.cells import fmt_gap, metric_cell
-from skin_cnn.evaluation.plots import task_title
+from skin_cnn.reporting.cells import fmt_gap, metric_cell
+from skin_cnn.core.tasks import task_title
 
 
 def _num(x, digits=3):
@@ -253,7 +253,7 @@ def add_failures(rep, failures, figure=None):
 
 def add_checklists(rep, sections):
     """TRIPOD+AI, CLAIM and STARD-AI: the items this report fills (linked) and the authors' ones."""
-    from skin_cnn.evaluation.checklist import AUTHORS, CHECKLISTS, checklist_rows, not_filled
+    from skin_cnn.reporting.checklist import AUTHORS, CHECKLISTS, checklist_rows, not_filled
 
     rep.heading("Reporting checklists")
     rep.para(

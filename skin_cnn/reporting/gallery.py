@@ -15,41 +15,6 @@ import os
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
-
-from skin_cnn.core.tasks import TASK_NAMES
-from skin_cnn.evaluation.threshold import row_thresholds
-
-
-def failure_cases(predictions, thresholds=0.5, k=4):
-    """The ``k`` most confident false positives and false negatives of each task.
-
-    A false positive is a reference-negative image with ``y_prob >= threshold``, most
-    confident when ``y_prob`` is highest; a false negative is a reference-positive image below
-    the threshold, most confident when ``y_prob`` is lowest.
-
-    Returns
-    -------
-    pandas.DataFrame
-        ``task, kind ("false positive"/"false negative"), rank, image_path, patient_id, y_prob,
-        threshold``, tasks in the package's order.
-    """
-    rows = []
-    for task in [t for t in TASK_NAMES if (predictions["task"] == t).any()]:
-        part = predictions[predictions["task"] == task]
-        part = part.assign(_cut=row_thresholds(part, thresholds, task))
-        y, p, th = part["y_true"].astype(int), part["y_prob"].astype(float), part["_cut"]
-        fp = part[(y == 0) & (p >= th)].sort_values("y_prob", ascending=False, kind="stable")
-        fn = part[(y == 1) & (p < th)].sort_values("y_prob", ascending=True, kind="stable")
-        for kind, sel in (("false positive", fp), ("false negative", fn)):
-            for rank, (_, r) in enumerate(sel.head(k).iterrows(), 1):
-                rows.append({
-                    "task": task, "kind": kind, "rank": rank, "image_path": str(r["image_path"]),
-                    "patient_id": str(r.get("patient_id", "")), "y_prob": float(r["y_prob"]),
-                    "threshold": float(r["_cut"]),
-                })
-    return pd.DataFrame(rows, columns=["task", "kind", "rank", "image_path", "patient_id",
-                                       "y_prob", "threshold"])
 
 
 def resolve_image(path, base=None):
@@ -82,7 +47,7 @@ def plot_failure_gallery(cases, path, base=None, cams=None, size=160):
     Parameters
     ----------
     cases : pandas.DataFrame
-        From :func:`failure_cases`.
+        From :func:`skin_cnn.evaluation.failures.failure_cases`.
     base : str or Path, optional
         Folder relative image paths are resolved against (the predictions CSV's).
     cams : dict of (image_path, task) -> numpy.ndarray, optional
@@ -93,7 +58,8 @@ def plot_failure_gallery(cases, path, base=None, cams=None, size=160):
     (Path or None, int)
         The figure and how many cases had no readable image (shown as such).
     """
-    from skin_cnn.evaluation.plots import _figure, _save, task_title
+    from skin_cnn.core.tasks import task_title
+    from skin_cnn.reporting.plots import _figure, _save
 
     if cases.empty:
         return None, 0
@@ -131,3 +97,36 @@ def plot_failure_gallery(cases, path, base=None, cams=None, size=160):
     fig.suptitle("Most confident errors (p: predicted probability of the task's first class)",
                  fontsize=9)
     return _save(fig, path), missing
+
+
+def plot_pairs(pairs, path, base=None, max_pairs=12, size=150):
+    """Thumbnails of the suspected pairs, evaluated image beside training image, one pair a row.
+
+    Returns the figure's path, or None when there is no pair.
+    """
+    from skin_cnn.reporting.plots import _figure, _save
+
+    if pairs.empty:
+        return None
+    shown = pairs.head(max_pairs)
+    fig = _figure(4.4, 2.0 * len(shown) + 0.5)
+    axes = fig.subplots(len(shown), 2, squeeze=False)
+    for row, (_, r) in enumerate(shown.iterrows()):
+        for col, (key, who) in enumerate((("image_path", "patient_id"), ("train_image_path", "train_patient_id"))):
+            ax = axes[row, col]
+            ax.axis("off")
+            found = resolve_image(r[key], base)
+            thumb = _thumbnail(found, size) if found else None
+            if thumb is not None:
+                ax.imshow(thumb)
+            else:
+                ax.text(0.5, 0.5, "image not found", ha="center", va="center", fontsize=7)
+            label = "evaluated" if col == 0 else "training"
+            patient = f", patient {r[who]}" if r[who] else ""
+            name = str(r[key]).replace("\\", "/").rsplit("/", 1)[-1]
+            ax.set_title(f"{label}{patient}\n{name[:28]}", fontsize=6.5)
+        axes[row, 0].text(1.05, -0.06, f"cosine {r['similarity']:.3f}", transform=axes[row, 0].transAxes,
+                          ha="center", va="top", fontsize=7)
+    more = f" (first {len(shown)} of {len(pairs)})" if len(pairs) > len(shown) else ""
+    fig.suptitle(f"Suspected duplicates of training images{more}", fontsize=9)
+    return _save(fig, path)

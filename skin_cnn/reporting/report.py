@@ -16,12 +16,12 @@ from typing import Any, Sequence
 from skin_cnn.core.io import write_text
 from skin_cnn.core.specs import EvalSettings
 from skin_cnn.core.tasks import TASKS
-from skin_cnn.evaluation.bootstrap import METRICS
-from skin_cnn.evaluation.cells import auc_method_text, fmt_pct
-from skin_cnn.evaluation.cells import metric_cell as _cell
+from skin_cnn.stats.bootstrap import METRICS
+from skin_cnn.reporting.cells import auc_method_text, fmt_pct
+from skin_cnn.reporting.cells import metric_cell as _cell
 from skin_cnn.evaluation.metrics import METRIC_LABELS, primary_interval
-from skin_cnn.evaluation.plots import task_title
-from skin_cnn.evaluation.precision import MIN_COUNT
+from skin_cnn.core.tasks import task_title
+from skin_cnn.stats.precision import MIN_COUNT
 from skin_cnn.evaluation.threshold import is_per_row, threshold_label
 
 # STARD 2015 items (Cohen et al., BMJ Open 2016) that the generated report addresses.
@@ -270,7 +270,7 @@ def build_report(metrics, folder, figures, source="", by_tables=None, bootstrap_
         Per column the result of :func:`skin_cnn.evaluation.fairness.fairness_analysis`; its
         forest plots are ``figures["forest"][column]``.
     run : dict, optional
-        :func:`skin_cnn.evaluation.checklist.run_context` of the run folder evaluated: adds the
+        :func:`skin_cnn.reporting.checklist.run_context` of the run folder evaluated: adds the
         partitions, preprocessing, model and training sections.
     failures : dict, optional
         ``{"cases": DataFrame, "missing": int, "gradcam": bool}`` of the failure gallery, whose
@@ -284,8 +284,8 @@ def build_report(metrics, folder, figures, source="", by_tables=None, bootstrap_
     The report ends with the reporting checklists (TRIPOD+AI, CLAIM, STARD-AI): each item this
     report answers links to its section; the rest are listed as the authors' to write.
     """
-    from skin_cnn.evaluation import report_intervals as intervals
-    from skin_cnn.evaluation import report_sections as more
+    from skin_cnn.reporting import report_intervals as intervals
+    from skin_cnn.reporting import report_sections as more
 
     rep = Report("Diagnostic accuracy report", anchors=True,
                  banner=SYNTHETIC_BANNER if metrics.get("synthetic") else None)
@@ -301,7 +301,7 @@ def build_report(metrics, folder, figures, source="", by_tables=None, bootstrap_
     )
     sections["threshold"] = (rep.heading("Threshold"), more.threshold_summary(metrics))
     rep.para(_threshold_text(metrics))
-    from skin_cnn.evaluation.threshold_choice import add_choice_table, add_choice_text
+    from skin_cnn.reporting.choice_section import add_choice_table, add_choice_text
 
     add_choice_text(rep, metrics)
     rep.heading("Looks at the test split")
@@ -533,7 +533,7 @@ class ReportInputs:
         ``fitzpatrick_scale``.
     flow : dict, optional
         A flow record or the chain of the evaluated split (see
-        :func:`skin_cnn.evaluation.plots.load_flow`); default: what the predictions alone tell.
+        :func:`skin_cnn.evaluation.flow.load_flow`); default: what the predictions alone tell.
     source : str
         Where the predictions came from (recorded in ``metrics.json`` and shown in the report).
     test_evaluations : dict, optional
@@ -541,7 +541,7 @@ class ReportInputs:
         (this evaluation included when ``split`` is test), stored in ``metrics.json`` and shown
         in the report; None when not known (a predictions file outside a run folder).
     run : dict, optional
-        :func:`skin_cnn.evaluation.checklist.run_context` of the run folder, for the partitions,
+        :func:`skin_cnn.reporting.checklist.run_context` of the run folder, for the partitions,
         model, training and checklist sections.
     cams : dict of (image_path, task) -> numpy.ndarray, optional
         Grad-CAM overlays of the failure cases (computed by the caller, which has the model).
@@ -621,7 +621,8 @@ def write_evaluation(
     import json
 
     from skin_cnn.core.io import write_csv
-    from skin_cnn.evaluation import plots
+    from skin_cnn.evaluation.flow import flow_from_predictions, normalise_flow
+    from skin_cnn.reporting import plots
     from skin_cnn.evaluation.metrics import evaluate_predictions, metrics_by, metrics_table
 
     out = Path(out)
@@ -639,7 +640,7 @@ def write_evaluation(
         metrics["synthetic"] = True
     if source:
         metrics["source"] = str(source)
-    from skin_cnn.evaluation.calibration import calibration_summary
+    from skin_cnn.stats.calibration import calibration_summary
 
     metrics["calibration"] = {
         t: calibration_summary(*(predictions.loc[predictions["task"] == t, c].to_numpy()
@@ -678,13 +679,14 @@ def write_evaluation(
             entry, task, out / f"confusion_{task}.png"
         )
     figures["calibration"] = plots.plot_calibration(predictions, out / "calibration.png")
-    flow = plots.normalise_flow(flow) if flow else plots.flow_from_predictions(predictions)
+    flow = normalise_flow(flow) if flow else flow_from_predictions(predictions)
     if leakage is not None:
         from skin_cnn.evaluation import duplicates
+        from skin_cnn.reporting.gallery import plot_pairs
 
         flow = duplicates.mark_flow(flow, leakage["audit"])
-        leakage = dict(leakage, figure=duplicates.plot_pairs(leakage["pairs"], out / "suspected_duplicates.png",
-                                                             base=image_base))
+        leakage = dict(leakage, figure=plot_pairs(leakage["pairs"], out / "suspected_duplicates.png",
+                                                  base=image_base))
     write_text(out / "flow.json", json.dumps(flow, indent=2) + "\n")
     figures["stard_flow"] = plots.plot_stard_flow(flow, metrics, out / "stard_flow.png")
     by_tables, by_groups = {}, {}
@@ -693,12 +695,13 @@ def write_evaluation(
         write_csv(out / f"metrics_by_{column}.csv", table)
         by_tables[column] = table
     from skin_cnn.evaluation import fairness as fair
-    from skin_cnn.evaluation.gallery import failure_cases, plot_failure_gallery
+    from skin_cnn.evaluation.failures import failure_cases
+    from skin_cnn.reporting.gallery import plot_failure_gallery
 
     figures["forest"] = {}
     for column, result in fairness_results.items():
         write_csv(out / f"fairness_{column}.csv", fair.fairness_table(result))
-        figures["forest"][column] = fair.plot_forest(result, metrics, out / f"forest_{column}.png")
+        figures["forest"][column] = plots.plot_forest(result, metrics, out / f"forest_{column}.png")
     cases = failure_cases(predictions, threshold_map, n_failures)
     write_csv(out / "failures.csv", cases)
     figures["failures"], missing = plot_failure_gallery(cases, out / "failure_gallery.png",
