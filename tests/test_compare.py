@@ -203,7 +203,7 @@ def test_compare_report_shows_how_often_each_run_test_split_was_evaluated(tmp_pa
 
 
 def test_per_model_auc_interval_is_the_cluster_bootstrap_first_when_patients_hold_several_images(tmp_path):
-    from skin_cnn.evaluation.compare import comparison_report
+    from skin_cnn.reporting.comparison import comparison_report
 
     rng = np.random.default_rng(3)
     n = 60
