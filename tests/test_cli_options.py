@@ -85,3 +85,62 @@ def test_both_commands_refuse_a_bad_interval_setting_in_one_line(tmp_path, name,
     assert result.exit_code == 2
     assert f"Invalid value for '{option}'" in result.output
     assert "Traceback" not in result.output
+
+
+def test_gathered_hands_the_command_one_object_and_keeps_the_options_in_place():
+    from skin_cnn.cli.options import gathered
+
+    @click.command()
+    @click.option("--a", default=1, type=int)
+    @click.option("--b", default="x")
+    @click.option("--c", default=2.5, type=float)
+    @gathered("pair", lambda a, c: (a, c), ("a", "c"))
+    def command(b, pair):
+        click.echo(f"{b} {pair}")
+
+    assert [p.name for p in command.params] == ["a", "b", "c"]  # the order --help lists them in
+    assert CliRunner().invoke(command, []).output == "x (1, 2.5)\n"
+    assert CliRunner().invoke(command, ["--c", "4", "--b", "y", "--a", "3"]).output == "y (3, 4.0)\n"
+
+
+def test_cv_hands_its_folding_options_to_run_cv(monkeypatch, tmp_path):
+    seen = {}
+
+    def run_cv(source, out, n_folds, settings, **kwargs):
+        seen.update(kwargs, n_folds=n_folds, image_size=settings.get("image_size"))
+
+    monkeypatch.setattr("skin_cnn.training.cv.run_cv", run_cv)
+    source = tmp_path / "manifest.csv"
+    source.write_text("image_path,diagnosis\n")
+    result = CliRunner().invoke(cli, ["cv", str(source), "-o", str(tmp_path / "cv"), "--folds", "3", "--resume",
+                                      "--n-bootstrap", "40", "--no-group-near-duplicates", "--image-size", "64"])
+    assert result.exit_code == 0, result.output
+    assert (seen["n_folds"], seen["resume"], seen["n_bootstrap"], seen["group_near_duplicates"]) == (3, True, 40, False)
+    assert seen["image_size"] == 64
+
+
+def test_split_hands_its_settings_to_patient_split(monkeypatch, tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    import skin_cnn.data.split as split_module
+
+    rows = ["image_path,patient_id,diagnosis"]
+    for i in range(12):
+        Image.fromarray(np.full((8, 8, 3), i * 20, np.uint8)).save(tmp_path / f"{i}.png")
+        rows.append(f"{i}.png,p{i},{('psoriasis', 'eczema')[i % 2]}")
+    (tmp_path / "m.csv").write_text("\n".join(rows) + "\n")
+    seen = {}
+    real = split_module.patient_split
+
+    def spy(frame, **kwargs):
+        seen.update(kwargs)
+        return real(frame, **kwargs)
+
+    monkeypatch.setattr(split_module, "patient_split", spy)
+    result = CliRunner().invoke(cli, ["split", str(tmp_path / "m.csv"), "-o", str(tmp_path / "s.csv"), "--seed", "7",
+                                      "--fractions", "0.5", "0.25", "0.25", "--hash-distance", "3", "--quiet",
+                                      "--allow-empty"])
+    assert result.exit_code == 0, result.output
+    assert seen == {"fractions": (0.5, 0.25, 0.25), "seed": 7, "group_near_duplicates": True, "hash_distance": 3,
+                    "progress": False}

@@ -35,10 +35,8 @@ MAX_PARAMETERS = 8
 #: "path::qualified name": (lines, parameters) of each function over a limit when listed.
 OVER_LIMITS = {
     "skin_cnn/app/demo.py::run_demo": (79, 12),
-    "skin_cnn/cli/cv_cmd.py::command": (38, 11),
     "skin_cnn/cli/evaluate_cmd.py::command": (88, 20),
     "skin_cnn/cli/evaluate_cmd.py::_evaluate_file": (57, 9),
-    "skin_cnn/cli/preview_cmd.py::command": (33, 12),
     "skin_cnn/core/progress.py::LineProgress.__init__": (8, 9),
     "skin_cnn/evaluation/fairness.py::fairness_analysis": (95, 8),
     "skin_cnn/reporting/report.py::build_report": (261, 13),

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import click
 
-from skin_cnn.cli.options import refuse_overwriting
+from skin_cnn.cli.options import gathered, quiet_option, refuse_overwriting
 
 from skin_cnn.cli.train_cmd import recipe_options, user_settings
 
@@ -22,10 +22,10 @@ from skin_cnn.cli.train_cmd import recipe_options, user_settings
               help="Keep perceptually near-identical images, and the patients sharing them, in one fold "
               "(a split SOURCE's split_group is kept instead).")
 @recipe_options
-@click.option("--quiet", is_flag=True, help="No progress bars.")
+@quiet_option()
 @click.pass_context
-def command(ctx, source, out, folds, config_file, resume, n_bootstrap, group_near_duplicates, quiet, recipe,
-            **params):
+@gathered("folding", dict, ("folds", "resume", "n_bootstrap", "group_near_duplicates"))
+def command(ctx, source, out, config_file, quiet, recipe, folding, **params):
     """Cross-validate a training recipe on SOURCE (a manifest or split CSV) by patient.
 
     Folds come from scikit-learn's StratifiedGroupKFold over patients joined with their
@@ -55,8 +55,9 @@ def command(ctx, source, out, folds, config_file, resume, n_bootstrap, group_nea
     settings.update(RECIPES[recipe] if recipe else {})
     settings.update(user_settings(ctx, params))
     try:
-        run_cv(source, out, folds, settings, resume=resume, progress=not quiet, echo=click.echo,
-               n_bootstrap=n_bootstrap, group_near_duplicates=group_near_duplicates)
+        run_cv(source, out, folding["folds"], settings, resume=folding["resume"], progress=not quiet,
+               echo=click.echo, n_bootstrap=folding["n_bootstrap"],
+               group_near_duplicates=folding["group_near_duplicates"])
     except KeyboardInterrupt:
         from skin_cnn.cli.options import interrupted
 

@@ -5,7 +5,25 @@ from pathlib import Path
 
 import click
 
-from skin_cnn.cli.options import out_option
+from skin_cnn.cli.options import gathered, out_option
+
+
+#: The options that say how training would read a split (not a run folder, which has its own).
+SPLIT_ONLY = ("variant", "image_size", "crop", "augment", "balanced", "seed", "batch_size")
+
+
+def _split_settings(split_only):
+    """The training settings the SPLIT-only options give (those not given are left to training).
+
+    ``--no-augment`` turns every augmentation off.
+    """
+    augment = split_only.get("augment")
+    settings = {k: v for k, v in split_only.items() if v is not None and k != "augment"}
+    if "variant" in settings:
+        settings["variant"] = settings["variant"].upper()
+    if augment is False:
+        settings.update(zoom=0, rotation=0, translation=0, flip=False)
+    return settings
 
 
 @click.command(name="preview")
@@ -23,7 +41,8 @@ from skin_cnn.cli.options import out_option
 @click.option("--balanced/--no-balanced", default=None, help="SPLIT only: balanced epochs.")
 @click.option("--seed", default=None, type=int, help="SPLIT only: the run's seed (default 0).")
 @click.option("--batch-size", default=None, type=click.IntRange(1), help="SPLIT only: images per batch.")
-def command(source, out, epoch, batch_index, n, variant, image_size, crop, augment, balanced, seed, batch_size):
+@gathered("split_only", dict, SPLIT_ONLY)
+def command(source, out, epoch, batch_index, n, split_only):
     """Draw batch --batch of epoch --epoch as the network saw it.
 
     SOURCE is a run folder (its config.json, split.csv and skipped_images.csv: the exact batch
@@ -38,19 +57,12 @@ def command(source, out, epoch, batch_index, n, variant, image_size, crop, augme
     out = Path(out)
     if out.suffix.lower() != ".png":
         out = out / "preview.png"
-    split_only = {"variant": variant, "image_size": image_size, "crop": crop, "balanced": balanced, "seed": seed,
-                  "batch_size": batch_size}
     if Path(source).is_dir():
-        if any(v is not None for v in split_only.values()) or augment is not None:
+        if any(v is not None for v in split_only.values()):
             raise click.UsageError("a run folder's settings are used as they are; the SPLIT-only options do not apply")
         (images, rows), config = run_training_batch(source, epoch=epoch, batch=batch_index)
     else:
-        settings = {k: v for k, v in split_only.items() if v is not None}
-        if variant is not None:
-            settings["variant"] = variant.upper()
-        if augment is False:
-            settings.update(zoom=0, rotation=0, translation=0, flip=False)
-        config = resolve_config(dict(settings, split=source, out=""), source="skin-cnn preview")
+        config = resolve_config(dict(_split_settings(split_only), split=source, out=""), source="skin-cnn preview")
         images, rows = training_batch(config, load_split(source), epoch=epoch, batch=batch_index)
     draw_training_batch(images, rows, out, config=config, epoch=epoch, batch=batch_index, n=n)
     counts = rows["diagnosis"][:n].value_counts().to_dict()
