@@ -7,8 +7,6 @@ disagree. Percentages carry two decimals, as in the study: ``73.57% (69.76–77.
 
 from __future__ import annotations
 
-import base64
-import html
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -21,6 +19,7 @@ from skin_cnn.reporting.cells import auc_method_text, fmt_pct
 from skin_cnn.reporting.cells import metric_cell as _cell
 from skin_cnn.evaluation.metrics import METRIC_LABELS, primary_interval
 from skin_cnn.core.tasks import task_title
+from skin_cnn.reporting.document import Report, slug  # noqa: F401 (public here too)
 from skin_cnn.stats.precision import MIN_COUNT
 from skin_cnn.evaluation.threshold import is_per_row, threshold_label
 
@@ -55,145 +54,6 @@ CAVEAT_TEXT = (
     "**no image predicted positive (negative)** — the threshold put every image on one side, so "
     "sensitivity (specificity) is 0% whatever the AUC, which measures ranking, not this threshold."
 )
-
-
-class Report:
-    """An ordered list of blocks rendered to Markdown and HTML."""
-
-    def __init__(self, title, anchors=False, banner=None):
-        self.title = title
-        self.blocks = []
-        self.anchors = anchors  # write <a id> before Markdown headings (for in-report links)
-        # shown under the title and under every section heading, and kept in view while scrolling
-        self.banner = banner
-
-    def heading(self, text, level=2):
-        """Add a heading; returns its anchor (``id``), which links in the report can point to."""
-        anchor = slug(text)
-        taken = {b[3] for b in self.blocks if b[0] == "h"}
-        base, n = anchor, 2
-        while anchor in taken:
-            anchor, n = f"{base}-{n}", n + 1
-        self.blocks.append(("h", level, text, anchor))
-        return anchor
-
-    def para(self, text):
-        self.blocks.append(("p", text))
-
-    def table(self, header, rows):
-        self.blocks.append(("table", list(header), [list(map(str, r)) for r in rows]))
-
-    def items(self, items):
-        self.blocks.append(("ul", list(items)))
-
-    def image(self, path, alt):
-        self.blocks.append(("img", Path(path), alt))
-
-    def markdown(self, folder):
-        banner = [f"> **{self.banner}**", ""] if self.banner else []
-        out = [f"# {self.title}", "", *banner]
-        for block in self.blocks:
-            kind = block[0]
-            if kind == "h":
-                if self.anchors:  # explicit, so links work whatever the Markdown viewer
-                    out += [f'<a id="{block[3]}"></a>', ""]
-                out += ["#" * block[1] + " " + block[2], ""]
-                if block[1] <= 2:
-                    out += banner
-            elif kind == "p":
-                out += [block[1], ""]
-            elif kind == "table":
-                header, rows = block[1], block[2]
-                out.append("| " + " | ".join(header) + " |")
-                out.append("|" + "|".join("---" for _ in header) + "|")
-                out += ["| " + " | ".join(c.replace("|", "\\|") for c in r) + " |" for r in rows]
-                out.append("")
-            elif kind == "ul":
-                out += [f"- {item}" for item in block[1]] + [""]
-            elif kind == "img":
-                out += [f"![{block[2]}]({_relative(block[1], folder)})", ""]
-        return "\n".join(out)
-
-    def html(self, folder):
-        esc = html.escape
-        out = [
-            "<!DOCTYPE html>",
-            "<html lang='en'><head><meta charset='utf-8'>",
-            f"<title>{esc(self.title)}</title>",
-            f"<style>{_CSS}</style></head><body>",
-        ]
-        banner = f"<p class='banner'>{esc(self.banner)}</p>" if self.banner else ""
-        if banner:  # kept at the top of the window while scrolling, and of every printed page
-            out.append(f"<div class='banner-fixed'>{esc(self.banner)}</div>")
-        out += [f"<h1>{esc(self.title)}</h1>", banner]
-        for block in self.blocks:
-            kind = block[0]
-            if kind == "h":
-                out.append(f"<h{block[1]} id='{block[3]}'>{esc(block[2])}</h{block[1]}>")
-                if block[1] <= 2 and banner:
-                    out.append(banner)
-            elif kind == "p":
-                out.append(f"<p>{_inline(block[1])}</p>")
-            elif kind == "table":
-                out.append(
-                    "<table><thead><tr>"
-                    + "".join(f"<th>{esc(h)}</th>" for h in block[1])
-                    + "</tr></thead><tbody>"
-                )
-                out += [
-                    "<tr>" + "".join(f"<td>{_inline(c)}</td>" for c in r) + "</tr>"
-                    for r in block[2]
-                ]
-                out.append("</tbody></table>")
-            elif kind == "ul":
-                out.append("<ul>" + "".join(f"<li>{_inline(i)}</li>" for i in block[1]) + "</ul>")
-            elif kind == "img":
-                path = Path(block[1])
-                data = base64.b64encode(path.read_bytes()).decode("ascii")
-                out.append(
-                    f"<figure><img alt='{esc(block[2])}' src='data:image/png;base64,{data}'>"
-                    f"<figcaption>{esc(block[2])} ({esc(_relative(path, folder))})"
-                    "</figcaption></figure>"
-                )
-        out.append("</body></html>")
-        return "\n".join(out)
-
-
-_CSS = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;
-color:#222}table{border-collapse:collapse;margin:1em 0}
-th,td{border:1px solid #bbb;padding:4px 8px;text-align:left}
-th{background:#eef2f7}figure{display:inline-block;margin:0.5em}img{max-width:100%}
-figcaption{font-size:0.85em;color:#555}code{background:#f3f3f3;padding:0 3px}
-td b{color:#9a3412;font-weight:600}
-.banner{background:#fde68a;border:2px solid #b45309;color:#7c2d12;font-weight:700;padding:4px 8px}
-.banner-fixed{position:sticky;top:0;z-index:1;background:#b45309;color:#fff;font-weight:700;
-padding:4px 8px;text-align:center}
-@media print{.banner-fixed{position:fixed;left:0;right:0}}"""
-
-
-def _inline(text):
-    """Escape text for HTML and turn Markdown ``code`` and **bold** spans into tags."""
-    import re
-
-    s = html.escape(str(text))
-    s = re.sub(r"`([^`]+)`", r"<code>\1</code>", s)
-    s = re.sub(r"\[([^\]]+)\]\((#[a-z0-9-]+)\)", r"<a href='\2'>\1</a>", s)
-    return re.sub(r"\*\*([^*]+)\*\*", r"<b>\1</b>", s)
-
-
-def slug(text):
-    """An anchor for a heading: lower case, letters, digits and hyphens (``2×2 tables`` ->
-    ``2-2-tables``)."""
-    import re
-
-    return re.sub(r"[^a-z0-9]+", "-", str(text).lower()).strip("-") or "section"
-
-
-def _relative(path, folder):
-    try:
-        return Path(path).resolve().relative_to(Path(folder).resolve()).as_posix()
-    except ValueError:
-        return Path(path).as_posix()
 
 
 #: The banner of a report on synthetic images (the demo's), under every section heading.
