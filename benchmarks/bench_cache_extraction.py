@@ -46,7 +46,8 @@ def main(argv=None):
     from skin_cnn.data.preprocessing import prepare_images
     from skin_cnn.models import build_model, split_at_frozen_boundary
     from skin_cnn.data.split import load_split
-    from skin_cnn.training.feature_cache import FeatureSettings, build_chunk, image_identities
+    from skin_cnn.training.feature_cache import (ChunkImages, Extraction, FeatureSettings, build_chunk,
+                                                 image_identities)
 
     model = build_model("P", input_shape=(args.size, args.size, 3), weights=args.weights, seed=0)
     trunk, _ = split_at_frozen_boundary(model)
@@ -66,8 +67,8 @@ def main(argv=None):
         for r in range(args.rounds):
             start = time.perf_counter()
             settings = FeatureSettings(trunk_digest="bench", preprocessing={}, augmentation=augment.to_dict(), seed=r)
-            build_chunk(tmp / f"cache{r}", trunk, prepared, identities, settings, views=args.views, augment=augment,
-                        batch_size=args.batch, progress=False)
+            build_chunk(tmp / f"cache{r}", trunk, ChunkImages(prepared), identities, settings, views=args.views,
+                        augment=augment, extraction=Extraction(batch_size=args.batch, progress=False))
             extraction.append(n_images / (time.perf_counter() - start))
             start = time.perf_counter()
             done = 0

@@ -53,25 +53,23 @@ class LineProgress:
         Iterated over, counting one per item.
     total : int, optional
         Items expected (default ``len(iterable)`` when it has one).
-    desc, unit : str
-        As tqdm's.
-    disable : bool
-        Report nothing.
-    leave : bool
-        Write a line at the end (tqdm keeps the finished bar); a ``leave=False`` task writes only
-        the lines of a long run.
     interval : float
         Seconds between two lines while the task runs.
     file : text stream, optional
         Default ``sys.stderr`` at the time of writing.
+    **tqdm_options
+        tqdm's keywords, taken by name as tqdm takes them: ``desc`` and ``unit`` (as tqdm's),
+        ``disable`` (report nothing) and ``leave`` (write a line at the end, as tqdm keeps the
+        finished bar; a ``leave=False`` task writes only the lines of a long run). Others, which
+        only a drawn bar uses, are ignored.
     """
 
-    def __init__(self, iterable=None, total=None, desc="", unit="it", disable=False, leave=True,
-                 interval=LINE_INTERVAL, file=None, **_tqdm_only):
+    def __init__(self, iterable=None, total=None, interval=LINE_INTERVAL, file=None, **tqdm_options):
         if total is None and iterable is not None and hasattr(iterable, "__len__"):
             total = len(iterable)
-        self.iterable, self.total, self.desc, self.unit = iterable, total, desc, unit
-        self.disable, self.leave, self.interval, self.file = bool(disable), bool(leave), float(interval), file
+        self.iterable, self.total, self.interval, self.file = iterable, total, float(interval), file
+        self.desc, self.unit = tqdm_options.get("desc", ""), tqdm_options.get("unit", "it")
+        self.disable, self.leave = bool(tqdm_options.get("disable", False)), bool(tqdm_options.get("leave", True))
         self.n, self.postfix, self.closed = 0, "", False
         self._start = self._last = time.monotonic()
 

@@ -56,6 +56,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -386,9 +387,47 @@ class CleanViews:
         return out
 
 
-def build_chunk(entry, feature_model, prepared, identities, settings, *, views, augment, unreadable=(),
-                batch_size=32, progress=True, clean=None):
-    """Extract the features of ``prepared`` images into a new complete chunk of ``entry``.
+@dataclass(frozen=True)
+class Extraction:
+    """How missing features are computed and reported.
+
+    Attributes
+    ----------
+    batch_size : int
+        Images per forward pass of the trunk.
+    progress : bool
+        Show a progress bar while features are extracted.
+    echo : callable
+        Where the cache's one-line messages go (``print``; the CLI passes ``click.echo``).
+    """
+
+    batch_size: int = 32
+    progress: bool = True
+    echo: Any = print
+
+
+@dataclass
+class ChunkImages:
+    """What one new chunk stores.
+
+    Attributes
+    ----------
+    prepared : dict of {"train", "val"} -> PreparedSplit
+        ``train``: images stored with the augmented views; ``val``: clean view only.
+    unreadable : list of (frame label, reason)
+        Photos that could not be prepared: recorded by content, so they are not tried again.
+    clean : dict of {"train", "val"} -> numpy.ndarray, optional
+        Clean-view features already computed while the images were prepared (:class:`CleanViews`),
+        one row per stored image; view 0 of those arrays is taken from here.
+    """
+
+    prepared: dict
+    unreadable: Any = ()
+    clean: Any = None
+
+
+def build_chunk(entry, feature_model, images, identities, settings, *, views, augment, extraction=None):
+    """Extract the features of ``images`` into a new complete chunk of ``entry``.
 
     Parameters
     ----------
@@ -396,21 +435,19 @@ def build_chunk(entry, feature_model, prepared, identities, settings, *, views, 
         The entry folder (``<cache dir>/<entry key>``).
     feature_model : keras.Model
         The frozen part of the model: images in, features out.
-    prepared : dict of {"train", "val"} -> PreparedSplit
-        ``train``: images stored with ``views`` augmented views; ``val``: clean view only.
+    images : ChunkImages
+        The prepared images, the unreadable ones, and clean views already computed.
     identities : pandas.DataFrame
         :func:`image_identities` of (at least) the prepared rows, indexed by their frame labels.
     settings : FeatureSettings
     views : int
         Augmented views per ``train`` image (``K``).
     augment : AugmentConfig
-    unreadable : list of (frame label, reason)
-        Photos that could not be prepared: recorded by content, so they are not tried again.
-    clean : dict of {"train", "val"} -> numpy.ndarray, optional
-        Clean-view features already computed while the images were prepared (:class:`CleanViews`),
-        one row per stored image; view 0 of those arrays is taken from here.
+    extraction : Extraction, optional
+        Batch size and progress bar (the defaults of :class:`Extraction`).
     """
-    clean = clean or {}
+    extraction = extraction or Extraction()
+    prepared, clean = images.prepared, images.clean or {}
     chunks = Path(entry) / CHUNKS
     chunks.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".partial-{os.getpid()}-", dir=chunks))
@@ -422,38 +459,17 @@ def build_chunk(entry, feature_model, prepared, identities, settings, *, views, 
                          else tuple(int(s) for s in forward(tf.zeros((1, height, width, 3))).shape[1:]))
         n_views = {"train": 1 + int(views), "val": 1}
         total = sum(n_views[a] * len(prepared[a].store) for a in ARRAYS)
-        bar = progress_bar(total=total, desc="feature cache", unit="img", disable=not progress)
-        row_records = []
+        bar = progress_bar(total=total, desc="feature cache", unit="img", disable=not extraction.progress)
+        views_of = _ViewFeatures(forward, bar, extraction.batch_size, settings.seed, augment)
         for array in ARRAYS:
             store, positions = prepared[array].store, prepared[array].positions
             keys = identities.loc[positions, "aug_key"].to_numpy()
             shape = ((n_views[array], len(store)) if array == "train" else (len(store),)) + feature_shape
-
-            def fill(out, store=store, keys=keys, array=array):
-                for view in range(n_views[array]):
-                    target = out[view] if array == "train" else out
-                    if view == 0 and array in clean:
-                        target[:] = clean[array]
-                        bar.update(len(store))
-                        continue
-                    for start in range(0, len(store), batch_size):
-                        idx = np.arange(start, min(start + batch_size, len(store)))
-                        images = view_images(store, idx, view, seed=settings.seed, augment=augment, keys=keys[idx])
-                        target[start:start + len(idx)] = np.asarray(forward(tf.constant(images)))
-                        bar.update(len(idx))
-
-            _write_array(work / f"{array}.npy", shape, fill)
-            for row, label in enumerate(positions):
-                ident = identities.loc[label]
-                row_records.append({"array": array, "row": row, "image_path": ident["image_path"],
-                                    "sha256": ident["sha256"], "box": ident["box"], "diagnosis": ident["diagnosis"]})
-        for label, reason in unreadable:
-            ident = identities.loc[label]
-            row_records.append({"array": UNREADABLE, "row": -1, "image_path": ident["image_path"],
-                                "sha256": ident["sha256"], "box": ident["box"], "diagnosis": ident["diagnosis"],
-                                "reason": reason})
+            _write_array(work / f"{array}.npy", shape,
+                         lambda out, a=array, s=store, k=keys: views_of.fill(out, a, (s, k), n_views[a], clean))
         bar.close()
-        pd.DataFrame(row_records, columns=list(ROW_COLUMNS)).to_csv(work / ROWS_FILE, index=False)
+        rows = _chunk_rows(prepared, identities, images.unreadable)
+        rows.to_csv(work / ROWS_FILE, index=False)
         checksums = {name: sha256_file(work / name) for name in (ROWS_FILE,) + tuple(f"{a}.npy" for a in ARRAYS)}
         index = {"format": CACHE_FORMAT, "views": int(views), "views_key": settings.views_key(),
                  "augmentation": settings.augmentation, "seed": int(settings.seed), "precision": settings.precision,
@@ -466,6 +482,49 @@ def build_chunk(entry, feature_model, prepared, identities, settings, *, views, 
     finally:
         if work.exists():
             shutil.rmtree(work, ignore_errors=True)
+
+
+@dataclass
+class _ViewFeatures:
+    """Fills a chunk's array with the trunk's features of every view of its stored images."""
+
+    forward: Any
+    bar: Any
+    batch_size: int
+    seed: int
+    augment: Any
+
+    def fill(self, out, array, stored, n_views, clean):
+        """Write view 0 (clean; taken from ``clean`` when computed already) to ``n_views - 1``
+        of the images ``stored`` (``(store, augmentation keys)``) into ``out``."""
+        store, keys = stored
+        for view in range(n_views):
+            target = out[view] if array == "train" else out
+            if view == 0 and array in clean:
+                target[:] = clean[array]
+                self.bar.update(len(store))
+                continue
+            for start in range(0, len(store), self.batch_size):
+                idx = np.arange(start, min(start + self.batch_size, len(store)))
+                images = view_images(store, idx, view, seed=self.seed, augment=self.augment, keys=keys[idx])
+                target[start:start + len(idx)] = np.asarray(self.forward(tf.constant(images)))
+                self.bar.update(len(idx))
+
+
+def _chunk_rows(prepared, identities, unreadable):
+    """The chunk's ``rows.csv``: which photo (by content) each array row is, then the unreadable ones."""
+    records = []
+    for array in ARRAYS:
+        for row, label in enumerate(prepared[array].positions):
+            ident = identities.loc[label]
+            records.append({"array": array, "row": row, "image_path": ident["image_path"],
+                            "sha256": ident["sha256"], "box": ident["box"], "diagnosis": ident["diagnosis"]})
+    for label, reason in unreadable:
+        ident = identities.loc[label]
+        records.append({"array": UNREADABLE, "row": -1, "image_path": ident["image_path"],
+                        "sha256": ident["sha256"], "box": ident["box"], "diagnosis": ident["diagnosis"],
+                        "reason": reason})
+    return pd.DataFrame(records, columns=list(ROW_COLUMNS))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -577,8 +636,8 @@ class CachedFeatures:
         return self.arrays.get("val")
 
 
-def cached_features(frame, needs, feature_model, settings, *, cache_dir=None, work=None, batch_size=32,
-                    progress=True, echo=print, max_bytes=None) -> CachedFeatures:
+def cached_features(frame, needs, feature_model, settings, *, cache_dir=None, work=None, max_bytes=None,
+                    **extraction) -> CachedFeatures:
     """Features of the rows of ``frame``, taken from the cache by identity and computed where missing.
 
     Parameters
@@ -597,19 +656,18 @@ def cached_features(frame, needs, feature_model, settings, *, cache_dir=None, wo
         A scratch folder (prepared images; gathered arrays too large for memory).
     max_bytes : int, optional
         Size bound of the cache folder (default :func:`max_cache_bytes`).
+    **extraction
+        ``batch_size``, ``progress`` and ``echo``: the fields of :class:`Extraction`.
     """
     from skin_cnn.data.augment import AugmentConfig
 
+    extraction = Extraction(**extraction)
+    echo = extraction.echo
     augment = AugmentConfig.from_dict(settings.augmentation) if settings.augmentation else None
     if any(n > 1 for n in needs.values()) and not (augment and augment.enabled):
         raise ValueError("augmented views need the augmentation settings (FeatureSettings.augmentation)")
     cache_dir = resolve_cache_dir(cache_dir)
-    entry = cache_dir / settings.entry_key()
-    (entry / CHUNKS).mkdir(parents=True, exist_ok=True)
-    if not (entry / ENTRY_FILE).is_file():
-        atomic.write_json(entry / ENTRY_FILE, settings.document())
-    touch_entry(entry)
-    remove_stale_partials(entry / CHUNKS)
+    entry = _ready_entry(cache_dir, settings)
     chunks = open_entry(entry, echo=echo)
 
     wanted = {s: frame[frame["split"] == s] for s in needs}
@@ -625,8 +683,8 @@ def cached_features(frame, needs, feature_model, settings, *, cache_dir=None, wo
         why = ", ".join(f"{n} {r}" for r, n in reasons.most_common())
         verb = "building feature cache" if not found else "extending feature cache"
         echo(f"{verb} {entry}: computing {n_missing} image(s) ({why}); {found} found by content")
-        failed = _compute_missing(entry, frame, missing, needs, identities, feature_model, settings,
-                                   augment=augment, work=work, batch_size=batch_size, progress=progress)
+        job = _Extraction(entry, feature_model, settings, augment, work, extraction)
+        failed = _compute_missing(job, frame, missing, needs, identities)
         chunks = open_entry(entry, echo=echo)
         located = {s: _locate(chunks, identities.loc[part.index], needs[s], settings.views_key())
                    for s, part in wanted.items()}
@@ -646,23 +704,55 @@ def cached_features(frame, needs, feature_model, settings, *, cache_dir=None, wo
                 keep.append(i)
         positions[split] = np.asarray(part.index[keep], dtype=np.int64)
         hits = [located[split][i] for i in keep]
-        feature_shape = _feature_shape(chunks, hits, feature_model)
         n_views = needs[split] if needs[split] > 1 or split == "train" else None
-        shape = ((n_views, len(hits)) if n_views else (len(hits),)) + feature_shape
-        if 4 * int(np.prod(shape)) > IN_MEMORY_BYTES and work is not None:
-            files[split] = Path(work) / f"features-{split}.npy"
-            out = np.lib.format.open_memmap(files[split], mode="w+", dtype="float32", shape=shape)
-        else:
-            out = np.empty(shape, dtype="float32")
-        arrays[split] = _gather(chunks, hits, n_views, out)
-        if split in files:
-            out.flush()
+        arrays[split], files[split] = _gathered_split(chunks, hits, n_views, feature_model,
+                                                      None if work is None else Path(work) / f"features-{split}.npy")
+    files = {split: path for split, path in files.items() if path is not None}
     evict(cache_dir, max_cache_bytes() if max_bytes is None else max_bytes, keep=(entry,), echo=echo)
     return CachedFeatures(entry, arrays, positions, skipped, reused=not n_missing, computed=n_missing, files=files)
 
 
-def _compute_missing(entry, frame, missing, needs, identities, feature_model, settings, *, augment, work,
-                     batch_size, progress):
+def _ready_entry(cache_dir, settings):
+    """The entry folder of ``settings`` below ``cache_dir``, created and described when new, marked
+    as used now, and without partial chunks left by dead processes."""
+    entry = cache_dir / settings.entry_key()
+    (entry / CHUNKS).mkdir(parents=True, exist_ok=True)
+    if not (entry / ENTRY_FILE).is_file():
+        atomic.write_json(entry / ENTRY_FILE, settings.document())
+    touch_entry(entry)
+    remove_stale_partials(entry / CHUNKS)
+    return entry
+
+
+def _gathered_split(chunks, hits, n_views, feature_model, spill):
+    """The features of ``hits`` in one array, and the file holding it (None: in memory).
+
+    Arrays over :data:`IN_MEMORY_BYTES` are written to ``spill`` (memory-mapped) when a scratch
+    file is given.
+    """
+    feature_shape = _feature_shape(chunks, hits, feature_model)
+    shape = ((n_views, len(hits)) if n_views else (len(hits),)) + feature_shape
+    if 4 * int(np.prod(shape)) > IN_MEMORY_BYTES and spill is not None:
+        out = np.lib.format.open_memmap(spill, mode="w+", dtype="float32", shape=shape)
+        gathered = _gather(chunks, hits, n_views, out)
+        out.flush()
+        return gathered, spill
+    return _gather(chunks, hits, n_views, np.empty(shape, dtype="float32")), None
+
+
+@dataclass(frozen=True)
+class _Extraction:
+    """What stays the same while one call of :func:`cached_features` fills its entry."""
+
+    entry: Path
+    feature_model: Any
+    settings: FeatureSettings
+    augment: Any
+    work: Any
+    extraction: Extraction
+
+
+def _compute_missing(job, frame, missing, needs, identities):
     """Prepare and extract the missing rows into one new chunk; returns ``{frame label: reason}`` of unreadable ones.
 
     Photos that cannot be decoded are recorded in the chunk by content, so the next run reports
@@ -676,11 +766,12 @@ def _compute_missing(entry, frame, missing, needs, identities, feature_model, se
     todo = pd.concat(parts)
     if todo.index.duplicated().any():  # one frame row asked for under two splits: prepare it once
         todo = todo[~todo.index.duplicated()]
-    with tempfile.TemporaryDirectory(prefix="skin-cnn-features-", dir=work) as scratch:
+    progress = job.extraction.progress
+    with tempfile.TemporaryDirectory(prefix="skin-cnn-features-", dir=job.work) as scratch:
         from skin_cnn.core.specs import Preprocessing
 
-        preprocessing = Preprocessing.from_dict(settings.preprocessing)
-        clean = CleanViews(feature_model)  # the trunk runs while the next photos are decoded
+        preprocessing = Preprocessing.from_dict(job.settings.preprocessing)
+        clean = CleanViews(job.feature_model)  # the trunk runs while the next photos are decoded
         prepared, failed = prepare_images(todo, preprocessing, scratch, splits=ARRAYS, progress=progress,
                                           on_batch=clean)
         reason_of = {f["image_path"]: f["reason"] for f in failed}
@@ -689,9 +780,8 @@ def _compute_missing(entry, frame, missing, needs, identities, feature_model, se
                       for label, path in todo["image_path"].items() if label not in done}
         recordable = [(label, reason) for label, reason in unreadable.items() if identities.loc[label, "sha256"]]
         if done or recordable:
-            build_chunk(entry, feature_model, prepared, identities, settings, views=views, augment=augment,
-                        unreadable=recordable, batch_size=batch_size, progress=progress,
-                        clean=clean.arrays(prepared))
+            build_chunk(job.entry, job.feature_model, ChunkImages(prepared, recordable, clean.arrays(prepared)),
+                        identities, job.settings, views=views, augment=job.augment, extraction=job.extraction)
         for p in prepared.values():
             p.store.close()
     return unreadable
