@@ -54,7 +54,7 @@ def main(argv=None):
     from skin_cnn.core.specs import EvalSettings
     from skin_cnn.data.manifest import load_manifest
     from skin_cnn.data.split import patient_split, write_split
-    from skin_cnn.inference.evaluate_run import evaluate_run
+    from skin_cnn.app.evaluate_run import evaluate_run
     from skin_cnn.training import resolve_config, train
     from skin_cnn.training.config import RECIPES
     from skin_cnn.training.cv import run_cv

@@ -43,7 +43,7 @@ OVER_LIMITS = {
     "skin_cnn/reporting/report.py::write_evaluation": (194, 22),
     "skin_cnn/reporting/report_sections.py::add_run": (103, 2),
     "skin_cnn/evaluation/shortcut.py::audit_predictor": (70, 9),
-    "skin_cnn/inference/evaluate_run.py::evaluate_run": (167, 23),
+    "skin_cnn/app/evaluate_run.py::evaluate_run": (167, 23),
     "skin_cnn/training/cv.py::run_cv": (24, 9),
     "skin_cnn/training/cv.py::_run_cv": (72, 9),
     "skin_cnn/training/run_folder.py::model_card": (92, 10),

@@ -152,7 +152,7 @@ def test_evaluate_lists_a_recrop_of_a_training_photo_under_another_patient(tmp_p
 def test_pooled_trunk_features_are_the_pooled_last_convolution():
     import keras
 
-    from skin_cnn.inference.evaluate_run import pooled_trunk_model
+    from skin_cnn.app.evaluate_run import pooled_trunk_model
 
     model = _small_model()
     images = np.random.default_rng(0).uniform(0, 255, (3, 32, 32, 3)).astype("float32")
@@ -169,7 +169,7 @@ def test_pooled_trunk_features_are_the_pooled_last_convolution():
 def test_a_model_with_mirror_views_gives_one_feature_row_per_photo_the_mean_of_its_views():
     import keras
 
-    from skin_cnn.inference.evaluate_run import pooled_features, pooled_trunk_model
+    from skin_cnn.app.evaluate_run import pooled_features, pooled_trunk_model
     from skin_cnn.models.views import MirrorViews
 
     keras.utils.set_random_seed(0)

@@ -34,7 +34,7 @@ def _swap_train_and_test(run_dir, target):
 
 def test_training_records_the_hash_of_the_runs_own_split_copy(run):
     from skin_cnn.core.io import sha256_file
-    from skin_cnn.inference.evaluate_run import split_change
+    from skin_cnn.app.evaluate_run import split_change
 
     config = json.loads((run / "config.json").read_text())
     assert config["run_split_sha256"] == sha256_file(run / "split.csv")
@@ -43,7 +43,7 @@ def test_training_records_the_hash_of_the_runs_own_split_copy(run):
 
 def test_an_edited_split_is_refused_before_predicting(run, tmp_path, monkeypatch):
     import skin_cnn.inference.predictor as predict
-    from skin_cnn.inference.evaluate_run import evaluate_run
+    from skin_cnn.app.evaluate_run import evaluate_run
 
     edited = _swap_train_and_test(run, tmp_path / "edited")
 
@@ -61,7 +61,7 @@ def test_an_edited_split_is_refused_before_predicting(run, tmp_path, monkeypatch
 
 
 def test_allow_changed_split_writes_the_difference_into_the_report(run, tmp_path):
-    from skin_cnn.inference.evaluate_run import evaluate_run, split_change
+    from skin_cnn.app.evaluate_run import evaluate_run, split_change
 
     edited = _swap_train_and_test(run, tmp_path / "edited")
     change = split_change(edited)
@@ -79,7 +79,7 @@ def test_a_model_with_other_outputs_is_refused_before_predicting(run, tmp_path, 
 
     import skin_cnn.inference.predictor as predict
     from model_fixtures import preprocessing_for, write_run_folder
-    from skin_cnn.inference.evaluate_run import evaluate_run
+    from skin_cnn.app.evaluate_run import evaluate_run
 
     inputs = keras.Input((32, 32, 3))
     pooled = keras.layers.GlobalAveragePooling2D()(inputs)
@@ -99,7 +99,7 @@ def test_a_model_with_other_outputs_is_refused_before_predicting(run, tmp_path, 
 
 
 def test_a_run_from_before_the_hash_is_compared_image_by_image_with_its_split_file(run, tmp_path):
-    from skin_cnn.inference.evaluate_run import split_change
+    from skin_cnn.app.evaluate_run import split_change
 
     edited = _swap_train_and_test(run, tmp_path / "old")
     config = json.loads((edited / "config.json").read_text())

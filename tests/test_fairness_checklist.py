@@ -273,7 +273,7 @@ def test_failure_gradcams_of_a_run_and_a_missing_image_skipped():
     from model_fixtures import shared_run
 
     from skin_cnn.inference.predictor import load_predictor
-    from skin_cnn.inference.evaluate_run import failure_gradcams
+    from skin_cnn.app.evaluate_run import failure_gradcams
 
     run = shared_run()
     split = pd.read_csv(run / "split.csv")

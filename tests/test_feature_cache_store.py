@@ -267,7 +267,7 @@ def test_evaluating_a_frozen_trunk_run_reads_its_features_and_equals_the_full_mo
 @pytest.mark.slow
 def test_train_evaluate_then_cv_on_the_same_photos_runs_the_trunk_once_per_photo(tmp_path):
     """The README path with the frozen-linear recipe: cv finds every photo train and evaluate stored."""
-    from skin_cnn.inference.evaluate_run import evaluate_run
+    from skin_cnn.app.evaluate_run import evaluate_run
     from skin_cnn.training import resolve_config, train
     from skin_cnn.training.config import RECIPES
     from skin_cnn.training.cv import run_cv

@@ -63,7 +63,7 @@ def _fake_model(monkeypatch):
                                   precision=types.SimpleNamespace(describe=lambda: "precision: float32"))
     monkeypatch.setattr(predict, "load_predictor", lambda run_dir, *a, **k: model)
     monkeypatch.setattr(predict, "predict_frame", predict_frame)
-    import skin_cnn.inference.evaluate_run as run_evaluation
+    import skin_cnn.app.evaluate_run as run_evaluation
 
     # no model, so no trunk features to audit (tests/test_duplicates_audit.py runs the audit)
     monkeypatch.setattr(run_evaluation, "audit_leakage", lambda *a, **k: None)
@@ -211,7 +211,7 @@ def test_the_report_states_the_chain_and_calls_no_split_excluded(evaluated):
 
 
 def test_the_train_split_chain_counts_the_image_training_left_out(readme_path):
-    from skin_cnn.inference.evaluate_run import run_record
+    from skin_cnn.app.evaluate_run import run_record
     from skin_cnn.data.split import load_split
 
     run = readme_path / "runs" / "p"
@@ -261,7 +261,7 @@ def test_a_record_written_by_training_is_the_one_evaluated(readme_path, tmp_path
     import shutil
 
     from skin_cnn.evaluation.flow import record_training
-    from skin_cnn.inference.evaluate_run import run_record
+    from skin_cnn.app.evaluate_run import run_record
     from skin_cnn.data.split import load_split
 
     run = tmp_path / "run"

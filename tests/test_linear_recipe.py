@@ -422,7 +422,7 @@ def test_cross_validation_of_the_recipe_stores_youden_of_the_nested_ensemble_sco
 
 def test_evaluate_answers_at_the_models_stored_thresholds_on_test_and_at_half_elsewhere(linear_run):
     from skin_cnn.models import read_file_info
-    from skin_cnn.inference.evaluate_run import evaluate_run
+    from skin_cnn.app.evaluate_run import evaluate_run
 
     _, out = linear_run
     stored = read_file_info(out / "best.keras")["thresholds"]

@@ -141,7 +141,7 @@ def test_storing_thresholds_rewrites_only_the_config_and_keeps_the_weights(padde
 @pytest.fixture(scope="module")
 def evaluated_run(tmp_path_factory):
     """A run folder with an old-style model, evaluated with a Youden threshold on its val split."""
-    from skin_cnn.inference.evaluate_run import evaluate_run
+    from skin_cnn.app.evaluate_run import evaluate_run
 
     root = tmp_path_factory.mktemp("youden")
     rng = np.random.default_rng(0)

@@ -16,7 +16,7 @@ from PIL import Image
 
 from skin_cnn.cli import cli
 from skin_cnn.core.tasks import TASK_NAMES
-from skin_cnn.inference.evaluate_run import evaluate_run
+from skin_cnn.app.evaluate_run import evaluate_run
 from skin_cnn.core.specs import EvalSettings
 
 DISEASES = ("acne", "rosacea", "psoriasis", "eczema", "ctcl")
@@ -37,7 +37,7 @@ def _fake_predict(monkeypatch):
     model = types.SimpleNamespace(tasks=tuple(TASK_NAMES), precision=Precision("float32"))
     monkeypatch.setattr(predict, "load_predictor", lambda run_dir, *a, **k: model)
     monkeypatch.setattr(predict, "predict_frame", predict_frame)
-    import skin_cnn.inference.evaluate_run as run_evaluation
+    import skin_cnn.app.evaluate_run as run_evaluation
 
     # no model, so no trunk features to audit (tests/test_duplicates_audit.py runs the audit)
     monkeypatch.setattr(run_evaluation, "audit_leakage", lambda *a, **k: None)

@@ -6,7 +6,7 @@ hash match can miss. Negatives: every pair of photos of two *different* diseases
 lesions, so any flag there is false); pairs within one disease are reported apart, because the
 public sets hold genuine repeats under other file names and those pairs are not clean negatives.
 
-Features are the ones the audit uses (``skin_cnn.inference.evaluate_run.pooled_features``): the global
+Features are the ones the audit uses (``skin_cnn.app.evaluate_run.pooled_features``): the global
 average of ``block5_conv3`` of VGG-16 with the ImageNet weights, 250×250 input, no hue crop.
 
 To fit in the time of two shared CPU cores (about one image a second there), a seeded sample of
@@ -70,7 +70,7 @@ def features(manifest, weights, image_size, cache, n_photos=600, n_altered=200, 
     from skin_cnn.inference.predictor import Predictor
     import keras
 
-    from skin_cnn.inference.evaluate_run import pooled_trunk_model
+    from skin_cnn.app.evaluate_run import pooled_trunk_model
 
     frame = load_manifest(manifest)
     if n_photos < len(frame):

@@ -154,7 +154,7 @@ def command(
 
         flow = load_flow(flow_json, split)
     if run:
-        from skin_cnn.inference.evaluate_run import evaluate_run
+        from skin_cnn.app.evaluate_run import evaluate_run
         from skin_cnn.training.feature_cache import run_frame_predictions
 
         out = Path(out) if out else Path(run) / f"eval_{split}"
@@ -214,7 +214,7 @@ def _evaluate_file(predictions_csv, out, rule, val_predictions, by, flow, quiet,
         evaluated=preds,
         evaluated_name=str(predictions_csv),
     )
-    from skin_cnn.inference.evaluate_run import record_test_evaluation
+    from skin_cnn.app.evaluate_run import record_test_evaluation
 
     run_dir, record = _test_record(predictions_csv)
     flow = _predictions_flow(predictions_csv, preds, run_dir, flow)
@@ -253,7 +253,7 @@ def _predictions_flow(predictions_csv, preds, run_dir, given):
     match = re.fullmatch(r"predictions_(train|val|test)\.csv", Path(predictions_csv).name)
     if run_dir is None or match is None:
         return None
-    from skin_cnn.inference.evaluate_run import run_flow
+    from skin_cnn.app.evaluate_run import run_flow
     from skin_cnn.data.split import load_split
 
     split = match.group(1)
@@ -276,7 +276,7 @@ def _test_record(predictions_csv):
     """``(run folder, test_evaluations entry)`` for a predictions CSV inside a run folder, else
     ``(None, None)``. The run's test predictions (``predictions_test.csv``) evaluated again are
     one more look at its test split, counted in the entry."""
-    from skin_cnn.inference.evaluate_run import run_folder_of, test_evaluation_count
+    from skin_cnn.app.evaluate_run import run_folder_of, test_evaluation_count
 
     run_dir = run_folder_of(predictions_csv)
     if run_dir is None:

@@ -219,7 +219,7 @@ def record_training(split_csv, run_dir, frame, skipped):
     Meant for the trainer once ``RUN/split.csv`` and ``skipped_images.csv`` are written, so the
     run folder carries its flow even when the split's folder moves. Without it the evaluation
     builds the same step from ``skipped_images.csv``
-    (:func:`skin_cnn.inference.evaluate_run.run_record`).
+    (:func:`skin_cnn.app.evaluate_run.run_record`).
 
     Parameters
     ----------

@@ -419,7 +419,7 @@ class ReportInputs:
         ``threshold_choice``, sensitivity and specificity intervals that redo the choice in every
         bootstrap resample, beside the same resamples at the threshold held fixed.
     leakage : dict, optional
-        ``{"audit", "pairs"}`` of :func:`skin_cnn.inference.evaluate_run.audit_leakage`: the pairs go to
+        ``{"audit", "pairs"}`` of :func:`skin_cnn.app.evaluate_run.audit_leakage`: the pairs go to
         ``suspected_duplicates.csv`` and ``suspected_duplicates.png``, the counts to
         ``metrics.json`` (``leakage_audit``), the flow and the report.
     """

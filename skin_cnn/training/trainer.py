@@ -44,7 +44,7 @@ from skin_cnn.data.crop import check_not_cropped_twice
 from skin_cnn.evaluation.flow import record_training
 from skin_cnn.models import build_model, compile_model, parameter_counts, split_at_frozen_boundary, with_model_info
 from skin_cnn.core.predictions import predictions_frame
-from skin_cnn.inference.evaluate_run import evaluate_run
+from skin_cnn.app.evaluate_run import evaluate_run
 from skin_cnn.data.skipped import read_skipped, write_skipped
 from skin_cnn.data.split import load_split, write_split
 from skin_cnn.training import callbacks as cb
