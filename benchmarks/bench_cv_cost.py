@@ -31,8 +31,10 @@ def main(argv=None):
     parser.add_argument("--epochs", type=int, default=30)
     args = parser.parse_args(argv)
 
-    from skin_cnn.training import resolve_config, train
-    from skin_cnn.training.cv import run_cv
+    from skin_cnn.app.train_run import train
+
+    from skin_cnn.training import resolve_config
+    from skin_cnn.app.cv_run import run_cv
 
     settings = {"variant": "P", "weights": args.weights, "image_size": args.size, "cache_views": args.views,
                 "epochs": args.epochs, "batch_size": 32, "learning_rate": 1e-3, "tensorboard": False, "seed": 0}

@@ -48,7 +48,8 @@ def subsample(split_csv, out_csv, n_train, n_val, seed):
 
 
 def run(split, out, cache, args):
-    from skin_cnn.training import resolve_config, train
+    from skin_cnn.app.train_run import train
+    from skin_cnn.training import resolve_config
 
     config = resolve_config({
         "split": str(split), "out": str(out), "variant": "P", "weights": args.weights,

@@ -55,9 +55,10 @@ def main(argv=None):
     from skin_cnn.data.manifest import load_manifest
     from skin_cnn.data.split import patient_split, write_split
     from skin_cnn.app.evaluate_run import evaluate_run
-    from skin_cnn.training import resolve_config, train
+    from skin_cnn.app.train_run import train
+    from skin_cnn.training import resolve_config
     from skin_cnn.training.config import RECIPES
-    from skin_cnn.training.cv import run_cv
+    from skin_cnn.app.cv_run import run_cv
     from skin_cnn.training.feature_cache import run_frame_predictions
 
     with tempfile.TemporaryDirectory(prefix="bench-reuse-") as tmp:

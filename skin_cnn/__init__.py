@@ -8,17 +8,33 @@ fresh process; ``keras.models.load_model`` does too once ``skin_cnn.models`` is 
 skin-cnn runs on the TensorFlow backend of Keras only (``tf.data`` pipelines, ``tf.distribute``,
 SavedModel and TFLite export). A ``KERAS_BACKEND`` naming another backend is refused at import
 with one line saying so, rather than failing later inside a model.
+
+The functions a notebook runs a whole step with are exported here, imported when first used::
+
+    from skin_cnn import evaluate_run, resolve_config, run_cv, run_demo, train
 """
 from __future__ import annotations
 
 import importlib
 import os
 import sys
+from typing import Any
 
 __version__ = "0.1.0"
 
 #: The only Keras backend skin-cnn runs on.
 KERAS_BACKEND = "tensorflow"
+
+
+#: What ``skin_cnn`` exports, by the module it comes from (imported on first use: cheap import).
+EXPORTS = {
+    "train": "skin_cnn.app.train_run",
+    "evaluate_run": "skin_cnn.app.evaluate_run",
+    "run_cv": "skin_cnn.app.cv_run",
+    "run_demo": "skin_cnn.app.demo",
+    "resolve_config": "skin_cnn.training.config",
+    "load_resume_config": "skin_cnn.training",
+}
 
 
 class BackendError(ImportError):
@@ -61,3 +77,17 @@ def register_keras_objects() -> None:
 
 if os.environ.get("KERAS_BACKEND", "").strip() not in ("", KERAS_BACKEND):
     check_keras_backend(os.environ["KERAS_BACKEND"].strip())
+
+
+def __getattr__(name: str) -> Any:
+    """The functions of :data:`EXPORTS`, imported from their module when first asked for."""
+    module = EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(EXPORTS))

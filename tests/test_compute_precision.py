@@ -181,7 +181,7 @@ def test_a_run_says_records_and_stores_its_precision(tmp_path):
     from test_training import tiny_config, tiny_split
 
     from skin_cnn.models import read_file_info
-    from skin_cnn.training import train
+    from skin_cnn.app.train_run import train
 
     split = tiny_split(tmp_path, broken=False)
     messages = []
@@ -204,7 +204,7 @@ def test_a_bad_precision_setting_is_one_line_naming_it(tmp_path):
 def test_features_computed_in_another_precision_are_not_reused(tmp_path):
     from test_training import tiny_config, tiny_split
 
-    from skin_cnn.training import train
+    from skin_cnn.app.train_run import train
 
     split = tiny_split(tmp_path, broken=False)
     cache = tmp_path / "cache"

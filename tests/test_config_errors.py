@@ -67,7 +67,7 @@ def test_a_run_whose_prepared_images_do_not_fit_on_the_disk_is_refused_before_pr
 
     from test_training import tiny_config, tiny_split
 
-    from skin_cnn.training import train
+    from skin_cnn.app.train_run import train
 
     split = tiny_split(tmp_path, broken=False)
     usage = namedtuple("usage", "total used free")

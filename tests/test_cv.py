@@ -60,7 +60,7 @@ def test_folds_group_patients_sharing_a_photo_whatever_the_ids_say(tmp_path):
 
 @pytest.fixture(scope="module")
 def cv_run(tmp_path_factory):
-    from skin_cnn.training.cv import run_cv
+    from skin_cnn.app.cv_run import run_cv
 
     tmp = tmp_path_factory.mktemp("cv")
     split = tiny_split(tmp, patients=5)  # one unreadable training photo included
@@ -129,7 +129,7 @@ def test_the_ensemble_is_the_mean_of_the_fold_models(cv_run):
 
 
 def test_resume_trains_only_the_missing_folds(cv_run, tmp_path):
-    from skin_cnn.training.cv import run_cv
+    from skin_cnn.app.cv_run import run_cv
 
     tmp, split, result, _ = cv_run
     copy = tmp_path / "cv"

@@ -13,7 +13,7 @@ from skin_cnn.core.specs import EvalSettings
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
-    from skin_cnn.training import train
+    from skin_cnn.app.train_run import train
 
     folder = tmp_path_factory.mktemp("run")
     split = tiny_split(folder, patients=4, broken=False)

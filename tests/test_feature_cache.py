@@ -20,7 +20,7 @@ def test_saved_model_on_images_matches_the_heads_on_cached_features(split_csv, t
     from skin_cnn.inference.predictor import predict_frame
     from skin_cnn.core.predictions import read_predictions
     from skin_cnn.data.split import load_split
-    from skin_cnn.training import train
+    from skin_cnn.app.train_run import train
 
     cache_dir = tmp_path / "shared-cache"
     messages = []
@@ -124,7 +124,7 @@ def test_the_cache_holds_no_test_images_and_the_views_extraction_used(split_csv,
     from skin_cnn.data.preprocessing import prepare_images
     from skin_cnn.models import split_at_frozen_boundary
     from skin_cnn.data.split import load_split
-    from skin_cnn.training import train
+    from skin_cnn.app.train_run import train
     from skin_cnn.training.feature_cache import image_identities, open_chunk
     from skin_cnn.training.trainer import augment_config
 

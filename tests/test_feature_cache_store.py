@@ -16,7 +16,7 @@ def _weights(run_dir):
 def test_reused_cache_after_a_test_row_is_dropped_equals_a_fresh_cache(tmp_path):
     """One test row dropped (as ``cleanse apply --apply`` does) must not shift the cached rows."""
     from skin_cnn.data.split import load_split, write_split
-    from skin_cnn.training import train
+    from skin_cnn.app.train_run import train
 
     split = tiny_split(tmp_path, patients=3, broken=False)
     frame = load_split(split)
@@ -237,7 +237,7 @@ def test_evaluating_a_frozen_trunk_run_reads_its_features_and_equals_the_full_mo
     """The heads on cached features answer as the saved image-in model does (1e-4), unreadable photos alike."""
     from skin_cnn.data.split import load_split
     from skin_cnn.inference.predictor import load_predictor, predict_frame
-    from skin_cnn.training import train
+    from skin_cnn.app.train_run import train
     from skin_cnn.training.feature_cache import run_frame_predictions
 
     split = tiny_split(tmp_path, patients=3, broken=True)  # one unreadable training photo
@@ -268,9 +268,10 @@ def test_evaluating_a_frozen_trunk_run_reads_its_features_and_equals_the_full_mo
 def test_train_evaluate_then_cv_on_the_same_photos_runs_the_trunk_once_per_photo(tmp_path):
     """The README path with the frozen-linear recipe: cv finds every photo train and evaluate stored."""
     from skin_cnn.app.evaluate_run import evaluate_run
-    from skin_cnn.training import resolve_config, train
+    from skin_cnn.app.train_run import train
+    from skin_cnn.training import resolve_config
     from skin_cnn.training.config import RECIPES
-    from skin_cnn.training.cv import run_cv
+    from skin_cnn.app.cv_run import run_cv
     from skin_cnn.training.feature_cache import run_frame_predictions
 
     split = tiny_split(tmp_path, patients=5, broken=False)

@@ -217,7 +217,7 @@ def test_a_task_without_one_of_its_diseases_is_one_clear_error():
 def linear_run(tmp_path_factory):
     from test_training import tiny_config, tiny_split
 
-    from skin_cnn.training import train
+    from skin_cnn.app.train_run import train
 
     base = tmp_path_factory.mktemp("linear")
     split = tiny_split(base, patients=6)
@@ -313,7 +313,7 @@ def test_the_recipe_flag_sets_its_settings_and_typed_flags_still_win(tmp_path, m
     def fake_train(config, **_):
         seen["config"] = config
 
-    monkeypatch.setattr("skin_cnn.training.trainer.train", fake_train)
+    monkeypatch.setattr("skin_cnn.app.train_run.train", fake_train)
     split = tmp_path / "split.csv"
     split.write_text("image_path,diagnosis,split\n")
     result = CliRunner().invoke(cli, ["train", str(split), "-o", str(tmp_path / "r"), "--recipe", "frozen-linear",
@@ -370,7 +370,7 @@ def test_cross_validation_of_the_recipe_stores_youden_of_the_nested_ensemble_sco
     from test_training import tiny_split
 
     from skin_cnn.models import read_file_info
-    from skin_cnn.training.cv import run_cv
+    from skin_cnn.app.cv_run import run_cv
 
     split = tiny_split(tmp_path, patients=8, broken=False)
     out = tmp_path / "cv"
@@ -469,7 +469,7 @@ def test_cv_takes_the_recipe_flag_too(tmp_path, monkeypatch):
     from skin_cnn.training.config import RECIPES
 
     seen = {}
-    monkeypatch.setattr("skin_cnn.training.cv.run_cv", lambda source, out, folds, settings, **_: seen.update(settings))
+    monkeypatch.setattr("skin_cnn.app.cv_run.run_cv", lambda source, out, folds, settings, **_: seen.update(settings))
     source = tmp_path / "manifest.csv"
     source.write_text("image_path,diagnosis\n")
     result = CliRunner().invoke(cli, ["cv", str(source), "-o", str(tmp_path / "cv"), "--recipe", "frozen-linear",

@@ -18,7 +18,9 @@ import json, sys
 import numpy as np
 import skin_cnn.training.trainer as trainer
 
-from skin_cnn.training import resolve_config, train
+from skin_cnn.app.train_run import train
+
+from skin_cnn.training import resolve_config
 
 original, seen = trainer.feature_stream, []
 

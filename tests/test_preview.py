@@ -14,7 +14,7 @@ def split_csv(tmp_path_factory):
 
 def test_preview_of_a_run_is_the_batch_training_fed(split_csv, tmp_path, monkeypatch):
     import skin_cnn.training.trainer as trainer
-    from skin_cnn.training import train
+    from skin_cnn.app.train_run import train
     from skin_cnn.training.preview import run_training_batch
 
     streams = []
@@ -48,7 +48,7 @@ def test_preview_of_a_cached_run_shows_the_stored_view_of_each_image(split_csv, 
 
     from skin_cnn.data.pipeline import epoch_order
     from skin_cnn.models import split_at_frozen_boundary
-    from skin_cnn.training import train
+    from skin_cnn.app.train_run import train
     from skin_cnn.data.split import load_split
     from skin_cnn.training.feature_cache import cached_features
     from skin_cnn.training.preview import run_training_batch
@@ -73,7 +73,7 @@ def test_preview_of_a_cached_run_shows_the_stored_view_of_each_image(split_csv, 
 
 def test_preview_command_draws_a_run_and_a_split(split_csv, tmp_path):
     from skin_cnn.cli import cli
-    from skin_cnn.training import train
+    from skin_cnn.app.train_run import train
 
     out = tmp_path / "run"
     train(tiny_config(split_csv, out, variant="N", epochs=1), progress=False, echo=lambda m: None)

@@ -14,7 +14,8 @@ from test_training import tiny_config, tiny_split
 
 SCRIPT = """
 import json, sys
-from skin_cnn.training import resolve_config, train
+from skin_cnn.app.train_run import train
+from skin_cnn.training import resolve_config
 train(resolve_config(json.loads(sys.argv[1])), progress=False, echo=print)
 """
 
@@ -32,7 +33,8 @@ def test_a_run_killed_mid_epoch_resumes_to_the_same_weights_and_history(tmp_path
                                                                         feature_cache_dir):
     """P trains on cached features, N on augmented images: both replay the killed epoch exactly,
     in float32 and with a bfloat16 trunk (N then trains its convolutions in mixed bfloat16)."""
-    from skin_cnn.training import load_resume_config, train
+    from skin_cnn.app.train_run import train
+    from skin_cnn.training import load_resume_config
 
     split = tiny_split(tmp_path, broken=False)
     settings = dict(variant=variant, epochs=6 if variant == "P" else 4, batch_size=2, cache_views=2, patience=2,

@@ -103,7 +103,7 @@ def test_crop_copies_over_the_photos_themselves_are_refused(tmp_path):
 
 
 def test_a_second_training_into_a_held_run_folder_stops_with_one_line(split_csv, tmp_path):
-    from skin_cnn.training import train
+    from skin_cnn.app.train_run import train
     from skin_cnn.training.run_folder import RunFolderBusy, run_lock
 
     out = tmp_path / "run"
@@ -160,7 +160,7 @@ def test_the_lock_of_a_killed_training_is_taken_over(tmp_path):
 
 def test_a_split_where_no_task_has_both_classes_in_train_and_val_is_refused(split_csv, tmp_path):
     from skin_cnn.data.split import load_split, write_split
-    from skin_cnn.training import train
+    from skin_cnn.app.train_run import train
 
     frame = load_split(split_csv)
     one = write_split(frame[frame["diagnosis"].isin(["acne", "eczema"])], tmp_path / "one.csv")
@@ -182,7 +182,7 @@ def test_learnable_tasks_needs_both_diseases_in_both_splits():
 
 
 def test_a_second_cv_into_a_held_folder_stops_before_writing(split_csv, tmp_path):
-    from skin_cnn.training.cv import run_cv
+    from skin_cnn.app.cv_run import run_cv
     from skin_cnn.training.run_folder import RunFolderBusy, run_lock
 
     out = tmp_path / "cv"

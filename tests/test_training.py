@@ -46,7 +46,7 @@ def split_csv(tmp_path_factory):
 def test_one_epoch_of_each_variant_writes_a_complete_run_folder(split_csv, tmp_path, variant):
     from skin_cnn.core.predictions import read_predictions
     from skin_cnn.data.split import load_split
-    from skin_cnn.training import train
+    from skin_cnn.app.train_run import train
 
     out = tmp_path / variant
     messages = []
@@ -112,13 +112,13 @@ def test_one_epoch_of_each_variant_writes_a_complete_run_folder(split_csv, tmp_p
 def test_a_settings_file_is_overridden_only_by_flags_the_user_typed(tmp_path, monkeypatch, split_csv):
     from click.testing import CliRunner
 
-    import skin_cnn.training.trainer as trainer
+    import skin_cnn.app.train_run as train_run
     from skin_cnn.cli.train_cmd import command
 
     settings = tmp_path / "exp.yaml"
     settings.write_text(yaml.safe_dump({"epochs": 7, "learning-rate": 0.01, "variant": "N", "batch_size": 16}))
     seen = {}
-    monkeypatch.setattr(trainer, "train", lambda config, **kw: seen.setdefault("config", config))
+    monkeypatch.setattr(train_run, "train", lambda config, **kw: seen.setdefault("config", config))
     result = CliRunner().invoke(command, [str(split_csv), "-o", str(tmp_path / "run"), "--config", str(settings),
                                           "--epochs", "2", "--batch-size", "64"])
     assert result.exit_code == 0, result.output
@@ -136,7 +136,7 @@ def test_a_settings_file_is_overridden_only_by_flags_the_user_typed(tmp_path, mo
 
 
 def test_an_existing_run_folder_is_not_overwritten(split_csv, tmp_path):
-    from skin_cnn.training import train
+    from skin_cnn.app.train_run import train
 
     out = tmp_path / "run"
     out.mkdir()
@@ -148,7 +148,7 @@ def test_an_existing_run_folder_is_not_overwritten(split_csv, tmp_path):
 @pytest.mark.parametrize("precision", ["float32", "bfloat16"])
 @pytest.mark.parametrize("variant", ["P", "N"])
 def test_two_runs_with_the_same_seed_give_the_same_history(split_csv, tmp_path, variant, precision):
-    from skin_cnn.training import train
+    from skin_cnn.app.train_run import train
 
     histories = []
     for name in ("a", "b"):
@@ -174,7 +174,7 @@ def test_two_runs_with_the_same_seed_give_the_same_history(split_csv, tmp_path, 
 def test_training_never_reads_the_test_split(tmp_path, feature_cache_dir):
     """An unreadable test photo is not even noticed: training prepares train and val only."""
     from skin_cnn.data.split import load_split, write_split
-    from skin_cnn.training import train
+    from skin_cnn.app.train_run import train
 
     split = tiny_split(tmp_path, broken=False)
     frame = load_split(split)
@@ -194,7 +194,8 @@ def test_training_never_reads_the_test_split(tmp_path, feature_cache_dir):
 
 
 def test_resume_of_a_finished_run_keeps_its_model_card_and_summary(split_csv, tmp_path):
-    from skin_cnn.training import load_resume_config, train
+    from skin_cnn.app.train_run import train
+    from skin_cnn.training import load_resume_config
 
     out = tmp_path / "run"
     first = train(tiny_config(split_csv, out, variant="P", epochs=3), progress=False, echo=lambda m: None)
@@ -264,7 +265,8 @@ def test_best_keras_holds_the_best_epoch_and_last_keras_the_final_one(tmp_path, 
 def test_resume_of_a_run_stopped_after_its_last_epoch_writes_its_outputs(split_csv, tmp_path, monkeypatch):
     """Killed after the last epoch's state was saved but before the outputs: resume completes them."""
     import skin_cnn.training.trainer as trainer
-    from skin_cnn.training import load_resume_config, train
+    from skin_cnn.app.train_run import train
+    from skin_cnn.training import load_resume_config
 
     out = tmp_path / "run"
     reference = train(tiny_config(split_csv, tmp_path / "reference", variant="P", epochs=3), progress=False,
@@ -298,7 +300,7 @@ def test_each_epoch_prints_one_short_plain_line():
 
 
 def test_training_output_is_short_plain_lines_when_not_a_terminal(split_csv, tmp_path, capsys):
-    from skin_cnn.training import train
+    from skin_cnn.app.train_run import train
 
     messages = []
     train(tiny_config(split_csv, tmp_path / "run", variant="P", epochs=2), progress=True, echo=messages.append)

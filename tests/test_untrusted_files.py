@@ -77,7 +77,7 @@ def test_a_bad_stored_threshold_is_refused_in_one_short_line(tmp_path, model_fil
 
 
 def test_ctrl_c_during_training_says_how_to_resume(tmp_path, monkeypatch):
-    import skin_cnn.training.trainer as trainer
+    import skin_cnn.app.train_run as train_run
 
     split = tmp_path / "split.csv"
     split.write_text("image_path,diagnosis,split\n")
@@ -86,7 +86,7 @@ def test_ctrl_c_during_training_says_how_to_resume(tmp_path, monkeypatch):
         (tmp_path / "run" / "config.json").write_text("{}")
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(trainer, "train", interrupted_after_an_epoch)
+    monkeypatch.setattr(train_run, "train", interrupted_after_an_epoch)
     (tmp_path / "run").mkdir()
     result = _run("train", split, "-o", tmp_path / "run", "--weights", "none")
     assert result.exit_code == 130
@@ -96,7 +96,7 @@ def test_ctrl_c_during_training_says_how_to_resume(tmp_path, monkeypatch):
     def interrupted_at_once(config, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(trainer, "train", interrupted_at_once)
+    monkeypatch.setattr(train_run, "train", interrupted_at_once)
     result = _run("train", split, "-o", tmp_path / "other", "--weights", "none")
     assert result.exit_code == 130 and "before anything was trained" in result.output
 

@@ -60,7 +60,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
 
     from skin_cnn.training.config import TrainConfig
-    from skin_cnn.training.cv import run_cv
+    from skin_cnn.app.cv_run import run_cv
 
     out = Path(args.out)
     table = []

@@ -29,7 +29,7 @@ from skin_cnn.data.manifest import load_manifest, validate_manifest
 from skin_cnn.models.weights import imagenet_weights_available
 from skin_cnn.data.split import patient_split, write_split
 from skin_cnn.training.config import resolve_config
-from skin_cnn.training.trainer import train
+from skin_cnn.app.train_run import train
 
 #: Settings of the default demo, measured to finish in a few minutes on a 2-core CPU.
 DEMO_DEFAULTS: dict[str, Any] = {

@@ -47,7 +47,7 @@ def command(ctx, source, out, config_file, quiet, recipe, folding, **params):
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from skin_cnn.training.config import RECIPES, load_config_file
-    from skin_cnn.training.cv import CV_FILES, run_cv
+    from skin_cnn.app.cv_run import CV_FILES, run_cv
 
     refuse_overwriting([source, config_file], [Path(out) / name for name in CV_FILES])
     params["variant"] = params["variant"].upper()

@@ -151,7 +151,8 @@ def command(ctx, split_csv, out, resume_dir, config_file, quiet, recipe, **param
     from skin_cnn.evaluation.flow import flow_path
     from skin_cnn.training.config import load_config_file, resolve_config
     from skin_cnn.training.run_folder import RUN_FILES
-    from skin_cnn.training.trainer import load_resume_config, train
+    from skin_cnn.app.train_run import train
+    from skin_cnn.training.trainer import load_resume_config
 
     params["variant"] = params["variant"].upper()
     overrides = user_settings(ctx, params)

@@ -1,6 +1,6 @@
 """Keras callbacks of a training run: the validation score, atomic checkpoints, history, resume.
 
-The order in which :func:`skin_cnn.training.trainer.train` lists them matters, because they
+The order in which :func:`skin_cnn.training.trainer.make_callbacks` lists them matters, because they
 share one ``logs`` dict at the end of every epoch:
 
 1. :class:`TaskAUC` adds the exact ``val_<task>_auc`` and ``val_mean_auc`` to ``logs``;

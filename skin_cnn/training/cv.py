@@ -20,13 +20,11 @@ and pools their predictions on the fold they never saw:
    frozen trunk shared) that ``predict``, ``serve`` and ``export`` take like any model.
 
 Each fold is an ordinary run folder (``fold1/`` …); ``--resume`` finishes only what is missing.
+This module holds the folds, the shared features, the out-of-fold predictions and the ensemble;
+:func:`skin_cnn.app.cv_run.run_cv` composes them with the fold trainings and the evaluation.
 """
 from __future__ import annotations
 
-import json
-import math
-import os
-from dataclasses import dataclass
 from pathlib import Path
 
 import keras
@@ -35,43 +33,22 @@ import pandas as pd
 from sklearn.model_selection import StratifiedGroupKFold
 
 from skin_cnn.core import io as atomic
-from skin_cnn.core.compute_precision import Precision
-from skin_cnn.core.specs import EvalSettings
 from skin_cnn.models.precision_policy import apply_precision, resolve_precision
 from skin_cnn.core.tasks import TASK_NAMES
-from skin_cnn.data.crop import check_not_cropped_twice
-from skin_cnn.evaluation import evaluate_predictions
-from skin_cnn.reporting.report import ReportInputs, write_evaluation
 from skin_cnn.evaluation.threshold import parse_threshold
 from skin_cnn.data.manifest import load_manifest
 from skin_cnn.models import build_model, read_file_info, split_at_frozen_boundary, store_thresholds
 from skin_cnn.inference.predictor import predict_frame
 from skin_cnn.core.predictions import predictions_frame
-from skin_cnn.data.split import group_images, load_split, write_split
-from skin_cnn.training import run_folder
-from skin_cnn.training.callbacks import predict_batches, save_model_atomic
-from skin_cnn.training.config import resolve_config
+from skin_cnn.data.split import group_images, load_split
 from skin_cnn.training.feature_cache import cached_features
-from skin_cnn.training.trainer import (SharedFeatures, feature_settings, load_resume_config,
-                                       preparation_folder, train)
+from skin_cnn.training.callbacks import predict_batches
+from skin_cnn.training.trainer import SharedFeatures, feature_settings, preparation_folder
 
 FOLDS_FILE = "folds.csv"
 #: Files ``run_cv`` writes at the top of its folder (commands check that none is an input).
 CV_FILES = (FOLDS_FILE, "cv.json", "oof_predictions.csv", "cv_folds.csv", "cv_summary.csv", "cv_summary.md",
             "ensemble.keras", "config.json")
-
-
-@dataclass
-class CVResult:
-    """What :func:`run_cv` returns."""
-
-    out: Path
-    n_folds: int
-    fold_dirs: list
-    oof_predictions: Path
-    eval_dir: Path
-    summary: pd.DataFrame
-    ensemble: Path | None
 
 
 def group_labels(frame, progress=False, group_near_duplicates=True):
@@ -183,67 +160,6 @@ def fixed_threshold(config):
     return float(rule.value) if rule.method == "fixed" else DEFAULT_THRESHOLD
 
 
-def recipe_thresholds(config, oof, fold_dirs):
-    """The thresholds of the pooled out-of-fold evaluation, as the recipe would answer.
-
-    A fixed rule gives its number for every row. A fitted rule (``--threshold youden`` …) gives
-    every out-of-fold prediction the threshold its own fold model stores, fitted on that fold's
-    training data only; the predictions then carry a ``threshold`` column and are evaluated
-    per row.
-
-    Returns
-    -------
-    predictions : pandas.DataFrame
-        ``oof`` (with a ``threshold`` column for a fitted rule).
-    thresholds : float or ``"per row"``
-    method : str
-        The ``threshold_method`` of ``eval_oof/metrics.json``.
-    """
-    from skin_cnn.evaluation.threshold import PER_ROW
-
-    rule = parse_threshold(str(config.threshold))
-    if not rule.needs_validation:
-        return oof, fixed_threshold(config), "fixed"
-    cuts = fold_thresholds(fold_dirs)
-    scored = oof.assign(threshold=[cuts[int(f)][t] for f, t in zip(oof["fold"], oof["task"])])
-    method = (f"each out-of-fold prediction at the threshold its fold model stores: {rule.short()} fitted on "
-              "that fold's training data, never on the held-out fold")
-    return scored, PER_ROW, method
-
-
-def fold_threshold_fitting(config, fold_dirs):
-    """How the fold models' thresholds were fitted: the recipe's rule on each fold's own
-    ``val_predictions.csv``, keyed by ``fold`` (None for a fixed threshold)."""
-    from skin_cnn.evaluation.threshold_choice import ThresholdFitting
-    from skin_cnn.core.predictions import read_predictions
-
-    rule = parse_threshold(str(config.threshold))
-    if not rule.needs_validation:
-        return None
-    validation = pd.concat([read_predictions(Path(d) / "val_predictions.csv").assign(fold=k + 1)
-                            for k, d in enumerate(fold_dirs)], ignore_index=True)
-    return ThresholdFitting({t: rule for t in TASK_NAMES}, validation, key="fold",
-                            source="each fold's own val_predictions.csv")
-
-
-def fold_metrics(oof, thresholds=None):
-    """AUC, sensitivity and specificity per fold and task, at each fold model's own threshold.
-
-    ``thresholds``: :func:`fold_thresholds`; 0.5 for every fold when None.
-    """
-    rows = []
-    for fold, part in oof.groupby("fold"):
-        cut = (thresholds or {}).get(int(fold)) or 0.5
-        metrics = evaluate_predictions(part.drop(columns=["fold"]), thresholds=cut,
-                                       settings=EvalSettings(n_bootstrap=0))
-        for task, entry in metrics["tasks"].items():
-            rows.append({"fold": int(fold), "task": task, "n_images": entry["n_images"],
-                         "auc": entry["auc"]["value"], "threshold": entry["threshold"],
-                         "sensitivity": entry["sensitivity"]["value"],
-                         "specificity": entry["specificity"]["value"]})
-    return pd.DataFrame(rows)
-
-
 def store_ensemble_thresholds(config, oof, path, nested=None):
     """Fit the recipe's threshold rule for ``ensemble.keras`` and store it there.
 
@@ -293,21 +209,6 @@ def nested_scores(config, frame, folds, shared, fold_dirs, out, echo):
     return table
 
 
-def spread(per_fold):
-    """Fold-to-fold spread per task: mean, standard deviation, min and max of each metric."""
-    out = []
-    for task, part in per_fold.groupby("task", sort=False):
-        row = {"task": task, "folds": int(part["auc"].notna().sum())}
-        for metric in ("auc", "sensitivity", "specificity"):
-            values = pd.to_numeric(part[metric], errors="coerce").dropna()
-            row[f"{metric}_mean"] = float(values.mean()) if len(values) else math.nan
-            row[f"{metric}_sd"] = float(values.std(ddof=1)) if len(values) > 1 else math.nan
-            row[f"{metric}_min"] = float(values.min()) if len(values) else math.nan
-            row[f"{metric}_max"] = float(values.max()) if len(values) else math.nan
-        out.append(row)
-    return pd.DataFrame(out)
-
-
 def build_ensemble(fold_dirs):
     """One model whose outputs are the mean probabilities of the fold models.
 
@@ -339,128 +240,3 @@ def build_ensemble(fold_dirs):
     for task in TASK_NAMES:
         outputs[task] = keras.layers.Average(name=task)([h[task] for h in heads])
     return keras.Model(image, outputs, name=f"cv_ensemble_{len(models)}_folds")
-
-
-# ----------------------------------------------------------------------------------------------
-def run_cv(source, out, n_folds=5, settings=None, *, resume=False, progress=True, echo=print,
-           n_bootstrap=2000, group_near_duplicates=True):
-    """Cross-validate the training recipe in ``settings`` on the images of ``source``.
-
-    Parameters
-    ----------
-    source : path
-        A manifest or split CSV (its split column, if any, is ignored).
-    out : path
-        The CV folder (``runs/NAME``).
-    n_folds : int
-    settings : dict
-        ``skin-cnn train`` settings (field names of :class:`~skin_cnn.training.config.TrainConfig`).
-    resume : bool
-        Keep the folds already finished and resume an interrupted one.
-    group_near_duplicates : bool
-        Keep near-identical photos (and the patients sharing them) in one fold; ignored when
-        ``source`` is a split with a ``split_group`` column, whose groups are kept instead.
-    """
-    from skin_cnn.training.run_folder import run_lock
-
-    with run_lock(out):  # a second cv into the same -o stops here with one line
-        return _run_cv(source, out, n_folds, settings, resume=resume, progress=progress, echo=echo,
-                       n_bootstrap=n_bootstrap, group_near_duplicates=group_near_duplicates)
-
-
-def _run_cv(source, out, n_folds, settings, *, resume, progress, echo, n_bootstrap, group_near_duplicates):
-    """:func:`run_cv` once its folder is held."""
-    out = Path(out)
-    if (out / FOLDS_FILE).is_file() and not resume:
-        raise FileExistsError(f"{out}: already holds a cross-validation; continue it with --resume or choose "
-                              "another -o folder")
-    out.mkdir(parents=True, exist_ok=True)
-    frame = read_source(source)
-    settings = dict(settings or {})
-    precision = None
-    if (out / "cv.json").is_file() and resume:
-        saved = json.loads((out / "cv.json").read_text(encoding="utf-8"))
-        settings, n_folds = saved["settings"], int(saved["folds"])
-        group_near_duplicates = saved.get("group_near_duplicates", group_near_duplicates)
-        precision = Precision.from_record(saved.get("precision"), source=f"{out / 'cv.json'}: precision")
-    base = resolve_config(dict(settings, split=str(source), out=str(out / "fold1")), source="skin-cnn cv")
-    check_not_cropped_twice(frame, base.crop, source)
-    precision = precision or resolve_precision(base.precision)
-    echo(precision.describe())
-    groups = group_labels(frame, progress=progress, group_near_duplicates=group_near_duplicates)
-    frame = frame.assign(split_group=groups)  # the bootstrap of the pooled evaluation resamples these
-    folds = assign_folds(frame["diagnosis"], groups, n_folds, seed=base.seed)
-    atomic.write_csv(out / FOLDS_FILE, frame[["image_path", "patient_id", "diagnosis"]].assign(
-        group=groups, fold=folds + 1))
-    atomic.write_json(out / "cv.json", {"folds": int(n_folds), "settings": settings, "source": os.fspath(source),
-                                        "group_near_duplicates": bool(group_near_duplicates),
-                                        "precision": precision.to_dict()})
-    shared = None
-    if base.use_feature_cache():
-        shared = shared_features(base, frame, out, progress=progress, echo=echo, precision=precision)
-
-    fold_dirs, fold_frames = [], []
-    for k in range(n_folds):
-        fold_dir = out / f"fold{k + 1}"
-        split_frame = fold_split(frame, groups, folds, k, n_folds, seed=base.seed)
-        split_path = write_split(split_frame, out / f"fold{k + 1}_split.csv")
-        fold_dirs.append(fold_dir)
-        fold_frames.append(split_frame.assign(image_path=split_frame["image_path"].astype(str)))
-        if run_folder.is_finished(fold_dir):
-            echo(f"fold {k + 1}/{n_folds}: finished earlier")
-            continue
-        echo(f"fold {k + 1}/{n_folds}: training on {int((split_frame['split'] == 'train').sum())} images, "
-             f"validating on {int((split_frame['split'] == 'val').sum())}, holding out "
-             f"{int((split_frame['split'] == 'test').sum())}")
-        if (fold_dir / "config.json").is_file():
-            config, again = load_resume_config(fold_dir), True
-        else:
-            config, again = resolve_config(dict(settings, split=str(split_path), out=str(fold_dir)),
-                                           source="skin-cnn cv"), False
-        train(config, resume=again, progress=progress, echo=echo, shared_features=shared, precision=precision)
-
-    oof = out_of_fold_predictions(fold_dirs, fold_frames, shared, base, precision)
-    atomic.write_csv(out / "oof_predictions.csv", oof)
-    per_fold = fold_metrics(oof, fold_thresholds(fold_dirs, fixed_threshold(base)))
-    summary = spread(per_fold)
-    atomic.write_csv(out / "cv_folds.csv", per_fold)
-    atomic.write_csv(out / "cv_summary.csv", summary)
-    eval_dir = out / "eval_oof"
-    scored, thresholds, method = recipe_thresholds(base, oof, fold_dirs)
-    inputs = ReportInputs(source=f"out-of-fold predictions of {n_folds}-fold cross-validation ({out})",
-                          threshold_fit=fold_threshold_fitting(base, fold_dirs))
-    write_evaluation(scored, eval_dir, thresholds=thresholds, threshold_method=method,
-                     settings=EvalSettings(n_bootstrap=n_bootstrap, seed=base.seed), inputs=inputs)
-    ensemble = build_ensemble(fold_dirs)
-    save_model_atomic(ensemble, out / "ensemble.keras")
-    nested = nested_scores(base, frame, folds, shared, fold_dirs, out, echo)
-    store_ensemble_thresholds(base, oof, out / "ensemble.keras", nested)
-    document = json.loads((fold_dirs[0] / "config.json").read_text(encoding="utf-8"))
-    atomic.write_json(out / "config.json", {"preprocessing": document["preprocessing"],
-                                            "ensemble_of": [d.name for d in fold_dirs], "train": document["train"]})
-    atomic.write_text(out / "cv_summary.md", summary_text(out, n_folds, per_fold, summary, oof))
-    echo(summary_text(out, n_folds, per_fold, summary, oof))
-    return CVResult(out, n_folds, fold_dirs, out / "oof_predictions.csv", eval_dir, summary, out / "ensemble.keras")
-
-
-def summary_text(out, n_folds, per_fold, summary, oof):
-    """``cv_summary.md``: per-fold AUCs, their spread, and where the pooled evaluation is."""
-    def fmt(v):
-        return "–" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.3f}"
-
-    lines = [f"# {n_folds}-fold patient-grouped cross-validation ({Path(out).name})", "",
-             f"{oof['image_path'].nunique()} images, each predicted once by the model that did not train on it.",
-             "", "| task | " + " | ".join(f"fold {k}" for k in range(1, n_folds + 1)) + " | mean ± sd |",
-             "|---|" + "---|" * (n_folds + 1)]
-    for task in summary["task"]:
-        part = per_fold[per_fold["task"] == task].set_index("fold")
-        cells = [fmt(part["auc"].get(k)) + f" (n={int(part['n_images'].get(k, 0))})" for k in range(1, n_folds + 1)]
-        row = summary[summary["task"] == task].iloc[0]
-        lines.append(f"| {task} | " + " | ".join(cells) + f" | {fmt(row['auc_mean'])} ± {fmt(row['auc_sd'])} |")
-    lines += ["", "Sensitivity and specificity in `cv_folds.csv` are at each fold model's own threshold "
-              "(`threshold` column: the recipe's fixed threshold unless it fits one on the fold's training data); "
-              "the pooled evaluation in `eval_oof/` scores every image at the same threshold as its fold.",
-              "", "AUC per fold at threshold-free ranking; the pooled estimate with intervals over all images "
-              "(patient-level bootstrap) is in `eval_oof/report.html`. The fold models' mean is "
-              "`ensemble.keras`.", ""]
-    return "\n".join(lines)

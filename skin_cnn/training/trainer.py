@@ -1,12 +1,13 @@
-"""The training loop: split → prepared images → (feature cache) → fit → run folder.
+"""The steps of one training: split → prepared images → (feature cache) → fit → run folder.
 
-:func:`train` reads as its steps: open the run folder, read the split, build the model, record
-the run's settings, prepare the training and validation images once
-(:func:`skin_cnn.data.preprocessing.prepare_images`), build the training stream
-(:mod:`skin_cnn.data.pipeline`: images, or cached trunk features for variant P), fit with the
-run's callbacks, and write the best model's validation predictions, curves, model card and
-summary. Training never reads the test split; ``skin-cnn evaluate RUN`` (or
-``train --evaluate-test``) looks at it, deliberately.
+:func:`skin_cnn.app.train_run.train` composes them: open the run folder, read the split, build
+the model, record the run's settings, prepare the training and validation images once
+(:func:`skin_cnn.data.preprocessing.prepare_images`) with the training stream
+(:mod:`skin_cnn.data.pipeline`: images, or cached trunk features for variant P), fit (gradient
+descent with the run's callbacks, or logistic regressions for linear heads), write the best
+model's validation predictions and curves, and store the thresholds fitted on them. The test
+evaluation, the flow record and the model card are the application's (:mod:`skin_cnn.app`).
+Training never reads the test split.
 
 Determinism and resume rest on one rule: everything random during training is a function of
 (seed, epoch) (:mod:`skin_cnn.data.pipeline`), so a run resumed at epoch ``k`` (weights,
@@ -17,15 +18,14 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
-import json
 import math
 import os
 import shutil
 import sys
 import tempfile
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import keras
 import numpy as np
@@ -41,19 +41,18 @@ from skin_cnn.data.pipeline import feature_stream, image_stream, steps_per_epoch
 from skin_cnn.data.preprocessing import ImageStore, prepare_images
 from skin_cnn.core.tasks import TASK_NAMES, TASKS
 from skin_cnn.data.crop import check_not_cropped_twice
-from skin_cnn.evaluation.flow import record_training
 from skin_cnn.models import build_model, compile_model, parameter_counts, split_at_frozen_boundary, with_model_info
 from skin_cnn.core.predictions import predictions_frame
-from skin_cnn.app.evaluate_run import evaluate_run
+from skin_cnn.core.run_paths import RunPaths
 from skin_cnn.data.skipped import read_skipped, write_skipped
 from skin_cnn.data.split import load_split, write_split
 from skin_cnn.training import callbacks as cb
 from skin_cnn.training import run_folder
 from skin_cnn.training.config import TrainConfig, prepared_bytes, resolve_config, run_config_document
 from skin_cnn.training.curves import plot_training_curves
-from skin_cnn.training.distribute import make_strategy, output_dir_for, patch_keras_for_multi_worker
+from skin_cnn.training.distribute import StrategyInfo, output_dir_for, patch_keras_for_multi_worker
 from skin_cnn.training.feature_cache import (FeatureSettings, cached_features, identity_of, image_identities,
-                                             pid_alive, run_frame_predictions, weights_digest)
+                                             pid_alive, weights_digest)
 
 PREPARED_PREFIX = ".prepared-"
 
@@ -112,6 +111,41 @@ class TrainingData:
     cache: object = None
     train_features: object = None
     train_positions: np.ndarray = None
+
+
+@dataclass
+class RunContext:
+    """What every step of one training knows: its settings, devices, folder and how it reports.
+
+    Attributes
+    ----------
+    config : TrainConfig
+    info : StrategyInfo
+        The tf.distribute strategy and this process's place in it (chief or worker).
+    run_dir : Path
+        The folder this process writes (a worker's is a scratch folder beside the chief's).
+    resume : bool
+        Continue the run in ``config.out`` from its last completed epoch.
+    progress : bool
+        Progress bars in a terminal (one line per epoch otherwise).
+    echo : callable
+        Where one-line messages go (``click.echo`` from the CLI).
+    synthetic : bool
+        Trained on synthetic demo data (said in the curves' title and the model card).
+    """
+
+    config: TrainConfig
+    info: StrategyInfo
+    run_dir: Path
+    resume: bool = False
+    progress: bool = True
+    echo: Callable[[str], object] = print
+    synthetic: bool = False
+
+    @property
+    def paths(self) -> RunPaths:
+        """The files of this process's run folder."""
+        return RunPaths(self.run_dir)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -327,17 +361,22 @@ class SharedFeatures:
         return np.asarray(labels, dtype=np.int64), np.asarray(rows, dtype=np.int64)
 
 
-def training_data(config, frame, model, work, run_dir, *, info, progress, echo, shared=None):
-    """Prepare the training and validation images once; on variant P, the feature cache too."""
-    preprocessing = config.preprocessing()
+def training_data(run, frame, model, work, shared=None):
+    """Prepare the training and validation images once; on variant P, the feature cache too.
+
+    ``run`` is the :class:`RunContext`; ``work`` the scratch folder of the prepared images
+    (:func:`preparation_folder`); ``shared`` trunk features already extracted
+    (:class:`SharedFeatures`, ``skin-cnn cv``).
+    """
+    config = run.config
     augment = augment_config(config)
     if shared is not None:
-        with info.strategy.scope():
+        with run.info.strategy.scope():
             return _shared_training_data(config, frame, model, shared)
     if config.use_feature_cache():
-        with info.strategy.scope():  # the head model must belong to the run's strategy
-            return _cached_training_data(config, frame, model, work, run_dir, augment, progress=progress, echo=echo)
-    prepared, skipped = prepare_images(frame, preprocessing, work, progress=progress)
+        with run.info.strategy.scope():  # the head model must belong to the run's strategy
+            return _cached_training_data(run, frame, model, work, augment)
+    prepared, skipped = prepare_images(frame, config.preprocessing(), work, progress=run.progress)
     train = prepared["train"]
     diseases = frame.loc[train.positions, "diagnosis"].to_numpy()
 
@@ -365,12 +404,13 @@ def feature_settings(config, feature_model, precision=None):
     return settings, views
 
 
-def _cached_training_data(config, frame, model, work, run_dir, augment, *, progress, echo):
+def _cached_training_data(run, frame, model, work, augment):
     """Heads on cached trunk features; rows found by image identity, in the current frame's order."""
+    config = run.config
     feature_model, head_model = split_at_frozen_boundary(model)
     settings, views = feature_settings(config, feature_model)
     cache = cached_features(frame, {"train": 1 + views, "val": 1}, feature_model, settings,
-                            cache_dir=config.cache_dir, work=work, progress=progress, echo=echo)
+                            cache_dir=config.cache_dir, work=work, progress=run.progress, echo=run.echo)
     positions = cache.positions
     diseases = frame.loc[positions["train"], "diagnosis"].to_numpy()
     features = cache.train
@@ -415,38 +455,40 @@ def compile_for(config, data, info):
                       steps_per_execution=data.steps if whole_epoch else 1)
 
 
-def restore(config, data, info, resume, echo):
+def restore(run, data):
     """``(initial_epoch, saved state or None)`` of a resumed run."""
-    out = Path(config.out)
-    if resume and cb.has_state(out):
-        restored = cb.restore_state(cb.state_path(out), data.train_model, info.strategy)
-        echo(f"resuming {out} after epoch {int(restored['epoch'])}")
+    out = Path(run.config.out)
+    if run.resume and cb.has_state(out):
+        restored = cb.restore_state(cb.state_path(out), data.train_model, run.info.strategy)
+        run.echo(f"resuming {out} after epoch {int(restored['epoch'])}")
         return int(restored["epoch"]), restored
-    if resume:
-        echo(f"{out}: no saved state yet; starting from epoch 1")
+    if run.resume:
+        run.echo(f"{out}: no saved state yet; starting from epoch 1")
     return 0, None
 
 
-def make_callbacks(config, data, frame, model, run_dir, initial_epoch, restored, echo, progress):
+def make_callbacks(run, data, frame, model, initial_epoch, restored):
+    """The callbacks of the fit, in their order, and the checkpoint, history and state among them."""
+    config, run_dir, echo = run.config, run.run_dir, run.echo
     val_y, val_m = targets(frame.loc[data.val_positions, "diagnosis"])
     early = keras.callbacks.EarlyStopping(monitor="val_mean_auc", mode="max", patience=config.patience)
     plateau = keras.callbacks.ReduceLROnPlateau(monitor="val_mean_auc", mode="max", factor=config.lr_factor,
                                                 patience=config.lr_patience, min_lr=1e-7, verbose=0)
     checkpoint = cb.AtomicCheckpoint(model, run_dir, defer_best=data.cache is not None, save_last=config.save_last)
-    history = cb.HistoryCSV(run_dir / "history.csv",
-                            cb.HistoryCSV.read_rows(Path(config.out) / "history.csv", initial_epoch))
+    history = cb.HistoryCSV(run.paths.history,
+                            cb.HistoryCSV.read_rows(RunPaths(config.out).history, initial_epoch))
     tracked = {"early_stopping": early, "reduce_lr": plateau, "checkpoint": checkpoint}
     state = cb.TrainingState(cb.state_path(run_dir), tracked=tracked, restore=restored)
     state.apply_restored()  # counters right now, not only when fit starts (a finished run has no fit)
     pooled = data.cache is not None and np.ndim(data.val_x) == 2
     listed = [cb.TaskAUC((data.val_x, val_y, val_m), batch_size=1024 if pooled else max(config.batch_size, 64),
                          echo=echo), early, plateau, checkpoint, history]
-    if progress:  # after TaskAUC, so the epoch line has the validation AUCs
+    if run.progress:  # after TaskAUC, so the epoch line has the validation AUCs
         listed.append(cb.EpochProgress(config.epochs, data.steps, echo=echo, bar=sys.stdout.isatty()))
     if config.tensorboard and not tensorboard_available():
         echo("TensorBoard is not installed (pip install tensorboard); no TensorBoard logs written")
     elif config.tensorboard:
-        listed.append(keras.callbacks.TensorBoard(log_dir=os.fspath(run_dir / "tensorboard"), histogram_freq=0,
+        listed.append(keras.callbacks.TensorBoard(log_dir=os.fspath(run.paths.tensorboard), histogram_freq=0,
                                                   write_graph=False, update_freq="epoch", profile_batch=0))
     return listed + [state], checkpoint, history, state
 
@@ -481,50 +523,25 @@ def best_epoch_summary(history_rows, best_epoch):
     return {t: float(row.get(f"val_{t}_auc", float("nan"))) for t in TASK_NAMES}
 
 
-def write_validation_outputs(config, data, frame, model, run_dir, history_rows, synthetic):
+def write_validation_outputs(run, data, frame, model, history_rows):
     """``val_predictions.csv`` of the best model and ``training_curves.png``."""
-    best_path = run_dir / "best.keras"
+    config, paths = run.config, run.paths
+    best_path = paths.best_model
     if best_path.is_file():
         best = keras.models.load_model(best_path, compile=False)
         model.set_weights(best.get_weights())
         del best
     probabilities = cb.predict_batches(data.train_model, data.val_x, batch_size=max(config.batch_size, 64))
     val_frame = frame.loc[data.val_positions].reset_index(drop=True)
-    atomic.write_csv(run_dir / "val_predictions.csv", predictions_frame(val_frame, probabilities))
+    atomic.write_csv(paths.val_predictions, predictions_frame(val_frame, probabilities))
     if history_rows:
-        plot_training_curves(pd.DataFrame(history_rows), run_dir / "training_curves.png",
-                             title=f"VGG-16{config.variant}" + (" (synthetic demo data)" if synthetic else ""))
-
-
-def evaluate_test(run_dir, progress, echo, precision="auto"):
-    """Evaluate the best model on the test split into ``run_dir/eval_test``."""
-    out = Path(run_dir) / "eval_test"
-    echo("evaluating the best model on the test split (--evaluate-test)")
-    metrics = evaluate_run(run_dir, split="test", out=out, val_predictions=Path(run_dir) / "val_predictions.csv",
-                           frame_predictions=run_frame_predictions(run_dir, echo=echo),
-                           progress=progress, precision=precision)
-    return out, metrics
+        plot_training_curves(pd.DataFrame(history_rows), paths.curves,
+                             title=f"VGG-16{config.variant}" + (" (synthetic demo data)" if run.synthetic else ""))
 
 
 def has_converged(best_epoch, epochs_run, max_epochs):
     """False when the best epoch is the last of all allowed epochs: the score was still rising."""
     return not (best_epoch == epochs_run == max_epochs and epochs_run > 1)
-
-
-def write_card_and_summary(result, config, frame, echo, synthetic, precision=None):
-    result.converged = has_converged(result.best_epoch, result.epochs_run, config.epochs)
-    if not result.converged:
-        echo(f"warning: the best epoch is the last one run ({result.best_epoch}); validation AUC was still "
-             "improving, so training may not have converged (try more --epochs)")
-    atomic.write_text(result.run_dir / "model_card.md", run_folder.model_card(
-        config=config, frame=frame, val_aucs=result.val_aucs, best_epoch=result.best_epoch,
-        epochs_run=result.epochs_run, skipped=result.skipped, test_metrics=result.test_metrics,
-        synthetic=synthetic, converged=result.converged, precision=precision))
-    result.summary = run_folder.summary_text(
-        run_dir=result.run_dir, config=config, epochs_run=result.epochs_run, best_epoch=result.best_epoch,
-        val_aucs=result.val_aucs, wall_s=result.wall_s, skipped=result.skipped, feature_cache=result.feature_cache,
-        eval_dir=result.eval_dir, test_metrics=result.test_metrics)
-    echo(result.summary)
 
 
 @dataclass
@@ -539,31 +556,32 @@ class ThresholdFit:
         return cls(Path(path), description)
 
 
-def fit_heads(config, data, frame, model, run_dir, info, resume, echo, progress, synthetic):
+def fit_heads(run, data, frame, model):
     """Gradient descent on the heads (or the whole model): epochs, callbacks, best epoch kept."""
+    config, info = run.config, run.info
     compile_for(config, data, info)
-    initial_epoch, restored = restore(config, data, info, resume, echo)
-    callbacks, checkpoint, history, state = make_callbacks(config, data, frame, model, run_dir,
-                                                           initial_epoch, restored, echo, progress)
+    initial_epoch, restored = restore(run, data)
+    callbacks, checkpoint, history, state = make_callbacks(run, data, frame, model, initial_epoch, restored)
     stopped = bool(restored and restored.get("stop_training"))
     if initial_epoch < config.epochs and not stopped:
         fit(config, data, info, callbacks, initial_epoch)
     else:
         finish_without_fit([checkpoint, state], data.train_model)
-    result = RunResult(run_dir=run_dir, best_epoch=int(checkpoint.best_epoch),
+    result = RunResult(run_dir=run.run_dir, best_epoch=int(checkpoint.best_epoch),
                        epochs_run=max([int(r["epoch"]) for r in history.rows], default=initial_epoch),
                        val_aucs=best_epoch_summary(history.rows, int(checkpoint.best_epoch)))
     if info.is_chief:
-        write_validation_outputs(config, data, frame, model, run_dir, history.rows, synthetic)
-        result.threshold_fit = ThresholdFit.from_file(run_dir / "val_predictions.csv",
+        write_validation_outputs(run, data, frame, model, history.rows)
+        result.threshold_fit = ThresholdFit.from_file(run.paths.val_predictions,
                                                       "validation predictions of the best epoch")
     return result
 
 
-def fit_linear(config, data, frame, model, run_dir, echo):
+def fit_linear(run, data, frame, model):
     """``--head linear``: logistic regressions on the cached features of train and val together."""
     from skin_cnn.training.linear import fit_linear_heads, group_ids, set_linear_heads
 
+    paths, echo = run.paths, run.echo
     train_x = np.asarray(data.train_features, dtype=np.float32)  # (views, n_train, d)
     val_x = np.asarray(data.val_x, dtype=np.float32)
     positions = np.concatenate([data.train_positions, data.val_positions])
@@ -575,22 +593,23 @@ def fit_linear(config, data, frame, model, run_dir, echo):
                                    train_x.shape[1] + np.arange(len(val_x))])
     clean = np.concatenate([np.arange(views * train_x.shape[1]) < train_x.shape[1], np.ones(len(val_x), bool)])
     echo(f"fitting the linear heads on {len(rows)} train + val images ({views} view(s) of each training image)")
-    fits = fit_linear_heads(x, image_of_row, clean, rows["diagnosis"].to_numpy(), group_ids(rows), seed=config.seed)
+    fits = fit_linear_heads(x, image_of_row, clean, rows["diagnosis"].to_numpy(), group_ids(rows),
+                            seed=run.config.seed)
     set_linear_heads(model, fits)
-    cb.save_model_atomic(model, run_dir / "best.keras")
+    cb.save_model_atomic(model, paths.best_model)
     probabilities = {task: np.full(len(rows), np.nan) for task in TASK_NAMES}
     for task, fitted in fits.items():
         probabilities[task][fitted.rows] = fitted.oof_probability
-    atomic.write_csv(run_dir / "val_predictions.csv", predictions_frame(rows, probabilities))
-    atomic.write_json(run_dir / "linear_fit.json", {
+    atomic.write_csv(paths.val_predictions, predictions_frame(rows, probabilities))
+    atomic.write_json(paths.linear_fit, {
         "what": "one L2 logistic regression per task on standardised pooled features; C chosen by grouped "
                 "inner cross-validation (AUC); val_predictions.csv holds its out-of-fold probabilities "
                 "of every train and val image",
         "tasks": {task: fitted.to_dict() for task, fitted in fits.items()}})
     for task, fitted in fits.items():
         echo(f"  {task:<22} C={fitted.C:g}  out-of-fold AUC {fitted.inner_auc:.3f} (n={fitted.n})")
-    result = RunResult(run_dir=run_dir, val_aucs={task: fits[task].inner_auc for task in TASK_NAMES})
-    result.threshold_fit = ThresholdFit.from_file(run_dir / "val_predictions.csv",
+    result = RunResult(run_dir=run.run_dir, val_aucs={task: fits[task].inner_auc for task in TASK_NAMES})
+    result.threshold_fit = ThresholdFit.from_file(paths.val_predictions,
                                                   "inner out-of-fold predictions of the train and val images")
     return result
 
@@ -604,7 +623,7 @@ def store_fitted_thresholds(config, run_dir, fit):
     from skin_cnn.inference.predictor import store_chosen_thresholds
 
     rule = parse_threshold(str(config.threshold))
-    if not rule.needs_validation or fit is None or not (Path(run_dir) / "best.keras").is_file():
+    if not rule.needs_validation or fit is None or not RunPaths(run_dir).best_model.is_file():
         return None
     validation = pd.read_csv(fit.path)
     tasks = [t for t in TASK_NAMES if t in set(validation["task"])]
@@ -615,98 +634,66 @@ def store_fitted_thresholds(config, run_dir, fit):
 
 
 # ----------------------------------------------------------------------------------------------
-def train(config, *, resume=False, progress=True, echo=print, synthetic=False, shared_features=None,
-          precision=None):
-    """Train one model into a run folder and return a :class:`RunResult`.
+# The steps :func:`skin_cnn.app.train_run.train` composes
 
-    Parameters
-    ----------
-    config : TrainConfig
-        Resolved settings (:func:`skin_cnn.training.config.resolve_config`).
-    resume : bool
-        Continue the interrupted run in ``config.out`` from its last completed epoch; a finished
-        run is left as it is and its summary printed again.
-    progress : bool
-        A progress bar per epoch in a terminal (one line per epoch otherwise) and progress of the
-        preparation steps (:func:`skin_cnn.core.progress.progress_bar`).
-    echo : callable
-        Where one-line messages go (``click.echo`` from the CLI).
-    synthetic : bool
-        Label the model card as trained on synthetic demo data.
-    shared_features : SharedFeatures, optional
-        Trunk features already extracted for these images (variant P; ``skin-cnn cv``).
-    precision : Precision, optional
-        Resolved already (``skin-cnn cv`` resolves it once for every fold); else
-        ``config.precision`` is resolved here (a resumed run keeps its recorded one) and said in
-        one line.
-    """
+
+def checked_config(config):
+    """``config`` once validated: a :class:`TrainConfig` whose settings fit together."""
     if not isinstance(config, TrainConfig):
         raise TypeError("config must be a TrainConfig")
     config.validate()
-    t0 = time.time()
-    info = make_strategy(config.strategy)  # before any other TensorFlow work (multi-worker)
-    # One training per run folder: a second one into the same -o stops here with one line.
-    lock = run_folder.run_lock(config.out) if info.is_chief else contextlib.nullcontext()
-    with lock:
-        return _train(config, info, t0, resume=resume, progress=progress, echo=echo, synthetic=synthetic,
-                      shared_features=shared_features, precision=precision)
+    return config
 
 
-def _train(config, info, t0, *, resume, progress, echo, synthetic, shared_features, precision):
-    """:func:`train` once the run folder is held."""
-    run_dir = open_run_folder(config, info, resume)
-    if resume and run_folder.is_finished(run_dir):
-        return _summarise_finished_run(config, run_dir, echo, synthetic)
-    set_determinism(config.seed)
-    frame = read_split(config)
-    check_disk_space(run_dir, frame, config.image_size)
-    if precision is None:
-        precision = run_precision(config, resume)
-        echo(precision.describe())
-    model = build(config, info, precision)
-    record_run(config, run_dir, frame, model, info, resume, precision)
+def training_lock(config, info):
+    """One training per run folder: the chief holds ``.lock`` (:func:`run_folder.run_lock`), so a
+    second training into the same ``-o`` stops at once with one line; workers hold nothing."""
+    return run_folder.run_lock(config.out) if info.is_chief else contextlib.nullcontext()
 
-    with preparation_folder(run_dir) as work:
-        data = training_data(config, frame, model, work, run_dir, info=info, progress=progress, echo=echo,
-                             shared=shared_features)
-        if data.skipped:
-            echo(f"{len(data.skipped)} image(s) could not be read and are left out (skipped_images.csv)")
-        write_skipped(run_dir / "skipped_images.csv", data.skipped)
-        if info.is_chief:  # the run carries its STARD flow record: the split's, plus training
-            record_training(config.split, run_dir, frame, data.skipped)
-        if config.head == "linear":
-            result = fit_linear(config, data, frame, model, run_dir, echo)
-        else:
-            result = fit_heads(config, data, frame, model, run_dir, info, resume, echo, progress, synthetic)
-        result.skipped = list(data.skipped)
-        result.feature_cache = os.fspath(data.cache.path) if data.cache is not None else None
-        result.cache_reused = bool(data.cache is not None and data.cache.reused)
-        if not info.is_chief:
-            result.wall_s = time.time() - t0
-            return result
-    store_fitted_thresholds(config, run_dir, result.threshold_fit)
-    run_folder.mark_finished(run_dir, result.best_epoch, result.epochs_run)
-    shutil.rmtree(run_dir / "backup", ignore_errors=True)  # only a run that may resume needs it
 
-    if config.evaluate and (frame["split"] == "test").any():
-        result.eval_dir, result.test_metrics = evaluate_test(run_dir, progress, echo, precision)
-    result.wall_s = time.time() - t0
-    write_card_and_summary(result, config, frame, echo, synthetic, precision)
+def announced_precision(run):
+    """The run's compute precision (:func:`run_precision`), said in one line."""
+    precision = run_precision(run.config, run.resume)
+    run.echo(precision.describe())
+    return precision
+
+
+def prepare_training_data(run, frame, model, work, shared=None):
+    """:func:`training_data`, with the images that could not be read said and written
+    (``skipped_images.csv``)."""
+    data = training_data(run, frame, model, work, shared=shared)
+    if data.skipped:
+        run.echo(f"{len(data.skipped)} image(s) could not be read and are left out (skipped_images.csv)")
+    write_skipped(run.paths.skipped, data.skipped)
+    return data
+
+
+def fit_model(run, data, frame, model):
+    """Fit the run's heads (linear: closed form; else gradient descent) and return its :class:`RunResult`."""
+    if run.config.head == "linear":
+        result = fit_linear(run, data, frame, model)
+    else:
+        result = fit_heads(run, data, frame, model)
+    result.skipped = list(data.skipped)
+    result.feature_cache = os.fspath(data.cache.path) if data.cache is not None else None
+    result.cache_reused = bool(data.cache is not None and data.cache.reused)
     return result
 
 
-def _summarise_finished_run(config, run_dir, echo, synthetic):
-    """``--resume`` of a finished run: nothing to train; the card and summary stay correct."""
-    finished = run_folder.is_finished(run_dir)
-    frame = read_split(config)
-    rows = run_folder.read_history(run_dir).to_dict("records")
-    skipped = read_skipped(run_dir / "skipped_images.csv")
-    result = RunResult(run_dir=run_dir, best_epoch=int(finished["best_epoch"]),
-                       epochs_run=int(finished["epochs_run"]),
-                       val_aucs=best_epoch_summary(rows, int(finished["best_epoch"])), skipped=skipped)
-    metrics_path = Path(run_dir) / "eval_test" / "metrics.json"
-    if metrics_path.is_file():
-        result.eval_dir, result.test_metrics = metrics_path.parent, json.loads(metrics_path.read_text())
-    echo(f"{run_dir}: this run already finished ({result.epochs_run} epochs); nothing to resume")
-    write_card_and_summary(result, config, frame, echo, synthetic, run_precision(config, resume=True))
-    return result
+def finish_fit(run, result):
+    """Store the thresholds fitted on the run's validation predictions, mark the run finished
+    (``status.json``) and drop what only a run that may resume needs (``backup/``)."""
+    store_fitted_thresholds(run.config, run.run_dir, result.threshold_fit)
+    run_folder.mark_finished(run.run_dir, result.best_epoch, result.epochs_run)
+    shutil.rmtree(run.paths.backup, ignore_errors=True)
+
+
+def finished_result(run):
+    """The :class:`RunResult` of a run that already finished (``--resume`` of it): best epoch,
+    epochs run and validation AUCs from its folder; nothing trained."""
+    finished = run_folder.is_finished(run.run_dir)
+    rows = run_folder.read_history(run.run_dir).to_dict("records")
+    return RunResult(run_dir=run.run_dir, best_epoch=int(finished["best_epoch"]),
+                     epochs_run=int(finished["epochs_run"]),
+                     val_aucs=best_epoch_summary(rows, int(finished["best_epoch"])),
+                     skipped=read_skipped(run.paths.skipped))
