@@ -22,6 +22,7 @@ from skin_cnn.app.train_run import train
 from skin_cnn.core import io as atomic
 from skin_cnn.core.compute_precision import Precision
 from skin_cnn.core.specs import EvalSettings
+from skin_cnn.core.run_paths import RunPaths
 from skin_cnn.core.tasks import TASK_NAMES
 from skin_cnn.data.crop import check_not_cropped_twice
 from skin_cnn.data.split import write_split
@@ -105,7 +106,7 @@ def fold_threshold_fitting(config, fold_dirs):
     rule = parse_threshold(str(config.threshold))
     if not rule.needs_validation:
         return None
-    validation = pd.concat([read_predictions(Path(d) / "val_predictions.csv").assign(fold=k + 1)
+    validation = pd.concat([read_predictions(RunPaths(d).val_predictions).assign(fold=k + 1)
                             for k, d in enumerate(fold_dirs)], ignore_index=True)
     return ThresholdFitting({t: rule for t in TASK_NAMES}, validation, key="fold",
                             source="each fold's own val_predictions.csv")
@@ -241,7 +242,7 @@ def train_folds(plan, shared, *, progress, echo):
         counts = split_frame["split"].value_counts()
         echo(f"fold {k + 1}/{plan.n_folds}: training on {int(counts.get('train', 0))} images, "
              f"validating on {int(counts.get('val', 0))}, holding out {int(counts.get('test', 0))}")
-        if (fold_dir / "config.json").is_file():
+        if RunPaths(fold_dir).config.is_file():
             config, again = load_resume_config(fold_dir), True
         else:
             config, again = resolve_config(dict(plan.settings, split=str(split_path), out=str(fold_dir)),
@@ -268,7 +269,7 @@ def write_ensemble(plan, oof, fold_dirs, shared, echo):
     save_model_atomic(build_ensemble(fold_dirs), path)
     nested = nested_scores(plan.base, plan.frame, plan.folds, shared, fold_dirs, plan.out, echo)
     store_ensemble_thresholds(plan.base, oof, path, nested)
-    document = json.loads((fold_dirs[0] / "config.json").read_text(encoding="utf-8"))
+    document = json.loads(RunPaths(fold_dirs[0]).config.read_text(encoding="utf-8"))
     atomic.write_json(plan.out / "config.json", {"preprocessing": document["preprocessing"],
                                                  "ensemble_of": [d.name for d in fold_dirs],
                                                  "train": document["train"]})

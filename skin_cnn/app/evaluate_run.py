@@ -15,14 +15,8 @@ import json
 from datetime import datetime, timezone
 from pathlib import Path
 
+from skin_cnn.core.run_paths import RunPaths
 from skin_cnn.core.specs import EvalSettings
-
-VAL_PREDICTION_FILES = (
-    "val_predictions.csv",
-    "predictions_val.csv",
-    "eval_val/predictions_val.csv",
-)
-TEST_EVALUATIONS = "test_evaluations.json"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -31,7 +25,7 @@ TEST_EVALUATIONS = "test_evaluations.json"
 
 def test_evaluation_count(run_dir):
     """How many times the test split of ``run_dir`` has been evaluated (0 without a record)."""
-    path = Path(run_dir) / TEST_EVALUATIONS
+    path = RunPaths(run_dir).test_evaluations
     if not path.is_file():
         return 0
     try:
@@ -50,7 +44,7 @@ def record_test_evaluation(run_dir, out, how=""):
     """
     from skin_cnn.core.io import write_json
 
-    path = Path(run_dir) / TEST_EVALUATIONS
+    path = RunPaths(run_dir).test_evaluations
     record = {"count": 0, "evaluations": []}
     if path.is_file():
         record = json.loads(path.read_text(encoding="utf-8"))
@@ -67,7 +61,7 @@ def run_folder_of(predictions_csv):
     """The run folder holding a predictions CSV (its folder or the one above, e.g.
     ``RUN/eval_test/predictions_test.csv``), or None."""
     for folder in list(Path(predictions_csv).resolve().parents)[:2]:
-        if (folder / "config.json").is_file() and (folder / "split.csv").is_file():
+        if RunPaths(folder).is_run():
             return folder
     return None
 
@@ -88,12 +82,11 @@ def run_record(run_dir, split_frame):
     from skin_cnn.evaluation import flow as flows
     from skin_cnn.data.skipped import read_skipped
 
-    run_dir = Path(run_dir)
+    paths = RunPaths(run_dir)
     config = _config(run_dir)
     record = None
-    own = run_dir / "split.flow.json"
-    if own.is_file():
-        record = flows.read_record(run_dir / "split.csv")
+    if paths.flow.is_file():
+        record = flows.read_record(paths.split)
     if record is None and config.get("split"):
         original = Path(config["split"])
         candidate = flows.read_record(original) if original.is_file() else None
@@ -102,9 +95,9 @@ def run_record(run_dir, split_frame):
         if candidate is not None and (not expected or not described or described == expected):
             record = candidate
     if record is None:
-        record = flows.start_record(run_dir / "split.csv", split_frame)
+        record = flows.start_record(paths.split, split_frame)
     if not any(step.get("name") == "training" for step in record["steps"]):
-        skipped = read_skipped(run_dir / "skipped_images.csv")
+        skipped = read_skipped(paths.skipped)
         record = dict(record, steps=[*record["steps"], flows.training_step(split_frame, skipped)])
     return record
 
@@ -118,7 +111,7 @@ def run_flow(run_dir, split, split_frame, predictions, skipped):
 
     record = run_record(run_dir, split_frame)
     chain = flows.chain(record, split)
-    earlier = [s["image_path"] for s in read_skipped(Path(run_dir) / "skipped_images.csv")
+    earlier = [s["image_path"] for s in read_skipped(RunPaths(run_dir).skipped)
                if s.get("split") == split]
     return flows.append_step(chain, flows.evaluation_step(predictions, skipped, earlier))
 
@@ -156,7 +149,7 @@ def split_change(run_dir):
 
     run_dir = Path(run_dir)
     config = _config(run_dir)
-    copy = run_dir / "split.csv"
+    copy = RunPaths(run_dir).split
     if not copy.is_file():
         return None
     recorded = config.get("run_split_sha256")
@@ -186,7 +179,7 @@ def _moved_images(run_dir, config):
         return []
     try:
         before = load_split(original).set_index("image_path")["split"].to_dict()
-        after = load_split(Path(run_dir) / "split.csv").set_index("image_path")["split"].to_dict()
+        after = load_split(RunPaths(run_dir).split).set_index("image_path")["split"].to_dict()
     except (OSError, ValueError):
         return []
     return [f"{Path(image).name}: {before.get(image, 'absent')} → {after.get(image, 'absent')}"
@@ -227,7 +220,7 @@ def check_model_tasks(predictor, model_name):
 
 
 def _config(run_dir):
-    path = Path(run_dir) / "config.json"
+    path = RunPaths(run_dir).config
     try:
         return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
     except (OSError, json.JSONDecodeError):
@@ -241,7 +234,7 @@ def run_split(run_dir, split):
     """
     from skin_cnn.data.split import load_split
 
-    split_csv = Path(run_dir) / "split.csv"
+    split_csv = RunPaths(run_dir).split
     if not split_csv.is_file():
         raise FileNotFoundError(f"{run_dir}: no split.csv in the run folder; is it a `skin-cnn train` run?")
     frame = load_split(split_csv)
@@ -284,7 +277,7 @@ def predict_run_split(run_dir, split, predictor=None, progress=True, frame_predi
         predictor = load_predictor(run_dir, precision=precision)
         if echo is not None:
             echo(predictor.precision.describe())
-    check_model_tasks(predictor, run_dir / "best.keras")
+    check_model_tasks(predictor, RunPaths(run_dir).best_model)
     result = (frame_predictions or predict_frame)(predictor, part, progress=progress)
     kept, probs = result.kept(part)
     preds = predictions_frame(kept.reset_index(drop=True), probs, tasks=list(probs))
@@ -297,11 +290,11 @@ def _validation(run_dir, predictor, progress, out, frame_predictions=None):
     from skin_cnn.core.io import write_csv
     from skin_cnn.core.predictions import read_predictions
 
-    for rel in VAL_PREDICTION_FILES:
-        if (run_dir / rel).is_file():
-            return read_predictions(run_dir / rel), str(run_dir / rel)
+    for path in RunPaths(run_dir).validation_candidates:
+        if path.is_file():
+            return read_predictions(path), str(path)
     validation, _, _, _ = predict_run_split(run_dir, "val", predictor, progress, frame_predictions)
-    write_csv(out / "predictions_val.csv", validation)
+    write_csv(RunPaths(run_dir).predictions("val", out), validation)
     return validation, f"{run_dir} val split"
 
 
@@ -397,7 +390,7 @@ def evaluate_run(
     from skin_cnn.evaluation.threshold import STORED, parse_threshold, resolve_thresholds
 
     run_dir = Path(run_dir)
-    out = Path(out) if out is not None else run_dir / f"eval_{split}"
+    out = Path(out) if out is not None else RunPaths(run_dir).eval_dir(split)
     rule = parse_threshold(threshold)
     if rule.needs_validation and split == "val":
         raise ValueError(
@@ -414,7 +407,7 @@ def evaluate_run(
     preds, skipped, frame, predictor = predict_run_split(run_dir, split, predictor, progress, frame_predictions,
                                                          precision, echo)
     out.mkdir(parents=True, exist_ok=True)
-    write_csv(out / f"predictions_{split}.csv", preds)
+    write_csv(RunPaths(run_dir).predictions(split, out), preds)
     validation, source = None, ""
     if given is not None:
         validation, source = given, str(val_predictions)
@@ -485,7 +478,7 @@ def threshold_fitting(rule, validation, source, predictor, tasks, split, run_dir
     carried = getattr(predictor, "thresholds", None) or {}
     rules = {t: rule_of_label(carried[t].rule) for t in tasks if t in carried and carried[t].chosen}
     rules = {t: r for t, r in rules.items() if r is not None}
-    files = [Path(run_dir) / rel for rel in VAL_PREDICTION_FILES if (Path(run_dir) / rel).is_file()]
+    files = [path for path in RunPaths(run_dir).validation_candidates if path.is_file()]
     if not rules or not files:
         return None
     return ThresholdFitting(rules, read_predictions(files[0]), source=str(files[0]))

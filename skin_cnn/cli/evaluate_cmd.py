@@ -134,6 +134,7 @@ def command(
     within each class. Evaluating a run's test split adds one to its test_evaluations.json.
     """
     from skin_cnn.cli.options import refuse_overwriting
+    from skin_cnn.core.run_paths import RunPaths
     from skin_cnn.reporting.report import EVALUATION_FILES
     from skin_cnn.evaluation.threshold import parse_threshold
 
@@ -142,7 +143,7 @@ def command(
     if shortcut_audit and predictions_csv:
         raise click.UsageError("--shortcut-audit needs the model: give a run folder, not --predictions")
     rule = parse_threshold(threshold)
-    target = Path(out) if out else (Path(run) / f"eval_{split}" if run else None)
+    target = Path(out) if out else (RunPaths(run).eval_dir(split) if run else None)
     if target is not None:
         refuse_overwriting([predictions_csv, val_predictions, flow_json],
                            [target / name for name in EVALUATION_FILES])
@@ -157,7 +158,7 @@ def command(
         from skin_cnn.app.evaluate_run import evaluate_run
         from skin_cnn.training.feature_cache import run_frame_predictions
 
-        out = Path(out) if out else Path(run) / f"eval_{split}"
+        out = Path(out) if out else RunPaths(run).eval_dir(split)
         metrics = evaluate_run(
             run,
             split=split,
@@ -254,10 +255,11 @@ def _predictions_flow(predictions_csv, preds, run_dir, given):
     if run_dir is None or match is None:
         return None
     from skin_cnn.app.evaluate_run import run_flow
+    from skin_cnn.core.run_paths import RunPaths
     from skin_cnn.data.split import load_split
 
     split = match.group(1)
-    frame = load_split(Path(run_dir) / "split.csv")
+    frame = load_split(RunPaths(run_dir).split)
     base = Path(predictions_csv).resolve().parent
 
     def key(path):

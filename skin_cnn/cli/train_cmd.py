@@ -1,7 +1,6 @@
 """``skin-cnn train SPLIT.csv -o runs/NAME``: train a VGG-16 variant into a run folder."""
 from __future__ import annotations
 
-from pathlib import Path
 
 import click
 
@@ -148,9 +147,9 @@ def command(ctx, split_csv, out, resume_dir, config_file, quiet, recipe, **param
     import os
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from skin_cnn.core.run_paths import RunPaths
     from skin_cnn.evaluation.flow import flow_path
     from skin_cnn.training.config import load_config_file, resolve_config
-    from skin_cnn.training.run_folder import RUN_FILES
     from skin_cnn.app.train_run import train
     from skin_cnn.training.trainer import load_resume_config
 
@@ -165,7 +164,7 @@ def command(ctx, split_csv, out, resume_dir, config_file, quiet, recipe, **param
         if not split_csv or not out:
             raise click.UsageError("give SPLIT_CSV and -o/--out (or --resume RUN)")
         refuse_overwriting([split_csv, config_file, flow_path(split_csv)],
-                           [Path(out) / name for name in RUN_FILES])
+                           list(RunPaths(out).training_files))
         file_settings = load_config_file(config_file) if config_file else {}
         file_settings.update(RECIPES[recipe] if recipe else {})
         overrides.update(split=split_csv, out=out)
@@ -176,6 +175,7 @@ def command(ctx, split_csv, out, resume_dir, config_file, quiet, recipe, **param
         train(config, resume=resume, progress=not quiet, echo=click.echo)
     except KeyboardInterrupt:
         from skin_cnn.cli.options import interrupted
+        from skin_cnn.core.run_paths import RunPaths
 
-        started = (Path(config.out) / "config.json").is_file()
+        started = RunPaths(config.out).config.is_file()
         raise interrupted(started, f"skin-cnn train --resume {config.out}") from None

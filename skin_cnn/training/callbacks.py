@@ -35,9 +35,9 @@ import tensorflow as tf
 from sklearn.metrics import roc_auc_score
 
 from skin_cnn.core import io as atomic
+from skin_cnn.core.run_paths import RunPaths
 from skin_cnn.core.tasks import TASK_NAMES, TASKS
 
-STATE_FILE = "state.npz"
 
 
 # ----------------------------------------------------------------------------------------------
@@ -275,7 +275,7 @@ class AtomicCheckpoint(keras.callbacks.Callback):
         if self.defer_best:
             self.best_weights = [np.array(w, copy=True) for w in self.model.get_weights()]
         elif self.enabled:
-            save_model_atomic(self.model_to_save, self.run_dir / "best.keras")
+            save_model_atomic(self.model_to_save, RunPaths(self.run_dir).best_model)
 
     def on_train_end(self, logs=None):
         # Resuming needs only backup/state.npz, so the full model is written once at the end
@@ -283,12 +283,12 @@ class AtomicCheckpoint(keras.callbacks.Callback):
         if not self.enabled:
             return
         if self.save_last:
-            save_model_atomic(self.model_to_save, self.run_dir / "last.keras")
+            save_model_atomic(self.model_to_save, RunPaths(self.run_dir).last_model)
         if self.defer_best and self.best_weights is not None:
             last = self.model.get_weights()
             self.model.set_weights(self.best_weights)
             try:
-                save_model_atomic(self.model_to_save, self.run_dir / "best.keras")
+                save_model_atomic(self.model_to_save, RunPaths(self.run_dir).best_model)
             finally:
                 self.model.set_weights(last)
 
@@ -489,7 +489,7 @@ def restore_state(path, model, strategy=None):
 
 
 def state_path(run_dir):
-    return Path(run_dir) / "backup" / STATE_FILE
+    return RunPaths(run_dir).state
 
 
 def has_state(run_dir):

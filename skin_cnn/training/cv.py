@@ -33,6 +33,7 @@ import pandas as pd
 from sklearn.model_selection import StratifiedGroupKFold
 
 from skin_cnn.core import io as atomic
+from skin_cnn.core.run_paths import RunPaths
 from skin_cnn.models.precision_policy import apply_precision, resolve_precision
 from skin_cnn.core.tasks import TASK_NAMES
 from skin_cnn.evaluation.threshold import parse_threshold
@@ -125,7 +126,7 @@ def out_of_fold_predictions(fold_dirs, fold_frames, shared, config, precision=No
     parts = []
     for k, (fold_dir, frame) in enumerate(zip(fold_dirs, fold_frames)):
         held = frame[frame["split"] == "test"]
-        model = keras.models.load_model(Path(fold_dir) / "best.keras", compile=False)
+        model = keras.models.load_model(RunPaths(fold_dir).best_model, compile=False)
         if shared is not None:
             labels, rows = shared.rows_of(held)
             held = held.loc[labels]
@@ -146,7 +147,7 @@ def fold_thresholds(fold_dirs, default=0.5):
     ``default`` (the recipe's fixed threshold)."""
     out = {}
     for k, fold_dir in enumerate(fold_dirs):
-        stored = (read_file_info(Path(fold_dir) / "best.keras") or {}).get("thresholds") or {}
+        stored = (read_file_info(RunPaths(fold_dir).best_model) or {}).get("thresholds") or {}
         out[k + 1] = {task: float(stored[task]["value"]) if task in stored else float(default)
                       for task in TASK_NAMES}
     return out
@@ -215,7 +216,7 @@ def build_ensemble(fold_dirs):
     Fold models of variant P share their frozen trunk, which is then computed once; other
     variants are averaged as whole models.
     """
-    models = [keras.models.load_model(Path(d) / "best.keras", compile=False) for d in fold_dirs]
+    models = [keras.models.load_model(RunPaths(d).best_model, compile=False) for d in fold_dirs]
     try:
         splits = [split_at_frozen_boundary(m) for m in models]
         trunk_weights = [np.concatenate([w.ravel() for w in f.get_weights()]) for f, _ in splits]

@@ -18,6 +18,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from skin_cnn.core.io import atomic_path
+from skin_cnn.core.run_paths import RunPaths
 from skin_cnn.data.pipeline import epoch_order, epoch_views, image_stream, view_images
 from skin_cnn.data.preprocessing import prepare_images
 from skin_cnn.data.reading import check_image
@@ -122,12 +123,12 @@ def run_training_batch(run_dir, *, epoch=1, batch=0, progress=False):
     """:func:`training_batch` of a run folder, from its ``config.json``, split and skipped list."""
     run_dir = Path(run_dir)
     document = run_folder.read_run_config(run_dir)
-    config = resolve_config(dict(document.get("train", {}), out=str(run_dir)), source=str(run_dir / "config.json"))
+    config = resolve_config(dict(document.get("train", {}), out=str(run_dir)), source=str(RunPaths(run_dir).config))
     if config.head == "linear":
         raise ValueError(f"{run_dir}: fitted with the linear head, which has no epochs or batches: it saw every "
                          f"train and val image once, as is; `{split_preview_command(config)}` draws those inputs")
-    frame = load_split(run_dir / "split.csv")
-    skipped = read_skipped(run_dir / "skipped_images.csv")
+    frame = load_split(RunPaths(run_dir).split)
+    skipped = read_skipped(RunPaths(run_dir).skipped)
     return training_batch(config, frame, epoch=epoch, batch=batch, skipped=skipped, progress=progress), config
 
 

@@ -1,22 +1,6 @@
-"""The run folder ``runs/NAME``: what ``skin-cnn train`` writes and how a run is summarised.
+"""The run folder ``runs/NAME``: who may write it, whether its training finished, its settings.
 
-::
-
-    runs/NAME/
-      config.json            every resolved setting, versions, split SHA-256, preprocessing
-      split.csv              the split used
-      best.keras             full image-in model, best validation mean AUC (no optimizer state)
-      last.keras             full model after the last epoch (only with ``--save-last``)
-      history.csv            one row per epoch (loss, per-task AUC, learning rate)
-      training_curves.png    loss and per-task AUC, training vs validation
-      val_predictions.csv    predictions table of the best model on the validation split
-      skipped_images.csv     images that could not be read, with the reason
-      model_card.md          intended use, data, metrics, limitations
-      tensorboard/           TensorBoard logs
-      backup/state.npz       what ``--resume`` continues from (removed when the run finishes)
-      status.json            written when training ends: finished, best epoch, epochs run
-      eval_test/             ``skin-cnn evaluate`` of the best model on the test split
-      .lock                  held while a training writes the folder (the holder's pid)
+Its files are named by :class:`skin_cnn.core.run_paths.RunPaths` (the layout is listed there).
 """
 from __future__ import annotations
 
@@ -29,16 +13,14 @@ from pathlib import Path
 import pandas as pd
 
 from skin_cnn.core import io as atomic
+from skin_cnn.core.run_paths import RunPaths
 from skin_cnn.core.tasks import DISEASES, TASK_NAMES
 
 SPLITS = ("train", "val", "test")
-STATUS_FILE = "status.json"
+STATUS_FILE = RunPaths(".").status.name
 #: Files a training writes at the top of its run folder (commands check that none is an input).
-RUN_FILES = ("split.csv", "split.flow.json", "config.json", "history.csv", "best.keras",
-             "val_predictions.csv", "skipped_images.csv", "linear_fit.json", STATUS_FILE)
-
-
-LOCK_FILE = ".lock"
+RUN_FILES = tuple(path.name for path in RunPaths(".").training_files)
+LOCK_FILE = RunPaths(".").lock.name
 
 
 class RunFolderBusy(RuntimeError):
@@ -81,7 +63,7 @@ def run_lock(folder):
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    path = folder / LOCK_FILE
+    path = RunPaths(folder).lock
     while True:
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         if not _try_lock(fd):
@@ -111,7 +93,7 @@ def run_lock(folder):
 def check_new_run_folder(out):
     """Refuse to overwrite a finished or interrupted run unless resuming."""
     out = Path(out)
-    if (out / "config.json").is_file():
+    if RunPaths(out).config.is_file():
         raise FileExistsError(
             f"{out}: already holds a training run (config.json); continue it with "
             f"`skin-cnn train --resume {out}` or choose another -o folder"
@@ -121,7 +103,7 @@ def check_new_run_folder(out):
 
 def read_run_config(run_dir):
     """The ``config.json`` document of a run folder, with one clear error when missing or bad."""
-    path = Path(run_dir) / "config.json"
+    path = RunPaths(run_dir).config
     if not path.is_file():
         raise FileNotFoundError(f"{path}: not found; --resume needs a run folder written by `skin-cnn train`")
     try:
@@ -132,19 +114,19 @@ def read_run_config(run_dir):
 
 def read_history(run_dir):
     """``history.csv`` of a run (an empty frame before the first epoch)."""
-    path = Path(run_dir) / "history.csv"
+    path = RunPaths(run_dir).history
     return pd.read_csv(path) if path.is_file() else pd.DataFrame(columns=["epoch"])
 
 
 def mark_finished(run_dir, best_epoch, epochs_run):
     """Record in ``status.json`` that training ended, with the best epoch (``--resume`` reads it)."""
-    atomic.write_json(Path(run_dir) / STATUS_FILE,
+    atomic.write_json(RunPaths(run_dir).status,
                       {"finished": True, "best_epoch": int(best_epoch), "epochs_run": int(epochs_run)})
 
 
 def is_finished(run_dir):
     """The ``status.json`` entry of a finished run, or None."""
-    path = Path(run_dir) / STATUS_FILE
+    path = RunPaths(run_dir).status
     if not path.is_file():
         return None
     try:
@@ -214,7 +196,7 @@ def method_of(config):
     heads chose when the run folder holds ``linear_fit.json``."""
     from skin_cnn.evaluation.method import method_rows
 
-    fit = Path(config.out) / "linear_fit.json"
+    fit = RunPaths(config.out).linear_fit
     chosen = None
     if config.head == "linear" and fit.is_file():
         chosen = {t: e["C"] for t, e in json.loads(fit.read_text(encoding="utf-8"))["tasks"].items()}

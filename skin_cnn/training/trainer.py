@@ -167,7 +167,7 @@ def load_resume_config(run_dir):
     document = run_folder.read_run_config(run_dir)
     settings = dict(document.get("train", {}))
     settings["out"] = os.fspath(run_dir)
-    return resolve_config(settings, source=f"{Path(run_dir) / 'config.json'}")
+    return resolve_config(settings, source=f"{RunPaths(run_dir).config}")
 
 
 def tensorboard_available():
@@ -288,7 +288,7 @@ def run_precision(config, resume):
     """
     if not resume:
         return resolve_precision(config.precision)
-    path = Path(config.out) / "config.json"
+    path = RunPaths(config.out).config
     return Precision.from_record(run_folder.read_run_config(config.out).get("resolved", {}).get("precision"),
                               source=f"{path}: resolved.precision")
 
@@ -308,9 +308,10 @@ def record_run(config, run_dir, frame, model, info, resume, precision):
                 "learning_rate": {"value": config.learning_rate, "origin": config.learning_rate_origin}}
     document = run_config_document(config, split_sha256=sha256_file(split_path), resolved=resolved)
     document["split"] = os.fspath(split_path.resolve())
-    write_split(frame, run_dir / "split.csv")
-    document["run_split_sha256"] = sha256_file(run_dir / "split.csv")  # checked by evaluate
-    atomic.write_json(run_dir / "config.json", document)
+    paths = RunPaths(run_dir)
+    write_split(frame, paths.split)
+    document["run_split_sha256"] = sha256_file(paths.split)  # checked by evaluate
+    atomic.write_json(paths.config, document)
     return document
 
 
