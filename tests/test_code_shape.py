@@ -36,7 +36,6 @@ MAX_PARAMETERS = 8
 OVER_LIMITS = {
     "skin_cnn/app/cv_run.py::run_cv": (24, 9),
     "skin_cnn/app/cv_run.py::_run_cv": (21, 9),
-    "skin_cnn/app/demo.py::run_demo": (79, 12),
     "skin_cnn/cli/evaluate_cmd.py::command": (88, 20),
     "skin_cnn/cli/evaluate_cmd.py::_evaluate_file": (57, 9),
     "skin_cnn/evaluation/fairness.py::fairness_analysis": (95, 8),

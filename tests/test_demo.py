@@ -3,16 +3,16 @@ import json
 
 import pandas as pd
 
-from skin_cnn.app.demo import run_demo
+from skin_cnn.app.demo import DemoSettings, run_demo
 from skin_cnn.core.tasks import DISEASES
 
 
 def test_tiny_demo_produces_a_labelled_run_folder_and_report(tmp_path, monkeypatch):
     monkeypatch.delenv("SKIN_CNN_VGG16_WEIGHTS", raising=False)
     messages = []
-    result = run_demo(tmp_path / "demo", n_patients_per_disease=3, images_per_patient=(1, 1),
-                      source_image_size=(48, 64), image_size=32, epochs=1, batch_size=8, progress=False,
-                      echo=messages.append)
+    tiny = DemoSettings(n_patients_per_disease=3, images_per_patient=(1, 1), source_image_size=(48, 64),
+                        image_size=32, epochs=1, batch_size=8)
+    result = run_demo(tmp_path / "demo", settings=tiny, progress=False, echo=messages.append)
     # no ImageNet weights in the test environment: one line says so and VGG-16N runs instead
     assert result.variant == "N"
     assert sum("falling back" in m for m in messages) == 1

@@ -31,7 +31,7 @@ def command(out, weights, patients, epochs, image_size, seed, overwrite, quiet):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import shutil
 
-    from skin_cnn.app.demo import run_demo
+    from skin_cnn.app.demo import DemoSettings, run_demo
 
     if os.path.exists(os.path.join(out, "run", "config.json")) or os.path.exists(os.path.join(out, "demo.json")):
         if not overwrite:
@@ -43,5 +43,6 @@ def command(out, weights, patients, epochs, image_size, seed, overwrite, quiet):
                 shutil.rmtree(path)
             elif os.path.exists(path):
                 os.remove(path)
-    run_demo(out, weights, n_patients_per_disease=patients, epochs=epochs, image_size=image_size,
-             seed=seed, progress=not quiet, echo=click.echo)
+    sizes = {"n_patients_per_disease": patients, "epochs": epochs, "image_size": image_size}
+    settings = DemoSettings(seed=seed, **{name: value for name, value in sizes.items() if value is not None})
+    run_demo(out, weights, settings, progress=not quiet, echo=click.echo)
