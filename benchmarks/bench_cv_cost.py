@@ -34,7 +34,7 @@ def main(argv=None):
     from skin_cnn.app.train_run import train
 
     from skin_cnn.training import resolve_config
-    from skin_cnn.app.cv_run import run_cv
+    from skin_cnn.app.cv_run import CVOptions, run_cv
 
     settings = {"variant": "P", "weights": args.weights, "image_size": args.size, "cache_views": args.views,
                 "epochs": args.epochs, "batch_size": 32, "learning_rate": 1e-3, "tensorboard": False, "seed": 0}
@@ -48,7 +48,8 @@ def main(argv=None):
         train(resolve_config(dict(settings, split=args.split, out=str(tmp / "single"))), progress=False, echo=quiet)
         train_s = time.perf_counter() - start
         start = time.perf_counter()
-        result = run_cv(args.split, tmp / "cv", args.folds, settings, progress=False, echo=quiet, n_bootstrap=200)
+        result = run_cv(args.split, tmp / "cv", args.folds, settings, progress=False, echo=quiet,
+                        options=CVOptions(n_bootstrap=200))
         cv_s = time.perf_counter() - start
         with open(result.oof_predictions, encoding="utf-8") as fh:
             oof_rows = sum(1 for _ in fh) - 1

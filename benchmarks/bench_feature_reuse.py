@@ -54,11 +54,11 @@ def main(argv=None):
     from skin_cnn.core.specs import EvalSettings
     from skin_cnn.data.manifest import load_manifest
     from skin_cnn.data.split import patient_split, write_split
-    from skin_cnn.app.evaluate_run import evaluate_run
+    from skin_cnn.app.evaluate_run import RunEvaluationOptions, evaluate_run
     from skin_cnn.app.train_run import train
     from skin_cnn.training import resolve_config
     from skin_cnn.training.config import RECIPES
-    from skin_cnn.app.cv_run import run_cv
+    from skin_cnn.app.cv_run import CVOptions, run_cv
     from skin_cnn.training.feature_cache import run_frame_predictions
 
     with tempfile.TemporaryDirectory(prefix="bench-reuse-") as tmp:
@@ -82,11 +82,13 @@ def main(argv=None):
         timed("evaluate", lambda echo: evaluate_run(tmp / "run", out=tmp / "run" / "eval_test",
                                                     settings=EvalSettings(n_bootstrap=200),
                                                     progress=False,
-                                                    frame_predictions=run_frame_predictions(tmp / "run", echo=echo)))
+                                                    options=RunEvaluationOptions(
+                                                        frame_predictions=run_frame_predictions(tmp / "run",
+                                                                                                echo=echo))))
         timed("cv_warm", lambda echo: run_cv(split, tmp / "cv-warm", args.folds, settings, progress=False,
-                                             echo=echo, n_bootstrap=200))
+                                             echo=echo, options=CVOptions(n_bootstrap=200)))
         timed("cv_cold", lambda echo: run_cv(split, tmp / "cv-cold", args.folds, dict(settings, cache_dir=str(
-            tmp / "cold")), progress=False, echo=echo, n_bootstrap=200))
+            tmp / "cold")), progress=False, echo=echo, options=CVOptions(n_bootstrap=200)))
     result = {
         "benchmark": "feature_reuse", "photos": len(frame), "image_size": args.image_size, "folds": args.folds,
         "photos_computed": steps, "wall_s": times,

@@ -60,13 +60,14 @@ def test_folds_group_patients_sharing_a_photo_whatever_the_ids_say(tmp_path):
 
 @pytest.fixture(scope="module")
 def cv_run(tmp_path_factory):
-    from skin_cnn.app.cv_run import run_cv
+    from skin_cnn.app.cv_run import CVOptions, run_cv
 
     tmp = tmp_path_factory.mktemp("cv")
     split = tiny_split(tmp, patients=5)  # one unreadable training photo included
     messages = []
     settings = dict(SETTINGS, cache_dir=str(tmp / "feature-cache"))
-    result = run_cv(split, tmp / "cv", 3, settings, progress=False, echo=messages.append, n_bootstrap=50)
+    result = run_cv(split, tmp / "cv", 3, settings, progress=False, echo=messages.append,
+                    options=CVOptions(n_bootstrap=50))
     return tmp, split, result, messages
 
 
@@ -129,7 +130,7 @@ def test_the_ensemble_is_the_mean_of_the_fold_models(cv_run):
 
 
 def test_resume_trains_only_the_missing_folds(cv_run, tmp_path):
-    from skin_cnn.app.cv_run import run_cv
+    from skin_cnn.app.cv_run import CVOptions, run_cv
 
     tmp, split, result, _ = cv_run
     copy = tmp_path / "cv"
@@ -138,7 +139,8 @@ def test_resume_trains_only_the_missing_folds(cv_run, tmp_path):
     with pytest.raises(FileExistsError, match="--resume"):
         run_cv(split, copy, 3, SETTINGS, progress=False, echo=lambda m: None)
     messages = []
-    run_cv(split, copy, 3, SETTINGS, resume=True, progress=False, echo=messages.append, n_bootstrap=50)
+    run_cv(split, copy, 3, SETTINGS, resume=True, progress=False, echo=messages.append,
+           options=CVOptions(n_bootstrap=50))
     assert [m for m in messages if "finished earlier" in m] == ["fold 1/3: finished earlier",
                                                                  "fold 3/3: finished earlier"]
     assert any(m.startswith("fold 2/3: training") for m in messages)

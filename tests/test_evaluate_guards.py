@@ -61,14 +61,15 @@ def test_an_edited_split_is_refused_before_predicting(run, tmp_path, monkeypatch
 
 
 def test_allow_changed_split_writes_the_difference_into_the_report(run, tmp_path):
-    from skin_cnn.app.evaluate_run import evaluate_run, split_change
+    from skin_cnn.app.evaluate_run import RunEvaluationOptions, evaluate_run, split_change
 
     edited = _swap_train_and_test(run, tmp_path / "edited")
     change = split_change(edited)
     moved = pd.read_csv(run / "split.csv")["split"].isin(["train", "test"]).sum()
     assert len(change["moved"]) == moved  # every train and test image, found from the original
     assert any(line.endswith("train → test") for line in change["moved"])
-    evaluate_run(edited, settings=EvalSettings(n_bootstrap=20), progress=False, allow_changed_split=True)
+    evaluate_run(edited, settings=EvalSettings(n_bootstrap=20), progress=False,
+                 options=RunEvaluationOptions(allow_changed_split=True))
     report = (edited / "eval_test" / "report.md").read_text(encoding="utf-8")
     assert "Split changed since training" in report and change["found"][:12] in report
     assert change["moved"][0] in report

@@ -267,11 +267,11 @@ def test_evaluating_a_frozen_trunk_run_reads_its_features_and_equals_the_full_mo
 @pytest.mark.slow
 def test_train_evaluate_then_cv_on_the_same_photos_runs_the_trunk_once_per_photo(tmp_path):
     """The README path with the frozen-linear recipe: cv finds every photo train and evaluate stored."""
-    from skin_cnn.app.evaluate_run import evaluate_run
+    from skin_cnn.app.evaluate_run import RunEvaluationOptions, evaluate_run
     from skin_cnn.app.train_run import train
     from skin_cnn.training import resolve_config
     from skin_cnn.training.config import RECIPES
-    from skin_cnn.app.cv_run import run_cv
+    from skin_cnn.app.cv_run import CVOptions, run_cv
     from skin_cnn.training.feature_cache import run_frame_predictions
 
     split = tiny_split(tmp_path, patients=5, broken=False)
@@ -282,8 +282,10 @@ def test_train_evaluate_then_cv_on_the_same_photos_runs_the_trunk_once_per_photo
           echo=messages.append)
     evaluate_run(tmp_path / "run", split="test", out=tmp_path / "run" / "eval_test",
                  settings=EvalSettings(n_bootstrap=20), progress=False,
-                 frame_predictions=run_frame_predictions(tmp_path / "run", echo=messages.append))
-    run_cv(split, tmp_path / "cv", 3, settings, progress=False, echo=messages.append, n_bootstrap=20)
+                 options=RunEvaluationOptions(frame_predictions=run_frame_predictions(tmp_path / "run",
+                                                                                      echo=messages.append)))
+    run_cv(split, tmp_path / "cv", 3, settings, progress=False, echo=messages.append,
+           options=CVOptions(n_bootstrap=20))
     computed = [m for m in messages if "building feature cache" in m or "extending feature cache" in m]
     frame = pd.read_csv(split)
     n_train_val, n_test = int((frame["split"] != "test").sum()), int((frame["split"] == "test").sum())

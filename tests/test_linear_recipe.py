@@ -370,13 +370,13 @@ def test_cross_validation_of_the_recipe_stores_youden_of_the_nested_ensemble_sco
     from test_training import tiny_split
 
     from skin_cnn.models import read_file_info
-    from skin_cnn.app.cv_run import run_cv
+    from skin_cnn.app.cv_run import CVOptions, run_cv
 
     split = tiny_split(tmp_path, patients=8, broken=False)
     out = tmp_path / "cv"
     run_cv(split, out, 3, dict(image_size=32, weights="none", seed=1, head="linear", pool_blocks="4+5", mirror=True,
                                threshold="youden", cache_views=0, tensorboard=False),
-           progress=False, echo=lambda *_: None, n_bootstrap=50)
+           progress=False, echo=lambda *_: None, options=CVOptions(n_bootstrap=50))
     oof = pd.read_csv(out / "oof_predictions.csv")
     nested = pd.read_csv(out / "oof_ensemble_predictions.csv")
     assert sorted(zip(nested["image_path"], nested["task"])) == sorted(zip(oof["image_path"], oof["task"]))

@@ -16,7 +16,7 @@ from PIL import Image
 
 from skin_cnn.cli import cli
 from skin_cnn.core.tasks import TASK_NAMES
-from skin_cnn.app.evaluate_run import evaluate_run
+from skin_cnn.app.evaluate_run import RunEvaluationOptions, evaluate_run
 from skin_cnn.core.specs import EvalSettings
 
 DISEASES = ("acne", "rosacea", "psoriasis", "eczema", "ctcl")
@@ -72,7 +72,7 @@ def test_a_copy_of_the_test_predictions_called_validation_is_refused(run_dir, tm
     fake_val = tmp_path / "val_copy.csv"
     test.assign(split="val").to_csv(fake_val, index=False)
     with pytest.raises(ValueError, match=r"val_copy\.csv: .*overlap.*images.*patients"):
-        evaluate_run(run_dir, threshold="youden", val_predictions=fake_val,
+        evaluate_run(run_dir, threshold="youden", options=RunEvaluationOptions(val_predictions=fake_val),
                      settings=EvalSettings(n_bootstrap=0), progress=False)
     result = CliRunner().invoke(
         cli, ["evaluate", str(run_dir), "--threshold", "youden", "--val-predictions", str(fake_val), "--quiet"]

@@ -60,7 +60,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
 
     from skin_cnn.training.config import TrainConfig
-    from skin_cnn.app.cv_run import run_cv
+    from skin_cnn.app.cv_run import CVOptions, run_cv
 
     out = Path(args.out)
     table = []
@@ -69,7 +69,7 @@ def main(argv=None):
         cv_dir = out / name
         if not (cv_dir / "eval_oof" / "metrics.json").is_file():
             run_cv(args.manifest, cv_dir, 5, settings, resume=(cv_dir / "folds.csv").is_file(),
-                   progress=False, echo=print, n_bootstrap=args.n_bootstrap)
+                   progress=False, echo=print, options=CVOptions(n_bootstrap=args.n_bootstrap))
         resolved = TrainConfig(**{k: v for k, v in settings.items()})
         epochs = fold_epochs(cv_dir)
         aucs = pooled_aucs(cv_dir)

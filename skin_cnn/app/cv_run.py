@@ -38,7 +38,7 @@ from skin_cnn.training.cv import (CV_FILES, FOLDS_FILE, assign_folds, build_ense
                                   shared_features, store_ensemble_thresholds)
 from skin_cnn.training.trainer import load_resume_config
 
-__all__ = ["CV_FILES", "CVResult", "run_cv"]
+__all__ = ["CV_FILES", "CVOptions", "CVResult", "run_cv"]
 
 
 @dataclass
@@ -52,6 +52,24 @@ class CVResult:
     eval_dir: Path
     summary: pd.DataFrame
     ensemble: Path | None
+
+
+@dataclass(frozen=True)
+class CVOptions:
+    """How a cross-validation groups its images and scores its pooled predictions.
+
+    Attributes
+    ----------
+    n_bootstrap : int
+        Bootstrap resamples of the pooled out-of-fold evaluation (``eval_oof/``), seeded by the
+        recipe's seed; 0: none.
+    group_near_duplicates : bool
+        Keep near-identical photos (and the patients sharing them) in one fold; ignored when the
+        source is a split with a ``split_group`` column, whose groups are kept instead.
+    """
+
+    n_bootstrap: int = 2000
+    group_near_duplicates: bool = True
 
 
 @dataclass
@@ -149,8 +167,7 @@ def spread(per_fold):
 
 def run_cv(source: str | os.PathLike[str], out: str | os.PathLike[str], n_folds: int = 5,
            settings: dict[str, Any] | None = None, *, resume: bool = False, progress: bool = True,
-           echo: Callable[[str], object] = print, n_bootstrap: int = 2000,
-           group_near_duplicates: bool = True) -> CVResult:
+           echo: Callable[[str], object] = print, options: CVOptions | None = None) -> CVResult:
     """Cross-validate the training recipe in ``settings`` on the images of ``source``.
 
     Parameters
@@ -164,19 +181,22 @@ def run_cv(source: str | os.PathLike[str], out: str | os.PathLike[str], n_folds:
         ``skin-cnn train`` settings (field names of :class:`~skin_cnn.training.config.TrainConfig`).
     resume : bool
         Keep the folds already finished and resume an interrupted one.
-    group_near_duplicates : bool
-        Keep near-identical photos (and the patients sharing them) in one fold; ignored when
-        ``source`` is a split with a ``split_group`` column, whose groups are kept instead.
+    progress : bool
+        Progress bars.
+    echo : callable
+        Where the one-line messages go.
+    options : CVOptions, optional
+        The grouping of the folds and the bootstrap of the pooled evaluation.
     """
+    options = options or CVOptions()
     with run_folder.run_lock(out):  # a second cv into the same -o stops here with one line
-        return _run_cv(source, out, n_folds, settings, resume=resume, progress=progress, echo=echo,
-                       n_bootstrap=n_bootstrap, group_near_duplicates=group_near_duplicates)
+        return _run_cv(source, out, n_folds, settings, resume=resume, progress=progress, echo=echo, options=options)
 
 
-def _run_cv(source, out, n_folds, settings, *, resume, progress, echo, n_bootstrap, group_near_duplicates):
+def _run_cv(source, out, n_folds, settings, *, resume, progress, echo, options):
     """:func:`run_cv` once its folder is held: the steps of a cross-validation, in order."""
     plan = plan_folds(source, out, n_folds, settings, resume=resume, progress=progress, echo=echo,
-                      group_near_duplicates=group_near_duplicates)
+                      group_near_duplicates=options.group_near_duplicates)
     shared = None
     if plan.base.use_feature_cache():
         shared = shared_features(plan.base, plan.frame, plan.out, progress=progress, echo=echo,
@@ -188,7 +208,7 @@ def _run_cv(source, out, n_folds, settings, *, resume, progress, echo, n_bootstr
     summary = spread(per_fold)
     atomic.write_csv(plan.out / "cv_folds.csv", per_fold)
     atomic.write_csv(plan.out / "cv_summary.csv", summary)
-    eval_dir = evaluate_out_of_fold(plan, oof, fold_dirs, n_bootstrap)
+    eval_dir = evaluate_out_of_fold(plan, oof, fold_dirs, options.n_bootstrap)
     ensemble = write_ensemble(plan, oof, fold_dirs, shared, echo)
     text = summary_text(plan.out, plan.n_folds, per_fold, summary, oof)
     atomic.write_text(plan.out / "cv_summary.md", text)

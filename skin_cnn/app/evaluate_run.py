@@ -12,8 +12,11 @@ may have been tuned against.
 from __future__ import annotations
 
 import json
+import os
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any, Callable, Sequence
 
 from skin_cnn.core.run_paths import RunPaths
 from skin_cnn.core.specs import EvalSettings
@@ -302,27 +305,84 @@ def _validation(run_dir, predictor, progress, out, frame_predictions=None):
 # the evaluation
 
 
-def evaluate_run(
-    run_dir,
-    split="test",
-    out=None,
-    threshold="stored",
-    val_predictions=None,
-    by=(),
-    flow=None,
-    settings: EvalSettings = EvalSettings(),
-    predictor=None,
-    progress=True,
-    fairness=(),
-    n_failures=4,
-    shortcut_audit=0,
-    allow_changed_split=False,
-    frame_predictions=None,
-    leakage_audit=True,
-    leakage_threshold=None,
-    precision="auto",
-    echo=None,
-):
+@dataclass(frozen=True)
+class RunEvaluationOptions:
+    """What an evaluation of a run folder adds to its metrics, and how it gets its predictions.
+
+    Attributes
+    ----------
+    val_predictions : str or Path, optional
+        Validation predictions to fit a threshold rule on (``youden``, ``sens:0.90``); default:
+        the run folder's (``val_predictions.csv``, written by training), else the validation
+        split is predicted. They must share no image, patient or split group with the evaluated
+        split.
+    by : sequence of str
+        Columns to repeat the metrics for, per subgroup (e.g. ``source``).
+    fairness : sequence of str
+        Columns to give a fairness section (e.g. ``fitzpatrick_scale``).
+    flow : dict, optional
+        A flow record or chain (:func:`skin_cnn.evaluation.flow.load_flow`) to draw instead of
+        the run's own (:func:`run_flow`); the evaluated images are added as its last step.
+    n_failures : int
+        Most confident false positives and negatives per task in the failure gallery, each shown
+        with its Grad-CAM (computed here: the evaluation layer never loads a model).
+    shortcut_audit : int
+        Grad-CAM of this many seeded photos of the split (seed: the settings' ``seed``), with the
+        share of its mass on the hue box, the border band and known watermarks
+        (:mod:`skin_cnn.evaluation.shortcut`); 0: none.
+    allow_changed_split : bool
+        Evaluate even when the run's ``split.csv`` is not the split trained on
+        (:func:`check_split`); the difference is then written into the report. Without it such
+        a run is refused before anything is predicted.
+    leakage_audit : bool
+        Compare every evaluated image with every training image of the run by the cosine
+        similarity of the model's pooled trunk features (:func:`audit_leakage`) and list the
+        suspected duplicates in the report, ``metrics.json`` (``leakage_audit``) and the flow.
+        Not run for the train split itself.
+    leakage_threshold : float, optional
+        Similarity at or above which a pair is suspected
+        (default :data:`skin_cnn.evaluation.duplicates.DEFAULT_THRESHOLD`).
+    precision : str or Precision
+        What the trunk computes in when the model is loaded here (:mod:`skin_cnn.models.precision_policy`).
+    predictor : skin_cnn.inference.predictor.Predictor, optional
+        An already loaded model (e.g. at the end of training).
+    frame_predictions : callable, optional
+        Predicts the split's photos instead of
+        :func:`skin_cnn.inference.predictor.predict_frame` (same signature): ``skin-cnn
+        evaluate`` and ``train --evaluate-test`` pass the feature cache's, so a frozen trunk's
+        features of photos already seen are not computed again.
+    """
+
+    val_predictions: str | os.PathLike[str] | None = None
+    by: Sequence[str] = ()
+    fairness: Sequence[str] = ()
+    flow: dict | None = None
+    n_failures: int = 4
+    shortcut_audit: int = 0
+    allow_changed_split: bool = False
+    leakage_audit: bool = True
+    leakage_threshold: float | None = None
+    precision: Any = "auto"
+    predictor: Any = None
+    frame_predictions: Callable[..., Any] | None = None
+
+
+@dataclass
+class EvaluatedSplit:
+    """One split of a run once predicted: what the report is built from."""
+
+    run_dir: Path
+    split: str
+    frame: Any
+    predictions: Any
+    skipped: list
+    predictor: Any
+
+
+def evaluate_run(run_dir: str | os.PathLike[str], split: str = "test", out: str | os.PathLike[str] | None = None,
+                 threshold: Any = "stored", *, settings: EvalSettings = EvalSettings(),
+                 options: RunEvaluationOptions | None = None, progress: bool = True,
+                 echo: Callable[[str], object] | None = None) -> dict[str, Any]:
     """Predict a run's split with its best model, write ``predictions_<split>.csv`` and evaluate.
 
     Evaluating the test split adds one to the run's ``test_evaluations.json``; the count is in
@@ -338,45 +398,16 @@ def evaluate_run(
     threshold : str or float
         ``"stored"`` (default): the thresholds the run's model carries (:func:`stored_thresholds`:
         fitted at training with ``train --threshold``, else 0.5). A number: fixed. Or chosen on
-        validation predictions now (``youden``, ``sens:0.90``): those are read
-        from ``val_predictions``, else from the run folder (``val_predictions.csv``, written by
-        training), else the validation split is predicted. They must share no image, patient or
-        split group with the evaluated split. Fitted thresholds are also stored in the run's
-        model file (:func:`skin_cnn.inference.predictor.store_chosen_thresholds`) for ``predict`` and ``serve``.
-    flow : dict, optional
-        A flow record or chain (:func:`skin_cnn.evaluation.flow.load_flow`) to draw instead of
-        the run's own (:func:`run_flow`); the evaluated images are added as its last step.
+        validation predictions now (``youden``, ``sens:0.90``; see
+        :attr:`RunEvaluationOptions.val_predictions`). Fitted thresholds are also stored in the
+        run's model file (:func:`skin_cnn.inference.predictor.store_chosen_thresholds`) for
+        ``predict`` and ``serve``.
     settings : EvalSettings
         The intervals and the bootstrap; its ``seed`` also picks the shortcut audit's photos.
-    predictor : skin_cnn.inference.predictor.Predictor, optional
-        An already loaded model (e.g. at the end of training).
-    fairness : sequence of str
-        Columns to give a fairness section (e.g. ``fitzpatrick_scale``).
-    n_failures : int
-        Most confident false positives and negatives per task in the failure gallery, each shown
-        with its Grad-CAM (computed here: the evaluation layer never loads a model).
-    shortcut_audit : int
-        Grad-CAM of this many seeded photos of the split, with the share of its mass on the hue
-        box, the border band and known watermarks (:mod:`skin_cnn.evaluation.shortcut`); 0: none.
-    allow_changed_split : bool
-        Evaluate even when the run's ``split.csv`` is not the split trained on
-        (:func:`check_split`); the difference is then written into the report. Without it such
-        a run is refused before anything is predicted.
-    frame_predictions : callable, optional
-        Predicts the split's photos instead of
-        :func:`skin_cnn.inference.predictor.predict_frame` (same signature): ``skin-cnn
-        evaluate`` and ``train --evaluate-test`` pass the feature cache's, so a frozen trunk's
-        features of photos already seen are not computed again.
-    leakage_audit : bool
-        Compare every evaluated image with every training image of the run by the cosine
-        similarity of the model's pooled trunk features (:func:`audit_leakage`) and list the
-        suspected duplicates in the report, ``metrics.json`` (``leakage_audit``) and the flow.
-        Not run for the train split itself.
-    leakage_threshold : float, optional
-        Similarity at or above which a pair is suspected
-        (default :data:`skin_cnn.evaluation.duplicates.DEFAULT_THRESHOLD`).
-    precision : str or Precision
-        What the trunk computes in when the model is loaded here (:mod:`skin_cnn.models.precision_policy`).
+    options : RunEvaluationOptions, optional
+        Subgroups, fairness, audits, the flow and how the split is predicted.
+    progress : bool
+        Progress bars.
     echo : callable, optional
         Receives the one line saying the precision of a model loaded here.
 
@@ -386,77 +417,110 @@ def evaluate_run(
         ``metrics.json`` content.
     """
     from skin_cnn.core.io import write_csv
-    from skin_cnn.reporting.report import ReportInputs, write_evaluation
-    from skin_cnn.evaluation.threshold import STORED, parse_threshold, resolve_thresholds
+    from skin_cnn.reporting.report import write_evaluation
+    from skin_cnn.evaluation.threshold import parse_threshold
 
-    run_dir = Path(run_dir)
-    out = Path(out) if out is not None else RunPaths(run_dir).eval_dir(split)
+    paths = RunPaths(run_dir)
+    options = options or RunEvaluationOptions()
+    out = Path(out) if out is not None else paths.eval_dir(split)
     rule = parse_threshold(threshold)
+    change = check_arguments(paths.root, split, rule, options)
+    given = _given_validation(rule, options)
+    preds, skipped, frame, predictor = predict_run_split(paths.root, split, options.predictor, progress,
+                                                         options.frame_predictions, options.precision, echo)
+    evaluated = EvaluatedSplit(paths.root, split, frame, preds, skipped, predictor)
+    out.mkdir(parents=True, exist_ok=True)
+    write_csv(paths.predictions(split, out), preds)
+    validation, source = given if given is not None else (None, "")
+    if given is None and rule.needs_validation:
+        validation, source = _validation(paths.root, predictor, progress, out, options.frame_predictions)
+    thresholds, method = chosen_thresholds(evaluated, rule, validation, source)
+    fit = threshold_fitting(rule, validation, source, predictor, list(thresholds), split, paths.root)
+    inputs = report_inputs(evaluated, thresholds, options, settings, change, fit, progress)
+    metrics = write_evaluation(preds, out, thresholds, method, settings=settings, inputs=inputs, progress=progress)
+    if split == "test":
+        record_test_evaluation(paths.root, out, method)
+    if rule.needs_validation:  # predict and serve then answer at the thresholds reported here
+        from skin_cnn.inference.predictor import store_chosen_thresholds
+
+        store_chosen_thresholds(paths.root, thresholds, rule, method)
+    return metrics
+
+
+def check_arguments(run_dir, split, rule, options):
+    """Refuse, before the model runs, what cannot be evaluated: a threshold fitted on the split it
+    scores, a changed split (unless allowed; the change is returned for the report), a misspelt
+    ``--by`` or ``--fairness`` column."""
+    from skin_cnn.core.predictions import check_columns, predicted_columns
+
     if rule.needs_validation and split == "val":
         raise ValueError(
             "a fitted threshold cannot be chosen on the split it is evaluated on; "
             "evaluate the test split, or use a fixed --threshold"
         )
-    change = check_split(run_dir, allow_changed_split)
-    # every argument is checked before the model runs: a misspelt column fails at once
-    from skin_cnn.core.predictions import check_columns, predicted_columns, read_predictions
+    change = check_split(run_dir, options.allow_changed_split)
+    check_columns(predicted_columns(run_split(run_dir, split).columns),
+                  {"--by": options.by, "--fairness": options.fairness},
+                  f"the predictions of {RunPaths(run_dir).split}")
+    return change
 
-    check_columns(predicted_columns(run_split(run_dir, split).columns), {"--by": by, "--fairness": fairness},
-                  f"the predictions of {run_dir / 'split.csv'}")
-    given = read_predictions(val_predictions) if rule.needs_validation and val_predictions is not None else None
-    preds, skipped, frame, predictor = predict_run_split(run_dir, split, predictor, progress, frame_predictions,
-                                                         precision, echo)
-    out.mkdir(parents=True, exist_ok=True)
-    write_csv(RunPaths(run_dir).predictions(split, out), preds)
-    validation, source = None, ""
-    if given is not None:
-        validation, source = given, str(val_predictions)
-    elif rule.needs_validation:
-        validation, source = _validation(run_dir, predictor, progress, out, frame_predictions)
+
+def _given_validation(rule, options):
+    """``(validation predictions, their source)`` handed over for a fitted rule, else None."""
+    from skin_cnn.core.predictions import read_predictions
+
+    if not rule.needs_validation or options.val_predictions is None:
+        return None
+    return read_predictions(options.val_predictions), str(options.val_predictions)
+
+
+def chosen_thresholds(evaluated, rule, validation, source):
+    """``(thresholds, method)`` of the evaluation: the model's stored ones, a fixed number, or the
+    rule fitted on the validation predictions (never on the evaluated split)."""
+    from skin_cnn.evaluation.threshold import STORED, resolve_thresholds
+
+    tasks = list(dict.fromkeys(evaluated.predictions["task"]))
     if rule.method == STORED:
-        thresholds, method = stored_thresholds(predictor, list(dict.fromkeys(preds["task"])), split)
-    else:
-        thresholds, method = resolve_thresholds(
-            rule, list(dict.fromkeys(preds["task"])), validation, source,
-            evaluated=preds, evaluated_name=f"the {split} split of {run_dir}",
-        )
-    # shown in the report as including this evaluation; recorded once the report exists
-    count = test_evaluation_count(run_dir) + (split == "test")
+        return stored_thresholds(evaluated.predictor, tasks, evaluated.split)
+    return resolve_thresholds(rule, tasks, validation, source, evaluated=evaluated.predictions,
+                              evaluated_name=f"the {evaluated.split} split of {evaluated.run_dir}")
+
+
+def report_inputs(evaluated, thresholds, options, settings, change, threshold_fit, progress):
+    """What the report shows besides the metrics: the flow, the run's context, the failure
+    gallery's Grad-CAMs, the audits and how many times the test split was looked at."""
     from skin_cnn.reporting.checklist import run_context
     from skin_cnn.evaluation.failures import failure_cases
+    from skin_cnn.reporting.report import ReportInputs
 
-    cams = failure_gradcams(predictor, failure_cases(preds, thresholds, n_failures), frame)
+    run_dir, split, frame, preds = evaluated.run_dir, evaluated.split, evaluated.frame, evaluated.predictions
+    # shown in the report as including this evaluation; recorded once the report exists
+    count = test_evaluation_count(run_dir) + (split == "test")
+    cams = failure_gradcams(evaluated.predictor, failure_cases(preds, thresholds, options.n_failures), frame)
     shortcut = None
-    if shortcut_audit:
+    if options.shortcut_audit:
         from skin_cnn.evaluation.shortcut import audit_predictor
 
-        shortcut = audit_predictor(predictor, preds, frame, n_images=int(shortcut_audit),
+        shortcut = audit_predictor(evaluated.predictor, preds, frame, n_images=int(options.shortcut_audit),
                                    seed=settings.seed)
     leakage = None
-    if leakage_audit and split != "train":
-        leakage = audit_leakage(predictor, frame, preds, split, leakage_threshold, progress=progress)
-    inputs = ReportInputs(
-        by=by,
-        fairness=fairness,
-        flow=_flow_of(run_dir, split, frame, preds, skipped, flow),
+    if options.leakage_audit and split != "train":
+        leakage = audit_leakage(evaluated.predictor, frame, preds, split, options.leakage_threshold,
+                                progress=progress)
+    return ReportInputs(
+        by=options.by,
+        fairness=options.fairness,
+        flow=_flow_of(run_dir, split, frame, preds, evaluated.skipped, options.flow),
         source=f"{run_dir} ({split} split)",
         test_evaluations={"count": count, "split": split},
         run=dict(run_context(run_dir), split_change=change),
         cams=cams,
         image_base=run_dir,
-        n_failures=n_failures,
+        n_failures=options.n_failures,
         shortcut=shortcut,
-        threshold_fit=threshold_fitting(rule, validation, source, predictor, list(thresholds), split, run_dir),
+        threshold_fit=threshold_fit,
         leakage=leakage,
     )
-    metrics = write_evaluation(preds, out, thresholds, method, settings=settings, inputs=inputs, progress=progress)
-    if split == "test":
-        record_test_evaluation(run_dir, out, method)
-    if rule.needs_validation:  # predict and serve then answer at the thresholds reported here
-        from skin_cnn.inference.predictor import store_chosen_thresholds
-
-        store_chosen_thresholds(run_dir, thresholds, rule, method)
-    return metrics
 
 
 def threshold_fitting(rule, validation, source, predictor, tasks, split, run_dir):

@@ -102,14 +102,14 @@ def _train(run: RunContext, shared_features: SharedFeatures | None, precision: P
 def evaluate_test(run_dir: str | Path, progress: bool, echo: Callable[[str], object],
                   precision: Precision | str = "auto") -> tuple[Path, dict[str, Any]]:
     """Evaluate the best model on the test split into ``run_dir/eval_test`` (``--evaluate-test``)."""
-    from skin_cnn.app.evaluate_run import evaluate_run
+    from skin_cnn.app.evaluate_run import RunEvaluationOptions, evaluate_run
 
     paths = RunPaths(run_dir)
     out = paths.eval_dir("test")
     echo("evaluating the best model on the test split (--evaluate-test)")
-    metrics = evaluate_run(paths.root, split="test", out=out, val_predictions=paths.val_predictions,
-                           frame_predictions=run_frame_predictions(paths.root, echo=echo),
-                           progress=progress, precision=precision)
+    options = RunEvaluationOptions(val_predictions=paths.val_predictions, precision=precision,
+                                   frame_predictions=run_frame_predictions(paths.root, echo=echo))
+    metrics = evaluate_run(paths.root, split="test", out=out, options=options, progress=progress)
     return out, metrics
 
 

@@ -47,7 +47,7 @@ def command(ctx, source, out, config_file, quiet, recipe, folding, **params):
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from skin_cnn.training.config import RECIPES, load_config_file
-    from skin_cnn.app.cv_run import CV_FILES, run_cv
+    from skin_cnn.app.cv_run import CV_FILES, CVOptions, run_cv
 
     refuse_overwriting([source, config_file], [Path(out) / name for name in CV_FILES])
     params["variant"] = params["variant"].upper()
@@ -56,8 +56,8 @@ def command(ctx, source, out, config_file, quiet, recipe, folding, **params):
     settings.update(user_settings(ctx, params))
     try:
         run_cv(source, out, folding["folds"], settings, resume=folding["resume"], progress=not quiet,
-               echo=click.echo, n_bootstrap=folding["n_bootstrap"],
-               group_near_duplicates=folding["group_near_duplicates"])
+               echo=click.echo, options=CVOptions(n_bootstrap=folding["n_bootstrap"],
+                                                  group_near_duplicates=folding["group_near_duplicates"]))
     except KeyboardInterrupt:
         from skin_cnn.cli.options import interrupted
 

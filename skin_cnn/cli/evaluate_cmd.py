@@ -155,29 +155,24 @@ def command(
 
         flow = load_flow(flow_json, split)
     if run:
-        from skin_cnn.app.evaluate_run import evaluate_run
+        from skin_cnn.app.evaluate_run import RunEvaluationOptions, evaluate_run
         from skin_cnn.training.feature_cache import run_frame_predictions
 
         out = Path(out) if out else RunPaths(run).eval_dir(split)
-        metrics = evaluate_run(
-            run,
-            split=split,
-            out=out,
-            threshold=rule,
+        options = RunEvaluationOptions(
             val_predictions=val_predictions,
             by=by,
             fairness=fairness,
             flow=flow,
-            progress=not quiet,
             shortcut_audit=shortcut_audit,
             allow_changed_split=allow_changed_split,
             frame_predictions=run_frame_predictions(run, echo=click.echo),
             leakage_audit=leakage_audit,
             leakage_threshold=leakage_threshold,
             precision=precision,
-            echo=click.echo,
-            settings=settings,
         )
+        metrics = evaluate_run(run, split=split, out=out, threshold=rule, settings=settings, options=options,
+                               progress=not quiet, echo=click.echo)
     else:
         if out is None:
             raise click.UsageError("-o/--out is required with --predictions")
