@@ -31,6 +31,7 @@ PUBLIC_API = {
     "skin_cnn.training": ["load_resume_config"],
     "skin_cnn.app.train_run": ["train"],
     "skin_cnn.app.cv_run": ["run_cv"],
+    "skin_cnn.app.evaluate_run": ["evaluate_run"],
     "skin_cnn.training.config": ["resolve_config"],
     "skin_cnn.inference.predictor": ["load_predictor", "predict_frame"],
     "skin_cnn.inference.export": ["export_model"],
