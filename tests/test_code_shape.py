@@ -42,8 +42,6 @@ OVER_LIMITS = {
     "skin_cnn/reporting/report.py::write_evaluation": (194, 22),
     "skin_cnn/reporting/report_sections.py::add_run": (103, 2),
     "skin_cnn/evaluation/shortcut.py::audit_predictor": (70, 9),
-    "skin_cnn/training/run_folder.py::model_card": (92, 10),
-    "skin_cnn/training/run_folder.py::summary_text": (28, 10),
 }
 
 

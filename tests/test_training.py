@@ -212,7 +212,7 @@ def test_resume_of_a_finished_run_keeps_its_model_card_and_summary(split_csv, tm
 
 def test_a_run_whose_best_epoch_is_its_last_is_flagged_as_not_converged(split_csv, tmp_path):
     from skin_cnn.training.run_folder import model_card
-    from skin_cnn.training.trainer import has_converged
+    from skin_cnn.training.trainer import RunResult, has_converged
 
     assert not has_converged(best_epoch=8, epochs_run=8, max_epochs=8)   # still improving at the end
     assert has_converged(best_epoch=5, epochs_run=8, max_epochs=8)       # three epochs without gain
@@ -221,8 +221,8 @@ def test_a_run_whose_best_epoch_is_its_last_is_flagged_as_not_converged(split_cs
     from skin_cnn.data.split import load_split
 
     config = tiny_config(split_csv, tmp_path / "run", epochs=8)
-    card = model_card(config=config, frame=load_split(split_csv), val_aucs={}, best_epoch=8, epochs_run=8,
-                      skipped=[], converged=False)
+    outcome = RunResult(run_dir=tmp_path / "run", best_epoch=8, epochs_run=8, converged=False)
+    card = model_card(config, load_split(split_csv), outcome)
     assert "Not converged" in card and "best epoch 8" in card
 
 
@@ -315,12 +315,14 @@ def test_training_output_is_short_plain_lines_when_not_a_terminal(split_csv, tmp
 
 def test_summary_says_how_few_test_images_stand_behind_a_test_auc(split_csv, tmp_path):
     from skin_cnn.training.run_folder import summary_text
+    from skin_cnn.training.trainer import RunResult
 
     config = tiny_config(split_csv, tmp_path / "run")
     tasks = {"acne_vs_rosacea": {"auc": {"value": 1.0}, "n_images": 7, "n_positive": 3, "n_negative": 4},
              "psoriasis_vs_eczema": {"auc": {"value": 0.8}, "n_images": 40, "n_positive": 20, "n_negative": 20}}
-    text = summary_text(run_dir=tmp_path, config=config, epochs_run=2, best_epoch=1, wall_s=1.0, skipped=[],
+    outcome = RunResult(run_dir=tmp_path, epochs_run=2, best_epoch=1, wall_s=1.0,
                         val_aucs={"acne_vs_rosacea": 0.9}, test_metrics={"tasks": tasks})
+    text = summary_text(config, outcome)
     acne = next(line for line in text.splitlines() if line.strip().startswith("acne_vs_rosacea"))
     assert "test 1.000 (n=7: 3/4, fewer than 10 per class: not conclusive)" in acne
     pso = next(line for line in text.splitlines() if line.strip().startswith("psoriasis_vs_eczema"))

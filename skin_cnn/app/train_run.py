@@ -27,6 +27,7 @@ from skin_cnn.core.compute_precision import Precision
 from skin_cnn.core.run_paths import RunPaths
 from skin_cnn.evaluation.flow import record_training
 from skin_cnn.training import run_folder
+from skin_cnn.training.run_folder import model_card, summary_text
 from skin_cnn.training.config import TrainConfig
 from skin_cnn.training.distribute import make_strategy
 from skin_cnn.training.feature_cache import run_frame_predictions
@@ -120,14 +121,9 @@ def write_card_and_summary(run: RunContext, result: RunResult, frame: Any, preci
     if not result.converged:
         run.echo(f"warning: the best epoch is the last one run ({result.best_epoch}); validation AUC was still "
                  "improving, so training may not have converged (try more --epochs)")
-    atomic.write_text(run.paths.model_card, run_folder.model_card(
-        config=config, frame=frame, val_aucs=result.val_aucs, best_epoch=result.best_epoch,
-        epochs_run=result.epochs_run, skipped=result.skipped, test_metrics=result.test_metrics,
-        synthetic=run.synthetic, converged=result.converged, precision=precision))
-    result.summary = run_folder.summary_text(
-        run_dir=result.run_dir, config=config, epochs_run=result.epochs_run, best_epoch=result.best_epoch,
-        val_aucs=result.val_aucs, wall_s=result.wall_s, skipped=result.skipped, feature_cache=result.feature_cache,
-        eval_dir=result.eval_dir, test_metrics=result.test_metrics)
+    atomic.write_text(run.paths.model_card,
+                      model_card(config, frame, result, synthetic=run.synthetic, precision=precision))
+    result.summary = summary_text(config, result)
     run.echo(result.summary)
 
 
