@@ -37,10 +37,6 @@ OVER_LIMITS = {
     "skin_cnn/cli/evaluate_cmd.py::command": (88, 20),
     "skin_cnn/cli/evaluate_cmd.py::_evaluate_file": (57, 9),
     "skin_cnn/evaluation/fairness.py::fairness_analysis": (95, 8),
-    "skin_cnn/reporting/report.py::build_report": (261, 13),
-    "skin_cnn/reporting/report.py::write_report": (11, 12),
-    "skin_cnn/reporting/report.py::write_evaluation": (194, 22),
-    "skin_cnn/reporting/report_sections.py::add_run": (103, 2),
     "skin_cnn/evaluation/shortcut.py::audit_predictor": (70, 9),
 }
 

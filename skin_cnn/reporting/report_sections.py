@@ -52,71 +52,93 @@ def add_run(rep, run):
         rep.para("Counts of the run's `split.csv`, per partition; `unknown` where a value is missing.")
         rep.table(header, rows)
     if run.get("disjointness") is not None:
-        anchor = rep.heading("Partitions are disjoint")
-        lines, ok = [], True
-        for check in run["disjointness"]:
-            if check["disjoint"]:
-                lines.append(f"`{check['column']}`: each of {check['n_values']} values lies in one "
-                             "partition only" + (f"; {check['n_missing']} rows without a value are "
-                                                 "their own unit" if check["n_missing"] else "") + ".")
-            else:
-                ok = False
-                shown = "; ".join(f"{v} ({', '.join(s)})" for v, s in list(check["shared"].items())[:10])
-                lines.append(f"**`{check['column']}`: {len(check['shared'])} value(s) lie in more than "
-                             f"one partition** — {shown}.")
-        if not run["disjointness"]:
-            lines.append("The split has neither `patient_id` nor `split_group`: disjointness cannot be "
-                         "checked beyond single images.")
-            ok = None
-        rep.para("Computed from the run's `split.csv` when this report was written, not taken from "
-                 "the split's own record.")
-        rep.items(lines)
-        verdict = ("no patient or split group in two partitions" if ok
-                   else "NOT disjoint: see the section" if ok is False else "not checkable")
-        out["partitions"] = (anchor, verdict)
+        out["partitions"] = _add_disjointness(rep, run["disjointness"])
     if train:
-        anchor = rep.heading("Preprocessing and augmentation")
-        pre = run.get("preprocessing") or {}
-        rows = []
-        if pre:
-            size = pre.get("image_size")
-            rows.append(["Model input", f"`{size}` pixels, resize `{pre.get('resize')}`, "
-                                        f"antialias `{pre.get('antialias')}`"])
-            rows.append(["Hue-clustering crop", f"`{pre.get('crop')}`"
-                         + (f" (`{pre['crop_params']}`)" if pre.get("crop") and pre.get("crop_params") else "")])
-        method = run.get("method") or []
-        steps = [[name, value] for section, name, value in method
-                 if section == "preprocessing" and name not in ("Model input", "Hue-clustering crop")]
-        rows += steps
-        rep.para("From the run's `config.json`, listing only the steps that took effect.")
-        rep.table(["Setting", "Value"], rows)
-        out["preprocessing"] = (anchor, f"input {pre.get('image_size', '?')}, crop {pre.get('crop', '?')}; "
-                                + "; ".join(f"{name.lower()}: {value}" for name, value in steps))
+        out["preprocessing"] = _add_preprocessing(rep, run)
+        out["model"] = _add_model(rep, run, train)
+    training = _add_training(rep, run, train)
+    if training:
+        out["training"] = training
+    return out
 
-        anchor = rep.heading("Model specification")
-        rows = _setting_rows(train, (("variant", "Variant"), ("weights", "Initial trunk weights")))
-        rows += [[name, value] for section, name, value in (run.get("method") or []) if section == "model"]
-        for name, digest in (run.get("files") or {}).items():
-            rows.append([f"SHA-256 of `{name}`", f"`{digest}`"])
-        if run.get("split_sha256"):
-            rows.append(["SHA-256 of the split trained on", f"`{run['split_sha256']}`"])
-        change = run.get("split_change")
-        if change:
-            moved = change.get("moved") or []
-            rows.append(["**Split changed since training**",
-                         f"{change['text']} (evaluated anyway: `--allow-changed-split`)"
-                         + (f". Images in another split: {'; '.join(moved[:20])}"
-                            + (f" … and {len(moved) - 20} more" if len(moved) > 20 else "") if moved else "")])
-        versions = run.get("versions") or {}
-        if versions:
-            rows.append(["Versions", ", ".join(f"{k} {v}" for k, v in versions.items())])
-        rep.table(["Item", "Value"], rows)
-        digest = (run.get("files") or {}).get("best.keras")
-        out["model"] = (anchor, f"variant {train.get('variant')}"
-                        + (f", best.keras SHA-256 {digest[:12]}…" if digest else ", no model file hash")
-                        + (f", TensorFlow {versions['tensorflow']}" if "tensorflow" in versions else "")
-                        + f", seed {train.get('seed')}")
 
+def _add_disjointness(rep, checks):
+    """Whether any patient or split group lies in two partitions; returns (anchor, verdict)."""
+    anchor = rep.heading("Partitions are disjoint")
+    lines, ok = [], True
+    for check in checks:
+        if check["disjoint"]:
+            lines.append(f"`{check['column']}`: each of {check['n_values']} values lies in one "
+                         "partition only" + (f"; {check['n_missing']} rows without a value are "
+                                             "their own unit" if check["n_missing"] else "") + ".")
+        else:
+            ok = False
+            shown = "; ".join(f"{v} ({', '.join(s)})" for v, s in list(check["shared"].items())[:10])
+            lines.append(f"**`{check['column']}`: {len(check['shared'])} value(s) lie in more than "
+                         f"one partition** — {shown}.")
+    if not checks:
+        lines.append("The split has neither `patient_id` nor `split_group`: disjointness cannot be "
+                     "checked beyond single images.")
+        ok = None
+    rep.para("Computed from the run's `split.csv` when this report was written, not taken from "
+             "the split's own record.")
+    rep.items(lines)
+    verdict = ("no patient or split group in two partitions" if ok
+               else "NOT disjoint: see the section" if ok is False else "not checkable")
+    return anchor, verdict
+
+
+def _add_preprocessing(rep, run):
+    """The preprocessing steps that took effect; returns (anchor, summary)."""
+    anchor = rep.heading("Preprocessing and augmentation")
+    pre = run.get("preprocessing") or {}
+    rows = []
+    if pre:
+        size = pre.get("image_size")
+        rows.append(["Model input", f"`{size}` pixels, resize `{pre.get('resize')}`, "
+                                    f"antialias `{pre.get('antialias')}`"])
+        rows.append(["Hue-clustering crop", f"`{pre.get('crop')}`"
+                     + (f" (`{pre['crop_params']}`)" if pre.get("crop") and pre.get("crop_params") else "")])
+    method = run.get("method") or []
+    steps = [[name, value] for section, name, value in method
+             if section == "preprocessing" and name not in ("Model input", "Hue-clustering crop")]
+    rows += steps
+    rep.para("From the run's `config.json`, listing only the steps that took effect.")
+    rep.table(["Setting", "Value"], rows)
+    return (anchor, f"input {pre.get('image_size', '?')}, crop {pre.get('crop', '?')}; "
+            + "; ".join(f"{name.lower()}: {value}" for name, value in steps))
+
+
+def _add_model(rep, run, train):
+    """Variant, weights, file hashes, a changed split and versions; returns (anchor, summary)."""
+    anchor = rep.heading("Model specification")
+    rows = _setting_rows(train, (("variant", "Variant"), ("weights", "Initial trunk weights")))
+    rows += [[name, value] for section, name, value in (run.get("method") or []) if section == "model"]
+    for name, digest in (run.get("files") or {}).items():
+        rows.append([f"SHA-256 of `{name}`", f"`{digest}`"])
+    if run.get("split_sha256"):
+        rows.append(["SHA-256 of the split trained on", f"`{run['split_sha256']}`"])
+    change = run.get("split_change")
+    if change:
+        moved = change.get("moved") or []
+        rows.append(["**Split changed since training**",
+                     f"{change['text']} (evaluated anyway: `--allow-changed-split`)"
+                     + (f". Images in another split: {'; '.join(moved[:20])}"
+                        + (f" … and {len(moved) - 20} more" if len(moved) > 20 else "") if moved else "")])
+    versions = run.get("versions") or {}
+    if versions:
+        rows.append(["Versions", ", ".join(f"{k} {v}" for k, v in versions.items())])
+    rep.table(["Item", "Value"], rows)
+    digest = (run.get("files") or {}).get("best.keras")
+    return (anchor, f"variant {train.get('variant')}"
+                    + (f", best.keras SHA-256 {digest[:12]}…" if digest else ", no model file hash")
+                    + (f", TensorFlow {versions['tensorflow']}" if "tensorflow" in versions else "")
+                    + f", seed {train.get('seed')}")
+
+
+def _add_training(rep, run, train):
+    """The stopping rule of an epoch-trained run, or the closed-form fit of linear heads;
+    returns (anchor, summary), or None when the run records neither."""
     hist = run.get("history")
     if hist:
         anchor = rep.heading("Training and stopping rule")
@@ -131,7 +153,7 @@ def add_run(rep, run):
         rep.para(rule)
         if run.get("training_curves"):
             rep.image(run["training_curves"], "Training curves (training_curves.png of the run)")
-        out["training"] = (anchor, f"{hist['epochs_run']} epochs, best epoch {hist['best_epoch']} by "
+        return (anchor, f"{hist['epochs_run']} epochs, best epoch {hist['best_epoch']} by "
                                    f"validation mean AUC, patience {hist['patience']}")
     elif train.get("head") == "linear" and run.get("linear_fit"):
         anchor = rep.heading("Model fitting")
@@ -141,9 +163,9 @@ def add_run(rep, run):
                  "and the regression refitted on all of them (the run's `linear_fit.json`).")
         rep.table(["Task", "C chosen", "Inner out-of-fold AUC", "Images"],
                   [[t, f"{e['C']:g}", f"{e['inner_cv_auc']:.3f}", str(e.get("n", ""))] for t, e in fits.items()])
-        out["training"] = (anchor, "closed-form logistic regressions, C by grouped inner cross-validation: "
+        return (anchor, "closed-form logistic regressions, C by grouped inner cross-validation: "
                            + ", ".join(f"{t} C={e['C']:g}" for t, e in fits.items()))
-    return out
+    return None
 
 
 # ---------------------------------------------------------------------------------------------
