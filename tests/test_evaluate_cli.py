@@ -112,10 +112,10 @@ def test_all_outputs_are_written_and_images_load(evaluated):
     table = pd.read_csv(out / "metrics.csv")
     assert len(table) == 2 * 6
     row = table[(table.task == "acne_vs_rosacea") & (table.metric == "sensitivity")].iloc[0]
-    # 10 images of 5 patients: the primary interval is the patient bootstrap, the exact one secondary
-    assert row["value"] == 0.75 and row["method"] == "cluster bootstrap (patient, percentile)"
-    assert row["image_method"] == "clopper-pearson"
-    assert [row["ci_low"], row["ci_high"]] == [row["bootstrap_low"], row["bootstrap_high"]]
+    # 10 images of 5 patients, too few per class for a cluster interval: the exact one stays primary
+    assert row["value"] == 0.75 and row["method"] == row["image_method"] == "clopper-pearson"
+    assert [row["ci_low"], row["ci_high"]] == [row["image_ci_low"], row["image_ci_high"]]
+    assert pd.isna(row["bootstrap_low"]) and pd.isna(row["bootstrap_high"])
     by = pd.read_csv(out / "metrics_by_source.csv")
     assert set(by["source"]) == {"clinic", "home"}
     assert "acne_vs_rosacea" in result.output
@@ -193,8 +193,10 @@ def test_youden_threshold_chosen_on_validation_is_applied_to_test(tmp_path):
 
 
 def test_a_fitted_threshold_gets_intervals_that_redo_its_choice_beside_the_fixed_ones(tmp_path):
-    pred = write_predictions(tmp_path / "test.csv")
-    val = write_predictions(tmp_path / "val.csv", shift=0.15, prefix="val_")
+    pred, val = write_predictions(tmp_path / "test.csv"), write_predictions(tmp_path / "val.csv", shift=0.15,
+                                                                              prefix="val_")
+    for path in (pred, val):  # one photo per patient: too few patients per class for a cluster interval
+        pd.read_csv(path).assign(patient_id=lambda f: f["image_path"]).to_csv(path, index=False)
     out = tmp_path / "o"
     result = run("evaluate", "--predictions", pred, "-o", out, "--threshold", "youden", "--val-predictions", val,
                  "--n-bootstrap", 200, "--quiet")
@@ -323,7 +325,8 @@ def test_run_folder_form_predicts_the_test_split(tmp_path):
 def test_report_states_the_resampling_unit_it_used(evaluated, tmp_path):
     out, _ = evaluated
     md = (out / "report.md").read_text()
-    assert "resampling unit: **patient**" in md and "within each class" in md
+    assert "Resampling unit: **patient**" in md and "within each class" in md
+    assert "too few units for a cluster interval: 2 patient(s) with a positive image" in md
     pred = pd.read_csv(write_predictions(tmp_path / "p.csv")).assign(patient_id="")
     pred.to_csv(tmp_path / "anon.csv", index=False)
     result = run("evaluate", "--predictions", tmp_path / "anon.csv", "-o", tmp_path / "o",

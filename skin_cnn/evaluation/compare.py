@@ -169,7 +169,7 @@ def _cluster_auc(part, name, settings):
         settings=settings.replace(bootstrap_method="percentile"))
     low, high = boot["auc"] or (None, None)
     return {"auc_boot_ci_low": low, "auc_boot_ci_high": high, "auc_boot_unit": boot["unit"],
-            "auc_boot_n_units": boot["n_units"]}
+            "auc_boot_n_units": boot["n_units"], "auc_boot_note": boot.get("too_few_units", "")}
 
 
 def clustered_rows(table):
@@ -200,7 +200,8 @@ def _pair_test(part, a, b, confidence, n_bootstrap, seed):
             groups=part["split_group"].tolist() if "split_group" in part else None,
             n_resamples=n_bootstrap, seed=seed, confidence=confidence,
         )
-        entry.update(boot_ci_low=boot["ci"][0], boot_ci_high=boot["ci"][1],
+        ci = boot["ci"] or (None, None)
+        entry.update(boot_ci_low=ci[0], boot_ci_high=ci[1],
                      boot_p_value=boot["p_value"], boot_unit=boot["unit"], boot_n_units=boot["n_units"])
     entry["primary"] = primary_test(entry, len(y))
     return entry

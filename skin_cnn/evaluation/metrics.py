@@ -168,10 +168,11 @@ def promote_cluster_intervals(entry):
     "method"}}``: readers of ``value``/``ci`` get the interval that respects the clustering, and
     the image-level one stays available, labelled. A metric whose bootstrap interval is undefined
     (no resample defined it) keeps its image-level interval as primary. ``interval_unit`` is the
-    unit of the primary intervals (``image`` when nothing was promoted). Returns ``entry``.
+    unit of the primary intervals (``image`` when nothing was promoted, also when there were too
+    few clusters for a cluster interval: ``bootstrap.too_few_units``). Returns ``entry``.
     """
     entry["interval_unit"] = "image"
-    if not clustered(entry):
+    if not clustered(entry) or entry["bootstrap"].get("too_few_units"):
         return entry
     boot = entry["bootstrap"]
     for m in METRICS:

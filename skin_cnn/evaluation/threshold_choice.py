@@ -23,7 +23,8 @@ import numpy as np
 import pandas as pd
 
 from skin_cnn.core.specs import EvalSettings
-from skin_cnn.stats.bootstrap import cluster_units, indices_to_counts, iter_resample_indices, unit_strata
+from skin_cnn.stats.bootstrap import (cluster_units, indices_to_counts, iter_resample_indices, too_few_units,
+                                      unit_strata)
 from skin_cnn.evaluation.threshold import ThresholdRule, choose_threshold, parse_threshold
 
 CHOICE_METRICS = ("sensitivity", "specificity")
@@ -62,6 +63,14 @@ def rule_of_label(label):
         if text.startswith(method + " >="):
             return parse_threshold(f"{short}:{text.split('>=')[1].strip()}")
     return None
+
+
+def _units_note(frame):
+    """:func:`~skin_cnn.stats.bootstrap.too_few_units` for the clusters of ``frame``."""
+    ids = frame["patient_id"].tolist() if "patient_id" in frame else None
+    groups = frame["split_group"].tolist() if "split_group" in frame else None
+    y = frame["y_true"].to_numpy().astype(int)
+    return too_few_units(y, *cluster_units(ids, n=len(y), groups=groups))
 
 
 def _draws(frame, n_resamples, seed):
@@ -152,10 +161,17 @@ def threshold_choice_entry(evaluated, fitting, rule, thresholds, *, settings: Ev
     """The ``threshold_choice`` entry of one task in ``metrics.json``.
 
     ``sensitivity`` and ``specificity``: percentile intervals with the threshold refitted in every
-    resample; ``fixed``: the same resamples of the evaluated images at the threshold used.
+    resample; ``fixed``: the same resamples of the evaluated images at the threshold used. With
+    too few patients or split groups among the evaluated images every interval is None and
+    ``too_few_units`` says why.
     ``settings`` gives the resamples (``n_bootstrap``), their ``seed`` and the ``confidence``.
     """
     n_resamples, seed, confidence = settings.n_bootstrap, settings.seed, settings.confidence
+    note = _units_note(evaluated)
+    if note:  # as the task's own cluster bootstrap: no interval of (almost) zero width
+        return {"method": "not computed", "too_few_units": note, "n_resamples": int(n_resamples),
+                "seed": int(seed), "confidence": confidence, **{m: None for m in CHOICE_METRICS},
+                "fixed": {m: None for m in CHOICE_METRICS}}
     refit, fixed, (unit, fit_unit) = choice_distribution(evaluated, fitting, rule, thresholds,
                                                          n_resamples=n_resamples, seed=seed, key=key)
     return {

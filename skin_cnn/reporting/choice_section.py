@@ -12,12 +12,18 @@ from skin_cnn.evaluation.threshold_choice import CHOICE_METRICS
 from skin_cnn.reporting.cells import fmt_interval, fmt_value
 
 
+def _first_computed(metrics):
+    """The first task's ``threshold_choice`` entry that holds intervals (its method is the one named)."""
+    return next(e["threshold_choice"] for e in metrics["tasks"].values()
+                if e.get("threshold_choice") and not e["threshold_choice"].get("too_few_units"))
+
+
 def choice_text(metrics):
     """A report sentence per task comparing the two intervals, or "" when there is none."""
     parts = []
     for task, entry in metrics["tasks"].items():
         choice = entry.get("threshold_choice")
-        if not choice:
+        if not choice or choice.get("too_few_units"):
             continue
         cells = []
         for m in CHOICE_METRICS:
@@ -29,7 +35,7 @@ def choice_text(metrics):
             parts.append(f"{task}: " + "; ".join(cells))
     if not parts:
         return ""
-    first = next(e["threshold_choice"] for e in metrics["tasks"].values() if e.get("threshold_choice"))
+    first = _first_computed(metrics)
     return ("Intervals that include the uncertainty of choosing the threshold "
             f"({int(100 * first['confidence'])}%, {first['method']}): " + "; ".join(parts) + ".")
 
@@ -52,7 +58,7 @@ def choice_rows(metrics):
     rows = []
     for task, entry in metrics["tasks"].items():
         choice = entry.get("threshold_choice")
-        if not choice:
+        if not choice or choice.get("too_few_units"):
             continue
         cells = []
         for m in CHOICE_METRICS:
@@ -66,10 +72,14 @@ def choice_rows(metrics):
 def add_choice_table(rep, metrics):
     """The table of :func:`choice_rows` under a sentence saying what it shows; nothing when no
     task's threshold was chosen on validation predictions."""
+    few = [f"{task_title(t)}: {e['threshold_choice']['too_few_units']}" for t, e in metrics["tasks"].items()
+           if (e.get("threshold_choice") or {}).get("too_few_units")]
+    if few:
+        rep.para("No interval including the threshold choice for " + "; ".join(few) + ".")
     rows = choice_rows(metrics)
     if not rows:
         return
-    first = next(e["threshold_choice"] for e in metrics["tasks"].values() if e.get("threshold_choice"))
+    first = _first_computed(metrics)
     rep.table(CHOICE_HEADER, rows)
     rep.para(
         f"The threshold was chosen on validation predictions, so it is an estimate too: the "

@@ -112,7 +112,8 @@ def _model_table(table):
         auc = [image_level]
         if clustered.any():
             boot = _entry(r["auc"], r["auc_boot_ci_low"], r["auc_boot_ci_high"]) if clustered[k] else None
-            auc = [_flag("auc", boot, r) if boot else "— (every image its own unit)", image_level]
+            missing = f"— ({r.get('auc_boot_note') or 'every image its own unit'})"
+            auc = [_flag("auc", boot, r) if boot else missing, image_level]
         accuracy = _flag("accuracy", _entry(r["accuracy"], r["accuracy_ci_low"], r["accuracy_ci_high"]), r)
         rows.append([task_title(r["task"]), r["model"], r["n_images"], *auc, accuracy])
     return header, rows
@@ -132,6 +133,9 @@ def _model_table_text(table, threshold):
         )
     else:
         auc = f"AUC with 95% intervals ({methods})"
+    notes = sorted(set(table.get("auc_boot_note", pd.Series(dtype=str)).fillna("")) - {""})
+    if notes:
+        auc += f" (no cluster bootstrap interval where there are {'; '.join(notes)})"
     return (f"{auc}; accuracy at {_threshold_words(threshold)} with exact Clopper–Pearson intervals. "
             "Every model was evaluated on the same images. " + CAVEAT_TEXT)
 

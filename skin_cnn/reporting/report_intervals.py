@@ -37,10 +37,28 @@ def image_level_text(metrics):
     )
 
 
+def _too_few(tasks):
+    """Task → why it has no cluster bootstrap interval (too few patients or split groups per class)."""
+    return {t: e["bootstrap"]["too_few_units"] for t, e in tasks.items()
+            if (e.get("bootstrap") or {}).get("too_few_units")}
+
+
+def too_few_text(tasks):
+    """The sentence naming the tasks without a cluster interval, and why; "" when there are none."""
+    few = _too_few(tasks)
+    if not few:
+        return ""
+    return (" No cluster bootstrap interval for " + "; ".join(f"{task_title(t)}: {why}" for t, why in few.items())
+            + ". Its intervals are image-level, which treat every image as independent: with "
+            "several images per patient they are too narrow.")
+
+
 def headline_text(metrics):
     """The sentence under the main tables: which intervals they show and why."""
     tasks = metrics["tasks"]
     promoted = _promoted(tasks)
+    if not promoted and _too_few(tasks):
+        return "Intervals in these tables are image-level: " + image_level_text(metrics) + "." + too_few_text(tasks)
     if not promoted:
         return (
             "Intervals in these tables are image-level: " + image_level_text(metrics) + ". Every "
@@ -57,7 +75,8 @@ def headline_text(metrics):
         "are not independent. The image-level intervals, which treat every image as "
         "independent and are narrower for it, follow in their own table below."
     )
-    rest = [task_title(t) for t in tasks if t not in promoted]
+    rest = [task_title(t) for t in tasks if t not in promoted and t not in _too_few(tasks)]
+    text += too_few_text(tasks)
     if rest:
         text += (
             f" {', '.join(rest)}: every image is its own unit or the bootstrap did not run, so "
@@ -98,7 +117,7 @@ def add_secondary_intervals(rep, metrics):
     if not boots:
         return
     rep.heading("Bootstrap intervals")
-    rep.para(bootstrap_text(next(iter(boots.values()))))
+    rep.para(bootstrap_text(next(iter(boots.values()))) + too_few_text(tasks))
     rep.table(
         ["Task"] + [METRIC_LABELS[m] for m in METRICS],
         [
@@ -126,6 +145,8 @@ def independence_limitation(metrics):
         "of one patient are correlated, so these intervals are too narrow when patients contribute "
         "many images"
     )
+    if _too_few(tasks):
+        return text + f"; here there were too few {unit}s for a cluster bootstrap interval."
     if unit in ("patient", "split group"):
         return text + f" (here every {unit} holds one image, so the two coincide)."
     return text + "; without patient ids or split groups the bootstrap cannot correct this."

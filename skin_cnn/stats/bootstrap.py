@@ -24,6 +24,11 @@ minute for a loop over ``sklearn.metrics.roc_auc_score`` (``benchmarks/bench_boo
 
 Intervals are percentile or BCa (bias-corrected and accelerated, Efron & Tibshirani 1993, §14.3),
 with the acceleration from a leave-one-unit-out jackknife, so it is clustered like the resampling.
+
+With fewer than :data:`MIN_UNITS_PER_CLASS` patients (or split groups) holding a positive image,
+or holding a negative one, a cluster bootstrap cannot show the uncertainty (with one patient per
+class every resample is the data, and the interval has zero width): no cluster interval is
+computed then, and the result says so (``too_few_units``).
 """
 
 from __future__ import annotations
@@ -39,6 +44,29 @@ METRICS = ("sensitivity", "specificity", "ppv", "npv", "accuracy", "auc")
 METHODS = BOOTSTRAP_METHODS
 # resamples drawn per batch; fixed so that the draws depend on the seed only
 BATCH = 250
+
+
+#: Fewest clusters (patients, split groups) with a positive image, and with a negative one, for a
+#: cluster bootstrap interval. Below it the resamples hardly differ from the data and the interval
+#: shrinks to (almost) zero width: a false claim of precision.
+MIN_UNITS_PER_CLASS = 5
+
+
+def too_few_units(y_true, units, n_units, unit):
+    """Why there is no cluster bootstrap interval for these units, or None when there can be one.
+
+    Only clusters are checked (``unit`` patient or split group, fewer units than images); a unit
+    counts for a class when it holds an image of that class.
+    """
+    y = np.asarray(y_true).astype(bool)
+    if unit == "image" or not n_units or n_units >= y.size:
+        return None
+    positive = np.unique(np.asarray(units)[y]).size
+    negative = np.unique(np.asarray(units)[~y]).size
+    if min(positive, negative) >= MIN_UNITS_PER_CLASS:
+        return None
+    return (f"too few units for a cluster interval: {positive} {unit}(s) with a positive image, "
+            f"{negative} with a negative one (at least {MIN_UNITS_PER_CLASS} of each needed)")
 
 
 def _clean_ids(values):
@@ -310,6 +338,12 @@ def _jackknife(design):
     return {m: np.concatenate(v) for m, v in parts.items()}
 
 
+def _intervals_header(settings, unit, n_units):
+    """How the intervals of :func:`bootstrap_intervals` were drawn (the first keys of its result)."""
+    return {"n_resamples": int(settings.n_bootstrap), "unit": unit, "n_units": int(n_units), "stratified": True,
+            "seed": int(settings.seed), "method": settings.bootstrap_method, "confidence": settings.confidence}
+
+
 def bootstrap_intervals(
     y_true,
     y_prob,
@@ -341,24 +375,21 @@ def bootstrap_intervals(
         ``method``, ``confidence`` and ``metric: [low, high]`` (``None`` when undefined).
         Resamples in which a metric is undefined are left out of its interval; their number is
         in ``n_undefined``. A BCa interval that cannot be computed falls back to percentile and
-        is listed in ``percentile_fallback``.
+        is listed in ``percentile_fallback``. With too few clusters per class
+        (:func:`too_few_units`) every interval is ``None`` and ``too_few_units`` says why.
     """
     if settings.n_bootstrap < 1:
         raise ValueError("n_bootstrap must be at least 1 for bootstrap intervals")
     method = settings.bootstrap_method
     alpha = 1 - settings.confidence
+    units, n_units, unit = cluster_units(patient_ids, n=len(np.asarray(y_true)), groups=groups)
+    out = _intervals_header(settings, unit, n_units)
+    note = too_few_units(y_true, units, n_units, unit)
+    if note:
+        return {**out, **{m: None for m in METRICS}, "too_few_units": note}
     dist, unit, design = bootstrap_distribution(
         y_true, y_prob, threshold, patient_ids, settings, progress, groups=groups
     )
-    out = {
-        "n_resamples": int(settings.n_bootstrap),
-        "unit": unit,
-        "n_units": int(design.n_units),
-        "stratified": True,
-        "seed": int(settings.seed),
-        "method": method,
-        "confidence": settings.confidence,
-    }
     undefined, fallback = {}, []
     if method == "bca":
         full = design.metrics(np.ones((1, design.n_units)))
@@ -410,10 +441,15 @@ def paired_auc_difference(
     dict
         ``difference`` (on all images), ``ci`` (percentile interval), ``p_value`` (two-sided: twice
         the smaller share of resampled differences at or beyond zero on either side, at most 1),
-        ``unit``, ``n_units``, ``n_resamples``, ``seed``.
+        ``unit``, ``n_units``, ``n_resamples``, ``seed``. With too few clusters per class
+        (:func:`too_few_units`) ``ci`` and ``p_value`` are None and ``too_few_units`` says why.
     """
     y = np.asarray(y_true)
     units, n_units, unit = cluster_units(patient_ids, n=len(y), groups=groups)
+    note = too_few_units(y, units, n_units, unit)
+    if note:
+        return {"difference": None, "ci": None, "p_value": None, "unit": unit, "n_units": int(n_units),
+                "n_resamples": int(n_resamples), "seed": int(seed), "too_few_units": note}
     design_a = _Design(y, score_a, 0.5, units, n_units)
     design_b = _Design(y, score_b, 0.5, units, n_units)
     strata = unit_strata(y, units, n_units)
