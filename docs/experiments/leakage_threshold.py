@@ -64,7 +64,7 @@ def features(manifest, weights, image_size, cache, n_photos=600, n_altered=200, 
         data = np.load(cache, allow_pickle=False)
         return {k: data[k] for k in data.files}
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from skin_cnn.data.preprocessing import Preprocessing
+    from skin_cnn.core.specs import Preprocessing
     from skin_cnn.data.manifest import load_manifest
     from skin_cnn.models import build_model
     from skin_cnn.inference.predictor import Predictor
