@@ -6,64 +6,65 @@ For a run folder or a predictions CSV.
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import click
 
-from skin_cnn.cli.options import interval_options, precision_option
+from skin_cnn.cli.options import gathered, interval_options, precision_option, quiet_option
+
+
+@dataclass(frozen=True)
+class Target:
+    """What is evaluated (a run folder's split, or a predictions CSV) and where the results go."""
+
+    run: str | None = None
+    predictions_csv: str | None = None
+    out: str | None = None
+    split: str = "test"
+
+
+@dataclass(frozen=True)
+class Breakdowns:
+    """The report's parts beyond the overall metrics: subgroups, fairness columns, the STARD flow."""
+
+    by: tuple = ()
+    fairness: tuple = ()
+    flow_json: str | None = None
+
+
+@dataclass(frozen=True)
+class RunChecks:
+    """What only a run folder (a model) can add: the shortcut and leakage audits, and how the
+    model runs."""
+
+    shortcut_audit: int = 0
+    allow_changed_split: bool = False
+    leakage_audit: bool = True
+    leakage_threshold: float | None = None
+    precision: str = "auto"
 
 
 @click.command(name="evaluate")
 @click.argument("run", required=False, type=click.Path(file_okay=False))
-@click.option(
-    "--predictions",
-    "predictions_csv",
-    type=click.Path(dir_okay=False),
-    help="Evaluate this predictions CSV instead of a run folder (no model needed).",
-)
-@click.option(
-    "-o",
-    "--out",
-    "out",
-    type=click.Path(file_okay=False),
-    default=None,
-    help="Output folder [default for a run: RUN/eval_<split>; required with --predictions].",
-)
-@click.option(
-    "--split",
-    default="test",
-    show_default=True,
-    type=click.Choice(["test", "val", "train"]),
-    help="Split of the run to evaluate.",
-)
-@click.option(
-    "--threshold",
-    default="stored",
-    show_default=True,
-    help="A probability (y_prob >= threshold is positive); 'youden' / 'sens:0.90' / "
-    "'spec:0.90' chosen on validation predictions; or 'stored': the run model's own thresholds "
-    "(fitted at training with `train --threshold`, else 0.5; 0.5 with --predictions).",
-)
-@click.option(
-    "--val-predictions",
-    type=click.Path(dir_okay=False),
-    default=None,
-    help="Validation predictions CSV to choose a fitted threshold on.",
-)
-@click.option(
-    "--by",
-    multiple=True,
-    metavar="COLUMN",
-    help="Repeat the metrics per subgroup of COLUMN (e.g. source); may be repeated.",
-)
-@click.option(
-    "--fairness",
-    multiple=True,
-    metavar="COLUMN",
-    help="Add a fairness section for COLUMN (e.g. fitzpatrick_scale): per group AUC, sensitivity "
-    "and specificity with intervals, the largest gap with a bootstrap interval, a forest plot; "
-    "may be repeated.",
-)
+@click.option("--predictions", "predictions_csv", type=click.Path(dir_okay=False),
+              help="Evaluate this predictions CSV instead of a run folder (no model needed).")
+@click.option("-o", "--out", "out", type=click.Path(file_okay=False), default=None,
+              help="Output folder [default for a run: RUN/eval_<split>; required with --predictions].")
+@click.option("--split", default="test", show_default=True, type=click.Choice(["test", "val", "train"]),
+              help="Split of the run to evaluate.")
+@click.option("--threshold", default="stored", show_default=True,
+              help="A probability (y_prob >= threshold is positive); 'youden' / 'sens:0.90' / "
+              "'spec:0.90' chosen on validation predictions; or 'stored': the run model's own thresholds "
+              "(fitted at training with `train --threshold`, else 0.5; 0.5 with --predictions).")
+@click.option("--val-predictions", type=click.Path(dir_okay=False), default=None,
+              help="Validation predictions CSV to choose a fitted threshold on.")
+@click.option("--by", multiple=True, metavar="COLUMN",
+              help="Repeat the metrics per subgroup of COLUMN (e.g. source); may be repeated.")
+@click.option("--fairness", multiple=True, metavar="COLUMN",
+              help="Add a fairness section for COLUMN (e.g. fitzpatrick_scale): per group AUC, sensitivity "
+              "and specificity with intervals, the largest gap with a bootstrap interval, a forest plot; "
+              "may be repeated.")
 @interval_options(
     n_bootstrap_help="Bootstrap resamples (0: none).",
     auc_ci_help="DeLong AUC interval: on the logit scale (inside (0, 1); Newcombe score interval where "
@@ -71,60 +72,28 @@ from skin_cnn.cli.options import interval_options, precision_option
     confidence_help="Confidence level of every interval.",
     bootstrap_method=True,
 )
-@click.option(
-    "--flow",
-    "flow_json",
-    type=click.Path(dir_okay=False),
-    default=None,
-    help="Flow JSON for the STARD diagram (e.g. the SPLIT.flow.json of `skin-cnn split`).",
-)
-@click.option(
-    "--shortcut-audit",
-    default=0,
-    show_default=True,
-    type=click.IntRange(0),
-    metavar="N",
-    help="Run folders: Grad-CAM of N seeded photos, and the share of its mass on the hue box, the "
-    "border band and known watermarks (a report section and shortcut_audit.csv; 0: none).",
-)
+@click.option("--flow", "flow_json", type=click.Path(dir_okay=False), default=None,
+              help="Flow JSON for the STARD diagram (e.g. the SPLIT.flow.json of `skin-cnn split`).")
+@click.option("--shortcut-audit", default=0, show_default=True, type=click.IntRange(0), metavar="N",
+              help="Run folders: Grad-CAM of N seeded photos, and the share of its mass on the hue box, the "
+              "border band and known watermarks (a report section and shortcut_audit.csv; 0: none).")
 @click.option("--allow-changed-split", is_flag=True,
               help="Evaluate a run whose split.csv differs from the split its model was trained on "
               "(refused without it); the difference is written into the report.")
-@click.option(
-    "--leakage-audit/--no-leakage-audit",
-    default=True,
-    show_default=True,
-    help="Run folders: compare every evaluated image with every training image by the cosine "
-    "similarity of the model's pooled trunk features and list the suspected duplicates (report, "
-    "suspected_duplicates.csv, flow); never removes them.",
-)
-@click.option(
-    "--leakage-threshold",
-    default=None,
-    type=click.FloatRange(-1.0, 1.0),
-    help="Cosine similarity at or above which a pair is a suspected duplicate [default: 0.88, chosen "
-    "on public photos: docs/experiments/leakage-threshold.md].",
-)
+@click.option("--leakage-audit/--no-leakage-audit", default=True, show_default=True,
+              help="Run folders: compare every evaluated image with every training image by the cosine "
+              "similarity of the model's pooled trunk features and list the suspected duplicates (report, "
+              "suspected_duplicates.csv, flow); never removes them.")
+@click.option("--leakage-threshold", default=None, type=click.FloatRange(-1.0, 1.0),
+              help="Cosine similarity at or above which a pair is a suspected duplicate [default: 0.88, chosen "
+              "on public photos: docs/experiments/leakage-threshold.md].")
 @precision_option()
-@click.option("--quiet", is_flag=True, help="No progress bars.")
-def command(
-    run,
-    predictions_csv,
-    out,
-    split,
-    threshold,
-    val_predictions,
-    by,
-    fairness,
-    settings,
-    flow_json,
-    shortcut_audit,
-    allow_changed_split,
-    leakage_audit,
-    leakage_threshold,
-    precision,
-    quiet,
-):
+@quiet_option()
+@gathered("target", Target, ("run", "predictions_csv", "out", "split"))
+@gathered("breakdowns", Breakdowns, ("by", "fairness", "flow_json"))
+@gathered("checks", RunChecks, ("shortcut_audit", "allow_changed_split", "leakage_audit", "leakage_threshold",
+                                "precision"))
+def command(target, threshold, val_predictions, breakdowns, settings, checks, quiet):
     """Evaluate RUN (a `skin-cnn train` folder) or a --predictions CSV.
 
     Writes metrics.json (fractions with 95% CIs), metrics.csv, report.md/report.html,
@@ -138,70 +107,92 @@ def command(
     from skin_cnn.reporting.report import EVALUATION_FILES
     from skin_cnn.evaluation.threshold import parse_threshold
 
+    run, predictions_csv, out, split = target.run, target.predictions_csv, target.out, target.split
     if bool(run) == bool(predictions_csv):
         raise click.UsageError("give either a run folder or --predictions FILE (exactly one)")
-    if shortcut_audit and predictions_csv:
+    if checks.shortcut_audit and predictions_csv:
         raise click.UsageError("--shortcut-audit needs the model: give a run folder, not --predictions")
     rule = parse_threshold(threshold)
-    target = Path(out) if out else (RunPaths(run).eval_dir(split) if run else None)
-    if target is not None:
-        refuse_overwriting([predictions_csv, val_predictions, flow_json],
-                           [target / name for name in EVALUATION_FILES])
+    destination = Path(out) if out else (RunPaths(run).eval_dir(split) if run else None)
+    if destination is not None:
+        refuse_overwriting([predictions_csv, val_predictions, breakdowns.flow_json],
+                           [destination / name for name in EVALUATION_FILES])
     if predictions_csv and rule.method == "stored":  # a predictions file carries no model
         rule = parse_threshold("0.5")
     flow = None
-    if flow_json:
+    if breakdowns.flow_json:
         from skin_cnn.evaluation.flow import load_flow
 
-        flow = load_flow(flow_json, split)
+        flow = load_flow(breakdowns.flow_json, split)
     if run:
-        from skin_cnn.app.evaluate_run import RunEvaluationOptions, evaluate_run
-        from skin_cnn.training.feature_cache import run_frame_predictions
-
         out = Path(out) if out else RunPaths(run).eval_dir(split)
-        options = RunEvaluationOptions(
-            val_predictions=val_predictions,
-            by=by,
-            fairness=fairness,
-            flow=flow,
-            shortcut_audit=shortcut_audit,
-            allow_changed_split=allow_changed_split,
-            frame_predictions=run_frame_predictions(run, echo=click.echo),
-            leakage_audit=leakage_audit,
-            leakage_threshold=leakage_threshold,
-            precision=precision,
-        )
-        metrics = evaluate_run(run, split=split, out=out, threshold=rule, settings=settings, options=options,
-                               progress=not quiet, echo=click.echo)
+        metrics = _evaluate_run(replace(target, out=out), (rule, val_predictions), breakdowns, flow, settings,
+                                checks, quiet)
     else:
         if out is None:
             raise click.UsageError("-o/--out is required with --predictions")
-        metrics = _evaluate_file(
-            predictions_csv, out, rule, val_predictions, by, flow, quiet, settings, fairness
-        )
+        metrics = _evaluate_file(predictions_csv, out, (rule, val_predictions), breakdowns, flow, settings, quiet)
     _summary(metrics, out)
 
 
-def _evaluate_file(predictions_csv, out, rule, val_predictions, by, flow, quiet, settings, fairness=()):
+def _evaluate_run(target, choice, breakdowns, flow, settings, checks, quiet):
+    """Evaluate a run folder's split with its model (see :func:`~skin_cnn.app.evaluate_run.evaluate_run`).
+
+    ``target.out`` is the output folder; ``choice`` is ``(threshold rule, validation predictions
+    CSV or None)``; ``flow`` the loaded ``--flow`` record (or None).
+    """
+    from skin_cnn.app.evaluate_run import RunEvaluationOptions, evaluate_run
+    from skin_cnn.training.feature_cache import run_frame_predictions
+
+    rule, val_predictions = choice
+    options = RunEvaluationOptions(
+        val_predictions=val_predictions,
+        by=breakdowns.by,
+        fairness=breakdowns.fairness,
+        flow=flow,
+        shortcut_audit=checks.shortcut_audit,
+        allow_changed_split=checks.allow_changed_split,
+        frame_predictions=run_frame_predictions(target.run, echo=click.echo),
+        leakage_audit=checks.leakage_audit,
+        leakage_threshold=checks.leakage_threshold,
+        precision=checks.precision,
+    )
+    return evaluate_run(target.run, split=target.split, out=target.out, threshold=rule, settings=settings,
+                        options=options, progress=not quiet, echo=click.echo)
+
+
+def _validation_predictions(rule, val_predictions, predictions_csv):
+    """The validation predictions a fitted threshold is chosen on (None for a fixed threshold).
+
+    A fitted threshold is never chosen on the predictions being evaluated.
+    """
+    from skin_cnn.core.predictions import read_predictions
+
+    if not rule.needs_validation:
+        return None
+    if val_predictions is None:
+        raise ValueError(
+            f"--threshold {rule.method} is fitted to data: give the validation predictions "
+            "with --val-predictions FILE; it is never chosen on the predictions being evaluated"
+        )
+    if Path(val_predictions).resolve() == Path(predictions_csv).resolve():
+        raise ValueError(
+            f"{val_predictions}: the threshold must be chosen on validation "
+            "predictions, not on the predictions being evaluated"
+        )
+    return read_predictions(val_predictions)
+
+
+def _evaluate_file(predictions_csv, out, choice, breakdowns, flow, settings, quiet):
+    """Evaluate a predictions CSV; ``choice`` and ``breakdowns`` as for :func:`_evaluate_run`."""
     from skin_cnn.reporting.report import ReportInputs, write_evaluation
     from skin_cnn.evaluation.threshold import resolve_thresholds
     from skin_cnn.evaluation.threshold_choice import ThresholdFitting
     from skin_cnn.core.predictions import read_predictions
 
+    rule, val_predictions = choice
     preds = read_predictions(predictions_csv)
-    validation = None
-    if rule.needs_validation:
-        if val_predictions is None:
-            raise ValueError(
-                f"--threshold {rule.method} is fitted to data: give the validation predictions "
-                "with --val-predictions FILE; it is never chosen on the predictions being evaluated"
-            )
-        if Path(val_predictions).resolve() == Path(predictions_csv).resolve():
-            raise ValueError(
-                f"{val_predictions}: the threshold must be chosen on validation "
-                "predictions, not on the predictions being evaluated"
-            )
-        validation = read_predictions(val_predictions)
+    validation = _validation_predictions(rule, val_predictions, predictions_csv)
     thresholds, method = resolve_thresholds(
         rule,
         list(dict.fromkeys(preds["task"])),
@@ -220,8 +211,8 @@ def _evaluate_file(predictions_csv, out, rule, val_predictions, by, flow, quiet,
 
         run = run_context(run_dir)
     inputs = ReportInputs(
-        by=by,
-        fairness=fairness,
+        by=breakdowns.by,
+        fairness=breakdowns.fairness,
         flow=flow,
         source=str(predictions_csv),
         test_evaluations=record,

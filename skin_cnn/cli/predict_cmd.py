@@ -11,7 +11,7 @@ from pathlib import Path
 import click
 
 from skin_cnn.core.io import atomic_path, write_csv, write_text
-from skin_cnn.cli.options import precision_option, refuse_overwriting
+from skin_cnn.cli.options import precision_option, quiet_option, refuse_overwriting
 from skin_cnn.core.tasks import resolve_task
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".gif", ".webp")
@@ -28,38 +28,19 @@ PHOTO_COLUMNS = ["image_path", "task", "question", "predicted", "probability", "
 @click.command("predict")
 @click.argument("model", type=click.Path(exists=True))
 @click.argument("inputs", nargs=-1, required=True, type=click.Path())
-@click.option(
-    "--task",
-    default="all",
-    show_default=True,
-    help="The question you are asking: psoriasis_vs_eczema, acne_vs_rosacea, ctcl_vs_eczema, "
-    "or 'all' to compare (each task still answers only its own question).",
-)
-@click.option(
-    "-o",
-    "--out",
-    type=click.Path(dir_okay=False),
-    default=None,
-    help="Write the table to OUT.csv or OUT.json instead of printing it.",
-)
-@click.option(
-    "--gradcam",
-    "gradcam_dir",
-    type=click.Path(file_okay=False),
-    default=None,
-    help="Write Grad-CAM pictures <stem>_<task>_gradcam.png into this folder: the heat map on "
-    "the whole photo at its own resolution, with question, answer, probability, threshold and "
-    "a colour bar.",
-)
-@click.option(
-    "--batch-size",
-    default=16,
-    show_default=True,
-    type=click.IntRange(1, 1024),
-    help="Images per model call.",
-)
+@click.option("--task", default="all", show_default=True,
+              help="The question you are asking: psoriasis_vs_eczema, acne_vs_rosacea, ctcl_vs_eczema, "
+              "or 'all' to compare (each task still answers only its own question).")
+@click.option("-o", "--out", type=click.Path(dir_okay=False), default=None,
+              help="Write the table to OUT.csv or OUT.json instead of printing it.")
+@click.option("--gradcam", "gradcam_dir", type=click.Path(file_okay=False), default=None,
+              help="Write Grad-CAM pictures <stem>_<task>_gradcam.png into this folder: the heat map on "
+              "the whole photo at its own resolution, with question, answer, probability, threshold and "
+              "a colour bar.")
+@click.option("--batch-size", default=16, show_default=True, type=click.IntRange(1, 1024),
+              help="Images per model call.")
 @precision_option()
-@click.option("--quiet", is_flag=True, help="No progress bar.")
+@quiet_option("bar")
 def command(model, inputs, task, out, gradcam_dir, batch_size, precision, quiet):
     """Predict photos (files or folders) or manifests (.csv) with MODEL.
 
