@@ -107,9 +107,11 @@ def test_cv_hands_its_folding_options_to_run_cv(monkeypatch, tmp_path):
     seen = {}
 
     def run_cv(source, out, n_folds, settings, **kwargs):
-        seen.update(kwargs, n_folds=n_folds, image_size=settings.get("image_size"))
+        options = kwargs.pop("options")
+        seen.update(kwargs, n_folds=n_folds, image_size=settings.get("image_size"),
+                    n_bootstrap=options.n_bootstrap, group_near_duplicates=options.group_near_duplicates)
 
-    monkeypatch.setattr("skin_cnn.training.cv.run_cv", run_cv)
+    monkeypatch.setattr("skin_cnn.app.cv_run.run_cv", run_cv)
     source = tmp_path / "manifest.csv"
     source.write_text("image_path,diagnosis\n")
     result = CliRunner().invoke(cli, ["cv", str(source), "-o", str(tmp_path / "cv"), "--folds", "3", "--resume",
