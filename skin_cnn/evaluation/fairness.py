@@ -125,9 +125,6 @@ def fairness_analysis(
         {metric: {"value", "ci", "high", "low", "compared", "note"}}}``; task entries are those
         of :func:`skin_cnn.evaluation.metrics.task_metrics` (without bootstrap).
     """
-    from skin_cnn.evaluation.metrics import task_metrics
-    from skin_cnn.evaluation.threshold import row_thresholds
-
     n_bootstrap, seed, confidence = settings.n_bootstrap, settings.seed, settings.confidence
 
     if column not in predictions.columns:
@@ -148,35 +145,9 @@ def fairness_analysis(
     }
     units = set()
     for task in [t for t in TASK_NAMES if (frame["task"] == t).any()]:
-        rows = frame[frame["task"] == task]
-        entries, small, dists = {}, {}, {}
-        for k, group in enumerate(order):
-            part = rows[rows["_group"] == group]
-            if part.empty:
-                continue
-            threshold = row_thresholds(part, thresholds, task)
-            entry = task_metrics(
-                part["y_true"].to_numpy(),
-                part["y_prob"].to_numpy(),
-                threshold,
-                part["patient_id"].tolist() if "patient_id" in part else None,
-                settings=settings.replace(n_bootstrap=0),
-            )
-            entries[group] = entry
-            small[group] = {m: r for m in FAIRNESS_METRICS if (r := too_small(m, entry, min_count))}
-            if group != UNKNOWN and n_bootstrap and len(small[group]) < len(FAIRNESS_METRICS):
-                dists[group], unit = _group_distributions(
-                    part, threshold, n_bootstrap, [int(seed), TASK_NAMES.index(task), k]
-                )
-                units.add(unit)
-        gaps = {}
-        for m in FAIRNESS_METRICS:
-            eligible = [
-                g for g, e in entries.items()
-                if g != UNKNOWN and m not in small[g] and e[m]["value"] is not None
-            ]
-            gaps[m] = _gap(m, eligible, entries, dists, confidence, min_count)
-        result["tasks"][task] = {"groups": entries, "small": small, "gaps": gaps}
+        result["tasks"][task] = _task_fairness(
+            frame[frame["task"] == task], task, order, thresholds, settings, min_count, units
+        )
     if n_bootstrap:
         result["bootstrap"] = {
             "n_resamples": int(n_bootstrap),
@@ -187,6 +158,44 @@ def fairness_analysis(
         }
     return result
 
+
+
+def _task_fairness(rows, task, order, thresholds, settings, min_count, units):
+    """One task's entry of :func:`fairness_analysis`: per-group metrics, small groups and gaps.
+
+    Adds the bootstrap unit of every resampled group to the set ``units``.
+    """
+    from skin_cnn.evaluation.metrics import task_metrics
+    from skin_cnn.evaluation.threshold import row_thresholds
+
+    entries, small, dists = {}, {}, {}
+    for k, group in enumerate(order):
+        part = rows[rows["_group"] == group]
+        if part.empty:
+            continue
+        threshold = row_thresholds(part, thresholds, task)
+        entry = task_metrics(
+            part["y_true"].to_numpy(),
+            part["y_prob"].to_numpy(),
+            threshold,
+            part["patient_id"].tolist() if "patient_id" in part else None,
+            settings=settings.replace(n_bootstrap=0),
+        )
+        entries[group] = entry
+        small[group] = {m: r for m in FAIRNESS_METRICS if (r := too_small(m, entry, min_count))}
+        if group != UNKNOWN and settings.n_bootstrap and len(small[group]) < len(FAIRNESS_METRICS):
+            dists[group], unit = _group_distributions(
+                part, threshold, settings.n_bootstrap, [int(settings.seed), TASK_NAMES.index(task), k]
+            )
+            units.add(unit)
+    gaps = {}
+    for m in FAIRNESS_METRICS:
+        eligible = [
+            g for g, e in entries.items()
+            if g != UNKNOWN and m not in small[g] and e[m]["value"] is not None
+        ]
+        gaps[m] = _gap(m, eligible, entries, dists, settings.confidence, min_count)
+    return {"groups": entries, "small": small, "gaps": gaps}
 
 def _gap(metric, eligible, entries, dists, confidence, min_count):
     """The largest gap of ``metric`` among ``eligible`` groups, with its bootstrap interval."""

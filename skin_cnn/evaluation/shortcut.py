@@ -167,8 +167,28 @@ def pick_images(predictions, n, seed=0):
     return list(paths[np.sort(rng.choice(len(paths), size=int(n), replace=False))])
 
 
-def audit_predictor(predictor, predictions, frame=None, *, n_images=32, seed=0, border=0.10,
-                    watermarks=DEFAULT_WATERMARKS, lesion_params=None, batch_size=8):
+@dataclass(frozen=True)
+class AuditRegions:
+    """Where the audit draws its regions: the border band, the watermarks and the lesion proxy.
+
+    Attributes
+    ----------
+    border : float
+        Border band width (fraction of each side).
+    watermarks : tuple of WatermarkRegion
+    lesion_params : dict, optional
+        Hue crop settings of the lesion proxy (:func:`~skin_cnn.data.crop.hue_crop_box`;
+        default the study's). The model's own crop box, when it crops, is what it saw; the
+        lesion box is computed on the whole photo either way.
+    """
+
+    border: float = 0.10
+    watermarks: tuple = DEFAULT_WATERMARKS
+    lesion_params: dict | None = None
+
+
+def audit_predictor(predictor, predictions, frame=None, *, n_images=32, seed=0,
+                    regions: AuditRegions = AuditRegions(), batch_size=8):
     """Grad-CAM mass shares of ``n_images`` evaluated photos, per image and task.
 
     Parameters
@@ -181,13 +201,10 @@ def audit_predictor(predictor, predictions, frame=None, *, n_images=32, seed=0, 
         The evaluated split with the columns watermarks match on and any ``crop_*`` boxes.
     n_images, seed : int
         How many images, drawn by :func:`pick_images`.
-    border : float
-        Border band width (fraction of each side).
-    watermarks : sequence of WatermarkRegion
-    lesion_params : dict, optional
-        Hue crop settings of the lesion proxy (:func:`~skin_cnn.data.crop.hue_crop_box`;
-        default the study's). The model's own crop box, when it crops, is what it saw; the
-        lesion box is computed on the whole photo either way.
+    regions : AuditRegions
+        The border band, the watermarks and the lesion proxy's crop settings.
+    batch_size : int
+        Photos explained per Grad-CAM call.
 
     Returns
     -------
@@ -200,7 +217,8 @@ def audit_predictor(predictor, predictions, frame=None, *, n_images=32, seed=0, 
     from skin_cnn.data.crop import hue_crop_box
     from skin_cnn.data.preprocessing import box_from_row, heatmap_on_photo
 
-    lesion_params = resolve_crop_params(lesion_params)
+    border, watermarks = regions.border, regions.watermarks
+    lesion_params = resolve_crop_params(regions.lesion_params)
     rows_of = {}
     if frame is not None:
         for row in frame.to_dict("records"):
