@@ -327,3 +327,31 @@ def test_summary_says_how_few_test_images_stand_behind_a_test_auc(split_csv, tmp
     assert "test 1.000 (n=7: 3/4, fewer than 10 per class: not conclusive)" in acne
     pso = next(line for line in text.splitlines() if line.strip().startswith("psoriasis_vs_eczema"))
     assert pso.endswith("test 0.800 (n=40: 20/20)")
+
+
+def test_deterministic_kernels_are_on_while_training_and_as_before_afterwards(split_csv, tmp_path, monkeypatch):
+    from tensorflow.python.framework import config as tf_config
+
+    import skin_cnn.app.train_run as train_run
+    from skin_cnn import train
+
+    seen = []
+    real_fit = train_run.fit_model
+
+    def recording_fit(*args, **kwargs):
+        seen.append(tf_config.is_op_determinism_enabled())
+        return real_fit(*args, **kwargs)
+
+    monkeypatch.setattr(train_run, "fit_model", recording_fit)
+    before = tf_config.is_op_determinism_enabled()  # as earlier tests left it: restored at the end
+    tf_config.disable_op_determinism()
+    train(tiny_config(split_csv, tmp_path / "off"), progress=False, echo=lambda m: None)
+    assert seen == [True]
+    assert not tf_config.is_op_determinism_enabled()  # a notebook gets its TensorFlow back
+    tf_config.enable_op_determinism()
+    try:
+        train(tiny_config(split_csv, tmp_path / "on"), progress=False, echo=lambda m: None)
+        assert seen == [True, True] and tf_config.is_op_determinism_enabled()  # switched on by the user: kept
+    finally:
+        if not before:
+            tf_config.disable_op_determinism()

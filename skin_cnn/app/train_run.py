@@ -34,7 +34,7 @@ from skin_cnn.training.feature_cache import run_frame_predictions
 from skin_cnn.training.trainer import (RunContext, RunResult, SharedFeatures, announced_precision, build,
                                        check_disk_space, checked_config, finish_fit, finished_result, fit_model,
                                        has_converged, open_run_folder, preparation_folder, prepare_training_data,
-                                       read_split, record_run, run_precision, set_determinism, training_lock)
+                                       read_split, record_run, run_precision, deterministic, training_lock)
 
 
 def train(config: TrainConfig, *, resume: bool = False, progress: bool = True,
@@ -71,14 +71,14 @@ def train(config: TrainConfig, *, resume: bool = False, progress: bool = True,
                          echo=echo, synthetic=synthetic)
         if resume and run_folder.is_finished(run.run_dir):
             return summarise_finished_run(run)
-        return _train(run, shared_features, precision, started)
+        with deterministic(config.seed):  # deterministic kernels for this run only
+            return _train(run, shared_features, precision, started)
 
 
 def _train(run: RunContext, shared_features: SharedFeatures | None, precision: Precision | None,
            started: float) -> RunResult:
     """:func:`train` once the run folder is held: the steps of a run, in order."""
     config = run.config
-    set_determinism(config.seed)
     frame = read_split(config)
     check_disk_space(run.run_dir, frame, config.image_size)
     precision = precision or announced_precision(run)

@@ -156,6 +156,25 @@ def set_determinism(seed):
         tf.config.experimental.enable_op_determinism()
 
 
+@contextlib.contextmanager
+def deterministic(seed):
+    """:func:`set_determinism` for the duration of a run, then TensorFlow's kernels as they were.
+
+    Deterministic kernels are slower and refuse a few ops; a notebook that trains and then goes
+    on with other TensorFlow work should not keep them. TensorFlow exposes the switch-off only
+    in ``tensorflow.python.framework.config``; where that is missing the setting stays on.
+    """
+    from tensorflow.python.framework import config as tf_config
+
+    was_on = getattr(tf_config, "is_op_determinism_enabled", lambda: True)()
+    set_determinism(seed)
+    try:
+        yield
+    finally:
+        if not was_on and hasattr(tf_config, "disable_op_determinism"):
+            tf_config.disable_op_determinism()
+
+
 def augment_config(config):
     """The run's :class:`AugmentConfig` from its flat settings."""
     return AugmentConfig.from_dict({"zoom": config.zoom, "rotation": config.rotation,
