@@ -27,6 +27,23 @@ def test_the_banner_lines_go_and_errors_and_other_lines_stay():
     assert without_banner(BANNER + ERROR + "a warning of our own\n" + BANNER) == ERROR + "a warning of our own\n"
 
 
+def test_the_tflite_delegate_notice_goes_and_other_tflite_lines_stay():
+    notice = "INFO: Created TensorFlow Lite XNNPACK delegate for CPU.\n"
+    other = "ERROR: Didn't find op for builtin opcode 'CONV_2D'\n"
+    assert without_banner(notice + other + notice) == other
+
+
+def test_native_lines_are_filtered_only_where_the_cli_quietened_tensorflow(monkeypatch, capfd):
+    import skin_cnn.cli.quiet_tf as quiet_tf
+
+    for installed, expected in [(False, "INFO: Created TensorFlow Lite XNNPACK delegate for CPU.\nmine\n"),
+                                (True, "mine\n")]:
+        monkeypatch.setattr(quiet_tf, "_installed", installed)
+        with quiet_tf.quiet_native_lines():
+            os.write(2, b"INFO: Created TensorFlow Lite XNNPACK delegate for CPU.\nmine\n")
+        assert capfd.readouterr().err == expected
+
+
 @pytest.mark.slow
 @pytest.mark.slow  # TensorFlow started in another process
 def test_a_command_that_loads_tensorflow_prints_only_its_own_error(tmp_path):

@@ -37,10 +37,12 @@ def command(model, fmt, out, check_images, seed, precision):
     crop box differs. The comparison is always with skin-cnn predict in float32.
     """
     from skin_cnn.cli.options import refuse_overwriting
+    from skin_cnn.cli.quiet_tf import quiet_native_lines
     from skin_cnn.inference.export import describe_check, export_model
 
     refuse_overwriting([model], [out, f"{out}.check.json"])
-    check = export_model(model, fmt, out, check_images=check_images, seed=seed, precision=precision)
+    with quiet_native_lines():  # the TFLite check's interpreter announces its delegate from C++
+        check = export_model(model, fmt, out, check_images=check_images, seed=seed, precision=precision)
     click.echo(describe_check(check))
     if check["passed"] is False:
         raise click.ClickException(

@@ -29,6 +29,7 @@ BANNER_LINE = re.compile(
     r"WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR"
     r"|I\d{4} \d\d:\d\d:[\d.]+ +\d+ [\w.]+:\d+\] .*"
     r"|To enable the following instructions: .*rebuild TensorFlow with the appropriate compiler flags\."
+    r"|INFO: Created TensorFlow Lite XNNPACK delegate for CPU\."  # the TFLite interpreter's, per model
 )
 
 
@@ -90,10 +91,24 @@ class _QuietTensorflowImport(importlib.abc.MetaPathFinder):
         return spec
 
 
+_installed = False
+
+
+def quiet_native_lines():
+    """:func:`banner_filtered_stderr` where the CLI quietened TensorFlow, else a no-op context.
+
+    For steps that print TensorFlow's informational lines from C++ after the import (the TFLite
+    interpreter announces its XNNPACK delegate each time it loads a model).
+    """
+    return banner_filtered_stderr() if _installed else contextlib.nullcontext()
+
+
 def install():
     """Quiet TensorFlow's start-up for this command-line process, unless the user set its log level."""
+    global _installed
     if LOG_LEVEL_VARIABLE in os.environ:
         return
     os.environ[LOG_LEVEL_VARIABLE] = CLI_LOG_LEVEL
+    _installed = True
     if "tensorflow" not in sys.modules and not any(isinstance(f, _QuietTensorflowImport) for f in sys.meta_path):
         sys.meta_path.insert(0, _QuietTensorflowImport())
