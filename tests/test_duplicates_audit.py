@@ -189,3 +189,39 @@ def test_a_model_with_mirror_views_gives_one_feature_row_per_photo_the_mean_of_i
     mirror = np.asarray(conv(images[:, :, ::-1])).mean(axis=(1, 2))
     assert ok.all() and features.shape == (5, 8)
     np.testing.assert_allclose(features, (plain + mirror) / 2, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_evaluate_lists_a_70_percent_crop_of_a_real_training_photo_under_another_patient(
+        tmp_path, public_derm, vgg16_weights):
+    """Real photos, the ImageNet trunk, the default threshold: the re-crop is found."""
+    from click.testing import CliRunner
+
+    from model_fixtures import preprocessing_for, write_run_folder
+    from skin_cnn.cli import cli
+    from skin_cnn.models import build_model
+
+    manifest = pd.read_csv(public_derm / "manifest.csv")
+    dermnet = manifest[manifest["source_repo"] == "MinhKemm/DermNet_Dataset"]
+    acne = dermnet[dermnet["diagnosis"] == "acne"]["image_path"].tolist()[:4]
+    rosacea = dermnet[dermnet["diagnosis"] == "rosacea"]["image_path"].tolist()[:3]
+    with Image.open(public_derm / acne[0]) as photo:
+        w, h = photo.size
+        cw, ch = round(0.7 * w), round(0.7 * h)
+        photo.convert("RGB").crop(((w - cw) // 2, (h - ch) // 2, (w - cw) // 2 + cw, (h - ch) // 2 + ch)).save(
+            tmp_path / "recrop.png")
+    rows = [(acne[0], "p0", "acne", "train"), (acne[1], "p1", "acne", "train"), (rosacea[0], "p2", "rosacea", "train"),
+            (rosacea[1], "p3", "rosacea", "val"), (acne[2], "p4", "acne", "val"),
+            (str(tmp_path / "recrop.png"), "another-patient", "acne", "test"), (acne[3], "p5", "acne", "test"),
+            (rosacea[2], "p6", "rosacea", "test")]
+    split = pd.DataFrame(rows, columns=["image_path", "patient_id", "diagnosis", "split"])
+    split["image_path"] = [p if p.startswith("/") else str(public_derm / p) for p in split["image_path"]]
+    model = build_model("P", input_shape=(250, 250, 3), weights=str(vgg16_weights), seed=0)
+    run = write_run_folder(tmp_path / "run", model, preprocessing_for(250, crop=False), split)
+    out = tmp_path / "eval"
+    result = CliRunner().invoke(cli, ["evaluate", str(run), "-o", str(out), "--n-bootstrap", "0", "--quiet"])
+    assert result.exit_code == 0, result.output
+    pairs = pd.read_csv(out / "suspected_duplicates.csv", keep_default_na=False)
+    listed = pairs[["image_path", "patient_id", "train_image_path", "train_patient_id"]].values.tolist()
+    assert [str(tmp_path / "recrop.png"), "another-patient", str(public_derm / acne[0]), "p0"] in listed
+    assert json.loads((out / "metrics.json").read_text())["leakage_audit"]["threshold"] == duplicates.DEFAULT_THRESHOLD

@@ -691,13 +691,112 @@ def pooled_features(predictor, frame, feature_model=None, batch_size=32, progres
     return (np.concatenate(parts) if parts else np.zeros((0, width), np.float32)), ok
 
 
+def scalable_trunk_model(model, layer_name=None):
+    """A model from an image of any size to a convolution's feature map, sharing ``model``'s layers.
+
+    By default the last ``Conv2D`` layer (``block5_conv3`` for the VGG-16 trunk). The leakage
+    audit runs it on each photo at the model's input size and shrunk
+    (:func:`audit_descriptors`); a model whose layers fix the size (a spatial transformer's
+    output, a reshape) cannot be cloned so, and then ``None`` is returned: the audit compares the
+    photos at the input size only.
+    """
+    import keras
+
+    from skin_cnn.inference.gradcam import last_conv_layer
+
+    conv = model.get_layer(layer_name or last_conv_layer(model))
+    fixed = keras.Model(model.inputs[0], conv.output)
+    try:
+        flexible = keras.models.clone_model(
+            fixed, input_tensors=keras.Input((None, None, model.inputs[0].shape[-1])),
+            clone_function=lambda layer: layer)  # the same layer objects: the same weights
+    except (ValueError, TypeError, NotImplementedError):
+        return None
+    return flexible
+
+
+def _aligned_views(maps, n_photos):
+    """One map per photo from a trunk that stacked views along the batch axis (:class:`MirrorViews`:
+    the photos, then their mirror images): the mean of each photo's map and its mirror image's
+    map flipped back, so that the cells of both views cover the same place of the photo."""
+    import numpy as np
+
+    views = len(maps) // n_photos
+    if views == 1:
+        return maps
+    if views != 2:
+        raise ValueError(f"the trunk returned {views} views of each photo; the audit knows the photo and its mirror")
+    return (maps[:n_photos] + np.flip(maps[n_photos:], axis=2)) / 2.0
+
+
+def _batch_descriptors(trunk, fixed_trunk, batch):
+    """:class:`~skin_cnn.evaluation.recrop_match.Descriptors` of one batch of model inputs."""
+    import keras
+    import numpy as np
+
+    from skin_cnn.evaluation import recrop_match
+
+    images = np.stack(batch)
+    maps = {1.0: fixed_trunk(images, training=False)}
+    if trunk is not None:
+        height, width = images.shape[1:3]
+        for fraction in recrop_match.CROP_FRACTIONS:
+            size = (max(round(fraction * height), 32), max(round(fraction * width), 32))
+            maps[fraction] = trunk(keras.ops.image.resize(images, size, antialias=True), training=False)
+    return recrop_match.describe({s: _aligned_views(np.asarray(m, np.float32), len(batch)) for s, m in maps.items()})
+
+
+def audit_descriptors(predictor, frame, batch_size=16, progress=False):
+    """Re-crop-aware descriptors of every readable image of ``frame``, read and cropped as the model reads them.
+
+    Each photo goes through the evaluated model's trunk once at its input size and once shrunk to
+    each of :data:`skin_cnn.evaluation.recrop_match.CROP_FRACTIONS` of it; the maps become
+    whole-photo and window descriptors (:func:`skin_cnn.evaluation.recrop_match.describe`).
+
+    Returns
+    -------
+    descriptors : skin_cnn.evaluation.recrop_match.Descriptors
+        The readable rows, in frame order.
+    ok : numpy.ndarray of bool, shape (len(frame),)
+        Which rows were read.
+    """
+    import keras
+    import numpy as np
+
+    from skin_cnn.core.progress import progress_bar
+    from skin_cnn.data.preprocessing import box_from_row
+    from skin_cnn.evaluation.recrop_match import Descriptors
+    from skin_cnn.inference.gradcam import last_conv_layer
+
+    conv = predictor.model.get_layer(last_conv_layer(predictor.model))
+    fixed_trunk = keras.Model(predictor.model.inputs[0], conv.output)
+    trunk = scalable_trunk_model(predictor.model)
+    rows = frame.to_dict("records")
+    ok = np.zeros(len(rows), dtype=bool)
+    parts, batch = [], []
+    for k, row in enumerate(progress_bar(rows, desc="audit features", unit="img", disable=not progress, leave=False)):
+        try:
+            tensor, _ = predictor.preprocess(predictor.read(str(row["image_path"])), box_from_row(row))
+        except (OSError, ValueError):  # ImageReadError is a ValueError; the evaluation lists unreadable files
+            continue
+        batch.append(tensor)
+        ok[k] = True
+        if len(batch) == batch_size:
+            parts.append(_batch_descriptors(trunk, fixed_trunk, batch))
+            batch.clear()
+    if batch:
+        parts.append(_batch_descriptors(trunk, fixed_trunk, batch))
+    return Descriptors.concatenate(parts, int(conv.output.shape[-1])), ok
+
+
 def audit_leakage(predictor, split_frame, predictions, split="test", threshold=None, progress=False):
     """The leakage audit of an evaluated split against the run's training split.
 
     Every evaluated image (those with predictions) and every training image is described by the
-    model's pooled trunk features (:func:`pooled_features`); pairs at or above ``threshold``
-    (cosine similarity) are suspected duplicates
-    (:func:`skin_cnn.evaluation.duplicates.suspected_duplicates`).
+    model's trunk at its input size and shrunk (:func:`audit_descriptors`); every pair is scored
+    by the re-crop-aware similarity (:func:`skin_cnn.evaluation.recrop_match.match_scores`: a
+    crop or zoom of a photo matches the photo), and pairs at or above ``threshold`` are suspected
+    duplicates (:func:`skin_cnn.evaluation.duplicates.pairs_at_threshold`).
 
     Returns
     -------
@@ -706,6 +805,7 @@ def audit_leakage(predictor, split_frame, predictions, split="test", threshold=N
         training images to compare with.
     """
     from skin_cnn.evaluation import duplicates
+    from skin_cnn.evaluation.recrop_match import match_scores
 
     threshold = duplicates.DEFAULT_THRESHOLD if threshold is None else float(threshold)
     predicted = set(predictions["image_path"].astype(str))
@@ -714,11 +814,10 @@ def audit_leakage(predictor, split_frame, predictions, split="test", threshold=N
     training = split_frame[split_frame["split"] == "train"].reset_index(drop=True)
     if training.empty or evaluated.empty:
         return None
-    trunk = pooled_trunk_model(predictor.model, pooling=duplicates.DEFAULT_POOLING)
-    eval_features, eval_ok = pooled_features(predictor, evaluated, trunk, progress=progress)
-    train_features, train_ok = pooled_features(predictor, training, trunk, progress=progress)
-    pairs = duplicates.suspected_duplicates(evaluated[eval_ok], training[train_ok], eval_features, train_features,
-                                            threshold)
+    eval_desc, eval_ok = audit_descriptors(predictor, evaluated, progress=progress)
+    train_desc, train_ok = audit_descriptors(predictor, training, progress=progress)
+    pairs = duplicates.pairs_at_threshold(evaluated[eval_ok], training[train_ok], match_scores(eval_desc, train_desc),
+                                          threshold)
     audit = duplicates.audit_summary(pairs, int(eval_ok.sum()), int(train_ok.sum()), threshold, split,
                                      skipped=int((~eval_ok).sum() + (~train_ok).sum()),
                                      pooling=duplicates.DEFAULT_POOLING)

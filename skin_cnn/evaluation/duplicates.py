@@ -95,9 +95,25 @@ def nearest_training(evaluated, training):
     return np.concatenate([(a[s:s + 1024] @ b.T).max(axis=1) for s in range(0, len(a), 1024)])
 
 
+def _pair_table(evaluated_frame, training_frame, i, j, similarity):
+    """The audit's table for index pairs ``(i, j)`` with their similarities."""
+    def column(frame, name, rows):
+        if name not in frame.columns:
+            return [""] * len(rows)
+        return frame[name].fillna("").astype(str).to_numpy()[rows].tolist()
+
+    return pd.DataFrame({
+        "image_path": column(evaluated_frame, "image_path", i),
+        "patient_id": column(evaluated_frame, "patient_id", i),
+        "train_image_path": column(training_frame, "image_path", j),
+        "train_patient_id": column(training_frame, "patient_id", j),
+        "similarity": np.asarray(similarity, dtype=float),
+    }, columns=list(COLUMNS))
+
+
 def suspected_duplicates(evaluated_frame, training_frame, evaluated_features, training_features,
                          threshold=DEFAULT_THRESHOLD):
-    """The audit's table: one row per (evaluated image, training image) pair at or above the threshold.
+    """The audit's table from one feature vector per image (cosine similarity of whole-photo features).
 
     Parameters
     ----------
@@ -115,19 +131,23 @@ def suspected_duplicates(evaluated_frame, training_frame, evaluated_features, tr
     if len(evaluated_frame) != len(evaluated_features) or len(training_frame) != len(training_features):
         raise ValueError("each image needs exactly one feature row (frames and features differ in length)")
     i, j, sims = cosine_matches(evaluated_features, training_features, threshold)
+    return _pair_table(evaluated_frame, training_frame, i, j, sims)
 
-    def column(frame, name, rows):
-        if name not in frame.columns:
-            return [""] * len(rows)
-        return frame[name].fillna("").astype(str).to_numpy()[rows].tolist()
 
-    return pd.DataFrame({
-        "image_path": column(evaluated_frame, "image_path", i),
-        "patient_id": column(evaluated_frame, "patient_id", i),
-        "train_image_path": column(training_frame, "image_path", j),
-        "train_patient_id": column(training_frame, "patient_id", j),
-        "similarity": sims.astype(float),
-    }, columns=list(COLUMNS))
+def pairs_at_threshold(evaluated_frame, training_frame, scores, threshold=DEFAULT_THRESHOLD):
+    """The audit's table from a similarity matrix (evaluated rows × training columns), e.g.
+    :func:`skin_cnn.evaluation.recrop_match.match_scores`: every pair at or above ``threshold``,
+    highest first (ties by evaluated then training row)."""
+    scores = np.asarray(scores, dtype=np.float64)
+    if scores.shape != (len(evaluated_frame), len(training_frame)):
+        raise ValueError(f"scores of shape {scores.shape} do not match {len(evaluated_frame)} evaluated and "
+                         f"{len(training_frame)} training images")
+    if not -1.0 <= float(threshold) <= 1.0:
+        raise ValueError(f"a cosine-similarity threshold lies in [-1, 1], got {threshold}")
+    i, j = np.nonzero(scores >= threshold - 1e-6)
+    s = scores[i, j]
+    order = np.lexsort((j, i, -s))
+    return _pair_table(evaluated_frame, training_frame, i[order], j[order], s[order])
 
 
 def audit_summary(pairs, n_evaluated, n_training, threshold=DEFAULT_THRESHOLD, split="test", skipped=0,
