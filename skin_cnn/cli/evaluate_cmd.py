@@ -85,7 +85,7 @@ class RunChecks:
               "similarity of the model's pooled trunk features and list the suspected duplicates (report, "
               "suspected_duplicates.csv, flow); never removes them.")
 @click.option("--leakage-threshold", default=None, type=click.FloatRange(-1.0, 1.0),
-              help="Cosine similarity at or above which a pair is a suspected duplicate [default: 0.88, chosen "
+              help="Cosine similarity at or above which a pair is a suspected duplicate [default: 0.90, chosen "
               "on public photos: docs/experiments/leakage-threshold.md].")
 @precision_option()
 @quiet_option()
