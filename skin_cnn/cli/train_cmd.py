@@ -88,11 +88,13 @@ def recipe_options(function):
                  "on train + val (variant P, frozen trunk).")
         ,
         click.option("--pool-blocks", type=click.Choice(POOL_BLOCKS), default=D.pool_blocks,
-            help="Pooled features: block 5 (the study) or blocks 4 and 5."),
+            help="Pooled features: block 5 (the study), blocks 4 and 5, or blocks 3, 4 and 5."),
         click.option("--mirror/--no-mirror", default=D.mirror,
             help="Average each photo with its mirror image inside the model (test-time augmentation)."),
         click.option("--sqrt-features/--no-sqrt-features", default=D.sqrt_features,
             help="Square-root the pooled features before the heads (power normalisation)."),
+        click.option("--second-scale", type=int, default=D.second_scale,
+            help="Also pool the trunk on the input resized to N×N inside the model (0: off)."),
         click.option("--threshold", default=D.threshold,
             help="Decision threshold stored in the model: a number, youden, sens:0.9 or spec:0.9 "
                  "(fitted on validation predictions)."),

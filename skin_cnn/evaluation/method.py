@@ -125,8 +125,8 @@ def method_rows(train, *, feature_cache=None, preprocessing=None, chosen_c=None)
                                        else f"last {tuned} block(s) trained" if variant in ("P", "PS")
                                        else "all layers trained")
     rows.append(("model", "Trunk", trunk + (", spatial transformer in front" if variant.endswith("S") else "")))
-    blocks = "blocks 4 and 5, side by side" if str(train.get("pool_blocks", "5")) == "4+5" else "block 5"
-    rows.append(("model", "Pooled features", f"global average of {blocks}"
+    rows.append(("model", "Pooled features", "global average of " + pooled_blocks_text(
+                     train.get("pool_blocks", "5"), train.get("second_scale", 0), size)
                  + (", square-rooted" if _on(train.get("sqrt_features", False)) else "")))
     if linear:
         grid = ", ".join(f"{c:g}" for c in C_GRID)
@@ -151,6 +151,16 @@ def method_rows(train, *, feature_cache=None, preprocessing=None, chosen_c=None)
     rows.append(("model", "Threshold", threshold_text(train)))
     rows.append(("model", "Seed", str(train.get("seed"))))
     return rows
+
+
+def pooled_blocks_text(pool_blocks, second_scale=0, size=None):
+    """The pooled blocks in words, with the second scale when the model has one."""
+    names = {"5": "block 5", "4+5": "blocks 4 and 5, side by side", "3+4+5": "blocks 3, 4 and 5, side by side"}
+    text = names.get(str(pool_blocks), f"blocks {pool_blocks}")
+    if second_scale and int(second_scale):
+        at = f" at {size}×{size}" if size else ""
+        text += f"{at} and again on the input resized to {int(second_scale)}×{int(second_scale)} inside the model"
+    return text
 
 
 def method_summary(train, **kwargs):

@@ -31,13 +31,17 @@ from skin_cnn.models.weights import (
 
 VGG16_BLOCKS = 5
 GLOBAL_POOL = "global_pool"
-#: Global average of ``block4_pool``, concatenated with :data:`GLOBAL_POOL` when block 4 is pooled.
+#: Global average of ``block4_pool``, before :data:`GLOBAL_POOL` when block 4 is pooled.
 BLOCK4_POOL = "block4_global_pool"
+#: Global average of ``block3_pool`` (256 values), first of the input scale's pooled blocks when pooled.
+BLOCK3_POOL = "block3_global_pool"
+#: The input resized to the second scale inside the model (layer name prefix of that scale).
+SECOND_SCALE = "second_scale"
 #: The layer whose output the heads read when the pooled features are more than one pooling.
 POOLED_FEATURES = "pooled_features"
 MIRROR_VIEWS = "mirror_views"
 HEADS = ("mlp", "linear")
-POOL_BLOCKS = ((5,), (4, 5))
+POOL_BLOCKS = ((5,), (4, 5), (3, 4, 5))
 PREPROCESS = "vgg16_preprocess"
 SPATIAL_TRANSFORMER = "spatial_transformer"
 INPUT_NAME = "image"
@@ -196,15 +200,19 @@ class ModelSpec:
         ``"mlp"``: the study's heads (shared Dense 64, per task Dense 32, sigmoid).
         ``"linear"``: one sigmoid Dense per task on the pooled features, the shape of a logistic
         regression (:mod:`skin_cnn.training.linear` fits it).
-    pool_blocks : (5,) or (4, 5)
+    pool_blocks : (5,), (4, 5) or (3, 4, 5)
         Which blocks' outputs are globally averaged into the features: block 5 alone (the
-        study), or block 4 and block 5 side by side (1,024 values: block 4 keeps finer texture).
+        study), or blocks 4 and 5 (1,024 values: block 4 keeps finer texture), or blocks 3, 4
+        and 5 (1,280 values), side by side in block order.
     mirror : bool
         Average the pooled features of each photo and its left–right mirror image inside the
         model (:mod:`skin_cnn.models.views`): test-time augmentation every consumer inherits.
     sqrt_features : bool
         Square-root the pooled features of each view
         (:class:`~skin_cnn.models.views.SquareRootFeatures`) before the views are averaged.
+    second_scale : int, optional
+        Also run the trunk on the input resized inside the model to ``second_scale``² and put
+        that scale's pooled blocks after the input scale's (:func:`_scaled_trunk_outputs`).
     """
 
     input_shape: Any = (250, 250, 3)
@@ -221,6 +229,7 @@ class ModelSpec:
     pool_blocks: Any = (5,)
     mirror: bool = False
     sqrt_features: bool = False
+    second_scale: int = 0
 
 
 def build_model(variant: str, spec: ModelSpec | None = None, **settings: Any) -> keras.Model:
@@ -268,9 +277,12 @@ def build_model(variant: str, spec: ModelSpec | None = None, **settings: Any) ->
         x = SpatialTransformer(output_size=spec.stn_output_size, seed=spec.seed, name=SPATIAL_TRANSFORMER)(x)
     x = VGG16Preprocess(name=PREPROCESS)(x)
     first_trained_block = VGG16_BLOCKS - fine_tune_blocks + 1 if variant_spec.pretrained else 1
-    x, block4 = _trunk(x, _vgg16_layers(trunk_shape, weights_path, spec.seed), first_trained_block)
-    x = keras.layers.GlobalAveragePooling2D(name=GLOBAL_POOL)(x)
-    x = _pooled_features(x, block4, pool_blocks, spec.mirror, spec.sqrt_features)
+    trunk_in = x
+    outputs, trunk = _trunk(x, _vgg16_layers(trunk_shape, weights_path, spec.seed), first_trained_block)
+    pooled = [_global_pool(outputs, b, f"block{b}_global_pool" if b < 5 else GLOBAL_POOL) for b in pool_blocks]
+    if spec.second_scale:
+        pooled += _scaled_trunk_outputs(trunk_in, trunk, int(spec.second_scale), pool_blocks)
+    x = _pooled_features(pooled, spec.mirror, spec.sqrt_features)
     return keras.Model(image, _heads(x, spec), name=variant_spec.model_name)
 
 
@@ -304,18 +316,18 @@ def _trunk(x, layers, first_trained_block):
     """Apply the VGG-16 ``layers`` (``(copy, weights source)`` pairs) to ``x``.
 
     Each copy takes its source's weights once built, and blocks below ``first_trained_block``
-    are frozen. Returns the trunk's output and block 4's (for ``pool_blocks=(4, 5)``).
+    are frozen. Returns every layer's output by layer name (the pooled blocks read them) and
+    the layers in order (a second scale calls them again).
     """
-    block4 = None
+    outputs, trunk = {}, []
     for layer, source in layers:
-        x = layer(x)
+        x = outputs[layer.name] = layer(x)
         if source is not None:
             layer.set_weights(source.get_weights())
         if trunk_block(layer.name) < first_trained_block:
             layer.trainable = False
-        if layer.name == "block4_pool":
-            block4 = x
-    return x, block4
+        trunk.append(layer)
+    return outputs, trunk
 
 
 def _heads(features, spec):
@@ -333,20 +345,44 @@ def _heads(features, spec):
     )
 
 
-def _pooled_features(block5, block4, pool_blocks, mirror, sqrt_features=False):
+def _global_pool(outputs, block, name):
+    """Global average of ``block{block}_pool``'s tensor in ``outputs`` (layer name → tensor)."""
+    return keras.layers.GlobalAveragePooling2D(name=name)(outputs[f"block{block}_pool"])
+
+
+def _scaled_trunk_outputs(trunk_input, trunk, size, pool_blocks):
+    """The pooled blocks of the same trunk run on its input resized to ``size``² inside the model.
+
+    The VGG-16 layers are called a second time (shared weights, one copy in the file), on the
+    preprocessed input bilinearly resized: the photo's lesions meet the ImageNet filters at a
+    second scale without a second input. Their first call stays node 0, so Grad-CAM and
+    ``layer.output`` keep meaning the input scale. The names carry the size
+    (``second_scale250_block5_global_pool``).
+    """
+    if size < MIN_TRUNK_SIZE:
+        raise ValueError(f"second_scale must be at least {MIN_TRUNK_SIZE}; got {size}")
+    prefix = f"{SECOND_SCALE}{size}"
+    x = keras.layers.Resizing(size, size, interpolation="bilinear", name=prefix)(trunk_input)
+    outputs = {}
+    for layer in trunk:
+        x = outputs[layer.name] = layer(x)
+    return [_global_pool(outputs, b, f"{prefix}_block{b}_global_pool") for b in pool_blocks]
+
+
+def _pooled_features(pooled, mirror, sqrt_features=False):
     """The pooled feature vector the heads read; its last layer is :data:`POOLED_FEATURES` when composite.
 
-    Order: block 5's average [+ block 4's, side by side] → [square root] → [mean of the views].
+    Order: the pooled blocks side by side (input scale in block order, then the second scale's)
+    → [square root] → [mean of the views].
     """
     steps = []
-    if 4 in pool_blocks:
-        pooled4 = keras.layers.GlobalAveragePooling2D(name=BLOCK4_POOL)(block4)
-        steps.append(lambda x, name: keras.layers.Concatenate(name=name)([pooled4, x]))
+    if len(pooled) > 1:
+        steps.append(lambda x, name: keras.layers.Concatenate(name=name)(pooled))
     if sqrt_features:
         steps.append(lambda x, name: SquareRootFeatures(name=name)(x))
     if mirror:
         steps.append(lambda x, name: MeanOfViews(views=MirrorViews.views, name=name)(x))
-    x = block5
+    x = pooled[0]
     for i, step in enumerate(steps):
         x = step(x, POOLED_FEATURES if i == len(steps) - 1 else f"pooled_step{i + 1}")
     return x
@@ -427,8 +463,8 @@ def split_at_frozen_boundary(model):
         frozen_weights += len(layer.non_trainable_weights)
         previous = layer.output
     pooled = _frozen_pooled_features(model)
-    if pooled is not None:
-        boundary = pooled  # the input chain ends inside the trunk; the heads read the composite
+    if pooled is not None:  # the input chain ends inside the trunk (or forks: a second scale)
+        boundary, frozen_weights = pooled, len(keras.Model(model.inputs[0], pooled.output).non_trainable_weights)
     if boundary is not None and boundary.name != POOLED_FEATURES and _has_layer(model, MIRROR_VIEWS):
         raise ValueError(
             f"model {model.name!r} averages mirror views after its trainable layers, so its "

@@ -34,7 +34,7 @@ VARIANTS = ("P", "N", "PS", "NS")
 OPTIMIZERS = ("adam", "sgd")
 STRATEGIES = ("auto", "mirrored", "multi-worker")
 HEADS = ("mlp", "linear")
-POOL_BLOCKS = ("5", "4+5")
+POOL_BLOCKS = ("5", "4+5", "3+4+5")
 
 #: Variants whose convolutional trunk starts from ImageNet weights and stays frozen.
 PRETRAINED_VARIANTS = ("P", "PS")
@@ -59,6 +59,8 @@ def default_learning_rate(variant, fine_tune_blocks=0):
 #: Largest model input side accepted (the study: 250). A 1024² input already costs VGG-16 about
 #: 0.27 GB of activations per image in its first layer alone.
 MAX_IMAGE_SIZE = 1024
+#: Smallest second scale: VGG-16 halves the image five times.
+MIN_SECOND_SCALE = 32
 
 
 def prepared_bytes(image_size, n_images=1):
@@ -144,6 +146,10 @@ class TrainConfig:
         What the VGG-16 trunk computes in (:mod:`skin_cnn.models.precision_policy`); ``auto``:
         float16 on a GPU, else bfloat16 on CPUs with AMX-BF16 or AVX512-BF16, else float32. The
         resolved value is recorded in ``config.json`` (``resolved``) and a resumed run keeps it.
+    second_scale : int
+        0, or the side of a second view of every photo: the model resizes its input to
+        ``second_scale``² inside itself and pools the same blocks of the trunk run on it, after
+        the input scale's (:func:`skin_cnn.models.build_model`).
     """
 
     split: str = ""
@@ -182,6 +188,7 @@ class TrainConfig:
     sqrt_features: bool = False
     threshold: str = "0.5"
     precision: str = "auto"
+    second_scale: int = 0
 
     def __post_init__(self):
         #: How ``learning_rate`` was chosen: "set" or the default rule that chose it.
@@ -221,6 +228,8 @@ class TrainConfig:
         for name in ("fine_tune_blocks", "patience", "lr_patience", "cache_views"):
             if int(getattr(self, name)) < 0:
                 bad(name, "must not be negative")
+        if self.second_scale and not MIN_SECOND_SCALE <= int(self.second_scale) <= MAX_IMAGE_SIZE:
+            bad("second_scale", f"0 (off) or a side from {MIN_SECOND_SCALE} to {MAX_IMAGE_SIZE}")
         if self.fine_tune_blocks > 5:
             bad("fine_tune_blocks", "VGG-16 has 5 blocks")
         if not self.learning_rate > 0:

@@ -103,7 +103,8 @@ def shared_features(config, frame, out, *, progress, echo, precision=None):
     model = build_model(config.variant, input_shape=(config.image_size, config.image_size, 3),
                         weights=config.model_weights(), fine_tune_blocks=config.fine_tune_blocks, seed=config.seed,
                         head=config.head, pool_blocks=config.pooled_blocks(), mirror=config.mirror,
-                        sqrt_features=config.sqrt_features)
+                        sqrt_features=config.sqrt_features,
+                        second_scale=config.second_scale)
     apply_precision(model, resolve_precision(precision or config.precision))
     feature_model, _ = split_at_frozen_boundary(model)
     settings, views = feature_settings(config, feature_model)

@@ -187,7 +187,9 @@ def _fmt(value: Any) -> str:
 
 def features_text(config: Any) -> str:
     """What the heads read and what they are, in words."""
-    blocks = "blocks 4 and 5" if str(config.pool_blocks) == "4+5" else "block 5"
+    from skin_cnn.evaluation.method import pooled_blocks_text
+
+    blocks = pooled_blocks_text(config.pool_blocks, config.second_scale, config.image_size)
     mirror = ", square-rooted" if config.sqrt_features else ""
     mirror += ", each photo averaged with its mirror image" if config.mirror else ""
     head = ("one logistic regression per task" if config.head == "linear"

@@ -294,7 +294,8 @@ def build(config, info, precision=None):
                             weights=config.model_weights(), fine_tune_blocks=config.fine_tune_blocks,
                             seed=config.seed, preprocessing=config.preprocessing(), head=config.head,
                             pool_blocks=config.pooled_blocks(), mirror=config.mirror,
-                            sqrt_features=config.sqrt_features)
+                            sqrt_features=config.sqrt_features,
+                            second_scale=config.second_scale)
     return with_model_info(apply_precision(model, precision), precision=precision.name)
 
 
