@@ -156,3 +156,62 @@ def test_predict_from_the_file_alone_computes_the_features_the_heads_were_fitted
     _, probabilities = predicted.kept(fitted.head(4))
     direct = model.predict(x[:4], verbose=0)
     np.testing.assert_allclose(np.asarray(probabilities[task]).ravel(), direct[task].ravel(), atol=1e-5)
+
+
+def test_the_cv_ensemble_of_two_scale_fold_models_is_their_mean_and_survives_its_file(tmp_path):
+    from skin_cnn.training.cv import build_ensemble
+
+    folds = []
+    for k in range(2):
+        model = _model(pool_blocks=(3, 4, 5), second_scale=SECOND, mirror=True, sqrt_features=True)
+        for i, task in enumerate(TASK_NAMES):  # different heads per fold, one trunk
+            kernel, bias = model.get_layer(task).get_weights()
+            rng = np.random.default_rng(10 * k + i)
+            model.get_layer(task).set_weights([rng.normal(0, 0.05, kernel.shape).astype("float32"), bias])
+        (tmp_path / f"fold{k + 1}").mkdir()
+        model.save(tmp_path / f"fold{k + 1}" / "best.keras")
+        folds.append(model)
+    ensemble = build_ensemble([tmp_path / "fold1", tmp_path / "fold2"])
+    ensemble.save(tmp_path / "ensemble.keras")
+    loaded = keras.models.load_model(tmp_path / "ensemble.keras", compile=False)
+    x = _images()
+    answers = [m.predict(x, verbose=0) for m in folds]
+    got = loaded.predict(x, verbose=0)
+    for task in TASK_NAMES:
+        np.testing.assert_allclose(got[task], (answers[0][task] + answers[1][task]) / 2, atol=1e-6)
+    assert len(loaded.get_weights()) == len(folds[0].get_weights()) + 2 * len(TASK_NAMES)  # one trunk
+
+
+def test_platt_scaling_folded_into_the_head_equals_the_map_applied_to_the_regressions_answers():
+    from scipy.optimize import minimize
+
+    from skin_cnn.training.linear import LinearFit, calibrate_fit
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(200, 5))
+    y = (x[:, 0] + rng.normal(size=200) > 0).astype(int)
+    kernel, bias = np.array([0.3, 0.1, 0, 0, 0]), 0.05  # an over-regularised regression: too close to 0.5
+    oof = 1 / (1 + np.exp(-(x @ kernel + bias)))
+    fit = LinearFit("t", kernel.copy(), bias, 1.0, 0.5, 200, int(y.sum()), np.arange(200), oof.copy())
+    calibrate_fit(fit, y)
+    logit = np.log(oof / (1 - oof))
+
+    def loss(ab):  # the log-loss of sigmoid(a·logit + b), minimised independently
+        z = ab[0] * logit + ab[1]
+        return np.sum(np.logaddexp(0, z) - y * z)
+
+    a, b = minimize(loss, [1.0, 0.0], method="Nelder-Mead", options={"xatol": 1e-8, "fatol": 1e-10}).x
+    assert fit.calibration["a"] == pytest.approx(a, rel=1e-3) and a > 1
+    assert fit.calibration["b"] == pytest.approx(b, abs=1e-3)
+    expected = 1 / (1 + np.exp(-(a * (x @ kernel + bias) + b)))
+    np.testing.assert_allclose(1 / (1 + np.exp(-(x @ fit.kernel + fit.bias))), expected, atol=1e-4)
+    np.testing.assert_allclose(fit.oof_probability, expected, atol=1e-4)
+
+
+def test_calibration_needs_the_linear_head():
+    from skin_cnn.training import resolve_config
+
+    with pytest.raises(ValueError, match="calibration"):
+        resolve_config(dict(split="s.csv", out="o", calibration="sigmoid"))
+    with pytest.raises(ValueError, match="calibration"):
+        resolve_config(dict(split="s.csv", out="o", head="linear", calibration="isotonic"))

@@ -35,6 +35,7 @@ OPTIMIZERS = ("adam", "sgd")
 STRATEGIES = ("auto", "mirrored", "multi-worker")
 HEADS = ("mlp", "linear")
 POOL_BLOCKS = ("5", "4+5", "3+4+5")
+CALIBRATIONS = ("none", "sigmoid")
 
 #: Variants whose convolutional trunk starts from ImageNet weights and stays frozen.
 PRETRAINED_VARIANTS = ("P", "PS")
@@ -150,6 +151,9 @@ class TrainConfig:
         0, or the side of a second view of every photo: the model resizes its input to
         ``second_scale``² inside itself and pools the same blocks of the trunk run on it, after
         the input scale's (:func:`skin_cnn.models.build_model`).
+    calibration : {"none", "sigmoid"}
+        Linear heads only: Platt scaling fitted on each task's inner out-of-fold probabilities and
+        folded into its weights (:func:`skin_cnn.training.linear.calibrate_fit`).
     """
 
     split: str = ""
@@ -189,6 +193,7 @@ class TrainConfig:
     threshold: str = "0.5"
     precision: str = "auto"
     second_scale: int = 0
+    calibration: str = "none"
 
     def __post_init__(self):
         #: How ``learning_rate`` was chosen: "set" or the default rule that chose it.
@@ -230,6 +235,8 @@ class TrainConfig:
                 bad(name, "must not be negative")
         if self.second_scale and not MIN_SECOND_SCALE <= int(self.second_scale) <= MAX_IMAGE_SIZE:
             bad("second_scale", f"0 (off) or a side from {MIN_SECOND_SCALE} to {MAX_IMAGE_SIZE}")
+        if self.calibration not in CALIBRATIONS or (self.calibration != "none" and self.head != "linear"):
+            bad("calibration", f"expected one of {', '.join(CALIBRATIONS)}; sigmoid needs the linear head")
         if self.fine_tune_blocks > 5:
             bad("fine_tune_blocks", "VGG-16 has 5 blocks")
         if not self.learning_rate > 0:

@@ -26,7 +26,7 @@ UNVALIDATED = "not validated for the ensemble's averaged scores"
 NESTED_FILE = "oof_ensemble_predictions.csv"
 
 
-def nested_ensemble_probabilities(x, y, folds, c_of_fold):
+def nested_ensemble_probabilities(x, y, folds, c_of_fold, platt_of_fold=None):
     """Nested out-of-fold ensemble probabilities of one task.
 
     Parameters
@@ -40,6 +40,9 @@ def nested_ensemble_probabilities(x, y, folds, c_of_fold):
         Outer fold of every image.
     c_of_fold : mapping fold -> float
         Inverse L2 strength of the fold's own model (chosen without that fold).
+    platt_of_fold : mapping fold -> dict, optional
+        The Platt map the fold's own model folded into its weights (``calibration`` of
+        ``linear_fit.json``), applied to each of its k − 1 inner models' probabilities.
 
     Returns
     -------
@@ -56,6 +59,8 @@ def nested_ensemble_probabilities(x, y, folds, c_of_fold):
     from sklearn.model_selection import PredefinedSplit, cross_validate
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
+
+    from skin_cnn.training.linear import apply_platt
 
     x = np.asarray(x, dtype=np.float64)
     y = np.asarray(y, dtype=np.int64)
@@ -75,7 +80,8 @@ def nested_ensemble_probabilities(x, y, folds, c_of_fold):
         model = make_pipeline(StandardScaler(), LogisticRegression(C=float(c_of_fold[k]), max_iter=5000))
         fitted = cross_validate(model, rows, np.tile(y[rest], views), cv=PredefinedSplit(np.tile(folds[rest], views)),
                                 return_estimator=True, error_score="raise")["estimator"]
-        out[held] = np.mean([m.predict_proba(x[0, held])[:, 1] for m in fitted], axis=0)
+        platt = (platt_of_fold or {}).get(k)
+        out[held] = np.mean([apply_platt(m.predict_proba(x[0, held])[:, 1], platt) for m in fitted], axis=0)
     return out
 
 
@@ -110,7 +116,8 @@ def nested_ensemble_predictions(frame, folds, features, fold_dirs, tasks):
         rows = np.flatnonzero(labels.notna().to_numpy())
         p = np.full(len(frame), np.nan)
         p[rows] = nested_ensemble_probabilities(features[:, rows], labels.iloc[rows].astype(int).to_numpy(),
-                                                folds[rows], {k: c[k][task]["C"] for k in c})
+                                                folds[rows], {k: c[k][task]["C"] for k in c},
+                                                {k: c[k][task].get("calibration") for k in c})
         probabilities[task] = p
     table = predictions_frame(frame[["image_path", "patient_id", "diagnosis"]].assign(fold=folds), probabilities,
                               tasks=tasks)

@@ -38,10 +38,12 @@ class LinearFit:
     positives: int
     rows: np.ndarray = field(repr=False)
     oof_probability: np.ndarray = field(repr=False)
+    calibration: dict | None = None
 
     def to_dict(self):
-        return {"task": self.task, "C": self.C, "inner_cv_auc": self.inner_auc, "n": self.n,
-                "positives": self.positives}
+        out = {"task": self.task, "C": self.C, "inner_cv_auc": self.inner_auc, "n": self.n,
+               "positives": self.positives}
+        return out if self.calibration is None else dict(out, calibration=self.calibration)
 
 
 def group_ids(frame):
@@ -200,3 +202,55 @@ def set_linear_heads(model, fits):
                              f"{len(fit.kernel)}")
         layer.set_weights([fit.kernel.reshape(kernel.shape).astype(kernel.dtype),
                            np.asarray([fit.bias], dtype=bias.dtype)])
+
+
+def platt_parameters(y, p):
+    """Slope ``a`` and intercept ``b`` of Platt scaling: ``sigmoid(a · logit(p) + b)`` fitted to ``y``.
+
+    Fitted (unregularised logistic regression on the logit) on out-of-fold probabilities only, so
+    the map corrects how the regression's held-out answers are spread, not how it fits its own
+    training rows. A logistic regression shrunk by a strong L2 penalty answers too close to 0.5
+    (``a > 1`` corrects it).
+    """
+    from sklearn.linear_model import LogisticRegression
+
+    p = np.clip(np.asarray(p, dtype=np.float64), 1e-7, 1 - 1e-7)
+    logit = np.log(p / (1 - p))[:, None]
+    model = LogisticRegression(C=1e6, max_iter=1000).fit(logit, np.asarray(y, dtype=np.int64))
+    return float(model.coef_[0, 0]), float(model.intercept_[0])
+
+
+def calibrate_fit(fit, y, method="sigmoid"):
+    """``fit`` with Platt scaling folded into its weights: ``a · (w·x + c) + b`` is again linear.
+
+    The calibrated model is still one sigmoid ``Dense`` per task, so nothing changes for predict,
+    serve or export. Its out-of-fold probabilities are mapped the same way (the map was fitted on
+    them, as scikit-learn's ``CalibratedClassifierCV(ensemble=False)`` fits on cross-validated
+    predictions); nested, held-out calibration is what ``skin-cnn cv`` measures.
+    """
+    if method != "sigmoid":
+        raise ValueError(f"calibration must be 'none' or 'sigmoid'; got {method!r}")
+    a, b = platt_parameters(y, fit.oof_probability)
+    fit.calibration = {"method": "sigmoid", "a": a, "b": b}
+    fit.kernel, fit.bias = fit.kernel * a, a * fit.bias + b
+    fit.oof_probability = apply_platt(fit.oof_probability, fit.calibration)
+    return fit
+
+
+def calibrate_fits(fits, diagnoses, method="none"):
+    """Platt-scale every task's fit (:func:`calibrate_fit`) unless ``method`` is ``"none"``."""
+    if method == "none":
+        return fits
+    diagnoses = np.asarray(diagnoses)
+    for name, fit in fits.items():
+        y = np.array([TASKS[name].label(d) for d in diagnoses[fit.rows]], dtype=np.int64)
+        calibrate_fit(fit, y, method)
+    return fits
+
+
+def apply_platt(p, calibration):
+    """Probabilities ``p`` through a stored Platt map (``{"a", "b"}``); unchanged when None."""
+    if not calibration:
+        return np.asarray(p, dtype=np.float64)
+    p = np.clip(np.asarray(p, dtype=np.float64), 1e-7, 1 - 1e-7)
+    return 1 / (1 + np.exp(-(calibration["a"] * np.log(p / (1 - p)) + calibration["b"])))

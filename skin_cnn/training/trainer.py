@@ -600,7 +600,7 @@ def fit_heads(run, data, frame, model):
 
 def fit_linear(run, data, frame, model):
     """``--head linear``: logistic regressions on the cached features of train and val together."""
-    from skin_cnn.training.linear import fit_linear_heads, group_ids, set_linear_heads
+    from skin_cnn.training.linear import calibrate_fits, fit_linear_heads, group_ids, set_linear_heads
 
     paths, echo = run.paths, run.echo
     train_x = np.asarray(data.train_features, dtype=np.float32)  # (views, n_train, d)
@@ -616,6 +616,7 @@ def fit_linear(run, data, frame, model):
     echo(f"fitting the linear heads on {len(rows)} train + val images ({views} view(s) of each training image)")
     fits = fit_linear_heads(x, image_of_row, clean, rows["diagnosis"].to_numpy(), group_ids(rows),
                             seed=run.config.seed)
+    calibrate_fits(fits, rows["diagnosis"].to_numpy(), run.config.calibration)
     set_linear_heads(model, fits)
     cb.save_model_atomic(model, paths.best_model)
     probabilities = {task: np.full(len(rows), np.nan) for task in TASK_NAMES}
