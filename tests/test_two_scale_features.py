@@ -109,7 +109,7 @@ def test_a_second_scale_out_of_range_is_one_clear_error(value):
 def two_scale_run(tmp_path_factory):
     from test_training import tiny_config, tiny_split
 
-    from skin_cnn.training import train
+    from skin_cnn import train
 
     base = tmp_path_factory.mktemp("two_scale")
     split = tiny_split(base, patients=6)
