@@ -87,8 +87,8 @@ def summarise(oof, frame, reference=None):
     """Per task: AUC pooled and within DermNet NZ, ECE raw / Platt / isotonic, sens/spec at the folds' cuts."""
     from sklearn.metrics import roc_auc_score
 
-    from skin_cnn.evaluation.bootstrap import paired_auc_difference
-    from skin_cnn.evaluation.calibration import expected_calibration_error as ece
+    from skin_cnn.stats.bootstrap import paired_auc_difference
+    from skin_cnn.stats.calibration import expected_calibration_error as ece
 
     out = {}
     dermnet = frame["original_dataset"].astype(str).str.startswith("DermNet").to_numpy()
