@@ -42,13 +42,13 @@ def test_a_bad_rate_in_a_settings_file_is_one_line_naming_the_file(tmp_path):
 def test_the_cli_resolves_the_rate_after_the_settings_file_and_flags(tmp_path, monkeypatch):
     from click.testing import CliRunner
 
-    import skin_cnn.training.trainer as trainer
+    import skin_cnn.app.train_run as train_run
     from skin_cnn.cli.train_cmd import command
 
     split = tmp_path / "split.csv"
     split.write_text("image_path,patient_id,diagnosis,split\n")
     seen = []
-    monkeypatch.setattr(trainer, "train", lambda config, **kw: seen.append(config))
+    monkeypatch.setattr(train_run, "train", lambda config, **kw: seen.append(config))
     settings = tmp_path / "n.yaml"
     settings.write_text(yaml.safe_dump({"variant": "N"}))
     for args, expected in ((["--variant", "N"], 2e-5), (["--config", str(settings)], 2e-5),
@@ -63,7 +63,8 @@ def test_the_cli_resolves_the_rate_after_the_settings_file_and_flags(tmp_path, m
 def test_a_run_records_the_resolved_rate_and_resume_keeps_it(tmp_path):
     from test_training import tiny_config, tiny_split
 
-    from skin_cnn.training import load_resume_config, train
+    from skin_cnn import train
+    from skin_cnn.training import load_resume_config
 
     split = tiny_split(tmp_path, broken=False)
     out = tmp_path / "n"

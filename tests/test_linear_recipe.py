@@ -430,13 +430,14 @@ def test_evaluate_answers_at_the_models_stored_thresholds_on_test_and_at_half_el
                         progress=False)
     for task, entry in test["tasks"].items():
         assert entry["threshold"] == pytest.approx(stored[task]["value"])
-        # the threshold's choice is redone on resamples of the predictions training fitted it on
+        # the threshold's choice would be redone on resamples of the predictions training fitted
+        # it on; this small test split holds fewer than 5 patients per class, so it is not, and says why
         choice = entry["threshold_choice"]
-        assert "val_predictions.csv" in choice["method"] and choice["fixed"]["sensitivity"] == pytest.approx(
-            entry["bootstrap"]["sensitivity"])
+        assert choice["method"] == "not computed" and choice["sensitivity"] is None
+        assert "too few units" in choice["too_few_units"]
     assert test["threshold_method"].startswith("stored in the model: youden")
     report = (out / "eval_stored" / "report.md").read_text()
-    assert "uncertainty of choosing the threshold" in report
+    assert "too few units" in report
     # the report and its checklist rows describe the regression that ran, not the study's optimiser
     assert "C chosen" in report and "Model fitting" in report and "logistic regression" in report
     assert "closed-form logistic regressions, C by grouped inner cross-validation" in report  # its checklist row

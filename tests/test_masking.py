@@ -107,7 +107,7 @@ def test_the_batched_path_of_training_paints_the_same_pixels_as_model_input(tmp_
 def masked_run(tmp_path_factory):
     from test_training import tiny_config, tiny_split
 
-    from skin_cnn.training import train
+    from skin_cnn import train
 
     base = tmp_path_factory.mktemp("masked")
     split = tiny_split(base, patients=4, broken=False)
