@@ -211,7 +211,7 @@ def test_resume_of_a_finished_run_keeps_its_model_card_and_summary(split_csv, tm
 
 
 def test_a_run_whose_best_epoch_is_its_last_is_flagged_as_not_converged(split_csv, tmp_path):
-    from skin_cnn.training.run_folder import model_card
+    from skin_cnn.reporting.model_card import model_card
     from skin_cnn.training.trainer import RunResult, has_converged
 
     assert not has_converged(best_epoch=8, epochs_run=8, max_epochs=8)   # still improving at the end
@@ -314,7 +314,7 @@ def test_training_output_is_short_plain_lines_when_not_a_terminal(split_csv, tmp
 
 
 def test_summary_says_how_few_test_images_stand_behind_a_test_auc(split_csv, tmp_path):
-    from skin_cnn.training.run_folder import summary_text
+    from skin_cnn.reporting.model_card import summary_text
     from skin_cnn.training.trainer import RunResult
 
     config = tiny_config(split_csv, tmp_path / "run")

@@ -27,7 +27,7 @@ from skin_cnn.core.compute_precision import Precision
 from skin_cnn.core.run_paths import RunPaths
 from skin_cnn.evaluation.flow import record_training
 from skin_cnn.training import run_folder
-from skin_cnn.training.run_folder import model_card, summary_text
+from skin_cnn.reporting.model_card import model_card, summary_text
 from skin_cnn.training.config import TrainConfig
 from skin_cnn.training.distribute import make_strategy
 from skin_cnn.training.feature_cache import run_frame_predictions
