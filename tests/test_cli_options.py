@@ -146,3 +146,52 @@ def test_split_hands_its_settings_to_patient_split(monkeypatch, tmp_path):
     assert result.exit_code == 0, result.output
     assert seen == {"fractions": (0.5, 0.25, 0.25), "seed": 7, "group_near_duplicates": True, "hash_distance": 3,
                     "progress": False}
+
+
+def _recipe_option_names():
+    from skin_cnn.cli.train_cmd import recipe_options
+
+    @click.command()
+    @recipe_options
+    def probe(**params):
+        pass
+
+    return {p.name for p in probe.params}
+
+
+def test_every_recipe_option_is_a_training_setting():
+    # user_settings keeps the parameters named like TrainConfig fields: an option named otherwise
+    # would be parsed and then silently left out of the run's settings
+    from skin_cnn.training.config import FIELD_NAMES
+
+    assert _recipe_option_names() - {"recipe"} <= set(FIELD_NAMES)
+    assert {"second_scale", "calibration", "pool_blocks", "mirror"} <= _recipe_option_names()
+
+
+@pytest.mark.parametrize("flags, expected", [
+    (["--second-scale", "250"], {"second_scale": 250}),
+    (["--calibration", "sigmoid", "--head", "linear"], {"calibration": "sigmoid", "head": "linear"}),
+    (["--image-size", "320", "--pool-blocks", "3+4+5", "--no-crop"],
+     {"image_size": 320, "pool_blocks": "3+4+5", "crop": False}),
+])
+def test_typed_recipe_flags_reach_the_cv_settings(monkeypatch, tmp_path, flags, expected):
+    seen = {}
+    monkeypatch.setattr("skin_cnn.app.cv_run.run_cv",
+                        lambda source, out, n_folds, settings, **kwargs: seen.update(settings))
+    source = tmp_path / "manifest.csv"
+    source.write_text("image_path,diagnosis\n")
+    result = CliRunner().invoke(cli, ["cv", str(source), "-o", str(tmp_path / "cv"), *flags])
+    assert result.exit_code == 0, result.output
+    assert {k: seen.get(k) for k in expected} == expected
+    assert "folds" not in seen and "n_bootstrap" not in seen  # folding options are not settings
+
+
+def test_typed_second_scale_reaches_the_train_config(monkeypatch, tmp_path):
+    seen = {}
+    monkeypatch.setattr("skin_cnn.app.train_run.train", lambda config, **kwargs: seen.update(config=config))
+    split = tmp_path / "split.csv"
+    split.write_text("image_path,diagnosis,split\n")
+    result = CliRunner().invoke(cli, ["train", str(split), "-o", str(tmp_path / "run"), "--head", "linear",
+                                      "--second-scale", "200", "--calibration", "sigmoid"])
+    assert result.exit_code == 0, result.output
+    assert (seen["config"].second_scale, seen["config"].calibration) == (200, "sigmoid")

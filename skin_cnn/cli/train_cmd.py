@@ -7,33 +7,22 @@ import click
 from skin_cnn.cli.options import refuse_overwriting
 from skin_cnn.cli.options import MaskBox, precision_option
 from skin_cnn.core.specs import CROP_METHODS
-from skin_cnn.training.config import HEADS, OPTIMIZERS, POOL_BLOCKS, RECIPES, STRATEGIES, VARIANTS, TrainConfig
+from skin_cnn.training.config import CALIBRATIONS, FIELD_NAMES, HEADS, OPTIMIZERS, POOL_BLOCKS, RECIPES, STRATEGIES, VARIANTS, TrainConfig
 
 D = TrainConfig()
 
-# click parameter name -> TrainConfig field
-_FIELDS = {
-    "variant": "variant", "weights": "weights", "image_size": "image_size", "crop": "crop",
-    "crop_method": "crop_method", "mask_border": "mask_border", "mask_boxes": "mask_boxes",
-    "balanced": "balanced", "zoom": "zoom", "rotation": "rotation", "translation": "translation",
-    "flip": "flip", "epochs": "epochs", "batch_size": "batch_size", "optimizer": "optimizer",
-    "learning_rate": "learning_rate", "fine_tune_blocks": "fine_tune_blocks", "patience": "patience",
-    "seed": "seed", "feature_cache": "feature_cache", "cache_views": "cache_views",
-    "cache_dir": "cache_dir", "strategy": "strategy", "evaluate": "evaluate", "tensorboard": "tensorboard",
-    "save_last": "save_last", "head": "head", "pool_blocks": "pool_blocks", "mirror": "mirror",
-    "threshold": "threshold", "sqrt_features": "sqrt_features", "precision": "precision",
-}
-
-
 def user_settings(ctx, params):
-    """The settings the user typed on the command line (not click's defaults)."""
+    """The settings the user typed on the command line (not click's defaults).
+
+    Every parameter named like a :class:`TrainConfig` field is a setting (the options of
+    :func:`recipe_options` are all named so; ``tests/test_cli_options.py`` checks it), so a new
+    option cannot be left out of the run's settings by a forgotten mapping.
+    """
     from click.core import ParameterSource
 
-    chosen = {}
-    for name, field in _FIELDS.items():
-        if ctx.get_parameter_source(name) in (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT):
-            chosen[field] = params[name]
-    return chosen
+    typed = (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)
+    return {name: value for name, value in params.items()
+            if name in FIELD_NAMES and ctx.get_parameter_source(name) in typed}
 
 
 def recipe_options(function):
@@ -95,6 +84,9 @@ def recipe_options(function):
             help="Square-root the pooled features before the heads (power normalisation)."),
         click.option("--second-scale", type=int, default=D.second_scale,
             help="Also pool the trunk on the input resized to N×N inside the model (0: off)."),
+        click.option("--calibration", type=click.Choice(CALIBRATIONS), default=D.calibration,
+            help="Linear heads: sigmoid fits Platt scaling on each task's inner out-of-fold "
+                 "probabilities and folds it into the head's weights."),
         click.option("--threshold", default=D.threshold,
             help="Decision threshold stored in the model: a number, youden, sens:0.9 or spec:0.9 "
                  "(fitted on validation predictions)."),
