@@ -164,3 +164,25 @@ def test_figure_text_no_font_can_draw_is_reported_in_one_line(tmp_path):
             warnings.simplefilter("error")
             _save(fig, tmp_path / "f.png")
     assert missing_glyphs(["clinic AUC 0.9 – ≥ ±"]) == []
+
+
+def test_figure_fonts_do_not_depend_on_the_order_of_the_font_list(monkeypatch):
+    # A family's files differ in what they can draw (DejaVu Sans ExtraLight has no '≥'), and a
+    # rebuilt font list (the tests' own, each session) orders them anew: whichever file comes last
+    # must not decide what counts as drawable.
+    from matplotlib import font_manager
+    from skin_cnn.reporting import plots
+
+    manager = font_manager.fontManager
+    original = list(manager.ttflist)
+    family = [f for f in original if f.name == "DejaVu Sans"]
+    try:
+        for last in family:
+            monkeypatch.setattr(manager, "ttflist", [f for f in original if f is not last] + [last])
+            manager._findfont_cached.cache_clear()
+            plots.figure_fonts.cache_clear()
+            assert plots.missing_glyphs(["clinic AUC 0.9 – ≥ ±"]) == [], last.fname
+    finally:
+        monkeypatch.undo()
+        manager._findfont_cached.cache_clear()
+        plots.figure_fonts.cache_clear()

@@ -41,6 +41,11 @@ def figure_fonts():
 
     Matplotlib (3.6+) draws each character in the first font of the list that has it.
 
+    A family is several files (regular, bold, condensed, extra-light, ...) whose character sets
+    differ: DejaVu Sans ExtraLight lacks '≥', for one. The character set read is that of the file
+    matplotlib itself draws the family's regular text with (``findfont``), not whichever file the
+    font list happens to name last, since that order changes each time the list is rebuilt.
+
     Returns
     -------
     list of (str, frozenset of int)
@@ -49,13 +54,15 @@ def figure_fonts():
     from matplotlib import font_manager
     from matplotlib.ft2font import FT2Font
 
-    installed = {f.name: f.fname for f in font_manager.fontManager.ttflist}
+    installed = {f.name for f in font_manager.fontManager.ttflist}
     fonts = []
     for name in ("DejaVu Sans", *FALLBACK_FONTS):
         if name in installed:
             try:
-                fonts.append((name, frozenset(FT2Font(installed[name]).get_charmap())))
-            except (OSError, RuntimeError):
+                regular = font_manager.fontManager.findfont(
+                    font_manager.FontProperties(family=name), fallback_to_default=False)
+                fonts.append((name, frozenset(FT2Font(regular).get_charmap())))
+            except (OSError, RuntimeError, ValueError):
                 continue
     return fonts
 
