@@ -150,3 +150,60 @@ def test_another_keras_backend_is_refused_with_one_clear_line(backend):
     assert done.returncode != 0
     last = done.stderr.strip().splitlines()[-1]
     assert "needs the TensorFlow backend" in last and repr(backend) in last and "KERAS_BACKEND=tensorflow" in last
+
+
+def _built_wheel(tmp_path):
+    """Build skin-cnn's wheel offline from a copy of the files packaging reads; skip without setuptools."""
+    import shutil
+    import subprocess
+
+    pytest.importorskip("setuptools")
+    pytest.importorskip("wheel")
+    source = tmp_path / "source"
+    source.mkdir()
+    for name in ("setup.py", "setup.cfg", "README.md"):
+        shutil.copy(ROOT / name, source / name)
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+    for folder in ("skin_cnn", "data_manifests"):
+        shutil.copytree(ROOT / folder, source / folder, ignore=ignore)
+    done = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-index",
+                           "-q", "-w", str(tmp_path / "dist"), str(source)],
+                          capture_output=True, text=True, timeout=300, check=False)
+    if done.returncode != 0:
+        pytest.skip(f"no wheel could be built offline here: {done.stderr.strip()[-300:]}")
+    (wheel,) = (tmp_path / "dist").glob("skin_cnn-*.whl")
+    return wheel
+
+
+def test_the_wheel_ships_every_package_data_file_and_the_installed_package_finds_them(tmp_path):
+    # setup.py maps the top-level data_manifests/ folder to the package skin_cnn.data_manifests;
+    # [options.package_data] must name packages the wheel has, and bring their files along.
+    import fnmatch
+    import os
+    import subprocess
+    import zipfile
+
+    wheel = _built_wheel(tmp_path)
+    names = zipfile.ZipFile(wheel).namelist()
+    folders = {"skin_cnn.data_manifests": ROOT / "data_manifests"}
+    for package, patterns in _config()["options.package_data"].items():
+        folder = folders.get(package, ROOT.joinpath(*package.split(".")))
+        assert folder.is_dir(), f"package_data names {package}, which has no folder"
+        prefix = package.replace(".", "/") + "/"
+        for pattern in patterns.split():
+            wanted = {prefix + p.relative_to(folder).as_posix() for p in folder.rglob("*")
+                      if p.is_file() and fnmatch.fnmatch(p.relative_to(folder).as_posix(), pattern)}
+            assert wanted, f"{package}: {pattern} matches no file"
+            assert wanted <= set(names), sorted(wanted - set(names))
+    # installed (the wheel unpacked as pip would), the package reads its own copy of the ICD-10 map
+    site = tmp_path / "site"
+    zipfile.ZipFile(wheel).extractall(site)
+    env = dict(os.environ, PYTHONPATH=str(site))
+    code = ("import skin_cnn; from skin_cnn.core.tasks import default_icd10_map_path, load_icd10_map; "
+            "print(skin_cnn.__file__); print(default_icd10_map_path()); print(load_icd10_map().lookup('L40.0'))")
+    done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=120, check=True)
+    package_file, map_path, psoriasis = done.stdout.split()
+    assert Path(package_file).is_relative_to(site) and Path(map_path).is_relative_to(site)
+    assert Path(map_path).read_bytes() == (ROOT / "data_manifests" / "icd10_categories.csv").read_bytes()
+    assert psoriasis == "psoriasis"  # L40: psoriasis in ICD-10
