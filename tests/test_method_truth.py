@@ -60,3 +60,17 @@ def test_augmentation_is_listed_only_when_a_training_photo_was_augmented(setting
     rows = {name: value for _, name, value in method_rows(config.to_dict(), feature_cache=config.use_feature_cache())}
     assert (rows["Augmentation"] != "none") == augmented, rows["Augmentation"]
     assert ("Optimizer" in rows) == (config.head == "mlp")
+
+
+@pytest.mark.parametrize("settings, platt", [
+    (dict(head="linear", calibration="sigmoid"), True),
+    (dict(head="linear"), False),
+])
+def test_a_linear_run_says_whether_its_probabilities_were_platt_scaled(settings, platt):
+    rows = {name: value for _, name, value in method_rows(TrainConfig(**settings).to_dict(), feature_cache=True)}
+    assert ("Platt" in rows["Calibration"]) == platt, rows["Calibration"]
+
+
+def test_the_study_heads_list_no_calibration_step():
+    rows = {name for _, name, _ in method_rows(TrainConfig().to_dict(), feature_cache=True)}
+    assert "Calibration" not in rows

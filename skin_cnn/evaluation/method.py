@@ -66,6 +66,14 @@ def threshold_text(train):
     return f"{what}, fitted on {on}; the cut-off halfway between adjacent scores"
 
 
+def calibration_text(train):
+    """How a linear head's probabilities were calibrated (``calibration`` setting)."""
+    if str(train.get("calibration", "none")) == "sigmoid":
+        return ("Platt scaling: a logistic map of each task's score fitted on the inner out-of-fold "
+                "probabilities of the train and validation images and folded into the head's weights")
+    return "none: the logistic regression's own probabilities"
+
+
 def _mask_rows(train):
     """The method row of a run that masks parts of every photo (none when it masks nothing)."""
     parts = []
@@ -135,6 +143,7 @@ def method_rows(train, *, feature_cache=None, preprocessing=None, chosen_c=None)
                      f"{INNER_FOLDS}-fold cross-validation (AUC)"))
         if chosen_c:
             rows.append(("model", "C chosen", ", ".join(f"{t} {float(c):g}" for t, c in chosen_c.items())))
+        rows.append(("model", "Calibration", calibration_text(train)))
     else:
         rows.append(("model", "Heads", "Dense 64 ReLU, then per task Dense 32 ReLU and a sigmoid (L2 5e-4)"))
         parts = [str(train["optimizer"])] if train.get("optimizer") else []

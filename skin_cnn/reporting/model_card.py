@@ -83,7 +83,7 @@ def training_text(config: Any, epochs_run: int, best_epoch: int) -> str:
 
 
 def method_of(config: Any) -> list:
-    """:func:`skin_cnn.reporting.method.method_rows` of a run's settings, with the C its linear
+    """:func:`skin_cnn.evaluation.method.method_rows` of a run's settings, with the C its linear
     heads chose when the run folder holds ``linear_fit.json``."""
     from skin_cnn.evaluation.method import method_rows
 
