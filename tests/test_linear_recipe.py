@@ -477,3 +477,13 @@ def test_cv_takes_the_recipe_flag_too(tmp_path, monkeypatch):
                                       "--image-size", "224"])
     assert result.exit_code == 0, result.output
     assert seen == dict(RECIPES["frozen-linear"], image_size=224)
+
+
+def test_the_two_scale_recipe_is_frozen_linear_at_320_with_a_250_view_and_platt_scaling():
+    from skin_cnn.training.config import RECIPES, resolve_config
+
+    config = resolve_config(dict(RECIPES["frozen-linear-two-scale"], split="s.csv", out="o"))
+    base = resolve_config(dict(RECIPES["frozen-linear"], split="s.csv", out="o"))
+    changed = {k for k, v in config.to_dict().items() if base.to_dict()[k] != v}
+    assert changed == {"image_size", "second_scale", "calibration"}
+    assert (config.image_size, config.second_scale, config.calibration) == (320, 250, "sigmoid")

@@ -339,6 +339,10 @@ RECIPES = {
     "frozen-linear": {"head": "linear", "pool_blocks": "4+5", "mirror": True, "sqrt_features": True,
                       "crop": False, "image_size": 250, "threshold": "youden", "cache_views": 0},
 }
+#: ``frozen-linear-two-scale``: frozen-linear at 320² with a second pooling at 250² and Platt
+#: scaling, chosen by development CV and confirmed on other folds (docs/experiments/best-recipe.md).
+RECIPES["frozen-linear-two-scale"] = dict(RECIPES["frozen-linear"], image_size=320, second_scale=250,
+                                          calibration="sigmoid")
 
 
 def recipe_table(recipes=None):

@@ -2,7 +2,8 @@
 
 For each task: pooled and within-source out-of-fold AUC of both runs, the paired cluster-bootstrap
 difference (candidate − reference) pooled and within DermNet NZ, and sensitivity and specificity
-pooled over the folds at each fold model's own threshold (``cv_folds.csv``'s ``threshold``)::
+pooled over the folds (and within DermNet NZ) at each fold model's own threshold (``cv_folds.csv``'s
+``threshold``)::
 
     python docs/experiments/unseen/compare_cv.py --reference runs/unseen/cv-study \
         --candidate runs/unseen/cv-frozen-linear --manifest DATA/manifest.csv
@@ -31,7 +32,10 @@ def at_fold_thresholds(run, oof, task):
     t = part["fold"].map(cut).to_numpy() if cut is not None else np.full(len(part), 0.5)
     pred = part["y_prob"].to_numpy() >= t
     y = part["y_true"].to_numpy() == 1
+    derm = (part["source"] == "DermNet NZ").to_numpy()
     return {"sensitivity": float(pred[y].mean()), "specificity": float((~pred[~y]).mean()),
+            "sensitivity_dermnet": float(pred[y & derm].mean()) if (y & derm).any() else None,
+            "specificity_dermnet": float((~pred[~y & derm]).mean()) if (~y & derm).any() else None,
             "thresholds": sorted(set(np.round(t, 3)))}
 
 
