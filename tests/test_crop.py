@@ -279,6 +279,7 @@ def test_crop_command_writes_boxes_errors_manifest_copies_and_sheet(tmp_path):
         "crop_top",
         "crop_right",
         "crop_bottom",
+        "crop_method",
         "width",
         "height",
     ]

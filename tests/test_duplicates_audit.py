@@ -170,6 +170,7 @@ def test_a_model_with_mirror_views_gives_one_feature_row_per_photo_the_mean_of_i
     import keras
 
     from skin_cnn.app.evaluate_run import pooled_features, pooled_trunk_model
+    from skin_cnn.core.specs import Preprocessing
     from skin_cnn.models.views import MirrorViews
 
     keras.utils.set_random_seed(0)
@@ -182,6 +183,7 @@ def test_a_model_with_mirror_views_gives_one_feature_row_per_photo_the_mean_of_i
     class Reader:  # the predictor's reading and preprocessing, reduced to a lookup
         read = staticmethod(lambda path: images[int(path)])
         preprocess = staticmethod(lambda image, box: (image, None))
+        preprocessing = Preprocessing(image_size=(32, 32))  # the crop a frame's boxes are checked against
 
     features, ok = pooled_features(Reader(), pd.DataFrame({"image_path": ["0", "1", "2", "3", "4"]}),
                                    pooled_trunk_model(mirrored_model), batch_size=2)

@@ -23,6 +23,7 @@ import broken_files as bf
 from skin_cnn.cli import cli
 from skin_cnn.data.demo_data import generate_demo_dataset
 from skin_cnn.core.tasks import TASK_NAMES
+from skin_cnn.core.specs import Preprocessing
 from skin_cnn.core.io import sha256_file
 from skin_cnn.evaluation.flow import chain
 
@@ -59,7 +60,7 @@ def _fake_model(monkeypatch):
         return predict.FramePredictions(probs, ok, skipped)
 
     # a model with the study's outputs, loaded in float32
-    model = types.SimpleNamespace(tasks=tuple(TASK_NAMES),
+    model = types.SimpleNamespace(tasks=tuple(TASK_NAMES), preprocessing=Preprocessing(),
                                   precision=types.SimpleNamespace(describe=lambda: "precision: float32"))
     monkeypatch.setattr(predict, "load_predictor", lambda run_dir, *a, **k: model)
     monkeypatch.setattr(predict, "predict_frame", predict_frame)

@@ -32,9 +32,11 @@ def _fake_predict(monkeypatch):
         return predict.FramePredictions(probs, np.ones(n, dtype=bool), [])
 
     from skin_cnn.core.compute_precision import Precision
+    from skin_cnn.core.specs import Preprocessing
 
     # a model with the study's outputs
-    model = types.SimpleNamespace(tasks=tuple(TASK_NAMES), precision=Precision("float32"))
+    model = types.SimpleNamespace(tasks=tuple(TASK_NAMES), precision=Precision("float32"),
+                                  preprocessing=Preprocessing())
     monkeypatch.setattr(predict, "load_predictor", lambda run_dir, *a, **k: model)
     monkeypatch.setattr(predict, "predict_frame", predict_frame)
     import skin_cnn.app.evaluate_run as run_evaluation

@@ -24,7 +24,7 @@ from skin_cnn.core.compute_precision import Precision
 from skin_cnn.core.specs import EvalSettings
 from skin_cnn.core.run_paths import RunPaths
 from skin_cnn.core.tasks import TASK_NAMES
-from skin_cnn.data.crop import check_not_cropped_twice
+from skin_cnn.data.crop import check_not_cropped_twice, fitting_crop_boxes
 from skin_cnn.data.split import write_split
 from skin_cnn.evaluation import evaluate_predictions
 from skin_cnn.reporting.report import ReportInputs, write_evaluation
@@ -234,6 +234,9 @@ def plan_folds(source, out, n_folds, settings, *, resume, progress, echo, group_
         precision = Precision.from_record(saved.get("precision"), source=f"{out / 'cv.json'}: precision")
     base = resolve_config(dict(settings, split=str(source), out=str(out / "fold1")), source="skin-cnn cv")
     check_not_cropped_twice(frame, base.crop, source)
+    frame, note = fitting_crop_boxes(frame, base.preprocessing(), str(source))  # the folds' splits keep these
+    if note:
+        echo(note)
     precision = precision or resolve_precision(base.precision)
     echo(precision.describe())
     groups = group_labels(frame, progress=progress, group_near_duplicates=group_near_duplicates)

@@ -24,7 +24,7 @@ from skin_cnn.core import io as atomic
 from skin_cnn.core.io import PathLike
 from skin_cnn.core.run_paths import RunPaths
 from skin_cnn.core.specs import resolve_crop_params
-from skin_cnn.data.crop import BOX_COLUMNS, hue_crop_box
+from skin_cnn.data.crop import BOX_COLUMNS, CROP_METHOD_COLUMN, box_method_label, hue_crop_box
 from skin_cnn.data.reading import read_image
 from skin_cnn.data.demo_data import generate_demo_dataset
 from skin_cnn.data.manifest import load_manifest, validate_manifest
@@ -112,7 +112,8 @@ class DemoResult:
 
 
 def crop_boxes_frame(frame, params=None, progress=True):
-    """Add hue-crop box columns to a frame (one decode per image; progress shown)."""
+    """Add hue-crop box columns to a frame (one decode per image; progress shown), with the
+    ``crop_method`` column naming the method that made them, as ``skin-cnn crop`` writes it."""
     params = resolve_crop_params(params)
     boxes = []
     for path in progress_bar(frame["image_path"], desc="hue crop", unit="img", disable=not progress):
@@ -120,6 +121,7 @@ def crop_boxes_frame(frame, params=None, progress=True):
     out = frame.copy()
     for i, column in enumerate(BOX_COLUMNS):
         out[column] = [int(b[i]) for b in boxes]
+    out[CROP_METHOD_COLUMN] = box_method_label(params)
     return out
 
 

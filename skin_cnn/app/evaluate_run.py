@@ -268,19 +268,26 @@ def predict_run_split(run_dir, split, predictor=None, progress=True, frame_predi
         For reuse on another split.
 
     ``precision`` (:mod:`skin_cnn.models.precision_policy`) applies when the model is loaded here;
-    ``echo`` then receives the line saying it.
+    ``echo`` then receives the line saying it, and the line saying which crop boxes of the split
+    were made by another crop than the model's and are recomputed
+    (:func:`~skin_cnn.data.crop.fitting_crop_boxes`).
     """
     from skin_cnn.inference.predictor import load_predictor, predict_frame
     from skin_cnn.core.predictions import predictions_frame
 
+    from skin_cnn.data.crop import fitting_crop_boxes
+
     run_dir = Path(run_dir)
     frame = run_split(run_dir, split)
-    part = frame[frame["split"] == split].reset_index(drop=True)
     if predictor is None:
         predictor = load_predictor(run_dir, precision=precision)
         if echo is not None:
             echo(predictor.precision.describe())
     check_model_tasks(predictor, RunPaths(run_dir).best_model)
+    frame, note = fitting_crop_boxes(frame, predictor.preprocessing, str(RunPaths(run_dir).split))
+    if note and echo is not None:
+        echo(note)
+    part = frame[frame["split"] == split].reset_index(drop=True)
     result = (frame_predictions or predict_frame)(predictor, part, progress=progress)
     kept, probs = result.kept(part)
     preds = predictions_frame(kept.reset_index(drop=True), probs, tasks=list(probs))
@@ -585,7 +592,7 @@ def failure_gradcams(predictor, cases, split_frame=None):
     boxes = {}
     for row in (split_frame.to_dict("records") if split_frame is not None else []):
         try:
-            boxes[str(row["image_path"])] = box_from_row(row)
+            boxes[str(row["image_path"])] = box_from_row(row, predictor.preprocessing)
         except ValueError:
             continue
     for task, part in cases.groupby("task", sort=False):
@@ -679,7 +686,8 @@ def pooled_features(predictor, frame, feature_model=None, batch_size=32, progres
 
     for k, row in enumerate(progress_bar(rows, desc="audit features", unit="img", disable=not progress, leave=False)):
         try:
-            tensor, _ = predictor.preprocess(predictor.read(str(row["image_path"])), box_from_row(row))
+            tensor, _ = predictor.preprocess(predictor.read(str(row["image_path"])),
+                                             box_from_row(row, predictor.preprocessing))
         except (OSError, ValueError):  # ImageReadError is a ValueError; the evaluation lists unreadable files
             continue
         batch.append(tensor)
@@ -776,7 +784,8 @@ def audit_descriptors(predictor, frame, batch_size=16, progress=False):
     parts, batch = [], []
     for k, row in enumerate(progress_bar(rows, desc="audit features", unit="img", disable=not progress, leave=False)):
         try:
-            tensor, _ = predictor.preprocess(predictor.read(str(row["image_path"])), box_from_row(row))
+            tensor, _ = predictor.preprocess(predictor.read(str(row["image_path"])),
+                                             box_from_row(row, predictor.preprocessing))
         except (OSError, ValueError):  # ImageReadError is a ValueError; the evaluation lists unreadable files
             continue
         batch.append(tensor)

@@ -79,7 +79,7 @@ def _train(run: RunContext, shared_features: SharedFeatures | None, precision: P
            started: float) -> RunResult:
     """:func:`train` once the run folder is held: the steps of a run, in order."""
     config = run.config
-    frame = read_split(config)
+    frame = read_split(config, run.echo)
     check_disk_space(run.run_dir, frame, config.image_size)
     precision = precision or announced_precision(run)
     model = build(config, run.info, precision)

@@ -50,7 +50,8 @@ class SheetSample:
               help="Images drawn on the before/after contact sheet (0: none).")
 @click.option("--method", type=click.Choice(("study", "circular")), default="study", show_default=True,
               help="study: the study's hue clustering (faithful); circular: hue as a circle, grey, dark and "
-                   "bright pixels left out. Train with the same --crop-method.")
+                   "bright pixels left out. Only a model trained with the same --crop-method uses "
+                   "these boxes.")
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64),
               help="Processes computing boxes (about 5 ms per photo each).")
 @seed_option
@@ -61,14 +62,14 @@ def command(manifest, out, copies, method, workers, icd10_map, quiet, sheet):
     """Compute the hue-clustering crop box of every image in MANIFEST (or a split CSV).
 
     Writes into the folder OUT: crop_boxes.csv (image_path, crop_left, crop_top, crop_right,
-    crop_bottom, width, height), crop_errors.csv (every unreadable image and why; these rows
-    are left out of the outputs and counted on screen), manifest.csv or split.csv (the input
-    rows plus the box columns, for `skin-cnn train` and the pipeline, which crop on the fly)
-    with its flow record beside it (the input's record plus a crop step: manifest.flow.json
-    or split.flow.json),
-    and contact_sheet.png (a sample before and after). Boxes are in pixels of the upright
-    image (EXIF orientation applied), right/bottom exclusive. Exit status 1 when no image at
-    all could be read.
+    crop_bottom, crop_method, width, height), crop_errors.csv (every unreadable image and why;
+    these rows are left out of the outputs and counted on screen), manifest.csv or split.csv (the
+    input rows plus the box columns, for `skin-cnn train`, `predict`, `preview` and `cv`; a model
+    uses a box only when it crops with the method in crop_method, and otherwise recomputes its
+    own box from the photo, saying so in one line) with its flow record beside it (the input's
+    record plus a crop step: manifest.flow.json or split.flow.json), and contact_sheet.png (a
+    sample before and after). Boxes are in pixels of the upright image (EXIF orientation
+    applied), right/bottom exclusive. Exit status 1 when no image at all could be read.
     """
     from skin_cnn.core import io as atomic
     from skin_cnn.data.crop import compute_crop_boxes
@@ -110,7 +111,7 @@ _WRITTEN_NAMES = ("crop_boxes.csv", "crop_errors.csv", "manifest.csv", "split.cs
 
 def _read_rows(manifest, icd10_map):
     """The manifest's (or split's) rows without earlier box columns, and whether it is a split."""
-    from skin_cnn.data.crop import BOX_COLUMNS
+    from skin_cnn.data.crop import BOX_COLUMNS, CROP_METHOD_COLUMN
     from skin_cnn.data.manifest import load_manifest
 
     frame = load_manifest(manifest, icd10_map=icd10_map)
@@ -119,7 +120,8 @@ def _read_rows(manifest, icd10_map):
         from skin_cnn.data.split import load_split
 
         frame = load_split(manifest, icd10_map=icd10_map)
-    return frame.drop(columns=[c for c in (*BOX_COLUMNS, "width", "height") if c in frame.columns]), is_split
+    earlier = (*BOX_COLUMNS, CROP_METHOD_COLUMN, "width", "height")
+    return frame.drop(columns=[c for c in earlier if c in frame.columns]), is_split
 
 
 def _write_cropped(manifest, frame, is_split, found, out, copies):

@@ -176,11 +176,15 @@ def _predict_manifests(predictor, manifests, tasks, batch_size, quiet):
     import numpy as np
     import pandas as pd
 
+    from skin_cnn.data.crop import fitting_crop_boxes
     from skin_cnn.data.manifest import load_manifest
     from skin_cnn.inference.predictor import predict_frame
     from skin_cnn.core.predictions import predictions_frame
 
     frame = pd.concat([load_manifest(p) for p in manifests], ignore_index=True)
+    frame, note = fitting_crop_boxes(frame, predictor.preprocessing, ", ".join(str(p) for p in manifests))
+    if note:
+        click.echo(note, err=True)
     result = predict_frame(predictor, frame, batch_size=batch_size, progress=not quiet)
     kept, probs = result.kept(frame)
     table = predictions_frame(kept.reset_index(drop=True), probs, tasks=tasks)

@@ -50,6 +50,7 @@ def command(source, out, epoch, batch_index, n, split_only):
     of each image) or a split CSV (what `skin-cnn train SPLIT` with the given settings would
     feed). OUT is a PNG (a folder gets preview.png).
     """
+    from skin_cnn.data.crop import fitting_crop_boxes
     from skin_cnn.data.split import load_split
     from skin_cnn.training.config import resolve_config
     from skin_cnn.training.preview import draw_training_batch, run_training_batch, training_batch
@@ -63,7 +64,10 @@ def command(source, out, epoch, batch_index, n, split_only):
         (images, rows), config = run_training_batch(source, epoch=epoch, batch=batch_index)
     else:
         config = resolve_config(dict(_split_settings(split_only), split=source, out=""), source="skin-cnn preview")
-        images, rows = training_batch(config, load_split(source), epoch=epoch, batch=batch_index)
+        frame, note = fitting_crop_boxes(load_split(source), config.preprocessing(), str(source))
+        if note:
+            click.echo(note)
+        images, rows = training_batch(config, frame, epoch=epoch, batch=batch_index)
     draw_training_batch(images, rows, out, config=config, epoch=epoch, batch=batch_index, n=n)
     counts = rows["diagnosis"][:n].value_counts().to_dict()
     click.echo(f"epoch {epoch}, batch {batch_index}: {len(rows)} images; drew {min(n, len(rows))} "

@@ -26,13 +26,15 @@ Only NumPy, Pillow and matplotlib are needed, so the crop runs anywhere an image
 """
 from __future__ import annotations
 
+import functools
 from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
 import numpy as np
 from PIL import Image
 
 from skin_cnn.core.io import PathLike
-from skin_cnn.core.specs import CIRCULAR_CROP_PARAMS, check_scan_limits, resolve_crop_params
+from skin_cnn.core.specs import (CIRCULAR_CROP_PARAMS, CROP_METHODS, Preprocessing, check_scan_limits,
+                                 resolve_crop_params)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -40,6 +42,12 @@ if TYPE_CHECKING:
 #: Columns holding a crop box on a manifest or split frame (full-resolution pixels,
 #: right/bottom exclusive).
 BOX_COLUMNS = ("crop_left", "crop_top", "crop_right", "crop_bottom")
+#: Column naming the crop method that made a row's box (``skin-cnn crop`` writes it beside the box).
+CROP_METHOD_COLUMN = "crop_method"
+#: The method of a box whose row names none: boxes written before the method was recorded were
+#: all made by the study's method, the only one there was.
+UNNAMED_BOX_METHOD = "study"
+
 
 def _validate_image(image):
     """Return ``image`` as a C-contiguous uint8 (H, W, 3) array or raise one clear ValueError."""
@@ -419,6 +427,114 @@ def hue_crop(image, **params):
 
 
 # ---------------------------------------------------------------------------------------------
+# A frame's boxes are used only by the crop that made them
+#
+# ``skin-cnn crop --method M`` writes the boxes of method M (with its default settings) and names M
+# in the ``crop_method`` column. A model that crops another way (another method, or other
+# settings) must not cut its photos with them: its inputs would differ from what ``predict``
+# gives it on a photo without a box. Such boxes count as absent and the model's own crop is
+# computed from the photo instead, which is always possible, since the photo is read anyway.
+
+
+def _settings_key(params):
+    """Crop settings in a comparable form (lists and tuples alike, numbers as floats)."""
+    def plain(value):
+        if isinstance(value, (list, tuple)):
+            return tuple(plain(v) for v in value)
+        return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else value
+
+    return tuple(sorted((k, plain(v)) for k, v in resolve_crop_params(params).items()))
+
+
+@functools.lru_cache(maxsize=None)
+def _method_key(method):
+    return _settings_key({"method": method})
+
+
+def _empty(value):
+    return value is None or (isinstance(value, float) and np.isnan(value)) or not str(value).strip()
+
+
+def named_box_method(value: Any) -> str:
+    """The crop method a row's ``crop_method`` cell names; an empty cell (or none) is the study's."""
+    return UNNAMED_BOX_METHOD if _empty(value) else str(value).strip()
+
+
+def box_method_label(params: Mapping[str, Any] | None = None) -> str:
+    """What the ``crop_method`` column says of boxes made with ``params``: the method's name when
+    they are its default settings (as ``skin-cnn crop`` uses), else ``"METHOD (other settings)"``,
+    which no model's crop takes for its own."""
+    params = resolve_crop_params(params)
+    method = params["method"]
+    return method if _settings_key(params) == _method_key(method) else f"{method} (other settings)"
+
+
+def box_fits_crop(method: Any, crop_params: Mapping[str, Any]) -> bool:
+    """Whether a box made by ``skin-cnn crop --method METHOD`` is the box ``crop_params`` cut.
+
+    ``skin-cnn crop`` uses each method's default settings, so the box fits only a crop of that
+    method with those settings. ``method`` is the row's ``crop_method`` cell (empty: the study's).
+    """
+    method = named_box_method(method)
+    return method in CROP_METHODS and _method_key(method) == _settings_key(crop_params)
+
+
+def _box_present(frame):
+    """Rows whose four box cells are all filled (as :func:`~skin_cnn.data.preprocessing.box_from_row` reads them)."""
+    present = np.ones(len(frame), dtype=bool)
+    for column in BOX_COLUMNS:
+        cells = frame[column]
+        present &= (cells.notna() & (cells.astype(str).str.strip() != "")).to_numpy()
+    return present
+
+
+def fitting_crop_boxes(frame: pd.DataFrame, preprocessing: Preprocessing, source: str) -> tuple[pd.DataFrame, str]:
+    """``frame`` keeping only the crop boxes its model's crop would cut, and the line saying what changed.
+
+    Boxes made by another crop (another method, or a crop with other settings) are emptied, so the
+    model's own box is computed from each photo; the boxes kept get their method written into
+    :data:`CROP_METHOD_COLUMN` (boxes naming none are the study method's). The line (empty when
+    there is nothing to say) names ``source``, how many boxes were recomputed and with what, and
+    whether boxes named no method. Nothing changes when the crop is off: boxes are not used then.
+
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+        A manifest or split frame, with or without box columns.
+    preprocessing : skin_cnn.core.specs.Preprocessing
+        The model's (its ``crop`` and ``crop_params``).
+    source : str
+        The file the frame came from, for the line.
+    """
+    if not preprocessing.crop or any(c not in frame.columns for c in BOX_COLUMNS) or not len(frame):
+        return frame, ""
+    present = _box_present(frame)
+    cells = list(frame[CROP_METHOD_COLUMN]) if CROP_METHOD_COLUMN in frame.columns else [None] * len(frame)
+    methods = [named_box_method(v) for v in cells]
+    unnamed = present & np.array([_empty(v) for v in cells], dtype=bool)
+    kept = present & np.array([box_fits_crop(m, preprocessing.crop_params) for m in methods], dtype=bool)
+    stale = present & ~kept
+    out = frame.copy()
+    for column in (*BOX_COLUMNS, CROP_METHOD_COLUMN):
+        if column not in out.columns:
+            out[column] = None
+        out[column] = out[column].astype(object)  # emptied cells stay empty, whole numbers stay whole
+        out.loc[~kept, column] = None
+    out.loc[kept, CROP_METHOD_COLUMN] = [m for m, keep in zip(methods, kept) if keep]
+    parts = []
+    if unnamed.any():
+        parts.append(f"{int(unnamed.sum())} crop box(es) name no crop method (no {CROP_METHOD_COLUMN}: written "
+                     f"before skin-cnn crop recorded it) and are taken as the {UNNAMED_BOX_METHOD} method's")
+    if stale.any():
+        made = " and ".join(sorted({m for m, s in zip(methods, stale) if s}))
+        method = preprocessing.crop_params["method"]
+        own = method if box_fits_crop(method, preprocessing.crop_params) else f"{method} (other settings)"
+        parts.append(f"{int(stale.sum())} box(es) made by the {made} crop do not fit this model's {own} crop "
+                     "and are recomputed with it from the photos")
+    return out, (f"{source}: " + "; ".join(parts)) if parts else ""
+
+
+# ---------------------------------------------------------------------------------------------
 # Cropped copies are marked, so that they are never cropped a second time
 
 #: Column of a ``skin-cnn crop --copies`` manifest: the crop method that cut each copy.
@@ -503,7 +619,8 @@ def compute_crop_boxes(paths: Iterable[PathLike], *, params: Mapping[str, Any] |
     -------
     boxes : pandas.DataFrame
         One row per readable file: ``image_path``, ``crop_left``, ``crop_top``, ``crop_right``,
-        ``crop_bottom`` and the upright image's ``width`` and ``height``.
+        ``crop_bottom``, ``crop_method`` (:func:`box_method_label`: only a model cropping with
+        that method's settings uses the box) and the upright image's ``width`` and ``height``.
     errors : pandas.DataFrame
         ``image_path`` and ``reason`` for every file that could not be read.
     """
@@ -511,6 +628,7 @@ def compute_crop_boxes(paths: Iterable[PathLike], *, params: Mapping[str, Any] |
     from skin_cnn.core.progress import progress_bar
 
     params = resolve_crop_params(params)
+    label = box_method_label(params)
     paths = [str(p) for p in paths]
     copies = list(copies_to) if copies_to is not None else [None] * len(paths)
     if len(copies) != len(paths):
@@ -529,8 +647,9 @@ def compute_crop_boxes(paths: Iterable[PathLike], *, params: Mapping[str, Any] |
         if reason is not None:
             errors.append({"image_path": path, "reason": reason})
         else:
-            rows.append(dict(zip(("image_path",) + BOX_COLUMNS + ("width", "height"), (path, *box, *size))))
-    boxes = pd.DataFrame(rows, columns=["image_path", *BOX_COLUMNS, "width", "height"])
+            rows.append(dict(zip(("image_path",) + BOX_COLUMNS + (CROP_METHOD_COLUMN, "width", "height"),
+                                 (path, *box, label, *size))))
+    boxes = pd.DataFrame(rows, columns=["image_path", *BOX_COLUMNS, CROP_METHOD_COLUMN, "width", "height"])
     return boxes, pd.DataFrame(errors, columns=["image_path", "reason"])
 
 

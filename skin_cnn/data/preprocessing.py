@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 from skin_cnn.core.progress import progress_bar
 
-from skin_cnn.data.crop import BOX_COLUMNS, crop_image, hue_crop_box
+from skin_cnn.data.crop import BOX_COLUMNS, CROP_METHOD_COLUMN, box_fits_crop, crop_image, hue_crop_box
 from skin_cnn.data.masking import mask_photo
 from skin_cnn.data.reading import DEFAULT_MAX_PIXELS, ImageReadError, read_image
 
@@ -45,16 +45,33 @@ SKIPPED_COLUMNS = ("image_path", "split", "reason")
 # One photo
 
 
-def box_from_row(row):
+def _cell(row, column):
+    return row.get(column) if hasattr(row, "get") else getattr(row, column, None)
+
+
+def box_from_row(row, preprocessing=None):
     """The crop box ``(left, top, right, bottom)`` in a frame row, or None when it has none.
 
     The one parser of ``crop_*`` columns: empty or NaN cells mean "no box" (the hue box is then
     computed on the fly); a box that is not four integers with ``left < right`` and
     ``top < bottom`` is a ValueError naming it.
+
+    Parameters
+    ----------
+    row : mapping or named tuple
+        A frame row.
+    preprocessing : Preprocessing, optional
+        The crop the box is for. A box made by another crop (the row's ``crop_method``, the
+        study's when empty, or that method with other settings: :func:`~skin_cnn.data.crop.box_fits_crop`)
+        counts as none, so the model's own box is computed. Every path that cuts a photo passes
+        it; without it the box is returned as written (the feature cache's identity of a row).
     """
-    values = [row.get(c) if hasattr(row, "get") else getattr(row, c, None) for c in BOX_COLUMNS]
+    values = [_cell(row, c) for c in BOX_COLUMNS]
     if any(v is None or (isinstance(v, str) and not v.strip()) or (isinstance(v, float) and math.isnan(v))
            for v in values):
+        return None
+    if preprocessing is not None and preprocessing.crop and not box_fits_crop(
+            _cell(row, CROP_METHOD_COLUMN), preprocessing.crop_params):
         return None
     try:
         box = tuple(int(float(v)) for v in values)
@@ -167,7 +184,7 @@ def _cropped_photo(row, preprocessing, max_pixels):
     """``(cropped uint8 photo, "")`` of a frame row, or ``(1×1×3 zeros, reason)`` when unreadable."""
     try:
         image = read_image(str(row["image_path"]), max_pixels=max_pixels)
-        box = crop_box(image, preprocessing, box_from_row(row))
+        box = crop_box(image, preprocessing, box_from_row(row, preprocessing))
         return crop_image(mask_photo(image, preprocessing), box), ""
     except (ImageReadError, ValueError, OSError) as exc:
         return np.zeros((1, 1, 3), np.uint8), getattr(exc, "reason", None) or str(exc)
@@ -180,7 +197,7 @@ def photo_batches(rows, preprocessing, *, batch_size=32, max_pixels=DEFAULT_MAX_
     ----------
     rows : list of dict
         Frame records: ``image_path`` and optional ``crop_*`` columns (used as the crop box when
-        cropping is on, as everywhere else).
+        cropping is on and ``crop_method`` names the crop of ``preprocessing``, as everywhere else).
     preprocessing : Preprocessing
     batch_size : int
     max_pixels : int or None

@@ -232,7 +232,7 @@ def audit_predictor(predictor, predictions, frame=None, *, n_images=32, seed=0,
             row = rows_of.get(path, {})
             try:
                 photo = predictor.read(path)
-                box = box_from_row(row) if row else None
+                box = box_from_row(row, predictor.preprocessing) if row else None
                 tensor, seen_box = predictor.preprocess(photo, box)
             except Exception as exc:  # noqa: BLE001 - reported, never stops the evaluation
                 unreadable.append({"image_path": path, "reason": str(exc)})

@@ -563,7 +563,8 @@ def predict_frame(model: Any, frame: pd.DataFrame, preprocessing: Preprocessing 
         ``preprocessing`` entry); a :class:`Predictor` brings its own.
     frame : pandas.DataFrame
         ``image_path`` absolute (the manifest frame contract); optional ``crop_left, crop_top,
-        crop_right, crop_bottom`` columns are used as the crop boxes when cropping is on.
+        crop_right, crop_bottom`` columns are used as the crop boxes when cropping is on and their
+        ``crop_method`` is the predictor's (:func:`~skin_cnn.data.preprocessing.box_from_row`).
     preprocessing : mapping, optional
     batch_size : int
         Images per model call.

@@ -40,7 +40,7 @@ from skin_cnn.data.augment import AugmentConfig
 from skin_cnn.data.pipeline import feature_stream, image_stream, steps_per_epoch, targets
 from skin_cnn.data.preprocessing import ImageStore, prepare_images
 from skin_cnn.core.tasks import TASK_NAMES, TASKS
-from skin_cnn.data.crop import check_not_cropped_twice
+from skin_cnn.data.crop import check_not_cropped_twice, fitting_crop_boxes
 from skin_cnn.models import build_model, compile_model, parameter_counts, split_at_frozen_boundary, with_model_info
 from skin_cnn.core.predictions import predictions_frame
 from skin_cnn.core.run_paths import RunPaths
@@ -225,12 +225,20 @@ def open_run_folder(config, info, resume):
     return run_dir
 
 
-def read_split(config):
+def read_split(config, echo=None):
+    """The run's split, checked, keeping only the crop boxes its crop would cut.
+
+    Boxes another crop made are emptied (:func:`~skin_cnn.data.crop.fitting_crop_boxes`), so the
+    run's own ``split.csv`` holds the boxes it used; ``echo`` receives the line saying so.
+    """
     path = Path(config.split)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: split file not found")
     frame = load_split(path)
     check_not_cropped_twice(frame, config.crop, path)
+    frame, note = fitting_crop_boxes(frame, config.preprocessing(), str(path))
+    if note and echo is not None:
+        echo(note)
     counts = frame["split"].value_counts()
     for split in ("train", "val"):
         if counts.get(split, 0) == 0:
