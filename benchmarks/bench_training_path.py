@@ -81,7 +81,8 @@ def main(argv=None):
 
     from skin_cnn.training import resolve_config
     from skin_cnn.training.distribute import make_strategy
-    from skin_cnn.training.trainer import build, compile_for, preparation_folder, read_split, training_data
+    from skin_cnn.training.trainer import (RunContext, build, compile_for, preparation_folder, read_split,
+                                           training_data)
 
     info = make_strategy("auto")
     with tempfile.TemporaryDirectory(prefix="bench-path-") as tmp:
@@ -94,8 +95,8 @@ def main(argv=None):
         model = build(config, info)
         with preparation_folder(tmp) as work:
             start = time.perf_counter()
-            data = training_data(config, frame, model, work, tmp, info=info, progress=False,
-                                 echo=lambda m: print(m, file=sys.stderr))
+            data = training_data(RunContext(config, info, tmp, progress=False,
+                                            echo=lambda m: print(m, file=sys.stderr)), frame, model, work)
             prepare_s = time.perf_counter() - start
             compile_for(config, data, info)
             x, y, w = next(iter(data.stream(0)))

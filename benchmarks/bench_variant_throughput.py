@@ -42,7 +42,8 @@ def measure(variant, size, args):
     """Images/s of training batches of ``variant`` at ``size``² on the real training stream."""
     from skin_cnn.training import resolve_config
     from skin_cnn.training.distribute import make_strategy
-    from skin_cnn.training.trainer import build, compile_for, preparation_folder, read_split, training_data
+    from skin_cnn.training.trainer import (RunContext, build, compile_for, preparation_folder, read_split,
+                                           training_data)
 
     info = make_strategy("auto")
     with tempfile.TemporaryDirectory(prefix="bench-variant-") as tmp:
@@ -55,8 +56,8 @@ def measure(variant, size, args):
         frame = read_split(config)
         model = build(config, info)
         with preparation_folder(tmp) as work:
-            data = training_data(config, frame, model, work, tmp, info=info, progress=False,
-                                 echo=lambda m: print(m, file=sys.stderr))
+            data = training_data(RunContext(config, info, tmp, progress=False,
+                                            echo=lambda m: print(m, file=sys.stderr)), frame, model, work)
             compile_for(config, data, info)
             return images_per_s(data.train_model, data.stream(0), args.batch, args.steps, args.warmup)
 
