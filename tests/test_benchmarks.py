@@ -15,8 +15,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _public_derm():
-    for candidate in (os.environ.get("SKIN_CNN_PUBLIC_DERM"),
-                      os.environ.get("SKIN_CNN_SHARED") and Path(os.environ["SKIN_CNN_SHARED"]) / "data" / "public-derm",
+    shared = os.environ.get("SKIN_CNN_SHARED")
+    for candidate in (os.environ.get("SKIN_CNN_PUBLIC_DERM"), shared and Path(shared) / "data" / "public-derm",
                       ROOT.parent / "shared" / "data" / "public-derm"):
         if candidate and (Path(candidate) / "manifest.csv").is_file():
             return Path(candidate)
@@ -25,7 +25,7 @@ def _public_derm():
 
 def _json_lines(args):
     result = subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=600,
-                            env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+                            env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=str(ROOT)))
     assert result.returncode == 0, result.stderr[-3000:]
     return [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
 
@@ -54,3 +54,12 @@ def test_training_path_benchmark_compares_the_stream_with_one_batch_in_memory():
     line = lines[0]
     assert line["end_to_end_images_per_s"] > 0 and line["in_memory_images_per_s"] > 0
     assert line["ratio"] == pytest.approx(line["end_to_end_images_per_s"] / line["in_memory_images_per_s"], abs=2e-3)
+
+
+def test_linear_fit_threads_benchmark_reports_both_timings_and_their_ratio():
+    lines = _json_lines(["benchmarks/bench_linear_fit_threads.py", "--images", "60", "--features", "32",
+                         "--rounds", "1"])
+    line = lines[0]
+    assert line["one_thread_s"] > 0 and line["default_threads_s"] > 0
+    assert line["ratio_default_over_one"] == pytest.approx(line["default_threads_s"] / line["one_thread_s"],
+                                                           rel=0.02, abs=0.01)

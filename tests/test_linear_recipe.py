@@ -487,3 +487,18 @@ def test_the_two_scale_recipe_is_frozen_linear_at_320_with_a_250_view_and_platt_
     changed = {k for k, v in config.to_dict().items() if base.to_dict()[k] != v}
     assert changed == {"image_size", "second_scale", "calibration"}
     assert (config.image_size, config.second_scale, config.calibration) == (320, 250, "sigmoid")
+
+
+def test_the_regressions_run_on_one_blas_thread_and_fit_what_default_threads_fit():
+    from threadpoolctl import threadpool_info
+
+    from skin_cnn.training.linear import fit_task, on_one_blas_thread
+
+    seen = on_one_blas_thread(lambda: [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"])()
+    assert seen and set(seen) == {1}
+    rng = np.random.default_rng(3)
+    y = np.repeat([0, 1], 30)
+    x = rng.normal(size=(60, 12)) + y[:, None] * 0.8
+    one, default = fit_task(x, y, np.arange(60)), fit_task.__wrapped__(x, y, np.arange(60))
+    assert one.C == default.C
+    np.testing.assert_allclose(one.kernel, default.kernel, rtol=1e-5, atol=1e-8)

@@ -7,7 +7,8 @@ import click
 from skin_cnn.cli.options import refuse_overwriting
 from skin_cnn.cli.options import MaskBox, precision_option
 from skin_cnn.core.specs import CROP_METHODS
-from skin_cnn.training.config import CALIBRATIONS, FIELD_NAMES, HEADS, OPTIMIZERS, POOL_BLOCKS, RECIPES, STRATEGIES, VARIANTS, TrainConfig
+from skin_cnn.training.config import (CALIBRATIONS, FIELD_NAMES, HEADS, OPTIMIZERS, POOL_BLOCKS, RECIPES,
+                                     STRATEGIES, VARIANTS, TrainConfig)
 
 D = TrainConfig()
 

@@ -20,12 +20,15 @@ from __future__ import annotations
 
 import numpy as np
 
+from skin_cnn.training.linear import on_one_blas_thread
+
 #: Rule label suffix of an ensemble threshold fitted on single-model out-of-fold scores.
 UNVALIDATED = "not validated for the ensemble's averaged scores"
 #: Where ``skin-cnn cv`` writes the nested out-of-fold ensemble scores.
 NESTED_FILE = "oof_ensemble_predictions.csv"
 
 
+@on_one_blas_thread
 def nested_ensemble_probabilities(x, y, folds, c_of_fold, platt_of_fold=None):
     """Nested out-of-fold ensemble probabilities of one task.
 

@@ -15,6 +15,7 @@ computes exactly the fitted regression on its pooled features.
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -23,6 +24,24 @@ from skin_cnn.core.tasks import TASKS
 # inverse L2 strengths tried for every task (standardised features, so one grid fits all sizes) and
 # the inner folds: defined beside the method text that reports them
 from skin_cnn.evaluation.method import C_GRID, INNER_FOLDS  # noqa: F401 (re-exported)
+
+
+def on_one_blas_thread(function):
+    """Run ``function`` with the BLAS library (OpenBLAS, MKL) limited to one thread.
+
+    The regressions here multiply a few hundred rows by a few thousand features, thousands of
+    times: too small for threads to pay, and on a CPU shared with other processes (TensorFlow,
+    another fold) BLAS threads waiting for each other made the inner fits about 20 times slower
+    (``benchmarks/bench_linear_fit_threads.py``). TensorFlow's own threads are not affected.
+    """
+    @functools.wraps(function)
+    def one_thread(*args, **kwargs):
+        from threadpoolctl import threadpool_limits
+
+        with threadpool_limits(limits=1, user_api="blas"):
+            return function(*args, **kwargs)
+
+    return one_thread
 
 
 @dataclass
@@ -79,6 +98,7 @@ def _regression(c, x, y, sample_weight=None):
     return model.fit(x, y, logisticregression__sample_weight=sample_weight)
 
 
+@on_one_blas_thread
 def fit_task(x, y, groups, *, seed=0, sample_weight=None, task=""):
     """Fit one task: C by inner grouped CV, then the regression on all rows.
 
