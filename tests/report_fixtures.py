@@ -93,7 +93,8 @@ def _run(tmp):
     record = flow.start_record(run / "split.csv", split)
     chain = flow.append_step(flow.chain(record, "test"), flow.evaluation_step(preds, []))
     pairs = pd.DataFrame({"image_path": ["img/1_0.jpg"], "patient_id": ["p001"], "train_image_path": ["train/3.jpg"],
-                          "train_patient_id": ["t3"], "similarity": [0.93]})
+                          "train_patient_id": ["t3"], "similarity": [0.93], "feature_similarity": [0.87],
+                          "pixel_correlation": [0.93]})
     leakage = {"audit": duplicates.audit_summary(pairs, preds["image_path"].nunique(), 30), "pairs": pairs}
     shares = rng.dirichlet(np.ones(len(REGIONS)), size=8)
     shortcut = pd.DataFrame({"image_path": [f"img/{i}_0.jpg" for i in range(8)], "task": "psoriasis_vs_eczema",

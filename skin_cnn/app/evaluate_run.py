@@ -342,9 +342,9 @@ class RunEvaluationOptions:
         (:func:`check_split`); the difference is then written into the report. Without it such
         a run is refused before anything is predicted.
     leakage_audit : bool
-        Compare every evaluated image with every training image of the run by the cosine
-        similarity of the model's pooled trunk features (:func:`audit_leakage`) and list the
-        suspected duplicates in the report, ``metrics.json`` (``leakage_audit``) and the flow.
+        Compare every evaluated image with every training image of the run by the re-crop-aware
+        similarity of the model's trunk features, the best candidates checked pixel by pixel
+        (:func:`audit_leakage`), and list the suspected duplicates in the report, ``metrics.json`` (``leakage_audit``) and the flow.
         Not run for the train split itself.
     leakage_threshold : float, optional
         Similarity at or above which a pair is suspected
@@ -742,7 +742,7 @@ def _batch_descriptors(trunk, fixed_trunk, batch):
     import keras
     import numpy as np
 
-    from skin_cnn.evaluation import recrop_match
+    from skin_cnn.evaluation import pixel_match, recrop_match
 
     images = np.stack(batch)
     maps = {1.0: fixed_trunk(images, training=False)}
@@ -751,7 +751,10 @@ def _batch_descriptors(trunk, fixed_trunk, batch):
         for fraction in recrop_match.CROP_FRACTIONS:
             size = (max(round(fraction * height), 32), max(round(fraction * width), 32))
             maps[fraction] = trunk(keras.ops.image.resize(images, size, antialias=True), training=False)
-    return recrop_match.describe({s: _aligned_views(np.asarray(m, np.float32), len(batch)) for s, m in maps.items()})
+    described = recrop_match.describe({s: _aligned_views(np.asarray(m, np.float32), len(batch))
+                                       for s, m in maps.items()})
+    described.thumbs = pixel_match.thumbnails(images)
+    return described
 
 
 def audit_descriptors(predictor, frame, batch_size=16, progress=False):
@@ -759,7 +762,9 @@ def audit_descriptors(predictor, frame, batch_size=16, progress=False):
 
     Each photo goes through the evaluated model's trunk once at its input size and once shrunk to
     each of :data:`skin_cnn.evaluation.recrop_match.CROP_FRACTIONS` of it; the maps become
-    whole-photo and window descriptors (:func:`skin_cnn.evaluation.recrop_match.describe`).
+    whole-photo and window descriptors (:func:`skin_cnn.evaluation.recrop_match.describe`), and
+    the input itself a grayscale thumbnail for the pixel check
+    (:func:`skin_cnn.evaluation.pixel_match.thumbnails`, in ``thumbs``).
 
     Returns
     -------
@@ -798,13 +803,27 @@ def audit_descriptors(predictor, frame, batch_size=16, progress=False):
     return Descriptors.concatenate(parts, int(conv.output.shape[-1])), ok
 
 
+def _thumbs(descriptors):
+    """The descriptors' thumbnails; an empty stack when no image was read."""
+    import numpy as np
+
+    from skin_cnn.evaluation.pixel_match import THUMB_SIDE
+
+    if descriptors.thumbs is None:
+        return np.zeros((len(descriptors), THUMB_SIDE, THUMB_SIDE), np.float32)
+    return descriptors.thumbs
+
+
 def audit_leakage(predictor, split_frame, predictions, split="test", threshold=None, progress=False):
     """The leakage audit of an evaluated split against the run's training split.
 
     Every evaluated image (those with predictions) and every training image is described by the
-    model's trunk at its input size and shrunk (:func:`audit_descriptors`); every pair is scored
-    by the re-crop-aware similarity (:func:`skin_cnn.evaluation.recrop_match.match_scores`: a
-    crop or zoom of a photo matches the photo), and pairs at or above ``threshold`` are suspected
+    model's trunk at its input size and shrunk and by a grayscale thumbnail (:func:`audit_descriptors`).
+    Every pair gets the re-crop-aware feature similarity
+    (:func:`skin_cnn.evaluation.recrop_match.match_scores`); each evaluated image's best
+    training candidates by it are checked pixel by pixel, a pair scoring the higher of the two
+    (:func:`skin_cnn.evaluation.duplicates.verified_scores`: a crop, zoom or re-saved copy of a
+    photo scores near 1 wherever it was cut); pairs at or above ``threshold`` are suspected
     duplicates (:func:`skin_cnn.evaluation.duplicates.pairs_at_threshold`).
 
     Returns
@@ -825,8 +844,10 @@ def audit_leakage(predictor, split_frame, predictions, split="test", threshold=N
         return None
     eval_desc, eval_ok = audit_descriptors(predictor, evaluated, progress=progress)
     train_desc, train_ok = audit_descriptors(predictor, training, progress=progress)
-    pairs = duplicates.pairs_at_threshold(evaluated[eval_ok], training[train_ok], match_scores(eval_desc, train_desc),
-                                          threshold)
+    features = match_scores(eval_desc, train_desc)
+    scores, pixel = duplicates.verified_scores(features, _thumbs(eval_desc), _thumbs(train_desc))
+    pairs = duplicates.pairs_at_threshold(evaluated[eval_ok], training[train_ok], scores, threshold,
+                                          parts={"feature_similarity": features, "pixel_correlation": pixel})
     audit = duplicates.audit_summary(pairs, int(eval_ok.sum()), int(train_ok.sum()), threshold, split,
                                      skipped=int((~eval_ok).sum() + (~train_ok).sum()),
                                      pooling=duplicates.DEFAULT_POOLING)

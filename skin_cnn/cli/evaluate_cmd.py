@@ -81,11 +81,13 @@ class RunChecks:
               help="Evaluate a run whose split.csv differs from the split its model was trained on "
               "(refused without it); the difference is written into the report.")
 @click.option("--leakage-audit/--no-leakage-audit", default=True, show_default=True,
-              help="Run folders: compare every evaluated image with every training image by the cosine "
-              "similarity of the model's pooled trunk features and list the suspected duplicates (report, "
+              help="Run folders: compare every evaluated image with every training image by the re-crop-aware "
+              "similarity of the model's trunk features, check each one's best candidates pixel by pixel, "
+              "and list the suspected duplicates (report, "
               "suspected_duplicates.csv, flow); never removes them.")
 @click.option("--leakage-threshold", default=None, type=click.FloatRange(-1.0, 1.0),
-              help="Cosine similarity at or above which a pair is a suspected duplicate [default: 0.90, chosen "
+              help="Score (the higher of feature similarity and pixel correlation) at or above which a pair "
+              "is a suspected duplicate [default: 0.90, chosen "
               "on public photos: docs/experiments/leakage-threshold.md].")
 @precision_option()
 @quiet_option()

@@ -4,22 +4,27 @@ A patient-level split keeps one patient id in one split, and ``skin-cnn split`` 
 whose perceptual hashes nearly match. Neither catches every repeat: public dermatology sets hold
 re-crops and zooms of one lesion under other ids, which a 12-bit pHash/dHash match misses. After
 the split, nothing else compares training and evaluated images; this module does, in the space
-the model itself sees. Every evaluated image and every training image is described by the
-pooled trunk features of the evaluated model (the generalised mean, p = 3, of its last
-convolution's feature map, ``block5_conv3`` for VGG-16: computed by the caller, which has the
-model), and each pair whose
-cosine similarity reaches the threshold is listed as a *suspected* duplicate. Suspected
+the model itself sees, then pixel by pixel. Every evaluated image and every training image is
+described by the trunk of the evaluated model (the generalised mean, p = 3, of its last
+convolution's feature map, ``block5_conv3`` for VGG-16, made re-crop-aware by
+:mod:`skin_cnn.evaluation.recrop_match`: computed by the caller, which has the model) and by a
+grayscale thumbnail of what the model read. The feature similarity proposes each evaluated
+image's :data:`CANDIDATES` most similar training images; each candidate pair is checked by the
+normalised cross-correlation of the thumbnails, one shrunk and slid over the other
+(:mod:`skin_cnn.evaluation.pixel_match`), which scores a re-crop near 1 wherever it was cut. A
+pair's score is the higher of the two numbers (:func:`verified_scores`), and each pair whose
+score reaches the threshold is listed as a *suspected* duplicate. Suspected
 duplicates are reported, counted in the STARD flow and drawn side by side; they are never
 removed, because a similar photo of another patient is not proof of leakage and the decision is
 the reader's.
 
-:data:`DEFAULT_POOLING` and :data:`DEFAULT_THRESHOLD` were chosen on the public photos
-(``docs/experiments/leakage_threshold.py``, figures in ``docs/experiments/leakage-threshold.md``):
-the score is the re-crop-aware similarity of :mod:`skin_cnn.evaluation.recrop_match`. At 0.90,
-96% of half-size rescales and 99% of JPEG re-saves of a photo are found, every 70% corner-aligned
-crop, 53% of 70% centre crops (their cells sit off the window grid) and 18% of 50% centre crops;
-3.5% of photos are flagged against another photo of their own disease and source, 1.2% against a
-photo of another disease. A clean audit is not proof that no lesion repeats across splits.
+:data:`DEFAULT_POOLING`, :data:`CANDIDATES` and :data:`DEFAULT_THRESHOLD` were chosen on the
+public photos (``docs/experiments/leakage_threshold.py``, figures in
+``docs/experiments/leakage-threshold.md``). At 0.90, 96% of 70% and of 50% centre crops, every
+70% corner crop, half-size rescale and JPEG re-save, 83% of left–right flips and 39% of 10°
+rotations of a photo are found; 4.5% of photos are flagged against another photo of their own
+disease and source, 1.2% against a photo of another disease. A clean audit is not proof that no
+lesion repeats across splits.
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-#: Cosine similarity of pooled trunk features at or above which a pair is a suspected duplicate.
+#: Score (:func:`verified_scores`) at or above which a pair is a suspected duplicate.
 DEFAULT_THRESHOLD = 0.90
 #: How the last convolution's feature map is pooled into one vector (``avg``, ``max`` or ``gem``).
 DEFAULT_POOLING = "gem"
@@ -37,6 +42,10 @@ _POOLING_WORDS = {"avg": "global average", "max": "global maximum", "gem": "gene
 def feature_text(pooling=DEFAULT_POOLING):
     """What the features are, for reports and ``metrics.json``."""
     return f"{_POOLING_WORDS[pooling]} of the evaluated model's last convolution (block5_conv3 for VGG-16)"
+#: What a pair's score is, for reports and ``metrics.json``.
+SCORE_TEXT = ("the higher of the re-crop-aware cosine similarity of the trunk features and, for each evaluated "
+              "image's best candidates by it, the normalised cross-correlation of grayscale thumbnails, one "
+              "shrunk and slid over the other")
 COLUMNS = ("image_path", "patient_id", "train_image_path", "train_patient_id", "similarity")
 
 
@@ -135,10 +144,12 @@ def suspected_duplicates(evaluated_frame, training_frame, evaluated_features, tr
     return _pair_table(evaluated_frame, training_frame, i, j, sims)
 
 
-def pairs_at_threshold(evaluated_frame, training_frame, scores, threshold=DEFAULT_THRESHOLD):
+def pairs_at_threshold(evaluated_frame, training_frame, scores, threshold=DEFAULT_THRESHOLD, parts=None):
     """The audit's table from a similarity matrix (evaluated rows × training columns), e.g.
-    :func:`skin_cnn.evaluation.recrop_match.match_scores`: every pair at or above ``threshold``,
-    highest first (ties by evaluated then training row)."""
+    :func:`verified_scores`: every pair at or above ``threshold``, highest first (ties by
+    evaluated then training row). ``parts`` (name -> matrix of the same shape, e.g. the feature
+    and pixel scores the similarity was made of) become columns of the table after
+    :data:`COLUMNS`."""
     scores = np.asarray(scores, dtype=np.float64)
     if scores.shape != (len(evaluated_frame), len(training_frame)):
         raise ValueError(f"scores of shape {scores.shape} do not match {len(evaluated_frame)} evaluated and "
@@ -148,7 +159,53 @@ def pairs_at_threshold(evaluated_frame, training_frame, scores, threshold=DEFAUL
     i, j = np.nonzero(scores >= threshold - 1e-6)
     s = scores[i, j]
     order = np.lexsort((j, i, -s))
-    return _pair_table(evaluated_frame, training_frame, i[order], j[order], s[order])
+    i, j = i[order], j[order]
+    table = _pair_table(evaluated_frame, training_frame, i, j, s[order])
+    for name, values in (parts or {}).items():
+        table[name] = np.asarray(values, dtype=np.float64)[i, j]
+    return table
+
+
+#: Training images per evaluated image, the best by the feature score, checked pixel by pixel.
+CANDIDATES = 10
+
+
+def verified_scores(feature_scores, evaluated_thumbs, training_thumbs, candidates=CANDIDATES):
+    """The audit's score of every pair: the feature score, raised by the pixel check of the best candidates.
+
+    Each evaluated image's ``candidates`` training images with the highest feature score
+    (:func:`skin_cnn.evaluation.recrop_match.match_scores`) are compared pixel by pixel
+    (:func:`skin_cnn.evaluation.pixel_match.crop_scores`: a re-crop, zoom or re-saved copy scores
+    near 1, wherever it was cut); a pair scores the higher of its two numbers. The feature score
+    proposes, the pixels confirm: a crop whose cells sit off the feature grid scores low on
+    features but near 1 on pixels, and a flip or rotation, which the pixels miss, keeps its
+    feature score.
+
+    Parameters
+    ----------
+    feature_scores : array (n_evaluated, n_training)
+    evaluated_thumbs, training_thumbs : arrays (n, s, s)
+        :func:`skin_cnn.evaluation.pixel_match.thumbnails` of the same images, in the same order.
+    candidates : int
+        Training images per evaluated image that are checked pixel by pixel.
+
+    Returns
+    -------
+    score : numpy.ndarray (n_evaluated, n_training)
+        ``max(feature, pixel)`` for checked pairs, the feature score elsewhere.
+    pixel : numpy.ndarray (n_evaluated, n_training)
+        The pixel correlation of checked pairs, NaN elsewhere.
+    """
+    from skin_cnn.evaluation.pixel_match import crop_scores
+
+    features = np.asarray(feature_scores, dtype=np.float64)
+    pixel = np.full(features.shape, np.nan)
+    k = min(int(candidates), features.shape[1])
+    if k > 0 and features.shape[0]:
+        best = np.argpartition(-features, k - 1, axis=1)[:, :k]
+        pairs = np.stack([np.repeat(np.arange(features.shape[0]), k), best.ravel()], axis=1)
+        pixel[pairs[:, 0], pairs[:, 1]] = crop_scores(evaluated_thumbs, training_thumbs, pairs)
+    return np.fmax(features, pixel), pixel
 
 
 def audit_summary(pairs, n_evaluated, n_training, threshold=DEFAULT_THRESHOLD, split="test", skipped=0,
@@ -161,7 +218,8 @@ def audit_summary(pairs, n_evaluated, n_training, threshold=DEFAULT_THRESHOLD, s
     return {
         "feature": feature_text(pooling),
         "pooling": pooling,
-        "similarity": "cosine",
+        "similarity": SCORE_TEXT,
+        "pixel_candidates": CANDIDATES,
         "threshold": float(threshold),
         "split": split,
         "n_evaluated": int(n_evaluated),
@@ -178,9 +236,18 @@ def summary_sentence(audit):
     n, total = audit["suspected"], audit["n_evaluated"]
     return (
         f"leakage audit: {n} of {total} evaluated {audit['split']} images are suspected duplicates of "
-        f"training images (cosine similarity of pooled trunk features >= {audit['threshold']:.2f} to at "
+        f"training images (feature similarity or pixel correlation >= {audit['threshold']:.2f} with at "
         f"least one of {audit['n_training']} training images; {audit['pairs']} pairs; kept, not removed)"
     )
+
+
+def _number(value):
+    """A score for the table; a dash where it was not computed (no pixel check, or an older table)."""
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        return "—"
+    return "—" if np.isnan(value) else f"{value:.3f}"
 
 
 def add_section(rep, audit, pairs, figure=None, max_rows=20):
@@ -191,7 +258,11 @@ def add_section(rep, audit, pairs, figure=None, max_rows=20):
     anchor = rep.heading("Leakage audit: suspected duplicates of training images")
     rep.para(
         f"Every evaluated image was compared with every training image of the run by the cosine "
-        f"similarity of its pooled trunk features ({audit['feature']}). Pairs at or above "
+        f"similarity of its trunk features ({audit['feature']}), also with each photo shrunk and "
+        f"matched against windows of the other, so that a crop matches the photo it was cut from; "
+        f"each evaluated image's {audit.get('pixel_candidates', CANDIDATES)} most similar training images "
+        f"were then checked pixel by pixel (normalised cross-correlation of grayscale thumbnails, "
+        f"one shrunk and slid over the other). A pair scores the higher of the two numbers; pairs at or above "
         f"**{audit['threshold']:.2f}** are suspected duplicates: the same photo, a re-crop, a zoom or "
         "a re-compressed copy, which the patient-level split can miss when one lesion appears "
         "under two patient ids. They are listed, counted in the flow of images, and **not "
@@ -207,8 +278,9 @@ def add_section(rep, audit, pairs, figure=None, max_rows=20):
     )
     if len(pairs):
         rows = [[r["image_path"], r["patient_id"] or "—", r["train_image_path"], r["train_patient_id"] or "—",
-                 f"{r['similarity']:.3f}"] for _, r in pairs.head(max_rows).iterrows()]
-        rep.table(["Evaluated image", "Patient", "Training image", "Patient", "Cosine similarity"], rows)
+                 f"{r['similarity']:.3f}", _number(r.get("feature_similarity")), _number(r.get("pixel_correlation"))]
+                for _, r in pairs.head(max_rows).iterrows()]
+        rep.table(["Evaluated image", "Patient", "Training image", "Patient", "Score", "Features", "Pixels"], rows)
         if len(pairs) > max_rows:
             rep.para(f"… {len(pairs) - max_rows} more pairs in `suspected_duplicates.csv`.")
         if figure:
@@ -227,7 +299,7 @@ def mark_flow(flow, audit):
         return flow
     at = next((k for k in range(len(steps) - 1, -1, -1) if steps[k].get("step") == "evaluation"), len(steps) - 1)
     note = (f"of which {audit['suspected']} suspected duplicates of training images "
-            f"(cosine >= {audit['threshold']:.2f}; kept, not removed)")
+            f"(score >= {audit['threshold']:.2f}; kept, not removed)")
     step = steps[at]
     step["suspected_duplicates"] = int(audit["suspected"])
     step["note"] = f"{step['note']}; {note}" if step.get("note") else note

@@ -93,17 +93,22 @@ class Descriptors:
         The whole feature map pooled, at scale 1.0 and at each of :data:`CROP_FRACTIONS`.
     windows : dict of float -> array (n, w, d)
         Windows of the full-size map covering each fraction of its side.
+    thumbs : array (n, s, s), optional
+        Each image's grayscale thumbnail for the pixel-level check
+        (:func:`skin_cnn.evaluation.pixel_match.thumbnails`); None when not computed.
     """
 
     whole: dict
     windows: dict
+    thumbs: np.ndarray | None = None
 
     def __len__(self):
         return len(self.whole[1.0])
 
     def take(self, rows):
         """The descriptors of ``rows`` (indices or a boolean mask)."""
-        return Descriptors({s: v[rows] for s, v in self.whole.items()}, {s: v[rows] for s, v in self.windows.items()})
+        return Descriptors({s: v[rows] for s, v in self.whole.items()}, {s: v[rows] for s, v in self.windows.items()},
+                           None if self.thumbs is None else self.thumbs[rows])
 
     @staticmethod
     def concatenate(parts, width):
@@ -112,8 +117,9 @@ class Descriptors:
         if not parts:
             return Descriptors({s: np.zeros((0, width), np.float32) for s in (1.0, *fractions)},
                                {s: np.zeros((0, 1, width), np.float32) for s in fractions})
+        thumbs = None if any(p.thumbs is None for p in parts) else np.concatenate([p.thumbs for p in parts])
         return Descriptors({s: np.concatenate([p.whole[s] for p in parts]) for s in parts[0].whole},
-                           {s: np.concatenate([p.windows[s] for p in parts]) for s in parts[0].windows})
+                           {s: np.concatenate([p.windows[s] for p in parts]) for s in parts[0].windows}, thumbs)
 
 
 def describe(maps_by_scale, stride=WINDOW_STRIDE, border=BORDER):

@@ -125,7 +125,7 @@ def plot_pairs(pairs, path, base=None, max_pairs=12, size=150):
             patient = f", patient {r[who]}" if r[who] else ""
             name = str(r[key]).replace("\\", "/").rsplit("/", 1)[-1]
             ax.set_title(f"{label}{patient}\n{name[:28]}", fontsize=6.5)
-        axes[row, 0].text(1.05, -0.06, f"cosine {r['similarity']:.3f}", transform=axes[row, 0].transAxes,
+        axes[row, 0].text(1.05, -0.06, f"score {r['similarity']:.3f}", transform=axes[row, 0].transAxes,
                           ha="center", va="top", fontsize=7)
     more = f" (first {len(shown)} of {len(pairs)})" if len(pairs) > len(shown) else ""
     fig.suptitle(f"Suspected duplicates of training images{more}", fontsize=9)
