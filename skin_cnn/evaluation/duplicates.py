@@ -170,7 +170,8 @@ def pairs_at_threshold(evaluated_frame, training_frame, scores, threshold=DEFAUL
 CANDIDATES = 10
 
 
-def verified_scores(feature_scores, evaluated_thumbs, training_thumbs, candidates=CANDIDATES):
+def verified_scores(feature_scores: np.ndarray, evaluated_thumbs: np.ndarray, training_thumbs: np.ndarray,
+                    candidates: int = CANDIDATES) -> tuple[np.ndarray, np.ndarray]:
     """The audit's score of every pair: the feature score, raised by the pixel check of the best candidates.
 
     Each evaluated image's ``candidates`` training images with the highest feature score

@@ -166,12 +166,12 @@ def crop_scores(a: np.ndarray, b: np.ndarray, pairs: np.ndarray, fractions=FRACT
     ----------
     a, b : arrays of shape (n_a, s, s), (n_b, s, s)
         :func:`thumbnails`.
-    band : (int, int)
-        The box blurs of :func:`band_pass`, applied to each image searched and to each shrunk
-        image after shrinking (so both are filtered at one scale).
     pairs : int array of shape (k, 2)
         Rows of ``a`` and ``b`` to compare.
     fractions : sequence of float in (0, 1]
+    band : (int, int)
+        The box blurs of :func:`band_pass`, applied to each image searched and to each shrunk
+        image after shrinking (so both are filtered at one scale).
     block : int
         Pairs per batch of FFTs (memory).
 

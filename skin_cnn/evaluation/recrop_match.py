@@ -15,8 +15,11 @@ from had more skin. A pair ``(a, b)`` scores the highest cosine similarity among
 photos at full size; ``a`` shrunk against every window of ``b`` of that size; and the same with
 the roles swapped (``b`` a crop of ``a``). Descriptors are the generalised mean (p = 3) of the
 feature map, scaled to length 1. Everything here is numpy on maps the caller computed with the
-evaluated model (:func:`skin_cnn.app.evaluate_run.audit_descriptors`). How this was chosen
-and how well it finds altered copies: ``docs/experiments/leakage-threshold.md``.
+evaluated model (:func:`skin_cnn.app.evaluate_run.audit_descriptors`). A crop whose content
+sits a fraction of a cell off the map's grid (most centre crops) matches no window well; the
+audit therefore checks each evaluated image's best candidates by this score pixel by pixel
+(:mod:`skin_cnn.evaluation.pixel_match`). How this was chosen and how well it finds altered
+copies: ``docs/experiments/leakage-threshold.md``.
 """
 
 from __future__ import annotations
