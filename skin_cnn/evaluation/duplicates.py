@@ -36,12 +36,16 @@ import pandas as pd
 DEFAULT_THRESHOLD = 0.90
 #: How the last convolution's feature map is pooled into one vector (``avg``, ``max`` or ``gem``).
 DEFAULT_POOLING = "gem"
+#: Training images per evaluated image, the best by the feature score, checked pixel by pixel.
+CANDIDATES = 10
 _POOLING_WORDS = {"avg": "global average", "max": "global maximum", "gem": "generalised mean (p = 3)"}
 
 
 def feature_text(pooling=DEFAULT_POOLING):
     """What the features are, for reports and ``metrics.json``."""
     return f"{_POOLING_WORDS[pooling]} of the evaluated model's last convolution (block5_conv3 for VGG-16)"
+
+
 #: What a pair's score is, for reports and ``metrics.json``.
 SCORE_TEXT = ("the higher of the re-crop-aware cosine similarity of the trunk features and, for each evaluated "
               "image's best candidates by it, the normalised cross-correlation of grayscale thumbnails, one "
@@ -164,10 +168,6 @@ def pairs_at_threshold(evaluated_frame, training_frame, scores, threshold=DEFAUL
     for name, values in (parts or {}).items():
         table[name] = np.asarray(values, dtype=np.float64)[i, j]
     return table
-
-
-#: Training images per evaluated image, the best by the feature score, checked pixel by pixel.
-CANDIDATES = 10
 
 
 def verified_scores(feature_scores: np.ndarray, evaluated_thumbs: np.ndarray, training_thumbs: np.ndarray,
