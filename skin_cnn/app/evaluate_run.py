@@ -344,7 +344,8 @@ class RunEvaluationOptions:
     leakage_audit : bool
         Compare every evaluated image with every training image of the run by the re-crop-aware
         similarity of the model's trunk features, the best candidates checked pixel by pixel
-        (:func:`audit_leakage`), and list the suspected duplicates in the report, ``metrics.json`` (``leakage_audit``) and the flow.
+        (:func:`audit_leakage`), and list the suspected duplicates in the report,
+        ``metrics.json`` (``leakage_audit``) and the flow.
         Not run for the train split itself.
     leakage_threshold : float, optional
         Similarity at or above which a pair is suspected

@@ -14,9 +14,10 @@ playing the crop. A crop gives a score near 1 at its own fraction and place, wha
 Both images are band-passed at the scale they are compared at (a 3-pixel box blur minus a
 9-pixel one, after shrinking): a smooth gradient of light across two photos does not correlate,
 and a half-pixel shift of a crop against the thumbnail's pixels barely changes what is left.
-Correlations are computed with numpy's FFT on :data:`THUMB_SIDE`-pixel thumbnails. Nothing here reads a file or runs a model: the caller gives
-the images as the model saw them (:func:`skin_cnn.app.evaluate_run.audit_descriptors`). How the
-fractions and the threshold were chosen: ``docs/experiments/leakage-threshold.md``.
+Correlations are computed with numpy's FFT on :data:`THUMB_SIDE`-pixel thumbnails. Nothing here
+reads a file or runs a model: the caller gives the images as the model saw them
+(:func:`skin_cnn.app.evaluate_run.audit_descriptors`). How the fractions and the threshold were
+chosen: ``docs/experiments/leakage-threshold.md``.
 """
 
 from __future__ import annotations
