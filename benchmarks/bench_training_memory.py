@@ -43,8 +43,10 @@ def write_photos(folder, n, seed=0):
         path = folder / "images" / f"p{i:05d}.jpg"
         Image.fromarray(pixels).save(path, quality=85)
         split = "train" if i % 10 < 8 else ("val" if i % 10 == 8 else "test")
-        rows.append({"image_path": str(path), "patient_id": f"p{i}", "diagnosis": DISEASES[i % len(DISEASES)],
-                     "split": split})
+        # the disease changes every ten photos, so val and test hold every disease (i % 5 would give
+        # val only one, and train refuses a split where no task has both diseases in val)
+        rows.append({"image_path": str(path), "patient_id": f"p{i}",
+                     "diagnosis": DISEASES[(i // 10) % len(DISEASES)], "split": split})
     csv = folder / "split.csv"
     pd.DataFrame(rows).to_csv(csv, index=False)
     return csv
