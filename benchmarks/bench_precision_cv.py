@@ -44,6 +44,7 @@ def main(argv=None):
     ap.add_argument("--folds", type=int, default=5)
     ap.add_argument("--manifest", type=Path, default=SHARED / "data" / "public-derm" / "manifest.csv")
     ap.add_argument("--weights", type=Path, default=SHARED / "weights" / "vgg16_imagenet_notop_caffe_input.h5")
+    ap.add_argument("--image-size", type=int, default=None, help="model input side (default: the recipe's, 250)")
     args = ap.parse_args(argv)
     if args.out.exists():
         raise SystemExit(f"{args.out}: already exists; give a new --out folder")
@@ -56,6 +57,8 @@ def main(argv=None):
         command = [sys.executable, "-m", "skin_cnn", "cv", str(args.manifest), "-o", str(run), "--folds",
                    str(args.folds), "--recipe", "frozen-linear", "--weights", str(args.weights), "--precision",
                    precision, "--cache-dir", str(args.out / f"cache-{precision}"), "--quiet"]
+        if args.image_size:
+            command[-1:-1] = ["--image-size", str(args.image_size)]
         commands[precision] = " ".join(command[1:])
         start = time.perf_counter()
         subprocess.run(command, check=True, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
