@@ -5,7 +5,8 @@ uint8 images read row by row, the K augmented views made by ``view_images``, the
 applied in batches, features written to the cache. The reference is the same frozen trunk
 (``split_at_frozen_boundary``) run on one in-memory float32 batch again and again. Both are
 timed in the same process, alternately; the goal is ``extraction / bare >= 0.9`` images/s.
-Prints one JSON line. The figure in benchmarks/README.md::
+Prints one JSON line, with the CPU flags and the load average (other jobs slow both sides). The
+figure in benchmarks/README.md::
 
     python benchmarks/bench_cache_extraction.py --size 250 --train-images 48 --views 2 \\
         --weights ../shared/weights/vgg16_imagenet_notop_caffe_input.h5
@@ -40,6 +41,7 @@ def main(argv=None):
     import numpy as np
     import tensorflow as tf
     from bench_training_path import small_split
+    from bench_variant_throughput import cpu_flags
 
     from skin_cnn.data.augment import AugmentConfig
     from skin_cnn.core.specs import Preprocessing
@@ -82,6 +84,7 @@ def main(argv=None):
         "views": args.views, "extraction_images_per_s": round(ext, 2), "bare_forward_images_per_s": round(ref, 2),
         "ratio": round(ext / ref, 3), "goal_ratio": 0.9,
         "rounds_extraction": [round(v, 2) for v in extraction], "rounds_bare": [round(v, 2) for v in bare],
+        "load_average": [round(v, 2) for v in os.getloadavg()], "cpu_flags": cpu_flags(),
         "cpu_count": os.cpu_count(), "tensorflow": tf.__version__,
     }
     print(json.dumps(result))
