@@ -237,3 +237,25 @@ def test_evaluate_lists_70_percent_centre_and_corner_crops_of_a_real_training_ph
     centre = pairs[(pairs["image_path"] == str(tmp_path / "centre.png")) & (pairs["train_patient_id"] == "p0")]
     assert centre["pixel_correlation"].iloc[0] >= duplicates.DEFAULT_THRESHOLD  # found by its pixels
     assert json.loads((out / "metrics.json").read_text())["leakage_audit"]["threshold"] == duplicates.DEFAULT_THRESHOLD
+
+
+
+@pytest.mark.slow
+def test_the_audit_describes_real_photos_alike_with_and_without_mirror_views(public_derm, vgg16_weights):
+    # the threshold was chosen on the plain trunk's maps (docs/experiments/leakage_threshold.py);
+    # a mirror-view model (the linear recipes) must be described the same, not by averaged views
+    from skin_cnn.app.evaluate_run import audit_descriptors
+    from skin_cnn.core.specs import Preprocessing
+    from skin_cnn.inference.predictor import Predictor
+    from skin_cnn.models import build_model
+
+    manifest = pd.read_csv(public_derm / "manifest.csv")
+    frame = pd.DataFrame({"image_path": [str(public_derm / p) for p in manifest["image_path"][:4]]})
+    reading = Preprocessing(image_size=(250, 250), crop=False)
+    described = {}
+    for mirror in (False, True):
+        model = build_model("P", input_shape=(250, 250, 3), weights=str(vgg16_weights), seed=0, mirror=mirror)
+        described[mirror], ok = audit_descriptors(Predictor(model, reading, precision="float32"), frame)
+        assert ok.all()
+    for scale in described[False].whole:
+        np.testing.assert_allclose(described[True].whole[scale], described[False].whole[scale], atol=1e-5)

@@ -724,18 +724,20 @@ def scalable_trunk_model(model, layer_name=None):
     return flexible
 
 
-def _aligned_views(maps, n_photos):
-    """One map per photo from a trunk that stacked views along the batch axis (:class:`MirrorViews`:
-    the photos, then their mirror images): the mean of each photo's map and its mirror image's
-    map flipped back, so that the cells of both views cover the same place of the photo."""
-    import numpy as np
+def photo_views(maps, n_photos):
+    """Each photo's own map from a trunk that may stack views along the batch axis
+    (:class:`MirrorViews`: the photos, then their mirror images).
 
+    The mirror image's map is left out rather than flipped back and averaged in: the audit's
+    threshold was chosen on maps of the photo alone (docs/experiments/leakage-threshold.md), and
+    the average of two maps is smoother, which raised unrelated photos' similarity: on the
+    README split a frozen-linear run flagged 12 of 94 test images with the average, 4 (as that
+    page counts) with the photo's own map.
+    """
     views = len(maps) // n_photos
-    if views == 1:
-        return maps
-    if views != 2:
+    if views not in (1, 2):
         raise ValueError(f"the trunk returned {views} views of each photo; the audit knows the photo and its mirror")
-    return (maps[:n_photos] + np.flip(maps[n_photos:], axis=2)) / 2.0
+    return maps[:n_photos]
 
 
 def _batch_descriptors(trunk, fixed_trunk, batch):
@@ -752,7 +754,7 @@ def _batch_descriptors(trunk, fixed_trunk, batch):
         for fraction in recrop_match.CROP_FRACTIONS:
             size = (max(round(fraction * height), 32), max(round(fraction * width), 32))
             maps[fraction] = trunk(keras.ops.image.resize(images, size, antialias=True), training=False)
-    described = recrop_match.describe({s: _aligned_views(np.asarray(m, np.float32), len(batch))
+    described = recrop_match.describe({s: photo_views(np.asarray(m, np.float32), len(batch))
                                        for s, m in maps.items()})
     described.thumbs = pixel_match.thumbnails(images)
     return described
