@@ -30,12 +30,10 @@ from bench_training_path import SHARED, images_per_s, small_split  # noqa: E402
 
 
 def cpu_flags():
-    """The CPU's bfloat16-relevant flags (what ``--precision auto`` decides on)."""
-    try:
-        flags = set(Path("/proc/cpuinfo").read_text().split())
-    except OSError:
-        return []
-    return sorted(flags & {"avx2", "avx512f", "avx512_bf16", "amx_bf16"})
+    """The CPU's bfloat16-relevant flags (what ``--precision auto`` decides on), read as the package reads them."""
+    from skin_cnn.core.compute_precision import cpu_flags as flags_in, read_cpuinfo
+
+    return sorted(flags_in(read_cpuinfo()) & {"avx2", "avx512f", "avx512_bf16", "amx_bf16"})
 
 
 def measure(variant, size, args):
