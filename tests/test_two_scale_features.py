@@ -208,10 +208,9 @@ def test_platt_scaling_folded_into_the_head_equals_the_map_applied_to_the_regres
     np.testing.assert_allclose(fit.oof_probability, expected, atol=1e-4)
 
 
-def test_calibration_needs_the_linear_head():
+def test_calibration_must_be_a_known_method():
     from skin_cnn.training import resolve_config
 
-    with pytest.raises(ValueError, match="calibration"):
-        resolve_config(dict(split="s.csv", out="o", calibration="sigmoid"))
-    with pytest.raises(ValueError, match="calibration"):
+    with pytest.raises(ValueError, match="calibration='isotonic': expected one of none, sigmoid"):
         resolve_config(dict(split="s.csv", out="o", head="linear", calibration="isotonic"))
+    assert resolve_config(dict(split="s.csv", out="o", calibration="sigmoid")).calibration == "sigmoid"

@@ -24,7 +24,7 @@ from skin_cnn.cli.options import interval_options, refuse_overwriting
     "--threshold",
     default="0.5",
     show_default=True,
-    help="Threshold for accuracy (y_prob >= threshold is positive), or 'youden' / 'sens:0.90' / "
+    help="Threshold for accuracy (y_prob >= threshold is positive), or 'youden' / 'study' / 'sens:0.90' / "
     "'spec:0.90' chosen per model on its validation predictions.",
 )
 @click.option(

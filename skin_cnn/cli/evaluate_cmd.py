@@ -54,7 +54,7 @@ class RunChecks:
 @click.option("--split", default="test", show_default=True, type=click.Choice(["test", "val", "train"]),
               help="Split of the run to evaluate.")
 @click.option("--threshold", default="stored", show_default=True,
-              help="A probability (y_prob >= threshold is positive); 'youden' / 'sens:0.90' / "
+              help="A probability (y_prob >= threshold is positive); 'youden' / 'study' / 'sens:0.90' / "
               "'spec:0.90' chosen on validation predictions; or 'stored': the run model's own thresholds "
               "(fitted at training with `train --threshold`, else 0.5; 0.5 with --predictions).")
 @click.option("--val-predictions", type=click.Path(dir_okay=False), default=None,

@@ -86,11 +86,13 @@ def recipe_options(function):
         click.option("--second-scale", type=int, default=D.second_scale,
             help="Also pool the trunk on the input resized to N×N inside the model (0: off)."),
         click.option("--calibration", type=click.Choice(CALIBRATIONS), default=D.calibration,
-            help="Linear heads: sigmoid fits Platt scaling on each task's inner out-of-fold "
-                 "probabilities and folds it into the head's weights."),
+            help="sigmoid: Platt scaling folded into each task's sigmoid layer, fitted on the "
+                 "inner out-of-fold probabilities (--head linear) or on the validation "
+                 "predictions of the best epoch (the study's heads)."),
         click.option("--threshold", default=D.threshold,
-            help="Decision threshold stored in the model: a number, youden, sens:0.9 or spec:0.9 "
-                 "(fitted on validation predictions)."),
+            help="Decision threshold stored in the model: a number, youden, sens:0.9, spec:0.9 or "
+                 "study (the widest margin over the study's sensitivity and specificity), fitted "
+                 "on validation predictions."),
         click.option("--recipe", type=click.Choice(sorted(RECIPES)), default=None,
             help="A named set of the settings above (docs/training.md); flags you type still win."),
         click.option("--tensorboard/--no-tensorboard", default=D.tensorboard,

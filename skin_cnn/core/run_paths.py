@@ -17,6 +17,7 @@ them, and no module joins ``"best.keras"`` to a folder on its own.
       training_curves.png    loss and per-task AUC, training vs validation
       val_predictions.csv    predictions table of the best model on the validation split
       linear_fit.json        the linear heads' regularisation, chosen by inner cross-validation
+      calibration.json       the study heads' Platt maps (``--calibration sigmoid``)
       skipped_images.csv     images that could not be read, with the reason
       model_card.md          intended use, data, metrics, limitations
       tensorboard/           TensorBoard logs
@@ -94,6 +95,10 @@ class RunPaths:
         return self.root / "linear_fit.json"
 
     @property
+    def calibration(self) -> Path:
+        return self.root / "calibration.json"
+
+    @property
     def skipped(self) -> Path:
         return self.root / "skipped_images.csv"
 
@@ -144,7 +149,7 @@ class RunPaths:
     def training_files(self) -> tuple[Path, ...]:
         """The files a training writes at the top of its folder (commands check that none is an input)."""
         return (self.split, self.flow, self.config, self.history, self.best_model, self.val_predictions,
-                self.skipped, self.linear_fit, self.status)
+                self.skipped, self.linear_fit, self.calibration, self.status)
 
     def is_run(self) -> bool:
         """Whether the folder holds a training run (its ``config.json`` and ``split.csv``)."""

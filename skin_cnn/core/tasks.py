@@ -48,6 +48,15 @@ TASKS = {
 }
 TASK_NAMES = tuple(TASKS)
 
+#: The study's operating points (its Table 2, VGG-16P on its test photos): sensitivity and
+#: specificity of each task, as printed there (81.79% / 73.57%, …). ``--threshold study`` aims the
+#: cut-off to beat them on both figures.
+STUDY_OPERATING_POINTS: dict[str, tuple[float, float]] = {
+    "psoriasis_vs_eczema": (0.8179, 0.7357),
+    "acne_vs_rosacea": (0.8542, 0.8953),
+    "ctcl_vs_eczema": (0.7429, 0.8409),
+}
+
 
 def task_title(task: str) -> str:
     """How figures and reports name a task: ``"Acne vs rosacea"``, ``"CTCL vs eczema"``."""

@@ -60,15 +60,21 @@ def threshold_text(train):
         value = None
     if value is not None:
         return f"{value:g}, pre-specified"
-    what = {"youden": "Youden's J (maximum sensitivity + specificity − 1)"}.get(rule, rule)
+    what = {"youden": "Youden's J (maximum sensitivity + specificity − 1)",
+            "study": "the widest margin over the study's sensitivity and specificity (the smaller of "
+                     "the two margins as large as possible)"}.get(rule, rule)
     on = ("the inner out-of-fold predictions of the train and validation images"
           if train.get("head") == "linear" else "the validation predictions of the best epoch")
     return f"{what}, fitted on {on}; the cut-off halfway between adjacent scores"
 
 
 def calibration_text(train):
-    """How a linear head's probabilities were calibrated (``calibration`` setting)."""
-    if str(train.get("calibration", "none")) == "sigmoid":
+    """How the heads' probabilities were calibrated (``calibration`` setting)."""
+    platt = str(train.get("calibration", "none")) == "sigmoid"
+    if train.get("head") != "linear":
+        return ("Platt scaling: a logistic map of each task's score fitted on the validation predictions "
+                "of the best epoch and folded into the task's sigmoid layer") if platt else None
+    if platt:
         return ("Platt scaling: a logistic map of each task's score fitted on the inner out-of-fold "
                 "probabilities of the train and validation images and folded into the head's weights")
     return "none: the logistic regression's own probabilities"
@@ -157,6 +163,8 @@ def method_rows(train, *, feature_cache=None, preprocessing=None, chosen_c=None)
             rows.append(("model", "Epochs", f"at most {train['epochs']}; the epoch with the best validation mean AUC "
                          f"kept; early stop after {train.get('patience')} epochs without improvement; learning rate "
                          f"×{train.get('lr_factor')} after {train.get('lr_patience')}"))
+        if calibration_text(train):
+            rows.append(("model", "Calibration", calibration_text(train)))
     rows.append(("model", "Threshold", threshold_text(train)))
     rows.append(("model", "Seed", str(train.get("seed"))))
     return rows

@@ -15,11 +15,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from skin_cnn.core.tasks import STUDY_OPERATING_POINTS
 from skin_cnn.stats.threshold import CHOSEN_METHODS, choose_threshold, midpoint_cut  # noqa: F401 (public here too)
 
 DEFAULT_THRESHOLD = 0.5
 #: ``--threshold stored``: whatever the evaluated model file stores (0.5 where it stores nothing).
 STORED = "stored"
+#: ``--threshold study``: per task, the widest margin over the study's operating point.
+STUDY = "study"
 
 
 @dataclass(frozen=True)
@@ -35,10 +38,25 @@ class ThresholdRule:
     def needs_validation(self):
         return self.method not in ("fixed", STORED)
 
+    def label(self):
+        """The rule as stored beside a threshold in a model file: ``youden``, ``sensitivity >= 0.9``."""
+        return self.method if self.target is None else f"{self.method} >= {self.target:g}"
+
+    def choose(self, y_true, y_prob, task=None):
+        """The threshold this rule fits on validation labels and scores of ``task``."""
+        if self.method == STUDY:
+            if task not in STUDY_OPERATING_POINTS:
+                raise ValueError(f"--threshold study: the study reported no operating point for task {task!r}")
+            return choose_threshold(y_true, y_prob, "margin", STUDY_OPERATING_POINTS[task])
+        return choose_threshold(y_true, y_prob, self.method, self.target if self.target is not None else 0.9)
+
     def short(self):
         """``youden (maximum sensitivity + specificity - 1)``, ``sensitivity >= 0.9``, …"""
         if self.method == "youden":
             return "youden (maximum sensitivity + specificity - 1)"
+        if self.method == STUDY:
+            return ("study (the widest margin over the study's sensitivity and specificity: "
+                    + ", ".join(f"{t} {s:.1%}/{p:.1%}" for t, (s, p) in STUDY_OPERATING_POINTS.items()) + ")")
         if self.target is not None:
             return f"{self.method} >= {self.target:g}"
         return self.describe()
@@ -50,11 +68,14 @@ class ThresholdRule:
             return "stored in the model (fitted when it was trained, on the predictions its method names), else 0.5"
         if self.method == "youden":
             return "youden (maximum sensitivity + specificity - 1 on validation predictions)"
+        if self.method == STUDY:
+            return f"{self.short()} on validation predictions"
         return f"{self.method} >= {self.target:g} on validation predictions"
 
 
 def parse_threshold(text):
-    """Parse ``--threshold``: a number in [0, 1], ``youden``, ``sens:0.90``, ``spec:0.90`` or ``stored``."""
+    """Parse ``--threshold``: a number in [0, 1], ``youden``, ``study``, ``sens:0.90``, ``spec:0.90`` or
+    ``stored``."""
     if isinstance(text, ThresholdRule):
         return text
     if text is None:
@@ -64,6 +85,8 @@ def parse_threshold(text):
         return ThresholdRule(STORED)
     if s == "youden":
         return ThresholdRule("youden")
+    if s == STUDY:
+        return ThresholdRule(STUDY)
     m = re.fullmatch(r"(sens|sensitivity|spec|specificity)\s*[:=]\s*([0-9.]+)", s)
     if m:
         target = float(m.group(2))
@@ -75,7 +98,7 @@ def parse_threshold(text):
         value = float(s)
     except ValueError:
         raise ValueError(
-            "--threshold must be a number in [0, 1], 'youden', 'sens:0.90' or 'spec:0.90'; "
+            "--threshold must be a number in [0, 1], 'youden', 'study', 'sens:0.90' or 'spec:0.90'; "
             f"got {text!r}"
         ) from None
     if not 0 <= value <= 1:
@@ -147,12 +170,7 @@ def fit_thresholds(rule, tasks, validation, source="validation predictions"):
         if part.empty:
             raise ValueError(f"{source}: no validation predictions for task {task}")
         try:
-            out[task] = choose_threshold(
-                part["y_true"].to_numpy(),
-                part["y_prob"].to_numpy(),
-                rule.method,
-                rule.target if rule.target is not None else 0.9,
-            )
+            out[task] = rule.choose(part["y_true"].to_numpy(), part["y_prob"].to_numpy(), task)
         except ValueError as exc:
             raise ValueError(f"{source}: task {task}: {exc}") from None
     return out, f"{rule.describe()} ({source})"

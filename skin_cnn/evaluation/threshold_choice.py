@@ -25,7 +25,7 @@ import pandas as pd
 from skin_cnn.core.specs import EvalSettings
 from skin_cnn.stats.bootstrap import (cluster_units, indices_to_counts, iter_resample_indices, too_few_units,
                                       unit_strata)
-from skin_cnn.evaluation.threshold import ThresholdRule, choose_threshold, parse_threshold
+from skin_cnn.evaluation.threshold import STUDY, ThresholdRule, parse_threshold
 
 CHOICE_METRICS = ("sensitivity", "specificity")
 
@@ -54,11 +54,11 @@ class ThresholdFitting:
 
 
 def rule_of_label(label):
-    """The :class:`ThresholdRule` of a stored rule label (``youden``, ``sensitivity >= 0.9``, …);
+    """The :class:`ThresholdRule` of a stored rule label (``youden``, ``study``, ``sensitivity >= 0.9``, …);
     None for a fixed or unknown one."""
     text = str(label).split(",")[0].strip()
-    if text == "youden":
-        return ThresholdRule("youden")
+    if text in ("youden", STUDY):
+        return ThresholdRule(text)
     for method, short in (("sensitivity", "sens"), ("specificity", "spec")):
         if text.startswith(method + " >="):
             return parse_threshold(f"{short}:{text.split('>=')[1].strip()}")
@@ -89,12 +89,13 @@ def _refitted(fitting_part, rule, n_resamples, seed):
     """The threshold refitted by ``rule`` on each of ``n_resamples`` resamples of ``fitting_part``."""
     y = fitting_part["y_true"].to_numpy().astype(int)
     p = fitting_part["y_prob"].to_numpy(dtype=float)
+    task = fitting_part["task"].iloc[0] if "task" in fitting_part else None
     batches, unit = _draws(fitting_part, n_resamples, seed)
     out = []
     for weights in batches:
         for w in weights.astype(np.int64):
             rows = np.repeat(np.arange(len(y)), w)
-            out.append(choose_threshold(y[rows], p[rows], rule.method, rule.target if rule.target else 0.9))
+            out.append(rule.choose(y[rows], p[rows], task))
     return np.asarray(out), unit
 
 

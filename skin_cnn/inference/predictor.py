@@ -510,7 +510,7 @@ def store_chosen_thresholds(run_dir, thresholds, rule, method):
     except (FileNotFoundError, ValueError) as exc:
         logger.warning("thresholds not stored in a model: %s", exc)
         return None
-    label = rule.method if rule.target is None else f"{rule.method} >= {rule.target:g}"
+    label = rule.label()
     try:
         recorded = read_run_preprocessing(run_dir).to_dict() if run_dir is not None else None
     except (OSError, ValueError):

@@ -1,5 +1,6 @@
-"""Choosing a decision threshold on validation scores: Youden's J or a target sensitivity or
-specificity, the cut-off placed midway between two observed scores.
+"""Choosing a decision threshold on validation scores: Youden's J, a target sensitivity or
+specificity, or the widest margin over a reference operating point; the cut-off placed midway
+between two observed scores.
 
 Only labels and scores come in (NumPy arrays); which predictions may be used for the choice
 and how the rule is written on the command line is :mod:`skin_cnn.evaluation.threshold`.
@@ -10,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 #: Rules that choose a threshold from data (the others are fixed numbers).
-CHOSEN_METHODS = ("youden", "sensitivity", "specificity")
+CHOSEN_METHODS = ("youden", "sensitivity", "specificity", "margin")
 
 
 def _operating_points(y_true, y_prob):
@@ -30,14 +31,20 @@ def choose_threshold(y_true, y_prob, method="youden", target=0.9):
     ----------
     y_true, y_prob : arrays of shape (n,)
         Validation labels and probabilities; both classes must be present.
-    method : {"youden", "sensitivity", "specificity"}
+    method : {"youden", "sensitivity", "specificity", "margin"}
         * ``youden``: the operating point maximising sensitivity + specificity − 1; among equal
           maxima the one with the fewest positive calls.
         * ``sensitivity``: the operating point with the fewest positive calls whose sensitivity
           reaches ``target`` (so the specificity is the best possible at that sensitivity).
         * ``specificity``: the operating point with the most positive calls whose specificity
           reaches ``target``.
-    target : float
+        * ``margin``: ``target`` is a reference operating point ``(sensitivity, specificity)``;
+          the operating point whose smaller margin over it, ``min(sens − sens_ref, spec −
+          spec_ref)``, is largest: the cut-off that beats the reference on both figures by as
+          much as the scores allow (or misses it by as little). Youden's rule maximises the
+          *sum* of the two margins and may buy a large one with a negative other; among equal
+          smallest margins the larger sum, then the fewest positive calls.
+    target : float, or (float, float) for ``margin``
 
     Returns
     -------
@@ -58,6 +65,12 @@ def choose_threshold(y_true, y_prob, method="youden", target=0.9):
     if method == "sensitivity":
         ok = np.flatnonzero(sens >= target - 1e-12)
         return midpoint_cut(thr, int(ok[0]))  # thresholds descend; the last point has sensitivity 1
+    if method == "margin":
+        sens_ref, spec_ref = (float(v) for v in target)
+        worst = np.minimum(sens - sens_ref, spec - spec_ref)
+        tied = np.flatnonzero(worst >= worst.max() - 1e-12)
+        j = (sens + spec)[tied]
+        return midpoint_cut(thr, int(tied[np.flatnonzero(j >= j.max() - 1e-12)[0]]))
     if method == "specificity":
         ok = np.flatnonzero(spec >= target - 1e-12)
         if ok.size == 0:

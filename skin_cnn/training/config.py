@@ -152,8 +152,10 @@ class TrainConfig:
         ``second_scale``² inside itself and pools the same blocks of the trunk run on it, after
         the input scale's (:func:`skin_cnn.models.build_model`).
     calibration : {"none", "sigmoid"}
-        Linear heads only: Platt scaling fitted on each task's inner out-of-fold probabilities and
-        folded into its weights (:func:`skin_cnn.training.linear.calibrate_fit`).
+        Platt scaling folded into each task's sigmoid layer: linear heads fit it on each task's
+        inner out-of-fold probabilities (:func:`skin_cnn.training.linear.calibrate_fit`), the
+        study's heads on the validation predictions of the best epoch
+        (:mod:`skin_cnn.training.head_calibration`).
     """
 
     split: str = ""
@@ -235,8 +237,8 @@ class TrainConfig:
                 bad(name, "must not be negative")
         if self.second_scale and not MIN_SECOND_SCALE <= int(self.second_scale) <= MAX_IMAGE_SIZE:
             bad("second_scale", f"0 (off) or a side from {MIN_SECOND_SCALE} to {MAX_IMAGE_SIZE}")
-        if self.calibration not in CALIBRATIONS or (self.calibration != "none" and self.head != "linear"):
-            bad("calibration", f"expected one of {', '.join(CALIBRATIONS)}; sigmoid needs the linear head")
+        if self.calibration not in CALIBRATIONS:
+            bad("calibration", f"expected one of {', '.join(CALIBRATIONS)}")
         if self.fine_tune_blocks > 5:
             bad("fine_tune_blocks", "VGG-16 has 5 blocks")
         if not self.learning_rate > 0:

@@ -154,7 +154,7 @@ def ensemble_threshold_entries(rule, scores, source, validated):
 
     tasks = list(dict.fromkeys(scores["task"]))
     thresholds, _ = fit_thresholds(rule, tasks, scores, source)
-    label = rule.method if rule.target is None else f"{rule.method} >= {rule.target:g}"
+    label = rule.label()
     method = f"{rule.short()} on the {source}"
     if not validated:
         label, method = f"{label}, {UNVALIDATED}", f"{method}; {UNVALIDATED}"

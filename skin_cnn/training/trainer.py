@@ -568,6 +568,27 @@ def write_validation_outputs(run, data, frame, model, history_rows):
                              title=f"VGG-16{config.variant}" + (" (synthetic demo data)" if run.synthetic else ""))
 
 
+def calibrate_best_model(run, data, frame, model):
+    """``--calibration sigmoid`` on the study's heads: Platt maps fitted on the best model's
+    validation predictions and folded into its sigmoid layers (:mod:`skin_cnn.training.head_calibration`);
+    ``best.keras`` and ``val_predictions.csv`` are rewritten from the calibrated model and the maps
+    written to ``calibration.json``."""
+    from skin_cnn.training.head_calibration import calibrate_heads
+
+    config, paths = run.config, run.paths
+    run.echo("Platt scaling the heads on the validation predictions of the best epoch (--calibration sigmoid)")
+    maps = calibrate_heads(model, pd.read_csv(paths.val_predictions), TASK_NAMES, echo=run.echo)
+    cb.save_model_atomic(model, paths.best_model)
+    probabilities = cb.predict_batches(data.train_model, data.val_x, batch_size=max(config.batch_size, 64))
+    val_frame = frame.loc[data.val_positions].reset_index(drop=True)
+    atomic.write_csv(paths.val_predictions, predictions_frame(val_frame, probabilities))
+    atomic.write_json(paths.calibration, {
+        "what": "Platt scaling sigmoid(a * logit(p) + b) per task, fitted on the validation predictions of the "
+                "best epoch and folded into the task's sigmoid layer; val_predictions.csv holds the calibrated "
+                "model's predictions",
+        "tasks": maps})
+
+
 def has_converged(best_epoch, epochs_run, max_epochs):
     """False when the best epoch is the last of all allowed epochs: the score was still rising."""
     return not (best_epoch == epochs_run == max_epochs and epochs_run > 1)
@@ -601,6 +622,8 @@ def fit_heads(run, data, frame, model):
                        val_aucs=best_epoch_summary(history.rows, int(checkpoint.best_epoch)))
     if info.is_chief:
         write_validation_outputs(run, data, frame, model, history.rows)
+        if config.calibration != "none":
+            calibrate_best_model(run, data, frame, model)
         result.threshold_fit = ThresholdFit.from_file(run.paths.val_predictions,
                                                       "validation predictions of the best epoch")
     return result
