@@ -25,19 +25,35 @@ def _platt_by_hand(y, p):
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-    """The same seeded run of the study's heads with and without Platt scaling."""
+    """The same seeded run of the study's heads without and with Platt scaling (the default).
+
+    The tiny split's validation photos are fewer than the 10 per class a map normally needs, so
+    the rule is lowered to 1 here; its own test is below."""
     from test_training import tiny_config, tiny_split
 
     from skin_cnn.app.train_run import train
+    from skin_cnn.training import head_calibration
 
     base = tmp_path_factory.mktemp("calibrated")
     split = tiny_split(base, patients=6)
     out = {}
-    for calibration in ("none", "sigmoid"):
-        out[calibration] = base / calibration
-        train(tiny_config(split, out[calibration], epochs=2, calibration=calibration, threshold="youden",
-                          feature_cache="on"), progress=False, echo=lambda *_: None)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(head_calibration, "MIN_PHOTOS_PER_CLASS", 1)
+        for calibration in ("none", "auto"):
+            out[calibration] = base / calibration
+            train(tiny_config(split, out[calibration], epochs=2, calibration=calibration, threshold="youden",
+                              feature_cache="on"), progress=False, echo=lambda *_: None)
+    out["sigmoid"] = out.pop("auto")
     return out
+
+
+def test_the_study_heads_are_platt_scaled_by_default_and_the_linear_heads_are_not():
+    from skin_cnn.training import TrainConfig
+
+    assert TrainConfig().calibration == "sigmoid"
+    assert TrainConfig(head="linear").calibration == "none"
+    assert TrainConfig(head="linear", calibration="sigmoid").calibration == "sigmoid"
+    assert TrainConfig(calibration="none").calibration == "none"
 
 
 def test_the_maps_are_the_platt_fit_of_the_predictions_they_are_given_and_fold_into_the_heads():
@@ -60,7 +76,7 @@ def test_the_maps_are_the_platt_fit_of_the_predictions_they_are_given_and_fold_i
         y = rng.uniform(size=p.size) < 1 / (1 + np.exp(-2 * z))
         rows.append(pd.DataFrame({"task": task, "y_true": y.astype(int), "y_prob": p}))
     validation = pd.concat(rows, ignore_index=True)
-    maps = calibrate_heads(model, validation, TASK_NAMES, echo=lambda *_: None)
+    maps, _ = calibrate_heads(model, validation, TASK_NAMES, echo=lambda *_: None)
     answered = model.predict(x, verbose=0)
     for task in TASK_NAMES:
         part = validation[validation["task"] == task]
@@ -78,9 +94,9 @@ def test_a_map_that_would_reverse_the_ranking_is_not_applied():
 
     frame = pd.DataFrame({"task": "acne_vs_rosacea", "y_true": [1, 1, 0, 0, 1, 0],
                           "y_prob": [0.40, 0.45, 0.60, 0.55, 0.52, 0.50]})
-    maps, skipped = platt_maps(frame, ["acne_vs_rosacea"])
+    maps, skipped = platt_maps(frame, ["acne_vs_rosacea"], min_per_class=3)
     assert maps == {} and "would reverse the model's ranking" in skipped[0]
-    maps, notes = platt_maps(frame.assign(y_prob=[0.6, 0.7, 0.4, 0.3, 0.55, 0.5]), ["acne_vs_rosacea"])
+    maps, notes = platt_maps(frame.assign(y_prob=[0.6, 0.7, 0.4, 0.3, 0.55, 0.5]), ["acne_vs_rosacea"], min_per_class=3)
     assert set(maps) == {"acne_vs_rosacea"} and "perfectly separated" in notes[0]
 
 
@@ -130,7 +146,8 @@ def test_the_stored_threshold_is_chosen_on_the_calibrated_predictions(runs):
 def test_the_model_card_names_the_calibration_of_the_study_heads(runs):
     method = (runs["sigmoid"] / "model_card.md").read_text().split("### Method")[1]
     assert "Calibration: Platt scaling" in method and "validation predictions of the best epoch" in method
-    assert "Calibration" not in (runs["none"] / "model_card.md").read_text().split("### Method")[1].split("## ")[0]
+    method = (runs["none"] / "model_card.md").read_text().split("### Method")[1]
+    assert "Calibration: none: the heads' own sigmoid outputs" in method
 
 
 def test_a_task_with_one_validation_class_is_left_uncalibrated_and_said():
@@ -138,7 +155,18 @@ def test_a_task_with_one_validation_class_is_left_uncalibrated_and_said():
 
     frame = pd.DataFrame({"task": ["acne_vs_rosacea"] * 4 + ["ctcl_vs_eczema"] * 4,
                           "y_true": [0, 1, 0, 1, 1, 1, 1, 1], "y_prob": [0.2, 0.7, 0.4, 0.6, 0.5, 0.6, 0.7, 0.8]})
-    maps, skipped = platt_maps(frame, ["acne_vs_rosacea", "ctcl_vs_eczema", "psoriasis_vs_eczema"])
+    maps, skipped = platt_maps(frame, ["acne_vs_rosacea", "ctcl_vs_eczema", "psoriasis_vs_eczema"], min_per_class=2)
     assert set(maps) == {"acne_vs_rosacea"}
-    assert any(s.startswith("ctcl_vs_eczema") and "one class" in s for s in skipped)
-    assert any(s.startswith("psoriasis_vs_eczema") and "no photo" in s for s in skipped)
+    assert any(s.startswith("ctcl_vs_eczema") and "hold 0 photo(s) of one class" in s for s in skipped)
+    assert any(s.startswith("psoriasis_vs_eczema") and "hold 0 photo(s)" in s for s in skipped)
+
+
+def test_a_task_with_fewer_than_ten_validation_photos_of_a_class_is_left_as_it_was():
+    from skin_cnn.training.head_calibration import MIN_PHOTOS_PER_CLASS, platt_maps
+
+    rng = np.random.default_rng(0)
+    y = np.array([1] * 30 + [0] * MIN_PHOTOS_PER_CLASS)
+    frame = pd.DataFrame({"task": "acne_vs_rosacea", "y_true": y, "y_prob": np.clip(0.3 * y + rng.uniform(0, 0.7, y.size), 0.01, 0.99)})
+    assert set(platt_maps(frame, ["acne_vs_rosacea"])[0]) == {"acne_vs_rosacea"}
+    maps, notes = platt_maps(frame.iloc[:-1], ["acne_vs_rosacea"])
+    assert maps == {} and f"hold {MIN_PHOTOS_PER_CLASS - 1} photo(s) of one class" in notes[0]

@@ -71,6 +71,7 @@ def test_a_linear_run_says_whether_its_probabilities_were_platt_scaled(settings,
     assert ("Platt" in rows["Calibration"]) == platt, rows["Calibration"]
 
 
-def test_the_study_heads_list_no_calibration_step():
-    rows = {name for _, name, _ in method_rows(TrainConfig().to_dict(), feature_cache=True)}
-    assert "Calibration" not in rows
+@pytest.mark.parametrize("settings, platt", [(dict(), True), (dict(calibration="none"), False)])
+def test_the_study_heads_say_whether_their_probabilities_were_platt_scaled(settings, platt):
+    rows = {name: value for _, name, value in method_rows(TrainConfig(**settings).to_dict(), feature_cache=True)}
+    assert ("Platt" in rows["Calibration"]) == platt, rows["Calibration"]

@@ -211,6 +211,6 @@ def test_platt_scaling_folded_into_the_head_equals_the_map_applied_to_the_regres
 def test_calibration_must_be_a_known_method():
     from skin_cnn.training import resolve_config
 
-    with pytest.raises(ValueError, match="calibration='isotonic': expected one of none, sigmoid"):
+    with pytest.raises(ValueError, match="calibration=.isotonic.: expected one of auto, none, sigmoid"):
         resolve_config(dict(split="s.csv", out="o", head="linear", calibration="isotonic"))
     assert resolve_config(dict(split="s.csv", out="o", calibration="sigmoid")).calibration == "sigmoid"

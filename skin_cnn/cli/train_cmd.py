@@ -85,10 +85,11 @@ def recipe_options(function):
             help="Square-root the pooled features before the heads (power normalisation)."),
         click.option("--second-scale", type=int, default=D.second_scale,
             help="Also pool the trunk on the input resized to N×N inside the model (0: off)."),
-        click.option("--calibration", type=click.Choice(CALIBRATIONS), default=D.calibration,
+        click.option("--calibration", type=click.Choice(CALIBRATIONS), default="auto",
             help="sigmoid: Platt scaling folded into each task's sigmoid layer, fitted on the "
                  "inner out-of-fold probabilities (--head linear) or on the validation "
-                 "predictions of the best epoch (the study's heads)."),
+                 "predictions of the best epoch (the study's heads); auto: sigmoid for the "
+                 "study's heads, none for --head linear."),
         click.option("--threshold", default=D.threshold,
             help="Decision threshold stored in the model: a number, youden, sens:0.9, spec:0.9 or "
                  "study (the widest margin over the study's sensitivity and specificity), fitted "

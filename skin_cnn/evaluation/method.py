@@ -28,6 +28,9 @@ from __future__ import annotations
 C_GRID = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0)
 #: Folds of the linear heads' inner cross-validation.
 INNER_FOLDS = 5
+#: The study's heads are Platt-scaled only on a task whose validation predictions hold at least
+#: this many photos of each class (:mod:`skin_cnn.training.head_calibration` re-exports it).
+PLATT_MIN_PHOTOS_PER_CLASS = 10
 
 
 def _on(value):
@@ -72,8 +75,12 @@ def calibration_text(train):
     """How the heads' probabilities were calibrated (``calibration`` setting)."""
     platt = str(train.get("calibration", "none")) == "sigmoid"
     if train.get("head") != "linear":
+        if not platt:
+            return "none: the heads' own sigmoid outputs"
         return ("Platt scaling: a logistic map of each task's score fitted on the validation predictions "
-                "of the best epoch and folded into the task's sigmoid layer") if platt else None
+                "of the best epoch and folded into the task's sigmoid layer (a task with fewer than "
+                f"{PLATT_MIN_PHOTOS_PER_CLASS} validation photos of a class is left as it was; calibration.json "
+                "lists each map)")
     if platt:
         return ("Platt scaling: a logistic map of each task's score fitted on the inner out-of-fold "
                 "probabilities of the train and validation images and folded into the head's weights")
@@ -163,8 +170,7 @@ def method_rows(train, *, feature_cache=None, preprocessing=None, chosen_c=None)
             rows.append(("model", "Epochs", f"at most {train['epochs']}; the epoch with the best validation mean AUC "
                          f"kept; early stop after {train.get('patience')} epochs without improvement; learning rate "
                          f"×{train.get('lr_factor')} after {train.get('lr_patience')}"))
-        if calibration_text(train):
-            rows.append(("model", "Calibration", calibration_text(train)))
+        rows.append(("model", "Calibration", calibration_text(train)))
     rows.append(("model", "Threshold", threshold_text(train)))
     rows.append(("model", "Seed", str(train.get("seed"))))
     return rows

@@ -569,15 +569,16 @@ def write_validation_outputs(run, data, frame, model, history_rows):
 
 
 def calibrate_best_model(run, data, frame, model):
-    """``--calibration sigmoid`` on the study's heads: Platt maps fitted on the best model's
+    """``--calibration sigmoid`` (the default) on the study's heads: Platt maps fitted on the best model's
     validation predictions and folded into its sigmoid layers (:mod:`skin_cnn.training.head_calibration`);
     ``best.keras`` and ``val_predictions.csv`` are rewritten from the calibrated model and the maps
     written to ``calibration.json``."""
-    from skin_cnn.training.head_calibration import calibrate_heads
+    from skin_cnn.training import head_calibration
 
     config, paths = run.config, run.paths
     run.echo("Platt scaling the heads on the validation predictions of the best epoch (--calibration sigmoid)")
-    maps = calibrate_heads(model, pd.read_csv(paths.val_predictions), TASK_NAMES, echo=run.echo)
+    maps, notes = head_calibration.calibrate_heads(model, pd.read_csv(paths.val_predictions), TASK_NAMES,
+                                                   echo=run.echo, min_per_class=head_calibration.MIN_PHOTOS_PER_CLASS)
     cb.save_model_atomic(model, paths.best_model)
     probabilities = cb.predict_batches(data.train_model, data.val_x, batch_size=max(config.batch_size, 64))
     val_frame = frame.loc[data.val_positions].reset_index(drop=True)
@@ -586,7 +587,7 @@ def calibrate_best_model(run, data, frame, model):
         "what": "Platt scaling sigmoid(a * logit(p) + b) per task, fitted on the validation predictions of the "
                 "best epoch and folded into the task's sigmoid layer; val_predictions.csv holds the calibrated "
                 "model's predictions",
-        "tasks": maps})
+        "tasks": maps, "notes": notes})
 
 
 def has_converged(best_epoch, epochs_run, max_epochs):
