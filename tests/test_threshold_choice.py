@@ -78,3 +78,18 @@ def test_stored_rule_labels_read_back_as_rules():
     assert (r.method, r.target) == ("sensitivity", 0.9)
     assert rule_of_label("youden, not validated for the ensemble's averaged scores").method == "youden"
     assert rule_of_label("fixed") is None and rule_of_label("default") is None
+
+
+def test_the_study_rule_is_refitted_with_each_tasks_own_operating_point():
+    from skin_cnn.core.tasks import STUDY_OPERATING_POINTS
+
+    val, test = _predictions(60, 8, "v"), _predictions(200, 9, "t")
+    rule = parse_threshold("study")
+    cut = choose_threshold(val["y_true"], val["y_prob"], "margin", STUDY_OPERATING_POINTS[TASK])
+    entry = threshold_choice_entry(test, val, rule, cut, settings=EvalSettings(n_bootstrap=200, seed=0))
+    for metric in ("sensitivity", "specificity"):
+        assert entry[metric][0] < entry[metric][1] and "study" in entry["method"]
+    # the refit asks for the task's own point: a task the study did not report is refused
+    other = lambda f: f.assign(task="nevus_vs_melanoma")  # noqa: E731
+    with pytest.raises(ValueError, match="no operating point for task 'nevus_vs_melanoma'"):
+        threshold_choice_entry(other(test), other(val), rule, cut, settings=EvalSettings(n_bootstrap=20, seed=0))
