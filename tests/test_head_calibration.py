@@ -166,7 +166,27 @@ def test_a_task_with_fewer_than_ten_validation_photos_of_a_class_is_left_as_it_w
 
     rng = np.random.default_rng(0)
     y = np.array([1] * 30 + [0] * MIN_PHOTOS_PER_CLASS)
-    frame = pd.DataFrame({"task": "acne_vs_rosacea", "y_true": y, "y_prob": np.clip(0.3 * y + rng.uniform(0, 0.7, y.size), 0.01, 0.99)})
+    p = np.clip(0.3 * y + rng.uniform(0, 0.7, y.size), 0.01, 0.99)
+    frame = pd.DataFrame({"task": "acne_vs_rosacea", "y_true": y, "y_prob": p})
     assert set(platt_maps(frame, ["acne_vs_rosacea"])[0]) == {"acne_vs_rosacea"}
     maps, notes = platt_maps(frame.iloc[:-1], ["acne_vs_rosacea"])
     assert maps == {} and f"hold {MIN_PHOTOS_PER_CLASS - 1} photo(s) of one class" in notes[0]
+
+
+def test_the_model_card_lists_the_maps_that_were_applied_and_the_tasks_left_as_they_were(runs):
+    maps = json.loads((runs["sigmoid"] / "calibration.json").read_text())["tasks"]
+    card = (runs["sigmoid"] / "model_card.md").read_text()
+    row = next(line for line in card.splitlines() if line.startswith("- Platt maps: "))
+    for task in TASK_NAMES:
+        if task in maps:
+            assert f"{task} a={maps[task]['a']:.2f} b={maps[task]['b']:+.2f}" in row
+        else:
+            assert task in row.split("left as it was:")[1]
+    assert "Platt maps" not in (runs["none"] / "model_card.md").read_text()
+
+
+def test_a_run_whose_every_task_was_too_small_says_no_map_was_fitted():
+    from skin_cnn.evaluation.method import platt_maps_text
+
+    assert platt_maps_text({}) == ("none fitted; left as it was: psoriasis_vs_eczema, acne_vs_rosacea, "
+                                   "ctcl_vs_eczema")

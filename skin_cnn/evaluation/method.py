@@ -87,6 +87,15 @@ def calibration_text(train):
     return "none: the logistic regression's own probabilities"
 
 
+def platt_maps_text(maps):
+    """``psoriasis_vs_eczema a=0.40 b=-0.34, …; left as it was: …`` for the study heads' maps."""
+    from skin_cnn.core.tasks import TASK_NAMES
+
+    fitted = ", ".join(f"{t} a={m['a']:.2f} b={m['b']:+.2f}" for t, m in maps.items()) or "none fitted"
+    left = [t for t in TASK_NAMES if t not in maps]
+    return fitted + (f"; left as it was: {', '.join(left)}" if left else "")
+
+
 def _mask_rows(train):
     """The method row of a run that masks parts of every photo (none when it masks nothing)."""
     parts = []
@@ -98,7 +107,7 @@ def _mask_rows(train):
     return [("preprocessing", "Masks", "; ".join(parts) + " of every photo painted with the ImageNet mean colour")]
 
 
-def method_rows(train, *, feature_cache=None, preprocessing=None, chosen_c=None):
+def method_rows(train, *, feature_cache=None, preprocessing=None, chosen_c=None, platt_maps=None):
     """What ran, as ``(section, setting, value)`` rows; ``section`` is ``preprocessing`` or ``model``.
 
     Parameters
@@ -112,6 +121,9 @@ def method_rows(train, *, feature_cache=None, preprocessing=None, chosen_c=None)
         ``config.json``'s ``preprocessing`` (resize, antialias, crop parameters).
     chosen_c : dict of str -> float, optional
         The C each task's logistic regression chose (``linear_fit.json``).
+    platt_maps : dict of str -> dict, optional
+        The study heads' Platt maps by task (``calibration.json``); a task without one was left
+        as it was.
     """
     size = train.get("image_size", (preprocessing or {}).get("image_size"))
     size = size[0] if isinstance(size, (list, tuple)) else size
@@ -171,6 +183,8 @@ def method_rows(train, *, feature_cache=None, preprocessing=None, chosen_c=None)
                          f"kept; early stop after {train.get('patience')} epochs without improvement; learning rate "
                          f"×{train.get('lr_factor')} after {train.get('lr_patience')}"))
         rows.append(("model", "Calibration", calibration_text(train)))
+        if platt_maps is not None:
+            rows.append(("model", "Platt maps", platt_maps_text(platt_maps)))
     rows.append(("model", "Threshold", threshold_text(train)))
     rows.append(("model", "Seed", str(train.get("seed"))))
     return rows

@@ -173,12 +173,15 @@ def run_context(run_dir):
     curves = run_dir / "training_curves.png"
     linear_fit = _read_json(run_dir / "linear_fit.json") or {}
     chosen_c = {t: e["C"] for t, e in (linear_fit.get("tasks") or {}).items() if "C" in e} or None
+    calibration = _read_json(run_dir / "calibration.json")
+    platt_maps = calibration.get("tasks", {}) if calibration and train.get("head") != "linear" else None
     method = None
     if train:
         from skin_cnn.evaluation.method import method_rows
 
         method = method_rows(train, feature_cache=(config.get("resolved") or {}).get("feature_cache"),
-                             preprocessing=config.get("preprocessing"), chosen_c=chosen_c)
+                             preprocessing=config.get("preprocessing"), chosen_c=chosen_c,
+                             platt_maps=platt_maps)
     return {
         "run_dir": str(run_dir),
         "config": config or None,

@@ -84,15 +84,17 @@ def training_text(config: Any, epochs_run: int, best_epoch: int) -> str:
 
 def method_of(config: Any) -> list:
     """:func:`skin_cnn.evaluation.method.method_rows` of a run's settings, with the C its linear
-    heads chose when the run folder holds ``linear_fit.json``."""
+    heads chose (``linear_fit.json``) or the Platt maps of its study heads (``calibration.json``)."""
     from skin_cnn.evaluation.method import method_rows
 
-    fit = RunPaths(config.out).linear_fit
-    chosen = None
-    if config.head == "linear" and fit.is_file():
-        chosen = {t: e["C"] for t, e in json.loads(fit.read_text(encoding="utf-8"))["tasks"].items()}
+    paths = RunPaths(config.out)
+    chosen, maps = None, None
+    if config.head == "linear" and paths.linear_fit.is_file():
+        chosen = {t: e["C"] for t, e in json.loads(paths.linear_fit.read_text(encoding="utf-8"))["tasks"].items()}
+    if config.head != "linear" and paths.calibration.is_file():
+        maps = json.loads(paths.calibration.read_text(encoding="utf-8"))["tasks"]
     return method_rows(config.to_dict(), feature_cache=config.use_feature_cache(),
-                       preprocessing=config.preprocessing().to_dict(), chosen_c=chosen)
+                       preprocessing=config.preprocessing().to_dict(), chosen_c=chosen, platt_maps=maps)
 
 
 # ----------------------------------------------------------------------------------------------
