@@ -170,23 +170,29 @@ def method_rows(train, *, feature_cache=None, preprocessing=None, chosen_c=None,
             rows.append(("model", "C chosen", ", ".join(f"{t} {float(c):g}" for t, c in chosen_c.items())))
         rows.append(("model", "Calibration", calibration_text(train)))
     else:
-        rows.append(("model", "Heads", "Dense 64 ReLU, then per task Dense 32 ReLU and a sigmoid (L2 5e-4)"))
-        parts = [str(train["optimizer"])] if train.get("optimizer") else []
-        if train.get("learning_rate") is not None:
-            parts.append(f"learning rate {float(train['learning_rate']):g}")
-        if train.get("batch_size") is not None:
-            parts.append(f"batch {train['batch_size']}")
-        if parts:
-            rows.append(("model", "Optimizer", ", ".join(parts)))
-        if train.get("epochs") is not None:
-            rows.append(("model", "Epochs", f"at most {train['epochs']}; the epoch with the best validation mean AUC "
-                         f"kept; early stop after {train.get('patience')} epochs without improvement; learning rate "
-                         f"×{train.get('lr_factor')} after {train.get('lr_patience')}"))
-        rows.append(("model", "Calibration", calibration_text(train)))
-        if platt_maps is not None:
-            rows.append(("model", "Platt maps", platt_maps_text(platt_maps)))
+        rows.extend(_study_head_rows(train, platt_maps))
     rows.append(("model", "Threshold", threshold_text(train)))
     rows.append(("model", "Seed", str(train.get("seed"))))
+    return rows
+
+
+def _study_head_rows(train, platt_maps=None):
+    """The rows of the study's heads: architecture, optimizer, epochs, calibration and its maps."""
+    rows = [("model", "Heads", "Dense 64 ReLU, then per task Dense 32 ReLU and a sigmoid (L2 5e-4)")]
+    parts = [str(train["optimizer"])] if train.get("optimizer") else []
+    if train.get("learning_rate") is not None:
+        parts.append(f"learning rate {float(train['learning_rate']):g}")
+    if train.get("batch_size") is not None:
+        parts.append(f"batch {train['batch_size']}")
+    if parts:
+        rows.append(("model", "Optimizer", ", ".join(parts)))
+    if train.get("epochs") is not None:
+        rows.append(("model", "Epochs", f"at most {train['epochs']}; the epoch with the best validation mean AUC "
+                     f"kept; early stop after {train.get('patience')} epochs without improvement; learning rate "
+                     f"×{train.get('lr_factor')} after {train.get('lr_patience')}"))
+    rows.append(("model", "Calibration", calibration_text(train)))
+    if platt_maps is not None:
+        rows.append(("model", "Platt maps", platt_maps_text(platt_maps)))
     return rows
 
 
