@@ -80,7 +80,8 @@ def calibration_text(train):
         return ("Platt scaling: a logistic map of each task's score fitted on the validation predictions "
                 "of the best epoch and folded into the task's sigmoid layer (a task with fewer than "
                 f"{PLATT_MIN_PHOTOS_PER_CLASS} validation photos of a class is left as it was; calibration.json "
-                "lists each map)")
+                "lists each map). The same photos chose the epoch and the threshold, so the validation "
+                "predictions look better calibrated than new photos will; held-out photos measure it")
     if platt:
         return ("Platt scaling: a logistic map of each task's score fitted on the inner out-of-fold "
                 "probabilities of the train and validation images and folded into the head's weights")

@@ -6,8 +6,9 @@ and again on the input resized to 250² inside the model, square-rooted, average
 image. Every candidate of ``candidates.py`` is a set of columns of these features, so one trunk
 pass per photo and view serves them all, and ``skin-cnn cv --recipe`` of the superset finds
 them in the cache. Writes ``features.npy`` (n × 2,560, manifest order) and ``frame.csv``.
+``--crop`` extracts the same superset from the study's hue-cropped photos (``views.py``).
 
-    python docs/experiments/best/extract.py --manifest MANIFEST --weights W -o OUT
+    python docs/experiments/best/extract.py --manifest MANIFEST --weights W -o OUT [--crop]
 """
 from __future__ import annotations
 
@@ -30,11 +31,13 @@ def main(argv=None) -> None:
     parser.add_argument("--manifest", required=True)
     parser.add_argument("--weights", required=True)
     parser.add_argument("-o", "--out", required=True)
+    parser.add_argument("--crop", action="store_true", help="the study's hue crop before resizing")
     args = parser.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     frame = read_source(args.manifest)
-    config = resolve_config(dict(SUPERSET, weights=args.weights, split=args.manifest, out=str(out / "run")))
+    settings = dict(SUPERSET, crop=True) if args.crop else SUPERSET
+    config = resolve_config(dict(settings, weights=args.weights, split=args.manifest, out=str(out / "run")))
     precision = resolve_precision(config.precision)
     print(precision.describe(), flush=True)
     shared = shared_features(config, frame, out, progress=True, echo=print, precision=precision)
