@@ -102,15 +102,43 @@ def test_features_are_extracted_once_and_oof_equals_each_fold_model_on_its_image
     # the trunk ran once, before the folds: no fold computed features of its own
     assert sum(("building feature cache" in m or "extending feature cache" in m) for m in messages) == 1
     assert len([p for p in (tmp / "feature-cache").iterdir() if not p.name.startswith(".")]) == 1
+    _assert_oof_is_the_fold_model_on_its_photos(result, tmp / "cv", fold=2)
+
+
+def _assert_oof_is_the_fold_model_on_its_photos(result, cv_dir, fold):
+    """The out-of-fold probabilities of ``fold`` equal its saved model run on its held-out photos."""
+    import keras
+
+    from skin_cnn.inference.predictor import predict_frame
+    from skin_cnn.data.split import load_split
+
     oof = pd.read_csv(result.oof_predictions)
-    config = json.loads((tmp / "cv" / "fold2" / "config.json").read_text())
-    model = keras.models.load_model(tmp / "cv" / "fold2" / "best.keras", compile=False)
-    held = load_split(tmp / "cv" / "fold2_split.csv")
+    config = json.loads((cv_dir / f"fold{fold}" / "config.json").read_text())
+    model = keras.models.load_model(cv_dir / f"fold{fold}" / "best.keras", compile=False)
+    held = load_split(cv_dir / f"fold{fold}_split.csv")
     held = held[(held["split"] == "test") & ~held["image_path"].astype(str).str.endswith("broken.jpg")]
     probs = predict_frame(model, held, config["preprocessing"], progress=False)
-    for task, part in oof[oof["fold"] == 2].groupby("task"):
+    for task, part in oof[oof["fold"] == fold].groupby("task"):
         by_path = dict(zip(held["image_path"].astype(str), probs[task]))
         np.testing.assert_allclose(part["y_prob"], [by_path[p] for p in part["image_path"]], atol=1e-4)
+
+
+def test_folds_that_train_block_5_read_the_shared_maps_row_by_row_when_they_are_large(tmp_path, monkeypatch):
+    """With a trained block the cached features are the maps in front of it, gigabytes for a few
+    hundred photos; each fold then reads its batches' rows instead of copying its share."""
+    from skin_cnn.app.cv_run import CVOptions, run_cv
+    from skin_cnn.data import pipeline
+
+    monkeypatch.setattr(pipeline, "IN_MEMORY_FEATURES_BYTES", 0)  # every array counts as large
+    rows_read = []
+    read = pipeline.ViewRows.read
+    monkeypatch.setattr(pipeline.ViewRows, "read", lambda self, idx: rows_read.append(len(idx)) or read(self, idx))
+    split = tiny_split(tmp_path, patients=5)
+    settings = dict(SETTINGS, fine_tune_blocks=1, cache_dir=str(tmp_path / "feature-cache"))
+    result = run_cv(split, tmp_path / "cv", 3, settings, progress=False, echo=lambda m: None,
+                    options=CVOptions(n_bootstrap=20))
+    assert rows_read and sum(rows_read) >= 3 * SETTINGS["epochs"]  # every fold's epochs came through it
+    _assert_oof_is_the_fold_model_on_its_photos(result, tmp_path / "cv", fold=1)
 
 
 def test_the_ensemble_is_the_mean_of_the_fold_models(cv_run):

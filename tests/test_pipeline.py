@@ -27,6 +27,7 @@ from skin_cnn.data.augment import (
     augmentation_params,
 )
 from skin_cnn.data.pipeline import (
+    ViewRows,
     epoch_order,
     epoch_views,
     feature_stream,
@@ -660,7 +661,7 @@ def _encoded_features():
     return np.stack([value, value + 0.5], axis=-1).astype("float32")
 
 
-@pytest.mark.parametrize("path", ["in_memory", "store"])
+@pytest.mark.parametrize("path", ["in_memory", "store", "array_over_the_limit", "rows_of_a_larger_array"])
 @pytest.mark.parametrize("balanced", [False, True])
 def test_feature_batches_are_the_stored_views_drawn_for_each_epoch(tmp_path, balanced, path):
     diseases = ["acne"] * 7 + ["rosacea"] * 3 if balanced else TEN_DISEASES
@@ -669,6 +670,13 @@ def test_feature_batches_are_the_stored_views_drawn_for_each_epoch(tmp_path, bal
         np.save(tmp_path / "features.npy", features)
         source, limit = ImageStore.from_npy(tmp_path / "features.npy", leading_axes=2), 0
         assert len(source) == N_VIEWS * N_IMAGES
+    elif path == "array_over_the_limit":
+        source, limit = features, 0
+    elif path == "rows_of_a_larger_array":  # the run's images interleaved with others' (-1)
+        larger = np.full((N_VIEWS, 2 * N_IMAGES, 2), -1, dtype="float32")
+        larger[:, 1::2] = features
+        source, limit = ViewRows(larger, np.arange(1, 2 * N_IMAGES, 2)), 1 << 30
+        assert len(source) == N_VIEWS * N_IMAGES and source.nbytes == features.nbytes
     else:
         source, limit = features, 1 << 30
     seed, epochs = 5, range(1, 4)
@@ -694,9 +702,17 @@ def test_feature_batches_are_the_stored_views_drawn_for_each_epoch(tmp_path, bal
         _check_targets(x[:, 0].astype(int) % 100, labels, masks, diseases)
 
 
-def test_features_over_the_in_memory_limit_must_come_as_a_store():
-    with pytest.raises(TypeError, match="ImageStore"):
-        feature_stream(_encoded_features(), TEN_DISEASES, seed=0, epochs=[0], batch_size=4, in_memory_limit=0)
+def test_view_rows_number_rows_as_a_stored_views_file_does(tmp_path):
+    features = _encoded_features()
+    np.save(tmp_path / "features.npy", features)
+    stored = ImageStore.from_npy(tmp_path / "features.npy", leading_axes=2)
+    rows = ViewRows(features)
+    indices = [29, 0, 10, 10, 15]
+    np.testing.assert_array_equal(rows.read(indices), stored.read(indices))
+    np.testing.assert_array_equal(rows.read(indices)[:, 0], [209, 0, 100, 100, 105])  # row v * n + i
+    assert rows.read([]).shape == (0, 2)
+    with pytest.raises(IndexError, match="outside 0..29"):
+        rows.read([30])
 
 
 # ----------------------------------------------------------------------------------------------

@@ -37,8 +37,48 @@ from skin_cnn.data.preprocessing import PREFETCH_BATCHES, parallel_calls
 from skin_cnn.core.tasks import TASK_NAMES, task_targets
 
 #: Cached features up to this size are gathered inside TensorFlow; larger ones are read row by
-#: row from their file.
+#: row (from their file, or from the array they are in).
 IN_MEMORY_FEATURES_BYTES = 1 << 30
+
+
+class ViewRows:
+    """The rows of a ``(views, n, ...)`` feature array, read on demand like an ImageStore's.
+
+    Row ``v * len(images) + i`` is ``features[v, images[i]]``, the numbering
+    :meth:`~skin_cnn.data.preprocessing.ImageStore.from_npy` gives a stored ``(views, n, ...)``
+    file. ``images`` picks a run's images out of a larger array without copying them: the
+    features a cross-validation extracts once for all its folds can be gigabytes when blocks
+    train (the maps in front of them are cached, not pooled vectors), and each fold reads only
+    the rows of its batches. Works on an in-memory array and on a memory map alike.
+
+    Parameters
+    ----------
+    features : numpy.ndarray
+        ``(views, n, ...)``.
+    images : array of int, optional
+        The images (second axis) to expose, in this order; default all.
+    """
+
+    def __init__(self, features, images=None):
+        self.features = features
+        self.images = np.arange(features.shape[1]) if images is None else np.asarray(images, dtype=np.int64)
+        self.row_shape = tuple(int(s) for s in features.shape[2:])
+        self.dtype = np.dtype(features.dtype)
+
+    def __len__(self):
+        return int(self.features.shape[0]) * len(self.images)
+
+    @property
+    def nbytes(self):
+        return len(self) * int(np.prod(self.row_shape)) * self.dtype.itemsize
+
+    def read(self, indices):
+        """Rows at ``indices`` (any order, repeats allowed) as one array."""
+        indices = np.asarray(indices, dtype=np.int64).reshape(-1)
+        if len(indices) and not (0 <= indices.min() and indices.max() < len(self)):
+            raise IndexError(f"feature rows {indices.min()}..{indices.max()} outside 0..{len(self) - 1}")
+        views, images = np.divmod(indices, len(self.images))
+        return np.asarray(self.features[views, self.images[images]], dtype=self.dtype)
 
 
 def epoch_order(seed, epoch, diseases, balanced=False):
@@ -189,14 +229,17 @@ def image_stream(store, diseases, *, seed, epochs, batch_size, augment, balanced
 
 
 def feature_stream(features, diseases, *, seed, epochs, batch_size, balanced=False, shard=None,
-                   in_memory_limit=IN_MEMORY_FEATURES_BYTES):
+                   in_memory_limit=None):
     """Training batches of cached trunk features: one stored view per image and epoch.
 
-    ``features`` is a ``(1 + K, n, ...)`` array (view 0 clean, views 1..K augmented) or an
-    :class:`~skin_cnn.data.preprocessing.ImageStore` over it with ``K+1`` × ``n`` rows. Arrays
-    up to ``in_memory_limit`` bytes are gathered inside TensorFlow, so an epoch costs little more
-    than the head's arithmetic; larger ones are read row by row.
+    ``features`` is a ``(1 + K, n, ...)`` array (view 0 clean, views 1..K augmented), or an
+    :class:`~skin_cnn.data.preprocessing.ImageStore` or :class:`ViewRows` over one with
+    ``K+1`` × ``n`` rows. Arrays up to ``in_memory_limit`` bytes (default
+    :data:`IN_MEMORY_FEATURES_BYTES`) are gathered inside TensorFlow, so an epoch costs little
+    more than the head's arithmetic; larger ones are read row by row.
     """
+    if in_memory_limit is None:
+        in_memory_limit = IN_MEMORY_FEATURES_BYTES
     epochs = list(epochs)
     diseases = np.asarray(diseases)
     n = len(diseases)
@@ -214,9 +257,7 @@ def feature_stream(features, diseases, *, seed, epochs, batch_size, balanced=Fal
         def load(idx, view):
             return (tf.gather_nd(table, tf.stack([view, idx], axis=1)),) + gather(idx)
     else:
-        if not hasattr(features, "read"):
-            raise TypeError("cached features larger than the in-memory limit must come as an ImageStore")
-        store = features
+        store = features if hasattr(features, "read") else ViewRows(features)
 
         def load(idx, view):
             return (tf.cast(read_rows(store, view * n + idx), tf.float32),) + gather(idx)

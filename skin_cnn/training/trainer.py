@@ -37,7 +37,8 @@ from skin_cnn.core.io import sha256_file
 from skin_cnn.core.compute_precision import Precision
 from skin_cnn.models.precision_policy import apply_precision, model_precision, resolve_precision
 from skin_cnn.data.augment import AugmentConfig
-from skin_cnn.data.pipeline import feature_stream, image_stream, steps_per_epoch, targets
+from skin_cnn.data import pipeline
+from skin_cnn.data.pipeline import ViewRows, feature_stream, image_stream, steps_per_epoch, targets
 from skin_cnn.data.preprocessing import ImageStore, prepare_images
 from skin_cnn.core.tasks import TASK_NAMES, TASKS
 from skin_cnn.data.crop import check_not_cropped_twice, fitting_crop_boxes
@@ -463,7 +464,9 @@ def _shared_training_data(config, frame, model, shared):
     split_of = dict(zip(frame["image_path"].astype(str), frame["split"]))
     skipped = [dict(s, split=split_of[s["image_path"]]) for s in shared.skipped
                if split_of.get(s["image_path"]) in ("train", "val")]
-    features = np.asarray(shared.features[:, rows["train"]], dtype="float32")
+    features = ViewRows(shared.features, rows["train"])
+    if features.nbytes <= pipeline.IN_MEMORY_FEATURES_BYTES:  # else each batch reads its rows
+        features = np.asarray(shared.features[:, rows["train"]], dtype="float32")
     val_x = np.asarray(shared.features[0, rows["val"]], dtype="float32")
     diseases = frame.loc[positions["train"], "diagnosis"].to_numpy()
 
