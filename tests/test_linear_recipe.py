@@ -489,6 +489,21 @@ def test_the_two_scale_recipe_is_frozen_linear_at_320_with_a_250_view_and_platt_
     assert (config.image_size, config.second_scale, config.calibration) == (320, 250, "sigmoid")
 
 
+def test_the_fine_tuned_study_recipe_is_the_study_with_block_5_trained_on_cached_block_4_maps():
+    from skin_cnn.training.config import RECIPES, default_learning_rate, resolve_config
+
+    config = resolve_config(dict(RECIPES["study-fine-tuned"], split="s.csv", out="o"))
+    study = resolve_config(dict(RECIPES["study"], split="s.csv", out="o"))
+    changed = {k: v for k, v in config.to_dict().items() if study.to_dict()[k] != v}
+    assert changed == {"crop": False, "fine_tune_blocks": 1, "learning_rate": 1e-4, "epochs": 100,
+                       "patience": 10, "threshold": "study"}
+    # the study's heads and variant, not the linear ones; its own rate, not the trained-trunk default
+    assert (config.variant, config.head) == ("P", study.head)
+    assert config.learning_rate != default_learning_rate("P", fine_tune_blocks=1)
+    # blocks 1-4 stay frozen, so their outputs (of every augmented view) are computed once and cached
+    assert config.trunk_trains() and config.use_feature_cache()
+
+
 def test_the_regressions_run_on_one_blas_thread_and_fit_what_default_threads_fit():
     from threadpoolctl import threadpool_info
 

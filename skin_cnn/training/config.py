@@ -350,6 +350,11 @@ RECIPES = {
 #: scaling, chosen by development CV and confirmed on other folds (docs/experiments/best-recipe.md).
 RECIPES["frozen-linear-two-scale"] = dict(RECIPES["frozen-linear"], image_size=320, second_scale=250,
                                           calibration="sigmoid")
+#: ``study-fine-tuned``: the study's heads with block 5 trained on augmented views and no crop, at
+#: the learning rate and epoch budget measured for it by development CV
+#: (docs/experiments/study-recipe.md#block-5-trained-on-augmented-views).
+RECIPES["study-fine-tuned"] = {"crop": False, "fine_tune_blocks": 1, "learning_rate": 1e-4, "epochs": 100,
+                               "patience": 10, "threshold": "study"}
 
 
 def recipe_table(recipes=None):
