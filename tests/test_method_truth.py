@@ -75,3 +75,24 @@ def test_a_linear_run_says_whether_its_probabilities_were_platt_scaled(settings,
 def test_the_study_heads_say_whether_their_probabilities_were_platt_scaled(settings, platt):
     rows = {name: value for _, name, value in method_rows(TrainConfig(**settings).to_dict(), feature_cache=True)}
     assert ("Platt" in rows["Calibration"]) == platt, rows["Calibration"]
+
+
+
+def _blocks_named(text):
+    """{4, 5} from 'blocks 4–5 trained, …', {5} from 'block 5 trained, …', 1–5 from 'all five …'."""
+    if text.startswith("all five blocks"):
+        return set(range(1, 6))
+    span = text.split(" trained")[0].split(" ")[-1]
+    low, _, high = span.partition("–")
+    return set(range(int(low), int(high or low) + 1))
+
+
+@pytest.mark.parametrize("tuned", [1, 2, 3, 4, 5])
+def test_the_trunk_row_names_the_blocks_the_model_trains(tuned):
+    from skin_cnn.evaluation.method import trained_blocks_text
+    from skin_cnn.models import build_model
+
+    model = build_model("P", input_shape=(32, 32, 3), weights=None, fine_tune_blocks=tuned)
+    trains = {int(layer.name[5]) for layer in model.layers
+              if layer.name.startswith("block") and layer.trainable and layer.weights}
+    assert _blocks_named(trained_blocks_text(tuned)) == trains

@@ -108,6 +108,26 @@ def _mask_rows(train):
     return [("preprocessing", "Masks", "; ".join(parts) + " of every photo painted with the ImageNet mean colour")]
 
 
+def trained_blocks_text(tuned):
+    """Which of VGG-16's five blocks train when the last ``tuned`` do, in words a reader checks.
+
+    >>> trained_blocks_text(1)
+    'block 5 trained, blocks 1–4 frozen'
+    >>> trained_blocks_text(2)
+    'blocks 4–5 trained, blocks 1–3 frozen'
+    >>> trained_blocks_text(4)
+    'blocks 2–5 trained, block 1 frozen'
+    >>> trained_blocks_text(5)
+    'all five blocks trained'
+    """
+    first = 6 - int(tuned)
+    if first <= 1:
+        return "all five blocks trained"
+    trained = "block 5" if first == 5 else f"blocks {first}–5"
+    frozen = "block 1" if first == 2 else f"blocks 1–{first - 1}"
+    return f"{trained} trained, {frozen} frozen"
+
+
 def method_rows(train, *, feature_cache=None, preprocessing=None, chosen_c=None, platt_maps=None):
     """What ran, as ``(section, setting, value)`` rows; ``section`` is ``preprocessing`` or ``model``.
 
@@ -156,7 +176,7 @@ def method_rows(train, *, feature_cache=None, preprocessing=None, chosen_c=None,
         "none", "random", "") else "random initial weights"
     tuned = int(train.get("fine_tune_blocks", 0) or 0)
     trunk = f"VGG-16 ({weights}), " + ("frozen" if variant in ("P", "PS") and not tuned
-                                       else f"last {tuned} block(s) trained" if variant in ("P", "PS")
+                                       else trained_blocks_text(tuned) if variant in ("P", "PS")
                                        else "all layers trained")
     rows.append(("model", "Trunk", trunk + (", spatial transformer in front" if variant.endswith("S") else "")))
     rows.append(("model", "Pooled features", "global average of " + pooled_blocks_text(
