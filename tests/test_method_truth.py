@@ -77,7 +77,6 @@ def test_the_study_heads_say_whether_their_probabilities_were_platt_scaled(setti
     assert ("Platt" in rows["Calibration"]) == platt, rows["Calibration"]
 
 
-
 def _blocks_named(text):
     """{4, 5} from 'blocks 4–5 trained, …', {5} from 'block 5 trained, …', 1–5 from 'all five …'."""
     if text.startswith("all five blocks"):
