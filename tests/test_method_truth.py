@@ -95,3 +95,21 @@ def test_the_trunk_row_names_the_blocks_the_model_trains(tuned):
     trains = {int(layer.name[5]) for layer in model.layers
               if layer.name.startswith("block") and layer.trainable and layer.weights}
     assert _blocks_named(trained_blocks_text(tuned)) == trains
+
+
+@pytest.mark.parametrize("settings, blocks", [
+    (dict(variant="P"), None),
+    (dict(variant="P", fine_tune_blocks=1), {5}),
+    (dict(variant="PS", fine_tune_blocks=2), {4, 5}),
+    (dict(variant="N"), None),
+])
+def test_the_training_curves_title_names_the_blocks_a_fine_tuned_run_trained(settings, blocks):
+    from skin_cnn.training.trainer import curves_title
+
+    title = curves_title(TrainConfig(**settings))
+    assert title.startswith(f"VGG-16{settings['variant']}")
+    if blocks is None:
+        assert "trained" not in title
+    else:
+        assert _blocks_named(title.split(", ", 1)[1]) == blocks
+    assert curves_title(TrainConfig(**settings), synthetic=True) == title + " (synthetic demo data)"

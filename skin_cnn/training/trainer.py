@@ -51,6 +51,7 @@ from skin_cnn.training import callbacks as cb
 from skin_cnn.training import run_folder
 from skin_cnn.training.config import TrainConfig, prepared_bytes, resolve_config, run_config_document
 from skin_cnn.training.curves import plot_training_curves
+from skin_cnn.evaluation.method import trained_blocks_text
 from skin_cnn.training.distribute import StrategyInfo, output_dir_for, patch_keras_for_multi_worker
 from skin_cnn.training.feature_cache import (FeatureSettings, cached_features, identity_of, image_identities,
                                              pid_alive, weights_digest)
@@ -567,8 +568,21 @@ def write_validation_outputs(run, data, frame, model, history_rows):
     val_frame = frame.loc[data.val_positions].reset_index(drop=True)
     atomic.write_csv(paths.val_predictions, predictions_frame(val_frame, probabilities))
     if history_rows:
-        plot_training_curves(pd.DataFrame(history_rows), paths.curves,
-                             title=f"VGG-16{config.variant}" + (" (synthetic demo data)" if run.synthetic else ""))
+        plot_training_curves(pd.DataFrame(history_rows), paths.curves, title=curves_title(config, run.synthetic))
+
+
+def curves_title(config, synthetic=False):
+    """The title of ``training_curves.png``: the variant, which trunk blocks trained when some did,
+    and whether the photos were the synthetic demo's, so a figure read apart from its run folder
+    still says what it shows.
+
+    >>> curves_title(TrainConfig(variant="P", fine_tune_blocks=1))
+    'VGG-16P, block 5 trained, blocks 1–4 frozen'
+    """
+    title = f"VGG-16{config.variant}"
+    if config.pretrained and config.fine_tune_blocks:
+        title += ", " + trained_blocks_text(config.fine_tune_blocks)
+    return title + (" (synthetic demo data)" if synthetic else "")
 
 
 def calibrate_best_model(run, data, frame, model):
