@@ -137,12 +137,15 @@ def test_a_masked_models_answer_ignores_the_masked_area_in_predict_and_in_its_sa
     photo = read_image(split.loc[split["split"] == "test", "image_path"].iloc[0])
     changed, inside = _repaint_masked_area(photo, predictor.preprocessing, seed=1)
     assert inside.mean() > 0.3
-    probabilities = predictor.predict_images([photo, changed])
+    # one photo per call: within one batch oneDNN may round rows differently (seen on AVX2 CPUs)
+    alone = [predictor.predict_images([x]) for x in (photo, changed)]
+    probabilities = {task: np.concatenate([a[task] for a in alone]) for task in alone[0]}
     for task, p in probabilities.items():
         assert p[0] == p[1], task
     # outside the mask the same noise does change the answer: the test can fail
     outside = np.where(inside[..., None], photo, np.random.default_rng(2).integers(0, 256, photo.shape, dtype=np.uint8))
-    assert any(p[0] != p[1] for p in predictor.predict_images([photo, outside]).values())
+    moved = predictor.predict_images([outside])
+    assert max(abs(float(moved[task][0]) - float(p[0])) for task, p in probabilities.items()) > 1e-4
     import tensorflow as tf
 
     export_savedmodel(predictor.model, predictor.preprocessing, tmp_path / "sm")
