@@ -36,6 +36,17 @@ VGG16_WEIGHTS = Path(
 ).expanduser()
 
 
+def pytest_xdist_auto_num_workers(config):
+    """Workers for ``-n auto`` (setup.cfg): one per CPU this process may run on, at most 4.
+
+    Each worker imports TensorFlow and builds its own VGG-16 models (a few GiB at peak), and
+    TensorFlow already spreads one test's arithmetic over every core; the gain of a second worker
+    is the time tests spend in Python, on files and waiting for the processes they start.
+    """
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, min(4, cpus))
+
+
 @pytest.fixture(scope="session")
 def public_derm():
     """The folder of real public clinical photos (skip when absent)."""

@@ -43,7 +43,7 @@ def test_the_cli_resolves_the_rate_after_the_settings_file_and_flags(tmp_path, m
     from click.testing import CliRunner
 
     import skin_cnn.app.train_run as train_run
-    from skin_cnn.cli.train_cmd import command
+    from skin_cnn.cli import cli
 
     split = tmp_path / "split.csv"
     split.write_text("image_path,patient_id,diagnosis,split\n")
@@ -55,7 +55,7 @@ def test_the_cli_resolves_the_rate_after_the_settings_file_and_flags(tmp_path, m
                            (["--fine-tune-blocks", "2"], 2e-5), ([], 1e-3),
                            (["--variant", "N", "--learning-rate", "1e-3"], 1e-3)):
         out = tmp_path / f"run{len(seen)}"
-        result = CliRunner().invoke(command, [str(split), "-o", str(out), *args])
+        result = CliRunner().invoke(cli, ["train", str(split), "-o", str(out), *args])
         assert result.exit_code == 0, result.output
         assert seen[-1].learning_rate == expected, args
 

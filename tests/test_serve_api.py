@@ -273,7 +273,7 @@ def test_serve_hands_its_limits_and_hosts_to_the_app(monkeypatch, tmp_path):
 
     import skin_cnn.inference.predictor as predictor_module
     import skin_cnn.serve.app as app_module
-    from skin_cnn.cli.serve_cmd import command
+    from skin_cnn.cli import cli
 
     seen = {}
     fake = FakePredictor()
@@ -289,7 +289,7 @@ def test_serve_hands_its_limits_and_hosts_to_the_app(monkeypatch, tmp_path):
     monkeypatch.setattr(predictor_module, "load_predictor", load)
     monkeypatch.setattr(app_module, "create_app", lambda predictor, **kw: seen.setdefault("app", kw))
     monkeypatch.setattr(uvicorn, "run", lambda app, **kw: seen.setdefault("run", kw))
-    result = CliRunner().invoke(command, [str(tmp_path), "--port", "8123", "--max-upload-mb", "2.5",
+    result = CliRunner().invoke(cli, ["serve", str(tmp_path), "--port", "8123", "--max-upload-mb", "2.5",
                                           "--max-megapixels", "3", "--workers", "3", "--max-concurrent-uploads",
                                           "5", "--body-timeout", "9", "--allowed-host", "example.org",
                                           "--precision", "float32"])
