@@ -1,7 +1,9 @@
 """docs/quickstart.md is run: the demo command on tiny settings, then every file the page says it
-writes, and every demo path it names, must exist; and the page sends readers to the test report
-only after the command that writes it."""
+writes, and every demo path it names, must exist; every line the page says it prints is printed
+(numbers aside); and the page sends readers to the test report only after the command that
+writes it."""
 
+import importlib.util
 import json
 import re
 from pathlib import Path
@@ -46,6 +48,7 @@ def demo(tmp_path_factory):
     finally:
         patch.undo()
     assert result.exit_code == 0, result.output
+    (root / "output.txt").write_text(result.output)
     return root
 
 
@@ -61,6 +64,28 @@ def test_every_file_the_page_says_the_demo_writes_exists(demo):
         for name in ([path.replace("<task>", t) for t in tasks] if "<task>" in path else [path]):
             if not (demo / name).exists():
                 missing.append(name)
+    assert missing == []
+
+
+def _without_numbers(line):
+    """The line with every number (``149``, ``0.850``, ``64x64``'s two) as ``#``: the page's run and
+    the test's tiny one differ in counts, sizes and AUCs, not in what they say."""
+    return re.sub(r"\d+(\.\d+)?", "#", line.rstrip())
+
+
+def test_every_line_the_page_says_the_demo_prints_is_printed_in_that_order(demo):
+    block = PAGE.read_text().split("## What it prints", 1)[1].split("```text", 1)[1].split("```", 1)[0]
+    shown = [_without_numbers(line) for line in block.strip("\n").splitlines()]
+    assert len(shown) > 20 and any("report.html" in line for line in shown)
+    printed = [_without_numbers(line) for line in (demo / "output.txt").read_text().splitlines()]
+    position, missing = 0, []
+    for line in shown:
+        if line.startswith("TensorBoard is not installed") and importlib.util.find_spec("tensorboard"):
+            continue  # the page's install had no [tensorboard] extra; the test extra brings it
+        try:  # each page line after the one before it
+            position = printed.index(line, position) + 1
+        except ValueError:
+            missing.append(line)
     assert missing == []
 
 

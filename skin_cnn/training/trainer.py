@@ -519,7 +519,7 @@ def make_callbacks(run, data, frame, model, initial_epoch, restored):
     if run.progress:  # after TaskAUC, so the epoch line has the validation AUCs
         listed.append(cb.EpochProgress(config.epochs, data.steps, echo=echo, bar=sys.stdout.isatty()))
     if config.tensorboard and not tensorboard_available():
-        echo("TensorBoard is not installed (pip install tensorboard); no TensorBoard logs written")
+        echo("TensorBoard is not installed (skin-cnn's [tensorboard] extra); no TensorBoard logs written")
     elif config.tensorboard:
         listed.append(keras.callbacks.TensorBoard(log_dir=os.fspath(run.paths.tensorboard), histogram_freq=0,
                                                   write_graph=False, update_freq="epoch", profile_batch=0))
