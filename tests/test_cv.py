@@ -92,11 +92,6 @@ def test_every_readable_image_gets_exactly_one_out_of_fold_prediction(cv_run):
 
 
 def test_features_are_extracted_once_and_oof_equals_each_fold_model_on_its_images(cv_run):
-    import keras
-
-    from skin_cnn.inference.predictor import predict_frame
-    from skin_cnn.data.split import load_split
-
     tmp, _, result, messages = cv_run
     assert sum("extracting features once" in m for m in messages) == 1
     # the trunk ran once, before the folds: no fold computed features of its own

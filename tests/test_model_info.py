@@ -229,3 +229,34 @@ def test_a_model_without_a_record_uses_the_run_config_and_half(tmp_path):
     alone = load_predictor(Path(shutil.copy(run / "best.keras", tmp_path / "alone.keras")))
     assert alone.preprocessing_source.startswith("assumed")
     assert alone.preprocessing.crop is True and alone.preprocessing.resize == "stretch"
+
+
+def test_a_model_trained_on_synthetic_images_says_so_wherever_it_answers(tmp_path):
+    """The flag survives save and load; predict warns and serve's JSON carries the warning only for
+    such a model; a string "false" is refused rather than read as true."""
+    from fastapi.testclient import TestClient
+
+    from skin_cnn.inference.predictor import SYNTHETIC_MODEL_WARNING, load_predictor
+    from skin_cnn.models import load_model, model_info, with_model_info
+    from skin_cnn.serve.app import create_app
+
+    photo = tmp_path / "photo.png"
+    Image.fromarray(np.random.default_rng(6).integers(0, 255, (30, 40, 3), np.uint8)).save(photo)
+    for synthetic in (True, False):
+        path = tmp_path / f"{synthetic}.keras"
+        with_model_info(plain_model(), synthetic=synthetic,
+                        preprocessing={"image_size": [32, 32], "crop": False}).save(path)
+        assert model_info(load_model(path))["synthetic"] is synthetic
+        predictor = load_predictor(path)
+        assert predictor.synthetic is synthetic
+        result = _invoke("predict", path, photo, "--quiet")
+        assert result.exit_code == 0, result.output
+        assert (SYNTHETIC_MODEL_WARNING in result.output) is synthetic
+        client = TestClient(create_app(predictor), base_url="http://127.0.0.1")  # a host the app trusts
+        expected = SYNTHETIC_MODEL_WARNING if synthetic else None
+        assert client.get("/api/info").json()["synthetic_model"] == expected
+        answer = client.post("/api/predict", files={"file": ("p.png", photo.read_bytes(), "image/png")})
+        assert answer.status_code == 200 and answer.json()["synthetic_model"] == expected
+    with pytest.raises(ValueError, match="synthetic must be true or false"):
+        with_model_info(plain_model(), synthetic="false")
+    assert model_info(with_model_info(plain_model()))["synthetic"] is False  # the default, as for older models

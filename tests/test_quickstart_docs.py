@@ -101,3 +101,12 @@ def test_the_test_report_is_read_only_after_the_command_that_writes_it():
     assert "skin-cnn evaluate" in own
     assert own.index("skin-cnn evaluate") < own.index("eval_test/report.html")
     assert "last.keras" not in PAGE.read_text()
+
+
+def test_the_demo_model_warns_that_it_learnt_from_synthetic_images(demo):
+    from skin_cnn.inference.predictor import SYNTHETIC_MODEL_WARNING
+
+    photo = next((demo / "runs/demo/data").rglob("*.jpg"))
+    result = CliRunner().invoke(cli, ["predict", str(demo / "runs/demo/run"), str(photo), "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert f"warning: {SYNTHETIC_MODEL_WARNING}" in result.output

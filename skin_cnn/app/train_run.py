@@ -25,6 +25,7 @@ from typing import Any, Callable
 from skin_cnn.core import io as atomic
 from skin_cnn.core.compute_precision import Precision
 from skin_cnn.core.run_paths import RunPaths
+from skin_cnn.core.predictions import marks_synthetic
 from skin_cnn.evaluation.flow import record_training
 from skin_cnn.training import run_folder
 from skin_cnn.reporting.model_card import model_card, summary_text
@@ -80,9 +81,10 @@ def _train(run: RunContext, shared_features: SharedFeatures | None, precision: P
     """:func:`train` once the run folder is held: the steps of a run, in order."""
     config = run.config
     frame = read_split(config, run.echo)
+    run.synthetic = run.synthetic or marks_synthetic(frame)  # the demo's images, however they came here
     check_disk_space(run.run_dir, frame, config.image_size)
     precision = precision or announced_precision(run)
-    model = build(config, run.info, precision)
+    model = build(config, run.info, precision, synthetic=run.synthetic)
     record_run(config, run.run_dir, frame, model, run.info, run.resume, precision)
     with preparation_folder(run.run_dir) as work:
         data = prepare_training_data(run, frame, model, work, shared_features)

@@ -88,7 +88,7 @@ def command(model, inputs, task, out, gradcam_dir, batch_size, precision, quiet)
     from skin_cnn.inference.predictor import load_predictor
 
     predictor = load_predictor(model, precision=precision)
-    click.echo(predictor.precision.describe(), err=True)
+    _announce(predictor)
     missing = [t for t in tasks if t not in predictor.tasks]
     if missing:
         raise click.UsageError(f"the model has no output for {', '.join(missing)}")
@@ -121,6 +121,16 @@ def command(model, inputs, task, out, gradcam_dir, batch_size, precision, quiet)
         click.echo(f"{len(table)} row(s) for {n_done} image(s) written to {out}", err=True)
     if skipped:
         click.echo(f"{len(skipped)} file(s) skipped, {n_done} predicted", err=True)
+
+
+def _announce(predictor):
+    """What the model computes in and, for a model trained on the demo's synthetic images, that its
+    answers say nothing about real photos (on stderr, above the table)."""
+    from skin_cnn.inference.predictor import SYNTHETIC_MODEL_WARNING
+
+    click.echo(predictor.precision.describe(), err=True)
+    if predictor.synthetic:
+        click.echo(f"warning: {SYNTHETIC_MODEL_WARNING}", err=True)
 
 
 def _expand_photos(paths):

@@ -18,6 +18,14 @@ from skin_cnn.core.tasks import TASK_NAMES, TASKS
 PREDICTION_COLUMNS = ("image_path", "patient_id", "task", "y_true", "y_prob")
 
 
+def marks_synthetic(frame: pd.DataFrame) -> bool:
+    """True when the table's ``synthetic`` column (the demo set's manifest, split and predictions
+    carry it) marks any image synthetic: what is trained or evaluated on it must say so."""
+    if "synthetic" not in frame.columns:
+        return False
+    return bool(frame["synthetic"].astype(str).str.strip().str.lower().isin(("true", "1", "yes")).any())
+
+
 def predictions_frame(manifest: pd.DataFrame, probabilities: Mapping[str, Any],
                       tasks: Sequence[str] = TASK_NAMES) -> pd.DataFrame:
     """Long-format predictions for the images of ``manifest``.

@@ -60,6 +60,12 @@ CONDITIONAL_NOTE = (
     "Read only the task that matches the question you are asking."
 )
 
+#: Said wherever a model trained on the demo's synthetic images answers (``ModelInfo.synthetic``).
+SYNTHETIC_MODEL_WARNING = (
+    "This model was trained on SYNTHETIC images drawn by a program (skin-cnn demo), not on photos "
+    "of patients: its answers say nothing about real photos."
+)
+
 
 def display_class(name):
     """A class name as people write it (``ctcl`` → ``CTCL``, ``acne`` → ``Acne``)."""
@@ -220,6 +226,9 @@ class Predictor:
         ``(positive, negative)`` class names of every task, from the model when it stores them.
     precision : Precision
         What the trunk computes in (``precision.describe()`` is the line commands print).
+    synthetic : bool
+        The model was trained on synthetic images (:data:`SYNTHETIC_MODEL_WARNING` is shown
+        beside its answers).
     """
 
     def __init__(self, model, preprocessing, *, name=None, max_pixels=DEFAULT_MAX_PIXELS,
@@ -240,6 +249,7 @@ class Predictor:
         self.max_pixels = max_pixels
         self.tasks = tuple(model.output_names)
         info = model_info(model) or {}
+        self.synthetic = bool(info.get("synthetic"))
         stored = {t["name"]: (t["positive"], t["negative"]) for t in info.get("tasks", [])}
         self.classes = {
             task: stored.get(task) or ((TASKS[task].positive, TASKS[task].negative)

@@ -16,7 +16,9 @@ the input whose Keras config holds
   use the pre-specified 0.5;
 * ``precision``: what the trunk computed the training features in (``float32``, ``bfloat16``,
   ``float16``; :mod:`skin_cnn.models.precision_policy`), or None when unknown. The file's layers
-  are float32 whatever it says; a loader sets the precision it predicts in.
+  are float32 whatever it says; a loader sets the precision it predicts in;
+* ``synthetic``: True when the model was trained on synthetic images (``skin-cnn demo``'s), so
+  whatever answers with it can say that its answers mean nothing for real photos.
 
 Being an ordinary registered layer with ``get_config``, it travels with ``model.save`` and comes
 back from :func:`skin_cnn.models.load_model` (or ``keras.models.load_model`` once
@@ -84,6 +86,12 @@ def _check_precision(precision, source):
     return str(precision)
 
 
+def _check_synthetic(synthetic, source):
+    if not isinstance(synthetic, bool):  # a JSON "false" string would read as true
+        raise ValueError(f"{source}: synthetic must be true or false; got {synthetic!r}")
+    return synthetic
+
+
 def task_entries(task_names):
     """``[{"name", "positive", "negative"}]`` of the study's tasks among ``task_names``."""
     from skin_cnn.core.tasks import TASKS
@@ -107,9 +115,12 @@ class ModelInfo(keras.layers.Layer):
     precision : str, optional
         The precision the training features were computed in (``float32``, ``bfloat16``,
         ``float16``); None when unknown.
+    synthetic : bool
+        Trained on synthetic images (the demo set's); False for models saved before the entry.
     """
 
-    def __init__(self, tasks=(), preprocessing=None, thresholds=None, precision=None, **kwargs):
+    def __init__(self, tasks=(), preprocessing=None, thresholds=None, precision=None, synthetic=False,
+                 **kwargs):
         kwargs.setdefault("name", INFO_LAYER)
         kwargs["trainable"] = False
         super().__init__(**kwargs)
@@ -118,6 +129,7 @@ class ModelInfo(keras.layers.Layer):
         self.preprocessing = _check_preprocessing(preprocessing, source)
         self.thresholds = _check_thresholds(thresholds, source)
         self.precision = _check_precision(precision, source)
+        self.synthetic = _check_synthetic(synthetic, source)
 
     def call(self, inputs):
         return inputs
@@ -129,13 +141,14 @@ class ModelInfo(keras.layers.Layer):
         config = super().get_config()
         config.update({"tasks": [dict(t) for t in self.tasks], "preprocessing": self.preprocessing,
                        "thresholds": {t: dict(v) for t, v in self.thresholds.items()},
-                       "precision": self.precision})
+                       "precision": self.precision, "synthetic": self.synthetic})
         return config
 
     def as_dict(self):
-        """A JSON-ready copy: ``{"tasks", "preprocessing", "thresholds", "precision"}``."""
+        """A JSON-ready copy: ``{"tasks", "preprocessing", "thresholds", "precision", "synthetic"}``."""
         return json.loads(json.dumps({"tasks": self.tasks, "preprocessing": self.preprocessing,
-                                      "thresholds": self.thresholds, "precision": self.precision}))
+                                      "thresholds": self.thresholds, "precision": self.precision,
+                                      "synthetic": self.synthetic}))
 
 
 def info_layer(model):
@@ -147,12 +160,12 @@ def info_layer(model):
 
 
 def model_info(model):
-    """``{"tasks", "preprocessing", "thresholds", "precision"}`` stored in ``model``, or None."""
+    """``{"tasks", "preprocessing", "thresholds", "precision", "synthetic"}`` stored in ``model``, or None."""
     layer = info_layer(model)
     return layer.as_dict() if layer is not None else None
 
 
-def with_model_info(model, *, preprocessing=None, thresholds=None, tasks=None, precision=None):
+def with_model_info(model, *, preprocessing=None, thresholds=None, tasks=None, precision=None, synthetic=None):
     """``model`` carrying a :class:`ModelInfo` with the given entries; other entries are kept.
 
     A model that already has the layer is updated in place and returned. One without it (saved
@@ -176,6 +189,8 @@ def with_model_info(model, *, preprocessing=None, thresholds=None, tasks=None, p
         layer.thresholds = merged
     if precision is not None:
         layer.precision = _check_precision(precision, source)
+    if synthetic is not None:
+        layer.synthetic = _check_synthetic(synthetic, source)
     return model
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from skin_cnn.core.io import write_csv, write_text
+from skin_cnn.core.predictions import marks_synthetic
 from skin_cnn.core.specs import EvalSettings
 from skin_cnn.evaluation.threshold import is_per_row
 from skin_cnn.reporting.document import Report, slug  # noqa: F401 (public here too)
@@ -33,13 +34,6 @@ EVALUATION_FILES = ("metrics.json", "metrics.csv", "report.md", "report.html", "
 #: The banner of a report on synthetic images (the demo's), under every section heading.
 SYNTHETIC_BANNER = ("SYNTHETIC DEMO DATA: images drawn by a program, not patients; "
                     "these numbers say nothing about real photos.")
-
-
-def synthetic_images(predictions):
-    """True when the predictions' ``synthetic`` column (the demo set's) marks any image synthetic."""
-    if "synthetic" not in predictions.columns:
-        return False
-    return bool(predictions["synthetic"].astype(str).str.strip().str.lower().isin(("true", "1", "yes")).any())
 
 
 @dataclass(frozen=True)
@@ -282,7 +276,7 @@ def _metrics(predictions, thresholds, threshold_method, settings, inputs, progre
         from skin_cnn.evaluation.threshold_choice import add_threshold_choice
 
         add_threshold_choice(metrics, predictions, inputs.threshold_fit, thresholds, settings=settings)
-    if synthetic_images(predictions):
+    if marks_synthetic(predictions):
         metrics["synthetic"] = True
     if inputs.source:
         metrics["source"] = str(inputs.source)

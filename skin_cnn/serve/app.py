@@ -328,6 +328,17 @@ def _task_meta(predictor, task):
     return positive, negative, threshold
 
 
+def synthetic_warning(predictor):
+    """:data:`~skin_cnn.inference.predictor.SYNTHETIC_MODEL_WARNING` when the model was trained on
+    the demo's synthetic images (``ModelInfo.synthetic``), else None: the page shows it above the
+    answers and every JSON answer carries it."""
+    if not getattr(predictor, "synthetic", False):
+        return None
+    from skin_cnn.inference.predictor import SYNTHETIC_MODEL_WARNING
+
+    return SYNTHETIC_MODEL_WARNING
+
+
 def task_description(predictor, task):
     """What the page and the API say about a task: classes, question and threshold."""
     from skin_cnn.inference.predictor import task_question
@@ -538,6 +549,7 @@ def _add_pages(app, predictor, tasks_available):
             "preprocessing_source": getattr(predictor, "preprocessing_source", None),
             "max_upload_bytes": app.state.max_upload_bytes,
             "disclaimer": DISCLAIMER,
+            "synthetic_model": synthetic_warning(predictor),
         }
 
 
@@ -622,6 +634,7 @@ def _add_predict(app, predictor, tasks_available, capacity):
             raise UploadError(500, "prediction failed on the server; see the server log") from None
         answer["model"] = predictor.name
         answer["disclaimer"] = DISCLAIMER
+        answer["synthetic_model"] = synthetic_warning(predictor)
         logger.info(
             "predict: %d task(s), gradcam=%s, %.0f ms",
             len(tasks),

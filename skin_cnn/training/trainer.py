@@ -133,7 +133,8 @@ class RunContext:
     echo : callable
         Where one-line messages go (``click.echo`` from the CLI).
     synthetic : bool
-        Trained on synthetic demo data (said in the curves' title and the model card).
+        Trained on synthetic demo data (said in the curves' title, the model card and the model's
+        ModelInfo); also set when the split's ``synthetic`` column marks its images so.
     """
 
     config: TrainConfig
@@ -293,8 +294,9 @@ def class_counts(frame):
     return "; ".join(parts)
 
 
-def build(config, info, precision=None):
-    """The run's model, its trunk computing in ``precision`` (recorded in its ModelInfo too).
+def build(config, info, precision=None, synthetic=False):
+    """The run's model, its trunk computing in ``precision`` (recorded in its ModelInfo too, with
+    whether its training images are ``synthetic``).
 
     ``precision`` defaults to ``config.precision`` resolved on this machine.
     """
@@ -306,7 +308,7 @@ def build(config, info, precision=None):
                             pool_blocks=config.pooled_blocks(), mirror=config.mirror,
                             sqrt_features=config.sqrt_features,
                             second_scale=config.second_scale)
-    return with_model_info(apply_precision(model, precision), precision=precision.name)
+    return with_model_info(apply_precision(model, precision), precision=precision.name, synthetic=bool(synthetic))
 
 
 def run_precision(config, resume):

@@ -59,6 +59,12 @@ async function loadInfo() {
     options.appendChild(taskOption(ALL, "All three, to compare",
       "each still answers only its own question"));
     $("note").textContent = info.note;
+    if (info.synthetic_model) {  // a model trained on the demo's drawn images
+      const warning = document.createElement("strong");
+      warning.id = "synthetic-warning";
+      warning.textContent = ` ${info.synthetic_model}`;
+      $("disclaimer").appendChild(warning);
+    }
     maxBytes = info.max_upload_bytes;
     $("max-size").textContent = `${(maxBytes / 1e6).toLocaleString()} MB`;
     $("model-name").textContent = `· model ${info.model}`;
