@@ -260,3 +260,20 @@ def test_a_model_trained_on_synthetic_images_says_so_wherever_it_answers(tmp_pat
     with pytest.raises(ValueError, match="synthetic must be true or false"):
         with_model_info(plain_model(), synthetic="false")
     assert model_info(with_model_info(plain_model()))["synthetic"] is False  # the default, as for older models
+
+
+@pytest.mark.parametrize("flags, expected", [((True, True), True), ((False, False), False)])
+def test_a_cv_ensemble_of_fold_models_trained_on_synthetic_images_says_so(tmp_path, flags, expected):
+    """Fold models that share no trunk are nested in the ensemble, their info layers with them; the
+    ensemble carries the flag at its own top level."""
+    from skin_cnn.models import model_info, with_model_info
+    from skin_cnn.training.cv import build_ensemble
+
+    folds = []
+    for k, synthetic in enumerate(flags):
+        (tmp_path / f"fold{k}").mkdir()
+        with_model_info(plain_model(seed=k), synthetic=synthetic).save(tmp_path / f"fold{k}" / "best.keras")
+        folds.append(tmp_path / f"fold{k}")
+    ensemble = build_ensemble(folds)
+    assert any(layer.name.startswith("fold") for layer in ensemble.layers)  # the nested case
+    assert (model_info(ensemble) or {}).get("synthetic", False) is expected

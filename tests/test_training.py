@@ -202,6 +202,11 @@ def test_resume_of_a_finished_run_keeps_its_model_card_and_summary(split_csv, tm
     first = train(tiny_config(split_csv, out, variant="P", epochs=3), progress=False, echo=lambda m: None)
     card = (out / "model_card.md").read_text()
     assert first.best_epoch >= 1
+    # the tiny split is the demo's drawn images (its synthetic column): card and model file say so
+    assert "SYNTHETIC DEMO" in card
+    from skin_cnn.models import read_file_info
+
+    assert read_file_info(out / "best.keras")["synthetic"] is True
     messages = []
     again = train(load_resume_config(out), resume=True, progress=False, echo=messages.append)
     assert any("already finished" in m for m in messages)

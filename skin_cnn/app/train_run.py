@@ -80,8 +80,7 @@ def _train(run: RunContext, shared_features: SharedFeatures | None, precision: P
            started: float) -> RunResult:
     """:func:`train` once the run folder is held: the steps of a run, in order."""
     config = run.config
-    frame = read_split(config, run.echo)
-    run.synthetic = run.synthetic or marks_synthetic(frame)  # the demo's images, however they came here
+    frame = read_run_split(run, run.echo)
     check_disk_space(run.run_dir, frame, config.image_size)
     precision = precision or announced_precision(run)
     model = build(config, run.info, precision, synthetic=run.synthetic)
@@ -116,6 +115,14 @@ def evaluate_test(run_dir: str | Path, progress: bool, echo: Callable[[str], obj
     return out, metrics
 
 
+def read_run_split(run: RunContext, echo: Callable[[str], object] | None = None) -> Any:
+    """The run's split; the run counts as synthetic when the split's ``synthetic`` column marks its
+    images so (the demo's, however they came here), for its model card, curves and model file."""
+    frame = read_split(run.config, echo)
+    run.synthetic = run.synthetic or marks_synthetic(frame)
+    return frame
+
+
 def write_card_and_summary(run: RunContext, result: RunResult, frame: Any, precision: Precision | None) -> None:
     """Write ``model_card.md`` and say the one-screen summary (kept in ``result.summary``)."""
     config = run.config
@@ -131,7 +138,7 @@ def write_card_and_summary(run: RunContext, result: RunResult, frame: Any, preci
 
 def summarise_finished_run(run: RunContext) -> RunResult:
     """``--resume`` of a finished run: nothing to train; the card and summary stay correct."""
-    frame = read_split(run.config)
+    frame = read_run_split(run)
     result = finished_result(run)
     metrics_path = run.paths.eval_dir("test") / "metrics.json"
     if metrics_path.is_file():

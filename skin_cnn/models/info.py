@@ -229,7 +229,8 @@ def read_file_info(path):
     return {"tasks": _check_tasks(layer.get("tasks"), source),
             "preprocessing": _check_preprocessing(layer.get("preprocessing"), source),
             "thresholds": _check_thresholds(layer.get("thresholds"), source),
-            "precision": _check_precision(layer.get("precision"), source)}
+            "precision": _check_precision(layer.get("precision"), source),
+            "synthetic": _check_synthetic(layer.get("synthetic", False), source)}
 
 
 def _archive_config(path):

@@ -38,7 +38,8 @@ from skin_cnn.models.precision_policy import apply_precision, resolve_precision
 from skin_cnn.core.tasks import TASK_NAMES
 from skin_cnn.evaluation.threshold import parse_threshold
 from skin_cnn.data.manifest import load_manifest
-from skin_cnn.models import build_model, read_file_info, split_at_frozen_boundary, store_thresholds
+from skin_cnn.models import (build_model, model_info, read_file_info, split_at_frozen_boundary, store_thresholds,
+                             with_model_info)
 from skin_cnn.inference.predictor import predict_frame
 from skin_cnn.core.predictions import predictions_frame
 from skin_cnn.data.split import group_images, load_split
@@ -241,4 +242,7 @@ def build_ensemble(fold_dirs):
         heads = [named(m, f"fold{k + 1}_model", image) for k, m in enumerate(models)]
     for task in TASK_NAMES:
         outputs[task] = keras.layers.Average(name=task)([h[task] for h in heads])
-    return keras.Model(image, outputs, name=f"cv_ensemble_{len(models)}_folds")
+    ensemble = keras.Model(image, outputs, name=f"cv_ensemble_{len(models)}_folds")
+    if any((model_info(m) or {}).get("synthetic") for m in models):  # nested fold models hide theirs
+        ensemble = with_model_info(ensemble, synthetic=True)
+    return ensemble
