@@ -55,6 +55,8 @@ from python_multipart.multipart import MultipartParser, parse_options_header
 from skin_cnn import __version__
 from skin_cnn.data.reading import ImageReadError
 from skin_cnn.core.tasks import TASKS, resolve_task
+# what every task's answer means, in the words `skin-cnn predict` uses (the module loads no TensorFlow)
+from skin_cnn.inference.predictor import CONDITIONAL_NOTE, SYNTHETIC_MODEL_WARNING
 
 logger = logging.getLogger("skin_cnn.serve")
 
@@ -71,12 +73,6 @@ MAX_FIELD_BYTES = 256
 MAX_PARTS = 8
 #: Longer side of the Grad-CAM pictures the API returns; larger photos are shrunk to it first.
 GRADCAM_MAX_SIDE = 1024
-#: What every task's answer means (the same words as ``skin-cnn predict``).
-CONDITIONAL_NOTE = (
-    "Each task answers only \"if the photo shows one of these two diseases, which one?\". It does "
-    "not say whether either disease is present: a photo of something else still gets an answer. "
-    "Read only the task that matches the question you are asking."
-)
 
 _STATIC = resources.files("skin_cnn.serve") / "static"
 
@@ -330,13 +326,9 @@ def _task_meta(predictor, task):
 
 def synthetic_warning(predictor):
     """:data:`~skin_cnn.inference.predictor.SYNTHETIC_MODEL_WARNING` when the model was trained on
-    the demo's synthetic images (``ModelInfo.synthetic``), else None: the page shows it above the
-    answers and every JSON answer carries it."""
-    if not getattr(predictor, "synthetic", False):
-        return None
-    from skin_cnn.inference.predictor import SYNTHETIC_MODEL_WARNING
-
-    return SYNTHETIC_MODEL_WARNING
+    the demo's synthetic images (``ModelInfo.synthetic``), else None: the page shows it beside the
+    disclaimer and every JSON answer carries it."""
+    return SYNTHETIC_MODEL_WARNING if getattr(predictor, "synthetic", False) else None
 
 
 def task_description(predictor, task):
