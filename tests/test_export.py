@@ -200,3 +200,122 @@ def test_a_bfloat16_tflite_file_is_refused_with_the_reason(run, tmp_path):
                                       "--precision", "bfloat16"])
     assert result.exit_code != 0 and "Traceback" not in result.output
     assert "TFLite has no bfloat16 kernels" in result.output
+
+
+# ---------------------------------------------------------------------------------------------
+# what an export says about its model
+
+#: Each task's classes, as the study names them (written out, not read from the package).
+TASK_CLASSES = {"psoriasis_vs_eczema": ("psoriasis", "eczema"), "acne_vs_rosacea": ("acne", "rosacea"),
+                "ctcl_vs_eczema": ("ctcl", "eczema")}
+
+
+def _saved(folder, name, model):
+    path = folder / f"{name}.keras"
+    model.save(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def info_models(tmp_path_factory):
+    """Tiny 32×32 random-weight models: one trained on synthetic images with a fitted threshold,
+    one with the record but not synthetic, one saved before models carried a record."""
+    from model_fixtures import plain_model
+
+    from skin_cnn.models import with_model_info
+
+    folder = tmp_path_factory.mktemp("info-models")
+    no_crop = {"image_size": [32, 32], "crop": False}
+    fitted = {"acne_vs_rosacea": {"value": 0.3, "rule": "youden", "method": "youden on the val split"}}
+    return {
+        "synthetic": _saved(folder, "synthetic", with_model_info(plain_model(), preprocessing=no_crop,
+                                                                  thresholds=fitted, synthetic=True)),
+        "real": _saved(folder, "real", with_model_info(plain_model(), preprocessing=no_crop)),
+        "older": _saved(folder, "older", plain_model()),
+    }
+
+
+def _photo_file(folder):
+    from PIL import Image
+
+    path = folder / "photo.png"
+    Image.fromarray(_photo()).save(path)
+    return path
+
+
+def _refusal(export, folder):
+    """What `skin-cnn predict EXPORT photo.png` says (it runs .keras models only)."""
+    result = CliRunner().invoke(cli, ["predict", str(export), str(_photo_file(folder))])
+    assert result.exit_code != 0 and "Traceback" not in result.output
+    return result.output
+
+
+@pytest.mark.filterwarnings("ignore:.*tf.lite.Interpreter is deprecated:UserWarning")
+@pytest.mark.parametrize("fmt, name", [("savedmodel", "sm"), ("tflite", "m.tflite")])
+def test_an_export_of_a_synthetic_trained_model_carries_the_flag_tasks_and_thresholds(info_models, tmp_path,
+                                                                                      fmt, name):
+    from skin_cnn.inference.export import read_tflite_metadata
+    from skin_cnn.inference.export_info import export_synthetic
+    from skin_cnn.inference.predictor import SYNTHETIC_MODEL_WARNING
+
+    out = tmp_path / name
+    check = export_model(info_models["synthetic"], fmt, out, check_images=1)
+    assert check["passed"] is True
+    if fmt == "savedmodel":  # a JSON file any reader can open, beside a graph that serves as before
+        recorded = json.loads((out / "assets.extra" / "skin_cnn.json").read_text())
+        assert set(tf.saved_model.load(str(out)).signatures) == {"serving_default", "predict_images"}
+    else:
+        recorded = read_tflite_metadata(out)
+        assert recorded["needs_cropped_photo"] is False  # the entry it had before, kept
+    assert recorded["synthetic"] is True and recorded["synthetic_model"] == SYNTHETIC_MODEL_WARNING
+    assert {t["name"]: (t["positive"], t["negative"]) for t in recorded["tasks"]} == TASK_CLASSES
+    thresholds = recorded["thresholds"]
+    assert thresholds["acne_vs_rosacea"]["value"] == 0.3 and thresholds["acne_vs_rosacea"]["rule"] == "youden"
+    assert {t: (e["value"], e["rule"]) for t, e in thresholds.items() if t != "acne_vs_rosacea"} == {
+        "psoriasis_vs_eczema": (0.5, "default"), "ctcl_vs_eczema": (0.5, "default")}
+    assert export_synthetic(out) is True
+    # the check, returned, written and printed, says it; so does predict when handed the export
+    assert check["synthetic"] is True and check["synthetic_model"] == SYNTHETIC_MODEL_WARNING
+    assert json.loads(check_path(out).read_text())["synthetic_model"] == SYNTHETIC_MODEL_WARNING
+    assert describe_check(check).splitlines()[-1] == f"warning: {SYNTHETIC_MODEL_WARNING}"
+    assert SYNTHETIC_MODEL_WARNING in _refusal(out, tmp_path)
+
+
+@pytest.mark.filterwarnings("ignore:.*tf.lite.Interpreter is deprecated:UserWarning")
+@pytest.mark.parametrize("fmt, name", [("savedmodel", "sm"), ("tflite", "m.tflite")])
+def test_exports_of_models_without_the_flag_and_exports_older_than_the_entry_read_as_not_synthetic(
+        info_models, tmp_path, fmt, name):
+    from skin_cnn.inference.export import read_tflite_metadata, tflite_expectation, with_metadata
+    from skin_cnn.inference.export_info import export_synthetic, read_export_info
+
+    for model in ("real", "older"):
+        out = tmp_path / model / name
+        check = export_model(info_models[model], fmt, out, check_images=1)
+        assert read_export_info(out)["synthetic"] is False and read_export_info(out)["synthetic_model"] is None
+        assert check["synthetic"] is False and check["synthetic_model"] is None
+        assert "SYNTHETIC" not in describe_check(check) and len(describe_check(check).splitlines()) == 1
+    # an export written before the entry existed: the TFLite metadata held only what photo it
+    # expects, the SavedModel folder no skin_cnn.json
+    if fmt == "savedmodel":
+        (out / "assets.extra" / "skin_cnn.json").unlink()
+        assert read_export_info(out) is None
+    else:
+        expected = tflite_expectation(load_predictor(info_models["older"]).preprocessing)
+        out.write_bytes(with_metadata(out.read_bytes(), expected))
+        assert "synthetic" not in read_tflite_metadata(out)
+    assert export_synthetic(out) is False
+    refused = _refusal(out, tmp_path)
+    assert f"a {'SavedModel' if fmt == 'savedmodel' else 'TFLite'} export" in refused
+    assert "SYNTHETIC" not in refused
+
+
+def test_the_export_command_prints_the_warning_for_a_synthetic_trained_model_only(info_models, tmp_path):
+    from skin_cnn.inference.predictor import SYNTHETIC_MODEL_WARNING
+
+    for model, warned in (("synthetic", True), ("real", False)):
+        out = tmp_path / model
+        result = CliRunner().invoke(cli, ["export", str(info_models[model]), "--format", "savedmodel", "-o",
+                                          str(out), "--check-images", "1"])
+        assert result.exit_code == 0, result.output
+        assert (f"warning: {SYNTHETIC_MODEL_WARNING}" in result.output) is warned
+        assert ("SYNTHETIC" in result.output) is warned

@@ -35,6 +35,11 @@ def command(model, fmt, out, check_images, seed, precision):
     match are printed and written to OUT.check.json. Exit status 1 when the difference exceeds
     the tolerance (float32: 1e-4 SavedModel, 1e-2 TFLite; bfloat16 and float16: 5e-2) or a
     crop box differs. The comparison is always with skin-cnn predict in float32.
+
+    Each export also records the model's tasks, thresholds and whether it was trained on
+    synthetic images (skin-cnn demo): in a TFLite file's metadata 'skin_cnn', in a SavedModel's
+    assets.extra/skin_cnn.json. For a model trained on synthetic images a warning line is
+    printed, and the check file holds it under 'synthetic_model'.
     """
     from skin_cnn.cli.options import refuse_overwriting
     from skin_cnn.cli.quiet_tf import quiet_native_lines

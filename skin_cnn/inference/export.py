@@ -42,6 +42,13 @@ the bfloat16 and float16 exports (8 and 11 significant bits in every convolution
 differences are in ``docs/models.md``).
 Sample photos are the run's own test photos when the model comes from a run folder with a
 ``split.csv``; otherwise seeded random photos of several sizes (stated in the check file).
+
+An export is a file of its own, often used far from its run: it carries what the model's
+:class:`~skin_cnn.models.info.ModelInfo` says that its user needs (:func:`model_facts`: whether the
+model learnt from synthetic images, with :data:`~skin_cnn.inference.predictor.SYNTHETIC_MODEL_WARNING`,
+the tasks and every task's threshold), in the TFLite metadata and in a SavedModel's
+``assets.extra/skin_cnn.json`` (:mod:`skin_cnn.inference.export_info`). The check file and its
+summary line repeat the warning, read back from the written file.
 """
 
 from __future__ import annotations
@@ -65,7 +72,8 @@ from skin_cnn.data.crop import crop_image
 from skin_cnn.data.masking import mask_photo_tf
 from skin_cnn.core.specs import Preprocessing
 from skin_cnn.data.preprocessing import resize_tensor
-from skin_cnn.inference.predictor import load_predictor, resolve_model_path
+from skin_cnn.inference.export_info import read_export_info, says_synthetic, write_savedmodel_info
+from skin_cnn.inference.predictor import SYNTHETIC_MODEL_WARNING, load_predictor, resolve_model_path, task_thresholds
 from skin_cnn.inference.tflite_metadata import METADATA_NAME, read_tflite_metadata, with_metadata  # noqa: F401
 from skin_cnn.data.split import load_split
 
@@ -119,6 +127,28 @@ def tflite_expectation(preprocessing):
         expects = "the whole photo (the model was trained without the hue crop)"
     return {"input": INPUT_NAME, "crop_in_export": False, "needs_cropped_photo": bool(preprocessing.crop),
             "expects": expects, "preprocessing": preprocessing.to_dict()}
+
+
+def model_facts(model: keras.Model) -> dict[str, Any]:
+    """What the model's :class:`~skin_cnn.models.info.ModelInfo` says that whoever holds only the
+    export needs, as JSON: written into every export (:mod:`skin_cnn.inference.export_info`).
+
+    ``synthetic`` (bool) and ``synthetic_model`` (:data:`SYNTHETIC_MODEL_WARNING` or None, as
+    ``skin-cnn serve`` answers), so that a model that learnt from drawn images never answers
+    without saying so; ``tasks`` (each output's name, positive and negative class) and
+    ``thresholds`` (every task's, as :class:`~skin_cnn.inference.predictor.Predictor` uses it:
+    the stored one, else the pre-specified 0.5), so that an app turns probabilities into the
+    classes ``skin-cnn predict`` would. A model saved without the record counts as not synthetic.
+    """
+    from skin_cnn.models.info import model_info, task_entries
+
+    info = model_info(model) or {}
+    tasks = tuple(model.output_names)
+    synthetic = info.get("synthetic") is True
+    return {"synthetic": synthetic, "synthetic_model": SYNTHETIC_MODEL_WARNING if synthetic else None,
+            "tasks": info.get("tasks") or task_entries(tasks),
+            "thresholds": {task: threshold.to_dict()
+                           for task, threshold in task_thresholds(tasks, info.get("thresholds")).items()}}
 
 
 def check_path(out):
@@ -293,8 +323,10 @@ def _write_savedmodel(model, preprocessing, directory, *, builtin_only=False):
 def export_savedmodel(model, preprocessing, out, precision="float32"):
     """Export ``model`` with its photo preprocessing as a SavedModel folder at ``out``.
 
-    The trunk computes in ``precision`` inside the exported graph (float32 by default).
-    Written beside ``out``, then renamed, so an interrupted export never leaves half a folder.
+    The trunk computes in ``precision`` inside the exported graph (float32 by default). The
+    folder also holds :data:`~skin_cnn.inference.export_info.SAVEDMODEL_INFO`, the model's
+    facts (:func:`model_facts`) and preprocessing, for readers without skin-cnn. Written beside
+    ``out``, then renamed, so an interrupted export never leaves half a folder.
     """
     preprocessing = Preprocessing.from_dict(preprocessing)
     method = preprocessing.crop_params["method"]
@@ -309,6 +341,7 @@ def export_savedmodel(model, preprocessing, out, precision="float32"):
     try:
         with trunk_precision(model, precision):
             _write_savedmodel(model, preprocessing, staging / "model")
+        write_savedmodel_info(staging / "model", {**model_facts(model), "preprocessing": preprocessing.to_dict()})
         if out.exists():
             shutil.rmtree(out)
         os.replace(staging / "model", out)
@@ -341,8 +374,9 @@ def export_tflite(model, preprocessing, out, precision="float32"):
     """Convert ``model`` with its resize (no crop) to a TFLite flat buffer at ``out``.
 
     The file's metadata (:data:`METADATA_NAME`, :func:`tflite_expectation`) records that it
-    expects a photo already hue-cropped when the run crops; :func:`read_tflite_metadata` reads
-    it back, ``skin-cnn predict`` and :func:`run_tflite` say so.
+    expects a photo already hue-cropped when the run crops, and the model's facts
+    (:func:`model_facts`: whether it learnt from synthetic images, tasks, thresholds);
+    :func:`read_tflite_metadata` reads it back, ``skin-cnn predict`` and :func:`run_tflite` say so.
 
     Converted from a SavedModel with the serving signature, so the TFLite file keeps the named
     input (``photo``) and the task-named outputs. ``precision="float16"`` stores the weights in
@@ -365,7 +399,7 @@ def export_tflite(model, preprocessing, out, precision="float32"):
                 "TFLite builtins could not express the model (%s); using TF select ops", exc
             )
             flat = _tflite_converter(saved, precision, select_ops=True).convert()
-    flat = with_metadata(flat, tflite_expectation(preprocessing))
+    flat = with_metadata(flat, {**tflite_expectation(preprocessing), **model_facts(model)})
     with atomic_path(out) as tmp_path:
         Path(tmp_path).write_bytes(flat)
     return Path(out)
@@ -570,7 +604,10 @@ def export_model(model_or_run_path: PathLike, fmt: str, out: PathLike, check_ima
         The check written to ``OUT.check.json``: ``format``, ``precision``, ``path``, ``input``,
         ``crop`` (whether and where the crop happens), ``preprocessing``, ``n_images``, ``images``
         (where they came from), ``reference`` (what it was compared with), ``max_abs_diff`` per
-        task, ``max_abs_diff_all``, ``crop_boxes_equal`` (SavedModel), ``tolerance`` and ``passed``.
+        task, ``max_abs_diff_all``, ``crop_boxes_equal`` (SavedModel), ``tolerance``, ``passed``,
+        and what the written file records (:func:`recorded_in_export`): ``synthetic``,
+        ``synthetic_model`` (:data:`SYNTHETIC_MODEL_WARNING` for a model trained on synthetic
+        images, else None) and, for TFLite, ``expects``.
     """
     if fmt not in FORMATS:
         raise ValueError(f"unknown export format {fmt!r}; expected one of {', '.join(FORMATS)}")
@@ -603,14 +640,32 @@ def export_model(model_or_run_path: PathLike, fmt: str, out: PathLike, check_ima
         check["passed"] = bool(worst < check["tolerance"] and boxes_ok)
     else:
         check.update(n_images=0, images=None, max_abs_diff={}, max_abs_diff_all=None, passed=None)
-    if fmt == "tflite":  # read back from the file, as a phone app would
-        check["expects"] = (read_tflite_metadata(out) or {}).get("expects")
+    check.update(recorded_in_export(fmt, out))
     write_json(check_path(out), check)
     return check
 
 
-def describe_check(check):
-    """One line for people: what was compared, the largest difference and the crop boxes."""
+def recorded_in_export(fmt: str, out: PathLike) -> dict[str, Any]:
+    """What the export at ``out`` says of itself, read back from the file as an app would: whether
+    its model learnt from synthetic images (``synthetic``, and ``synthetic_model``, the warning
+    or None) and, for TFLite, the photo it ``expects``."""
+    recorded = read_export_info(out) or {}
+    synthetic = says_synthetic(recorded)
+    found = {"synthetic": synthetic, "synthetic_model": SYNTHETIC_MODEL_WARNING if synthetic else None}
+    if fmt == "tflite":
+        found["expects"] = recorded.get("expects")
+    return found
+
+
+def describe_check(check: dict[str, Any]) -> str:
+    """One line for people: what was compared, the largest difference and the crop boxes; then,
+    for an export of a model trained on synthetic images, a line ``warning: …`` with
+    :data:`SYNTHETIC_MODEL_WARNING` (the export carries it; whoever exports is told too)."""
+    warning = f"\nwarning: {check['synthetic_model']}" if check.get("synthetic_model") else ""
+    return _check_line(check) + warning
+
+
+def _check_line(check):
     if not check["n_images"]:
         expects = f"; it expects {check['expects']}" if check.get("expects") else ""
         return f"{check['format']} written to {check['path']} (not checked){expects}"
@@ -652,8 +707,10 @@ __all__ = [
     "decode_photo",
     "export_tflite",
     "graph_model_input",
+    "model_facts",
     "random_photos",
     "png_bytes",
+    "recorded_in_export",
     "run_savedmodel",
     "run_savedmodel_batch",
     "run_tflite",

@@ -32,7 +32,7 @@ import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import numpy as np
 
@@ -142,6 +142,20 @@ class TaskThreshold:
         return cls(float(value), "fixed", "given")
 
 
+def task_thresholds(tasks: Sequence[str], stored: Mapping[str, Any] | None = None,
+                    overrides: Mapping[str, Any] | None = None) -> dict[str, TaskThreshold]:
+    """The :class:`TaskThreshold` of every task in ``tasks``: ``overrides`` first, then the
+    ``stored`` entries (a model's ``ModelInfo.thresholds``), else the pre-specified 0.5.
+
+    One rule for every place that answers with a model, so a :class:`Predictor` and an export of
+    the same model state the same thresholds.
+    """
+    chosen = dict(stored or {})
+    chosen.update(overrides or {})
+    return {task: TaskThreshold.from_value(chosen[task]) if task in chosen else TaskThreshold()
+            for task in tasks}
+
+
 # ---------------------------------------------------------------------------------------------
 # preprocessing settings
 
@@ -169,20 +183,42 @@ def resolve_model_path(path):
         for name in RUN_MODEL_FILES:
             if (path / name).is_file():
                 return path / name, path
+        from skin_cnn.inference.export_info import is_savedmodel
+
+        if is_savedmodel(path):
+            raise export_refusal(path, "a SavedModel export", "skin_cnn.inference.export.run_savedmodel or TF "
+                                 "Serving runs it")
         raise FileNotFoundError(f"{path}: run folder holds none of {', '.join(RUN_MODEL_FILES)}")
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such model file or run folder")
     if path.suffix.lower() == ".tflite":
-        from skin_cnn.inference.tflite_metadata import read_tflite_metadata
-
-        recorded = read_tflite_metadata(path) or {}
-        raise ValueError(f"{path}: a TFLite export, which skin-cnn predict does not run (give its run folder or "
-                         f".keras file; skin_cnn.inference.export.run_tflite runs it); it expects "
-                         f"{recorded.get('expects', 'what its export check file says')}")
+        raise export_refusal(path, "a TFLite export", "skin_cnn.inference.export.run_tflite runs it",
+                             expects="what its export check file says")
     if path.suffix != ".keras":
         raise ValueError(f"{path}: expected a .keras model file or a run folder")
     run_dir = path.parent if (path.parent / "config.json").is_file() else None
     return path, run_dir
+
+
+def export_refusal(path: PathLike, kind: str, runner: str, expects: str | None = None) -> ValueError:
+    """The one-line refusal of an export given where a ``.keras`` model is needed.
+
+    Says what the file is and what runs it, then what the export's own entry records
+    (:func:`skin_cnn.inference.export_info.read_export_info`): the photo it expects (``expects``
+    is said when the entry does not say) and, for a model trained on synthetic images,
+    :data:`SYNTHETIC_MODEL_WARNING`, so that the warning reaches whoever holds only the export.
+    """
+    from skin_cnn.inference.export_info import read_export_info, says_synthetic
+
+    recorded = read_export_info(path) or {}
+    text = (f"{path}: {kind}, which skin-cnn predict does not run (give its run folder or .keras file; "
+            f"{runner})")
+    said = recorded.get("expects", expects)
+    if said:
+        text += f"; it expects {said}"
+    if says_synthetic(recorded):
+        text += f". {SYNTHETIC_MODEL_WARNING}"
+    return ValueError(text)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -256,12 +292,7 @@ class Predictor:
                                        if task in TASKS else ("positive", "negative"))
             for task in self.tasks
         }
-        chosen = dict(info.get("thresholds", {}))
-        chosen.update(thresholds or {})
-        self.thresholds = {
-            task: TaskThreshold.from_value(chosen[task]) if task in chosen else TaskThreshold()
-            for task in self.tasks
-        }
+        self.thresholds = task_thresholds(self.tasks, info.get("thresholds"), thresholds)
         self._lock = threading.Lock()
         height, width = self.preprocessing.image_size
         expected = tuple(model.inputs[0].shape[1:3])

@@ -2,9 +2,10 @@
 
 A ``.tflite`` file holds a list of named metadata buffers. ``skin-cnn export --format tflite``
 adds one, :data:`METADATA_NAME`, a JSON object saying whether the file wants a photo already
-hue-cropped (the export resizes only) and the preprocessing it was trained with. Whoever holds the
-file alone — a phone app, ``skin-cnn predict``, :func:`skin_cnn.inference.export.run_tflite` —
-can read it back with :func:`read_tflite_metadata`.
+hue-cropped (the export resizes only) and the preprocessing it was trained with, and the model's
+facts (:func:`skin_cnn.inference.export.model_facts`: whether it learnt from synthetic images, its
+tasks and thresholds). Whoever holds the file alone — a phone app, ``skin-cnn predict``,
+:func:`skin_cnn.inference.export.run_tflite` — can read it back with :func:`read_tflite_metadata`.
 """
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-#: Name of the metadata entry (JSON) of a TFLite export: what photo it expects.
+#: Name of the metadata entry (JSON) of a TFLite export: what photo it expects, what its model is.
 METADATA_NAME = "skin_cnn"
 
 
@@ -29,8 +30,14 @@ def with_metadata(flat, entry):
     item = schema.MetadataT()
     item.name = METADATA_NAME
     item.buffer = len(model.buffers) - 1
-    model.metadata = [m for m in (model.metadata or []) if m.name != METADATA_NAME] + [item]
+    model.metadata = [m for m in (model.metadata or []) if _text(m.name) != METADATA_NAME] + [item]
     return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
+
+
+def _text(name):
+    """A metadata name as a string: the flatbuffer object API reads names back as bytes, so an
+    entry already in the file must be compared decoded (or it is kept beside its replacement)."""
+    return name.decode("utf-8") if isinstance(name, bytes) else name
 
 
 def read_tflite_metadata(path):
