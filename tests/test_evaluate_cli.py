@@ -281,11 +281,8 @@ def test_needs_exactly_one_input(tmp_path):
     assert result.exit_code != 0 and "exactly one" in result.output
 
 
-def test_run_folder_form_predicts_the_test_split(tmp_path):
-    import keras
-
-    from skin_cnn.core.tasks import TASK_NAMES
-
+def _run_folder(tmp_path, model):
+    """A run folder holding ``model`` as best.keras (32×32, no crop) and a split of random photos."""
     rng = np.random.default_rng(0)
     rows = []
     for i, (dx, split) in enumerate(
@@ -304,13 +301,22 @@ def test_run_folder_form_predicts_the_test_split(tmp_path):
     run_dir = tmp_path / "run"
     run_dir.mkdir()
     pd.DataFrame(rows).to_csv(run_dir / "split.csv", index=False)
-    inputs = keras.Input((32, 32, 3))
-    pooled = keras.layers.GlobalAveragePooling2D()(keras.layers.Rescaling(1 / 255)(inputs))
-    outputs = {t: keras.layers.Dense(1, activation="sigmoid", name=t)(pooled) for t in TASK_NAMES}
-    keras.Model(inputs, outputs).save(run_dir / "best.keras")
+    model.save(run_dir / "best.keras")
     (run_dir / "config.json").write_text(
         json.dumps({"preprocessing": {"image_size": [32, 32], "crop": False, "resize": "stretch"}})
     )
+    return run_dir
+
+
+def test_run_folder_form_predicts_the_test_split(tmp_path):
+    import keras
+
+    from skin_cnn.core.tasks import TASK_NAMES
+
+    inputs = keras.Input((32, 32, 3))
+    pooled = keras.layers.GlobalAveragePooling2D()(keras.layers.Rescaling(1 / 255)(inputs))
+    outputs = {t: keras.layers.Dense(1, activation="sigmoid", name=t)(pooled) for t in TASK_NAMES}
+    run_dir = _run_folder(tmp_path, keras.Model(inputs, outputs))
     result = run("evaluate", run_dir, "--n-bootstrap", 50, "--quiet")
     assert result.exit_code == 0, result.output
     out = run_dir / "eval_test"
@@ -399,3 +405,46 @@ def test_a_report_on_synthetic_images_says_so_under_every_section(tmp_path, eval
     assert json.loads((tmp_path / "out" / "metrics.json").read_text())["synthetic"] is True
     real = evaluated[0]  # no synthetic column: no banner
     assert "SYNTHETIC" not in (real / "report.html").read_text()
+
+
+@pytest.mark.parametrize("synthetic", [True, False])
+def test_a_model_trained_on_synthetic_images_gets_its_own_banner_when_evaluated_on_real_photos(tmp_path,
+                                                                                             synthetic):
+    import re
+
+    from model_fixtures import plain_model
+
+    from skin_cnn.models import with_model_info
+
+    model = with_model_info(plain_model(), synthetic=synthetic, preprocessing={"image_size": [32, 32], "crop": False})
+    run_dir = _run_folder(tmp_path, model)
+    result = run("evaluate", run_dir, "--n-bootstrap", 0, "--no-leakage-audit", "--quiet")
+    assert result.exit_code == 0, result.output
+    out = run_dir / "eval_test"
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["synthetic_model"] is synthetic
+    assert "synthetic" not in metrics  # the photos are not marked synthetic: not the images' banner
+    html, md = (out / "report.html").read_text(), (out / "report.md").read_text()
+    assert "SYNTHETIC DEMO DATA" not in html + md
+    assert ("warning: MODEL TRAINED ON SYNTHETIC IMAGES" in result.output) is synthetic
+    if not synthetic:
+        assert "SYNTHETIC" not in html + md
+        return
+    assert "banner-fixed'>MODEL TRAINED ON SYNTHETIC IMAGES" in html.split("<h1>")[0]
+    sections = re.split(r"<h2 ", html)[1:]
+    assert len(sections) > 5
+    assert all("MODEL TRAINED ON SYNTHETIC IMAGES" in part.split("</h2>", 1)[1][:400] for part in sections)
+    assert md.count("MODEL TRAINED ON SYNTHETIC IMAGES") == 1 + md.count("\n## ")
+    assert "not from photos of patients" in md
+
+
+def test_a_report_on_synthetic_images_by_a_synthetic_trained_model_carries_both_banners(tmp_path, evaluated):
+    from skin_cnn.reporting.report import ReportInputs, write_evaluation
+
+    frame = pd.read_csv(write_predictions(tmp_path / "pred.csv")).assign(synthetic="true")
+    metrics = write_evaluation(frame, tmp_path / "out", inputs=ReportInputs(synthetic_model=True))
+    assert metrics["synthetic"] is True and metrics["synthetic_model"] is True
+    md = (tmp_path / "out" / "report.md").read_text()
+    assert md.count("SYNTHETIC DEMO DATA") == md.count("MODEL TRAINED ON SYNTHETIC IMAGES") == 1 + md.count("\n## ")
+    # a predictions file says nothing of its model: nothing is recorded about it
+    assert "synthetic_model" not in json.loads((evaluated[0] / "metrics.json").read_text())

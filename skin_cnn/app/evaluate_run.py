@@ -496,7 +496,9 @@ def chosen_thresholds(evaluated, rule, validation, source):
 
 def report_inputs(evaluated, thresholds, options, settings, change, threshold_fit, progress):
     """What the report shows besides the metrics: the flow, the run's context, the failure
-    gallery's Grad-CAMs, the audits and how many times the test split was looked at."""
+    gallery's Grad-CAMs, the audits, how many times the test split was looked at, and whether
+    the model learnt from synthetic images (``Predictor.synthetic``, read from the model file when
+    it was loaded)."""
     from skin_cnn.reporting.checklist import run_context
     from skin_cnn.evaluation.failures import failure_cases
     from skin_cnn.reporting.report import ReportInputs
@@ -528,6 +530,7 @@ def report_inputs(evaluated, thresholds, options, settings, change, threshold_fi
         shortcut=shortcut,
         threshold_fit=threshold_fit,
         leakage=leakage,
+        synthetic_model=bool(getattr(evaluated.predictor, "synthetic", False)),
     )
 
 

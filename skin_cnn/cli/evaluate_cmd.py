@@ -323,4 +323,8 @@ def _summary(metrics, out):
     record = metrics.get("test_evaluations")
     if record:
         click.echo(f"test split evaluated {record['count']} time(s) in this run folder")
+    if metrics.get("synthetic_model"):
+        from skin_cnn.reporting.report import SYNTHETIC_MODEL_BANNER
+
+        click.echo(f"warning: {SYNTHETIC_MODEL_BANNER}")
     click.echo(f"wrote {Path(out) / 'metrics.json'} and {Path(out) / 'report.html'}")

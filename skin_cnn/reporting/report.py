@@ -34,6 +34,24 @@ EVALUATION_FILES = ("metrics.json", "metrics.csv", "report.md", "report.html", "
 #: The banner of a report on synthetic images (the demo's), under every section heading.
 SYNTHETIC_BANNER = ("SYNTHETIC DEMO DATA: images drawn by a program, not patients; "
                     "these numbers say nothing about real photos.")
+#: The banner of a report on a model trained on synthetic images (``metrics["synthetic_model"]``),
+#: whatever images it was evaluated on.
+SYNTHETIC_MODEL_BANNER = ("MODEL TRAINED ON SYNTHETIC IMAGES: the evaluated model learnt from images drawn by a "
+                          "program (skin-cnn demo), not from photos of patients; these numbers say nothing "
+                          "about what a model trained on real photos would do.")
+
+
+def report_banner(metrics: dict) -> str | None:
+    """The banner shown under every section heading, or None.
+
+    Two warnings can apply, each on its own ground: the images are synthetic (the predictions'
+    ``synthetic`` column) or the model learnt from synthetic images (its ``ModelInfo``, recorded
+    as ``synthetic_model``). A model trained on the demo and evaluated on real photos gives
+    numbers that look like a real result; the second banner says they are not.
+    """
+    texts = [text for key, text in (("synthetic", SYNTHETIC_BANNER), ("synthetic_model", SYNTHETIC_MODEL_BANNER))
+             if metrics.get(key)]
+    return " ".join(texts) or None
 
 
 @dataclass(frozen=True)
@@ -99,8 +117,7 @@ def build_report(metrics: dict, content: ReportContent) -> Report:
     from skin_cnn.reporting import report_sections as more
 
     c, figures = content, content.figures
-    rep = Report("Diagnostic accuracy report", anchors=True,
-                 banner=SYNTHETIC_BANNER if metrics.get("synthetic") else None)
+    rep = Report("Diagnostic accuracy report", anchors=True, banner=report_banner(metrics))
     sections: dict = {}
     main.add_opening(rep, metrics, c.source, sections)
     main.add_main_tables(rep, metrics, sections)
@@ -183,6 +200,11 @@ class ReportInputs:
         ``{"audit", "pairs"}`` of :func:`skin_cnn.app.evaluate_run.audit_leakage`: the pairs go to
         ``suspected_duplicates.csv`` and ``suspected_duplicates.png``, the counts to
         ``metrics.json`` (``leakage_audit``), the flow and the report.
+    synthetic_model : bool, optional
+        Whether the model that made the predictions was trained on synthetic images (its
+        ``ModelInfo``): recorded in ``metrics.json`` as ``synthetic_model``, and when true the
+        report carries :data:`SYNTHETIC_MODEL_BANNER`. None when the model is not known (a
+        predictions file): nothing is recorded.
     """
 
     by: Sequence[str] = ()
@@ -197,6 +219,7 @@ class ReportInputs:
     shortcut: Any = None
     threshold_fit: Any = None
     leakage: dict | None = None
+    synthetic_model: bool | None = None
 
 
 def write_evaluation(
@@ -266,7 +289,7 @@ def write_evaluation(
 
 def _metrics(predictions, thresholds, threshold_method, settings, inputs, progress):
     """``metrics.json`` content: the metrics, the threshold choice's intervals, the test-split
-    count, the synthetic flag, the source and the calibration of every task."""
+    count, the synthetic flags (images, model), the source and the calibration of every task."""
     from skin_cnn.evaluation.metrics import evaluate_predictions
     from skin_cnn.stats.calibration import calibration_summary
 
@@ -278,6 +301,8 @@ def _metrics(predictions, thresholds, threshold_method, settings, inputs, progre
         add_threshold_choice(metrics, predictions, inputs.threshold_fit, thresholds, settings=settings)
     if marks_synthetic(predictions):
         metrics["synthetic"] = True
+    if inputs.synthetic_model is not None:
+        metrics["synthetic_model"] = bool(inputs.synthetic_model)
     if inputs.source:
         metrics["source"] = str(inputs.source)
     metrics["calibration"] = {
