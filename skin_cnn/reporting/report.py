@@ -307,7 +307,8 @@ def _metrics(predictions, thresholds, threshold_method, settings, inputs, progre
         metrics["source"] = str(inputs.source)
     metrics["calibration"] = {
         t: calibration_summary(*(predictions.loc[predictions["task"] == t, c].to_numpy()
-                                 for c in ("y_true", "y_prob")))
+                                 for c in ("y_true", "y_prob")),
+                               n_resamples=settings.n_bootstrap, seed=settings.seed)
         for t in metrics["tasks"]
     }
     return metrics

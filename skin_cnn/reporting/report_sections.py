@@ -173,25 +173,43 @@ def _add_training(rep, run, train):
 
 
 def add_calibration(rep, calibration, figure=None):
-    """ECE, Brier score, calibration slope and intercept per task, with the reliability diagram."""
+    """ECE beside the ECE a calibrated model would show, Brier score, calibration slope and
+    intercept per task, with the reliability diagram."""
     anchor = rep.heading("Calibration")
     first = next(iter(calibration.values()))
+    reference = first.get("ece_if_calibrated")
     rep.para(
-        f"ECE: {first['binning']} (the bins of the reliability diagram). Brier score: mean of "
-        "(p − y)². Calibration slope and intercept: logistic regression of the reference standard "
-        "on logit(p), unpenalised; a calibrated model has slope 1 and intercept 0, a slope below 1 "
-        "means probabilities too extreme. Point estimates, without intervals."
+        f"ECE: {first['binning']} (the bins of the reliability diagram). "
+        + (f"Even a perfectly calibrated model shows an ECE above 0 on a finite set: the next column is "
+           f"the ECE such a model with these probabilities would show on this many images: its median and "
+           f"the value 95% of {reference['n_resamples']:,} draws stay at or under, each draw taking the "
+           f"outcomes from the probabilities themselves (seed {reference['seed']}); p is the share of draws "
+           f"at or above the ECE measured (small p: more miscalibration than chance explains). "
+           if reference else "")
+        + "Brier score: mean of (p − y)². Calibration slope and intercept: logistic regression of the "
+        "reference standard on logit(p), unpenalised; a calibrated model has slope 1 and intercept 0, a "
+        "slope below 1 means probabilities too extreme. Point estimates, without intervals."
     )
+    header = ["Task", "ECE"] + (["ECE of a calibrated model: median (95%); p"] if reference else [])
     rep.table(
-        ["Task", "ECE", "Brier score", "Calibration slope", "Calibration intercept"],
-        [[task_title(t), _num(c["ece"]), _num(c["brier"]),
-          _num(c["slope"], 2) if c["slope"] is not None else f"n/a ({c['note']})",
-          _num(c["intercept"], 2) if c["intercept"] is not None else "n/a"]
+        header + ["Brier score", "Calibration slope", "Calibration intercept"],
+        [[task_title(t), _num(c["ece"])]
+         + ([_ece_reference(c.get("ece_if_calibrated"))] if reference else [])
+         + [_num(c["brier"]),
+            _num(c["slope"], 2) if c["slope"] is not None else f"n/a ({c['note']})",
+            _num(c["intercept"], 2) if c["intercept"] is not None else "n/a"]
          for t, c in calibration.items()],
     )
     if figure:
         rep.image(figure, "Calibration (reliability diagram)")
-    return anchor, "ECE (10 equal-width bins), Brier score, slope and intercept per task; reliability diagram"
+    return anchor, ("ECE (10 equal-width bins) beside that of a calibrated model, Brier score, slope and "
+                    "intercept per task; reliability diagram")
+
+
+def _ece_reference(reference):
+    if not reference:
+        return "n/a"
+    return f"{_num(reference['median'])} (up to {_num(reference['p95'])}); p = {reference['p_value']:.2f}"
 
 
 def add_fairness(rep, result, figure=None):
