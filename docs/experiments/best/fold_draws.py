@@ -11,7 +11,11 @@ judged at the threshold its fold model stores (``cv_folds.csv``), as counts, aga
 Table 2 (``skin_cnn.core.tasks.STUDY_OPERATING_POINTS``); ECE (10 bins) beside the ECE a perfectly
 calibrated model with the same probabilities would show on as many photos
 (``skin_cnn.stats.calibration.ece_if_calibrated``, 2,000 draws, seed 0). The last row counts the
-draws meeting each criterion.
+draws meeting each criterion. Then, per task over every fold of every run, how far the
+held-out fold's sensitivity and specificity at the fold's stored threshold fell from what the
+threshold rule saw on the training folds' inner out-of-fold predictions (``val_predictions.csv``):
+a systematic shift would be something a threshold rule could correct; spread around zero is
+sampling.
 """
 import argparse
 import json
@@ -42,6 +46,23 @@ def task_draw(part):
             "ece_if_calibrated": ece_if_calibrated(p, ece, n_resamples=2000, seed=0)}
 
 
+def held_out_shift(run):
+    """Per fold and task: held-out minus inner out-of-fold sensitivity and specificity at the stored threshold."""
+    import pandas as pd
+
+    folds, oof = pd.read_csv(Path(run) / "cv_folds.csv"), pd.read_csv(Path(run) / "oof_predictions.csv")
+    rows = []
+    for fold, task, cut in zip(folds["fold"], folds["task"], folds["threshold"]):
+        inner = pd.read_csv(Path(run) / f"fold{int(fold)}" / "val_predictions.csv")
+        seen = inner[inner["task"] == task]
+        held = oof[(oof["fold"] == fold) & (oof["task"] == task)]
+        figures = [((part["y_prob"] >= cut)[part["y_true"] == 1].mean(),
+                    (part["y_prob"] < cut)[part["y_true"] == 0].mean()) for part in (seen, held)]
+        rows.append({"task": task, "sensitivity": figures[1][0] - figures[0][0],
+                     "specificity": figures[1][1] - figures[0][1]})
+    return rows
+
+
 def cell(d):
     ref = d["ece_if_calibrated"]
     return (f"{d['auc']:.3f}; {100 * d['tp'] / d['positives']:.1f} ({d['tp']}/{d['positives']}) / "
@@ -65,14 +86,21 @@ def main(argv=None):
         everything = all(tasks[t]["point_met"] and tasks[t]["ece_at_most_0.05"] for t in TASK_NAMES)
         print(f"| {Path(run).name} | " + " | ".join(cell(tasks[t]) for t in TASK_NAMES)
               + f" | {'yes' if everything else 'no'} |")
-    n = len(result)
-    counts = {t: (sum(r[t]["point_met"] for r in result.values()), sum(r[t]["ece_at_most_0.05"] for r in result.values()),
-                  float(np.mean([r[t]["auc"] for r in result.values()]))) for t in TASK_NAMES}
+    n, draws = len(result), list(result.values())
+    counts = {t: (sum(r[t]["point_met"] for r in draws), sum(r[t]["ece_at_most_0.05"] for r in draws),
+                  float(np.mean([r[t]["auc"] for r in draws]))) for t in TASK_NAMES}
+    every = sum(all(r[t]["point_met"] and r[t]["ece_at_most_0.05"] for t in TASK_NAMES) for r in draws)
     print("| draws meeting it | " + " | ".join(f"point {m} of {n}; ECE ≤ 0.05 {e} of {n}; mean AUC {a:.3f}"
-                                            for m, e, a in counts.values()) + " | "
-          + f"{sum(all(r[t]['point_met'] and r[t]['ece_at_most_0.05'] for t in TASK_NAMES) for r in result.values())} of {n} |")
+                                            for m, e, a in counts.values()) + f" | {every} of {n} |")
+    shifts = [row for run in args.runs for row in held_out_shift(run)]
+    print("\nheld-out minus inner out-of-fold, at the stored threshold (points; mean ± SD over folds):")
+    for task in TASK_NAMES:
+        mine = [r for r in shifts if r["task"] == task]
+        sens, spec = (100 * np.array([r[k] for r in mine]) for k in ("sensitivity", "specificity"))
+        print(f"  {task:<22} sensitivity {sens.mean():+.1f} ± {sens.std(ddof=1):.1f}, specificity "
+              f"{spec.mean():+.1f} ± {spec.std(ddof=1):.1f} ({len(mine)} folds)")
     if args.out:
-        Path(args.out).write_text(json.dumps(result, indent=1))
+        Path(args.out).write_text(json.dumps({"runs": result, "held_out_shift": shifts}, indent=1))
 
 
 if __name__ == "__main__":
