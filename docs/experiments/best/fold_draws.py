@@ -15,7 +15,9 @@ draws meeting each criterion. Then, per task over every fold of every run, how f
 held-out fold's sensitivity and specificity at the fold's stored threshold fell from what the
 threshold rule saw on the training folds' inner out-of-fold predictions (``val_predictions.csv``):
 a systematic shift would be something a threshold rule could correct; spread around zero is
-sampling.
+sampling. Last, the fold ensemble's AUC (``ensemble.keras``, the mean of the fold models): its
+nested out-of-fold scores (``oof_ensemble_predictions.csv``: each photo scored by the mean of the
+k − 1 regressions fitted without its fold) beside the single fold models' on the same photos.
 """
 import argparse
 import json
@@ -23,6 +25,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 from sklearn.metrics import roc_auc_score
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "crops"))
@@ -48,8 +51,6 @@ def task_draw(part):
 
 def held_out_shift(run):
     """Per fold and task: held-out minus inner out-of-fold sensitivity and specificity at the stored threshold."""
-    import pandas as pd
-
     folds, oof = pd.read_csv(Path(run) / "cv_folds.csv"), pd.read_csv(Path(run) / "oof_predictions.csv")
     rows = []
     for fold, task, cut in zip(folds["fold"], folds["task"], folds["threshold"]):
@@ -99,8 +100,17 @@ def main(argv=None):
         sens, spec = (100 * np.array([r[k] for r in mine]) for k in ("sensitivity", "specificity"))
         print(f"  {task:<22} sensitivity {sens.mean():+.1f} ± {sens.std(ddof=1):.1f}, specificity "
               f"{spec.mean():+.1f} ± {spec.std(ddof=1):.1f} ({len(mine)} folds)")
+    print("\nfold ensemble, nested out-of-fold AUC against the single fold models' (pooled):")
+    ensemble = {}
+    for run in args.runs:
+        single, nested = (pd.read_csv(Path(run) / name) for name in ("oof_predictions.csv",
+                                                                       "oof_ensemble_predictions.csv"))
+        ensemble[run] = {t: [float(roc_auc_score(f[f["task"] == t]["y_true"], f[f["task"] == t]["y_prob"]))
+                             for f in (single, nested)] for t in TASK_NAMES}
+        print(f"  {Path(run).name}: " + "; ".join(f"{t} {a:.3f} -> {b:.3f}" for t, (a, b) in ensemble[run].items()))
     if args.out:
-        Path(args.out).write_text(json.dumps({"runs": result, "held_out_shift": shifts}, indent=1))
+        Path(args.out).write_text(json.dumps({"runs": result, "held_out_shift": shifts, "ensemble_auc": ensemble},
+                                             indent=1))
 
 
 if __name__ == "__main__":
