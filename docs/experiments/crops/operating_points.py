@@ -24,6 +24,8 @@ from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_curve
 
+from skin_cnn.stats.calibration import expected_calibration_error
+
 #: The study's sensitivity and specificity (VGG-16P, its own test set).
 STUDY = {"psoriasis_vs_eczema": (0.818, 0.736), "acne_vs_rosacea": (0.854, 0.895),
          "ctcl_vs_eczema": (0.743, 0.841)}
@@ -32,13 +34,9 @@ SOURCES = ("DermNet NZ", "Fitzpatrick17k", "SD-198")
 
 
 def ece(y, p, n_bins=10):
-    """Expected calibration error over equal-width bins, weighted by the photos per bin."""
-    which = np.clip(np.digitize(p, np.linspace(0, 1, n_bins + 1)[1:-1]), 0, n_bins - 1)
-    total = 0.0
-    for b in np.unique(which):
-        inside = which == b
-        total += inside.mean() * abs(p[inside].mean() - y[inside].mean())
-    return float(total)
+    """Expected calibration error over equal-width bins, weighted by the photos per bin (the
+    product's, ``skin_cnn.stats.calibration.expected_calibration_error``)."""
+    return expected_calibration_error(y, p, n_bins)
 
 
 def exact(k, n):
