@@ -60,3 +60,17 @@ def test_a_fixed_seed_gives_the_same_reference_and_no_resamples_give_none():
     assert ece_if_calibrated(p, seed=4) == ece_if_calibrated(p, seed=4)
     assert ece_if_calibrated(p, n_resamples=0) is None and ece_if_calibrated([]) is None
     assert calibration_summary([0, 1] * 20, p, n_resamples=0)["ece_if_calibrated"] is None
+
+
+def test_reliability_bins_give_the_binomial_range_of_a_calibrated_model():
+    from skin_cnn.stats.calibration import reliability_bins
+
+    # ten images at p = 0.5 (one bin): Binomial(10, 0.5) has 2.5% and 97.5% quantiles 2 and 8
+    # (P(X <= 1) = 0.011, P(X <= 2) = 0.055; P(X <= 7) = 0.945, P(X <= 8) = 0.989)
+    # two images at p = 0.95 (the last bin): Binomial(2, 0.95) quantiles 1 and 2
+    # (P(X = 0) = 0.0025, P(X <= 1) = 0.0975)
+    bins = reliability_bins([1] * 3 + [0] * 7 + [1, 1], [0.5] * 10 + [0.95] * 2)
+    assert bins["count"].tolist() == [10, 2]
+    assert bins["share"].tolist() == pytest.approx([0.3, 1.0])
+    assert bins["calibrated_low"].tolist() == pytest.approx([0.2, 0.5])
+    assert bins["calibrated_high"].tolist() == pytest.approx([0.8, 1.0])

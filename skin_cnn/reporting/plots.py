@@ -189,7 +189,12 @@ def plot_confusion(entry, task, path):
 
 def plot_calibration(predictions, path, n_bins=10):
     """Reliability diagram per task: observed share of positives against the mean predicted
-    probability in equal-width bins, with the number of images per bin underneath."""
+    probability in equal-width bins, with the number of images per bin underneath, and behind
+    each point the range of shares a calibrated model would give with that bin's images
+    (:func:`~skin_cnn.stats.calibration.reliability_bins`): a bin of 5 images can sit far off the
+    diagonal by chance, one of 200 cannot."""
+    from skin_cnn.stats.calibration import bin_index, reliability_bins
+
     tasks = [t for t in TASKS if (predictions["task"] == t).any()]
     fig = _figure(4.4 * max(1, len(tasks)), 4.8)
     grid = fig.add_gridspec(2, max(1, len(tasks)), height_ratios=(3, 1))
@@ -197,14 +202,13 @@ def plot_calibration(predictions, path, n_bins=10):
     for k, task in enumerate(tasks):
         part = predictions[predictions["task"] == task]
         y, p = part["y_true"].to_numpy(), part["y_prob"].to_numpy()
-        which = np.clip(np.digitize(p, edges[1:-1]), 0, n_bins - 1)
-        count = np.bincount(which, minlength=n_bins)
-        used = count > 0
-        mean_p = np.bincount(which, weights=p, minlength=n_bins)[used] / count[used]
-        frac = np.bincount(which, weights=y, minlength=n_bins)[used] / count[used]
+        bins = reliability_bins(y, p, n_bins)
+        count = np.bincount(bin_index(p, n_bins), minlength=n_bins)
         ax = fig.add_subplot(grid[0, k])
         ax.plot([0, 1], [0, 1], color="0.7", ls="--", lw=1, label="perfect calibration")
-        ax.plot(mean_p, frac, "o-", color="C0", label="model")
+        ax.vlines(bins["mean_p"], bins["calibrated_low"], bins["calibrated_high"], color="0.55", lw=5, alpha=0.35,
+                  label="95% range of a calibrated model\n(per bin, for its images)")
+        ax.plot(bins["mean_p"], bins["share"], "o-", color="C0", label="model")
         ax.set(
             xlim=(0, 1),
             ylim=(-0.02, 1.02),

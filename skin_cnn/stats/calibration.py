@@ -40,6 +40,37 @@ def bin_index(y_prob, n_bins=10):
     return np.clip(np.digitize(np.asarray(y_prob, dtype=float), edges[1:-1]), 0, n_bins - 1)
 
 
+def reliability_bins(y_true, y_prob, n_bins=10, confidence=0.95):
+    """The non-empty bins of the reliability diagram, with what a calibrated model would show.
+
+    Returns
+    -------
+    dict of arrays, one entry per non-empty bin
+        ``count`` (images), ``mean_p`` (mean predicted probability), ``share`` (observed share
+        positive), and ``calibrated_low`` / ``calibrated_high``: the central ``confidence`` range
+        of the share a calibrated model would give in a bin of that many images at that mean
+        probability (binomial quantiles; Bröcker & Smith's consistency bars). A point outside its
+        range is more miscalibration than the bin's size explains.
+    """
+    from scipy import stats
+
+    y = np.asarray(y_true, dtype=float)
+    p = np.asarray(y_prob, dtype=float)
+    which = bin_index(p, n_bins)
+    count = np.bincount(which, minlength=n_bins)
+    used = count > 0
+    count = count[used]
+    mean_p = np.bincount(which, weights=p, minlength=n_bins)[used] / count
+    tail = (1 - confidence) / 2
+    return {
+        "count": count,
+        "mean_p": mean_p,
+        "share": np.bincount(which, weights=y, minlength=n_bins)[used] / count,
+        "calibrated_low": stats.binom.ppf(tail, count, mean_p) / count,
+        "calibrated_high": stats.binom.ppf(1 - tail, count, mean_p) / count,
+    }
+
+
 def expected_calibration_error(y_true, y_prob, n_bins=10):
     """ECE over equal-width bins, weighted by the number of images per bin.
 
@@ -49,15 +80,10 @@ def expected_calibration_error(y_true, y_prob, n_bins=10):
         None without images.
     """
     y = np.asarray(y_true, dtype=float)
-    p = np.asarray(y_prob, dtype=float)
     if y.size == 0:
         return None
-    which = bin_index(p, n_bins)
-    count = np.bincount(which, minlength=n_bins)
-    used = count > 0
-    mean_p = np.bincount(which, weights=p, minlength=n_bins)[used] / count[used]
-    share = np.bincount(which, weights=y, minlength=n_bins)[used] / count[used]
-    return float(np.sum(count[used] / y.size * np.abs(mean_p - share)))
+    bins = reliability_bins(y, y_prob, n_bins)
+    return float(np.sum(bins["count"] / y.size * np.abs(bins["mean_p"] - bins["share"])))
 
 
 def brier_score(y_true, y_prob):
