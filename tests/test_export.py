@@ -253,7 +253,7 @@ def _refusal(export, folder):
 @pytest.mark.filterwarnings("ignore:.*tf.lite.Interpreter is deprecated:UserWarning")
 @pytest.mark.parametrize("fmt, name", [("savedmodel", "sm"), ("tflite", "m.tflite")])
 def test_an_export_of_a_synthetic_trained_model_carries_the_flag_tasks_and_thresholds(info_models, tmp_path,
-                                                                                      fmt, name):
+                                                                                      fmt, name, caplog):
     from skin_cnn.inference.export import read_tflite_metadata
     from skin_cnn.inference.export_info import export_synthetic
     from skin_cnn.inference.predictor import SYNTHETIC_MODEL_WARNING
@@ -279,12 +279,33 @@ def test_an_export_of_a_synthetic_trained_model_carries_the_flag_tasks_and_thres
     assert json.loads(check_path(out).read_text())["synthetic_model"] == SYNTHETIC_MODEL_WARNING
     assert describe_check(check).splitlines()[-1] == f"warning: {SYNTHETIC_MODEL_WARNING}"
     assert SYNTHETIC_MODEL_WARNING in _refusal(out, tmp_path)
+    # whoever runs the export with skin-cnn's runners, not its predictor, is told as well
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="skin_cnn.inference.export"):
+        export_model(info_models["synthetic"], fmt, tmp_path / f"again-{name}", check_images=1)
+    assert not caplog.records  # the export's own check runs it silently: the command says it once
+    with caplog.at_level("WARNING", logger="skin_cnn.inference.export"):
+        _run_export(out, fmt)
+    assert [r.getMessage() for r in caplog.records if "SYNTHETIC" in r.getMessage()] == [
+        f"{out}: {SYNTHETIC_MODEL_WARNING}"] * (2 if fmt == "savedmodel" else 1)
+
+
+def _run_export(out, fmt):
+    """Run an export through every runner of its format (SavedModel: one-photo and batch)."""
+    from skin_cnn.inference.export import png_bytes, run_savedmodel, run_savedmodel_batch, run_tflite
+
+    photo = _photo()
+    if fmt == "savedmodel":
+        run_savedmodel(out, [photo])
+        run_savedmodel_batch(out, [png_bytes(photo)])
+    else:
+        run_tflite(out, [photo], cropped=True)
 
 
 @pytest.mark.filterwarnings("ignore:.*tf.lite.Interpreter is deprecated:UserWarning")
 @pytest.mark.parametrize("fmt, name", [("savedmodel", "sm"), ("tflite", "m.tflite")])
 def test_exports_of_models_without_the_flag_and_exports_older_than_the_entry_read_as_not_synthetic(
-        info_models, tmp_path, fmt, name):
+        info_models, tmp_path, fmt, name, caplog):
     from skin_cnn.inference.export import read_tflite_metadata, tflite_expectation, with_metadata
     from skin_cnn.inference.export_info import export_synthetic, read_export_info
 
@@ -307,6 +328,9 @@ def test_exports_of_models_without_the_flag_and_exports_older_than_the_entry_rea
     refused = _refusal(out, tmp_path)
     assert f"a {'SavedModel' if fmt == 'savedmodel' else 'TFLite'} export" in refused
     assert "SYNTHETIC" not in refused
+    with caplog.at_level("WARNING", logger="skin_cnn.inference.export"):
+        _run_export(out, fmt)
+    assert not [r for r in caplog.records if "SYNTHETIC" in r.getMessage()]
 
 
 def test_the_export_command_prints_the_warning_for_a_synthetic_trained_model_only(info_models, tmp_path):

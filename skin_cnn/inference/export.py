@@ -416,8 +416,27 @@ def _photo_array(photo):
     return np.ascontiguousarray(photo)
 
 
-def run_savedmodel(path, photos):
-    """``(probabilities {task: (n,)}, boxes (n, 4) int)`` from a SavedModel, one photo per call."""
+def warn_if_synthetic(path, recorded=None) -> bool:
+    """Log :data:`SYNTHETIC_MODEL_WARNING` when the export at ``path`` says its model learnt from
+    synthetic images (``recorded``: its entry, when already read); True when it did.
+
+    Whoever runs an export without skin-cnn's predictor would otherwise never be told.
+    """
+    recorded = read_export_info(path) if recorded is None else recorded
+    if not says_synthetic(recorded):
+        return False
+    logger.warning("%s: %s", path, SYNTHETIC_MODEL_WARNING)
+    return True
+
+
+def run_savedmodel(path, photos, warn_synthetic=True):
+    """``(probabilities {task: (n,)}, boxes (n, 4) int)`` from a SavedModel, one photo per call.
+
+    Logs :data:`SYNTHETIC_MODEL_WARNING` when the export says its model learnt from synthetic
+    images, unless ``warn_synthetic`` is False (the export's own check: the command says it once).
+    """
+    if warn_synthetic:
+        warn_if_synthetic(path)
     fn = tf.saved_model.load(os.fspath(path)).signatures[SIGNATURE]
     results, boxes = {}, []
     for photo in photos:
@@ -429,9 +448,11 @@ def run_savedmodel(path, photos):
     return probabilities, np.asarray(boxes, np.int64).reshape(-1, 4)
 
 
-def run_savedmodel_batch(path, encoded):
+def run_savedmodel_batch(path, encoded, warn_synthetic=True):
     """``(probabilities {task: (n,)}, boxes (n, 4) int)`` from a SavedModel's batch signature,
-    all encoded photos (bytes) in one call."""
+    all encoded photos (bytes) in one call; warns as :func:`run_savedmodel` does."""
+    if warn_synthetic:
+        warn_if_synthetic(path)
     fn = tf.saved_model.load(os.fspath(path)).signatures[BATCH_SIGNATURE]
     out = fn(**{BATCH_INPUT_NAME: tf.constant(list(encoded), dtype=tf.string)})
     boxes = np.asarray(out.pop(BOX_NAME), np.int64).reshape(-1, 4)
@@ -458,13 +479,17 @@ def tflite_interpreter(path):
         return tf.lite.Interpreter(model_path=os.fspath(path))
 
 
-def run_tflite(path, photos, cropped=None):
+def run_tflite(path, photos, cropped=None, warn_synthetic=True):
     """Probabilities ``{task: (n,)}`` from a TFLite file, one photo (already cropped) per call.
 
     ``cropped``: whether the photos were cut to their crop boxes; when not said and the file's
-    metadata says it needs cropped photos, a warning says so.
+    metadata says it needs cropped photos, a warning says so; so does one when the metadata says
+    the model learnt from synthetic images (:data:`SYNTHETIC_MODEL_WARNING`), unless
+    ``warn_synthetic`` is False.
     """
     recorded = read_tflite_metadata(path) or {}
+    if warn_synthetic:
+        warn_if_synthetic(path, recorded)
     if cropped is None and recorded.get("needs_cropped_photo"):
         logger.warning("%s expects %s", path, recorded["expects"])
     runner = tflite_interpreter(path).get_signature_runner(SIGNATURE)
@@ -558,21 +583,23 @@ def check_export(predictor, fmt, path, photos):
     reference = predictor.predict_images(photos)
     result = {}
     if fmt == "savedmodel":
-        got, got_boxes = run_savedmodel(path, photos)
+        got, got_boxes = run_savedmodel(path, photos, warn_synthetic=False)
         mismatches = [
             {"index": i, "expected": list(map(int, box)), "got": got_boxes[i].tolist()}
             for i, box in enumerate(boxes)
             if tuple(int(v) for v in got_boxes[i]) != tuple(int(v) for v in box)
         ]
         result.update(crop_boxes_equal=len(photos) - len(mismatches), crop_box_mismatches=mismatches[:10])
-        batch, batch_boxes = run_savedmodel_batch(path, [png_bytes(photo) for photo in photos])
+        batch, batch_boxes = run_savedmodel_batch(path, [png_bytes(photo) for photo in photos],
+                                                 warn_synthetic=False)
         result.update(
             batch_max_abs_diff_all=compare(reference, batch)[1],
             batch_crop_boxes_equal=int(sum(tuple(int(v) for v in got) == tuple(int(v) for v in box)
                                            for got, box in zip(batch_boxes, boxes))),
         )
     else:
-        got = run_tflite(path, [crop_image(photo, box) for photo, box in zip(photos, boxes)], cropped=True)
+        got = run_tflite(path, [crop_image(photo, box) for photo, box in zip(photos, boxes)], cropped=True,
+                         warn_synthetic=False)
     per_task, worst = compare(reference, got)
     result.update(max_abs_diff=per_task, max_abs_diff_all=worst)
     return result
@@ -712,6 +739,7 @@ __all__ = [
     "png_bytes",
     "recorded_in_export",
     "run_savedmodel",
+    "warn_if_synthetic",
     "run_savedmodel_batch",
     "run_tflite",
     "tolerance",
