@@ -343,3 +343,40 @@ def test_the_export_command_prints_the_warning_for_a_synthetic_trained_model_onl
         assert result.exit_code == 0, result.output
         assert (f"warning: {SYNTHETIC_MODEL_WARNING}" in result.output) is warned
         assert ("SYNTHETIC" in result.output) is warned
+
+
+def _tiny_tflite():
+    """A two-op TFLite file (``y = 2x + 1``) straight from the converter."""
+    @tf.function(input_signature=[tf.TensorSpec([3], tf.float32)])
+    def affine(x):
+        return {"y": 2.0 * x + 1.0}
+
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([affine.get_concrete_function()], affine)
+    return converter.convert()
+
+
+@pytest.mark.filterwarnings("ignore:.*tf.lite.Interpreter is deprecated:UserWarning")
+def test_rewriting_the_metadata_entry_replaces_its_bytes_and_keeps_the_rest_of_the_file(tmp_path):
+    from tensorflow.lite.python import schema_py_generated as schema
+
+    from skin_cnn.inference.export import tflite_interpreter
+    from skin_cnn.inference.tflite_metadata import METADATA_NAME, read_tflite_metadata, with_metadata
+
+    flat = _tiny_tflite()
+    names = lambda data: [schema.Model.GetRootAsModel(data, 0).Metadata(i).Name().decode()  # noqa: E731
+                          for i in range(schema.Model.GetRootAsModel(data, 0).MetadataLength())]
+    first = with_metadata(flat, {"entry": "FIRST-ENTRY-0123456789" * 20})
+    second = with_metadata(first, {"entry": "second"})
+    out = tmp_path / "m.tflite"
+    out.write_bytes(second)
+    assert read_tflite_metadata(out) == {"entry": "second"}
+    assert b"FIRST-ENTRY-0123456789" not in second  # the replaced entry's bytes are gone
+    assert len(second) < len(first)
+    assert names(second).count(METADATA_NAME) == 1
+    assert sorted(names(second)) == sorted(names(flat) + [METADATA_NAME])  # the converter's entries stay
+    interpreter = tflite_interpreter(out)  # and the graph still runs
+    interpreter.allocate_tensors()
+    interpreter.set_tensor(interpreter.get_input_details()[0]["index"], np.array([0.0, 1.0, -2.0], np.float32))
+    interpreter.invoke()
+    np.testing.assert_allclose(interpreter.get_tensor(interpreter.get_output_details()[0]["index"]),
+                               [1.0, 3.0, -3.0])

@@ -19,19 +19,40 @@ METADATA_NAME = "skin_cnn"
 
 
 def with_metadata(flat, entry):
-    """The TFLite flat buffer ``flat`` with the JSON ``entry`` added as metadata :data:`METADATA_NAME`."""
+    """The TFLite flat buffer ``flat`` with the JSON ``entry`` as metadata :data:`METADATA_NAME`.
+
+    An entry already there is replaced, bytes included: its buffer is overwritten when nothing
+    else in the file refers to it, so the old JSON does not linger in the file unread.
+    """
     from tensorflow.lite.python import schema_py_generated as schema
     from tensorflow.lite.tools import flatbuffer_utils
 
     model = flatbuffer_utils.convert_bytearray_to_object(bytearray(flat))
-    buffer = schema.BufferT()
-    buffer.data = np.frombuffer(json.dumps(entry).encode("utf-8"), dtype=np.uint8)
-    model.buffers.append(buffer)
+    data = np.frombuffer(json.dumps(entry).encode("utf-8"), dtype=np.uint8)
+    ours = [m for m in (model.metadata or []) if _text(m.name) == METADATA_NAME]
+    others = [m for m in (model.metadata or []) if _text(m.name) != METADATA_NAME]
+    reusable = [m.buffer for m in ours if m.buffer not in _buffers_in_use(model, others)]
+    if reusable:
+        index = reusable[0]
+        for stale in reusable[1:]:
+            model.buffers[stale].data = None
+    else:
+        model.buffers.append(schema.BufferT())
+        index = len(model.buffers) - 1
+    model.buffers[index].data = data
     item = schema.MetadataT()
     item.name = METADATA_NAME
-    item.buffer = len(model.buffers) - 1
-    model.metadata = [m for m in (model.metadata or []) if _text(m.name) != METADATA_NAME] + [item]
+    item.buffer = index
+    model.metadata = others + [item]
     return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
+
+
+def _buffers_in_use(model, metadata):
+    """Indices of the buffers the tensors of every subgraph and the entries ``metadata`` point to."""
+    used = {m.buffer for m in metadata}
+    for subgraph in model.subgraphs or []:
+        used.update(tensor.buffer for tensor in subgraph.tensors or [])
+    return used
 
 
 def _text(name):
