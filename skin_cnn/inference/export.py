@@ -739,8 +739,8 @@ __all__ = [
     "png_bytes",
     "recorded_in_export",
     "run_savedmodel",
-    "warn_if_synthetic",
     "run_savedmodel_batch",
     "run_tflite",
     "tolerance",
+    "warn_if_synthetic",
 ]

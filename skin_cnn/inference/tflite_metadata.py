@@ -31,7 +31,8 @@ def with_metadata(flat, entry):
     data = np.frombuffer(json.dumps(entry).encode("utf-8"), dtype=np.uint8)
     ours = [m for m in (model.metadata or []) if _text(m.name) == METADATA_NAME]
     others = [m for m in (model.metadata or []) if _text(m.name) != METADATA_NAME]
-    reusable = [m.buffer for m in ours if m.buffer not in _buffers_in_use(model, others)]
+    in_use = _buffers_in_use(model, others)
+    reusable = [m.buffer for m in ours if m.buffer not in in_use]
     if reusable:
         index = reusable[0]
         for stale in reusable[1:]:
