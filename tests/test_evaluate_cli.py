@@ -438,6 +438,31 @@ def test_a_model_trained_on_synthetic_images_gets_its_own_banner_when_evaluated_
     assert "not from photos of patients" in md
 
 
+@pytest.mark.parametrize("synthetic", [True, False])
+def test_a_predictions_file_of_a_run_folder_is_reported_with_what_the_runs_model_says_it_learnt_from(
+        tmp_path, synthetic):
+    from model_fixtures import plain_model
+
+    from skin_cnn.models import with_model_info
+
+    model = with_model_info(plain_model(), synthetic=synthetic, preprocessing={"image_size": [32, 32], "crop": False})
+    run_dir = _run_folder(tmp_path, model)
+    assert run("evaluate", run_dir, "--n-bootstrap", 0, "--no-leakage-audit", "--quiet").exit_code == 0
+    written = run_dir / "eval_test" / "predictions_test.csv"
+    result = run("evaluate", "--predictions", written, "-o", tmp_path / "again", "--n-bootstrap", 0, "--quiet")
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "again" / "metrics.json").read_text())["synthetic_model"] is synthetic
+    assert ("warning: MODEL TRAINED ON SYNTHETIC IMAGES" in result.output) is synthetic
+    assert ("MODEL TRAINED ON SYNTHETIC IMAGES" in (tmp_path / "again" / "report.md").read_text()) is synthetic
+    # the same file moved out of the run folder: no model to ask, so nothing is claimed either way
+    moved = tmp_path / "elsewhere" / "predictions.csv"
+    moved.parent.mkdir()
+    moved.write_bytes(written.read_bytes())
+    result = run("evaluate", "--predictions", moved, "-o", tmp_path / "moved", "--n-bootstrap", 0, "--quiet")
+    assert result.exit_code == 0, result.output
+    assert "synthetic_model" not in json.loads((tmp_path / "moved" / "metrics.json").read_text())
+
+
 def test_a_report_on_synthetic_images_by_a_synthetic_trained_model_carries_both_banners(tmp_path, evaluated):
     from skin_cnn.reporting.report import ReportInputs, write_evaluation
 

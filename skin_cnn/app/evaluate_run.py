@@ -69,6 +69,19 @@ def run_folder_of(predictions_csv):
     return None
 
 
+def run_model_synthetic(run_dir):
+    """Whether the model of ``run_dir`` (``best.keras``) says it learnt from synthetic images, read
+    from the file's :class:`~skin_cnn.models.ModelInfo` without loading its weights; None when
+    the folder holds no model to ask. Evaluating a predictions CSV of a run folder loads no
+    model, yet its report must carry the same warning as one that does."""
+    from skin_cnn.models.info import read_file_info
+
+    path = RunPaths(run_dir).best_model
+    if not path.is_file():
+        return None
+    return bool((read_file_info(path) or {}).get("synthetic"))  # as Predictor.synthetic reads it
+
+
 # ---------------------------------------------------------------------------------------------
 # prediction and flow
 

@@ -207,11 +207,12 @@ def _evaluate_file(predictions_csv, out, choice, breakdowns, flow, settings, qui
 
     run_dir, record = _test_record(predictions_csv)
     flow = _predictions_flow(predictions_csv, preds, run_dir, flow)
-    run = None
-    if run_dir is not None:  # predictions of a run folder: its config, history and split
+    run = synthetic_model = None
+    if run_dir is not None:  # predictions of a run folder: its config, history, split and model
+        from skin_cnn.app.evaluate_run import run_model_synthetic
         from skin_cnn.reporting.checklist import run_context
 
-        run = run_context(run_dir)
+        run, synthetic_model = run_context(run_dir), run_model_synthetic(run_dir)
     inputs = ReportInputs(
         by=breakdowns.by,
         fairness=breakdowns.fairness,
@@ -222,6 +223,7 @@ def _evaluate_file(predictions_csv, out, choice, breakdowns, flow, settings, qui
         image_base=Path(predictions_csv).resolve().parent,
         threshold_fit=None if validation is None else ThresholdFitting(
             {t: rule for t in thresholds}, validation, source=str(val_predictions)),
+        synthetic_model=synthetic_model,
     )
     metrics = write_evaluation(preds, out, thresholds, method, settings=settings, inputs=inputs, progress=not quiet)
     if record and record["split"] == "test":
