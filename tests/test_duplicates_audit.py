@@ -193,6 +193,35 @@ def test_a_model_with_mirror_views_gives_one_feature_row_per_photo_the_mean_of_i
     np.testing.assert_allclose(features, (plain + mirror) / 2, rtol=1e-4, atol=1e-5)
 
 
+def test_an_unreadable_photo_is_skipped_and_marked_while_the_others_keep_their_rows_across_batches():
+    import keras
+
+    from skin_cnn.app.evaluate_run import pooled_features
+    from skin_cnn.core.specs import Preprocessing
+
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((32, 32, 3))
+    model = keras.Model(inputs, keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(4, 3)(inputs)))
+    images = np.random.default_rng(2).uniform(0, 255, (5, 32, 32, 3)).astype("float32")
+
+    class Reader:
+        preprocess = staticmethod(lambda image, box: (image, None))
+        preprocessing = Preprocessing(image_size=(32, 32))
+
+        @staticmethod
+        def read(path):
+            if path == "2":
+                raise OSError(f"{path}: cannot identify image file")
+            return images[int(path)]
+
+    features, ok = pooled_features(Reader(), pd.DataFrame({"image_path": ["0", "1", "2", "3", "4"]}), model,
+                                   batch_size=2)
+    assert ok.tolist() == [True, True, False, True, True]
+    np.testing.assert_allclose(features, np.asarray(model(images[[0, 1, 3, 4]])), rtol=1e-4, atol=1e-5)
+    none, nothing = pooled_features(Reader(), pd.DataFrame({"image_path": ["2"]}), model)
+    assert none.shape == (0, 4) and not nothing.any()
+
+
 @pytest.mark.slow
 def test_evaluate_lists_70_percent_centre_and_corner_crops_of_a_real_training_photo_under_other_patients(
         tmp_path, public_derm, vgg16_weights):

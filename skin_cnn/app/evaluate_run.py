@@ -685,35 +685,42 @@ def pooled_features(predictor, frame, feature_model=None, batch_size=32, progres
     """
     import numpy as np
 
-    from skin_cnn.data.preprocessing import box_from_row
-    from skin_cnn.core.progress import progress_bar
-
     model = feature_model if feature_model is not None else pooled_trunk_model(predictor.model)
+    ok = np.zeros(len(frame), dtype=bool)
+    parts = []
+    for batch in _readable_batches(predictor, frame, ok, batch_size, progress):
+        out = np.asarray(model(batch, training=False), dtype=np.float32)
+        # a model with views in front of its trunk (MirrorViews) stacks them view-major along
+        # the batch axis: one row per photo is the mean over its views
+        parts.append(out.reshape(len(out) // len(batch), len(batch), -1).mean(axis=0))
+    width = int(model.outputs[0].shape[-1])
+    return (np.concatenate(parts) if parts else np.zeros((0, width), np.float32)), ok
+
+
+def _readable_batches(predictor, frame, ok, batch_size, progress):
+    """Batches (stacked arrays) of the rows of ``frame`` read and cropped as ``predictor`` reads
+    them, in frame order; ``ok[k]`` is set for each row read. An unreadable photo is skipped, not
+    fatal: the evaluation lists it among the unreadable files."""
+    import numpy as np
+
+    from skin_cnn.core.progress import progress_bar
+    from skin_cnn.data.preprocessing import box_from_row
+
     rows = frame.to_dict("records")
-    ok = np.zeros(len(rows), dtype=bool)
-    parts, batch = [], []
-
-    def flush():
-        if batch:
-            out = np.asarray(model(np.stack(batch), training=False), dtype=np.float32)
-            # a model with views in front of its trunk (MirrorViews) stacks them view-major along
-            # the batch axis: one row per photo is the mean over its views
-            parts.append(out.reshape(len(out) // len(batch), len(batch), -1).mean(axis=0))
-            batch.clear()
-
+    batch = []
     for k, row in enumerate(progress_bar(rows, desc="audit features", unit="img", disable=not progress, leave=False)):
         try:
             tensor, _ = predictor.preprocess(predictor.read(str(row["image_path"])),
                                              box_from_row(row, predictor.preprocessing))
-        except (OSError, ValueError):  # ImageReadError is a ValueError; the evaluation lists unreadable files
+        except (OSError, ValueError):  # ImageReadError is a ValueError
             continue
         batch.append(tensor)
         ok[k] = True
         if len(batch) == batch_size:
-            flush()
-    flush()
-    width = int(model.outputs[0].shape[-1])
-    return (np.concatenate(parts) if parts else np.zeros((0, width), np.float32)), ok
+            yield np.stack(batch)
+            batch = []
+    if batch:
+        yield np.stack(batch)
 
 
 def scalable_trunk_model(model, layer_name=None):
@@ -763,7 +770,7 @@ def _batch_descriptors(trunk, fixed_trunk, batch):
 
     from skin_cnn.evaluation import pixel_match, recrop_match
 
-    images = np.stack(batch)
+    images = np.asarray(batch)
     maps = {1.0: fixed_trunk(images, training=False)}
     if trunk is not None:
         height, width = images.shape[1:3]
@@ -795,30 +802,15 @@ def audit_descriptors(predictor, frame, batch_size=16, progress=False):
     import keras
     import numpy as np
 
-    from skin_cnn.core.progress import progress_bar
-    from skin_cnn.data.preprocessing import box_from_row
     from skin_cnn.evaluation.recrop_match import Descriptors
     from skin_cnn.inference.gradcam import last_conv_layer
 
     conv = predictor.model.get_layer(last_conv_layer(predictor.model))
     fixed_trunk = keras.Model(predictor.model.inputs[0], conv.output)
     trunk = scalable_trunk_model(predictor.model)
-    rows = frame.to_dict("records")
-    ok = np.zeros(len(rows), dtype=bool)
-    parts, batch = [], []
-    for k, row in enumerate(progress_bar(rows, desc="audit features", unit="img", disable=not progress, leave=False)):
-        try:
-            tensor, _ = predictor.preprocess(predictor.read(str(row["image_path"])),
-                                             box_from_row(row, predictor.preprocessing))
-        except (OSError, ValueError):  # ImageReadError is a ValueError; the evaluation lists unreadable files
-            continue
-        batch.append(tensor)
-        ok[k] = True
-        if len(batch) == batch_size:
-            parts.append(_batch_descriptors(trunk, fixed_trunk, batch))
-            batch.clear()
-    if batch:
-        parts.append(_batch_descriptors(trunk, fixed_trunk, batch))
+    ok = np.zeros(len(frame), dtype=bool)
+    parts = [_batch_descriptors(trunk, fixed_trunk, batch)
+             for batch in _readable_batches(predictor, frame, ok, batch_size, progress)]
     return Descriptors.concatenate(parts, int(conv.output.shape[-1])), ok
 
 
