@@ -19,11 +19,9 @@ import os
 import tempfile
 import time
 from pathlib import Path
+from real_inputs import add_real_inputs
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-HERE = Path(__file__).resolve().parent
-SHARED = HERE.parent.parent / "shared"
 
 
 def main(argv=None):
@@ -34,8 +32,7 @@ def main(argv=None):
     parser.add_argument("--views", type=int, default=2)
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--data", type=Path, default=SHARED / "data" / "public-derm")
-    parser.add_argument("--weights", default=str(SHARED / "weights" / "vgg16_imagenet_notop_caffe_input.h5"))
+    add_real_inputs(parser)
     args = parser.parse_args(argv)
 
     import numpy as np
@@ -51,7 +48,7 @@ def main(argv=None):
     from skin_cnn.training.feature_cache import (ChunkImages, Extraction, FeatureSettings, build_chunk,
                                                  image_identities)
 
-    model = build_model("P", input_shape=(args.size, args.size, 3), weights=args.weights, seed=0)
+    model = build_model("P", input_shape=(args.size, args.size, 3), weights=str(args.weights), seed=0)
     trunk, _ = split_at_frozen_boundary(model)
     augment = AugmentConfig()
     with tempfile.TemporaryDirectory(prefix="bench-extract-") as tmp:

@@ -27,8 +27,7 @@ from published_crop import box_iou, published_crop_box  # noqa: E402
 
 from skin_cnn.data.crop import hue_crop_box  # noqa: E402
 from skin_cnn.data.reading import read_image  # noqa: E402
-
-DEFAULT_DATA = HERE.parent.parent / "shared" / "data" / "public-derm"
+from real_inputs import DEFAULT_DATA  # noqa: E402
 
 
 def _timed(fn, *args, repeat=1, **kwargs):

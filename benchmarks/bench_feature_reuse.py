@@ -25,11 +25,9 @@ import re
 import tempfile
 import time
 from pathlib import Path
+from real_inputs import add_real_inputs
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-HERE = Path(__file__).resolve().parent
-SHARED = HERE.parent.parent / "shared"
 
 
 def computed(messages):
@@ -44,8 +42,7 @@ def main(argv=None):
     parser.add_argument("--folds", type=int, default=3)
     parser.add_argument("--image-size", type=int, default=250)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--data", type=Path, default=SHARED / "data" / "public-derm")
-    parser.add_argument("--weights", default=str(SHARED / "weights" / "vgg16_imagenet_notop_caffe_input.h5"))
+    add_real_inputs(parser)
     args = parser.parse_args(argv)
 
     import tensorflow as tf
@@ -66,7 +63,7 @@ def main(argv=None):
         frame = load_manifest(args.data / "manifest.csv")
         frame = frame.sample(n=min(len(frame), args.photos), random_state=args.seed).reset_index(drop=True)
         split = write_split(patient_split(frame, seed=args.seed), tmp / "split.csv")
-        settings = dict(RECIPES["frozen-linear"], image_size=args.image_size, weights=args.weights, seed=args.seed,
+        settings = dict(RECIPES["frozen-linear"], image_size=args.image_size, weights=str(args.weights), seed=args.seed,
                         tensorboard=False, cache_dir=str(tmp / "warm"))
         steps, times = {}, {}
 

@@ -17,22 +17,19 @@ import json
 import os
 import platform
 import time
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from real_inputs import add_real_inputs
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared"
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=12, help="photos timed")
     ap.add_argument("--size", type=int, default=250)
-    ap.add_argument("--data", type=Path, default=SHARED / "data" / "public-derm")
-    ap.add_argument("--weights", type=Path, default=SHARED / "weights" / "vgg16_imagenet_notop_caffe_input.h5")
+    add_real_inputs(ap)
     ap.add_argument("--crop", default=False, action=argparse.BooleanOptionalAction,
                     help="hue crop before resizing (default off, as in --recipe frozen-linear)")
     args = ap.parse_args(argv)

@@ -24,9 +24,7 @@ import time
 from pathlib import Path
 
 import pandas as pd
-
-ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared"
+from real_inputs import DEFAULT_DATA, add_real_inputs
 
 
 def oof_aucs(path):
@@ -42,8 +40,8 @@ def main(argv=None):
     ap.add_argument("--out", type=Path, required=True, help="folder for the two cv runs (must not exist)")
     ap.add_argument("--order", default="float32,bfloat16", help="precisions, in the order they run")
     ap.add_argument("--folds", type=int, default=5)
-    ap.add_argument("--manifest", type=Path, default=SHARED / "data" / "public-derm" / "manifest.csv")
-    ap.add_argument("--weights", type=Path, default=SHARED / "weights" / "vgg16_imagenet_notop_caffe_input.h5")
+    ap.add_argument("--manifest", type=Path, default=DEFAULT_DATA / "manifest.csv")
+    add_real_inputs(ap, data=False)
     ap.add_argument("--image-size", type=int, default=None, help="model input side (default: the recipe's, 250)")
     args = ap.parse_args(argv)
     if args.out.exists():

@@ -22,9 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-
-ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared"
+from real_inputs import add_real_inputs
 
 
 def main(argv=None):
@@ -32,8 +30,7 @@ def main(argv=None):
     ap.add_argument("--photos", type=int, default=64)
     ap.add_argument("--precision", default="bfloat16")
     ap.add_argument("--size", type=int, default=250)
-    ap.add_argument("--data", type=Path, default=SHARED / "data" / "public-derm")
-    ap.add_argument("--weights", type=Path, default=SHARED / "weights" / "vgg16_imagenet_notop_caffe_input.h5")
+    add_real_inputs(ap)
     args = ap.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 

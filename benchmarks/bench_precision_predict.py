@@ -28,9 +28,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-
-ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared"
+from real_inputs import add_real_inputs
 
 
 def main(argv=None):
@@ -39,8 +37,7 @@ def main(argv=None):
     ap.add_argument("--chunk", type=int, default=50, help="photos per timed chunk (precisions alternate)")
     ap.add_argument("--batch", type=int, default=16, help="photos per model call (skin-cnn predict's default)")
     ap.add_argument("--size", type=int, default=250)
-    ap.add_argument("--data", type=Path, default=SHARED / "data" / "public-derm")
-    ap.add_argument("--weights", type=Path, default=SHARED / "weights" / "vgg16_imagenet_notop_caffe_input.h5")
+    add_real_inputs(ap)
     args = ap.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 

@@ -16,13 +16,10 @@ import argparse
 import json
 import os
 import time
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
-
-ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared"
+from real_inputs import add_real_inputs
 
 
 def main(argv=None):
@@ -31,8 +28,7 @@ def main(argv=None):
     ap.add_argument("--repeats", type=int, default=6, help="passes over the photos, per precision")
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--size", type=int, default=250)
-    ap.add_argument("--data", type=Path, default=SHARED / "data" / "public-derm")
-    ap.add_argument("--weights", type=Path, default=SHARED / "weights" / "vgg16_imagenet_notop_caffe_input.h5")
+    add_real_inputs(ap)
     args = ap.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 

@@ -22,23 +22,17 @@ import json
 import os
 import platform
 import time
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
-
-ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared"
+from real_inputs import add_real_inputs
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=12, help="photos timed")
     ap.add_argument("--size", type=int, default=250, help="model input side (the study: 250)")
-    ap.add_argument("--data", type=Path, default=SHARED / "data" / "public-derm")
-    ap.add_argument(
-        "--weights", type=Path, default=SHARED / "weights" / "vgg16_imagenet_notop_caffe_input.h5"
-    )
+    add_real_inputs(ap)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")

@@ -28,8 +28,7 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-HERE = Path(__file__).resolve().parent
-SHARED = HERE.parent.parent / "shared"
+from real_inputs import DEFAULT_DATA  # noqa: E402
 
 
 def small_split(data, out_csv, n_train, n_val, seed=0):
@@ -72,7 +71,7 @@ def main(argv=None):
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--train-images", type=int, default=96)
-    parser.add_argument("--data", type=Path, default=SHARED / "data" / "public-derm")
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--weights", default="none", help="VGG-16 notop .h5 for variant P")
     args = parser.parse_args(argv)
 

@@ -26,7 +26,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_training_path import SHARED, images_per_s, small_split  # noqa: E402
+from bench_training_path import images_per_s, small_split  # noqa: E402
+from real_inputs import DEFAULT_DATA  # noqa: E402
 
 
 def cpu_flags():
@@ -71,7 +72,7 @@ def main(argv=None):
     parser.add_argument("--epochs", type=int, default=60, help="epochs per fold in the CV estimate")
     parser.add_argument("--fold-train", type=int, default=565, help="training photos per fold (5-fold CV of the 942)")
     parser.add_argument("--fold-val", type=int, default=189, help="validation photos per fold")
-    parser.add_argument("--data", type=Path, default=SHARED / "data" / "public-derm")
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--weights", default="none", help="VGG-16 notop .h5 for PS (and P)")
     args = parser.parse_args(argv)
 

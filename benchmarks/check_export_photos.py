@@ -30,11 +30,9 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from real_inputs import add_real_inputs
 
 HERE = Path(__file__).resolve().parent
-SHARED = HERE.parent.parent / "shared"
-DEFAULT_DATA = SHARED / "data" / "public-derm"
-DEFAULT_WEIGHTS = SHARED / "weights" / "vgg16_imagenet_notop_caffe_input.h5"
 
 
 def _summary(diffs):
@@ -45,8 +43,7 @@ def _summary(diffs):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
-    parser.add_argument("--weights", type=Path, default=DEFAULT_WEIGHTS)
+    add_real_inputs(parser)
     parser.add_argument("--size", type=int, default=64, help="model input side in pixels")
     parser.add_argument("--limit", type=int, default=None, help="first N photos only")
     parser.add_argument("--out", type=Path, default=HERE / "results" / "export_photos")
