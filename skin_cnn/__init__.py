@@ -18,7 +18,8 @@ from __future__ import annotations
 import importlib
 import os
 import sys
-from typing import Any
+
+from skin_cnn.core.lazy_exports import lazy_exports
 
 __version__ = "0.1.0"
 
@@ -79,15 +80,4 @@ if os.environ.get("KERAS_BACKEND", "").strip() not in ("", KERAS_BACKEND):
     check_keras_backend(os.environ["KERAS_BACKEND"].strip())
 
 
-def __getattr__(name: str) -> Any:
-    """The functions of :data:`EXPORTS`, imported from their module when first asked for."""
-    module = EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(EXPORTS))
+__getattr__, __dir__ = lazy_exports(__name__, EXPORTS)

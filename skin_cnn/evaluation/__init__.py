@@ -28,8 +28,9 @@ tables only and never loads a model.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from skin_cnn.core.lazy_exports import lazy_exports
 
 #: Public name -> the module that defines it.
 _EXPORTS = {
@@ -96,16 +97,4 @@ if TYPE_CHECKING:
     from skin_cnn.stats.threshold import choose_threshold
 
 
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        value = getattr(importlib.import_module(_EXPORTS[name]), name)
-        globals()[name] = value  # the next access skips this function
-        return value
-    if name in _MOVED:  # an ImportError, so that `from skin_cnn.evaluation import ...` shows where it went
-        raise ImportError(f"skin_cnn.evaluation.{name} is now {_MOVED[name]}.{name} "
-                          f"(from {_MOVED[name]} import {name})")
-    raise AttributeError(f"module 'skin_cnn.evaluation' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_EXPORTS))
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, moved=_MOVED)

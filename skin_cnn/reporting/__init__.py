@@ -17,8 +17,9 @@ The numbers come from :mod:`skin_cnn.evaluation`; names load on first use.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from skin_cnn.core.lazy_exports import lazy_exports
 
 #: Public name -> the module that defines it.
 _EXPORTS = {
@@ -43,13 +44,4 @@ if TYPE_CHECKING:
     from skin_cnn.reporting.report import EVALUATION_FILES, ReportInputs, write_evaluation
 
 
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        value = getattr(importlib.import_module(_EXPORTS[name]), name)
-        globals()[name] = value  # the next access skips this function
-        return value
-    raise AttributeError(f"module 'skin_cnn.reporting' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_EXPORTS))
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
