@@ -75,6 +75,42 @@ def test_unreadable_predictions_files_are_named_with_the_reason(tmp_path, conten
     assert str(info.value).startswith(f"{path}: ") and words in str(info.value)
 
 
+@pytest.mark.parametrize(
+    "second_row, message",
+    [
+        ("b.jpg,p2,acne_vs_rosacea,2,0.2", "line 3: y_true must be 0 or 1, got '2'"),
+        ("b.jpg,p2,acne_vs_rosacea,,0.2", "line 3: y_true must be 0 or 1, got an empty cell"),
+        ("b.jpg,p2,acne_vs_rosacea,0,", "line 3: y_prob must be a probability in [0, 1], got an empty cell"),
+        ("b.jpg,p2,acne_vs_rosacea,0,inf", "line 3: y_prob must be a probability in [0, 1], got 'inf'"),
+        ("b.jpg,p2,acne_vs_rosacea,0,87%", "line 3: y_prob must be a probability in [0, 1], got '87%'"),
+        (",p2,acne_vs_rosacea,0,0.2", "line 3: image_path is empty"),
+        ("b.jpg,p2, ,0,0.2", "line 3: task is empty"),
+        ("b.jpg,p2,acne_vs_eczema,0,0.2", "line 3: unknown task(s) acne_vs_eczema; expected"),
+    ],
+    ids=["label-2", "label-empty", "prob-empty", "prob-inf", "prob-percent", "path-empty", "task-blank",
+         "task-unknown"],
+)
+def test_a_bad_cell_is_named_by_its_line_and_shown_as_the_file_has_it(tmp_path, second_row, message):
+    from skin_cnn.core.predictions import read_predictions
+
+    path = tmp_path / "predictions.csv"
+    path.write_text(HEADER + "a.jpg,p1,acne_vs_rosacea,1,0.9\n" + second_row + "\n")
+    with pytest.raises(ValueError) as info:
+        read_predictions(path)
+    assert str(info.value).startswith(f"{path}: {message}")
+    assert "np." not in str(info.value)  # no numpy reprs in what a user reads
+
+
+def test_a_semicolon_separated_file_is_refused_with_the_columns_it_has_and_the_likely_cause(tmp_path):
+    from skin_cnn.core.predictions import read_predictions
+
+    path = tmp_path / "predictions.csv"
+    path.write_text(HEADER.replace(",", ";") + "a.jpg;p1;acne_vs_rosacea;1;0.9\n")
+    with pytest.raises(ValueError, match=r"columns found: image_path;patient_id;task;y_true;y_prob\); is it "
+                                         r"separated by ';'"):
+        read_predictions(path)
+
+
 def test_a_bad_y_true_names_its_line(tmp_path):
     from skin_cnn.core.predictions import read_predictions
 

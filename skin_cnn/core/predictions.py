@@ -147,27 +147,47 @@ def _read_csv(path: PathLike) -> pd.DataFrame:
     return df
 
 
+def _line(mask: pd.Series) -> int:
+    """The CSV line of the first true row of ``mask`` (line 1 is the header)."""
+    return int(np.flatnonzero(mask.to_numpy())[0]) + 2
+
+
+def _cell(value: Any) -> str:
+    """A cell as the file shows it: ``an empty cell`` for a missing value, else its text quoted."""
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return "an empty cell"
+    return repr(str(value))
+
+
 def read_predictions(path: PathLike) -> pd.DataFrame:
-    """Read and check a predictions CSV; one clear error naming the file for each problem."""
+    """Read and check a predictions CSV; one clear error naming the file and line for each problem."""
     df = _read_csv(path)
     missing = [c for c in PREDICTION_COLUMNS if c not in df.columns]
     if missing:
-        raise ValueError(f"{path}: predictions CSV lacks columns {', '.join(missing)}")
-    unknown = sorted(set(df["task"]) - set(TASK_NAMES))
-    if unknown:
-        raise ValueError(
-            f"{path}: unknown task(s) {', '.join(map(str, unknown))}; expected {', '.join(TASK_NAMES)}"
-        )
+        found = [str(c) for c in df.columns]
+        hint = ("; is it separated by ';' or tabs? predictions CSVs use commas"
+                if len(found) == 1 and any(sep in found[0] for sep in ";\t") else "")
+        shown = ", ".join(found[:12]) + (f", … ({len(found)} in all)" if len(found) > 12 else "")
+        raise ValueError(f"{path}: predictions CSV lacks columns {', '.join(missing)} (columns found: {shown}){hint}")
+    for column in ("image_path", "task"):
+        empty = df[column].isna() | (df[column].astype(str).str.strip() == "")
+        if empty.any():
+            raise ValueError(f"{path}: line {_line(empty)}: {column} is empty; every row names its image and task")
+    unknown = ~df["task"].isin(TASK_NAMES)
+    if unknown.any():
+        names = ", ".join(sorted(set(df.loc[unknown, "task"].astype(str))))
+        raise ValueError(f"{path}: line {_line(unknown)}: unknown task(s) {names}; expected {', '.join(TASK_NAMES)}")
     labels = pd.to_numeric(df["y_true"], errors="coerce")
     bad_labels = ~labels.isin([0, 1])
     if bad_labels.any():
-        first = int(np.flatnonzero(bad_labels.to_numpy())[0])
-        raise ValueError(f"{path}: line {first + 2}: y_true must be 0 or 1, got {df['y_true'].iloc[first]!r}")
+        raise ValueError(f"{path}: line {_line(bad_labels)}: y_true must be 0 or 1, got "
+                         f"{_cell(df['y_true'][bad_labels].iloc[0])}")
     df["y_true"] = labels.astype(int)
     prob = pd.to_numeric(df["y_prob"], errors="coerce")
-    if prob.isna().any() or (prob < 0).any() or (prob > 1).any():
-        bad = int(np.flatnonzero(prob.isna() | (prob < 0) | (prob > 1))[0]) + 2
-        raise ValueError(f"{path}: line {bad}: y_prob must be a probability in [0, 1]")
+    bad_prob = prob.isna() | (prob < 0) | (prob > 1)
+    if bad_prob.any():
+        raise ValueError(f"{path}: line {_line(bad_prob)}: y_prob must be a probability in [0, 1], got "
+                         f"{_cell(df['y_prob'][bad_prob].iloc[0])}")
     df["y_prob"] = prob.astype(float)
     df["patient_id"] = df["patient_id"].fillna("")
     check_unique_rows(df, path)
