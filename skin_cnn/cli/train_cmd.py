@@ -59,7 +59,8 @@ def recipe_options(function):
         click.option("--learning-rate", type=float, default=None,
             show_default="1e-3 with a frozen trunk, 2e-5 when it trains",
             help="Initial learning rate (1e-3 for heads on a frozen trunk, chosen by cross-validation; "
-                 "2e-5 when the trunk trains: --variant N/NS or --fine-tune-blocks)."),
+                 "2e-5 when the trunk trains: --variant N/NS or --fine-tune-blocks, the rate of the "
+                 "study's predecessor script, not tuned here)."),
         click.option("--fine-tune-blocks", type=int, default=D.fine_tune_blocks,
             help="P/PS: let the last N VGG-16 blocks train (0: whole trunk frozen, as in the paper)."),
         click.option("--patience", type=int, default=D.patience,
