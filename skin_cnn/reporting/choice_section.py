@@ -12,19 +12,23 @@ from skin_cnn.evaluation.threshold_choice import CHOICE_METRICS
 from skin_cnn.reporting.cells import fmt_interval, fmt_value
 
 
+def _computed_choices(metrics):
+    """``(task, task entry, threshold_choice entry)`` of every task whose choice holds intervals."""
+    for task, entry in metrics["tasks"].items():
+        choice = entry.get("threshold_choice")
+        if choice and not choice.get("too_few_units"):
+            yield task, entry, choice
+
+
 def _first_computed(metrics):
     """The first task's ``threshold_choice`` entry that holds intervals (its method is the one named)."""
-    return next(e["threshold_choice"] for e in metrics["tasks"].values()
-                if e.get("threshold_choice") and not e["threshold_choice"].get("too_few_units"))
+    return next(choice for _, _, choice in _computed_choices(metrics))
 
 
 def choice_text(metrics):
     """A report sentence per task comparing the two intervals, or "" when there is none."""
     parts = []
-    for task, entry in metrics["tasks"].items():
-        choice = entry.get("threshold_choice")
-        if not choice or choice.get("too_few_units"):
-            continue
+    for task, _, choice in _computed_choices(metrics):
         cells = []
         for m in CHOICE_METRICS:
             refit, fixed = choice.get(m), choice["fixed"].get(m)
@@ -56,10 +60,7 @@ def choice_rows(metrics):
     threshold was chosen on validation predictions: the point estimate with the interval that
     redoes the choice in every resample, and with the interval at the threshold held fixed."""
     rows = []
-    for task, entry in metrics["tasks"].items():
-        choice = entry.get("threshold_choice")
-        if not choice or choice.get("too_few_units"):
-            continue
+    for task, entry, choice in _computed_choices(metrics):
         cells = []
         for m in CHOICE_METRICS:
             value = (entry.get(m) or {}).get("value")
