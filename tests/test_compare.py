@@ -83,6 +83,30 @@ def test_different_image_sets_are_an_error():
         compare_predictions({"A": a, "B": c})
 
 
+def test_models_that_name_an_images_patient_differently_are_refused_and_an_empty_id_is_filled():
+    from skin_cnn.evaluation.compare import aligned
+
+    a, b = frame(1, 0.5), frame(2, 0.5)
+    b.loc[3, "patient_id"] = "someone-else"
+    with pytest.raises(ValueError, match=r"B and A disagree on the patient_id of acne_vs_rosacea/3.jpg "
+                                         r"\(someone-else against p3\)"):
+        compare_predictions({"A": a, "B": b})
+    # a file without patient ids (e.g. predictions of a folder) takes them from the file that has them
+    anonymous = frame(2, 0.5).assign(patient_id="")
+    for order in (("A", "B"), ("B", "A")):
+        frames = dict(zip(order, (a, anonymous) if order[0] == "A" else (anonymous, a)))
+        merged = aligned(frames)
+        assert merged.set_index(["image_path", "task"])["patient_id"].to_dict() == \
+            a.set_index(["image_path", "task"])["patient_id"].to_dict()
+    # the clusters change the paired bootstrap: one patient over two images is one unit
+    paired = a.copy()
+    paired["patient_id"] = [f"q{i // 2}" for i in range(len(a))]
+    _, by_image = compare_predictions({"A": a, "B": frame(2, 0.5)}, settings=EvalSettings(n_bootstrap=200))
+    _, by_pair = compare_predictions({"A": paired, "B": frame(2, 0.5).assign(patient_id="")},
+                                     settings=EvalSettings(n_bootstrap=200))
+    assert (by_pair["boot_n_units"] < by_image["boot_n_units"]).all()
+
+
 def test_holm_adjustment_by_hand():
     # sorted p: 0.01 (x3 = 0.03), 0.02 (x2 = 0.04), 0.04 (x1 = 0.04); original order kept
     assert holm([0.04, 0.01, 0.02]) == pytest.approx([0.04, 0.03, 0.04])

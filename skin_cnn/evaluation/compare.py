@@ -68,8 +68,12 @@ def unique_names(names):
 
 def aligned(frames):
     """Check that all models predicted the same (image, task) pairs with the same labels and
-    return one frame with ``image_path, task, y_true``, the first model's ``patient_id`` (and
-    ``split_group``) and one probability column per model."""
+    patients, and return one frame with ``image_path, task, y_true``, ``patient_id`` (and
+    ``split_group``) and one probability column per model.
+
+    The paired bootstrap resamples these clusters, so two models that name an image's patient (or
+    split group) differently were not scored on the same data: that is refused. A cluster column
+    empty in one file is taken from another that fills it."""
     names = list(frames)
     if len(names) < 2:
         raise ValueError("comparing needs at least two models")
@@ -82,13 +86,12 @@ def aligned(frames):
             raise ValueError(
                 f"{name}: image {row['image_path']} appears twice for task {row['task']}"
             )
-        part = df[KEY + ["y_true", "y_prob"]].rename(
-            columns={"y_prob": name, "y_true": f"y_true:{name}"}
+        clusters = [c for c in CLUSTER_COLUMNS if c in df.columns]
+        part = df[KEY + ["y_true", "y_prob"] + clusters].rename(
+            columns={"y_prob": name, "y_true": f"y_true:{name}", **{c: f"{c}:{name}" for c in clusters}}
         )
         if base is None:
-            clusters = [c for c in CLUSTER_COLUMNS if c in df.columns]
-            part = part.join(df[clusters])
-            base, first = part, name
+            base, first = part.rename(columns={f"{c}:{name}": c for c in clusters}), name
             continue
         merged = base.merge(part, on=KEY, how="outer", indicator=True)
         only_a = merged[merged["_merge"] == "left_only"]
@@ -110,8 +113,35 @@ def aligned(frames):
                 f"{name} and {first} disagree on the label of {row['image_path']} "
                 f"for task {row['task']}"
             )
+        for column in clusters:
+            merged = _merged_cluster(merged, column, name, first)
         base = merged.drop(columns=f"y_true:{name}")
     return base.rename(columns={f"y_true:{first}": "y_true"})
+
+
+def _merged_cluster(merged, column, name, first):
+    """``merged`` with ``column:name`` folded into ``column``; an image whose two non-empty values
+    differ is an error naming both."""
+    theirs = merged.pop(f"{column}:{name}")
+    if column not in merged.columns:
+        merged[column] = theirs
+        return merged
+
+    def filled(values):
+        return values.notna() & (values.astype(str).str.strip() != "")
+
+    ours = merged[column]
+    both = filled(ours) & filled(theirs)
+    differ = both & (ours.astype(str) != theirs.astype(str))
+    if differ.any():
+        k = differ.to_numpy().nonzero()[0][0]
+        row = merged.iloc[k]
+        raise ValueError(
+            f"{name} and {first} disagree on the {column} of {row['image_path']} ({theirs.iloc[k]!s} against "
+            f"{ours.iloc[k]!s}); the paired bootstrap resamples by {column}, so both must come from one manifest"
+        )
+    merged[column] = ours.where(filled(ours), theirs)
+    return merged
 
 
 def holm(p_values):
@@ -227,7 +257,7 @@ def compare_predictions(frames, threshold=0.5, settings: EvalSettings = EvalSett
         a task -> number mapping (fitted thresholds).
     settings : EvalSettings
         ``n_bootstrap`` resamples of the paired bootstrap (0: none) and its ``seed`` (units are
-        the first model's patients, joined with its ``split_group`` when present, drawn within
+        the models' patients, joined with their ``split_group`` when present, drawn within
         each class); ``confidence`` of every interval; ``auc_ci``, the scale of the DeLong AUC
         intervals. The paired bootstrap's interval is always a percentile one.
 
