@@ -42,8 +42,8 @@ from skin_cnn.cli.options import interval_options, refuse_overwriting
 def command(sources, out, threshold, val_predictions, settings):
     """Compare SOURCES (run folders evaluated with `skin-cnn evaluate`, or predictions CSVs).
 
-    All models must have been evaluated on the same images (matched by image_path and task).
-    Writes AUC and accuracy per task and model, and for every pair of models per task a paired
+    All models must have been evaluated on the same images (matched by image_path and task), with
+    the same labels and patients (an id one file leaves empty is taken from another). Writes AUC and accuracy per task and model, and for every pair of models per task a paired
     bootstrap of the AUC difference that resamples patients (or split groups) within each class,
     and the paired DeLong test. When the images come from fewer patients (split groups) than
     images the cluster bootstrap is the primary test, Holm-adjusted over the pairs of a task, and
