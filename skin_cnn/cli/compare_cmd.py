@@ -43,9 +43,10 @@ def command(sources, out, threshold, val_predictions, settings):
     """Compare SOURCES (run folders evaluated with `skin-cnn evaluate`, or predictions CSVs).
 
     All models must have been evaluated on the same images (matched by image_path and task), with
-    the same labels and patients (an id one file leaves empty is taken from another). Writes AUC and accuracy per task and model, and for every pair of models per task a paired
-    bootstrap of the AUC difference that resamples patients (or split groups) within each class,
-    and the paired DeLong test. When the images come from fewer patients (split groups) than
+    the same labels and patients (an id one file leaves empty is taken from another). Writes AUC
+    and accuracy per task and model, and for every pair of models per task a paired bootstrap of
+    the AUC difference that resamples patients (or split groups) within each class, and the
+    paired DeLong test. When the images come from fewer patients (split groups) than
     images the cluster bootstrap is the primary test, Holm-adjusted over the pairs of a task, and
     DeLong's test (which treats images as independent) is secondary; otherwise DeLong's is
     primary.
