@@ -38,6 +38,18 @@ def test_folds_keep_groups_whole_and_stratify_diseases():
         assign_folds(["acne"] * 4, [0, 1, 2, 3], 5)
 
 
+def test_a_diagnosis_from_fewer_patients_than_folds_is_refused_with_the_counts_and_the_source():
+    from skin_cnn.training.cv import assign_folds
+
+    diseases = ["acne"] * 10 + ["rosacea"] * 6  # rosacea: 6 photos but only 3 patients
+    groups = list(range(10)) + [20, 20, 21, 21, 22, 22]
+    with pytest.raises(ValueError, match=r"^m.csv: 5 folds need at least 5 patients \(groups\) of each diagnosis"
+                                         r".*too few: rosacea 3\. Use fewer --folds"):
+        assign_folds(diseases, groups, 5, source="m.csv")
+    folds = assign_folds(diseases, groups, 3, seed=0)  # three folds: each holds one rosacea patient
+    assert set(folds[np.asarray(diseases) == "rosacea"].tolist()) == {0, 1, 2}
+
+
 def test_folds_group_patients_sharing_a_photo_whatever_the_ids_say(tmp_path):
     from PIL import Image
 

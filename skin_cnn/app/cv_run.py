@@ -241,7 +241,7 @@ def plan_folds(source, out, n_folds, settings, *, resume, progress, echo, group_
     echo(precision.describe())
     groups = group_labels(frame, progress=progress, group_near_duplicates=group_near_duplicates)
     frame = frame.assign(split_group=groups)  # the bootstrap of the pooled evaluation resamples these
-    folds = assign_folds(frame["diagnosis"], groups, n_folds, seed=base.seed)
+    folds = assign_folds(frame["diagnosis"], groups, n_folds, seed=base.seed, source=source)
     atomic.write_csv(out / FOLDS_FILE, frame[["image_path", "patient_id", "diagnosis"]].assign(
         group=groups, fold=folds + 1))
     atomic.write_json(out / "cv.json", {"folds": int(n_folds), "settings": settings, "source": os.fspath(source),

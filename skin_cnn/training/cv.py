@@ -63,12 +63,25 @@ def group_labels(frame, progress=False, group_near_duplicates=True):
     return np.asarray(labels)
 
 
-def assign_folds(diagnoses, groups, n_folds, seed=0):
-    """Fold of every image: ``StratifiedGroupKFold`` (groups whole, diseases stratified)."""
+def assign_folds(diagnoses, groups, n_folds, seed=0, source=None):
+    """Fold of every image: ``StratifiedGroupKFold`` (groups whole, diseases stratified).
+
+    Refused, naming ``source``, when there are fewer patients (groups) than folds, or a diagnosis
+    comes from fewer patients than folds: some fold would then hold none of it, and its model
+    would be validated and tested without that disease.
+    """
+    where = f"{source}: " if source is not None else ""
     diagnoses = np.asarray(diagnoses)
     groups = np.asarray(groups)
     if len(np.unique(groups)) < n_folds:
-        raise ValueError(f"{n_folds} folds need at least {n_folds} patients (groups); got {len(np.unique(groups))}")
+        raise ValueError(f"{where}{n_folds} folds need at least {n_folds} patients (groups); "
+                         f"got {len(np.unique(groups))}")
+    counts = pd.DataFrame({"diagnosis": diagnoses, "group": groups}).groupby("diagnosis")["group"].nunique()
+    short = counts[counts < n_folds]
+    if len(short):
+        listed = ", ".join(f"{name} {count}" for name, count in short.sort_index().items())
+        raise ValueError(f"{where}{n_folds} folds need at least {n_folds} patients (groups) of each diagnosis so "
+                         f"that every fold holds each disease; too few: {listed}. Use fewer --folds or add photos")
     folds = np.full(len(diagnoses), -1, dtype=np.int64)
     splitter = StratifiedGroupKFold(n_splits=int(n_folds), shuffle=True, random_state=int(seed))
     for k, (_, held) in enumerate(splitter.split(np.zeros(len(diagnoses)), diagnoses, groups)):
