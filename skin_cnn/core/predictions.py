@@ -147,6 +147,11 @@ def _read_csv(path: PathLike) -> pd.DataFrame:
     return df
 
 
+def blank(values: pd.Series) -> pd.Series:
+    """True where a cell is missing or only whitespace (an identifier that names nothing)."""
+    return values.isna() | (values.astype(str).str.strip() == "")
+
+
 def _line(mask: pd.Series) -> int:
     """The CSV line of the first true row of ``mask`` (line 1 is the header)."""
     return int(np.flatnonzero(mask.to_numpy())[0]) + 2
@@ -170,7 +175,7 @@ def read_predictions(path: PathLike) -> pd.DataFrame:
         shown = ", ".join(found[:12]) + (f", … ({len(found)} in all)" if len(found) > 12 else "")
         raise ValueError(f"{path}: predictions CSV lacks columns {', '.join(missing)} (columns found: {shown}){hint}")
     for column in ("image_path", "task"):
-        empty = df[column].isna() | (df[column].astype(str).str.strip() == "")
+        empty = blank(df[column])
         if empty.any():
             raise ValueError(f"{path}: line {_line(empty)}: {column} is empty; every row names its image and task")
     unknown = ~df["task"].isin(TASK_NAMES)

@@ -27,7 +27,7 @@ from skin_cnn.stats.bootstrap import bootstrap_intervals, paired_auc_difference
 from skin_cnn.stats.delong import delong_test
 from skin_cnn.evaluation.metrics import auc_estimate, confusion_counts
 from skin_cnn.stats.precision import caveats
-from skin_cnn.core.predictions import read_predictions
+from skin_cnn.core.predictions import blank, read_predictions
 
 KEY = ["image_path", "task"]
 RUN_PREDICTION_FILES = ("eval_test/predictions_test.csv", "predictions_test.csv")
@@ -127,11 +127,8 @@ def _merged_cluster(merged, column, name, first):
         merged[column] = theirs
         return merged
 
-    def filled(values):
-        return values.notna() & (values.astype(str).str.strip() != "")
-
     ours = merged[column]
-    both = filled(ours) & filled(theirs)
+    both = ~blank(ours) & ~blank(theirs)
     differ = both & (ours.astype(str) != theirs.astype(str))
     if differ.any():
         k = differ.to_numpy().nonzero()[0][0]
@@ -140,7 +137,7 @@ def _merged_cluster(merged, column, name, first):
             f"{name} and {first} disagree on the {column} of {row['image_path']} ({theirs.iloc[k]!s} against "
             f"{ours.iloc[k]!s}); the paired bootstrap resamples by {column}, so both must come from one manifest"
         )
-    merged[column] = ours.where(filled(ours), theirs)
+    merged[column] = ours.where(~blank(ours), theirs)
     return merged
 
 
