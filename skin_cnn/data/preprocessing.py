@@ -44,6 +44,50 @@ SKIPPED_COLUMNS = ("image_path", "split", "reason")
 # ----------------------------------------------------------------------------------------------
 # One photo
 
+#: The most a photo may be enlarged to reach the model's input size, and the most its shape may
+#: differ from the input's (longer side over shorter side, relative to the input's own). Beyond
+#: either, what the model is shown is a few pixels smeared over the input, or a strip squeezed
+#: into a square: not a clinical photo, and an answer about it would be confident and meaningless.
+#: The 942 public photos reach 5.4× (a 46-pixel side at 250²) and 3.3:1.
+MAX_ENLARGEMENT = 8.0
+MAX_SHAPE_RATIO = 8.0
+
+
+class PhotoSizeError(ValueError):
+    """A photo too small, or too long and thin, for the model to be shown anything meaningful."""
+
+
+def photo_size_problem(height: int, width: int, preprocessing) -> str:
+    """Why a ``height`` × ``width`` photo cannot be given to a model of ``preprocessing``, or ``""``.
+
+    A 1×1-pixel image stretched to 250×250 is one colour; a 20000×3 strip stretched to a square
+    is smeared lines: a model answers both as confidently as a photo. Both are refused here, by
+    the enlargement the resize would apply (above :data:`MAX_ENLARGEMENT`) and by how much longer
+    than wide the photo is compared with the model's input (above :data:`MAX_SHAPE_RATIO`). The
+    whole photo is judged, not the crop box: a small lesion in a large photo is fine.
+    """
+    height, width = int(height), int(width)
+    if height < 1 or width < 1:
+        return f"photo is {width}×{height} pixels: empty"
+    model_h, model_w = (int(v) for v in preprocessing.image_size)
+    factors = (model_h / height, model_w / width)
+    enlargement = min(factors) if preprocessing.resize == "pad" else max(factors)
+    if enlargement > MAX_ENLARGEMENT:
+        return (f"photo is {width}×{height} pixels: too small — the model's {model_w}×{model_h} input "
+                f"would enlarge it {enlargement:.0f}×, more than {MAX_ENLARGEMENT:g}×; use the original photo")
+    ratio = max(height * model_w / (width * model_h), width * model_h / (height * model_w))
+    if ratio > MAX_SHAPE_RATIO:
+        return (f"photo is {width}×{height} pixels: {ratio:.0f} times longer than wide next to the "
+                f"model's {model_w}×{model_h} input (at most {MAX_SHAPE_RATIO:g}); crop it to the skin")
+    return ""
+
+
+def check_photo_size(image, preprocessing):
+    """Raise :class:`PhotoSizeError` when :func:`photo_size_problem` finds one."""
+    problem = photo_size_problem(image.shape[0], image.shape[1], preprocessing)
+    if problem:
+        raise PhotoSizeError(problem)
+
 
 def _cell(row, column):
     return row.get(column) if hasattr(row, "get") else getattr(row, column, None)
@@ -140,10 +184,16 @@ def model_input(image, preprocessing, box=None):
         uint8 (height, width, 3) at the model's input size.
     box : tuple of 4 int
         ``(left, top, right, bottom)`` cut from the photo (the whole photo when crop is off).
+
+    Raises
+    ------
+    PhotoSizeError
+        A photo too small or too long and thin for the model (:func:`photo_size_problem`).
     """
     image = np.asarray(image)
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
         raise ValueError(f"expected a uint8 RGB image of shape (H, W, 3); got {image.dtype} {image.shape}")
+    check_photo_size(image, preprocessing)
     box = crop_box(image, preprocessing, box)
     return resize_to_model(crop_image(mask_photo(image, preprocessing), box), preprocessing), box
 
@@ -184,6 +234,7 @@ def _cropped_photo(row, preprocessing, max_pixels):
     """``(cropped uint8 photo, "")`` of a frame row, or ``(1×1×3 zeros, reason)`` when unreadable."""
     try:
         image = read_image(str(row["image_path"]), max_pixels=max_pixels)
+        check_photo_size(image, preprocessing)
         box = crop_box(image, preprocessing, box_from_row(row, preprocessing))
         return crop_image(mask_photo(image, preprocessing), box), ""
     except (ImageReadError, ValueError, OSError) as exc:

@@ -53,6 +53,7 @@ from fastapi.staticfiles import StaticFiles
 from python_multipart.multipart import MultipartParser, parse_options_header
 
 from skin_cnn import __version__
+from skin_cnn.data.preprocessing import PhotoSizeError
 from skin_cnn.data.reading import ImageReadError
 from skin_cnn.core.tasks import TASKS, resolve_task
 # what every task's answer means, in the words `skin-cnn predict` uses (the module loads no TensorFlow)
@@ -376,6 +377,8 @@ def predict_upload(predictor, data, tasks, gradcam=False, threshold=None):
         raise UploadError(_status_for(exc), exc.reason) from None
     try:
         tensor, box = predictor.preprocess(image)
+    except PhotoSizeError as exc:
+        raise UploadError(422, str(exc)) from None
     except ValueError as exc:
         raise UploadError(422, f"cannot preprocess the image ({exc})") from None
     pictures = {}
