@@ -463,6 +463,41 @@ def test_a_predictions_file_of_a_run_folder_is_reported_with_what_the_runs_model
     assert "synthetic_model" not in json.loads((tmp_path / "moved" / "metrics.json").read_text())
 
 
+@pytest.mark.parametrize("synthetic", [True, False])
+def test_out_of_fold_predictions_of_a_cv_folder_are_reported_with_what_its_fold_models_learnt_from(
+        tmp_path, synthetic):
+    import shutil
+
+    from model_fixtures import plain_model
+
+    from skin_cnn.models import with_model_info
+
+    def info(flag):
+        return with_model_info(plain_model(), synthetic=flag, preprocessing={"image_size": [32, 32], "crop": False})
+
+    run_dir = _run_folder(tmp_path, info(False))
+    assert run("evaluate", run_dir, "--n-bootstrap", 0, "--no-leakage-audit", "--quiet").exit_code == 0
+    cv_dir = tmp_path / "cv"
+    cv_dir.mkdir()
+    (cv_dir / "cv.json").write_text(json.dumps({"folds": 2}))
+    oof = cv_dir / "oof_predictions.csv"
+    shutil.copy(run_dir / "eval_test" / "predictions_test.csv", oof)
+
+    def evaluated(name):
+        result = run("evaluate", "--predictions", oof, "-o", tmp_path / name, "--n-bootstrap", 0, "--quiet")
+        assert result.exit_code == 0, result.output
+        return json.loads((tmp_path / name / "metrics.json").read_text()), result.output
+
+    metrics, _ = evaluated("no_models")  # no fold model written yet: nothing claimed
+    assert "synthetic_model" not in metrics
+    for k, flag in ((1, False), (2, synthetic)):  # one synthetic-trained fold model is enough
+        (cv_dir / f"fold{k}").mkdir()
+        info(flag).save(cv_dir / f"fold{k}" / "best.keras")
+    metrics, output = evaluated("folds")
+    assert metrics["synthetic_model"] is synthetic
+    assert ("warning: MODEL TRAINED ON SYNTHETIC IMAGES" in output) is synthetic
+
+
 def test_a_report_on_synthetic_images_by_a_synthetic_trained_model_carries_both_banners(tmp_path, evaluated):
     from skin_cnn.reporting.report import ReportInputs, write_evaluation
 

@@ -69,17 +69,36 @@ def run_folder_of(predictions_csv):
     return None
 
 
-def run_model_synthetic(run_dir):
-    """Whether the model of ``run_dir`` (``best.keras``) says it learnt from synthetic images, read
-    from the file's :class:`~skin_cnn.models.ModelInfo` without loading its weights; None when
-    the folder holds no model to ask. Evaluating a predictions CSV of a run folder loads no
-    model, yet its report must carry the same warning as one that does."""
+def _learnt_from_synthetic(model_file):
+    """The ``synthetic`` entry of a ``.keras`` file's :class:`~skin_cnn.models.ModelInfo`, read
+    without loading its weights (as ``Predictor.synthetic`` reads it)."""
     from skin_cnn.models.info import read_file_info
 
+    return bool((read_file_info(model_file) or {}).get("synthetic"))
+
+
+def run_model_synthetic(run_dir):
+    """Whether the model of ``run_dir`` (``best.keras``) says it learnt from synthetic images;
+    None when the folder holds no model to ask. Evaluating a predictions CSV of a run folder
+    loads no model, yet its report must carry the same warning as one that does."""
     path = RunPaths(run_dir).best_model
-    if not path.is_file():
-        return None
-    return bool((read_file_info(path) or {}).get("synthetic"))  # as Predictor.synthetic reads it
+    return _learnt_from_synthetic(path) if path.is_file() else None
+
+
+def cv_folder_of(predictions_csv):
+    """The ``skin-cnn cv`` folder a predictions CSV sits in (``cv.json`` beside it, as beside
+    ``oof_predictions.csv``), or None."""
+    folder = Path(predictions_csv).resolve().parent
+    return folder if (folder / "cv.json").is_file() else None
+
+
+def cv_model_synthetic(cv_dir):
+    """Whether any model of a ``skin-cnn cv`` folder (``ensemble.keras``, ``fold*/best.keras``)
+    says it learnt from synthetic images; None when none is written yet. Out-of-fold predictions
+    are the fold models' answers, so one synthetic-trained fold model is enough for the warning."""
+    cv_dir = Path(cv_dir)
+    models = [p for p in (cv_dir / "ensemble.keras", *sorted(cv_dir.glob("fold*/best.keras"))) if p.is_file()]
+    return any(_learnt_from_synthetic(p) for p in models) if models else None
 
 
 # ---------------------------------------------------------------------------------------------
