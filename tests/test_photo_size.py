@@ -35,7 +35,7 @@ def test_photos_within_both_limits_pass(height, width):
 ])
 def test_too_small_or_too_thin_photos_are_refused_with_their_size(height, width, words):
     problem = photo_size_problem(height, width, _pre())
-    assert f"photo is {width}×{height} pixels" in problem and words in problem
+    assert problem.startswith("too ") and f"(photo {width}×{height} pixels: " in problem and words in problem
 
 
 def test_padding_judges_the_enlargement_of_the_longer_side_and_the_shape():
@@ -58,11 +58,11 @@ def test_the_shape_is_judged_against_a_non_square_input():
 
 def test_limits_are_what_the_messages_say():
     assert f"more than {MAX_ENLARGEMENT:g}×" in photo_size_problem(1, 1, _pre())
-    assert f"at most {MAX_SHAPE_RATIO:g}" in photo_size_problem(100, 900, _pre())
+    assert f"more than {MAX_SHAPE_RATIO:g};" in photo_size_problem(100, 900, _pre())
 
 
 def test_model_input_refuses_a_one_pixel_photo():
-    with pytest.raises(PhotoSizeError, match="photo is 1×1 pixels"):
+    with pytest.raises(PhotoSizeError, match=r"too small for the model \(photo 1×1 pixels"):
         model_input(np.zeros((1, 1, 3), np.uint8), _pre(32))
     pixels, box = model_input(np.zeros((4, 4, 3), np.uint8), _pre(32))  # 8×: allowed
     assert pixels.shape == (32, 32, 3) and box == (0, 0, 4, 4)
@@ -85,7 +85,7 @@ def test_predict_frame_skips_a_one_pixel_image_and_says_why(predictor, tmp_path)
     result = predict_frame(predictor, frame, batch_size=2, progress=False)
     assert result.ok.tolist() == [True, False, True]
     assert [s["image_path"] for s in result.skipped] == [str(dot)]
-    assert "photo is 1×1 pixels: too small" in result.skipped[0]["reason"]
+    assert "too small for the model (photo 1×1 pixels" in result.skipped[0]["reason"]
 
 
 def test_cli_predict_names_the_tiny_photo_and_the_reason(tmp_path):
@@ -98,7 +98,7 @@ def test_cli_predict_names_the_tiny_photo_and_the_reason(tmp_path):
     Image.fromarray(np.full((3, 2000, 3), 120, np.uint8)).save(strip)
     result = CliRunner().invoke(cli, ["predict", str(shared_run()), str(photos[0]), str(strip), "--quiet"])
     assert result.exit_code == 0, result.output
-    assert "strip.png" in result.output and "photo is 2000×3 pixels" in result.output
+    assert "strip.png" in result.output and "too small for the model (photo 2000×3 pixels" in result.output
     assert str(photos[0].name) in result.output
 
 
@@ -114,4 +114,15 @@ def test_serve_answers_a_one_pixel_upload_with_422_and_the_reason(predictor):
     Image.fromarray(np.full((1, 1, 3), 200, np.uint8)).save(buffer, format="PNG")
     response = client.post("/api/predict", files={"file": ("dot.png", buffer.getvalue(), "image/png")})
     assert response.status_code == 422
-    assert response.json()["detail"].startswith("photo is 1×1 pixels: too small")
+    assert response.json()["detail"].startswith("too small for the model (photo 1×1 pixels")
+
+
+def test_a_flow_diagram_counts_every_size_under_one_cause():
+    from skin_cnn.evaluation.flow import excluded_by_reason
+
+    reasons = [photo_size_problem(1, 1, _pre()), photo_size_problem(20, 30, _pre()),
+               photo_size_problem(100, 2000, _pre()), photo_size_problem(2000, 100, _pre())]
+    rows = pd.DataFrame({"image_path": list("abcd"), "reason": reasons})
+    grouped = excluded_by_reason(rows)
+    assert {cause: len(r) for cause, r in grouped.items()} == {"too small for the model": 2,
+                                                               "too long and thin for the model": 2}

@@ -64,21 +64,23 @@ def photo_size_problem(height: int, width: int, preprocessing) -> str:
     is smeared lines: a model answers both as confidently as a photo. Both are refused here, by
     the enlargement the resize would apply (above :data:`MAX_ENLARGEMENT`) and by how much longer
     than wide the photo is compared with the model's input (above :data:`MAX_SHAPE_RATIO`). The
-    whole photo is judged, not the crop box: a small lesion in a large photo is fine.
+    whole photo is judged, not the crop box: a small lesion in a large photo is fine. The reason
+    starts with the cause and puts the sizes in brackets, so that a flow diagram counts all such
+    photos under one cause (:func:`skin_cnn.evaluation.flow.short_reason`).
     """
     height, width = int(height), int(width)
     if height < 1 or width < 1:
-        return f"photo is {width}×{height} pixels: empty"
+        return f"empty photo ({width}×{height} pixels)"
     model_h, model_w = (int(v) for v in preprocessing.image_size)
     factors = (model_h / height, model_w / width)
     enlargement = min(factors) if preprocessing.resize == "pad" else max(factors)
     if enlargement > MAX_ENLARGEMENT:
-        return (f"photo is {width}×{height} pixels: too small — the model's {model_w}×{model_h} input "
-                f"would enlarge it {enlargement:.0f}×, more than {MAX_ENLARGEMENT:g}×; use the original photo")
+        return (f"too small for the model (photo {width}×{height} pixels: its {model_w}×{model_h} input "
+                f"would enlarge it {enlargement:.0f}×, more than {MAX_ENLARGEMENT:g}×; use the original photo)")
     ratio = max(height * model_w / (width * model_h), width * model_h / (height * model_w))
     if ratio > MAX_SHAPE_RATIO:
-        return (f"photo is {width}×{height} pixels: {ratio:.0f} times longer than wide next to the "
-                f"model's {model_w}×{model_h} input (at most {MAX_SHAPE_RATIO:g}); crop it to the skin")
+        return (f"too long and thin for the model (photo {width}×{height} pixels: {ratio:.0f} times longer "
+                f"than wide next to its {model_w}×{model_h} input, more than {MAX_SHAPE_RATIO:g}; crop it to the skin)")
     return ""
 
 

@@ -171,8 +171,8 @@ def data_section(config: Any, frame: pd.DataFrame, skipped: list, synthetic: boo
     if any(v is not None for v in patients.values()):
         lines += ["", "Patients: " + ", ".join(
             f"{s} {patients[s] if patients[s] is not None else 'unknown'}" for s in SPLITS) + "."]
-    return lines + ["", f"Images that could not be read and were left out: {len(skipped)} "
-                    "(see `skipped_images.csv`).", ""]
+    return lines + ["", "Images that could not be read or used (e.g. too small for the model) and were left "
+                    f"out: {len(skipped)} (see `skipped_images.csv`).", ""]
 
 
 def metrics_section(config: Any, outcome: RunOutcome) -> list[str]:

@@ -736,7 +736,8 @@ def prepare_training_data(run, frame, model, work, shared=None):
     (``skipped_images.csv``)."""
     data = training_data(run, frame, model, work, shared=shared)
     if data.skipped:
-        run.echo(f"{len(data.skipped)} image(s) could not be read and are left out (skipped_images.csv)")
+        run.echo(f"{len(data.skipped)} image(s) could not be read or used and are left out "
+                 "(skipped_images.csv gives the reason of each)")
     write_skipped(run.paths.skipped, data.skipped)
     return data
 
