@@ -254,6 +254,7 @@ def _refusal(export, folder):
 @pytest.mark.parametrize("fmt, name", [("savedmodel", "sm"), ("tflite", "m.tflite")])
 def test_an_export_of_a_synthetic_trained_model_carries_the_flag_tasks_and_thresholds(info_models, tmp_path,
                                                                                       fmt, name, caplog):
+    from skin_cnn.data.preprocessing import MAX_ENLARGEMENT, MAX_SHAPE_RATIO
     from skin_cnn.inference.export import read_tflite_metadata
     from skin_cnn.inference.export_info import export_synthetic
     from skin_cnn.inference.predictor import SYNTHETIC_MODEL_WARNING
@@ -268,6 +269,8 @@ def test_an_export_of_a_synthetic_trained_model_carries_the_flag_tasks_and_thres
         recorded = read_tflite_metadata(out)
         assert recorded["needs_cropped_photo"] is False  # the entry it had before, kept
     assert recorded["synthetic"] is True and recorded["synthetic_model"] == SYNTHETIC_MODEL_WARNING
+    limits = recorded["photo_limits"]  # what an app running the export alone must refuse
+    assert (limits["max_enlargement"], limits["max_shape_ratio"]) == (MAX_ENLARGEMENT, MAX_SHAPE_RATIO)
     assert {t["name"]: (t["positive"], t["negative"]) for t in recorded["tasks"]} == TASK_CLASSES
     thresholds = recorded["thresholds"]
     assert thresholds["acne_vs_rosacea"]["value"] == 0.3 and thresholds["acne_vs_rosacea"]["rule"] == "youden"

@@ -84,6 +84,16 @@ def photo_size_problem(height: int, width: int, preprocessing) -> str:
     return ""
 
 
+def photo_size_limits() -> dict:
+    """The limits of :func:`photo_size_problem` as JSON, for an export's entry: an app that runs an
+    exported model without skin-cnn applies them itself."""
+    return {"max_enlargement": MAX_ENLARGEMENT, "max_shape_ratio": MAX_SHAPE_RATIO,
+            "rule": ("refuse a photo that the resize to the model's input would enlarge more than "
+                     "max_enlargement times (the shorter side's factor when stretched, the longer side's "
+                     "when padded), or that is more than max_shape_ratio times longer than wide next to "
+                     "the input's own shape; skin-cnn predict and serve refuse it")}
+
+
 def check_photo_size(image, preprocessing):
     """Raise :class:`PhotoSizeError` when :func:`photo_size_problem` finds one."""
     problem = photo_size_problem(image.shape[0], image.shape[1], preprocessing)

@@ -71,7 +71,7 @@ from skin_cnn.models.precision_policy import float32_layers, trunk_precision
 from skin_cnn.data.crop import crop_image
 from skin_cnn.data.masking import mask_photo_tf
 from skin_cnn.core.specs import Preprocessing
-from skin_cnn.data.preprocessing import resize_tensor
+from skin_cnn.data.preprocessing import photo_size_limits, resize_tensor
 from skin_cnn.inference.export_info import read_export_info, says_synthetic, write_savedmodel_info
 from skin_cnn.inference.predictor import SYNTHETIC_MODEL_WARNING, load_predictor, resolve_model_path, task_thresholds
 from skin_cnn.inference.tflite_metadata import METADATA_NAME, read_tflite_metadata, with_metadata  # noqa: F401
@@ -341,7 +341,8 @@ def export_savedmodel(model, preprocessing, out, precision="float32"):
     try:
         with trunk_precision(model, precision):
             _write_savedmodel(model, preprocessing, staging / "model")
-        write_savedmodel_info(staging / "model", {**model_facts(model), "preprocessing": preprocessing.to_dict()})
+        write_savedmodel_info(staging / "model", {**model_facts(model), "preprocessing": preprocessing.to_dict(),
+                                                  "photo_limits": photo_size_limits()})
         if out.exists():
             shutil.rmtree(out)
         os.replace(staging / "model", out)
@@ -399,7 +400,8 @@ def export_tflite(model, preprocessing, out, precision="float32"):
                 "TFLite builtins could not express the model (%s); using TF select ops", exc
             )
             flat = _tflite_converter(saved, precision, select_ops=True).convert()
-    flat = with_metadata(flat, {**tflite_expectation(preprocessing), **model_facts(model)})
+    flat = with_metadata(flat, {**tflite_expectation(preprocessing), **model_facts(model),
+                                "photo_limits": photo_size_limits()})
     with atomic_path(out) as tmp_path:
         Path(tmp_path).write_bytes(flat)
     return Path(out)
