@@ -20,15 +20,15 @@ def _pre(size=250, resize="stretch"):
     return Preprocessing(image_size=(size, size), crop=False, resize=resize)
 
 
-@pytest.mark.parametrize("height, width", [(46, 61), (32, 32), (100, 800), (800, 100), (3000, 4000)])
+@pytest.mark.parametrize("height, width", [(46, 61), (25, 25), (100, 800), (800, 100), (3000, 4000)])
 def test_photos_within_both_limits_pass(height, width):
-    # 250 / 32 = 7.8× enlargement; 800 / 100 = 8.0 times longer than wide: both at most the limit
+    # 250 / 25 = 10× enlargement; 800 / 100 = 8.0 times longer than wide: both at most the limit
     assert photo_size_problem(height, width, _pre()) == ""
 
 
 @pytest.mark.parametrize("height, width, words", [
     (1, 1, "enlarge it 250×"),
-    (31, 31, "enlarge it 8×"),          # 250 / 31 = 8.06
+    (24, 24, "enlarge it 10×"),         # 250 / 24 = 10.4
     (3, 20000, "enlarge it 83×"),        # the short side: 250 / 3
     (100, 801, "8 times longer than wide"),
     (2000, 200, "10 times longer than wide"),
@@ -44,7 +44,11 @@ def test_padding_judges_the_enlargement_of_the_longer_side_and_the_shape():
     assert "6667 times longer than wide" in problem and "enlarge" not in problem
     # 40 × 20 padded into 250²: the longer side is enlarged 250 / 40 = 6.25×, allowed
     assert photo_size_problem(40, 20, _pre(resize="pad")) == ""
-    assert "enlarge it 10×" in photo_size_problem(25, 20, _pre(resize="pad"))
+    # 20 × 30: padded, its longer side is enlarged 250 / 30 = 8.3× (allowed); stretched, its
+    # shorter side 250 / 20 = 12.5× (refused)
+    assert photo_size_problem(20, 30, _pre(resize="pad")) == ""
+    assert "enlarge it 12×" in photo_size_problem(20, 30, _pre(resize="stretch"))
+    assert "enlarge it 16×" in photo_size_problem(16, 16, _pre(resize="pad"))
 
 
 def test_the_shape_is_judged_against_a_non_square_input():
@@ -64,8 +68,8 @@ def test_limits_are_what_the_messages_say():
 def test_model_input_refuses_a_one_pixel_photo():
     with pytest.raises(PhotoSizeError, match=r"too small for the model \(photo 1×1 pixels"):
         model_input(np.zeros((1, 1, 3), np.uint8), _pre(32))
-    pixels, box = model_input(np.zeros((4, 4, 3), np.uint8), _pre(32))  # 8×: allowed
-    assert pixels.shape == (32, 32, 3) and box == (0, 0, 4, 4)
+    pixels, box = model_input(np.zeros((4, 4, 3), np.uint8), _pre(40))  # 10×: allowed
+    assert pixels.shape == (40, 40, 3) and box == (0, 0, 4, 4)
 
 
 @pytest.fixture(scope="module")

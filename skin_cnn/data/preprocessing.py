@@ -48,8 +48,8 @@ SKIPPED_COLUMNS = ("image_path", "split", "reason")
 #: differ from the input's (longer side over shorter side, relative to the input's own). Beyond
 #: either, what the model is shown is a few pixels smeared over the input, or a strip squeezed
 #: into a square: not a clinical photo, and an answer about it would be confident and meaningless.
-#: The 942 public photos reach 5.4× (a 46-pixel side at 250²) and 3.3:1.
-MAX_ENLARGEMENT = 8.0
+#: The 942 public photos reach 5.4× at 250² and 8.3× at 384² (a 46-pixel side) and 3.3:1.
+MAX_ENLARGEMENT = 10.0
 MAX_SHAPE_RATIO = 8.0
 
 
