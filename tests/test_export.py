@@ -286,7 +286,9 @@ def test_an_export_of_a_synthetic_trained_model_carries_the_flag_tasks_and_thres
     caplog.clear()
     with caplog.at_level("WARNING", logger="skin_cnn.inference.export"):
         export_model(info_models["synthetic"], fmt, tmp_path / f"again-{name}", check_images=1)
-    assert not caplog.records  # the export's own check runs it silently: the command says it once
+    # the export's own check runs it silently: the command says it once (TensorFlow's own
+    # warnings, e.g. about retracing after many models in one process, are not skin-cnn's)
+    assert not [r for r in caplog.records if r.name.startswith("skin_cnn")]
     with caplog.at_level("WARNING", logger="skin_cnn.inference.export"):
         _run_export(out, fmt)
     assert [r.getMessage() for r in caplog.records if "SYNTHETIC" in r.getMessage()] == [
