@@ -53,7 +53,7 @@ def test_saved_model_on_images_matches_the_heads_on_cached_features(split_csv, t
     assert len([p for p in cache_dir.iterdir() if not p.name.startswith(".")]) == 2
 
 
-def test_cache_key_changes_with_the_settings_and_identities_with_the_content(split_csv, tmp_path):
+def test_cache_key_changes_with_the_settings_and_identities_with_the_content(split_csv, tmp_path, monkeypatch):
     import shutil
 
     from skin_cnn.data.split import load_split
@@ -65,6 +65,12 @@ def test_cache_key_changes_with_the_settings_and_identities_with_the_content(spl
     assert key != cache_key(**dict(base, trunk_digest="u"))
     assert key != cache_key(**dict(base, preprocessing={"image_size": [40, 40]}))
     assert key != cache_key(**base, precision="bfloat16")
+    import skin_cnn.data.preprocessing as preprocessing  # what the entry admits is part of its key
+
+    with monkeypatch.context() as patched:
+        patched.setattr(preprocessing, "MAX_ENLARGEMENT", preprocessing.MAX_ENLARGEMENT + 1)
+        assert key != cache_key(**base)
+    assert key == cache_key(**base)
 
     frame = load_split(split_csv)
     path = tmp_path / ("copy" + os.path.splitext(frame["image_path"].iloc[0])[1])

@@ -221,9 +221,20 @@ def cache_key(*, trunk_digest: str, preprocessing: dict, precision: str = "float
     precision : str
         The compute precision the trunk runs in (``"float32"``, ``"bfloat16"``, ...): the same
         weights give slightly different features in another precision.
+
+    The photo size limits are part of the key too: a photo refused under one limit is recorded as
+    unreadable, and under another may have features.
     """
     return _short_hash({"format": CACHE_FORMAT, "trunk": trunk_digest, "preprocessing": preprocessing,
-                        "precision": str(precision)}, 24)
+                        "precision": str(precision), "photo_limits": _admitted_photos()}, 24)
+
+
+def _admitted_photos():
+    """The photo size limits (:func:`~skin_cnn.data.preprocessing.photo_size_problem`): an entry
+    holds features only of the photos they admit, so other limits need another entry."""
+    from skin_cnn.data import preprocessing
+
+    return [preprocessing.MAX_ENLARGEMENT, preprocessing.MAX_SHAPE_RATIO]
 
 
 @dataclass(frozen=True)
