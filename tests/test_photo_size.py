@@ -28,9 +28,9 @@ def test_photos_within_both_limits_pass(height, width):
 
 @pytest.mark.parametrize("height, width, words", [
     (1, 1, "enlarge it 250×"),
-    (24, 24, "enlarge it 10×"),         # 250 / 24 = 10.4
-    (3, 20000, "enlarge it 83×"),        # the short side: 250 / 3
-    (100, 801, "8 times longer than wide"),
+    (24, 24, "enlarge it 10.4×"),       # more than 10, said so
+    (3, 20000, "enlarge it 83.3×"),      # the short side: 250 / 3
+    (100, 801, "8.01 times longer than wide"),
     (2000, 200, "10 times longer than wide"),
 ])
 def test_too_small_or_too_thin_photos_are_refused_with_their_size(height, width, words):
@@ -47,8 +47,8 @@ def test_padding_judges_the_enlargement_of_the_longer_side_and_the_shape():
     # 20 × 30: padded, its longer side is enlarged 250 / 30 = 8.3× (allowed); stretched, its
     # shorter side 250 / 20 = 12.5× (refused)
     assert photo_size_problem(20, 30, _pre(resize="pad")) == ""
-    assert "enlarge it 12×" in photo_size_problem(20, 30, _pre(resize="stretch"))
-    assert "enlarge it 16×" in photo_size_problem(16, 16, _pre(resize="pad"))
+    assert "enlarge it 12.5×" in photo_size_problem(20, 30, _pre(resize="stretch"))
+    assert "enlarge it 15.6×" in photo_size_problem(16, 16, _pre(resize="pad"))
 
 
 def test_the_shape_is_judged_against_a_non_square_input():

@@ -76,12 +76,18 @@ def photo_size_problem(height: int, width: int, preprocessing) -> str:
     enlargement = min(factors) if preprocessing.resize == "pad" else max(factors)
     if enlargement > MAX_ENLARGEMENT:
         return (f"too small for the model (photo {width}×{height} pixels: its {model_w}×{model_h} input "
-                f"would enlarge it {enlargement:.0f}×, more than {MAX_ENLARGEMENT:g}×; use the original photo)")
+                f"would enlarge it {_times(enlargement)}×, more than {MAX_ENLARGEMENT:g}×; use the original photo)")
     ratio = max(height * model_w / (width * model_h), width * model_h / (height * model_w))
     if ratio > MAX_SHAPE_RATIO:
-        return (f"too long and thin for the model (photo {width}×{height} pixels: {ratio:.0f} times longer "
+        return (f"too long and thin for the model (photo {width}×{height} pixels: {_times(ratio)} times longer "
                 f"than wide next to its {model_w}×{model_h} input, more than {MAX_SHAPE_RATIO:g}; crop it to the skin)")
     return ""
+
+
+def _times(factor):
+    """A factor with the digits that tell it from the limit: ``10.4``, ``8.01``, ``250``."""
+    text = f"{factor:.{0 if factor >= 100 else 1 if factor >= 10 else 2}f}"
+    return text.rstrip("0").rstrip(".") if "." in text else text
 
 
 def photo_size_limits() -> dict:
