@@ -209,12 +209,13 @@ def _evaluate_file(predictions_csv, out, choice, breakdowns, flow, settings, qui
     run_dir, record = _test_record(predictions_csv)
     flow = _predictions_flow(predictions_csv, preds, run_dir, flow)
     run = synthetic_model = None
+    cv_dir = None if run_dir is not None else cv_folder_of(predictions_csv)
     if run_dir is not None:  # predictions of a run folder: its config, history, split and model
         from skin_cnn.reporting.checklist import run_context
 
         run, synthetic_model = run_context(run_dir), run_model_synthetic(run_dir)
-    elif cv_folder_of(predictions_csv) is not None:  # out-of-fold predictions of a cv folder
-        synthetic_model = cv_model_synthetic(cv_folder_of(predictions_csv))
+    elif cv_dir is not None:  # out-of-fold predictions of a cv folder
+        synthetic_model = cv_model_synthetic(cv_dir)
     inputs = ReportInputs(
         by=breakdowns.by,
         fairness=breakdowns.fairness,
