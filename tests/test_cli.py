@@ -81,7 +81,7 @@ def test_manifest_check_exit_status_and_report(tmp_path):
     warnings_only = _manifest(tmp_path, ["a.jpg,,acne"])
     result = _run("manifest", "check", str(warnings_only), "--quiet")
     assert result.exit_code == 0
-    assert "1 rows, 1 images ok, 0 errors, 1 warnings (empty_patient_id 1)" in result.output
+    assert "1 row, 1 image ok, 0 errors, 1 warning (empty_patient_id 1)" in result.output
 
     with_errors = _manifest(tmp_path, ["a.jpg,p1,acne", "b.jpg,p2,acne", "c.jpg,p3,gout"])
     result = _run("manifest", "check", str(with_errors), "--quiet", "--report", str(tmp_path / "r" / "report.csv"))

@@ -27,7 +27,7 @@ from skin_cnn.core.specs import resolve_crop_params
 from skin_cnn.data.crop import BOX_COLUMNS, CROP_METHOD_COLUMN, box_method_label, hue_crop_box
 from skin_cnn.data.reading import read_image
 from skin_cnn.data.demo_data import generate_demo_dataset
-from skin_cnn.data.manifest import load_manifest, validate_manifest
+from skin_cnn.data.manifest import counted, load_manifest, validate_manifest
 from skin_cnn.models.weights import imagenet_weights_available
 from skin_cnn.data.split import patient_split, write_split
 from skin_cnn.training.config import TrainConfig, resolve_config
@@ -154,7 +154,8 @@ def run_demo(out: PathLike = "runs/demo", weights: str | None = None, settings: 
     echo(f"[1/5] synthetic demo set: {manifest}")
     with timed(steps, "validate_s"):
         report = checked_manifest(manifest, progress)
-    echo(f"[2/5] manifest checked: {report.n_rows} images, {report.n_errors} errors, {report.n_warnings} warnings")
+    echo(f"[2/5] manifest checked: {counted(report.n_rows, 'image')}, {counted(report.n_errors, 'error')}, "
+         f"{counted(report.n_warnings, 'warning')}")
     with timed(steps, "split_crop_s"):
         frame = crop_boxes_frame(patient_split(load_manifest(manifest), seed=settings.seed), progress=progress)
         split_path = write_split(frame, out / "data" / "split.csv")

@@ -54,6 +54,11 @@ PROBLEM_COLUMNS = ("row", "image_path", "severity", "code", "message")
 _KNOWN_COLUMNS = ("image_path", "patient_id", "diagnosis", "icd10")
 
 
+def counted(n: int, noun: str) -> str:
+    """``1 warning``, ``0 warnings``, ``3 warnings``: a count with its noun in the right number."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
 def normalize_diagnosis(value):
     """``'  Atopic  ECZEMA '`` style clean-up: strip, lower-case, collapse inner spaces."""
     return re.sub(r"\s+", " ", str(value)).strip().lower()
@@ -530,12 +535,13 @@ class ValidationReport:
     def summary(self):
         """One line: rows, images ok, errors, warnings, counts by code."""
         images = (
-            f"{self.n_images_ok} images ok" if self.images_checked else f"{self.n_images_ok} files exist (not decoded)"
+            f"{counted(self.n_images_ok, 'image')} ok" if self.images_checked
+            else f"{counted(self.n_images_ok, 'file')} found (not decoded)"
         )
         codes = ", ".join(f"{code} {n}" for code, n in self.by_code.items())
         return (
-            f"{self.manifest}: {self.n_rows} rows, {images}, {self.n_errors} errors, {self.n_warnings} warnings"
-            + (f" ({codes})" if codes else "")
+            f"{self.manifest}: {counted(self.n_rows, 'row')}, {images}, {counted(self.n_errors, 'error')}, "
+            f"{counted(self.n_warnings, 'warning')}" + (f" ({codes})" if codes else "")
         )
 
     def table(self, max_lines=40, per_code=5):
