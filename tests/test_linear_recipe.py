@@ -158,6 +158,19 @@ def test_the_folded_regression_equals_scikit_learns_pipeline_refitted_independen
     np.testing.assert_allclose(1 / (1 + np.exp(-logit)), reference.predict_proba(x)[:, 1], atol=1e-6)
 
 
+def test_a_given_c_grid_is_searched_in_any_order_and_a_single_value_is_used():
+    from skin_cnn.training.linear import fit_task
+
+    x, y = _blobs()
+    groups = np.arange(len(y)) // 2
+    grid = (1e-3, 1e-2, 0.1, 1.0, 10.0)
+    forward = fit_task(x, y, groups, seed=0, c_grid=grid)
+    backward = fit_task(x, y, groups, seed=0, c_grid=grid[::-1])
+    assert forward.C in grid and backward.C == forward.C
+    np.testing.assert_allclose(backward.oof_probability, forward.oof_probability)
+    assert fit_task(x, y, groups, seed=0, c_grid=(0.37,)).C == 0.37
+
+
 def test_out_of_fold_probabilities_do_not_remember_noise():
     from sklearn.metrics import roc_auc_score
 

@@ -99,10 +99,10 @@ def _regression(c, x, y, sample_weight=None):
 
 
 @on_one_blas_thread
-def fit_task(x, y, groups, *, seed=0, sample_weight=None, task=""):
+def fit_task(x, y, groups, *, seed=0, sample_weight=None, task="", c_grid=C_GRID):
     """Fit one task: C by inner grouped CV, then the regression on all rows.
 
-    Every C of :data:`C_GRID` is fitted on each inner training part (scaler included) and scored
+    Every C of ``c_grid`` is fitted on each inner training part (scaler included) and scored
     by the mean AUC of its held-out parts; the best C (the smallest among equals: the strongest
     regularisation) is refitted on all rows. Its held-out probabilities are the out-of-fold
     answers.
@@ -115,6 +115,9 @@ def fit_task(x, y, groups, *, seed=0, sample_weight=None, task=""):
         1 for the task's positive disease.
     groups : array (n,)
         Rows sharing a group (views of one photo, photos of one patient) stay in one inner fold.
+    c_grid : sequence of float
+        The inverse L2 strengths tried, in any order (:data:`C_GRID`, the values the method text
+        reports, unless an experiment asks for others).
 
     Returns
     -------
@@ -128,20 +131,21 @@ def fit_task(x, y, groups, *, seed=0, sample_weight=None, task=""):
     y = np.asarray(y, dtype=np.int64)
     weight = None if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
     splits = inner_splits(y, np.asarray(groups), seed)
-    oof = np.zeros((len(C_GRID), len(y)))
-    scores = np.zeros((len(C_GRID), len(splits)))
+    c_grid = np.sort(np.asarray(c_grid, dtype=np.float64))
+    oof = np.zeros((len(c_grid), len(y)))
+    scores = np.zeros((len(c_grid), len(splits)))
     for k, (train, held) in enumerate(splits):
         scaler = StandardScaler().fit(x[train], sample_weight=None if weight is None else weight[train])
         z_train, z_held = scaler.transform(x[train]), scaler.transform(x[held])
         # along the grid from strong to weak regularisation, each fit starts from the last one
         regression = LogisticRegression(max_iter=5000, warm_start=True)
-        for i, c in enumerate(C_GRID):
+        for i, c in enumerate(c_grid):
             regression.set_params(C=float(c))
             regression.fit(z_train, y[train], sample_weight=None if weight is None else weight[train])
             oof[i, held] = regression.predict_proba(z_held)[:, 1]
             scores[i, k] = roc_auc_score(y[held], oof[i, held])
     i = int(np.argmax(scores.mean(axis=1)))  # the first (strongest) among equal means
-    best = (float(scores[i].mean()), float(C_GRID[i]), oof[i])
+    best = (float(scores[i].mean()), float(c_grid[i]), oof[i])
     _, c, oof = best
     final = _regression(c, x, y, weight)
     scaler, regression = final[0], final[-1]
@@ -152,7 +156,8 @@ def fit_task(x, y, groups, *, seed=0, sample_weight=None, task=""):
                      n=int(len(y)), positives=int(y.sum()), rows=np.arange(len(y)), oof_probability=oof)
 
 
-def fit_linear_heads(features, image_of_row, clean, diagnoses, groups, *, seed=0, tasks=tuple(TASKS)):
+def fit_linear_heads(features, image_of_row, clean, diagnoses, groups, *, seed=0, tasks=tuple(TASKS),
+                     c_grid=C_GRID):
     """Fit every task on the images of its two diseases.
 
     Parameters
@@ -167,6 +172,8 @@ def fit_linear_heads(features, image_of_row, clean, diagnoses, groups, *, seed=0
     diagnoses : array (n,)
     groups : array (n,)
         :func:`group_ids` of the images.
+    c_grid : sequence of float
+        Passed to :func:`fit_task`.
 
     Returns
     -------
@@ -194,7 +201,8 @@ def fit_linear_heads(features, image_of_row, clean, diagnoses, groups, *, seed=0
             missing = task.negative if y_image[images[0]] == 1 else task.positive
             raise ValueError(f"{name}: the training images hold no {missing}; the linear head needs both classes")
         rows = np.flatnonzero(labels[image_of_row] != None)  # noqa: E711
-        fit = fit_task(x[rows], y_image[image_of_row[rows]], groups[image_of_row[rows]], seed=seed, task=name)
+        fit = fit_task(x[rows], y_image[image_of_row[rows]], groups[image_of_row[rows]], seed=seed, task=name,
+                       c_grid=c_grid)
         clean_rows = clean[rows]
         order = np.argsort(image_of_row[rows][clean_rows])
         fit.rows = image_of_row[rows][clean_rows][order]

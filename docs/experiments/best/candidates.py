@@ -58,15 +58,17 @@ def isotonic(p_fit, y_fit):
     return IsotonicRegression(out_of_bounds="clip", y_min=0, y_max=1).fit(p_fit, y_fit).predict
 
 
-def fold_fit(x, frame, groups, folds, k, seed):
-    """One outer fold: the fitted heads' held-out probabilities, thresholds and calibrated probabilities."""
+def fold_fit(x, frame, groups, folds, k, seed, return_fits=False, c_grid=None):
+    """One outer fold: the fitted heads' held-out probabilities, thresholds and calibrated probabilities
+    (and the fitted heads, with their inner out-of-fold answers, when ``return_fits``)."""
     from skin_cnn.core.tasks import TASKS
     from skin_cnn.evaluation.threshold import choose_threshold
-    from skin_cnn.training.linear import fit_linear_heads
+    from skin_cnn.training.linear import C_GRID, fit_linear_heads
 
     train, held = np.flatnonzero(folds != k), np.flatnonzero(folds == k)
     fits = fit_linear_heads(x[train], np.arange(len(train)), np.ones(len(train), bool),
-                            frame["diagnosis"].to_numpy()[train], groups[train], seed=seed)
+                            frame["diagnosis"].to_numpy()[train], groups[train], seed=seed,
+                            c_grid=C_GRID if c_grid is None else c_grid)
     rows = []
     for task, fit in fits.items():
         y_inner = np.array([TASKS[task].label(d) for d in frame["diagnosis"].to_numpy()[train][fit.rows]], int)
@@ -80,7 +82,8 @@ def fold_fit(x, frame, groups, folds, k, seed):
                                   "threshold": cut, "y_platt": cal_p(p),
                                   "threshold_platt": float(cal_p(np.array([cut]))[0]),
                                   "y_isotonic": cal_i(p)}))
-    return pd.concat(rows, ignore_index=True)
+    out = pd.concat(rows, ignore_index=True)
+    return (out, fits) if return_fits else out
 
 
 def summarise(oof, frame, reference=None):
