@@ -113,6 +113,19 @@ def summarise(oof, frame, reference=None):
     return out
 
 
+def summarise_all(oofs, frame, out, json_name):
+    """Write every candidate's out-of-fold table and summary (the first candidate is the reference
+    of the paired differences); returns ``{name: summary}``, also written to ``out/json_name``."""
+    results, reference = {}, None
+    for name, oof in oofs.items():
+        oof.to_csv(out / f"oof_{name.replace(', ', '_').replace(' ', '_')}.csv", index=False)
+        results[name] = summarise(oof, frame, reference)
+        reference = oof if reference is None else reference
+        print(name, json.dumps(results[name], default=float), flush=True)
+    (out / json_name).write_text(json.dumps(results, indent=1, default=float))
+    return results
+
+
 def main(argv=None) -> None:
     from skin_cnn.training.cv import assign_folds, group_labels
 
@@ -130,15 +143,9 @@ def main(argv=None) -> None:
     frame = frame.assign(split_group=groups)
     folds = assign_folds(frame["diagnosis"], groups, 5, seed=args.seed)
     pd.DataFrame({"image_path": frame["image_path"], "fold": folds + 1}).to_csv(out / "folds.csv", index=False)
-    results, reference = {}, None
-    for name in args.only or CANDIDATES:
-        x = x_all[:, columns(*CANDIDATES[name])]
-        oof = pd.concat([fold_fit(x, frame, groups, folds, k, args.seed) for k in range(5)], ignore_index=True)
-        oof.to_csv(out / f"oof_{name}.csv", index=False)
-        results[name] = summarise(oof, frame, reference)
-        reference = oof if reference is None else reference
-        print(name, json.dumps(results[name], default=float), flush=True)
-    (out / "candidates.json").write_text(json.dumps(results, indent=1, default=float))
+    oofs = {name: pd.concat([fold_fit(x_all[:, columns(*CANDIDATES[name])], frame, groups, folds, k, args.seed)
+                             for k in range(5)], ignore_index=True) for name in args.only or CANDIDATES}
+    summarise_all(oofs, frame, out, "candidates.json")
 
 
 if __name__ == "__main__":

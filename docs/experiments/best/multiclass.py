@@ -22,13 +22,12 @@ whether that beats the two-disease heads on the recipe's features (whole photo, 
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from candidates import columns, fold_fit, isotonic, platt, summarise
+from candidates import columns, fold_fit, isotonic, platt, summarise_all
 
 COLUMNS = ((320, 250), (4, 5))
 #: The product's C grid (``skin_cnn.evaluation.method.C_GRID``) extended upwards.
@@ -167,14 +166,8 @@ def main(argv=None) -> None:
         oofs["mean"].append(mean_fold(pairwise, inner, multinomial))
         oofs["pairwise, C to 30"].append(fold_fit(x, frame, groups, folds, k, args.seed, c_grid=WIDE_GRID))
         print(f"fold {k + 1} done", flush=True)
-    results, reference = {}, None
-    for name, parts in oofs.items():
-        oof = pd.concat(parts, ignore_index=True)
-        oof.to_csv(args.out / f"oof_{name.replace(', ', '_').replace(' ', '_')}.csv", index=False)
-        results[name] = summarise(oof, frame, reference)
-        reference = oof if reference is None else reference
-        print(name, json.dumps(results[name], default=float), flush=True)
-    (args.out / "multiclass.json").write_text(json.dumps(results, indent=1, default=float))
+    summarise_all({name: pd.concat(parts, ignore_index=True) for name, parts in oofs.items()}, frame, args.out,
+                  "multiclass.json")
 
 
 if __name__ == "__main__":

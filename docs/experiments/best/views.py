@@ -14,13 +14,12 @@ are against the first candidate, the recipe ``frozen-linear-two-scale`` chose (w
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from candidates import columns, fold_fit, summarise
+from candidates import columns, fold_fit, summarise_all
 
 #: name -> ((view, scales, blocks), ...): the column sets put side by side.
 CANDIDATES = {
@@ -56,15 +55,11 @@ def main(argv=None) -> None:
     groups = group_labels(frame, progress=False)
     frame = frame.assign(split_group=groups)
     folds = assign_folds(frame["diagnosis"], groups, 5, seed=args.seed)
-    results, reference = {}, None
+    oofs = {}
     for name, parts in CANDIDATES.items():
         x = np.hstack([features[view][:, columns(scales, blocks)] for view, scales, blocks in parts])
-        oof = pd.concat([fold_fit(x, frame, groups, folds, k, args.seed) for k in range(5)], ignore_index=True)
-        oof.to_csv(args.out / f"oof_{name.replace(' ', '_')}.csv", index=False)
-        results[name] = summarise(oof, frame, reference)
-        reference = oof if reference is None else reference
-        print(name, json.dumps(results[name], default=float), flush=True)
-    (args.out / "views.json").write_text(json.dumps(results, indent=1, default=float))
+        oofs[name] = pd.concat([fold_fit(x, frame, groups, folds, k, args.seed) for k in range(5)], ignore_index=True)
+    summarise_all(oofs, frame, args.out, "views.json")
 
 
 if __name__ == "__main__":
