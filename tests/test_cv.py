@@ -164,6 +164,60 @@ def test_the_ensemble_is_the_mean_of_the_fold_models(cv_run):
         np.testing.assert_allclose(got[task], mean, atol=1e-5)
 
 
+def test_resume_refuses_settings_folds_or_grouping_that_differ_from_the_recorded_ones(cv_run, tmp_path):
+    from skin_cnn.app.cv_run import CVOptions, run_cv
+
+    tmp, split, _, _ = cv_run
+    copy = tmp_path / "cv"
+    shutil.copytree(tmp / "cv", copy)
+    recorded = (copy / "folds.csv").read_bytes()
+    quiet = dict(progress=False, echo=lambda m: None)
+    with pytest.raises(ValueError, match=r"image_size 64 \(recorded 32\)") as error:
+        run_cv(split, copy, 3, dict(SETTINGS, image_size=64), resume=True, **quiet)
+    assert "cv.json: --resume continues" in str(error.value) and "epochs" not in str(error.value)
+    with pytest.raises(ValueError, match=r"folds 4 \(recorded 3\)"):
+        run_cv(split, copy, 4, SETTINGS, resume=True, **quiet)
+    with pytest.raises(ValueError, match=r"group_near_duplicates False \(recorded True\)"):
+        run_cv(split, copy, 3, SETTINGS, resume=True, options=CVOptions(group_near_duplicates=False), **quiet)
+    assert (copy / "folds.csv").read_bytes() == recorded  # refused before anything was written
+
+
+def test_cv_command_compares_on_resume_only_what_was_typed(cv_run, tmp_path):
+    from click.testing import CliRunner
+
+    from skin_cnn.cli import cli
+
+    tmp, split, _, _ = cv_run
+    copy = tmp_path / "cv"
+    shutil.copytree(tmp / "cv", copy)
+    result = CliRunner().invoke(cli, ["cv", str(split), "-o", str(copy), "--resume", "--image-size", "64",
+                                      "--no-group-near-duplicates", "--quiet"])
+    assert result.exit_code != 0
+    message = result.output.strip().splitlines()[-1]
+    assert "image_size 64 (recorded 32)" in message and "group_near_duplicates False (recorded True)" in message
+    assert "folds" not in message.split("differ from them:")[1]  # --folds not typed: the recorded 3 stands
+
+
+def test_resume_refuses_a_source_whose_images_or_labels_changed(cv_run, tmp_path):
+    from skin_cnn.app.cv_run import run_cv
+
+    tmp, split, _, _ = cv_run
+    copy = tmp_path / "cv"
+    shutil.copytree(tmp / "cv", copy)
+    frame = pd.read_csv(split)
+    fewer, relabelled = split.parent / "fewer.csv", split.parent / "relabelled.csv"  # same relative paths
+    frame.iloc[1:].to_csv(fewer, index=False)
+    patient = frame["patient_id"] == frame["patient_id"].iloc[0]  # all of one patient's photos, so the
+    other = "rosacea" if frame["diagnosis"].iloc[0] != "rosacea" else "acne"  # manifest stays consistent
+    frame.assign(diagnosis=frame["diagnosis"].where(~patient, other)).to_csv(relabelled, index=False)
+    quiet = dict(progress=False, echo=lambda m: None)
+    first = str(frame["image_path"].iloc[0])
+    with pytest.raises(ValueError, match=r"1 image\(s\) missing, e\.g\. .*" + first.split("/")[-1]):
+        run_cv(fewer, copy, 3, SETTINGS, resume=True, **quiet)
+    with pytest.raises(ValueError, match=rf"{int(patient.sum())} image\(s\) with another diagnosis"):
+        run_cv(relabelled, copy, 3, SETTINGS, resume=True, **quiet)
+
+
 def test_resume_trains_only_the_missing_folds(cv_run, tmp_path):
     from skin_cnn.app.cv_run import CVOptions, run_cv
 

@@ -63,13 +63,14 @@ class CVOptions:
     n_bootstrap : int
         Bootstrap resamples of the pooled out-of-fold evaluation (``eval_oof/``), seeded by the
         recipe's seed; 0: none.
-    group_near_duplicates : bool
+    group_near_duplicates : bool or None
         Keep near-identical photos (and the patients sharing them) in one fold; ignored when the
-        source is a split with a ``split_group`` column, whose groups are kept instead.
+        source is a split with a ``split_group`` column, whose groups are kept instead. None: on
+        for a new cross-validation, the recorded choice for a resumed one.
     """
 
     n_bootstrap: int = 2000
-    group_near_duplicates: bool = True
+    group_near_duplicates: bool | None = None
 
 
 @dataclass
@@ -165,7 +166,7 @@ def spread(per_fold):
 
 # ----------------------------------------------------------------------------------------------
 
-def run_cv(source: str | os.PathLike[str], out: str | os.PathLike[str], n_folds: int = 5,
+def run_cv(source: str | os.PathLike[str], out: str | os.PathLike[str], n_folds: int | None = None,
            settings: dict[str, Any] | None = None, *, resume: bool = False, progress: bool = True,
            echo: Callable[[str], object] = print, options: CVOptions | None = None) -> CVResult:
     """Cross-validate the training recipe in ``settings`` on the images of ``source``.
@@ -176,11 +177,15 @@ def run_cv(source: str | os.PathLike[str], out: str | os.PathLike[str], n_folds:
         A manifest or split CSV (its split column, if any, is ignored).
     out : path
         The CV folder (``runs/NAME``).
-    n_folds : int
+    n_folds : int, optional
+        Number of folds (None: 5, or the recorded number when resuming).
     settings : dict
         ``skin-cnn train`` settings (field names of :class:`~skin_cnn.training.config.TrainConfig`).
     resume : bool
-        Keep the folds already finished and resume an interrupted one.
+        Keep the folds already finished and resume an interrupted one, with the recorded settings
+        and folds: a setting, fold count or grouping given here that differs from the recorded
+        one, or a ``source`` whose images, labels or folds differ from those recorded in
+        ``folds.csv``, stops it with a ``ValueError`` naming the difference.
     progress : bool
         Progress bars.
     echo : callable
@@ -227,11 +232,15 @@ def plan_folds(source, out, n_folds, settings, *, resume, progress, echo, group_
     frame = read_source(source)
     settings = dict(settings or {})
     precision = None
-    if (out / "cv.json").is_file() and resume:
+    resumed = (out / "cv.json").is_file() and resume
+    if resumed:
         saved = json.loads((out / "cv.json").read_text(encoding="utf-8"))
+        check_resumed_settings(out / "cv.json", saved, settings, n_folds, group_near_duplicates)
         settings, n_folds = saved["settings"], int(saved["folds"])
-        group_near_duplicates = saved.get("group_near_duplicates", group_near_duplicates)
+        group_near_duplicates = saved.get("group_near_duplicates", True)
         precision = Precision.from_record(saved.get("precision"), source=f"{out / 'cv.json'}: precision")
+    n_folds = 5 if n_folds is None else int(n_folds)
+    group_near_duplicates = True if group_near_duplicates is None else bool(group_near_duplicates)
     base = resolve_config(dict(settings, split=str(source), out=str(out / "fold1")), source="skin-cnn cv")
     check_not_cropped_twice(frame, base.crop, source)
     frame, note = fitting_crop_boxes(frame, base.preprocessing(), str(source))  # the folds' splits keep these
@@ -242,12 +251,56 @@ def plan_folds(source, out, n_folds, settings, *, resume, progress, echo, group_
     groups = group_labels(frame, progress=progress, group_near_duplicates=group_near_duplicates)
     frame = frame.assign(split_group=groups)  # the bootstrap of the pooled evaluation resamples these
     folds = assign_folds(frame["diagnosis"], groups, n_folds, seed=base.seed, source=source)
-    atomic.write_csv(out / FOLDS_FILE, frame[["image_path", "patient_id", "diagnosis"]].assign(
-        group=groups, fold=folds + 1))
+    table = frame[["image_path", "patient_id", "diagnosis"]].assign(group=groups, fold=folds + 1)
+    if resumed and (out / FOLDS_FILE).is_file():
+        check_same_folds(source, out / FOLDS_FILE, table)
+    atomic.write_csv(out / FOLDS_FILE, table)
     atomic.write_json(out / "cv.json", {"folds": int(n_folds), "settings": settings, "source": os.fspath(source),
                                         "group_near_duplicates": bool(group_near_duplicates),
                                         "precision": precision.to_dict()})
     return FoldPlan(out, os.fspath(source), int(n_folds), settings, base, precision, frame, groups, folds)
+
+
+def check_resumed_settings(path, saved, settings, n_folds, group_near_duplicates):
+    """Refuse to resume when what was asked for differs from what ``cv.json`` recorded.
+
+    A resumed cross-validation continues with its recorded recipe, folds and grouping; a
+    different value given now would otherwise be dropped without a word (or, were it used,
+    mix two recipes in one pooled result). Settings not given are not compared.
+    """
+    recorded = resolve_config(saved["settings"], source=f"{path}: settings")
+    asked = resolve_config(saved["settings"], settings, source="the settings given")
+    differ = [f"{name} {getattr(asked, name)!r} (recorded {getattr(recorded, name)!r})" for name in settings
+              if getattr(asked, name) != getattr(recorded, name)]
+    if n_folds is not None and int(n_folds) != int(saved["folds"]):
+        differ.append(f"folds {int(n_folds)} (recorded {int(saved['folds'])})")
+    recorded_grouping = bool(saved.get("group_near_duplicates", True))
+    if group_near_duplicates is not None and bool(group_near_duplicates) != recorded_grouping:
+        differ.append(f"group_near_duplicates {bool(group_near_duplicates)} (recorded {recorded_grouping})")
+    if differ:
+        raise ValueError(f"{path}: --resume continues this cross-validation with its recorded settings, and "
+                         f"these differ from them: {'; '.join(differ)}; drop them, or choose another -o folder "
+                         "for a new cross-validation")
+
+
+def check_same_folds(source, path, table):
+    """Refuse to resume on images, labels or folds other than those ``folds.csv`` recorded: the
+    finished folds' models were trained on the recorded ones, so a photo moved between folds
+    could be scored by a model that trained on it."""
+    recorded = pd.read_csv(path, dtype={"image_path": str, "diagnosis": str}, keep_default_na=False)
+    old = dict(zip(recorded["image_path"], zip(recorded["diagnosis"], recorded["fold"].astype(int))))
+    new = dict(zip(table["image_path"].astype(str), zip(table["diagnosis"].astype(str), table["fold"].astype(int))))
+    added, removed = sorted(set(new) - set(old)), sorted(set(old) - set(new))
+    common = set(new) & set(old)
+    relabelled = sorted(p for p in common if new[p][0] != old[p][0])
+    moved = sorted(p for p in common if new[p][0] == old[p][0] and new[p][1] != old[p][1])
+    parts = [f"{len(names)} {what}, e.g. {names[0]}" for names, what in (
+        (added, "image(s) added"), (removed, "image(s) missing"), (relabelled, "image(s) with another diagnosis"),
+        (moved, "image(s) in another fold")) if names]
+    if parts:
+        raise ValueError(f"{source}: differs from the images the cross-validation in {path.parent} started with "
+                         f"({'; '.join(parts)}); --resume needs the same images and labels, or choose another -o "
+                         "folder for a new cross-validation")
 
 
 def train_folds(plan, shared, *, progress, echo):

@@ -7,7 +7,7 @@ import click
 
 from skin_cnn.cli.options import gathered, quiet_option, refuse_overwriting
 
-from skin_cnn.cli.train_cmd import recipe_options, user_settings
+from skin_cnn.cli.train_cmd import TYPED, recipe_options, user_settings
 
 
 @click.command(context_settings={"show_default": True})
@@ -16,7 +16,8 @@ from skin_cnn.cli.train_cmd import recipe_options, user_settings
 @click.option("--folds", type=click.IntRange(2, 20), default=5, help="Number of folds.")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False, exists=True),
               help="YAML or JSON file of training settings; flags typed here override it.")
-@click.option("--resume", is_flag=True, help="Keep finished folds and complete the rest.")
+@click.option("--resume", is_flag=True, help="Keep finished folds and complete the rest, with the recorded settings "
+              "and folds (a different setting or SOURCE is refused).")
 @click.option("--n-bootstrap", type=int, default=2000, help="Bootstrap resamples of the pooled evaluation.")
 @click.option("--group-near-duplicates/--no-group-near-duplicates", default=True,
               help="Keep perceptually near-identical images, and the patients sharing them, in one fold "
@@ -54,10 +55,12 @@ def command(ctx, source, out, config_file, quiet, recipe, folding, **params):
     settings = load_config_file(config_file) if config_file else {}
     settings.update(RECIPES[recipe] if recipe else {})
     settings.update(user_settings(ctx, params))
+    typed = {name: folding[name] if ctx.get_parameter_source(name) in TYPED else None
+             for name in ("folds", "group_near_duplicates")}  # None: the recorded value on --resume
     try:
-        run_cv(source, out, folding["folds"], settings, resume=folding["resume"], progress=not quiet,
+        run_cv(source, out, typed["folds"], settings, resume=folding["resume"], progress=not quiet,
                echo=click.echo, options=CVOptions(n_bootstrap=folding["n_bootstrap"],
-                                                  group_near_duplicates=folding["group_near_duplicates"]))
+                                                  group_near_duplicates=typed["group_near_duplicates"]))
     except KeyboardInterrupt:
         from skin_cnn.cli.options import interrupted
 

@@ -12,6 +12,10 @@ from skin_cnn.training.config import (CALIBRATIONS, FIELD_NAMES, HEADS, OPTIMIZE
 
 D = TrainConfig()
 
+#: Where a parameter's value came from when the user gave it (not click's default).
+TYPED = (click.core.ParameterSource.COMMANDLINE, click.core.ParameterSource.ENVIRONMENT)
+
+
 def user_settings(ctx, params):
     """The settings the user typed on the command line (not click's defaults).
 
@@ -19,11 +23,8 @@ def user_settings(ctx, params):
     :func:`recipe_options` are all named so; ``tests/test_cli_options.py`` checks it), so a new
     option cannot be left out of the run's settings by a forgotten mapping.
     """
-    from click.core import ParameterSource
-
-    typed = (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)
     return {name: value for name, value in params.items()
-            if name in FIELD_NAMES and ctx.get_parameter_source(name) in typed}
+            if name in FIELD_NAMES and ctx.get_parameter_source(name) in TYPED}
 
 
 def recipe_options(function):
