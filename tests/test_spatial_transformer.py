@@ -8,7 +8,7 @@ import tensorflow as tf
 from scipy import ndimage
 
 from skin_cnn.models import SpatialTransformer
-from skin_cnn.models.spatial_transformer import Localization
+from skin_cnn.models.spatial_transformer import NON_FINITE_PARAMETERS, Localization
 
 
 def _images(shape=(2, 40, 56, 3), seed=0):
@@ -223,3 +223,23 @@ def test_rejects_bad_arguments():
         SpatialTransformer(localization_grid=0)
     with pytest.raises(ValueError, match="localization_filters"):
         SpatialTransformer(localization=Localization(filters=(8,)))
+
+
+def test_the_transformer_checks_its_zoom_and_its_gradient_only_when_asked():
+    layer = SpatialTransformer()
+    images = tf.random.uniform((2, 8, 8, 3), seed=0)
+    finite = tf.constant([[1.0, 1.0, 0.0, 0.0], [0.9, 1.1, 0.1, -0.1]])
+    np.testing.assert_allclose(layer.transform(images, finite[:1], check_finite=True)[0], images[0], atol=1e-5)
+    with pytest.raises(tf.errors.InvalidArgumentError, match=NON_FINITE_PARAMETERS):
+        layer.transform(images, tf.constant([[np.nan, 1.0, 0.0, 0.0]] * 2), check_finite=True)
+
+    with tf.GradientTape() as tape:  # finite parameters, an infinite gradient reaching them
+        tape.watch(finite)
+        loss = tf.reduce_sum(layer.transform(images, finite, check_finite=True) * np.inf)
+    with pytest.raises(tf.errors.InvalidArgumentError, match=NON_FINITE_PARAMETERS):
+        tape.gradient(loss, finite)
+
+    with tf.GradientTape() as tape:  # unchecked (inference, export): the gradient is left as it is
+        tape.watch(finite)
+        loss = tf.reduce_sum(layer.transform(images, finite) * np.inf)
+    assert not np.isfinite(tape.gradient(loss, finite).numpy()).all()

@@ -14,11 +14,15 @@ from dataclasses import dataclass, replace
 from typing import ClassVar
 
 import keras
+import tensorflow as tf
 from keras import ops
 
 FILL_MODES = ("nearest", "constant")
 # Output of the last localisation dense layer at initialisation: s_x, s_y, t_x, t_y.
 IDENTITY_PARAMETERS = (1.0, 1.0, 0.0, 0.0)
+#: The start of the error raised when the zoom and shift (or their gradient) are NaN or infinite:
+#: sampling at such positions would read no pixel at all.
+NON_FINITE_PARAMETERS = "SpatialTransformer: the localisation network's zoom or shift is not finite"
 
 
 def _glorot(seed, offset):
@@ -245,19 +249,27 @@ class SpatialTransformer(keras.layers.Layer):
         shift = ops.reshape(shift, (-1, 1))
         return scale * (steps * step)[None, :] + (scale * start + shift + 1.0) * half
 
-    def call(self, inputs):
-        return self.transform(inputs, self.affine_parameters(inputs))
+    def call(self, inputs, training=None):
+        return self.transform(inputs, self.affine_parameters(inputs), check_finite=bool(training))
 
-    def transform(self, images, parameters):
+    def transform(self, images, parameters, check_finite=False):
         """Resample ``images`` through the scale/translation ``parameters`` (``(batch, 4)``).
 
         Output pixel (i, j) with normalised coordinates (x, y) reads the input at
         ``(s_x·x + t_x, s_y·y + t_y)``; a scale below 1 therefore zooms in. Coordinates and
         interpolation run in float32 whatever the dtype policy (pixel indices of a 250×250
         image do not fit float16's precision).
+
+        With ``check_finite`` (in training) NaN or infinite parameters, or a NaN or infinite
+        gradient reaching them, raise ``InvalidArgumentError`` starting with
+        :data:`NON_FINITE_PARAMETERS` before any weight is updated from them; otherwise they
+        would become positions outside the image and fail in the pixel lookup with an error that
+        names no cause.
         """
         images = ops.cast(images, "float32")
         parameters = ops.cast(parameters, "float32")
+        if check_finite:
+            parameters = tf.debugging.check_numerics(parameters, NON_FINITE_PARAMETERS)
         shape = ops.shape(images)
         batch, height, width, channels = shape[0], shape[1], shape[2], shape[3]
         out_h, out_w = self.output_size or (height, width)

@@ -216,6 +216,46 @@ class EpochProgress(keras.callbacks.Callback):
         self.echo(epoch_line(epoch + 1, self.epochs, logs, time.perf_counter() - self._start))
 
 
+class TrainingDiverged(RuntimeError):
+    """The weights stopped being numbers (a NaN or infinite loss, or transformer zoom and shift)."""
+
+
+class StopOnNonFinite(keras.callbacks.Callback):
+    """Fail the fit at the first batch whose training loss is NaN or infinite, naming where.
+
+    Keras' ``TerminateOnNaN`` stops quietly, and the run would then finish as if it had
+    converged; gradient steps from a NaN loss leave NaN weights, so nothing after it is worth
+    computing. The run folder keeps ``best.keras`` and the state of the last finished epoch.
+
+    Parameters
+    ----------
+    run_dir : path
+        The run folder, named in the error.
+    """
+
+    def __init__(self, run_dir):
+        super().__init__()
+        self.run_dir, self.epoch, self.batch = run_dir, 0, 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch, self.batch = epoch + 1, 0
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self.batch = batch + 1
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(float(loss)):
+            raise self.diverged(f"the training loss is {float(loss)}")
+
+    def diverged(self, what):
+        """The error to raise, ``what`` saying which number stopped being finite."""
+        return TrainingDiverged(
+            f"{self.run_dir}: training diverged in epoch {self.epoch}, batch {self.batch}: {what}. best.keras "
+            "keeps the best finished epoch; --resume continues from the last finished epoch, or train again "
+            "with a lower --learning-rate")
+
+
 def save_model_atomic(model, path):
     """``model.save(path)`` without optimizer state, through a temporary file and ``os.replace``.
 

@@ -43,6 +43,7 @@ from skin_cnn.data.preprocessing import ImageStore, prepare_images
 from skin_cnn.core.tasks import TASK_NAMES, TASKS
 from skin_cnn.data.crop import check_not_cropped_twice, fitting_crop_boxes
 from skin_cnn.models import build_model, compile_model, parameter_counts, split_at_frozen_boundary, with_model_info
+from skin_cnn.models.spatial_transformer import NON_FINITE_PARAMETERS
 from skin_cnn.core.predictions import predictions_frame
 from skin_cnn.core.run_paths import RunPaths
 from skin_cnn.data.skipped import read_skipped, write_skipped
@@ -516,7 +517,8 @@ def make_callbacks(run, data, frame, model, initial_epoch, restored):
     state = cb.TrainingState(cb.state_path(run_dir), tracked=tracked, restore=restored)
     state.apply_restored()  # counters right now, not only when fit starts (a finished run has no fit)
     pooled = data.cache is not None and np.ndim(data.val_x) == 2
-    listed = [cb.TaskAUC((data.val_x, val_y, val_m), batch_size=1024 if pooled else max(config.batch_size, 64),
+    listed = [cb.StopOnNonFinite(run_dir),
+              cb.TaskAUC((data.val_x, val_y, val_m), batch_size=1024 if pooled else max(config.batch_size, 64),
                          echo=echo), early, plateau, checkpoint, history]
     if run.progress:  # after TaskAUC, so the epoch line has the validation AUCs
         listed.append(cb.EpochProgress(config.epochs, data.steps, echo=echo, bar=sys.stdout.isatty()))
@@ -537,8 +539,14 @@ def fit(config, data, info, callbacks, initial_epoch):
     else:
         dataset = data.stream(initial_epoch)
     # Progress is EpochProgress's: a bar per epoch in a terminal, one short line per epoch.
-    data.train_model.fit(dataset, epochs=config.epochs, initial_epoch=initial_epoch, steps_per_epoch=data.steps,
-                         callbacks=callbacks, verbose=0, shuffle=False)
+    guard = next(c for c in callbacks if isinstance(c, cb.StopOnNonFinite))
+    try:
+        data.train_model.fit(dataset, epochs=config.epochs, initial_epoch=initial_epoch, steps_per_epoch=data.steps,
+                             callbacks=callbacks, verbose=0, shuffle=False)
+    except tf.errors.InvalidArgumentError as exc:
+        if NON_FINITE_PARAMETERS not in str(exc):
+            raise
+        raise guard.diverged("the spatial transformer's zoom or shift, or its gradient, is not finite") from exc
 
 
 def finish_without_fit(callbacks, model):
