@@ -1,20 +1,15 @@
 """docs/experiments/transformer_params.py: the zoom and shift a PS fold model applies to its held-out photos."""
-import importlib.util
 import json
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from PIL import Image
 
-SCRIPT = Path(__file__).resolve().parents[1] / "docs" / "experiments" / "transformer_params.py"
+from experiment_scripts import load_experiment_script
 
 
 def _script():
-    spec = importlib.util.spec_from_file_location("transformer_params", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_experiment_script("transformer_params.py")
 
 
 def test_an_untrained_transformer_reports_the_identity_for_every_held_out_photo_and_nothing_else(tmp_path):
