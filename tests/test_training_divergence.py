@@ -58,7 +58,7 @@ def test_a_transformer_zoom_turned_nan_stops_ps_training_in_that_epoch_and_resum
         train(tiny_config(split_csv, out, variant="PS", epochs=3), progress=False, echo=lambda m: None)
     message = str(caught.value)
     assert message.startswith(f"{out}: training diverged in epoch 2, batch 1: the spatial transformer's zoom")
-    assert "--resume" in message and "\n" not in message
+    assert "--resume continues from epoch 2" in message and "\n" not in message
     assert (out / "best.keras").is_file() and (out / "backup" / "state.npz").is_file()
     assert not (out / "status.json").exists()  # not reported as finished
 
@@ -77,3 +77,16 @@ def test_a_nan_training_loss_stops_training_in_that_epoch_instead_of_running_on(
         train(tiny_config(split_csv, out, variant="N", epochs=4), progress=False, echo=lambda m: None)
     history = (out / "history.csv").read_text().splitlines()
     assert len(history) == 2  # the header and epoch 1: nothing written after the loss turned NaN
+
+
+def test_a_run_that_diverges_in_its_first_epoch_says_there_is_nothing_to_resume(split_csv, tmp_path, monkeypatch):
+    from skin_cnn.app.train_run import train
+    from skin_cnn.training.callbacks import TrainingDiverged
+
+    out = tmp_path / "first"
+    _poisoned(monkeypatch, 1, "psoriasis_vs_eczema")
+    with pytest.raises(TrainingDiverged) as caught:
+        train(tiny_config(split_csv, out, variant="N", epochs=2), progress=False, echo=lambda m: None)
+    message = str(caught.value)
+    assert "in epoch 1, batch " in message and "nothing to resume" in message and "--resume" not in message
+    assert not (out / "best.keras").exists() and not (out / "backup" / "state.npz").exists()

@@ -250,10 +250,12 @@ class StopOnNonFinite(keras.callbacks.Callback):
 
     def diverged(self, what):
         """The error to raise, ``what`` saying which number stopped being finite."""
-        return TrainingDiverged(
-            f"{self.run_dir}: training diverged in epoch {self.epoch}, batch {self.batch}: {what}. best.keras "
-            "keeps the best finished epoch; --resume continues from the last finished epoch, or train again "
-            "with a lower --learning-rate")
+        where = f"{self.run_dir}: training diverged in epoch {self.epoch}, batch {self.batch}: {what}"
+        if self.epoch <= 1:
+            return TrainingDiverged(f"{where}. No epoch had finished, so there is nothing to resume; train "
+                                    "again with a lower --learning-rate")
+        return TrainingDiverged(f"{where}. best.keras keeps the best finished epoch; --resume continues from "
+                                f"epoch {self.epoch}, or train again with a lower --learning-rate")
 
 
 def save_model_atomic(model, path):
