@@ -338,6 +338,15 @@ def test_a_missing_model_folder_is_named_in_the_error(tmp_path):
         classifier.load_skin_classifier(tmp_path / "nowhere")
 
 
+def test_a_filter_with_nan_weights_is_refused_rather_than_passing_every_photo(tmp_path):
+    model = classifier.build_skin_classifier(16, width=4, augment=False)
+    layer = next(layer for layer in model.layers if layer.get_weights())
+    layer.set_weights([np.full_like(w, np.nan) for w in layer.get_weights()])
+    model.save(tmp_path / classifier.MODEL_FILENAME)
+    with pytest.raises(ValueError, match=rf"{classifier.MODEL_FILENAME}: \d+ of the \d+ weights of .* are NaN"):
+        classifier.load_skin_classifier(tmp_path)
+
+
 def test_skin_images_can_come_from_a_manifest_sampled_with_a_seed(tmp_path):
     for i in range(10):
         Image.new("RGB", (8, 8), (200, 150, 120)).save(tmp_path / f"s{i}.png")

@@ -76,6 +76,33 @@ def test_a_bad_stored_threshold_is_refused_in_one_short_line(tmp_path, model_fil
     assert len(message) < 300 and "\n" not in message
 
 
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+def test_a_model_with_non_finite_weights_is_refused_instead_of_answering_the_negative_class(
+        tmp_path, model_file, value):
+    import keras
+    import numpy as np
+
+    from skin_cnn.inference.predictor import load_predictor
+
+    model = keras.models.load_model(model_file, compile=False)
+    head = model.get_layer("acne_vs_rosacea")
+    weights = head.get_weights()
+    weights[0].flat[1] = value  # one weight of one head
+    head.set_weights(weights)
+    damaged = tmp_path / "best.keras"
+    model.save(damaged)
+    with pytest.raises(ValueError) as error:
+        load_predictor(damaged)
+    message = str(error.value)
+    assert message.startswith(f"{damaged}: 1 of the {weights[0].size} weights of acne_vs_rosacea/kernel are NaN")
+    assert "\n" not in message
+    photo = tmp_path / "photo.png"
+    keras.utils.save_img(photo, np.full((40, 40, 3), 128, "uint8"))
+    result = _run("predict", damaged, photo, "-o", tmp_path / "pred.csv")
+    assert result.exit_code == 1 and "NaN or infinite" in result.output
+    assert not (tmp_path / "pred.csv").exists()  # no answer written for the photo
+
+
 def test_ctrl_c_during_training_says_how_to_resume(tmp_path, monkeypatch):
     import skin_cnn.app.train_run as train_run
 

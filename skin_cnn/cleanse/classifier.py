@@ -44,6 +44,7 @@ from skin_cnn.data.reading import ImageReadError, open_rgb
 from skin_cnn.stats.intervals import clopper_pearson
 from skin_cnn.evaluation.metrics import auc_estimate, confusion_counts
 from skin_cnn.data.manifest import load_manifest
+from skin_cnn.models.saving import check_finite_weights
 
 #: Files inside a model folder.
 MODEL_FILENAME = "skin_classifier.keras"
@@ -132,6 +133,7 @@ def load_skin_classifier(model_dir):
             f"{path}: skin classifier not found; train one with `skin-cnn cleanse train`"
         )
     model = keras.models.load_model(path, compile=False)
+    check_finite_weights(model, path)
     model_input_size(model)
     return model
 

@@ -63,9 +63,33 @@ def load_keras_model(path: PathLike) -> keras.Model:
         check_keras_archive(path)
     check_keras_backend()  # the layers are registered: this module lies in skin_cnn.models
     try:
-        return keras.models.load_model(path, compile=False, safe_mode=True)
+        model = keras.models.load_model(path, compile=False, safe_mode=True)
     except (OSError, ValueError, TypeError) as exc:
         raise ValueError(f"{path}: cannot load the model ({exc})") from exc
+    check_finite_weights(model, path)
+    return model
+
+
+def check_finite_weights(model: keras.Model, path: PathLike) -> None:
+    """Refuse a model any of whose weights is NaN or infinite.
+
+    Such a model answers NaN for every photo, and NaN compares below every threshold: without
+    this check ``predict`` would call each photo the task's negative class ("nan% — below this
+    model's cut-off"). A file gets such weights by damage, by editing, or from a training run
+    that diverged.
+    """
+    import numpy as np
+    from keras import ops
+
+    for variable in model.weights:
+        values = np.asarray(ops.convert_to_numpy(variable))
+        if values.dtype.kind != "f":
+            continue
+        bad = int(values.size - np.count_nonzero(np.isfinite(values)))
+        if bad:
+            raise ValueError(f"{path}: {bad} of the {values.size} weights of {variable.path} are NaN or "
+                             "infinite; the model would answer NaN for every photo (a damaged file, or one "
+                             "saved from a training run that diverged)")
 
 
 def store_thresholds(path: PathLike, thresholds: Mapping[str, Any],
