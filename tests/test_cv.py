@@ -1,6 +1,8 @@
 """skin-cnn cv: patient-grouped folds, one out-of-fold prediction per image, features extracted once."""
 import json
+import os
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -216,6 +218,32 @@ def test_resume_refuses_a_source_whose_images_or_labels_changed(cv_run, tmp_path
         run_cv(fewer, copy, 3, SETTINGS, resume=True, **quiet)
     with pytest.raises(ValueError, match=rf"{int(patient.sum())} image\(s\) with another diagnosis"):
         run_cv(relabelled, copy, 3, SETTINGS, resume=True, **quiet)
+
+
+def test_resume_after_the_photo_folder_moved_names_both_folders(cv_run, tmp_path):
+    from skin_cnn.app.cv_run import run_cv
+
+    tmp, split, _, _ = cv_run
+    copy = tmp_path / "cv"
+    shutil.copytree(tmp / "cv", copy)
+    frame = pd.read_csv(split)
+    frame["image_path"] = [str((split.parent / p).resolve()) for p in frame["image_path"]]
+    old_root = Path(os.path.commonpath([os.path.dirname(p) for p in frame["image_path"]]))
+    new_root = tmp_path / "moved"
+    shutil.copytree(old_root, new_root)
+    moved = frame.assign(image_path=[str(new_root / Path(p).relative_to(old_root)) for p in frame["image_path"]])
+    moved.to_csv(tmp_path / "moved.csv", index=False)
+    with pytest.raises(ValueError) as error:
+        run_cv(tmp_path / "moved.csv", copy, 3, SETTINGS, resume=True, progress=False, echo=lambda m: None)
+    message = str(error.value)
+    assert f"its photos are under {new_root}" in message and f"started with them under {old_root}" in message
+    assert "image(s) missing" not in message
+
+    one_gone = moved.assign(image_path=[str(old_root / Path(p).relative_to(new_root)) for p in moved["image_path"]])
+    one_gone.loc[0, "image_path"] = moved.loc[0, "image_path"]  # one photo elsewhere: not a folder move
+    one_gone.to_csv(tmp_path / "one.csv", index=False)
+    with pytest.raises(ValueError, match=r"1 image\(s\) added.*1 image\(s\) missing"):
+        run_cv(tmp_path / "one.csv", copy, 3, SETTINGS, resume=True, progress=False, echo=lambda m: None)
 
 
 def test_resume_trains_only_the_missing_folds(cv_run, tmp_path):

@@ -283,6 +283,20 @@ def check_resumed_settings(path, saved, settings, n_folds, group_near_duplicates
                          "for a new cross-validation")
 
 
+def moved_folder(removed, added):
+    """``(old_root, new_root)`` when the photos ``removed`` are all of ``added`` under another folder
+    (the same relative paths below each set's common folder), else None.
+
+    >>> moved_folder(["/a/data/x/1.jpg", "/a/data/y/2.jpg"], ["/b/copy/x/1.jpg", "/b/copy/y/2.jpg"])
+    ('/a/data', '/b/copy')
+    """
+    if not removed or len(removed) != len(added):
+        return None
+    roots = [os.path.commonpath([os.path.dirname(p) for p in paths]) for paths in (removed, added)]
+    relative = [sorted(os.path.relpath(p, root) for p in paths) for paths, root in zip((removed, added), roots)]
+    return tuple(roots) if relative[0] == relative[1] else None
+
+
 def check_same_folds(source, path, table):
     """Refuse to resume on images, labels or folds other than those ``folds.csv`` recorded: the
     finished folds' models were trained on the recorded ones, so a photo moved between folds
@@ -291,6 +305,12 @@ def check_same_folds(source, path, table):
     old = dict(zip(recorded["image_path"], zip(recorded["diagnosis"], recorded["fold"].astype(int))))
     new = dict(zip(table["image_path"].astype(str), zip(table["diagnosis"].astype(str), table["fold"].astype(int))))
     added, removed = sorted(set(new) - set(old)), sorted(set(old) - set(new))
+    moved_from = moved_folder(removed, added) if len(removed) == len(old) else None  # every photo elsewhere
+    if moved_from:
+        raise ValueError(f"{source}: its photos are under {moved_from[1]}, and the cross-validation in {path.parent} "
+                         f"started with them under {moved_from[0]}; --resume needs them where they were (the fold "
+                         "folders name them by path): move them back, or choose another -o folder for a new "
+                         "cross-validation")
     common = set(new) & set(old)
     relabelled = sorted(p for p in common if new[p][0] != old[p][0])
     moved = sorted(p for p in common if new[p][0] == old[p][0] and new[p][1] != old[p][1])
