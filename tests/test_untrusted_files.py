@@ -128,6 +128,28 @@ def test_ctrl_c_during_training_says_how_to_resume(tmp_path, monkeypatch):
     assert result.exit_code == 130 and "before anything was trained" in result.output
 
 
+def test_a_diverged_training_is_one_line_without_a_traceback_hint(tmp_path, monkeypatch):
+    import skin_cnn.app.train_run as train_run
+    from skin_cnn.training.callbacks import StopOnNonFinite
+
+    split = tmp_path / "split.csv"
+    split.write_text("image_path,diagnosis,split\n")
+    guard = StopOnNonFinite(tmp_path / "run")
+    guard.on_epoch_begin(2)
+    guard.on_train_batch_begin(4)
+
+    def diverged(config, **kwargs):
+        guard.on_train_batch_end(4, {"loss": float("nan")})
+
+    monkeypatch.setattr(train_run, "train", diverged)
+    result = _run("train", split, "-o", tmp_path / "run", "--weights", "none")
+    assert result.exit_code == 1
+    lines = result.output.strip().splitlines()
+    assert lines[-1] == (f"Error: {tmp_path / 'run'}: training diverged in epoch 3, batch 5: the training loss is "
+                         "nan. best.keras keeps the best finished epoch; --resume continues from epoch 3, or train "
+                         "again with a lower --learning-rate")
+
+
 def test_demo_with_too_few_patients_is_refused(tmp_path):
     result = _run("demo", "-o", tmp_path / "demo", "--patients", "0", "--quiet")
     assert result.exit_code == 1

@@ -99,7 +99,8 @@ class LazyGroup(click.Group):
             if ctx.obj and ctx.obj.get("debug"):
                 raise
             raise UserError(missing_dependency_message(exc.name or str(exc))) from exc
-        except (FileNotFoundError, ValueError) as exc:  # a refused input: its message is the whole story
+        except (FileNotFoundError, ValueError, FloatingPointError) as exc:  # a refused input or a diverged
+            # training: the message is the whole story
             if ctx.obj and ctx.obj.get("debug"):
                 raise
             raise UserError(str(exc)) from exc

@@ -216,8 +216,12 @@ class EpochProgress(keras.callbacks.Callback):
         self.echo(epoch_line(epoch + 1, self.epochs, logs, time.perf_counter() - self._start))
 
 
-class TrainingDiverged(RuntimeError):
-    """The weights stopped being numbers (a NaN or infinite loss, or transformer zoom and shift)."""
+class TrainingDiverged(FloatingPointError):
+    """The weights stopped being numbers (a NaN or infinite loss, or transformer zoom and shift).
+
+    Its message says everything there is to say (run folder, epoch, batch, what to do), so the
+    command line shows it as one line without pointing to a traceback.
+    """
 
 
 class StopOnNonFinite(keras.callbacks.Callback):
