@@ -127,6 +127,22 @@ def test_form_fields_choose_one_task_and_no_heat_map(client, photo):
     assert bad.status_code == 422 and "unknown task 'warts'" in bad.json()["detail"]
 
 
+def test_a_model_answering_nan_is_a_server_error_not_a_negative_answer(photo):
+    import keras
+
+    from skin_cnn.inference.predictor import Predictor
+    from skin_cnn.serve.app import create_app
+
+    model = keras.models.load_model(shared_run() / "best.keras", compile=False)
+    head = model.get_layer("psoriasis_vs_eczema")
+    head.set_weights([np.full_like(w, np.nan) for w in head.get_weights()])
+    poisoned = TestClient(create_app(Predictor(model, {"image_size": [32, 32], "crop": True})), base_url=LOCAL)
+    for gradcam in ("false", "true"):
+        response = poisoned.post("/api/predict", files={"file": ("p.png", photo.read_bytes(), "image/png")},
+                                 data={"task": "psoriasis_vs_eczema", "gradcam": gradcam})
+        assert response.status_code == 500 and "prediction failed on the server" in response.json()["detail"]
+
+
 def test_a_bare_image_body_is_accepted(client, photo):
     response = client.post(
         "/api/predict", content=photo.read_bytes(), headers={"content-type": "image/png"}

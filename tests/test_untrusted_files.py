@@ -103,6 +103,25 @@ def test_a_model_with_non_finite_weights_is_refused_instead_of_answering_the_neg
     assert not (tmp_path / "pred.csv").exists()  # no answer written for the photo
 
 
+def test_a_model_answering_nan_gives_no_answer_rather_than_the_negative_class(model_file):
+    import keras
+    import numpy as np
+
+    from skin_cnn.inference.predictor import Predictor
+
+    model = keras.models.load_model(model_file, compile=False)  # loaded as is, past the file check
+    head = model.get_layer("acne_vs_rosacea")
+    head.set_weights([np.full_like(w, np.nan) for w in head.get_weights()])
+    size = tuple(model.inputs[0].shape[1:3])
+    predictor = Predictor(model, {"image_size": list(size), "crop": False}, name="poisoned")
+    photos = np.full((2, *size, 3), 128, "float32")
+    with pytest.raises(FloatingPointError, match=r"poisoned: the model answered NaN or infinity for 2 of 2 "
+                                                 r"photo\(s\) on acne_vs_rosacea"):
+        predictor.predict_tensors(photos)
+    with pytest.raises(FloatingPointError, match="acne_vs_rosacea"):  # Grad-CAM's forward pass as well
+        predictor.explain(photos)
+
+
 def test_ctrl_c_during_training_says_how_to_resume(tmp_path, monkeypatch):
     import skin_cnn.app.train_run as train_run
 

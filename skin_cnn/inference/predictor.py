@@ -362,9 +362,24 @@ class Predictor:
                 lambda x: model(x, training=False), input_signature=[spec], autograph=False
             )
         outputs = self._forward(tf.convert_to_tensor(batch, dtype=tf.float32))
-        return {
+        return self.checked({
             task: np.asarray(outputs[task]).reshape(-1).astype(np.float32) for task in self.tasks
-        }
+        })
+
+    def checked(self, probabilities):
+        """``probabilities`` (``{task: values}``) when every value is a number, else an error.
+
+        NaN lies below every cut-off, so an unchecked NaN would be reported as the task's negative
+        class with a probability of "nan%"; no answer is better than that one.
+        """
+        for task, values in probabilities.items():
+            values = np.asarray(values, dtype=np.float64).reshape(-1)
+            bad = int(values.size - np.count_nonzero(np.isfinite(values)))
+            if bad:
+                raise FloatingPointError(f"{self.name}: the model answered NaN or infinity for {bad} of "
+                                         f"{values.size} photo(s) on {task}; no answer is given rather than a "
+                                         "wrong one")
+        return probabilities
 
     def predict_tensors(self, batch):
         """Probabilities for a batch already preprocessed: ``{task: (n,)}`` float32."""
@@ -399,7 +414,8 @@ class Predictor:
         tasks = self.tasks if tasks is None else tuple(tasks)
         thresholds = {task: self.thresholds[task].value for task in tasks}
         with self._lock:
-            return gradcam_batch(self.model, tensors, tasks, target=target, thresholds=thresholds)
+            heatmaps, probabilities = gradcam_batch(self.model, tensors, tasks, target=target, thresholds=thresholds)
+        return heatmaps, self.checked(probabilities)
 
     def explain_photo(self, photo, tasks=None, *, name="", max_side=None, prepared=None):
         """Grad-CAM pictures of a decoded photo, one per task, for people to look at.
